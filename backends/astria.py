@@ -1,0 +1,415 @@
+"""Async client of the Astria API: the hosted service or our own Astria-compatible worker.
+
+One client drives both backends (design.md §2), so it speaks only the documented API
+(reference/astria-api.md): Rails-style form fields (`tune[...]`, `prompt[...]`), JSON
+responses, `Authorization: Bearer`.
+
+Retry policy, and why:
+- Reads and idempotent calls (GET, DELETE) retry 429, 5xx and network failures with
+  exponential backoff and jitter (Retry-After wins when the server sends it): polling must
+  ride out a flaky network.
+- Creates (POST) are never retried here. A repeated create may train or bill twice; the
+  caller decides, e.g. by re-sending the same tune title (Astria's idempotency key).
+
+The API key is never logged, and it is only sent to the API's own origin: generated images
+usually live on S3, which must never see our key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+
+from backends.base import (
+    DEFAULT_TOKEN,
+    AuthError,
+    BackendError,
+    NotFoundError,
+    Prompt,
+    PromptRequest,
+    RateLimitError,
+    ServerError,
+    Tune,
+    TuneRequest,
+    ValidationError,
+)
+
+log = logging.getLogger(__name__)
+
+LIST_PAGE_SIZE = 120
+"""Astria's maximum `limit`: fewest round trips when listing."""
+MAX_BACKOFF_S = 60.0
+"""Longest single wait inside one call; a longer Retry-After is handed to the caller instead."""
+
+Sleep = Callable[[float], Awaitable[Any]]
+
+
+class AstriaClient:
+    """Implements `backends.base.Backend` over HTTP. Use as `async with` or call `aclose()`."""
+
+    def __init__(
+        self,
+        api_key: str | None,
+        base_url: str = "https://api.astria.ai",
+        *,
+        timeout: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_read_retries: int = 4,
+        backoff_base_s: float = 1.0,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self._origin = _origin(httpx.URL(self.base_url))
+        self._max_read_retries = max(0, max_read_retries)
+        self._backoff_base_s = backoff_base_s
+        self._sleep = sleep
+        # Authorization is added per request (see _headers), never as a client default, so a
+        # request to another host cannot carry it by accident.
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"Accept": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:  # no key in reprs, tracebacks or logs
+        return f"AstriaClient(base_url={self.base_url!r})"
+
+    async def __aenter__(self) -> AstriaClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- tunes ---------------------------------------------------------------------------
+
+    async def create_tune(self, request: TuneRequest) -> Tune:
+        """POST /tunes as multipart (the photos are file parts). `title` is the idempotency key."""
+        fields = _form(
+            "tune",
+            title=request.title,
+            name=request.name,
+            token=request.token,
+            base_tune_id=request.base_tune_id,
+            model_type=request.model_type,
+            steps=request.steps,
+            face_crop=request.face_crop,
+            callback=request.callback,
+        )
+        files = [
+            ("tune[images][]", (image.filename, image.content, image.content_type))
+            for image in request.images
+        ]
+        response = await self._request("POST", "/tunes", data=fields, files=files or None)
+        return parse_tune(_json_object(response))
+
+    async def get_tune(self, tune_id: int) -> Tune:
+        return parse_tune(_json_object(await self._request("GET", f"/tunes/{tune_id}")))
+
+    async def list_tunes(self) -> list[Tune]:
+        return [parse_tune(item) for item in await self._list("/tunes")]
+
+    async def delete_tune(self, tune_id: int) -> None:
+        """DELETE /tunes/:id. Raises NotFoundError if the backend no longer knows it."""
+        await self._request("DELETE", f"/tunes/{tune_id}")
+
+    # -- prompts -------------------------------------------------------------------------
+
+    async def create_prompt(self, tune_id: int, request: PromptRequest) -> Prompt:
+        """POST /tunes/:id/prompts. For a LoRA tune, `tune_id` is the base model (666678)."""
+        fields = _form(
+            "prompt",
+            text=request.text,
+            negative_prompt=request.negative_prompt,
+            num_images=request.num_images,
+            seed=request.seed,
+            steps=request.steps,
+            cfg_scale=request.cfg_scale,
+            w=request.w,
+            h=request.h,
+            scheduler=request.scheduler,
+            super_resolution=request.super_resolution,
+            inpaint_faces=request.inpaint_faces,
+            face_correct=request.face_correct,
+            hires_fix=request.hires_fix,
+            callback=request.callback,
+        )
+        response = await self._request("POST", f"/tunes/{tune_id}/prompts", data=fields)
+        body = _json(response)
+        if isinstance(body, list):  # seen from Astria (the official CLI tolerates it)
+            body = body[0] if body else None
+        if not isinstance(body, dict):
+            raise ServerError("Astria returned no prompt object", status=response.status_code)
+        return parse_prompt(body, tune_id)
+
+    async def get_prompt(self, prompt_id: int, tune_id: int | None = None) -> Prompt:
+        path = f"/tunes/{tune_id}/prompts/{prompt_id}" if tune_id else f"/prompts/{prompt_id}"
+        return parse_prompt(_json_object(await self._request("GET", path)), tune_id)
+
+    async def list_prompts(self, tune_id: int) -> list[Prompt]:
+        return [parse_prompt(p, tune_id) for p in await self._list(f"/tunes/{tune_id}/prompts")]
+
+    async def delete_prompt(self, prompt_id: int) -> None:
+        await self._request("DELETE", f"/prompts/{prompt_id}")
+
+    # -- files ---------------------------------------------------------------------------
+
+    async def download(self, url: str) -> bytes:
+        """GET an image by absolute URL or a path relative to the API.
+
+        The key goes only to the API's own origin (our worker serves /files/ behind auth);
+        S3 and any other host get an anonymous request. httpx drops Authorization itself if
+        a redirect leaves the origin.
+        """
+        absolute = httpx.URL(urljoin(self.base_url + "/", url))
+        same_origin = _origin(absolute) == self._origin
+        response = await self._request(
+            "GET", absolute, auth=same_origin, follow_redirects=True, accept="*/*"
+        )
+        return response.content
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def _list(self, path: str) -> list[dict[str, Any]]:
+        """Follow `before_id` pages (newest first) until an empty or short page."""
+        items: list[dict[str, Any]] = []
+        params: dict[str, int] = {"limit": LIST_PAGE_SIZE}
+        while True:
+            page = _json(await self._request("GET", path, params=params))
+            if not isinstance(page, list):
+                raise ServerError(f"Astria returned no list for {path}")
+            items.extend(item for item in page if isinstance(item, dict))
+            ids = [item["id"] for item in page if isinstance(item, dict) and "id" in item]
+            if len(page) < LIST_PAGE_SIZE or not ids:
+                return items
+            params = {"limit": LIST_PAGE_SIZE, "before_id": min(ids)}
+
+    def _headers(self, auth: bool, accept: str | None) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if auth and self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        if accept:
+            headers["Accept"] = accept
+        return headers
+
+    async def _request(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        params: dict[str, Any] | None = None,
+        data: dict[str, str] | None = None,
+        files: list[Any] | None = None,
+        auth: bool = True,
+        follow_redirects: bool = False,
+        accept: str | None = None,
+    ) -> httpx.Response:
+        """Send one call; retry it only if it is a read or idempotent (not POST)."""
+        retries = self._max_read_retries if method in ("GET", "HEAD", "DELETE") else 0
+        where = _loggable(url)
+        for attempt in range(retries + 1):
+            started = time.monotonic()
+            try:
+                response = await self._http.request(
+                    method,
+                    url,
+                    params=params,
+                    data=data,
+                    files=files,
+                    headers=self._headers(auth, accept),
+                    follow_redirects=follow_redirects,
+                )
+            except httpx.TimeoutException as exc:
+                error: BackendError = ServerError(
+                    f"{method} {where} timed out ({type(exc).__name__})"
+                )
+                cause: Exception = exc
+            except httpx.TransportError as exc:
+                error = ServerError(f"{method} {where} failed: {type(exc).__name__}: {exc}")
+                cause = exc
+            else:
+                log.debug(
+                    "%s %s -> %s in %.2fs",
+                    method,
+                    where,
+                    response.status_code,
+                    time.monotonic() - started,
+                )
+                if response.is_success:
+                    return response
+                error, cause = error_from_response(response), None
+            if not isinstance(error, RateLimitError | ServerError) or attempt >= retries:
+                raise error from cause
+            delay = self._backoff(attempt)
+            if isinstance(error, RateLimitError) and error.retry_after is not None:
+                if error.retry_after > MAX_BACKOFF_S:
+                    raise error  # the caller's scheduler waits this long, not one call
+                delay = error.retry_after
+            log.warning(
+                "%s %s: %s; retry %d/%d in %.1fs", method, where, error, attempt + 1, retries, delay
+            )
+            await self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential with "equal jitter": half fixed, half random, so clients spread out."""
+        ceiling = min(MAX_BACKOFF_S, self._backoff_base_s * 2**attempt)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+# -- parsing (module level: the worker and tests reuse them) -------------------------------
+
+
+def parse_tune(data: dict[str, Any]) -> Tune:
+    """A Tune from Astria JSON. Failure: `error`/`user_error` text, else `failed_at`."""
+    error = _text(data.get("error")) or _text(data.get("user_error"))
+    if error is None and data.get("failed_at"):
+        error = f"Training failed at {data['failed_at']}"
+    return Tune(
+        id=int(data["id"]),
+        title=str(data.get("title") or ""),
+        name=str(data.get("name") or ""),
+        token=str(data.get("token") or DEFAULT_TOKEN),
+        eta=parse_time(data.get("eta")),
+        started_training_at=parse_time(data.get("started_training_at")),
+        trained_at=parse_time(data.get("trained_at")),
+        error=error,
+        raw=data,
+    )
+
+
+def parse_prompt(data: dict[str, Any], tune_id: int | None = None) -> Prompt:
+    """A Prompt from Astria JSON. Images may be URL strings or objects with a `url`."""
+    images: list[str] = []
+    for image in data.get("images") or ():
+        url = image.get("url") if isinstance(image, dict) else image
+        if isinstance(url, str) and url:
+            images.append(url)
+    return Prompt(
+        id=int(data["id"]),
+        tune_id=int(data.get("tune_id") or tune_id or 0),
+        text=str(data.get("text") or ""),
+        images=tuple(images),
+        user_error=_text(data.get("user_error")),
+        started_training_at=parse_time(data.get("started_training_at")),
+        trained_at=parse_time(data.get("trained_at")),
+        raw=data,
+    )
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO-8601 (with `Z` or an offset) to an aware datetime; naive means UTC; junk is None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def error_from_response(response: httpx.Response) -> BackendError:
+    """The typed error for a non-2xx response, carrying the server's own message."""
+    status = response.status_code
+    message = _error_message(response)
+    if status in (401, 403):
+        return AuthError(message, status=status)
+    if status == 404:
+        return NotFoundError(message, status=status)
+    if status in (400, 422):
+        return ValidationError(message, status=status)
+    if status == 429:
+        return RateLimitError(message, retry_after=_retry_after(response.headers))
+    if status >= 500:
+        return ServerError(message, status=status)
+    return BackendError(message, status=status)  # 402 (balance), 409, ...: not retryable
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("error", "message"):
+            if isinstance(body.get(key), str) and body[key]:
+                return body[key]
+        if body:  # Rails style: {"name": ["can't be blank"], "images": ["are missing"]}
+            parts = []
+            for field, value in body.items():
+                msgs = value if isinstance(value, list) else [value]
+                parts.append(f"{field} {', '.join(str(m) for m in msgs)}")
+            return "; ".join(parts)
+    text = response.text.strip()
+    return text[:500] if text else f"HTTP {response.status_code} {response.reason_phrase}"
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """Retry-After as seconds: either a number or an HTTP date."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _form(root: str, **values: Any) -> dict[str, str]:
+    """Rails-style form fields; booleans as "true"/"false", None left out."""
+    fields: dict[str, str] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        fields[f"{root}[{key}]"] = (
+            ("true" if value else "false") if isinstance(value, bool) else str(value)
+        )
+    return fields
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ServerError("Astria returned invalid JSON", status=response.status_code) from exc
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    body = _json(response)
+    if not isinstance(body, dict):
+        raise ServerError("Astria returned no JSON object", status=response.status_code)
+    return body
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default_port = {"http": 80, "https": 443}.get(url.scheme)
+    return (url.scheme, url.host, url.port or default_port)
+
+
+def _loggable(url: str | httpx.URL) -> str:
+    """The URL without its query: presigned S3 URLs carry signatures there."""
+    return str(httpx.URL(str(url)).copy_with(query=None))

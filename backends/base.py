@@ -1,0 +1,178 @@
+"""The backend contract: the Backend protocol, the records it returns and the errors it raises.
+
+The contract is the Astria API (design.md §2). Both the hosted Astria service and our own GPU
+worker are reached through one client, so these types mirror Astria's tune and prompt objects,
+reduced to what the bot needs, with the raw JSON kept for anything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+SDXL_BASE_TUNE_ID = 666678
+"""Astria's gallery id of SDXL 1.0: LoRA+TI tunes are trained on it and prompted through it."""
+
+DEFAULT_TOKEN = "ohwx"
+SCHEDULERS = ("euler_a", "euler", "dpm++2m", "dpm++2m_karras", "dpm++sde", "dpm++sde_karras")
+
+
+class BackendError(Exception):
+    """Base of every backend failure. `user_message` is safe and useful to show in a chat."""
+
+    user_message = "The image service failed. Please try again in a few minutes."
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AuthError(BackendError):
+    """401/403: the API key is wrong. Retrying will not help; the operator must fix the key."""
+
+    user_message = "The image service refused our key. The bot operator has to fix the setup."
+
+
+class NotFoundError(BackendError):
+    """404: the tune or prompt does not exist (any more) on the backend."""
+
+    user_message = "The image service no longer knows this model or job."
+
+
+class ValidationError(BackendError):
+    """422: the request is invalid. The backend's own message is shown to the user."""
+
+    @property
+    def user_message(self) -> str:  # type: ignore[override]
+        return f"The image service rejected the request: {self}"
+
+
+class RateLimitError(BackendError):
+    """429: too many requests. `retry_after` (seconds) comes from the Retry-After header."""
+
+    user_message = "The image service is busy right now. Your request is kept; it will go on."
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, status=429)
+        self.retry_after = retry_after
+
+
+class ServerError(BackendError):
+    """5xx or a network failure/timeout: transient. Reads are retried; creates are not."""
+
+    user_message = "The image service is having trouble. Your request is kept; it will go on."
+
+
+@dataclass(frozen=True)
+class Tune:
+    """A trained (or training) personal model. Done when `trained_at` is set."""
+
+    id: int
+    title: str
+    name: str
+    token: str
+    eta: datetime | None = None
+    started_training_at: datetime | None = None
+    trained_at: datetime | None = None
+    error: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def done(self) -> bool:
+        return self.trained_at is not None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One generation request. Done when `images` is non-empty, failed when `user_error` is set."""
+
+    id: int
+    tune_id: int
+    text: str
+    images: tuple[str, ...] = ()
+    user_error: str | None = None
+    started_training_at: datetime | None = None
+    trained_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.images)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.user_error)
+
+
+@dataclass(frozen=True)
+class TrainingImage:
+    """Bytes of one training photo. Bytes, never a URL: chat file URLs hold the bot token."""
+
+    filename: str
+    content: bytes
+    content_type: str = "image/jpeg"
+
+
+@dataclass(frozen=True)
+class TuneRequest:
+    """What `create_tune` sends. `title` is the idempotency key: one UUID per training."""
+
+    title: str
+    name: str
+    images: Sequence[TrainingImage]
+    token: str = DEFAULT_TOKEN
+    base_tune_id: int = SDXL_BASE_TUNE_ID
+    model_type: str = "pti"
+    steps: int | None = None
+    face_crop: bool | None = True
+    callback: str | None = None
+
+
+@dataclass(frozen=True)
+class PromptRequest:
+    """What `create_prompt` sends. Defaults follow the seed's advice for SDXL LoRA+TI."""
+
+    text: str
+    negative_prompt: str = ""
+    num_images: int = 4
+    seed: int | None = None
+    steps: int | None = None
+    cfg_scale: float | None = None
+    w: int | None = None
+    h: int | None = None
+    scheduler: str = "euler_a"
+    super_resolution: bool = True
+    inpaint_faces: bool = True
+    face_correct: bool = False
+    hires_fix: bool = False
+    callback: str | None = None
+
+
+class Backend(Protocol):
+    """Everything the bot asks of an image backend (implemented by `backends.astria`)."""
+
+    async def create_tune(self, request: TuneRequest) -> Tune: ...
+
+    async def get_tune(self, tune_id: int) -> Tune: ...
+
+    async def list_tunes(self) -> list[Tune]: ...
+
+    async def delete_tune(self, tune_id: int) -> None: ...
+
+    async def create_prompt(self, tune_id: int, request: PromptRequest) -> Prompt: ...
+
+    async def get_prompt(self, prompt_id: int, tune_id: int | None = None) -> Prompt: ...
+
+    async def list_prompts(self, tune_id: int) -> list[Prompt]: ...
+
+    async def delete_prompt(self, prompt_id: int) -> None: ...
+
+    async def download(self, url: str) -> bytes: ...
+
+    async def aclose(self) -> None: ...

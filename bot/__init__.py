@@ -1,0 +1,1 @@
+"""photoshoot-bot: the chat side (Telegram, Discord, console) of the photoshoot service."""

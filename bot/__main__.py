@@ -1,0 +1,97 @@
+"""`photoshoot-bot`: run the bot (`run`), the console chat (`chat`) or the GPU worker (`worker`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.logs import setup_logging
+
+log = logging.getLogger("bot")
+
+
+async def run_console(settings: Settings) -> None:
+    from bot.app import running_core
+    from bot.chat.console import ConsoleChat
+
+    async with running_core(settings) as core:
+        await ConsoleChat(core).run()
+
+
+async def run_frontends(settings: Settings) -> None:
+    """Start every frontend whose token is set; with none, fall back to the console."""
+    enabled = [
+        name
+        for name, token in (
+            ("Telegram", settings.telegram_bot_token),
+            ("Discord", settings.discord_bot_token),
+        )
+        if token
+    ]
+    if not enabled:
+        log.info("no TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN set: starting the console chat")
+        await run_console(settings)
+        return
+    raise ConfigError(
+        f"The {' and '.join(enabled)} frontend is not part of this version yet. "
+        "Unset its token to use the console chat."
+    )
+
+
+def run_worker(settings: Settings, host: str, port: int) -> None:
+    try:
+        from backends.local import WorkerConfig, serve
+    except ImportError as exc:
+        raise ConfigError(
+            "The worker needs its extra: pip install torch==2.13.0 -e '.[worker]' "
+            f"(missing: {exc.name})."
+        ) from None
+    key = settings.worker_api_key.get_secret_value() if settings.worker_api_key else None
+    serve(
+        host,
+        port,
+        WorkerConfig(
+            data_dir=settings.data_dir / "worker", sdxl_model=settings.sdxl_model, api_key=key
+        ),
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="photoshoot-bot", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="start every frontend whose token is set (default)")
+    commands.add_parser("chat", help="chat with the bot in this terminal")
+    worker = commands.add_parser("worker", help="serve the Astria-compatible GPU worker API")
+    worker.add_argument("--host", default="127.0.0.1")
+    worker.add_argument("--port", type=int, default=7860)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        settings = load_settings()
+        if args.command == "worker":
+            run_worker(settings, args.host, args.port)
+        elif args.command == "chat":
+            asyncio.run(run_console(settings))
+        else:
+            asyncio.run(run_frontends(settings))
+    except ConfigError as exc:
+        print(f"photoshoot-bot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            print("\nStopped. Running jobs resume on the next start.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

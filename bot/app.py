@@ -1,0 +1,121 @@
+"""Wiring: builds the store, the backend client, the job tracker and the service from Settings.
+
+The only module that knows every part; frontends receive a ready `Core` and register their
+notifiers before the tracker starts, so resumed jobs find their chat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+
+from backends.astria import AstriaClient
+from backends.base import Backend
+from bot.callbacks import CallbackServer
+from bot.config import ConfigError, Settings
+from bot.core.jobs import JobTracker, TrackerConfig
+from bot.core.service import PhotoshootService, ServiceConfig
+from bot.core.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Core:
+    settings: Settings
+    store: Store
+    backend: Backend
+    tracker: JobTracker
+    service: PhotoshootService
+
+    async def start_jobs(self) -> None:
+        """Resume unfinished jobs; call after every frontend registered its notifier."""
+        await self.tracker.start()
+
+
+@contextlib.asynccontextmanager
+async def in_process_worker(settings: Settings) -> AsyncIterator[httpx.AsyncBaseTransport]:
+    """Run our GPU worker inside this process and hand back an HTTP transport to it."""
+    try:
+        from backends.local import WorkerConfig, create_worker
+    except ImportError as exc:
+        raise ConfigError(
+            "No image backend is configured. Either set ASTRIA_API_KEY (hosted Astria), "
+            "or LOCAL_WORKER_URL (a running `photoshoot-bot worker`), or install the worker "
+            "to run it in-process: pip install torch==2.13.0 -e '.[worker]' "
+            f"(missing: {exc.name})."
+        ) from None
+    worker = create_worker(
+        WorkerConfig(
+            data_dir=settings.data_dir / "worker",
+            sdxl_model=settings.sdxl_model,
+            api_key=None,
+        )
+    )
+    await worker.start()
+    try:
+        yield httpx.ASGITransport(app=worker.app, client=("127.0.0.1", 0))
+    finally:
+        await worker.stop()
+
+
+@contextlib.asynccontextmanager
+async def backend_client(settings: Settings) -> AsyncIterator[Backend]:
+    """The Astria client, aimed at hosted Astria, a remote worker, or the in-process worker."""
+    if settings.backend == "astria":
+        if settings.astria_api_key is None:
+            raise ConfigError("BACKEND=astria needs ASTRIA_API_KEY (from astria.ai, API section).")
+        client = AstriaClient(settings.astria_api_key.get_secret_value(), settings.astria_api_url)
+        async with client:
+            yield client
+        return
+    key = settings.worker_api_key or settings.astria_api_key
+    secret = key.get_secret_value() if key else None
+    if settings.local_worker_url:
+        async with AstriaClient(secret, settings.local_worker_url) as client:
+            yield client
+        return
+    async with (
+        in_process_worker(settings) as transport,
+        AstriaClient(None, "http://worker.local", transport=transport) as client,
+    ):
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def running_core(settings: Settings) -> AsyncIterator[Core]:
+    """Everything but the frontends; closes it all in reverse order."""
+    store = await Store.open(settings.data_dir)
+    try:
+        async with backend_client(settings) as backend:
+            tracker = JobTracker(
+                store,
+                backend,
+                TrackerConfig(
+                    poll_interval_s=settings.poll_interval_s, public_url=settings.public_url
+                ),
+            )
+            service = PhotoshootService(
+                store,
+                backend,
+                tracker,
+                ServiceConfig(
+                    lora_strength=settings.lora_strength,
+                    allowed_ids=tuple(settings.allowed_ids),
+                    admin_ids=tuple(settings.admin_ids),
+                ),
+            )
+            callbacks = CallbackServer(tracker, port=settings.callback_port)
+            if settings.public_url:
+                await callbacks.start()
+            try:
+                yield Core(settings, store, backend, tracker, service)
+            finally:
+                await tracker.stop()
+                await callbacks.stop()
+    finally:
+        await store.close()

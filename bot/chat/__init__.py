@@ -1,0 +1,1 @@
+"""One thin adapter per chat platform: parse input, call the service, render output."""

@@ -1,0 +1,214 @@
+"""A terminal chat: the design.md §4 commands, read line by line from standard input.
+
+It is the quickest way to try the bot without a chat platform, and it is scriptable:
+`printf '/photos ./me\n/train man\n' | photoshoot-bot chat`. Photos are given as paths
+(files, globs or folders); results are saved under DATA_DIR and their paths printed. At the
+end of input it waits for running jobs, so a script gets its images; interrupting it loses
+nothing: the jobs resume on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import glob
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from bot.app import Core
+from bot.core.photos import MAX_FILE_BYTES
+from bot.core.service import IncomingPhoto, UserError
+from bot.core.store import ChatTarget, Delivery, GenerationRecord, User
+from bot.core.texts import help_text, models_text
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "console"
+
+
+class ConsoleNotifier:
+    """Prints job progress and results as lines, so they can be read by people and scripts."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def say(self, text: str) -> None:
+        for line in text.splitlines() or [""]:
+            print(f"bot> {line}", file=self._out, flush=True)
+
+    def status_edit_interval(self, delivery: Delivery) -> float:
+        return 0.5
+
+    async def update_status(self, delivery: Delivery, text: str) -> str | None:
+        self.say(f"[{delivery.job_kind} #{delivery.job_id}] {text}")
+        return None
+
+    async def send_text(self, delivery: Delivery, text: str) -> None:
+        self.say(text)
+
+    async def send_images(
+        self, delivery: Delivery, generation: GenerationRecord, files: Sequence[Path]
+    ) -> None:
+        self.say(f"Image #{generation.id} “{generation.prompt_typed}”: {len(files)} saved:")
+        for path in files:
+            self.say(f"  {path.resolve()}")
+
+
+def expand_photo_paths(arguments: Sequence[str]) -> list[Path]:
+    """Files, globs and folders (their files, sorted) to a list of paths."""
+    paths: list[Path] = []
+    for argument in arguments:
+        matches = sorted(glob.glob(str(Path(argument).expanduser()))) or [argument]
+        for match in matches:
+            path = Path(match)
+            if path.is_dir():
+                paths.extend(sorted(p for p in path.iterdir() if p.is_file()))
+            else:
+                paths.append(path)
+    return paths
+
+
+def _read_photo(path: Path) -> bytes:
+    """Read at most one byte over the cap: intake refuses it without loading a huge file."""
+    with path.open("rb") as handle:
+        return handle.read(MAX_FILE_BYTES + 1)
+
+
+class ConsoleChat:
+    """The command loop of one console user."""
+
+    def __init__(self, core: Core, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout):
+        self._core = core
+        self._service = core.service
+        self._stdin = stdin
+        self._notifier = ConsoleNotifier(stdout)
+        self._target = ChatTarget(PLATFORM, "console", is_private=True)
+        self._user: User | None = None
+        self._confirm_delete = False
+        self._handlers = {
+            "/start": self._help,
+            "/help": self._help,
+            "/photos": self._photos,
+            "/train": self._train,
+            "/imagine": self._imagine,
+            "/models": self._models,
+            "/status": self._status,
+            "/cancel": self._cancel,
+            "/delete": self._delete,
+            "/wait": self._wait,
+        }
+
+    async def run(self) -> None:
+        self._core.tracker.register_notifier(PLATFORM, self._notifier)
+        self._user = await self._service.user(PLATFORM, getpass.getuser(), getpass.getuser())
+        await self._core.start_jobs()
+        self._notifier.say("Photoshoot bot console. /help lists the commands; Ctrl-D quits.")
+        while True:
+            line = await asyncio.to_thread(self._stdin.readline)
+            if not line:
+                break
+            line = line.strip()
+            if line in ("/quit", "/exit"):
+                return
+            if line:
+                await self.handle(line)
+        if self._core.tracker.has_jobs():
+            self._notifier.say("Waiting for running jobs (Ctrl-C leaves; they resume next time)…")
+            await self._core.tracker.wait_idle()
+
+    async def handle(self, line: str) -> None:
+        command, _, argument = line.partition(" ")
+        handler = self._handlers.get(command.lower())
+        if handler is None and command.startswith("/"):
+            self._notifier.say(f"Unknown command {command}. /help lists what I understand.")
+            return
+        if handler is None:
+            handler, argument = self._imagine, line
+        if command.lower() != "/delete":
+            self._confirm_delete = False
+        try:
+            await handler(argument.strip())
+        except UserError as exc:
+            self._notifier.say(str(exc))
+
+    @property
+    def user(self) -> User:
+        assert self._user is not None, "run() sets the user first"
+        return self._user
+
+    async def _help(self, _: str) -> None:
+        self._notifier.say(
+            help_text("Here, give their paths: /photos ./me/*.jpg or /photos ./folder")
+            + "\nConsole extras: /wait waits for running jobs (for scripts); /quit leaves."
+        )
+
+    async def _photos(self, argument: str) -> None:
+        paths = expand_photo_paths(argument.split())
+        if not paths:
+            self._notifier.say("Give photo files or a folder: /photos ./me/*.jpg")
+            return
+        incoming = []
+        for path in paths:
+            try:
+                incoming.append(
+                    IncomingPhoto(await asyncio.to_thread(_read_photo, path), path.name)
+                )
+            except OSError as exc:
+                self._notifier.say(f"Cannot read {path}: {exc.strerror or exc}.")
+        if incoming:
+            batch = await self._service.add_photos(self.user, incoming)
+            self._notifier.say(batch.summary())
+
+    async def _train(self, argument: str) -> None:
+        class_name, _, label = argument.partition(" ")
+        tune = await self._service.start_training(self.user, class_name, self._target, label)
+        self._notifier.say(
+            f"Training {tune.display_name} started. It takes a while; I'll tell you when it's done."
+        )
+
+    async def _imagine(self, argument: str) -> None:
+        started = await self._service.generate(self.user, argument, self._target)
+        for note in started.notes:
+            self._notifier.say(f"Note: {note}")
+
+    async def _models(self, argument: str) -> None:
+        if argument:
+            if not argument.lstrip("#").isdigit():
+                self._notifier.say("Choose a model by its number: /models 3")
+                return
+            tune = await self._service.choose_model(self.user, int(argument.lstrip("#")))
+            self._user = await self._service.user(PLATFORM, self.user.platform_user_id)
+            self._notifier.say(f"{tune.display_name} is now your active model.")
+            return
+        self._user = await self._service.user(PLATFORM, self.user.platform_user_id)
+        tunes = await self._service.list_models(self.user)
+        self._notifier.say(models_text(tunes, self.user.active_tune_id))
+        if len(tunes) > 1:
+            self._notifier.say("Choose the active one with /models <number>.")
+
+    async def _status(self, _: str) -> None:
+        self._notifier.say((await self._service.status(self.user)).text)
+
+    async def _cancel(self, _: str) -> None:
+        self._notifier.say(await self._service.cancel(self.user))
+
+    async def _wait(self, _: str) -> None:
+        """Console only: block until running jobs finish, so scripts can train then imagine."""
+        if self._core.tracker.has_jobs():
+            await self._core.tracker.wait_idle()
+        self._notifier.say("No job is running.")
+
+    async def _delete(self, argument: str) -> None:
+        if argument != "confirm" and not self._confirm_delete:
+            self._confirm_delete = True
+            self._notifier.say(
+                "This deletes all your photos, models and images, here and on the image "
+                "service. Send /delete confirm (or /delete again) to go ahead."
+            )
+            return
+        self._confirm_delete = False
+        self._notifier.say(await self._service.delete_everything(self.user))
+        self._user = await self._service.user(PLATFORM, self.user.platform_user_id)

@@ -1,0 +1,138 @@
+"""One Settings object, read once at start-up from the environment and `.env`, passed down.
+
+Variable names are a contract (design.md §5): deployment files and outside tests set them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PLATFORMS = ("telegram", "discord", "console")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it and says what is expected."""
+
+
+def _parse_id_list(value: object) -> list[str]:
+    """Parse `telegram:1,discord:2` into a normalised list; reject unknown platforms."""
+    if value is None or value == "":
+        return []
+    items = value if isinstance(value, list) else str(value).split(",")
+    parsed: list[str] = []
+    for raw in items:
+        item = str(raw).strip()
+        if not item:
+            continue
+        platform, sep, user_id = item.partition(":")
+        if not sep or platform.lower() not in PLATFORMS or not user_id.strip():
+            raise ValueError(
+                f"'{item}' is not of the form telegram:<id>, discord:<id> or console:<name>"
+            )
+        parsed.append(f"{platform.lower()}:{user_id.strip()}")
+    return parsed
+
+
+class Settings(BaseSettings):
+    """Every setting of the bot and of the local worker."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    telegram_bot_token: SecretStr | None = Field(None, description="Enables the Telegram frontend.")
+    telegram_api_url: str = Field(
+        "https://api.telegram.org/bot",
+        description="Bot API base (token appended), for a local Bot API server.",
+    )
+    telegram_file_url: str = Field(
+        "https://api.telegram.org/file/bot", description="File download base (token appended)."
+    )
+    discord_bot_token: SecretStr | None = Field(None, description="Enables the Discord frontend.")
+    backend: Literal["astria", "local"] | None = Field(
+        None, description="Which backend: `astria` if ASTRIA_API_KEY is set, else `local`."
+    )
+    astria_api_key: SecretStr | None = Field(
+        None, description="Key for the Astria API (or our worker's key)."
+    )
+    astria_api_url: str = Field("https://api.astria.ai", description="Astria API base URL.")
+    local_worker_url: str | None = Field(
+        None, description="Our worker's URL; empty = run the worker in-process."
+    )
+    sdxl_model: str = Field("tiny", description="Base model for the local worker.")
+    worker_api_key: SecretStr | None = Field(
+        None,
+        description="Key our worker accepts as `Authorization: Bearer`; empty = loopback only.",
+    )
+    data_dir: Path = Field(Path("./data"), description="SQLite database and media.")
+    public_url: str | None = Field(
+        None, description="Where backends can POST callbacks; empty = polling only."
+    )
+    poll_interval_s: float = Field(10.0, gt=0, description="Base polling interval for jobs.")
+    admin_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated telegram:<id> / discord:<id>."
+    )
+    allowed_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated ids allowed to use the bot; empty = all."
+    )
+    lora_strength: float = Field(
+        0.8, ge=0, le=2, description="LoRA strength used when a prompt does not give one."
+    )
+    callback_port: int = Field(
+        8080, ge=1, le=65535, description="Port of the callback server when PUBLIC_URL is set."
+    )
+
+    @field_validator("admin_ids", "allowed_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> list[str]:
+        return _parse_id_list(value)
+
+    @field_validator(
+        "telegram_api_url", "telegram_file_url", "astria_api_url", "local_worker_url", "public_url"
+    )
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        value = value.strip()
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"'{value}' must start with http:// or https://")
+        return value
+
+    @field_validator("telegram_bot_token", "discord_bot_token", "astria_api_key", "worker_api_key")
+    @classmethod
+    def _empty_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_backend(self) -> Settings:
+        if self.backend is None:
+            self.backend = "astria" if self.astria_api_key else "local"
+        return self
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "photoshoot.sqlite3"
+
+    def is_allowed(self, user_key: str) -> bool:
+        """Empty ALLOWED_IDS lets everyone in; admins are always allowed."""
+        return not self.allowed_ids or user_key in self.allowed_ids or user_key in self.admin_ids
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings once; turn pydantic's report into one message naming each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{name}: {message}")
+        raise ConfigError("Bad configuration: " + "; ".join(problems)) from None

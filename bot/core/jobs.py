@@ -1,0 +1,448 @@
+"""The job tracker: drives every tune and generation from "asked" to "delivered".
+
+Callbacks are hints, polling is the truth (hosted callbacks get lost: a proxy, a redeploy).
+Each unfinished job has one asyncio task that submits it if needed, polls the backend with
+backoff, wakes early when a callback arrives, downloads the results into `DATA_DIR`, and
+hands them to the notifier of the platform that asked. All state is in the store, so
+`start()` after a restart resumes every job whose result has not been delivered yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from backends.base import (
+    SDXL_BASE_TUNE_ID,
+    AuthError,
+    Backend,
+    BackendError,
+    NotFoundError,
+    Prompt,
+    PromptRequest,
+    RateLimitError,
+    TrainingImage,
+    Tune,
+    TuneRequest,
+    ValidationError,
+)
+from bot.core.store import Delivery, GenerationRecord, Store, TuneRecord, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_FACTOR = 16
+
+
+class Notifier(Protocol):
+    """What a chat frontend offers the tracker. Each method must be safe to call again."""
+
+    def status_edit_interval(self, delivery: Delivery) -> float:
+        """Minimum seconds between edits of one status message (groups want fewer)."""
+        ...
+
+    async def update_status(self, delivery: Delivery, text: str) -> str | None:
+        """Create the job's status message, or edit it when `delivery.status_message_id` is set.
+
+        Returns the status message id (None when the platform has no such thing).
+        """
+        ...
+
+    async def send_text(self, delivery: Delivery, text: str) -> None:
+        """Send a new message into the delivery's chat (completions, failures)."""
+        ...
+
+    async def send_images(
+        self, delivery: Delivery, generation: GenerationRecord, files: Sequence[Path]
+    ) -> None:
+        """Post a finished generation's images into the chat, replying where it was asked."""
+        ...
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    poll_interval_s: float = 10.0
+    public_url: str | None = None
+
+
+class JobTracker:
+    """Runs one task per unfinished job; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        backend: Backend,
+        config: TrackerConfig,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._store = store
+        self._backend = backend
+        self._config = config
+        self._sleep = sleep
+        self._notifiers: dict[str, Notifier] = {}
+        self._tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._wakeups: dict[tuple[str, int], asyncio.Event] = {}
+        self._last_status_edit: dict[int, float] = {}
+        self._stopping = False
+
+    def register_notifier(self, platform: str, notifier: Notifier) -> None:
+        self._notifiers[platform] = notifier
+
+    async def start(self) -> None:
+        """Resume every job whose result has not been delivered yet."""
+        self._stopping = False
+        for delivery in await self._store.undelivered():
+            self._spawn(delivery.job_kind, delivery.job_id)
+
+    async def stop(self) -> None:
+        """Cancel the tasks; their jobs stay in the store and resume on the next start."""
+        self._stopping = True
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def track_tune(self, tune_id: int) -> None:
+        self._spawn("tune", tune_id)
+
+    def track_generation(self, generation_id: int) -> None:
+        self._spawn("generation", generation_id)
+
+    def cancel_job(self, kind: str, job_id: int) -> None:
+        task = self._tasks.pop((kind, job_id), None)
+        if task:
+            task.cancel()
+
+    async def wake(self, kind: str, job_id: int, secret: str) -> bool:
+        """A callback arrived: check its secret, then make the job poll now."""
+        if kind == "tune":
+            job: TuneRecord | GenerationRecord | None = await self._store.get_tune(job_id)
+        else:
+            job = await self._store.get_generation(job_id)
+        if job is None or not secrets.compare_digest(job.callback_secret, secret):
+            return False
+        self._wakeup(kind, job_id).set()
+        return True
+
+    def has_jobs(self) -> bool:
+        return bool(self._tasks)
+
+    async def wait_idle(self) -> None:
+        """Wait until no job task runs (tests, graceful shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    def callback_url(self, kind: str, job_id: int, secret: str) -> str | None:
+        if not self._config.public_url:
+            return None
+        return f"{self._config.public_url.rstrip('/')}/callbacks/{kind}/{job_id}/{secret}"
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    def _spawn(self, kind: str, job_id: int) -> None:
+        key = (kind, job_id)
+        if self._stopping or (key in self._tasks and not self._tasks[key].done()):
+            return
+        runner = self._run_tune if kind == "tune" else self._run_generation
+        task = asyncio.create_task(self._guard(kind, job_id, runner(job_id)))
+        self._tasks[key] = task
+        task.add_done_callback(lambda _: self._forget(key, task))
+
+    def _forget(self, key: tuple[str, int], task: asyncio.Task[None]) -> None:
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
+            self._wakeups.pop(key, None)
+
+    async def _guard(self, kind: str, job_id: int, work: Awaitable[None]) -> None:
+        """Log a crash of one job instead of losing it silently; the store keeps it for later."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job %s %s crashed; it resumes on the next start", kind, job_id)
+
+    def _wakeup(self, kind: str, job_id: int) -> asyncio.Event:
+        return self._wakeups.setdefault((kind, job_id), asyncio.Event())
+
+    async def _pause(self, kind: str, job_id: int, seconds: float) -> None:
+        """Sleep until the next poll, or less when a callback wakes the job."""
+        event = self._wakeup(kind, job_id)
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        waiter = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in (sleeper, waiter):
+                future.cancel()
+            event.clear()
+
+    async def _with_backoff(self, kind: str, job_id: int, call: Callable[[], Awaitable[object]]):
+        """Call the backend until it answers; transient failures wait longer each time."""
+        factor = 1
+        while True:
+            try:
+                return await call()
+            except (AuthError, NotFoundError, ValidationError):
+                raise
+            except RateLimitError as exc:
+                wait = exc.retry_after or self._config.poll_interval_s * factor
+            except BackendError as exc:
+                wait = self._config.poll_interval_s * factor
+                log.warning("%s %s: backend error %s; retrying in %.1fs", kind, job_id, exc, wait)
+            factor = min(factor * 2, MAX_BACKOFF_FACTOR)
+            await self._pause(kind, job_id, wait)
+
+    # -- tunes -------------------------------------------------------------------------------
+
+    async def _run_tune(self, tune_id: int) -> None:
+        tune = await self._store.get_tune(tune_id)
+        delivery = await self._store.get_delivery("tune", tune_id)
+        if tune is None or delivery is None:
+            return
+        try:
+            if tune.state == "creating":
+                tune = await self._submit_tune(tune)
+                await self._status(delivery, tune_status_text(tune))
+            backend_id = tune.backend_id or 0
+            while tune.state == "training":
+                remote = await self._with_backoff(
+                    "tune", tune_id, lambda: self._backend.get_tune(backend_id)
+                )
+                tune = await self._apply_tune(tune, remote)
+                if tune.state == "training":
+                    await self._status(delivery, tune_status_text(tune))
+                    await self._pause("tune", tune_id, self._config.poll_interval_s)
+        except (AuthError, NotFoundError, ValidationError) as exc:
+            tune = await self._store.update_tune(tune_id, state="failed", error=exc.user_message)
+        await self._finish_tune(tune, delivery)
+
+    async def _submit_tune(self, tune: TuneRecord) -> TuneRecord:
+        """Create the tune on the backend, or adopt the one an interrupted run already created.
+
+        Creates are never repeated blindly: the tune's title is a UUID, so after a crash or an
+        unclear failure we look it up first and only create when the backend has none.
+        """
+
+        async def find_or_create() -> Tune:
+            for remote in await self._backend.list_tunes():
+                if remote.title == tune.title:
+                    return remote
+            photos = await self._store.tune_photos(tune.id)
+            images = [
+                TrainingImage(
+                    f"{photo.sha256[:16]}.jpg", (self._store.data_dir / photo.path).read_bytes()
+                )
+                for photo in photos
+            ]
+            request = TuneRequest(
+                title=tune.title,
+                name=tune.class_name,
+                images=images,
+                token=tune.token,
+                callback=self.callback_url("tune", tune.id, tune.callback_secret),
+            )
+            return await self._backend.create_tune(request)
+
+        remote = await self._with_backoff("tune", tune.id, find_or_create)
+        tune = await self._store.update_tune(tune.id, backend_id=remote.id, state="training")
+        log.info("tune %s created on the backend as %s", tune.id, remote.id)
+        return await self._apply_tune(tune, remote)
+
+    async def _apply_tune(self, tune: TuneRecord, remote: Tune) -> TuneRecord:
+        if remote.failed:
+            return await self._store.update_tune(tune.id, state="failed", error=remote.error)
+        if remote.done:
+            return await self._store.update_tune(
+                tune.id, state="trained", trained_at=remote.trained_at, eta=None
+            )
+        if remote.eta != tune.eta:
+            return await self._store.update_tune(tune.id, eta=remote.eta)
+        return tune
+
+    async def _finish_tune(self, tune: TuneRecord, delivery: Delivery) -> None:
+        if tune.state == "trained":
+            user = await self._store.get_user(tune.user_id)
+            if user is not None:
+                await self._store.set_active_tune(user.id, tune.id)
+            await self._status(delivery, f"Training of {tune.display_name}: done.", force=True)
+            await self._final_text(
+                delivery,
+                f"Your model {tune.display_name} is ready and active. Try: "
+                f"/imagine portrait in a sunlit studio",
+            )
+        elif tune.state == "failed":
+            await self._status(delivery, f"Training of {tune.display_name}: failed.", force=True)
+            await self._final_text(
+                delivery,
+                f"Training of {tune.display_name} failed: {tune.error or 'unknown reason'}. "
+                "Your photos are kept; send /train again to retry.",
+            )
+        log.info("tune %s finished as %s", tune.id, tune.state)
+
+    # -- generations -------------------------------------------------------------------------
+
+    async def _run_generation(self, generation_id: int) -> None:
+        generation = await self._store.get_generation(generation_id)
+        delivery = await self._store.get_delivery("generation", generation_id)
+        if generation is None or delivery is None:
+            return
+        try:
+            if generation.state == "queued":
+                generation = await self._submit_generation(generation)
+            prompt_id = generation.backend_id or 0
+            while generation.state == "submitted":
+                remote = await self._with_backoff(
+                    "generation",
+                    generation_id,
+                    lambda: self._backend.get_prompt(prompt_id, SDXL_BASE_TUNE_ID),
+                )
+                generation = await self._apply_prompt(generation, remote)
+                if generation.state == "submitted":
+                    await self._status(delivery, prompt_status_text(remote))
+                    await self._pause("generation", generation_id, self._config.poll_interval_s)
+        except (AuthError, NotFoundError, ValidationError) as exc:
+            generation = await self._store.update_generation(
+                generation_id, state="failed", error=exc.user_message
+            )
+        await self._finish_generation(generation, delivery)
+
+    async def _submit_generation(self, generation: GenerationRecord) -> GenerationRecord:
+        """Create the prompt, or adopt the one an interrupted run created (same text and seed)."""
+        delivery = await self._store.get_delivery("generation", generation.id)
+        if delivery is not None:
+            await self._status(delivery, "Queued: sending your prompt to the image service…")
+
+        async def find_or_create() -> Prompt:
+            if generation.backend_id is None and generation.state == "queued":
+                for remote in await self._backend.list_prompts(SDXL_BASE_TUNE_ID):
+                    if (
+                        remote.text == generation.prompt_sent
+                        and remote.raw.get("seed") == generation.seed
+                    ):
+                        return remote
+            options = generation.options
+            request = PromptRequest(
+                text=generation.prompt_sent,
+                negative_prompt=generation.negative_prompt,
+                seed=generation.seed,
+                callback=self.callback_url("generation", generation.id, generation.callback_secret),
+                **options,
+            )
+            return await self._backend.create_prompt(SDXL_BASE_TUNE_ID, request)
+
+        remote = await self._with_backoff("generation", generation.id, find_or_create)
+        generation = await self._store.update_generation(
+            generation.id, backend_id=remote.id, state="submitted"
+        )
+        return await self._apply_prompt(generation, remote)
+
+    async def _apply_prompt(self, generation: GenerationRecord, remote: Prompt) -> GenerationRecord:
+        if remote.failed:
+            return await self._store.update_generation(
+                generation.id, state="failed", error=remote.user_error
+            )
+        if not remote.done:
+            return generation
+        files = []
+        folder = self._store.data_dir / "images" / str(generation.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, url in enumerate(remote.images, start=1):
+            content = await self._with_backoff(
+                "generation", generation.id, lambda url=url: self._backend.download(url)
+            )
+            path = folder / f"{index}{_image_suffix(content)}"
+            await asyncio.to_thread(path.write_bytes, content)
+            files.append(str(path.relative_to(self._store.data_dir)))
+        return await self._store.update_generation(generation.id, state="done", result_files=files)
+
+    async def _finish_generation(self, generation: GenerationRecord, delivery: Delivery) -> None:
+        notifier = self._notifiers.get(delivery.platform)
+        if generation.state == "done":
+            await self._status(delivery, "Done.", force=True)
+            if notifier is None:
+                log.warning(
+                    "no %s frontend running; generation %s waits", delivery.platform, generation.id
+                )
+                return
+            files = [self._store.data_dir / name for name in generation.result_files]
+            await notifier.send_images(delivery, generation, files)
+            await self._store.mark_delivered(delivery.id)
+        elif generation.state == "failed":
+            await self._status(delivery, "Failed.", force=True)
+            await self._final_text(
+                delivery,
+                f"Sorry, that image failed: {generation.error or 'unknown reason'}. "
+                "Try again, perhaps with a different prompt.",
+            )
+        log.info("generation %s finished as %s", generation.id, generation.state)
+
+    # -- chat side ---------------------------------------------------------------------------
+
+    async def _status(self, delivery: Delivery, text: str, *, force: bool = False) -> None:
+        """Edit the job's status message when its text changed, at most once per interval."""
+        notifier = self._notifiers.get(delivery.platform)
+        fresh = await self._store.get_delivery(delivery.job_kind, delivery.job_id)
+        if notifier is None or fresh is None or fresh.status_text == text:
+            return
+        now = asyncio.get_running_loop().time()
+        last = self._last_status_edit.get(fresh.id)
+        if not force and last is not None and now - last < notifier.status_edit_interval(fresh):
+            return
+        try:
+            message_id = await notifier.update_status(fresh, text)
+        except Exception:
+            log.warning(
+                "status update for %s %s failed", delivery.job_kind, delivery.job_id, exc_info=True
+            )
+            return
+        self._last_status_edit[fresh.id] = now
+        await self._store.set_status_message(fresh.id, message_id, text)
+
+    async def _final_text(self, delivery: Delivery, text: str) -> None:
+        """Send a job's closing message once; an absent frontend leaves it for the next start."""
+        notifier = self._notifiers.get(delivery.platform)
+        if notifier is None:
+            return
+        await notifier.send_text(delivery, text)
+        await self._store.mark_delivered(delivery.id)
+
+
+def tune_status_text(tune: TuneRecord) -> str:
+    if tune.state == "creating":
+        return f"Training of {tune.display_name}: uploading photos…"
+    eta = _eta_text(tune.eta)
+    return f"Training of {tune.display_name}: in progress{eta}. I'll message you when it's ready."
+
+
+def prompt_status_text(prompt: Prompt) -> str:
+    progress = prompt.raw.get("progress")
+    if prompt.started_training_at is None and not progress:
+        return "Queued: waiting for a free GPU…"
+    if isinstance(progress, int | float) and 0 < progress <= 1:
+        return f"Generating… {round(progress * 100)}%"
+    return "Generating…"
+
+
+def _eta_text(eta: datetime | None) -> str:
+    if eta is None:
+        return ""
+    minutes = max(0, round((eta - utcnow()).total_seconds() / 60))
+    return ", almost done" if minutes == 0 else f", about {minutes} min left"
+
+
+def _image_suffix(content: bytes) -> str:
+    if content.startswith(b"\x89PNG"):
+        return ".png"
+    if content.startswith(b"\xff\xd8"):
+        return ".jpg"
+    if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
+        return ".webp"
+    return ".img"

@@ -1,0 +1,367 @@
+"""Photo intake: turn whatever a user sends into a training photo, or a clear refusal.
+
+Pure functions over bytes (no disk, no network), so a frontend can run `prepare_photo` in a
+worker thread and the service decides what to store. The rules come from the training side:
+SDXL LoRA+TI is trained at 1024 px, so smaller photos are refused (chat apps shrink photos;
+sending them *as a file* keeps the full size), and 4-20 photos make one set.
+
+Everything that reaches the backend is normalised: EXIF rotation applied (phones store
+portraits sideways), RGB, JPEG q95, no metadata (EXIF GPS is where people live), long side
+capped since training never looks at more pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MIN_SIDE_PX = 1024
+MAX_SIDE_PX = 2048
+"""Long side of a stored photo; wider panoramas keep MIN_SIDE_PX on the short side instead."""
+MIN_PHOTOS = 4
+MAX_PHOTOS = 20
+MAX_FILE_BYTES = 20 * 1024 * 1024
+"""Telegram's Bot API refuses to download bigger files, so nothing bigger can be handled."""
+MAX_PIXELS = 64_000_000
+"""Checked from the header before decoding: a 64 MP RGBA decode is already 256 MB of memory."""
+JPEG_QUALITY = 95
+
+ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+"""Photo formats only: Pillow also opens EPS/PSD/ICO..., which no camera sends and which widen
+the attack surface (EPS even runs Ghostscript)."""
+
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+_ORIENTATION_TAG = 0x0112
+_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
+
+
+class RejectReason(StrEnum):
+    TOO_SMALL = "too_small"
+    NOT_AN_IMAGE = "not_an_image"
+    CORRUPT = "corrupt"
+    FILE_TOO_LARGE = "file_too_large"
+    TOO_MANY_PIXELS = "too_many_pixels"
+    DUPLICATE = "duplicate"
+    OVER_CAP = "over_cap"
+
+
+class PhotoRejected(Exception):
+    """A photo that cannot be used; `message` tells the user what went wrong and what to do."""
+
+    def __init__(self, reason: RejectReason, message: str, filename: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.filename = filename
+
+
+class NotEnoughPhotos(Exception):
+    """Training was asked for with too few photos; `message` says how many more to send."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.missing = MIN_PHOTOS - count
+        self.message = (
+            f"You have {count} photo{_s(count)} in your set; training needs at least "
+            f"{MIN_PHOTOS} (10-20 varied ones work best: different days, light and angles). "
+            f"Send {self.missing} more, then /train <class>."
+        )
+        super().__init__(self.message)
+
+
+@dataclass(frozen=True)
+class PreparedPhoto:
+    """A photo ready to store and upload. `sha256` is of the bytes the user sent, so the same
+    photo sent twice is recognised even though normalising is not bit-for-bit stable."""
+
+    sha256: str
+    width: int
+    height: int
+    data: bytes = field(repr=False)
+    original_bytes_len: int
+    content_type: str = "image/jpeg"
+
+    @property
+    def filename(self) -> str:
+        """A stable upload name that says nothing about the user."""
+        return f"{self.sha256[:16]}.jpg"
+
+
+def prepare_photo(data: bytes, filename: str | None = None) -> PreparedPhoto:
+    """Check and normalise one photo; raises PhotoRejected with a user-facing message.
+
+    Cheap checks run first (byte size, header, pixel count) so hostile files are refused
+    before any pixel is decoded.
+    """
+    subject = f"“{filename}”" if filename else "This photo"
+    if len(data) > MAX_FILE_BYTES:
+        mb = len(data) / 1024 / 1024
+        raise PhotoRejected(
+            RejectReason.FILE_TOO_LARGE,
+            f"{subject} is {mb:.0f} MB; the limit is 20 MB. Export it smaller and send it again.",
+            filename,
+        )
+    image = _open(data, subject, filename)
+    orientation = _orientation(image)
+    target = _target_size(*image.size)
+    image.draft(None, target)  # JPEG only: decode at a reduced DCT scale, never below target
+    _decode(image, subject, filename)
+    image = ImageOps.exif_transpose(image)
+    if orientation in _SWAPPING_ORIENTATIONS:
+        target = (target[1], target[0])
+    _check_short_side(image, subject, filename)
+    out = _to_rgb(image)
+    if out.size != target:
+        out = out.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return PreparedPhoto(
+        sha256=hashlib.sha256(data).hexdigest(),
+        width=out.width,
+        height=out.height,
+        data=_encode_jpeg(out),
+        original_bytes_len=len(data),
+    )
+
+
+def _open(data: bytes, subject: str, filename: str | None) -> Image.Image:
+    """Identify the file from its header and refuse oversized pixel counts without decoding.
+
+    Pillow itself only warns above its MAX_IMAGE_PIXELS (and raises at twice that); our own
+    MAX_PIXELS check is stricter, so a warning never lets an image through. The warning is
+    caught in case the process made it an error; it is not forced to one here because
+    `warnings.catch_warnings` is not thread-safe and intake runs in worker threads.
+    """
+    Image.init()
+    formats = [f for f in ACCEPTED_FORMATS if f in Image.OPEN]
+    try:
+        image = Image.open(io.BytesIO(data), formats=formats)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _too_many_pixels(subject, filename) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise _not_an_image(data, subject, filename) from exc
+    if image.width * image.height > MAX_PIXELS:
+        raise _too_many_pixels(subject, filename)
+    return image
+
+
+def _decode(image: Image.Image, subject: str, filename: str | None) -> None:
+    """Decode every pixel now: a truncated upload must be refused, not trained on grey."""
+    try:
+        image.load()
+    except Exception as exc:  # Pillow's decoders raise a zoo of types for damaged data
+        raise PhotoRejected(
+            RejectReason.CORRUPT,
+            f"{subject} is damaged or incomplete (maybe the upload was cut off). "
+            "Please send it again.",
+            filename,
+        ) from exc
+
+
+def _orientation(image: Image.Image) -> int:
+    """EXIF orientation, or 1 when absent or unreadable (bad EXIF is no reason to refuse)."""
+    try:
+        return int(image.getexif().get(_ORIENTATION_TAG, 1))
+    except Exception:
+        return 1
+
+
+def _target_size(width: int, height: int) -> tuple[int, int]:
+    """Scale so the long side is MAX_SIDE_PX, but never the short side below MIN_SIDE_PX."""
+    short, long = min(width, height), max(width, height)
+    scale = min(1.0, max(MAX_SIDE_PX / long, MIN_SIDE_PX / short))
+    if scale == 1.0:
+        return width, height
+    return max(MIN_SIDE_PX, round(width * scale)), max(MIN_SIDE_PX, round(height * scale))
+
+
+def _check_short_side(image: Image.Image, subject: str, filename: str | None) -> None:
+    """Measured after rotation, so the size we report is the one the user sees."""
+    if min(image.size) < MIN_SIDE_PX:
+        raise PhotoRejected(
+            RejectReason.TOO_SMALL,
+            f"{subject} is {image.width}×{image.height} px; training needs at least "
+            f"{MIN_SIDE_PX} px on the short side. Chat apps shrink photos: send it as a file "
+            "(uncompressed) instead.",
+            filename,
+        )
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB for every mode: transparency onto white, 16-bit scaled down rather than clipped."""
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if image.mode.startswith("I") or image.mode == "F":
+        wide = image.convert("I") if image.mode.startswith("I;16") else image
+        factor = _deep_scale(wide)
+        return wide.point(lambda v: v * factor).convert("L").convert("RGB")
+    return _icc_to_srgb(image) or image.convert("RGB")
+
+
+def _deep_scale(image: Image.Image) -> float:
+    """Factor to 8 bits: 16-bit data is 0..65535; deeper or float data is fitted to its max."""
+    high = float(image.getextrema()[1] or 0)  # type: ignore[arg-type]
+    if high <= 255:
+        return 1.0
+    return 1 / 257 if high <= 65535 else 255 / high
+
+
+def _icc_to_srgb(image: Image.Image) -> Image.Image | None:
+    """Apply an embedded colour profile (iPhone Display P3, print CMYK) so colours stay true;
+    None where there is none or LittleCMS can't use it, and the plain conversion is used."""
+    icc = image.info.get("icc_profile")
+    if not icc or image.mode not in ("RGB", "CMYK"):
+        return None
+    try:
+        from PIL import ImageCms
+
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        srgb = ImageCms.createProfile("sRGB")
+        return ImageCms.profileToProfile(image, source, srgb, outputMode="RGB")
+    except Exception:  # missing LittleCMS, a broken or mismatched profile
+        return None
+
+
+def _encode_jpeg(image: Image.Image) -> bytes:
+    """JPEG without any metadata: Pillow copies a source's comment unless `info` is empty."""
+    image.info.clear()
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=JPEG_QUALITY, subsampling=0)
+    return buffer.getvalue()
+
+
+def _too_many_pixels(subject: str, filename: str | None) -> PhotoRejected:
+    return PhotoRejected(
+        RejectReason.TOO_MANY_PIXELS,
+        f"{subject} has too many pixels (the limit is {MAX_PIXELS // 1_000_000} megapixels). "
+        "Export it smaller, e.g. 4000 px on the long side, and send it again.",
+        filename,
+    )
+
+
+def _not_an_image(data: bytes, subject: str, filename: str | None) -> PhotoRejected:
+    """HEIC gets its own hint: it is what iPhones send when a photo is shared as a file."""
+    heif = data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
+    if heif or (filename or "").lower().endswith((".heic", ".heif")):
+        hint = "HEIC photos can't be read here: send it as JPEG (on iPhone: Settings › Camera › "
+        hint += "Formats › Most Compatible) or as a PNG."
+    else:
+        hint = "Please send a photo as JPEG or PNG."
+    message = f"{subject} is not an image I can read. {hint}"
+    return PhotoRejected(RejectReason.NOT_AN_IMAGE, message, filename)
+
+
+def check_ready_to_train(count: int) -> None:
+    """Refuse to start a training that would fail or be poor: fewer than MIN_PHOTOS photos."""
+    if count < MIN_PHOTOS:
+        raise NotEnoughPhotos(count)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: RejectReason
+    message: str
+    filename: str | None = None
+
+
+_GROUP_TEXT: dict[RejectReason, tuple[str, str]] = {
+    # reason: (text for one photo, text for several); shown after the count
+    RejectReason.TOO_SMALL: (
+        "too small (send it as a file to keep full size)",
+        "too small (send those as files to keep full size)",
+    ),
+    RejectReason.NOT_AN_IMAGE: ("not a readable image (send JPEG or PNG)",) * 2,
+    RejectReason.CORRUPT: ("damaged or cut off (send it again)", "damaged or cut off"),
+    RejectReason.FILE_TOO_LARGE: ("over 20 MB",) * 2,
+    RejectReason.TOO_MANY_PIXELS: (f"over {MAX_PIXELS // 1_000_000} megapixels",) * 2,
+    RejectReason.DUPLICATE: ("duplicate skipped", "duplicates skipped"),
+    RejectReason.OVER_CAP: (f"over the {MAX_PHOTOS}-photo limit",) * 2,
+}
+
+
+class IntakeBatch:
+    """Photos arriving together (a Telegram album is many updates), summarised as ONE message.
+
+    The service creates a batch from the pending set's hashes and count, feeds each photo as it
+    arrives, stores what `add` returns and edits a single counter message with `summary()`.
+    `add_prepared` exists so `prepare_photo` can run in a thread while the set bookkeeping
+    stays on the event loop, where two album photos can never race for the last slot.
+    """
+
+    def __init__(self, existing_hashes: Iterable[str] = (), existing_count: int | None = None):
+        self._hashes = set(existing_hashes)
+        self.existing_count = len(self._hashes) if existing_count is None else existing_count
+        self.accepted: list[PreparedPhoto] = []
+        self.rejected: list[Rejection] = []
+
+    @property
+    def received(self) -> int:
+        return len(self.accepted) + len(self.rejected)
+
+    @property
+    def set_count(self) -> int:
+        """Photos in the user's set including this batch's accepted ones."""
+        return self.existing_count + len(self.accepted)
+
+    def add(self, data: bytes, filename: str | None = None) -> PreparedPhoto | None:
+        """Prepare and accept one photo; None when it was rejected (see `rejected`)."""
+        try:
+            photo = prepare_photo(data, filename)
+        except PhotoRejected as exc:
+            self.reject(exc.reason, exc.message, filename)
+            return None
+        return self.add_prepared(photo, filename)
+
+    def add_prepared(
+        self, photo: PreparedPhoto, filename: str | None = None
+    ) -> PreparedPhoto | None:
+        """Apply the set rules (duplicates first, then the cap) to an already prepared photo."""
+        if photo.sha256 in self._hashes:
+            self.reject(RejectReason.DUPLICATE, "You already sent this photo; skipped.", filename)
+            return None
+        if self.set_count >= MAX_PHOTOS:
+            message = (
+                f"Your set already has {MAX_PHOTOS} photos, the most one training uses. "
+                "/train now, or /cancel to start over."
+            )
+            self.reject(RejectReason.OVER_CAP, message, filename)
+            return None
+        self._hashes.add(photo.sha256)
+        self.accepted.append(photo)
+        return photo
+
+    def reject(self, reason: RejectReason, message: str, filename: str | None = None) -> None:
+        """Record a refusal decided elsewhere too, e.g. a file Telegram won't let us download."""
+        self.rejected.append(Rejection(reason, message, filename))
+
+    def summary(self) -> str:
+        """One message for the whole batch; a lone refused photo gets its full explanation."""
+        if self.received == 1 and self.rejected:
+            return f"{self.rejected[0].message} {self._next_step()}"
+        added = len(self.accepted)
+        parts = [f"{added or 'none'} added ({self.set_count} of {MAX_PHOTOS} in your set)"]
+        counts = Counter(r.reason for r in self.rejected)
+        for reason in RejectReason:  # stable order, whatever order the photos came in
+            if n := counts[reason]:
+                parts.append(f"{n} {_GROUP_TEXT[reason][n > 1]}")
+        head = f"{self.received} photo{_s(self.received)} received: " + ", ".join(parts)
+        return f"{head}. {self._next_step()}"
+
+    def _next_step(self) -> str:
+        count = self.set_count
+        if count < MIN_PHOTOS:
+            return f"Send {MIN_PHOTOS - count} more (at least {MIN_PHOTOS}), then /train <class>."
+        if count >= MAX_PHOTOS:
+            return "Your set is full: /train <class> now (e.g. /train woman)."
+        return f"Ready: /train <class> (e.g. /train man), or add up to {MAX_PHOTOS - count} more."
+
+
+def _s(n: int) -> str:
+    return "" if n == 1 else "s"

@@ -1,0 +1,365 @@
+"""The use cases every frontend calls: add photos, train, imagine, list, status, cancel, delete.
+
+Frontends parse chat input and render results; everything that decides something lives here,
+so Telegram, Discord and the console behave the same. Methods raise `UserError` with a message
+meant for the chat when the user asked for something that cannot be done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from backends.base import DEFAULT_TOKEN, Backend, BackendError
+from bot.core import photos as photo_intake
+from bot.core.jobs import JobTracker
+from bot.core.prompts import PromptError, TuneRef, compose_prompt
+from bot.core.store import ChatTarget, Delivery, GenerationRecord, Store, TuneRecord, User
+
+log = logging.getLogger(__name__)
+
+CLASS_NAMES = ("man", "woman", "boy", "girl", "person", "child", "baby", "dog", "cat", "couple")
+MAX_LABEL_CHARS = 40
+
+
+class UserError(Exception):
+    """Something the user asked for cannot be done; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    lora_strength: float = 0.8
+    num_images: int = 4
+    super_resolution: bool = True
+    inpaint_faces: bool = True
+    allowed_ids: tuple[str, ...] = ()
+    admin_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IncomingPhoto:
+    """One photo as a frontend received it: bytes (never a URL) and the name it came with."""
+
+    data: bytes
+    filename: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerationStarted:
+    generation: GenerationRecord
+    delivery: Delivery
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    pending_photos: int
+    tunes: list[TuneRecord]
+    generations: list[tuple[GenerationRecord, int]]
+    active_tune_id: int | None
+
+    @property
+    def text(self) -> str:
+        lines = [f"Photos waiting for /train: {self.pending_photos}."]
+        running_tunes = [tune for tune in self.tunes if tune.state in ("creating", "training")]
+        for tune in running_tunes:
+            eta = f", ready about {tune.eta:%H:%M} UTC" if tune.eta else ""
+            lines.append(f"Training {tune.display_name}{eta}.")
+        for generation, position in self.generations:
+            where = f"{position} ahead of it" if position else "next in line"
+            lines.append(f"Image #{generation.id} “{generation.prompt_typed}”: {where}.")
+        if not running_tunes and not self.generations:
+            lines.append("Nothing is running.")
+        active = next((t for t in self.tunes if t.id == self.active_tune_id), None)
+        if active is not None:
+            lines.append(f"Active model: {active.display_name}.")
+        return "\n".join(lines)
+
+
+class PhotoshootService:
+    """See the module docstring. One instance serves every frontend."""
+
+    def __init__(
+        self, store: Store, backend: Backend, tracker: JobTracker, config: ServiceConfig
+    ) -> None:
+        self.store = store
+        self._backend = backend
+        self._tracker = tracker
+        self._config = config
+        self._user_locks: dict[int, asyncio.Lock] = {}
+
+    async def user(self, platform: str, platform_user_id: str, name: str | None = None) -> User:
+        """The user behind a chat account; refuses accounts that ALLOWED_IDS leaves out."""
+        key = f"{platform}:{platform_user_id}"
+        if self._config.allowed_ids and key not in (
+            *self._config.allowed_ids,
+            *self._config.admin_ids,
+        ):
+            raise UserError("Sorry, this bot is private. Ask its operator to let you in.")
+        return await self.store.get_or_create_user(platform, platform_user_id, name)
+
+    def _lock(self, user: User) -> asyncio.Lock:
+        """One operation per user at a time: album photos arrive concurrently."""
+        return self._user_locks.setdefault(user.id, asyncio.Lock())
+
+    # -- photos ------------------------------------------------------------------------------
+
+    async def add_photos(
+        self, user: User, incoming: Sequence[IncomingPhoto]
+    ) -> photo_intake.IntakeBatch:
+        """Check and store photos into the user's pending set; the batch says what happened."""
+        async with self._lock(user):
+            existing = await self.store.pending_photos(user.id)
+            batch = photo_intake.IntakeBatch(
+                existing_hashes={photo.sha256 for photo in existing}, existing_count=len(existing)
+            )
+            for item in incoming:
+                prepared = await asyncio.to_thread(batch.add, item.data, item.filename)
+                if prepared is not None:
+                    await self._save_photo(user, prepared)
+            return batch
+
+    async def _save_photo(self, user: User, prepared: photo_intake.PreparedPhoto) -> None:
+        relative = f"photos/{user.id}/{prepared.sha256}.jpg"
+        path = self.store.data_dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(path.write_bytes, prepared.data)
+        await self.store.add_photo(
+            user.id,
+            sha256=prepared.sha256,
+            width=prepared.width,
+            height=prepared.height,
+            size_bytes=len(prepared.data),
+            path=relative,
+        )
+
+    async def pending_photo_count(self, user: User) -> int:
+        return len(await self.store.pending_photos(user.id))
+
+    # -- training ----------------------------------------------------------------------------
+
+    async def start_training(
+        self, user: User, class_name: str, target: ChatTarget, label: str | None = None
+    ) -> TuneRecord:
+        """Turn the pending photos into a tune; the tracker uploads it and reports progress."""
+        class_name = class_name.strip().lower()
+        if not class_name:
+            raise UserError(
+                "What is in the photos? Say it with the command, e.g. /train man "
+                f"(one of: {', '.join(CLASS_NAMES)})."
+            )
+        if not class_name.isalpha() or len(class_name) > 20:
+            raise UserError(
+                f"“{class_name}” is not a class word. Use one word such as "
+                f"{', '.join(CLASS_NAMES[:5])}."
+            )
+        if not target.is_private:
+            raise UserError(
+                "Training happens in a private chat with me, so your photos stay yours."
+            )
+        async with self._lock(user):
+            pending = await self.store.pending_photos(user.id)
+            try:
+                photo_intake.check_ready_to_train(len(pending))
+            except photo_intake.NotEnoughPhotos as exc:
+                raise UserError(str(exc)) from None
+            running = [t for t in await self.store.user_tunes(user.id) if t.state == "creating"]
+            if running:
+                raise UserError(
+                    "Your photos are already being uploaded for training. Wait a moment."
+                )
+            tune = await self.store.create_tune(
+                user.id,
+                title=str(uuid.uuid4()),
+                class_name=class_name,
+                token=DEFAULT_TOKEN,
+                label=(label or "").strip()[:MAX_LABEL_CHARS] or None,
+                photo_ids=[photo.id for photo in pending],
+            )
+            await self.store.add_delivery("tune", tune.id, target)
+        log.info("user %s started tune %s with %d photos", user.id, tune.id, len(pending))
+        self._tracker.track_tune(tune.id)
+        return tune
+
+    # -- generation --------------------------------------------------------------------------
+
+    async def generate(
+        self,
+        user: User,
+        text: str,
+        target: ChatTarget,
+        *,
+        seed: int | None = None,
+        num_images: int | None = None,
+    ) -> GenerationStarted:
+        """Compose the prompt with the user's own model and queue it."""
+        tunes = await self.store.user_tunes(user.id)
+        trained = {t.backend_id: t for t in tunes if t.state == "trained" and t.backend_id}
+        if not trained:
+            if any(t.state in ("creating", "training") for t in tunes):
+                raise UserError("Your model is still training. I'll message you when it's ready.")
+            raise UserError(
+                "You have no model yet. In a private chat with me, send 4-20 photos of "
+                "yourself, then /train man (or woman, person, ...)."
+            )
+        active = next((t for t in trained.values() if t.id == user.active_tune_id), None)
+        if active is None:
+            active = max(trained.values(), key=lambda t: t.id)
+        try:
+            composed = compose_prompt(
+                text,
+                active=_tune_ref(active),
+                owned={backend_id: _tune_ref(t) for backend_id, t in trained.items()},
+                default_strength=self._config.lora_strength,
+            )
+        except PromptError as exc:
+            raise UserError(str(exc)) from None
+        tune = trained[composed.tune_id]
+        options = {
+            "num_images": num_images or self._config.num_images,
+            "super_resolution": self._config.super_resolution,
+            "inpaint_faces": self._config.inpaint_faces and self._config.super_resolution,
+        }
+        generation, delivery = await self.store.create_generation(
+            user.id,
+            tune_id=tune.id,
+            prompt_typed=composed.user_text,
+            prompt_sent=composed.text,
+            negative_prompt=composed.negative_prompt,
+            options=options,
+            seed=seed if seed is not None else random.randrange(2**32),
+            target=target,
+        )
+        self._tracker.track_generation(generation.id)
+        return GenerationStarted(generation, delivery, composed.notes)
+
+    async def reroll(self, user: User, generation_id: int, target: ChatTarget) -> GenerationStarted:
+        """The same prompt again with a new seed."""
+        original = await self._own_generation(user, generation_id)
+        return await self.generate(user, original.prompt_typed, target)
+
+    async def _own_generation(self, user: User, generation_id: int) -> GenerationRecord:
+        generation = await self.store.get_generation(generation_id)
+        if generation is None or generation.user_id != user.id:
+            raise UserError("That is not one of your images.")
+        return generation
+
+    # -- models ------------------------------------------------------------------------------
+
+    async def list_models(self, user: User) -> list[TuneRecord]:
+        return await self.store.user_tunes(user.id)
+
+    async def choose_model(self, user: User, tune_id: int) -> TuneRecord:
+        """Make one of the user's trained tunes the active one (by our id or the backend's)."""
+        for tune in await self.store.user_tunes(user.id):
+            if tune_id in (tune.id, tune.backend_id):
+                if tune.state != "trained":
+                    raise UserError(f"{tune.display_name} is not trained yet ({tune.state}).")
+                await self.store.set_active_tune(user.id, tune.id)
+                return tune
+        raise UserError("You have no model with that number. /models lists yours.")
+
+    # -- status, cancel, delete --------------------------------------------------------------
+
+    async def status(self, user: User) -> StatusReport:
+        user = await self.store.get_user(user.id) or user
+        generations = [
+            (g, await self.store.queue_position(g.id))
+            for g in await self.store.user_generations(user.id)
+            if g.state in ("queued", "submitted")
+        ]
+        return StatusReport(
+            pending_photos=await self.pending_photo_count(user),
+            tunes=await self.store.user_tunes(user.id),
+            generations=generations,
+            active_tune_id=user.active_tune_id,
+        )
+
+    async def cancel(self, user: User) -> str:
+        """Cancel unfinished generations and trainings; with none running, drop pending photos."""
+        cancelled: list[str] = []
+        for generation in await self.store.user_generations(user.id):
+            if generation.state in ("queued", "submitted"):
+                await self._cancel_job("generation", generation.id, generation.backend_id)
+                await self.store.update_generation(generation.id, state="cancelled")
+                cancelled.append(f"image #{generation.id}")
+        for tune in await self.store.user_tunes(user.id):
+            if tune.state in ("creating", "training"):
+                await self._cancel_job("tune", tune.id, tune.backend_id)
+                await self.store.update_tune(tune.id, state="cancelled")
+                cancelled.append(f"training of {tune.display_name}")
+        if cancelled:
+            return "Cancelled: " + ", ".join(cancelled) + "."
+        dropped = await self.store.delete_pending_photos(user.id)
+        self._remove_files([photo.path for photo in dropped])
+        if dropped:
+            return f"Dropped your {len(dropped)} pending photos. Send new ones whenever you like."
+        return "Nothing to cancel: no job is running and no photos are waiting."
+
+    async def _cancel_job(self, kind: str, job_id: int, backend_id: int | None) -> None:
+        self._tracker.cancel_job(kind, job_id)
+        delivery = await self.store.get_delivery(kind, job_id)
+        if delivery is not None:
+            await self.store.mark_delivered(delivery.id)
+        await self._delete_remote(kind, backend_id)
+
+    async def _delete_remote(self, kind: str, backend_id: int | None) -> bool:
+        """Delete a tune or prompt on the backend; False when it could not be done now."""
+        if backend_id is None:
+            return True
+        try:
+            if kind == "tune":
+                await self._backend.delete_tune(backend_id)
+            else:
+                await self._backend.delete_prompt(backend_id)
+        except BackendError as exc:
+            if exc.status == 404:
+                return True
+            log.warning("could not delete %s %s on the backend: %s", kind, backend_id, exc)
+            return False
+        return True
+
+    async def delete_everything(self, user: User) -> str:
+        """Delete the user's photos, models and images, here and on the backend."""
+        async with self._lock(user):
+            tunes = await self.store.user_tunes(user.id)
+            generations = await self.store.user_generations(user.id)
+            jobs = [("generation", g.id, g.backend_id) for g in generations]
+            jobs += [("tune", t.id, t.backend_id) for t in tunes]
+            failures = 0
+            for kind, _, backend_id in jobs:
+                failures += not await self._delete_remote(kind, backend_id)
+            if failures:
+                raise UserError(
+                    f"The image service could not delete {failures} item(s) right now, so I "
+                    "kept everything here for the moment. Send /delete again in a few minutes."
+                )
+            for kind, job_id, _ in jobs:
+                self._tracker.cancel_job(kind, job_id)
+            photos = await self.store.user_photos(user.id)
+            await self.store.delete_user_data(user.id)
+            self._remove_files([photo.path for photo in photos])
+            for generation in generations:
+                shutil.rmtree(self.store.data_dir / "images" / str(generation.id), True)
+        return (
+            f"Deleted {len(photos)} photos, {len(tunes)} models and "
+            f"{len(generations)} image jobs, here and on the image service."
+        )
+
+    def _remove_files(self, relative_paths: Sequence[str]) -> None:
+        for relative in relative_paths:
+            (self.store.data_dir / relative).unlink(missing_ok=True)
+
+
+def _tune_ref(tune: TuneRecord) -> TuneRef:
+    return TuneRef(
+        backend_id=tune.backend_id or 0,
+        token=tune.token,
+        class_name=tune.class_name,
+        title=tune.label,
+    )

@@ -1,0 +1,611 @@
+"""The single source of truth: an aiosqlite database in WAL mode with numbered migrations.
+
+Everything a restart must not lose lives here: users, their pending photo sets, tunes,
+generations, and where each result has to be delivered. Media bytes live as files under
+`DATA_DIR`; the database keeps their paths relative to it, so the folder can move.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema.
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        platform TEXT NOT NULL,
+        platform_user_id TEXT NOT NULL,
+        display_name TEXT,
+        active_tune_id INTEGER,
+        created_at TEXT NOT NULL,
+        UNIQUE (platform, platform_user_id)
+    );
+    CREATE TABLE photos (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        tune_id INTEGER REFERENCES tunes(id) ON DELETE SET NULL,
+        sha256 TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX photos_pending ON photos (user_id) WHERE tune_id IS NULL;
+    CREATE TABLE tunes (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        title TEXT NOT NULL UNIQUE,
+        class_name TEXT NOT NULL,
+        label TEXT,
+        token TEXT NOT NULL,
+        backend_id INTEGER,
+        state TEXT NOT NULL,
+        eta TEXT,
+        error TEXT,
+        callback_secret TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        trained_at TEXT
+    );
+    CREATE TABLE generations (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        tune_id INTEGER NOT NULL REFERENCES tunes(id) ON DELETE CASCADE,
+        prompt_typed TEXT NOT NULL,
+        prompt_sent TEXT NOT NULL,
+        negative_prompt TEXT NOT NULL DEFAULT '',
+        options TEXT NOT NULL DEFAULT '{}',
+        seed INTEGER NOT NULL,
+        backend_id INTEGER,
+        state TEXT NOT NULL,
+        error TEXT,
+        result_files TEXT NOT NULL DEFAULT '[]',
+        callback_secret TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        finished_at TEXT
+    );
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        job_kind TEXT NOT NULL CHECK (job_kind IN ('tune', 'generation')),
+        job_id INTEGER NOT NULL,
+        platform TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        is_private INTEGER NOT NULL DEFAULT 1,
+        reply_to_message_id TEXT,
+        status_message_id TEXT,
+        status_text TEXT,
+        delivered_at TEXT,
+        UNIQUE (job_kind, job_id)
+    );
+    """,
+    # 2: chat buttons (reroll, more like #n, upscale ...) keep their state here, not in memory
+    # or in the button itself, so they work after a restart and fit Telegram's 64-byte limit.
+    """
+    CREATE TABLE actions (
+        id INTEGER PRIMARY KEY,
+        token TEXT NOT NULL UNIQUE,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        generation_id INTEGER REFERENCES generations(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        argument TEXT,
+        created_at TEXT NOT NULL
+    );
+    """,
+)
+
+TUNE_UNFINISHED = ("creating", "training")
+GENERATION_UNFINISHED = ("queued", "submitted")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    platform: str
+    platform_user_id: str
+    display_name: str | None
+    active_tune_id: int | None
+
+    @property
+    def key(self) -> str:
+        """`platform:id`, the form ADMIN_IDS and ALLOWED_IDS use."""
+        return f"{self.platform}:{self.platform_user_id}"
+
+
+@dataclass(frozen=True)
+class Photo:
+    id: int
+    user_id: int
+    sha256: str
+    width: int
+    height: int
+    size_bytes: int
+    path: str
+
+
+@dataclass(frozen=True)
+class TuneRecord:
+    """A user's model. `state`: creating -> training -> trained | failed | cancelled."""
+
+    id: int
+    user_id: int
+    title: str
+    class_name: str
+    label: str | None
+    token: str
+    backend_id: int | None
+    state: str
+    eta: datetime | None
+    error: str | None
+    callback_secret: str
+    created_at: datetime
+    trained_at: datetime | None
+
+    @property
+    def display_name(self) -> str:
+        return self.label or f"{self.class_name} #{self.id}"
+
+
+@dataclass(frozen=True)
+class GenerationRecord:
+    """One `/imagine`. `state`: queued -> submitted -> done | failed | cancelled."""
+
+    id: int
+    user_id: int
+    tune_id: int
+    prompt_typed: str
+    prompt_sent: str
+    negative_prompt: str
+    options: dict[str, Any]
+    seed: int
+    backend_id: int | None
+    state: str
+    error: str | None
+    result_files: list[str]
+    callback_secret: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a job's progress and result go: chat, message to reply to, status message."""
+
+    id: int
+    job_kind: str
+    job_id: int
+    platform: str
+    chat_id: str
+    is_private: bool
+    reply_to_message_id: str | None
+    status_message_id: str | None
+    status_text: str | None
+    delivered_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ChatTarget:
+    """The chat a request came from; becomes a Delivery row."""
+
+    platform: str
+    chat_id: str
+    is_private: bool = True
+    reply_to_message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    """What a chat button does when pressed, and whose it is."""
+
+    id: int
+    token: str
+    user_id: int
+    generation_id: int | None
+    kind: str
+    argument: str | None
+
+
+@dataclass
+class _Columns:
+    """Maps a row to a dataclass, converting the columns that are not plain values."""
+
+    datetimes: tuple[str, ...] = ()
+    json_columns: tuple[str, ...] = ()
+    bools: tuple[str, ...] = ()
+    skip: tuple[str, ...] = field(default_factory=tuple)
+
+    def convert(self, row: aiosqlite.Row, cls: type) -> Any:
+        values = {key: row[key] for key in row.keys() if key not in self.skip}  # noqa: SIM118
+        for key in self.datetimes:
+            values[key] = _dt(values[key])
+        for key in self.json_columns:
+            values[key] = json.loads(values[key])
+        for key in self.bools:
+            values[key] = bool(values[key])
+        return cls(**values)
+
+
+_USER = _Columns(skip=("created_at",))
+_PHOTO = _Columns(skip=("created_at", "tune_id"))
+_TUNE = _Columns(datetimes=("eta", "created_at", "trained_at"), skip=("updated_at",))
+_GENERATION = _Columns(
+    datetimes=("created_at",),
+    json_columns=("options", "result_files"),
+    skip=("updated_at", "finished_at"),
+)
+_ACTION = _Columns(skip=("created_at",))
+_DELIVERY = _Columns(datetimes=("delivered_at",), bools=("is_private",))
+
+
+class Store:
+    """All queries of the bot. One connection; aiosqlite serialises access on its own thread."""
+
+    def __init__(self, connection: aiosqlite.Connection, data_dir: Path) -> None:
+        self._db = connection
+        self.data_dir = data_dir
+
+    @classmethod
+    async def open(cls, data_dir: Path) -> Store:
+        """Open (or create) the database under `data_dir` and bring its schema up to date."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        connection = await aiosqlite.connect(data_dir / "photoshoot.sqlite3")
+        connection.row_factory = aiosqlite.Row
+        await connection.execute("PRAGMA journal_mode=WAL")
+        await connection.execute("PRAGMA foreign_keys=ON")
+        await connection.execute("PRAGMA busy_timeout=5000")
+        store = cls(connection, data_dir)
+        await store.migrate()
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def schema_version(self) -> int:
+        async with self._db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def migrate(self) -> None:
+        """Apply every migration newer than the database's `user_version`, each atomically."""
+        current = await self.schema_version()
+        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            await self._db.executescript(
+                f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
+            )
+
+    # -- users -------------------------------------------------------------------------------
+
+    async def get_or_create_user(
+        self, platform: str, platform_user_id: str, display_name: str | None = None
+    ) -> User:
+        await self._db.execute(
+            "INSERT INTO users (platform, platform_user_id, display_name, created_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (platform, platform_user_id)"
+            " DO UPDATE SET display_name = COALESCE(excluded.display_name, display_name)",
+            (platform, platform_user_id, display_name, _iso(utcnow())),
+        )
+        await self._db.commit()
+        user = await self._one(
+            "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?",
+            (platform, platform_user_id),
+            _USER,
+            User,
+        )
+        assert user is not None
+        return user
+
+    async def get_user(self, user_id: int) -> User | None:
+        return await self._one("SELECT * FROM users WHERE id = ?", (user_id,), _USER, User)
+
+    async def set_active_tune(self, user_id: int, tune_id: int | None) -> None:
+        await self._write("UPDATE users SET active_tune_id = ? WHERE id = ?", (tune_id, user_id))
+
+    async def delete_user_data(self, user_id: int) -> None:
+        """Remove every row of the user (the cascade takes photos, tunes, generations)."""
+        await self._db.execute(
+            "DELETE FROM deliveries WHERE (job_kind = 'tune' AND job_id IN"
+            " (SELECT id FROM tunes WHERE user_id = ?)) OR (job_kind = 'generation' AND job_id IN"
+            " (SELECT id FROM generations WHERE user_id = ?))",
+            (user_id, user_id),
+        )
+        await self._db.execute("DELETE FROM users WHERE id = ?", (user_id,))
+        await self._db.commit()
+
+    # -- photos ------------------------------------------------------------------------------
+
+    async def add_photo(
+        self, user_id: int, *, sha256: str, width: int, height: int, size_bytes: int, path: str
+    ) -> Photo:
+        cursor = await self._db.execute(
+            "INSERT INTO photos (user_id, sha256, width, height, size_bytes, path, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (user_id, sha256, width, height, size_bytes, path, _iso(utcnow())),
+        )
+        await self._db.commit()
+        return Photo(cursor.lastrowid or 0, user_id, sha256, width, height, size_bytes, path)
+
+    async def pending_photos(self, user_id: int) -> list[Photo]:
+        """Photos collected since the last training: the set `/train` will use."""
+        return await self._all(
+            "SELECT * FROM photos WHERE user_id = ? AND tune_id IS NULL ORDER BY id",
+            (user_id,),
+            _PHOTO,
+            Photo,
+        )
+
+    async def delete_pending_photos(self, user_id: int) -> list[Photo]:
+        photos = await self.pending_photos(user_id)
+        await self._write("DELETE FROM photos WHERE user_id = ? AND tune_id IS NULL", (user_id,))
+        return photos
+
+    async def user_photos(self, user_id: int) -> list[Photo]:
+        return await self._all(
+            "SELECT * FROM photos WHERE user_id = ? ORDER BY id", (user_id,), _PHOTO, Photo
+        )
+
+    # -- tunes -------------------------------------------------------------------------------
+
+    async def create_tune(
+        self,
+        user_id: int,
+        *,
+        title: str,
+        class_name: str,
+        token: str,
+        label: str | None,
+        photo_ids: Iterable[int],
+    ) -> TuneRecord:
+        """Record a training before it is sent, and bind the pending photos to it atomically."""
+        now = _iso(utcnow())
+        cursor = await self._db.execute(
+            "INSERT INTO tunes (user_id, title, class_name, label, token, state, callback_secret,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'creating', ?, ?, ?)",
+            (user_id, title, class_name, label, token, secrets.token_urlsafe(16), now, now),
+        )
+        tune_id = cursor.lastrowid
+        await self._db.executemany(
+            "UPDATE photos SET tune_id = ? WHERE id = ? AND user_id = ?",
+            [(tune_id, photo_id, user_id) for photo_id in photo_ids],
+        )
+        await self._db.commit()
+        tune = await self.get_tune(tune_id or 0)
+        assert tune is not None
+        return tune
+
+    async def get_tune(self, tune_id: int) -> TuneRecord | None:
+        return await self._one("SELECT * FROM tunes WHERE id = ?", (tune_id,), _TUNE, TuneRecord)
+
+    async def user_tunes(self, user_id: int) -> list[TuneRecord]:
+        return await self._all(
+            "SELECT * FROM tunes WHERE user_id = ? ORDER BY id", (user_id,), _TUNE, TuneRecord
+        )
+
+    async def tune_photos(self, tune_id: int) -> list[Photo]:
+        return await self._all(
+            "SELECT * FROM photos WHERE tune_id = ? ORDER BY id", (tune_id,), _PHOTO, Photo
+        )
+
+    async def unfinished_tunes(self) -> list[TuneRecord]:
+        return await self._all(
+            f"SELECT * FROM tunes WHERE state IN {TUNE_UNFINISHED} ORDER BY id",
+            (),
+            _TUNE,
+            TuneRecord,
+        )
+
+    async def update_tune(self, tune_id: int, **changes: Any) -> TuneRecord:
+        await self._update("tunes", tune_id, changes)
+        tune = await self.get_tune(tune_id)
+        assert tune is not None
+        return tune
+
+    # -- generations -------------------------------------------------------------------------
+
+    async def create_generation(
+        self,
+        user_id: int,
+        *,
+        tune_id: int,
+        prompt_typed: str,
+        prompt_sent: str,
+        negative_prompt: str,
+        options: dict[str, Any],
+        seed: int,
+        target: ChatTarget,
+    ) -> tuple[GenerationRecord, Delivery]:
+        """Record a generation and its delivery together, before anything is sent."""
+        now = _iso(utcnow())
+        cursor = await self._db.execute(
+            "INSERT INTO generations (user_id, tune_id, prompt_typed, prompt_sent,"
+            " negative_prompt, options, seed, state, callback_secret, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+            (
+                user_id,
+                tune_id,
+                prompt_typed,
+                prompt_sent,
+                negative_prompt,
+                json.dumps(options),
+                seed,
+                secrets.token_urlsafe(16),
+                now,
+                now,
+            ),
+        )
+        generation_id = cursor.lastrowid or 0
+        await self._insert_delivery("generation", generation_id, target)
+        await self._db.commit()
+        generation = await self.get_generation(generation_id)
+        delivery = await self.get_delivery("generation", generation_id)
+        assert generation is not None and delivery is not None
+        return generation, delivery
+
+    async def get_generation(self, generation_id: int) -> GenerationRecord | None:
+        return await self._one(
+            "SELECT * FROM generations WHERE id = ?", (generation_id,), _GENERATION,
+            GenerationRecord,
+        )  # fmt: skip
+
+    async def user_generations(self, user_id: int) -> list[GenerationRecord]:
+        return await self._all(
+            "SELECT * FROM generations WHERE user_id = ? ORDER BY id",
+            (user_id,),
+            _GENERATION,
+            GenerationRecord,
+        )
+
+    async def unfinished_generations(self) -> list[GenerationRecord]:
+        return await self._all(
+            f"SELECT * FROM generations WHERE state IN {GENERATION_UNFINISHED} ORDER BY id",
+            (),
+            _GENERATION,
+            GenerationRecord,
+        )
+
+    async def update_generation(self, generation_id: int, **changes: Any) -> GenerationRecord:
+        if "result_files" in changes:
+            changes["result_files"] = json.dumps(changes["result_files"])
+        if changes.get("state") in ("done", "failed", "cancelled"):
+            changes.setdefault("finished_at", utcnow())
+        await self._update("generations", generation_id, changes)
+        generation = await self.get_generation(generation_id)
+        assert generation is not None
+        return generation
+
+    async def queue_position(self, generation_id: int) -> int:
+        """How many unfinished generations (of anyone) were asked for before this one."""
+        async with self._db.execute(
+            f"SELECT COUNT(*) FROM generations WHERE state IN {GENERATION_UNFINISHED} AND id < ?",
+            (generation_id,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    # -- deliveries --------------------------------------------------------------------------
+
+    async def add_delivery(self, job_kind: str, job_id: int, target: ChatTarget) -> Delivery:
+        await self._insert_delivery(job_kind, job_id, target)
+        await self._db.commit()
+        delivery = await self.get_delivery(job_kind, job_id)
+        assert delivery is not None
+        return delivery
+
+    async def _insert_delivery(self, job_kind: str, job_id: int, target: ChatTarget) -> None:
+        await self._db.execute(
+            "INSERT INTO deliveries (job_kind, job_id, platform, chat_id, is_private,"
+            " reply_to_message_id) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                job_kind,
+                job_id,
+                target.platform,
+                target.chat_id,
+                int(target.is_private),
+                target.reply_to_message_id,
+            ),
+        )
+
+    async def get_delivery(self, job_kind: str, job_id: int) -> Delivery | None:
+        return await self._one(
+            "SELECT * FROM deliveries WHERE job_kind = ? AND job_id = ?",
+            (job_kind, job_id),
+            _DELIVERY,
+            Delivery,
+        )
+
+    async def undelivered(self) -> list[Delivery]:
+        """Deliveries still owed: the jobs a restart has to resume, oldest first."""
+        return await self._all(
+            "SELECT * FROM deliveries WHERE delivered_at IS NULL ORDER BY id",
+            (),
+            _DELIVERY,
+            Delivery,
+        )
+
+    async def set_status_message(self, delivery_id: int, message_id: str | None, text: str) -> None:
+        await self._write(
+            "UPDATE deliveries SET status_message_id = ?, status_text = ? WHERE id = ?",
+            (message_id, text, delivery_id),
+        )
+
+    async def mark_delivered(self, delivery_id: int) -> bool:
+        """Claim the delivery; False when it was already delivered (so nothing goes out twice)."""
+        cursor = await self._db.execute(
+            "UPDATE deliveries SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",
+            (_iso(utcnow()), delivery_id),
+        )
+        await self._db.commit()
+        return cursor.rowcount == 1
+
+    # -- buttons -----------------------------------------------------------------------------
+
+    async def create_action(
+        self,
+        user_id: int,
+        kind: str,
+        *,
+        generation_id: int | None = None,
+        argument: str | None = None,
+    ) -> Action:
+        """Store a button's meaning under a short random token (the button carries the token)."""
+        token = secrets.token_urlsafe(9)
+        cursor = await self._db.execute(
+            "INSERT INTO actions (token, user_id, generation_id, kind, argument, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (token, user_id, generation_id, kind, argument, _iso(utcnow())),
+        )
+        await self._db.commit()
+        return Action(cursor.lastrowid or 0, token, user_id, generation_id, kind, argument)
+
+    async def get_action(self, token: str) -> Action | None:
+        return await self._one("SELECT * FROM actions WHERE token = ?", (token,), _ACTION, Action)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def _update(self, table: str, row_id: int, changes: dict[str, Any]) -> None:
+        if not changes:
+            return
+        changes = {
+            key: _iso(value) if isinstance(value, datetime) else value
+            for key, value in changes.items()
+        }
+        if table in ("tunes", "generations"):
+            changes["updated_at"] = _iso(utcnow())
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        await self._write(
+            f"UPDATE {table} SET {assignments} WHERE id = ?", (*changes.values(), row_id)
+        )
+
+    async def _write(self, sql: str, params: Sequence[Any]) -> None:
+        await self._db.execute(sql, params)
+        await self._db.commit()
+
+    async def _one(self, sql: str, params: Sequence[Any], columns: _Columns, cls: type) -> Any:
+        async with self._db.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+        return columns.convert(row, cls) if row else None
+
+    async def _all(self, sql: str, params: Sequence[Any], columns: _Columns, cls: type) -> Any:
+        async with self._db.execute(sql, params) as cursor:
+            rows = await cursor.fetchall()
+        return [columns.convert(row, cls) for row in rows]

@@ -1,0 +1,57 @@
+"""Shared fixtures: a fake Astria server, settings aimed at it, and folders of test photos."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings, load_settings
+from tests.fakes.astria_server import FakeAstria
+from tests.imagegen import jpeg_bytes
+
+FAKE_KEY = "sd_test_key_0123456789"
+
+
+@pytest.fixture
+def fake_astria() -> Iterator[FakeAstria]:
+    with FakeAstria(api_key=FAKE_KEY, train_seconds=0.3, prompt_seconds=0.1) as fake:
+        yield fake
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never read the developer's `.env` or environment."""
+    monkeypatch.chdir(tmp_path)
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, fake_astria: FakeAstria) -> Callable[..., Settings]:
+    def make(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "astria_api_key": FAKE_KEY,
+            "astria_api_url": fake_astria.url,
+            "data_dir": tmp_path / "data",
+            "poll_interval_s": 0.05,
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
+
+
+def write_photos(folder: Path, count: int, *, size: int = 1024, first_seed: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        seed = first_seed + index
+        (folder / f"photo{seed:02d}.jpg").write_bytes(jpeg_bytes(size, size, seed=seed))
+    return folder
+
+
+@pytest.fixture
+def photo_dir(tmp_path: Path) -> Path:
+    """Five good 1024 px photos."""
+    return write_photos(tmp_path / "me", 5)

@@ -1,0 +1,1 @@
+"""Local stand-ins for remote services (Astria, chat platforms) that tests talk to over HTTP."""

@@ -1,0 +1,202 @@
+"""The console chat end to end against the fake Astria server, in-process and as a subprocess."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bot.app import running_core
+from bot.chat.console import ConsoleChat
+from bot.config import Settings
+from tests.conftest import FAKE_KEY, write_photos
+from tests.fakes.astria_server import FakeAstria
+
+SAVED_PATH = re.compile(r"^bot>\s+(/\S+\.(?:png|jpg|webp))$", re.MULTILINE)
+
+
+async def chat(settings: Settings, script: str) -> str:
+    out = io.StringIO()
+    async with running_core(settings) as core:
+        await ConsoleChat(core, stdin=io.StringIO(script), stdout=out).run()
+    return out.getvalue()
+
+
+async def test_photos_train_imagine_saves_images(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    output = await chat(
+        make_settings(),
+        f"/photos {photo_dir}\n/train man\n/wait\n/imagine astronaut on the moon\n/wait\n",
+    )
+
+    assert "5 added" in output
+    assert "is ready" in output
+    [tune_post] = [r for r in fake_astria.find_requests("POST") if r.path == "/tunes"]
+    fields = {key: values[0] for key, values in tune_post.form.items()}
+    uuid.UUID(fields["tune[title]"])  # the idempotency key is a UUID
+    assert fields["tune[name]"] == "man"
+    assert fields["tune[token]"] == "ohwx"
+    assert fields["tune[base_tune_id]"] == "666678"
+    assert fields["tune[model_type]"] == "pti"
+    assert [field for field, _, _ in tune_post.files] == ["tune[images][]"] * 5
+    assert tune_post.headers["authorization"] == f"Bearer {FAKE_KEY}"
+
+    tune_id = next(iter(fake_astria.tunes))
+    [prompt_post] = fake_astria.find_requests("POST", "/tunes/666678/prompts")
+    prompt = {key: values[0] for key, values in prompt_post.form.items()}
+    assert prompt["prompt[text]"] == f"<lora:{tune_id}:0.8> ohwx man astronaut on the moon"
+    assert prompt["prompt[scheduler]"] == "euler_a"
+    assert prompt["prompt[super_resolution]"] == "true"
+    assert prompt["prompt[inpaint_faces]"] == "true"
+    assert prompt["prompt[num_images]"] == "4"
+
+    saved = [Path(match) for match in SAVED_PATH.findall(output)]
+    assert len(saved) == 4
+    for path in saved:
+        with Image.open(path) as image:
+            assert image.size == fake_astria.image_size
+
+
+async def test_bad_input_gets_a_clear_answer_and_keeps_state(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    small = write_photos(tmp_path / "small", 1, size=800, first_seed=50)
+    (tmp_path / "notes.jpg").write_text("not an image at all")
+    settings = make_settings()
+    output = await chat(
+        settings,
+        f"/photos {photo_dir_of(tmp_path, 3)}\n/photos {small} {tmp_path / 'notes.jpg'}\n"
+        "/train man\n/imagine hello\n/frobnicate\n/models 99\n/status\n",
+    )
+    assert "as a file" in output  # the 800 px photo: explains sending files
+    assert "not a readable image" in output
+    assert "at least 4" in output  # /train with 3 photos
+    assert "no model yet" in output  # /imagine before training
+    assert "Unknown command /frobnicate" in output
+    assert "no model with that number" in output
+    assert "Photos waiting for /train: 3." in output
+
+
+def photo_dir_of(tmp_path: Path, count: int) -> Path:
+    return write_photos(tmp_path / f"set{count}", count, first_seed=10)
+
+
+async def test_another_users_model_cannot_be_used(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    foreign = fake_astria.add_tune(str(uuid.uuid4()), "woman", trained=True)
+    output = await chat(
+        make_settings(),
+        f"/photos {photo_dir}\n/train man\n/wait\n<lora:{foreign['id']}:1> ohwx woman in paris\n",
+    )
+    assert "your own models" in output
+    assert fake_astria.find_requests("POST", "/tunes/666678/prompts") == []
+
+
+async def test_backend_validation_error_reaches_the_user(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    fake_astria.fail_next("POST", "/tunes/666678/prompts", 422, {"error": "Prompt is too spicy"})
+    output = await chat(
+        make_settings(),
+        f"/photos {photo_dir}\n/train man\n/wait\n/imagine on a beach\n/wait\n/status\n",
+    )
+    assert "Prompt is too spicy" in output
+    assert "Nothing is running." in output
+
+
+class ConsoleProcess:
+    """`python -m bot chat` as a subprocess, with its output collected on a thread."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot", "chat"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=cwd,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def send(self, text: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(text)
+        self.process.stdin.flush()
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines:
+                if re.search(pattern, line):
+                    return line
+            if self.process.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no line matching {pattern!r} in:\n" + "\n".join(self.lines))
+
+    def close_input_and_wait(self, timeout: float = 60) -> str:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout)
+        self._reader.join(timeout)
+        return "\n".join(self.lines)
+
+
+@pytest.mark.slow
+def test_restart_while_training_resumes_and_delivers_once(
+    fake_astria: FakeAstria, photo_dir: Path, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "ASTRIA_API_KEY": FAKE_KEY,
+        "ASTRIA_API_URL": fake_astria.url,
+        "DATA_DIR": str(tmp_path / "data"),
+        "POLL_INTERVAL_S": "0.05",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    fake_astria.hold_training()
+    first = ConsoleProcess(env, tmp_path)
+    first.send(f"/photos {photo_dir}\n/train man\n")
+    first.wait_for(r"Training .* in progress")
+    first.process.send_signal(signal.SIGKILL)  # the harshest stop: no clean-up at all
+    first.process.wait(10)
+    before = "\n".join(first.lines)
+
+    fake_astria.release_training()
+    second = ConsoleProcess(env, tmp_path)
+    second.wait_for(r"is ready")
+    second.send("/imagine astronaut on the moon\n")
+    after = second.close_input_and_wait()
+
+    assert "is ready" not in before
+    assert after.count("is ready") == 1
+    assert len(fake_astria.tunes) == 1  # resumed, not trained twice
+    saved = [Path(match) for match in SAVED_PATH.findall(after)]
+    assert len(saved) == 4 and all(path.exists() for path in saved)
+
+    third = ConsoleProcess(env, tmp_path)  # a third start delivers nothing again
+    third.send("/status\n")
+    final = third.close_input_and_wait()
+    assert "is ready" not in final
+    assert not SAVED_PATH.findall(final)

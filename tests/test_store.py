@@ -1,0 +1,110 @@
+"""The store: migrations on fresh and existing databases, and the queries restarts depend on."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from bot.core.store import MIGRATIONS, ChatTarget, Store
+
+DM = ChatTarget("telegram", "42", is_private=True, reply_to_message_id="7")
+
+
+async def test_fresh_database_gets_every_migration_and_wal(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path)
+    try:
+        assert await store.schema_version() == len(MIGRATIONS)
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "photoshoot.sqlite3") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"users", "photos", "tunes", "generations", "deliveries", "actions"} <= tables
+
+
+async def test_existing_version_1_database_is_upgraded_and_keeps_its_rows(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "photoshoot.sqlite3") as db:
+        db.executescript(MIGRATIONS[0])
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO users (platform, platform_user_id, display_name, created_at)"
+            " VALUES ('telegram', '42', 'Ann', '2026-01-01T00:00:00+00:00')"
+        )
+    store = await Store.open(tmp_path)
+    try:
+        assert await store.schema_version() == len(MIGRATIONS) >= 2
+        user = await store.get_or_create_user("telegram", "42")
+        assert (user.id, user.display_name) == (1, "Ann")
+        action = await store.create_action(user.id, "reroll", argument="3")
+        assert await store.get_action(action.token) == action
+    finally:
+        await store.close()
+
+
+async def test_reopening_applies_nothing_twice(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path)
+    user = await store.get_or_create_user("discord", "9", "Bo")
+    await store.close()
+    store = await Store.open(tmp_path)
+    try:
+        assert await store.get_or_create_user("discord", "9") == user
+    finally:
+        await store.close()
+
+
+async def test_tune_binds_pending_photos_and_delivery_is_claimed_once(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path)
+    try:
+        user = await store.get_or_create_user("telegram", "42")
+        other = await store.get_or_create_user("telegram", "43")
+        mine = [
+            await store.add_photo(
+                user.id, sha256=f"h{i}", width=1024, height=1024, size_bytes=10, path=f"p{i}"
+            )
+            for i in range(4)
+        ]
+        foreign = await store.add_photo(
+            other.id, sha256="x", width=1024, height=1024, size_bytes=10, path="x"
+        )
+        tune = await store.create_tune(
+            user.id,
+            title="t-1",
+            class_name="man",
+            token="ohwx",
+            label=None,
+            photo_ids=[p.id for p in mine] + [foreign.id],
+        )
+        assert [p.id for p in await store.tune_photos(tune.id)] == [p.id for p in mine]
+        assert await store.pending_photos(user.id) == []
+        assert await store.pending_photos(other.id) == [foreign]  # not taken by another's tune
+
+        delivery = await store.add_delivery("tune", tune.id, DM)
+        assert await store.undelivered() == [delivery]
+        assert await store.mark_delivered(delivery.id) is True
+        assert await store.mark_delivered(delivery.id) is False
+        assert await store.undelivered() == []
+    finally:
+        await store.close()
+
+
+async def test_delete_user_data_removes_rows_of_that_user_only(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path)
+    try:
+        user = await store.get_or_create_user("telegram", "1")
+        other = await store.get_or_create_user("telegram", "2")
+        for owner in (user, other):
+            tune = await store.create_tune(
+                owner.id, title=f"t{owner.id}", class_name="man", token="ohwx", label=None,
+                photo_ids=[],
+            )  # fmt: skip
+            await store.create_generation(
+                owner.id, tune_id=tune.id, prompt_typed="a", prompt_sent="b", negative_prompt="",
+                options={}, seed=1, target=DM,
+            )  # fmt: skip
+        await store.delete_user_data(user.id)
+        assert await store.user_tunes(user.id) == []
+        assert await store.user_generations(user.id) == []
+        assert len(await store.user_generations(other.id)) == 1
+        assert [d.job_id for d in await store.undelivered()] == [2]
+    finally:
+        await store.close()
