@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from bot.app import running_core
+from bot.chat.console import ConsoleChat
 from bot.config import Settings, load_settings
 from tests.fakes.astria_server import FakeAstria
 from tests.imagegen import jpeg_bytes
@@ -55,3 +58,11 @@ def write_photos(folder: Path, count: int, *, size: int = 1024, first_seed: int 
 def photo_dir(tmp_path: Path) -> Path:
     """Five good 1024 px photos."""
     return write_photos(tmp_path / "me", 5)
+
+
+async def chat(settings: Settings, script: str) -> str:
+    """Run the console chat on a script of input lines; return everything it printed."""
+    out = io.StringIO()
+    async with running_core(settings) as core:
+        await ConsoleChat(core, stdin=io.StringIO(script), stdout=out).run()
+    return out.getvalue()

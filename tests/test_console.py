@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import signal
@@ -17,20 +16,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.app import running_core
-from bot.chat.console import ConsoleChat
 from bot.config import Settings
-from tests.conftest import FAKE_KEY, write_photos
+from tests.conftest import FAKE_KEY, chat, write_photos
 from tests.fakes.astria_server import FakeAstria
 
 SAVED_PATH = re.compile(r"^bot>\s+(/\S+\.(?:png|jpg|webp))$", re.MULTILINE)
-
-
-async def chat(settings: Settings, script: str) -> str:
-    out = io.StringIO()
-    async with running_core(settings) as core:
-        await ConsoleChat(core, stdin=io.StringIO(script), stdout=out).run()
-    return out.getvalue()
 
 
 async def test_photos_train_imagine_saves_images(

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 MIN_SIDE_PX = 1024
 MAX_SIDE_PX = 2048
@@ -42,6 +42,8 @@ _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
 
 
 class RejectReason(StrEnum):
+    """Why a photo was refused; the values are stable strings, safe to store and log."""
+
     TOO_SMALL = "too_small"
     NOT_AN_IMAGE = "not_an_image"
     CORRUPT = "corrupt"
@@ -108,17 +110,14 @@ def prepare_photo(data: bytes, filename: str | None = None) -> PreparedPhoto:
             filename,
         )
     image = _open(data, subject, filename)
-    orientation = _orientation(image)
     target = _target_size(*image.size)
     image.draft(None, target)  # JPEG only: decode at a reduced DCT scale, never below target
     _decode(image, subject, filename)
-    image = ImageOps.exif_transpose(image)
-    if orientation in _SWAPPING_ORIENTATIONS:
+    image, turned = _upright(image)
+    if turned:
         target = (target[1], target[0])
     _check_short_side(image, subject, filename)
-    out = _to_rgb(image)
-    if out.size != target:
-        out = out.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    out = _normalise(image, target, subject, filename)
     return PreparedPhoto(
         sha256=hashlib.sha256(data).hexdigest(),
         width=out.width,
@@ -142,7 +141,7 @@ def _open(data: bytes, subject: str, filename: str | None) -> Image.Image:
         image = Image.open(io.BytesIO(data), formats=formats)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _too_many_pixels(subject, filename) from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except Exception as exc:  # UnidentifiedImageError mostly; plugins raise others on junk
         raise _not_an_image(data, subject, filename) from exc
     if image.width * image.height > MAX_PIXELS:
         raise _too_many_pixels(subject, filename)
@@ -162,12 +161,15 @@ def _decode(image: Image.Image, subject: str, filename: str | None) -> None:
         ) from exc
 
 
-def _orientation(image: Image.Image) -> int:
-    """EXIF orientation, or 1 when absent or unreadable (bad EXIF is no reason to refuse)."""
+def _upright(image: Image.Image) -> tuple[Image.Image, bool]:
+    """Apply EXIF orientation; True when width and height swapped. Unreadable EXIF is no
+    reason to refuse a photo: it is then used as stored."""
     try:
-        return int(image.getexif().get(_ORIENTATION_TAG, 1))
+        orientation = int(image.getexif().get(_ORIENTATION_TAG, 1))
+        upright = ImageOps.exif_transpose(image)
     except Exception:
-        return 1
+        return image, False
+    return upright, orientation in _SWAPPING_ORIENTATIONS
 
 
 def _target_size(width: int, height: int) -> tuple[int, int]:
@@ -189,6 +191,20 @@ def _check_short_side(image: Image.Image, subject: str, filename: str | None) ->
             "(uncompressed) instead.",
             filename,
         )
+
+
+def _normalise(
+    image: Image.Image, target: tuple[int, int], subject: str, filename: str | None
+) -> Image.Image:
+    """RGB at the target size; exotic modes Pillow can't convert (e.g. LAB TIFF) are refused."""
+    try:
+        out = _to_rgb(image)
+    except (ValueError, OSError, KeyError) as exc:
+        message = f"{subject} uses a colour format I can't read. Please send a JPEG or PNG."
+        raise PhotoRejected(RejectReason.NOT_AN_IMAGE, message, filename) from exc
+    if out.size != target:
+        out = out.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return out
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

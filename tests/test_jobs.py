@@ -1,0 +1,130 @@
+"""The job tracker against the fake Astria: callbacks, crash recovery, transient failures."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import itertools
+import socket
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from bot.app import running_core
+from bot.chat.console import ConsoleNotifier
+from bot.config import Settings
+from bot.core.service import IncomingPhoto
+from bot.core.store import ChatTarget
+from tests.conftest import chat
+from tests.fakes.astria_server import FakeAstria
+
+SCRIPT = "/photos {photos}\n/train man\n/wait\n/imagine astronaut\n/wait\n"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_callbacks_wake_jobs_long_before_the_next_poll(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    port = free_port()
+    settings = make_settings(
+        poll_interval_s=60, public_url=f"http://127.0.0.1:{port}", callback_port=port
+    )
+    output = await asyncio.wait_for(chat(settings, SCRIPT.format(photos=photo_dir)), timeout=30)
+
+    assert "is ready" in output and "saved:" in output
+    sent = [url for url, _ in fake_astria.callbacks_sent]
+    assert len(sent) == 2
+    assert sent[0].startswith(f"http://127.0.0.1:{port}/callbacks/tune/")
+    assert sent[1].startswith(f"http://127.0.0.1:{port}/callbacks/generation/")
+    assert fake_astria.callback_failures == []
+
+
+async def test_callback_with_a_wrong_secret_is_refused(
+    make_settings: Callable[..., Settings],
+) -> None:
+    port = free_port()
+    settings = make_settings(public_url=f"http://127.0.0.1:{port}", callback_port=port)
+    async with running_core(settings), httpx.AsyncClient() as client:
+        wrong = await client.post(f"http://127.0.0.1:{port}/callbacks/tune/1/guess", json={})
+        health = await client.get(f"http://127.0.0.1:{port}/healthz")
+    assert wrong.status_code == 404
+    assert health.status_code == 200
+
+
+async def test_a_tune_created_before_a_crash_is_adopted_not_created_twice(
+    make_settings: Callable[..., Settings], fake_astria: FakeAstria
+) -> None:
+    """The bot stored the tune, POSTed it, and died before saving the backend id."""
+    settings = make_settings()
+    title = str(uuid.uuid4())
+    async with running_core(settings) as core:
+        user = await core.store.get_or_create_user("console", getpass.getuser())
+        tune = await core.store.create_tune(
+            user.id, title=title, class_name="man", token="ohwx", label=None, photo_ids=[]
+        )
+        await core.store.add_delivery("tune", tune.id, ChatTarget("console", "console"))
+    remote = fake_astria.add_tune(title, "man", trained=True)
+
+    output = await chat(settings, "/wait\n/models\n")
+
+    assert fake_astria.find_requests("POST", "/tunes") == []
+    assert "is ready" in output
+    assert f"<lora:{remote['id']}:0.8>" in output
+
+
+async def test_transient_backend_failures_are_waited_out(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    fake_astria.fail_next("GET", "/tunes/", 500, {"error": "boom"}, times=2)
+    fake_astria.fail_next("GET", "/prompts/", 429, {"error": "slow down"}, retry_after="0", times=2)
+    output = await chat(make_settings(), SCRIPT.format(photos=photo_dir))
+    assert "is ready" in output and "saved:" in output
+    assert "failed" not in output.lower()
+
+
+async def test_a_failed_prompt_is_reported_and_not_retried(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    fake_astria.fail_prompts_with("NSFW content detected")
+    output = await chat(make_settings(), SCRIPT.format(photos=photo_dir))
+    assert "NSFW content detected" in output
+    assert len(fake_astria.find_requests("POST", "/tunes/666678/prompts")) == 1
+
+
+async def test_status_messages_are_edited_in_place_and_throttled(
+    make_settings: Callable[..., Settings], photo_dir: Path
+) -> None:
+    """A notifier that records calls: the tracker must not send unchanged texts again."""
+
+    class Recorder(ConsoleNotifier):
+        def __init__(self) -> None:
+            super().__init__(open("/dev/null", "w"))  # noqa: SIM115
+            self.statuses: list[tuple[int, str]] = []
+
+        async def update_status(self, delivery, text):  # type: ignore[no-untyped-def]
+            self.statuses.append((delivery.job_id, text))
+            return "status-1"
+
+    recorder = Recorder()
+    settings = make_settings()
+    async with running_core(settings) as core:
+        core.tracker.register_notifier("console", recorder)
+        await core.start_jobs()
+        user = await core.service.user("console", "ann")
+        await core.service.add_photos(
+            user, [IncomingPhoto(p.read_bytes(), p.name) for p in sorted(photo_dir.iterdir())]
+        )
+        await core.service.start_training(user, "man", ChatTarget("console", "console"))
+        await core.tracker.wait_idle()
+        delivery = await core.store.get_delivery("tune", 1)
+    texts = [text for _, text in recorder.statuses]
+    assert texts[-1].endswith("done.")
+    assert all(a != b for a, b in itertools.pairwise(texts))  # no repeats
+    assert delivery is not None and delivery.status_message_id == "status-1"
