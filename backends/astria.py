@@ -81,6 +81,10 @@ class AstriaClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             transport=transport,
         )
+        # With a custom transport (the in-process worker), other hosts (S3) must still be
+        # reached over the network, so they get a plain client of their own, made on demand.
+        self._timeout = self._http.timeout
+        self._external: httpx.AsyncClient | None = None if transport else self._http
 
     def __repr__(self) -> str:  # no key in reprs, tracebacks or logs
         return f"AstriaClient(base_url={self.base_url!r})"
@@ -93,6 +97,8 @@ class AstriaClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._external is not None and self._external is not self._http:
+            await self._external.aclose()
 
     # -- tunes ---------------------------------------------------------------------------
 
@@ -176,8 +182,14 @@ class AstriaClient:
         """
         absolute = httpx.URL(urljoin(self.base_url + "/", url))
         same_origin = _origin(absolute) == self._origin
+        if same_origin:
+            http = self._http
+        else:
+            if self._external is None:
+                self._external = httpx.AsyncClient(timeout=self._timeout)
+            http = self._external
         response = await self._request(
-            "GET", absolute, auth=same_origin, follow_redirects=True, accept="*/*"
+            "GET", absolute, auth=same_origin, follow_redirects=True, accept="*/*", http=http
         )
         return response.content
 
@@ -216,6 +228,7 @@ class AstriaClient:
         auth: bool = True,
         follow_redirects: bool = False,
         accept: str | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> httpx.Response:
         """Send one call; retry it only if it is a read or idempotent (not POST)."""
         retries = self._max_read_retries if method in ("GET", "HEAD", "DELETE") else 0
@@ -223,7 +236,7 @@ class AstriaClient:
         for attempt in range(retries + 1):
             started = time.monotonic()
             try:
-                response = await self._http.request(
+                response = await (http or self._http).request(
                     method,
                     url,
                     params=params,

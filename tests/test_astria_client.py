@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -522,6 +523,21 @@ async def test_download_sends_key_only_to_api_host(client: AstriaClient, fake: F
         [foreign_request] = foreign.find_requests("GET", "/files/")
         assert "authorization" not in foreign_request.headers
         assert KEY not in str(foreign_request.headers)
+
+
+async def test_in_process_transport_and_foreign_download(fake: FakeAstria):
+    """The embedded-worker setup: API calls go through ASGI, other hosts over the network."""
+    tune = fake.add_tune("ready")
+    [url] = fake.add_prompt(tune["id"])["images"]
+    transport = httpx.ASGITransport(app=fake.app)
+    async with AstriaClient(KEY, "http://worker.internal", transport=transport) as local:
+        assert (await local.get_tune(tune["id"])).id == tune["id"]
+        image = await local.download(url)  # fake.url is another origin than the worker's
+    assert image[:8] == b"\x89PNG\r\n\x1a\n"
+    api_call, download = fake.requests[-2:]
+    assert api_call.headers["host"] == "worker.internal"
+    assert api_call.headers["authorization"] == f"Bearer {KEY}"
+    assert download.path.startswith("/files/") and "authorization" not in download.headers
 
 
 async def test_download_missing_file_is_not_found(client: AstriaClient):
