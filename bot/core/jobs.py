@@ -90,6 +90,9 @@ class JobTracker:
         self._wakeups: dict[tuple[str, int], asyncio.Event] = {}
         self._last_status_edit: dict[int, float] = {}
         self._stopping = False
+        # Jobs recorded by this process and not yet sent: their first create needs no look-up.
+        # Anything else (resumed, or retried after an unclear failure) is looked up first.
+        self._fresh: set[tuple[str, int]] = set()
 
     def register_notifier(self, platform: str, notifier: Notifier) -> None:
         self._notifiers[platform] = notifier
@@ -110,15 +113,64 @@ class JobTracker:
         self._tasks.clear()
 
     def track_tune(self, tune_id: int) -> None:
+        """Track a tune the service just recorded (so it cannot exist on the backend yet)."""
+        self._fresh.add(("tune", tune_id))
         self._spawn("tune", tune_id)
 
     def track_generation(self, generation_id: int) -> None:
+        """Track a generation the service just recorded."""
+        self._fresh.add(("generation", generation_id))
         self._spawn("generation", generation_id)
 
-    def cancel_job(self, kind: str, job_id: int) -> None:
+    async def stop_job(self, kind: str, job_id: int) -> None:
+        """Stop tracking a job and wait until its task has really stopped."""
         task = self._tasks.pop((kind, job_id), None)
         if task:
             task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def cancel(self, kind: str, job_id: int) -> None:
+        """Stop a job, delete it on the backend (even one created a moment ago), close it."""
+        await self.stop_job(kind, job_id)
+        try:
+            await self.delete_remote(kind, job_id)
+        except BackendError as exc:
+            log.warning(
+                "cancelled %s %s could not be deleted on the backend: %s", kind, job_id, exc
+            )
+        if kind == "tune":
+            await self._store.update_tune(job_id, state="cancelled")
+        else:
+            await self._store.update_generation(job_id, state="cancelled")
+        delivery = await self._store.get_delivery(kind, job_id)
+        if delivery is not None:
+            await self._store.mark_delivered(delivery.id)
+
+    async def delete_remote(self, kind: str, job_id: int) -> None:
+        """Delete the job's tune or prompt on the backend; one that is gone already is fine."""
+        try:
+            if kind == "tune":
+                tune = await self._store.get_tune(job_id)
+                if tune and (remote_id := await self._remote_tune_id(tune)) is not None:
+                    await self._backend.delete_tune(remote_id)
+            else:
+                generation = await self._store.get_generation(job_id)
+                if generation and (remote_id := await self._remote_prompt_id(generation)):
+                    await self._backend.delete_prompt(remote_id)
+        except NotFoundError:
+            pass
+
+    async def _remote_tune_id(self, tune: TuneRecord) -> int | None:
+        if tune.backend_id is not None:
+            return tune.backend_id
+        remote = await self._find_remote_tune(tune)
+        return remote.id if remote else None
+
+    async def _remote_prompt_id(self, generation: GenerationRecord) -> int | None:
+        if generation.backend_id is not None:
+            return generation.backend_id
+        remote = await self._find_remote_prompt(generation)
+        return remote.id if remote else None
 
     async def wake(self, kind: str, job_id: int, secret: str) -> bool:
         """A callback arrived: check its secret, then make the job poll now."""
@@ -232,9 +284,9 @@ class JobTracker:
         """
 
         async def find_or_create() -> Tune:
-            for remote in await self._backend.list_tunes():
-                if remote.title == tune.title:
-                    return remote
+            remote = await self._find_remote_tune(tune)
+            if remote is not None:
+                return remote
             photos = await self._store.tune_photos(tune.id)
             images = [
                 TrainingImage(
@@ -255,6 +307,13 @@ class JobTracker:
         tune = await self._store.update_tune(tune.id, backend_id=remote.id, state="training")
         log.info("tune %s created on the backend as %s", tune.id, remote.id)
         return await self._apply_tune(tune, remote)
+
+    async def _find_remote_tune(self, tune: TuneRecord) -> Tune | None:
+        """Look up a tune whose id was never stored (a crash mid-create) by its UUID title."""
+        if ("tune", tune.id) in self._fresh:
+            self._fresh.discard(("tune", tune.id))
+            return None
+        return next((t for t in await self._backend.list_tunes() if t.title == tune.title), None)
 
     async def _apply_tune(self, tune: TuneRecord, remote: Tune) -> TuneRecord:
         if remote.failed:
@@ -321,13 +380,9 @@ class JobTracker:
             await self._status(delivery, "Queued: sending your prompt to the image service…")
 
         async def find_or_create() -> Prompt:
-            if generation.backend_id is None and generation.state == "queued":
-                for remote in await self._backend.list_prompts(SDXL_BASE_TUNE_ID):
-                    if (
-                        remote.text == generation.prompt_sent
-                        and remote.raw.get("seed") == generation.seed
-                    ):
-                        return remote
+            remote = await self._find_remote_prompt(generation)
+            if remote is not None:
+                return remote
             options = generation.options
             request = PromptRequest(
                 text=generation.prompt_sent,
@@ -343,6 +398,16 @@ class JobTracker:
             generation.id, backend_id=remote.id, state="submitted"
         )
         return await self._apply_prompt(generation, remote)
+
+    async def _find_remote_prompt(self, generation: GenerationRecord) -> Prompt | None:
+        """Look up a prompt whose id was never stored by its text and seed (newest first)."""
+        if ("generation", generation.id) in self._fresh:
+            self._fresh.discard(("generation", generation.id))
+            return None
+        for remote in await self._backend.list_prompts(SDXL_BASE_TUNE_ID):
+            if remote.text == generation.prompt_sent and remote.raw.get("seed") == generation.seed:
+                return remote
+        return None
 
     async def _apply_prompt(self, generation: GenerationRecord, remote: Prompt) -> GenerationRecord:
         if remote.failed:

@@ -14,12 +14,21 @@ import shutil
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from backends.base import DEFAULT_TOKEN, Backend, BackendError
 from bot.core import photos as photo_intake
 from bot.core.jobs import JobTracker
 from bot.core.prompts import PromptError, TuneRef, compose_prompt
-from bot.core.store import ChatTarget, Delivery, GenerationRecord, Store, TuneRecord, User
+from bot.core.store import (
+    Action,
+    ChatTarget,
+    Delivery,
+    GenerationRecord,
+    Store,
+    TuneRecord,
+    User,
+)
 
 log = logging.getLogger(__name__)
 
@@ -285,13 +294,11 @@ class PhotoshootService:
         cancelled: list[str] = []
         for generation in await self.store.user_generations(user.id):
             if generation.state in ("queued", "submitted"):
-                await self._cancel_job("generation", generation.id, generation.backend_id)
-                await self.store.update_generation(generation.id, state="cancelled")
+                await self._tracker.cancel("generation", generation.id)
                 cancelled.append(f"image #{generation.id}")
         for tune in await self.store.user_tunes(user.id):
             if tune.state in ("creating", "training"):
-                await self._cancel_job("tune", tune.id, tune.backend_id)
-                await self.store.update_tune(tune.id, state="cancelled")
+                await self._tracker.cancel("tune", tune.id)
                 cancelled.append(f"training of {tune.display_name}")
         if cancelled:
             return "Cancelled: " + ", ".join(cancelled) + "."
@@ -301,46 +308,31 @@ class PhotoshootService:
             return f"Dropped your {len(dropped)} pending photos. Send new ones whenever you like."
         return "Nothing to cancel: no job is running and no photos are waiting."
 
-    async def _cancel_job(self, kind: str, job_id: int, backend_id: int | None) -> None:
-        self._tracker.cancel_job(kind, job_id)
-        delivery = await self.store.get_delivery(kind, job_id)
-        if delivery is not None:
-            await self.store.mark_delivered(delivery.id)
-        await self._delete_remote(kind, backend_id)
-
-    async def _delete_remote(self, kind: str, backend_id: int | None) -> bool:
-        """Delete a tune or prompt on the backend; False when it could not be done now."""
-        if backend_id is None:
-            return True
-        try:
-            if kind == "tune":
-                await self._backend.delete_tune(backend_id)
-            else:
-                await self._backend.delete_prompt(backend_id)
-        except BackendError as exc:
-            if exc.status == 404:
-                return True
-            log.warning("could not delete %s %s on the backend: %s", kind, backend_id, exc)
-            return False
-        return True
-
     async def delete_everything(self, user: User) -> str:
-        """Delete the user's photos, models and images, here and on the backend."""
+        """Delete the user's photos, models and images, here and on the backend.
+
+        Remote deletion comes first; if the backend fails, nothing is deleted here, so the
+        user can simply ask again (already deleted items then count as gone).
+        """
         async with self._lock(user):
             tunes = await self.store.user_tunes(user.id)
             generations = await self.store.user_generations(user.id)
-            jobs = [("generation", g.id, g.backend_id) for g in generations]
-            jobs += [("tune", t.id, t.backend_id) for t in tunes]
+            jobs = [("generation", g.id) for g in generations] + [("tune", t.id) for t in tunes]
+            for kind, job_id in jobs:
+                await self._tracker.stop_job(kind, job_id)
             failures = 0
-            for kind, _, backend_id in jobs:
-                failures += not await self._delete_remote(kind, backend_id)
+            for kind, job_id in jobs:
+                try:
+                    await self._tracker.delete_remote(kind, job_id)
+                except BackendError as exc:
+                    failures += 1
+                    log.warning("deleting %s %s on the backend failed: %s", kind, job_id, exc)
             if failures:
+                await self._tracker.start()  # resume what was stopped above
                 raise UserError(
                     f"The image service could not delete {failures} item(s) right now, so I "
                     "kept everything here for the moment. Send /delete again in a few minutes."
                 )
-            for kind, job_id, _ in jobs:
-                self._tracker.cancel_job(kind, job_id)
             photos = await self.store.user_photos(user.id)
             await self.store.delete_user_data(user.id)
             self._remove_files([photo.path for photo in photos])
@@ -354,6 +346,43 @@ class PhotoshootService:
     def _remove_files(self, relative_paths: Sequence[str]) -> None:
         for relative in relative_paths:
             (self.store.data_dir / relative).unlink(missing_ok=True)
+
+    # -- chat buttons (state in the store, so they work after a restart) ---------------------
+
+    async def own_action(self, user: User, token: str) -> Action:
+        """The button behind `token`, if `user` may press it: buttons act for their requester."""
+        action = await self.store.get_action(token)
+        if action is None:
+            raise UserError("This button no longer works. Send the command again.")
+        if action.user_id != user.id:
+            raise UserError(
+                "These buttons belong to whoever asked for these pictures. "
+                "Use /imagine to make your own."
+            )
+        return action
+
+    async def variation(
+        self, user: User, generation_id: int, index: int, target: ChatTarget
+    ) -> GenerationStarted:
+        """More like image #index: the same typed prompt, starting from that image's seed.
+
+        Backends give image n of a set the seed `seed + n - 1`, so the new set starts there.
+        """
+        original = await self._own_generation(user, generation_id)
+        if not 1 <= index <= max(1, len(original.result_files)):
+            raise UserError(f"There is no image #{index} in that set.")
+        seed = (original.seed + index - 1) % 2**32
+        return await self.generate(user, original.prompt_typed, target, seed=seed)
+
+    async def result_files(self, user: User, generation_id: int) -> list[Path]:
+        """The finished images of one of the user's generations, as stored (full resolution)."""
+        generation = await self._own_generation(user, generation_id)
+        paths = [self.store.data_dir / name for name in generation.result_files]
+        if generation.state != "done" or not paths:
+            raise UserError("Those images are not ready yet.")
+        if not all(path.exists() for path in paths):
+            raise UserError("Those images were deleted. /imagine makes new ones.")
+        return paths
 
 
 def _tune_ref(tune: TuneRecord) -> TuneRef:
