@@ -6,7 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import setup_logging
@@ -40,6 +43,23 @@ async def run_frontends(settings: Settings) -> None:
         f"The {' and '.join(enabled)} frontend is not part of this version yet. "
         "Unset its token to use the console chat."
     )
+
+
+async def until_signalled(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work`; SIGTERM or SIGINT cancels it, so every context closes in order.
+
+    Cancellation unwinds through `running_core`, which stops the job tracker and closes the
+    store: unfinished jobs stay recorded and resume on the next start.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        await work
+    except asyncio.CancelledError:
+        log.info("stopped by a signal; unfinished jobs resume on the next start")
 
 
 def run_worker(settings: Settings, host: str, port: int) -> None:
@@ -80,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "worker":
             run_worker(settings, args.host, args.port)
         elif args.command == "chat":
-            asyncio.run(run_console(settings))
+            asyncio.run(until_signalled(run_console(settings)))
         else:
-            asyncio.run(run_frontends(settings))
+            asyncio.run(until_signalled(run_frontends(settings)))
     except ConfigError as exc:
         print(f"photoshoot-bot: {exc}", file=sys.stderr)
         return 2

@@ -154,8 +154,9 @@ class ConsoleProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM])
 def test_restart_while_training_resumes_and_delivers_once(
-    fake_astria: FakeAstria, photo_dir: Path, tmp_path: Path
+    fake_astria: FakeAstria, photo_dir: Path, tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
     env = {
         **os.environ,
@@ -169,8 +170,10 @@ def test_restart_while_training_resumes_and_delivers_once(
     first = ConsoleProcess(env, tmp_path)
     first.send(f"/photos {photo_dir}\n/train man\n")
     first.wait_for(r"Training .* in progress")
-    first.process.send_signal(signal.SIGKILL)  # the harshest stop: no clean-up at all
-    first.process.wait(10)
+    first.process.send_signal(stop_signal)  # SIGKILL: the harshest stop, no clean-up at all
+    returncode = first.process.wait(30)
+    if stop_signal == signal.SIGTERM:
+        assert returncode == 0  # a graceful stop
     before = "\n".join(first.lines)
 
     fake_astria.release_training()

@@ -14,6 +14,7 @@ import getpass
 import glob
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -77,6 +78,24 @@ def _read_photo(path: Path) -> bytes:
         return handle.read(MAX_FILE_BYTES + 1)
 
 
+def read_lines_in_background(stream: TextIO) -> asyncio.Queue[str | None]:
+    """Feed `stream`'s lines into a queue from a daemon thread; None marks the end.
+
+    A daemon thread (not `asyncio.to_thread`) because a blocked `readline` must not keep
+    the process alive when it is asked to stop.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def pump() -> None:
+        for line in iter(stream.readline, ""):
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=pump, name="console-stdin", daemon=True).start()
+    return queue
+
+
 class ConsoleChat:
     """The command loop of one console user."""
 
@@ -106,9 +125,10 @@ class ConsoleChat:
         self._user = await self._service.user(PLATFORM, getpass.getuser(), getpass.getuser())
         await self._core.start_jobs()
         self._notifier.say("Photoshoot bot console. /help lists the commands; Ctrl-D quits.")
+        lines = read_lines_in_background(self._stdin)
         while True:
-            line = await asyncio.to_thread(self._stdin.readline)
-            if not line:
+            line = await lines.get()
+            if line is None:
                 break
             line = line.strip()
             if line in ("/quit", "/exit"):
