@@ -74,7 +74,8 @@ async def test_models_can_be_switched_and_are_private(
     output = await chat(
         settings,
         TRAIN.format(photos=first)
-        + f"/photos {second}\n/train woman Anna\n/wait\n/models\n/models 1\n/imagine at sea\n/wait\n",
+        + f"/photos {second}\n/train woman Anna\n/wait\n"
+        + "/models\n/models 1\n/imagine at sea\n/wait\n",
     )
     assert "Anna: ready" in output and "(active)" in output
     assert "man #1 is now your active model." in output

@@ -1,0 +1,342 @@
+"""Generation: a validated prompt plus (optionally) a tune's LoRA+TI -> finished images.
+
+Order of stages (as ADetailer after a hires fix, and Astria's own flags):
+txt2img (one batch, a seed per image) -> super_resolution (hires fix) -> inpaint_faces.
+
+The tune's LoRA is loaded as a PEFT adapter at the prompt's strength and its embeddings are
+bound to its token in both text encoders; both are removed again after the prompt, so the next
+prompt (another user's tune) starts from the clean base model.
+
+Determinism: image i uses seed `params.seed + i` on its own torch.Generator, for the latents and
+every stage after, so the same request with the same seed on the same device gives the same
+images. (In a batch of another size the UNet's batched math rounds differently, so the same
+seed there is not guaranteed to give the same image.)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from backends.local import faces, upscale
+from backends.local.artefacts import ArtefactError, TuneArtefacts, load_artefacts
+from backends.local.models import LoadedModel, ModelCache
+from backends.local.params import PromptParams
+
+log = logging.getLogger(__name__)
+
+FACE_STRENGTH = 0.4
+ADAPTER = "tune"
+
+
+class JobAborted(Exception):
+    """The worker is stopping (or the prompt was deleted): drop the work, keep the job."""
+
+
+class GenerationError(Exception):
+    """The prompt cannot be run; the message becomes the prompt's `user_error`."""
+
+
+Progress = Callable[[float], None]
+"""Called with the finished fraction 0..1; raises JobAborted to stop the work."""
+
+
+@dataclass(frozen=True)
+class PromptJob:
+    """What the queue hands the engine: validated params, base model, tune folder if any."""
+
+    prompt_id: int
+    params: PromptParams
+    base_tune_id: int
+    tune_dir: Path | None
+
+
+def make_scheduler(name: str, config: Any) -> Any:
+    """Our scheduler names -> diffusers schedulers, from the model's own scheduler config.
+
+    `dpm++sde*` use DPM-Solver++ in its SDE form (diffusers' `sde-dpmsolver++`, A1111's
+    "DPM++ 2M SDE"): seeded like the rest, and without the `torchsde` dependency that
+    DPMSolverSDEScheduler would add.
+    """
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        EulerAncestralDiscreteScheduler,
+        EulerDiscreteScheduler,
+    )
+
+    if name == "euler_a":
+        return EulerAncestralDiscreteScheduler.from_config(config)
+    if name == "euler":
+        return EulerDiscreteScheduler.from_config(config)
+    karras = name.endswith("_karras")
+    algorithm = "sde-dpmsolver++" if name.startswith("dpm++sde") else "dpmsolver++"
+    if name in ("dpm++2m", "dpm++2m_karras", "dpm++sde", "dpm++sde_karras"):
+        return DPMSolverMultistepScheduler.from_config(
+            config, algorithm_type=algorithm, solver_order=2, use_karras_sigmas=karras
+        )
+    raise GenerationError(f"unknown scheduler {name!r}")
+
+
+class Engine:
+    """Runs prompts on the GPU (or CPU). Not thread-safe: the queue calls it from one thread."""
+
+    def __init__(
+        self,
+        models: ModelCache,
+        *,
+        sr_scale: float = 2.0,
+        upscaler_model: str | None = None,
+    ) -> None:
+        self.models = models
+        self.sr_scale = sr_scale
+        self.upscaler_model = upscaler_model
+        self._upscaler: upscale.SpandrelUpscaler | None = None
+        self.abort = threading.Event()
+
+    # -- public --------------------------------------------------------------------------
+
+    def run_prompt(self, job: PromptJob, progress: Progress) -> list[Image.Image]:
+        """All stages of one prompt; returns the final images, in seed order."""
+        params = job.params
+        model = self.models.get(job.base_tune_id)
+        if model.is_noise:
+            log.warning("prompt %s: the %s model makes noise images", job.prompt_id, model.spec)
+        tune = self._load_tune(job.tune_dir) if job.tune_dir else None
+        stages = [("txt2img", 1.0)]
+        if params.super_resolution:
+            stages.append(("sr", 0.6))
+        if params.inpaint_faces:
+            stages.append(("faces", 0.4))
+        plan = _Plan(stages, progress, self.abort)
+        with self.tune_applied(model, tune, params.lora_strength):
+            self._set_scheduler(model, params.scheduler)
+            images = self._txt2img(model, params, plan)
+            if params.super_resolution:
+                images = self._super_resolve(model, params, images, plan)
+            if params.inpaint_faces:
+                images = [
+                    self.redraw_faces(model, params, image, params.seed + i, plan)
+                    for i, image in enumerate(images)
+                ]
+        plan.done()
+        return images
+
+    def redraw_faces(
+        self,
+        model: LoadedModel,
+        params: PromptParams,
+        image: Image.Image,
+        seed: int,
+        plan: _Plan | None = None,
+    ) -> Image.Image:
+        """The face stage alone, on any image (the caller applies the tune). Test seam too:
+        the tiny model draws no faces, so tests feed a drawn face through this stage."""
+        boxes = faces.detect_faces(image)
+        if not boxes:
+            if plan:
+                plan.step("faces", 1, 1)
+            return image
+        log.info("inpaint_faces: %d face(s) in a %dx%d image", len(boxes), *image.size)
+
+        def redraw(crop: Image.Image, index: int) -> Image.Image:
+            if plan:
+                plan.check()
+            out = model.img2img(
+                image=crop,
+                strength=FACE_STRENGTH,
+                num_inference_steps=max(params.steps, 5),
+                width=crop.width,
+                height=crop.height,
+                **self._call_kwargs(model, params, [seed + 1000 * (index + 1)]),
+            ).images[0]
+            if plan:
+                plan.step("faces", index + 1, len(boxes))
+            return out
+
+        result, _ = faces.inpaint_faces(image, redraw, native_size=model.native_size, boxes=boxes)
+        return result
+
+    @contextmanager
+    def tune_applied(
+        self, model: LoadedModel, tune: TuneArtefacts | None, strength: float
+    ) -> Iterator[None]:
+        """Load the tune's LoRA (at `strength`) and embeddings for the duration of a prompt."""
+        if tune is None:
+            yield
+            return
+        pipe = model.pipe
+        tokens = self._load_embeddings(model, tune)
+        try:
+            pipe.load_lora_weights(_scaled_lora(tune), adapter_name=ADAPTER)
+            pipe.set_adapters([ADAPTER], adapter_weights=[strength])
+            yield
+        finally:
+            if ADAPTER in _adapters(pipe):
+                pipe.delete_adapters([ADAPTER])
+            for encoder, tokenizer in _encoders(pipe):
+                pipe.unload_textual_inversion(
+                    tokens=tokens, text_encoder=encoder, tokenizer=tokenizer
+                )
+
+    # -- stages --------------------------------------------------------------------------
+
+    def _txt2img(self, model: LoadedModel, params: PromptParams, plan: _Plan) -> list[Image.Image]:
+        seeds = [params.seed + i for i in range(params.num_images)]
+        kwargs = self._call_kwargs(model, params, seeds)
+
+        def on_step(pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
+            plan.step("txt2img", step + 1, params.steps)
+            return tensors
+
+        result = model.pipe(
+            width=params.w,
+            height=params.h,
+            num_inference_steps=params.steps,
+            callback_on_step_end=on_step,
+            **kwargs,
+        )
+        return list(result.images)
+
+    def _super_resolve(
+        self, model: LoadedModel, params: PromptParams, images: list[Image.Image], plan: _Plan
+    ) -> list[Image.Image]:
+        size = upscale.target_size(params.w, params.h, self.sr_scale)
+        strength = upscale.DETAIL_STRENGTH if params.hires_fix else upscale.STRENGTH
+        seeds = [params.seed + i for i in range(len(images))]
+        kwargs = self._call_kwargs(model, params, seeds)
+        total = max(1, int(max(params.steps, round(2 / strength)) * strength))
+
+        def on_step(pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
+            plan.step("sr", step + 1, total)
+            return tensors
+
+        return upscale.hires_fix(
+            model.img2img,
+            images,
+            size=size,
+            strength=strength,
+            steps=params.steps,
+            call_kwargs={**kwargs, "callback_on_step_end": on_step},
+            native_size=model.native_size,
+            upscaler=self._get_upscaler(model),
+        )
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _call_kwargs(
+        self, model: LoadedModel, params: PromptParams, seeds: list[int]
+    ) -> dict[str, Any]:
+        import torch
+
+        generators = [torch.Generator(model.device).manual_seed(s) for s in seeds]
+        return {
+            "prompt": [params.clean_text] * len(seeds),
+            "negative_prompt": [params.negative_prompt] * len(seeds),
+            "guidance_scale": params.cfg_scale,
+            "generator": generators,
+        }
+
+    def _set_scheduler(self, model: LoadedModel, name: str) -> None:
+        scheduler = make_scheduler(name, model.pipe.scheduler.config)
+        model.pipe.scheduler = scheduler
+        model.img2img.scheduler = scheduler
+
+    def _load_tune(self, folder: Path) -> TuneArtefacts:
+        try:
+            return load_artefacts(folder)
+        except ArtefactError as exc:
+            raise GenerationError(f"the tune's model files are unusable: {exc}") from exc
+
+    def _load_embeddings(self, model: LoadedModel, tune: TuneArtefacts) -> list[str]:
+        """Bind `token`, `token_1`, ... to the embedding rows in both encoders."""
+        pipe = model.pipe
+        token = tune.manifest.token
+        n = tune.manifest.n_tokens
+        tokens = [token] + [f"{token}_{i}" for i in range(1, n)]
+        loaded: list[tuple[Any, Any]] = []
+        try:
+            for key, (encoder, tokenizer) in zip(
+                ("clip_l", "clip_g"), _encoders(pipe), strict=True
+            ):
+                emb = tune.embeddings[key]
+                dim = encoder.get_input_embeddings().weight.shape[1]
+                if emb.shape[1] != dim:
+                    raise GenerationError(
+                        f"the tune's {key} embedding has width {emb.shape[1]}, this base model"
+                        f" {dim}: it was trained for another model"
+                    )
+                pipe.load_textual_inversion(
+                    emb.to(model.dtype), token=token, text_encoder=encoder, tokenizer=tokenizer
+                )
+                loaded.append((encoder, tokenizer))
+        except Exception:
+            for encoder, tokenizer in loaded:
+                pipe.unload_textual_inversion(
+                    tokens=tokens, text_encoder=encoder, tokenizer=tokenizer
+                )
+            raise
+        return tokens
+
+    def _get_upscaler(self, model: LoadedModel) -> upscale.SpandrelUpscaler | None:
+        if not self.upscaler_model:
+            return None
+        if self._upscaler is None:
+            self._upscaler = upscale.SpandrelUpscaler(self.upscaler_model, model.device)
+        return self._upscaler
+
+
+class _Plan:
+    """Maps stage-local step counts onto one 0..1 progress figure and checks for abort."""
+
+    def __init__(
+        self, stages: list[tuple[str, float]], report: Progress, abort: threading.Event
+    ) -> None:
+        total = sum(w for _, w in stages)
+        self._start: dict[str, float] = {}
+        self._weight: dict[str, float] = {}
+        acc = 0.0
+        for name, weight in stages:
+            self._start[name] = acc / total
+            self._weight[name] = weight / total
+            acc += weight
+        self._report = report
+        self._abort = abort
+
+    def check(self) -> None:
+        if self._abort.is_set():
+            raise JobAborted("the worker is stopping")
+
+    def step(self, stage: str, done: int, total: int) -> None:
+        self.check()
+        if stage in self._start:
+            fraction = self._start[stage] + self._weight[stage] * min(1.0, done / max(1, total))
+            self._report(min(0.99, fraction))
+
+    def done(self) -> None:
+        self._report(1.0)
+
+
+def _encoders(pipe: Any) -> list[tuple[Any, Any]]:
+    return [(pipe.text_encoder, pipe.tokenizer), (pipe.text_encoder_2, pipe.tokenizer_2)]
+
+
+def _adapters(pipe: Any) -> set[str]:
+    try:
+        return {name for names in pipe.get_list_adapters().values() for name in names}
+    except Exception:  # no PEFT layers injected yet
+        return set()
+
+
+def _scaled_lora(tune: TuneArtefacts) -> dict[str, Any]:
+    """The LoRA state dict with alpha/rank folded into the up weights (diffusers assumes 1)."""
+    factor = tune.manifest.lora_alpha / tune.manifest.rank
+    if factor == 1.0:
+        return dict(tune.lora)
+    return {k: (v * factor if ".lora_B." in k else v) for k, v in tune.lora.items()}

@@ -1,0 +1,343 @@
+"""Base-model loading: what `SDXL_MODEL` (and each extra base model) names becomes a pipeline.
+
+Specs understood:
+- `tiny`: a tiny random SDXL built in code (diffusers' own tiny SDXL test configs: 2-level UNet,
+  2-level VAE, two 5-layer CLIP text encoders of width 32) with a byte-level CLIP tokenizer built
+  locally. Deterministic (weights from a fixed seed), no downloads, seconds on a CPU. Its images
+  are noise: it exists for tests and first runs, and it says so in the log.
+- `random`: full-size SDXL 1.0 architecture with random weights: the real cost, no weights
+  (used to time the GPU path; images are noise too).
+- a folder: a diffusers SDXL folder (`model_index.json`).
+- a `.safetensors`/`.ckpt` file: a single-file SDXL checkpoint (A1111/Civitai style). diffusers
+  needs the SDXL configs beside it: `SDXL_CONFIG_DIR` (a diffusers folder without weights is
+  enough), else it fetches them from the hub, which needs internet.
+- anything else: a hub id (`stabilityai/stable-diffusion-xl-base-1.0`), where there is internet.
+
+bf16 on a GPU (no fp16 overflow in the SDXL VAE, no upcast), fp32 on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+TINY = "tiny"
+RANDOM_FULL = "random"
+TINY_SEED = 0
+TINY_NATIVE_SIZE = 128
+
+
+def native_size(spec: str) -> int:
+    """The side a model was trained at: default w/h and the face-redraw resolution."""
+    return TINY_NATIVE_SIZE if spec == TINY else 1024
+
+
+@dataclass
+class LoadedModel:
+    """A base model ready to run: txt2img pipeline plus img2img sharing its components."""
+
+    spec: str
+    pipe: Any  # StableDiffusionXLPipeline
+    img2img: Any  # StableDiffusionXLImg2ImgPipeline over the same modules
+    device: str
+    dtype: Any  # torch.dtype
+    native_size: int
+
+    @property
+    def is_noise(self) -> bool:
+        return self.spec in (TINY, RANDOM_FULL)
+
+
+def pick_device(requested: str | None) -> str:
+    import torch
+
+    if requested:
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(spec: str, device: str | None = None) -> LoadedModel:
+    """Build or load the pipeline named by `spec` on `device` (None: CUDA if present)."""
+    import torch
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
+    device = pick_device(device)
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if spec == TINY:
+        pipe = build_tiny_pipeline()
+        log.warning(
+            "SDXL_MODEL=tiny: a tiny RANDOM SDXL for tests and first runs. Its images are noise; "
+            "set SDXL_MODEL to a real SDXL checkpoint for photos."
+        )
+    elif spec == RANDOM_FULL:
+        pipe = build_random_full_pipeline(device, dtype)
+        log.warning("SDXL_MODEL=random: full-size SDXL with RANDOM weights (timing only; noise).")
+    else:
+        pipe = _load_real(spec, dtype)
+        log.info("loaded base model %s", spec)
+    pipe.to(device=device, dtype=dtype)
+    pipe.set_progress_bar_config(disable=True)
+    img2img = StableDiffusionXLImg2ImgPipeline.from_pipe(pipe)
+    img2img.set_progress_bar_config(disable=True)
+    return LoadedModel(spec, pipe, img2img, device, dtype, native_size(spec))
+
+
+def _load_real(spec: str, dtype: Any) -> Any:
+    from diffusers import StableDiffusionXLPipeline
+
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return StableDiffusionXLPipeline.from_pretrained(path, torch_dtype=dtype)
+    if path.suffix in (".safetensors", ".ckpt"):
+        if not path.is_file():
+            raise FileNotFoundError(f"SDXL checkpoint {path} does not exist")
+        config = os.environ.get("SDXL_CONFIG_DIR") or "stabilityai/stable-diffusion-xl-base-1.0"
+        return StableDiffusionXLPipeline.from_single_file(path, torch_dtype=dtype, config=config)
+    return StableDiffusionXLPipeline.from_pretrained(spec, torch_dtype=dtype)
+
+
+# -- tokenizer ------------------------------------------------------------------------------
+
+
+def build_byte_tokenizer(pad_token: str) -> Any:
+    """A CLIP tokenizer with a byte-level vocabulary and no merges, built without downloads.
+
+    Every byte is a token (plus its end-of-word form), so any text tokenizes, words just take
+    more tokens than with the real 49,408-entry vocabulary. Good enough for random weights.
+    """
+    from transformers import CLIPTokenizer
+
+    chars = list(_bytes_to_unicode().values())
+    vocab = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab_file = Path(tmp) / "vocab.json"
+        merges_file = Path(tmp) / "merges.txt"
+        vocab_file.write_text(json.dumps({t: i for i, t in enumerate(vocab)}), encoding="utf-8")
+        merges_file.write_text("#version: 0.2\n", encoding="utf-8")
+        return CLIPTokenizer(
+            str(vocab_file), str(merges_file), pad_token=pad_token, model_max_length=77
+        )
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """The GPT-2/CLIP byte -> printable unicode table (so BPE never sees control bytes)."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    codes = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            codes.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in codes), strict=True))
+
+
+# -- random pipelines ----------------------------------------------------------------------
+
+
+def build_tiny_pipeline() -> Any:
+    """The tiny SDXL (diffusers' test configs), weights from a fixed seed: same model each time."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    tok1 = build_byte_tokenizer("<|endoftext|>")
+    tok2 = build_byte_tokenizer("!")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        unet = UNet2DConditionModel(
+            block_out_channels=(32, 64),
+            layers_per_block=2,
+            sample_size=32,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            attention_head_dim=(2, 4),
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            transformer_layers_per_block=(1, 2),
+            projection_class_embeddings_input_dim=80,  # 6 time ids x 8 + 32 pooled
+            cross_attention_dim=64,  # 32 + 32: both encoders' hidden states concatenated
+            norm_num_groups=32,
+        )
+        vae = AutoencoderKL(
+            block_out_channels=(32, 64),
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            latent_channels=4,
+            sample_size=TINY_NATIVE_SIZE,
+        )
+        text_cfg = {
+            "bos_token_id": 0,
+            "eos_token_id": 2,
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "layer_norm_eps": 1e-05,
+            "num_attention_heads": 4,
+            "num_hidden_layers": 5,
+            "pad_token_id": 1,
+            "vocab_size": len(tok1),
+            "hidden_act": "gelu",
+            "projection_dim": 32,
+        }
+        te1 = CLIPTextModel(CLIPTextConfig(**text_cfg))
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig(**text_cfg))
+    scheduler = EulerAncestralDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+    return StableDiffusionXLPipeline(
+        vae=vae.eval(),
+        text_encoder=te1.eval(),
+        text_encoder_2=te2.eval(),
+        tokenizer=tok1,
+        tokenizer_2=tok2,
+        unet=unet.eval(),
+        scheduler=scheduler,
+    )
+
+
+SDXL_UNET = {
+    "act_fn": "silu",
+    "addition_embed_type": "text_time",
+    "addition_embed_type_num_heads": 64,
+    "addition_time_embed_dim": 256,
+    "attention_head_dim": [5, 10, 20],
+    "block_out_channels": [320, 640, 1280],
+    "cross_attention_dim": 2048,
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "out_channels": 4,
+    "projection_class_embeddings_input_dim": 2816,
+    "sample_size": 128,
+    "transformer_layers_per_block": [1, 2, 10],
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    "use_linear_projection": True,
+}
+SDXL_VAE = {
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "sample_size": 1024,
+    "scaling_factor": 0.13025,
+    "force_upcast": False,
+}
+SDXL_TE1 = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_attention_heads": 12,
+    "num_hidden_layers": 12,
+    "projection_dim": 768,
+    "hidden_act": "quick_gelu",
+}
+SDXL_TE2 = {
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_attention_heads": 20,
+    "num_hidden_layers": 32,
+    "projection_dim": 1280,
+    "hidden_act": "gelu",
+}
+
+
+def build_random_full_pipeline(device: str, dtype: Any) -> Any:
+    """SDXL 1.0's architecture (configs as published) with random weights, built on `device`."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    common = {
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+        "pad_token_id": 1,
+        "vocab_size": 49408,
+        "max_position_embeddings": 77,
+        "layer_norm_eps": 1e-05,
+    }
+    with torch.random.fork_rng(devices=[]), torch.device(device):
+        torch.manual_seed(TINY_SEED)
+        unet = UNet2DConditionModel(**SDXL_UNET).to(dtype)
+        vae = AutoencoderKL(**SDXL_VAE).to(dtype)
+        te1 = CLIPTextModel(CLIPTextConfig(**common, **SDXL_TE1)).to(dtype)
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig(**common, **SDXL_TE2)).to(dtype)
+    scheduler = EulerAncestralDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+    return StableDiffusionXLPipeline(
+        vae=vae.eval(),
+        text_encoder=te1.eval(),
+        text_encoder_2=te2.eval(),
+        tokenizer=build_byte_tokenizer("<|endoftext|>"),
+        tokenizer_2=build_byte_tokenizer("!"),
+        unet=unet.eval(),
+        scheduler=scheduler,
+    )
+
+
+class ModelCache:
+    """Keeps the one base model in use resident; switching base models evicts the other.
+
+    One GPU holds one SDXL comfortably, two only barely; operators with several base models pay
+    a reload when prompts alternate between them, which is the honest cost of a single GPU.
+    """
+
+    def __init__(self, specs: dict[int, str], device: str | None) -> None:
+        self.specs = specs
+        self.device = device
+        self._loaded: tuple[int, LoadedModel] | None = None
+
+    def get(self, base_tune_id: int) -> LoadedModel:
+        if self._loaded is not None and self._loaded[0] == base_tune_id:
+            return self._loaded[1]
+        spec = self.specs[base_tune_id]
+        if self._loaded is not None:
+            self._loaded = None
+            _free_memory()
+        model = load_model(spec, self.device)
+        self._loaded = (base_tune_id, model)
+        return model
+
+
+def _free_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,264 @@
+"""Parse and validate what a client POSTs: Astria's `tune[...]`/`prompt[...]` fields.
+
+Everything that can be refused is refused here, before a job is queued, so a client learns of a
+bad request at once (422 `{"error": ...}`) instead of from a failed job minutes later.
+Forms carry strings ("true", "4"); JSON carries typed values; both come through the same code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from backends.base import DEFAULT_TOKEN, SCHEDULERS
+
+LORA_TAG = re.compile(r"<lora:([^:>]*):([^>]*)>", re.IGNORECASE)
+OTHER_TAG = re.compile(r"<(faceid|hypernet|embedding):[^>]*>", re.IGNORECASE)
+MAX_IMAGES = 8
+MIN_SIDE = 64
+DEFAULT_STEPS = 30
+MAX_STEPS = 50
+DEFAULT_CFG = 5.0
+MAX_SEED = 2**32 - 1
+
+ASPECTS: dict[str, tuple[int, int]] = {
+    # SDXL's trained buckets (w, h) at 1024² ≈ 1 MP, scaled for models with another native size.
+    "1:1": (1024, 1024),
+    "square": (1024, 1024),
+    "portrait": (832, 1216),
+    "2:3": (832, 1216),
+    "3:4": (896, 1152),
+    "4:5": (896, 1088),
+    "9:16": (768, 1344),
+    "9:21": (640, 1536),
+    "landscape": (1216, 832),
+    "3:2": (1216, 832),
+    "4:3": (1152, 896),
+    "5:4": (1088, 896),
+    "16:9": (1344, 768),
+    "21:9": (1536, 640),
+    "anamorphic": (1536, 640),
+}
+
+
+class RequestError(Exception):
+    """The request is invalid: answered 422 with this message."""
+
+
+@dataclass(frozen=True)
+class PromptParams:
+    """A validated prompt request, stored as JSON with the job so a restart replays it exactly."""
+
+    text: str
+    clean_text: str
+    """`text` without the `<lora:...>` tag: what the text encoders see."""
+    negative_prompt: str
+    num_images: int
+    seed: int
+    steps: int
+    cfg_scale: float
+    w: int
+    h: int
+    scheduler: str
+    super_resolution: bool
+    inpaint_faces: bool
+    hires_fix: bool
+    ar: str | None
+    lora_tune_id: int | None
+    lora_strength: float
+    callback: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PromptParams:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    """A validated tune request (the images travel separately, as bytes)."""
+
+    title: str
+    name: str
+    token: str
+    base_tune_id: int
+    model_type: str
+    steps: int | None
+    face_crop: bool | None
+    callback: str | None
+    branch: str | None
+
+
+def parse_prompt(
+    fields: dict[str, Any], *, native_size: int, max_side: int, random_seed: int
+) -> PromptParams:
+    """Validate a prompt; `random_seed` is used (and stored) when the client sent none."""
+    text = _str(fields.get("text"))
+    if not text.strip():
+        raise RequestError("text is required")
+    if OTHER_TAG.search(text):
+        raise RequestError("only <lora:ID:STRENGTH> tags are supported by this worker")
+    tags = LORA_TAG.findall(text)
+    if len(tags) > 1:
+        raise RequestError("a prompt may hold at most one <lora:ID:STRENGTH> of a LoRA+TI tune")
+    lora_id: int | None = None
+    strength = 1.0
+    if tags:
+        raw_id, raw_strength = tags[0]
+        if not raw_id.strip().isdigit():
+            raise RequestError(f"unknown LoRA {raw_id!r}: use the id of a trained tune")
+        lora_id = int(raw_id)
+        strength = _float(raw_strength, "lora strength")
+        if not 0.0 <= strength <= 2.0:
+            raise RequestError("lora strength must be between 0 and 2")
+    clean = " ".join(LORA_TAG.sub(" ", text).split())
+
+    num_images = _int(fields.get("num_images"), "num_images", default=4)
+    if not 1 <= num_images <= MAX_IMAGES:
+        raise RequestError(f"num_images must be between 1 and {MAX_IMAGES}")
+    scheduler = _str(fields.get("scheduler")).strip() or "euler_a"
+    if scheduler not in SCHEDULERS:
+        raise RequestError(f"unknown scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)}")
+    steps = _int(fields.get("steps"), "steps", default=DEFAULT_STEPS) or DEFAULT_STEPS
+    if not 1 <= steps <= MAX_STEPS:
+        raise RequestError(f"steps must be between 1 and {MAX_STEPS}")
+    cfg = _float(fields.get("cfg_scale"), "cfg_scale", default=DEFAULT_CFG)
+    if not 0.0 <= cfg <= 15.0:
+        raise RequestError("cfg_scale must be between 0 and 15")
+    seed = _int(fields.get("seed"), "seed", default=random_seed)
+    if not 0 <= seed <= MAX_SEED:
+        raise RequestError(f"seed must be between 0 and {MAX_SEED}")
+
+    super_resolution = _bool(fields.get("super_resolution"), "super_resolution")
+    inpaint_faces = _bool(fields.get("inpaint_faces"), "inpaint_faces")
+    hires_fix = _bool(fields.get("hires_fix"), "hires_fix")
+    if inpaint_faces and not super_resolution:
+        raise RequestError("inpaint_faces requires super_resolution")
+    if hires_fix and not super_resolution:
+        raise RequestError("hires_fix requires super_resolution")
+
+    ar = _str(fields.get("ar") or fields.get("aspect_ratio")).strip() or None
+    w, h = _size(fields, ar, native_size=native_size, max_side=max_side)
+    return PromptParams(
+        text=text,
+        clean_text=clean,
+        negative_prompt=_str(fields.get("negative_prompt")),
+        num_images=num_images,
+        seed=seed,
+        steps=steps,
+        cfg_scale=cfg,
+        w=w,
+        h=h,
+        scheduler=scheduler,
+        super_resolution=super_resolution,
+        inpaint_faces=inpaint_faces,
+        hires_fix=hires_fix,
+        ar=ar,
+        lora_tune_id=lora_id,
+        lora_strength=strength,
+        callback=_str(fields.get("callback")).strip() or None,
+    )
+
+
+def parse_tune(fields: dict[str, Any], *, n_images: int, base_ids: set[int]) -> TuneParams:
+    """Validate a tune; only LoRA+TI ("pti"/"lora") tunes on one of our base models train here."""
+    title = _str(fields.get("title")).strip()
+    name = _str(fields.get("name")).strip()
+    if not title:
+        raise RequestError("title is required")
+    if not name:
+        raise RequestError("name (the class word: man, woman, ...) is required")
+    if n_images < 1:
+        raise RequestError("images are required (tune[images][] file parts)")
+    if fields.get("image_urls"):
+        raise RequestError("image_urls are not supported by this worker; upload the files")
+    base = _int(fields.get("base_tune_id"), "base_tune_id", default=min(base_ids))
+    if base not in base_ids:
+        raise RequestError(f"base_tune_id {base} is not a base model of this worker")
+    model_type = _str(fields.get("model_type")).strip() or "pti"
+    if model_type not in ("pti", "lora"):
+        raise RequestError("only model_type pti (LoRA + text embedding) is trained here")
+    token = _str(fields.get("token")).strip() or DEFAULT_TOKEN
+    if not re.fullmatch(r"[a-z][a-z0-9]{1,15}", token):
+        raise RequestError("token must be 2-16 lowercase letters/digits, starting with a letter")
+    steps = _int(fields.get("steps"), "steps", default=0) or None
+    face_crop = None if fields.get("face_crop") in (None, "") else _bool(fields["face_crop"], "x")
+    return TuneParams(
+        title=title,
+        name=name,
+        token=token,
+        base_tune_id=base,
+        model_type="pti",
+        steps=steps,
+        face_crop=face_crop,
+        callback=_str(fields.get("callback")).strip() or None,
+        branch=_str(fields.get("branch")).strip() or None,
+    )
+
+
+def _size(fields: dict[str, Any], ar: str | None, *, native_size: int, max_side: int) -> tuple:
+    w = _int(fields.get("w"), "w", default=0)
+    h = _int(fields.get("h"), "h", default=0)
+    if not w and not h:
+        if ar is not None and ar not in ASPECTS:
+            raise RequestError(f"unknown ar {ar!r}; use one of {', '.join(ASPECTS)}")
+        bw, bh = ASPECTS[ar or "1:1"]
+        return _round8(bw * native_size / 1024), _round8(bh * native_size / 1024)
+    if not w or not h:
+        # One side given: keep the other at the aspect's proportion.
+        bw, bh = ASPECTS.get(ar or "1:1", (1024, 1024))
+        w = w or _round8(h * bw / bh)
+        h = h or _round8(w * bh / bw)
+    for side, value in (("w", w), ("h", h)):
+        if value % 8:
+            raise RequestError(f"{side} must be a multiple of 8")
+        if not MIN_SIDE <= value <= max_side:
+            raise RequestError(f"{side} must be between {MIN_SIDE} and {max_side}")
+    return w, h
+
+
+def _round8(value: float) -> int:
+    return max(MIN_SIDE, round(value / 8) * 8)
+
+
+def _str(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _int(value: Any, name: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise RequestError(f"{name} must be an integer")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise RequestError(f"{name} must be an integer") from None
+    if not number.is_integer():
+        raise RequestError(f"{name} must be an integer")
+    return int(number)
+
+
+def _float(value: Any, name: str, default: float = 0.0) -> float:
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise RequestError(f"{name} must be a number") from None
+
+
+def _bool(value: Any, name: str) -> bool:
+    if value is None or value == "":
+        return False
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise RequestError(f"{name} must be true or false")

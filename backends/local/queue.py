@@ -1,0 +1,327 @@
+"""The job runner: one GPU, one job at a time, prompts before trainings, nothing lost.
+
+- The queue is the store (tunes and prompts in state `queued`), so it survives restarts.
+- One asyncio task takes the next job and runs the GPU work in a worker thread (the event loop
+  keeps answering HTTP meanwhile). Prompts always go first: a user is waiting, and a prompt takes
+  seconds, a training minutes.
+- A training that is running does not block prompts either: the trainer calls
+  `ctx.between_steps()` after every step, which runs the queued prompts on the same GPU before
+  the training continues (see `_between_steps`). Prompts never wait for more than one step.
+- stop(): sets an abort flag that the running job sees at its next step; the job stays queued
+  and starts over at the next start() (a prompt's seed is stored, so it gives the same images).
+- Callbacks are POSTed once, after the result is committed (`claim_callback` makes the at-most-
+  once decision in SQLite before the POST; a worker killed between the two sends none, as Astria
+  does not retry either). A client that must not miss an event polls as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from backends.local import train
+from backends.local.artefacts import has_artefacts
+from backends.local.config import WorkerConfig
+from backends.local.generate import Engine, GenerationError, JobAborted, PromptJob
+from backends.local.models import ModelCache
+from backends.local.params import PromptParams
+from backends.local.serialize import prompt_json, tune_json
+from backends.local.store import DONE, FAILED, QUEUED, RUNNING, Store, now_iso
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 5.0
+"""The runner also re-checks the store this often when nobody woke it (belt and braces)."""
+
+EngineFactory = Callable[[], Engine]
+
+
+class JobRunner:
+    """Owns the engine (lazily built) and the single runner task."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: WorkerConfig,
+        engine_factory: EngineFactory | None = None,
+        trainer: Callable[[train.TrainJob, train.TrainContext], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self._engine_factory = engine_factory or self._default_engine
+        self._engine: Engine | None = None
+        self._trainer = trainer or train.train_tune
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self.progress: dict[tuple[str, int], float] = {}
+        self.running: tuple[str, int] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        if self._engine is not None:
+            self._engine.abort.clear()
+        self._http = httpx.AsyncClient(timeout=self.config.callback_timeout_s)
+        resumed = await self.store.requeue_interrupted()
+        if resumed:
+            log.info("resuming %d interrupted job(s)", resumed)
+        for table, row_id in await self.store.unsent_callbacks():
+            await self._send_callback(table, row_id)
+        self._task = asyncio.create_task(self._run(), name="worker-jobs")
+
+    async def stop(self) -> None:
+        """Stop taking jobs; abort the running one at its next step (it stays queued)."""
+        self._stopping = True
+        if self._engine is not None:
+            self._engine.abort.set()
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        for task in list(self._background):
+            await asyncio.wait([task], timeout=self.config.callback_timeout_s)
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def wake(self) -> None:
+        """Something was queued: look at the store now."""
+        self._wake.set()
+
+    def engine(self) -> Engine:
+        """The engine, built on first use (the model itself loads on the first job)."""
+        if self._engine is None:
+            self._engine = self._engine_factory()
+        return self._engine
+
+    def load_model_now(self) -> None:
+        """Eager mode: load the default base model before the first job (blocking)."""
+        from backends.base import SDXL_BASE_TUNE_ID
+
+        self.engine().models.get(SDXL_BASE_TUNE_ID)
+
+    async def queue_position(self, prompt_id: int) -> int:
+        """1 = next to run; 0 = running or finished."""
+        ids = await self.store.queued_prompt_ids()
+        return ids.index(prompt_id) + 1 if prompt_id in ids else 0
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            job = await self.store.next_job()
+            if job is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
+                continue
+            kind, row_id = job
+            try:
+                if kind == "prompt":
+                    await self._run_prompt(row_id)
+                else:
+                    await self._run_tune(row_id)
+            except Exception:  # a bug must not kill the runner; the job is marked failed
+                log.exception("%s %s crashed the runner", kind, row_id)
+
+    async def _run_prompt(self, prompt_id: int) -> None:
+        row = await self.store.get_prompt(prompt_id)
+        if row is None or row["state"] != QUEUED:
+            return
+        params = PromptParams.from_json(row["params"])
+        try:
+            job = await self._prompt_job(row, params)
+        except GenerationError as exc:
+            await self._finish_prompt(prompt_id, error=str(exc))
+            return
+        await self.store.update_prompt(prompt_id, state=RUNNING, started_at=now_iso())
+        key = ("prompt", prompt_id)
+        self.running = key
+        self.progress[key] = 0.0
+        log.info("prompt %s: %d image(s) %dx%d", prompt_id, params.num_images, params.w, params.h)
+        try:
+            images = await asyncio.to_thread(self._generate_and_save, job, key)
+        except JobAborted:
+            await self.store.update_prompt(prompt_id, state=QUEUED)
+            log.info("prompt %s: interrupted, stays queued", prompt_id)
+        except GenerationError as exc:
+            await self._finish_prompt(prompt_id, error=str(exc))
+        except Exception as exc:
+            log.exception("prompt %s failed", prompt_id)
+            await self._finish_prompt(prompt_id, error=f"generation failed: {exc}")
+        else:
+            await self._finish_prompt(prompt_id, images=images)
+        finally:
+            self.running = None
+            self.progress.pop(key, None)
+
+    async def _prompt_job(self, row: dict[str, Any], params: PromptParams) -> PromptJob:
+        """Resolve the base model and the tune folder; the tune may be gone since acceptance."""
+        base_id = row["tune_id"]
+        lora_id = params.lora_tune_id
+        if base_id not in self.config.base_models():
+            tune = await self.store.get_tune(base_id)
+            if tune is None:
+                raise GenerationError(f"tune {base_id} no longer exists")
+            lora_id = lora_id or base_id
+            base_id = tune["base_tune_id"]
+        tune_dir = None
+        if lora_id is not None:
+            tune = await self.store.get_tune(lora_id)
+            tune_dir = self.config.tunes_dir / str(lora_id)
+            if tune is None or tune["state"] != DONE or not has_artefacts(tune_dir):
+                raise GenerationError(f"tune {lora_id} is not trained (or was deleted)")
+        return PromptJob(row["id"], params, base_id, tune_dir)
+
+    def _generate_and_save(self, job: PromptJob, key: tuple[str, int]) -> list[str]:
+        """Runs in the worker thread: generate, then write the PNGs; returns relative paths."""
+        images = self.engine().run_prompt(job, lambda f: self.progress.__setitem__(key, f))
+        folder = Path("prompts") / str(job.prompt_id)
+        (self.config.files_dir / folder).mkdir(parents=True, exist_ok=True)
+        stamp = secrets.token_hex(8)  # unguessable names: file URLs are capabilities
+        paths = []
+        for i, image in enumerate(images):
+            rel = folder / f"{stamp}-{i}.png"
+            image.save(self.config.files_dir / rel, format="PNG")
+            paths.append(rel.as_posix())
+        return paths
+
+    async def _finish_prompt(
+        self, prompt_id: int, *, images: list[str] | None = None, error: str | None = None
+    ) -> None:
+        if await self.store.get_prompt(prompt_id) is None:  # deleted while running
+            if images:
+                shutil.rmtree(self.config.files_dir / "prompts" / str(prompt_id), True)
+            return
+        if error is not None:
+            log.warning("prompt %s failed: %s", prompt_id, error)
+            await self.store.update_prompt(
+                prompt_id, state=FAILED, user_error=error, finished_at=now_iso()
+            )
+        else:
+            await self.store.update_prompt(
+                prompt_id, state=DONE, images=images or [], finished_at=now_iso()
+            )
+        await self._send_callback("prompts", prompt_id)
+
+    # -- training ------------------------------------------------------------------------
+
+    async def _run_tune(self, tune_id: int) -> None:
+        row = await self.store.get_tune(tune_id)
+        if row is None or row["state"] != QUEUED:
+            return
+        await self.store.update_tune(tune_id, state=RUNNING, started_training_at=now_iso())
+        key = ("tune", tune_id)
+        self.running = key
+        self.progress[key] = 0.0
+        job = train.TrainJob(
+            tune_id=tune_id,
+            token=row["token"],
+            class_word=row["name"],
+            base_tune_id=row["base_tune_id"],
+            base_model=self.config.base_models().get(row["base_tune_id"], ""),
+            images=[self.config.files_dir / p for p in row["images"]],
+            steps=row["steps"],
+            face_crop=None if row["face_crop"] is None else bool(row["face_crop"]),
+            out_dir=self.config.tunes_dir / str(tune_id),
+            device=self.config.device,
+        )
+        ctx = train.TrainContext(between_steps=lambda f: self._between_steps(key, f))
+        try:
+            await asyncio.to_thread(self._trainer, job, ctx)
+        except (train.TrainingAborted, JobAborted):
+            await self.store.update_tune(tune_id, state=QUEUED, started_training_at=None)
+            log.info("tune %s: interrupted, stays queued", tune_id)
+        except train.TrainerUnavailable as exc:
+            log.error("tune %s cannot train: %s", tune_id, exc)
+            await self._finish_tune(tune_id, error=str(exc))
+        except Exception as exc:
+            log.exception("tune %s failed", tune_id)
+            await self._finish_tune(tune_id, error=f"training failed: {exc}")
+        else:
+            if has_artefacts(job.out_dir):
+                await self._finish_tune(tune_id)
+            else:
+                await self._finish_tune(tune_id, error="training wrote no model files")
+        finally:
+            self.running = None
+            self.progress.pop(key, None)
+
+    def _between_steps(self, key: tuple[str, int], fraction: float) -> None:
+        """Called by the trainer (in its thread) after each step: run queued prompts first."""
+        self.progress[key] = fraction
+        if self._stopping:
+            raise train.TrainingAborted("the worker is stopping")
+        assert self._loop is not None
+        while not self._stopping:
+            prompt_id = asyncio.run_coroutine_threadsafe(
+                self.store.next_prompt(), self._loop
+            ).result()
+            if prompt_id is None:
+                return
+            asyncio.run_coroutine_threadsafe(self._run_prompt(prompt_id), self._loop).result()
+        raise train.TrainingAborted("the worker is stopping")
+
+    async def _finish_tune(self, tune_id: int, *, error: str | None = None) -> None:
+        if await self.store.get_tune(tune_id) is None:
+            return
+        if error is not None:
+            await self.store.update_tune(tune_id, state=FAILED, error=error)
+        else:
+            await self.store.update_tune(tune_id, state=DONE, trained_at=now_iso())
+        await self._send_callback("tunes", tune_id)
+
+    # -- callbacks -----------------------------------------------------------------------
+
+    async def _send_callback(self, table: str, row_id: int) -> None:
+        row = await (
+            self.store.get_tune(row_id) if table == "tunes" else self.store.get_prompt(row_id)
+        )
+        if row is None:
+            return
+        url = row["callback"] if table == "tunes" else row["params"].get("callback")
+        if not url or not await self.store.claim_callback(table, row_id):
+            return
+        base = self.config.public_url or row["origin"] or ""
+        body = (
+            {"tune": tune_json(row, base)}
+            if table == "tunes"
+            else {"prompt": prompt_json(row, base)}
+        )
+        task = asyncio.create_task(self._post(url, body))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _post(self, url: str, body: dict[str, Any]) -> None:
+        assert self._http is not None
+        try:
+            response = await self._http.post(url, json=body)
+            log.info("callback %s -> %s", _no_query(url), response.status_code)
+        except httpx.HTTPError as exc:  # no retry, as Astria: clients poll as well
+            log.warning("callback %s failed: %s", _no_query(url), exc)
+
+    def _default_engine(self) -> Engine:
+        return Engine(
+            ModelCache(self.config.base_models(), self.config.device),
+            sr_scale=self.config.sr_scale,
+            upscaler_model=self.config.upscaler_model,
+        )
+
+
+def _no_query(url: str) -> str:
+    """Callback URLs often carry a secret in the query: keep it out of logs."""
+    return url.split("?", 1)[0]

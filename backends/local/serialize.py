@@ -1,0 +1,85 @@
+"""Store rows -> Astria's JSON shapes (reference/astria-api.md §3.3, §4.2).
+
+Beyond Astria's fields, both objects carry `status` (queued/processing/done/failed) and
+`progress` (0..1), and prompts a `queue_position` (0 = running or done), so a client can show
+progress; Astria clients ignore unknown fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backends.local.store import DONE, FAILED, QUEUED, RUNNING, Row
+
+STATUS = {QUEUED: "queued", RUNNING: "processing", DONE: "done", FAILED: "failed"}
+
+
+def file_url(base: str, rel_path: str) -> str:
+    return f"{base.rstrip('/')}/files/{rel_path}"
+
+
+def tune_json(row: Row, base: str, progress: float | None = None) -> dict[str, Any]:
+    state = row["state"]
+    return {
+        "id": row["id"],
+        "title": row["title"],
+        "name": row["name"],
+        "is_api": True,
+        "token": row["token"],
+        "eta": None,
+        "callback": row["callback"],
+        "trained_at": row["trained_at"],
+        "started_training_at": row["started_training_at"],
+        "expires_at": None,
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "model_type": row["model_type"],
+        "base_tune_id": row["base_tune_id"],
+        "branch": row["branch"] or "sdxl1",
+        "args": None,
+        "steps": row["steps"],
+        "face_crop": None if row["face_crop"] is None else bool(row["face_crop"]),
+        "ckpt_url": None,
+        "ckpt_urls": [],
+        "url": f"{base.rstrip('/')}/tunes/{row['id']}.json",
+        "orig_images": [file_url(base, p) for p in row["images"]],
+        "error": row["error"],
+        "status": STATUS[state],
+        "progress": 1.0 if state == DONE else (progress or 0.0),
+    }
+
+
+def prompt_json(
+    row: Row, base: str, progress: float | None = None, queue_position: int = 0
+) -> dict[str, Any]:
+    params = row["params"]
+    state = row["state"]
+    images = [file_url(base, p) for p in row["images"]] if state == DONE else []
+    return {
+        "id": row["id"],
+        "callback": params.get("callback"),
+        "text": params["text"],
+        "negative_prompt": params.get("negative_prompt", ""),
+        "cfg_scale": str(params.get("cfg_scale")),
+        "steps": params.get("steps"),
+        "seed": params.get("seed"),
+        "trained_at": row["finished_at"] if state == DONE else None,
+        "started_training_at": row["started_at"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "tune_id": row["tune_id"],
+        "url": f"{base.rstrip('/')}/tunes/{row['tune_id']}/prompts/{row['id']}.json",
+        "images": images,
+        "user_error": row["user_error"],
+        "num_images": params.get("num_images"),
+        "w": params.get("w"),
+        "h": params.get("h"),
+        "ar": params.get("ar"),
+        "scheduler": params.get("scheduler"),
+        "super_resolution": params.get("super_resolution"),
+        "inpaint_faces": params.get("inpaint_faces"),
+        "hires_fix": params.get("hires_fix"),
+        "status": STATUS[state],
+        "progress": 1.0 if state == DONE else (progress or 0.0),
+        "queue_position": queue_position,
+    }

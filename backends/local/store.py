@@ -1,0 +1,298 @@
+"""The worker's persistent state: tunes, prompts and their job state, in one SQLite file.
+
+The tables are the queue: a tune or prompt whose `state` is `queued` is a pending job. An accepted
+request is committed before the HTTP answer goes out, so a crash or restart loses nothing; on
+start-up `running` rows go back to `queued` and run again from the beginning (generation is
+deterministic given the stored seed, so a re-run yields the same images).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from backends.local.config import FIRST_TUNE_ID
+
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS tunes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    title TEXT NOT NULL,
+    name TEXT NOT NULL,
+    token TEXT NOT NULL,
+    base_tune_id INTEGER NOT NULL,
+    model_type TEXT NOT NULL,
+    steps INTEGER,
+    face_crop INTEGER,
+    branch TEXT,
+    callback TEXT,
+    state TEXT NOT NULL,
+    images TEXT NOT NULL DEFAULT '[]',
+    error TEXT,
+    origin TEXT,
+    callback_sent INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    started_training_at TEXT,
+    trained_at TEXT
+);
+CREATE INDEX IF NOT EXISTS tunes_state ON tunes(state);
+CREATE TABLE IF NOT EXISTS prompts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tune_id INTEGER NOT NULL,
+    params TEXT NOT NULL,
+    state TEXT NOT NULL,
+    images TEXT NOT NULL DEFAULT '[]',
+    user_error TEXT,
+    origin TEXT,
+    callback_sent INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS prompts_state ON prompts(state);
+CREATE INDEX IF NOT EXISTS prompts_tune ON prompts(tune_id);
+INSERT INTO sqlite_sequence(name, seq)
+    SELECT 'tunes', {FIRST_TUNE_ID - 1}
+    WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'tunes');
+INSERT INTO sqlite_sequence(name, seq)
+    SELECT 'prompts', {FIRST_TUNE_ID - 1}
+    WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'prompts');
+"""
+
+Row = dict[str, Any]
+
+
+def now_iso() -> str:
+    """Astria's timestamp style: UTC, milliseconds, `Z`."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Store:
+    """Async access to the worker database. One connection; aiosqlite serialises the calls."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        self._db.row_factory = aiosqlite.Row
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.executescript(SCHEMA)
+        await self._db.commit()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def requeue_interrupted(self) -> int:
+        """Put jobs that were running when the worker stopped back in the queue."""
+        n = 0
+        for table in ("tunes", "prompts"):
+            cursor = await self.db.execute(
+                f"UPDATE {table} SET state = ? WHERE state = ?", (QUEUED, RUNNING)
+            )
+            n += cursor.rowcount
+        await self.db.commit()
+        return n
+
+    # -- tunes -------------------------------------------------------------------------
+
+    async def create_tune(self, fields: Row, images: list[str], origin: str | None) -> Row:
+        now = now_iso()
+        cursor = await self.db.execute(
+            "INSERT INTO tunes (title, name, token, base_tune_id, model_type, steps, face_crop,"
+            " branch, callback, state, images, origin, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                fields["title"],
+                fields["name"],
+                fields["token"],
+                fields["base_tune_id"],
+                fields["model_type"],
+                fields.get("steps"),
+                fields.get("face_crop"),
+                fields.get("branch"),
+                fields.get("callback"),
+                fields.get("state", QUEUED),
+                json.dumps(images),
+                origin,
+                now,
+                now,
+            ),
+        )
+        await self.db.commit()
+        row = await self.get_tune(int(cursor.lastrowid or 0))
+        assert row is not None
+        return row
+
+    async def set_tune_images(self, tune_id: int, images: list[str]) -> None:
+        await self.db.execute(
+            "UPDATE tunes SET images = ?, updated_at = ? WHERE id = ?",
+            (json.dumps(images), now_iso(), tune_id),
+        )
+        await self.db.commit()
+
+    async def get_tune(self, tune_id: int) -> Row | None:
+        return await self._one("SELECT * FROM tunes WHERE id = ?", (tune_id,))
+
+    async def find_tune_by_title(self, title: str) -> Row | None:
+        return await self._one("SELECT * FROM tunes WHERE title = ? ORDER BY id LIMIT 1", (title,))
+
+    async def list_tunes(self, *, limit: int, offset: int, before_id: int | None) -> list[Row]:
+        return await self._page("tunes", "1 = 1", (), limit, offset, before_id)
+
+    async def update_tune(self, tune_id: int, **values: Any) -> None:
+        await self._update("tunes", tune_id, values)
+
+    async def delete_tune(self, tune_id: int) -> bool:
+        cursor = await self.db.execute("DELETE FROM tunes WHERE id = ?", (tune_id,))
+        await self.db.commit()
+        return cursor.rowcount > 0
+
+    # -- prompts -----------------------------------------------------------------------
+
+    async def create_prompt(self, tune_id: int, params: Row, origin: str | None) -> Row:
+        now = now_iso()
+        cursor = await self.db.execute(
+            "INSERT INTO prompts (tune_id, params, state, origin, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (tune_id, json.dumps(params), QUEUED, origin, now, now),
+        )
+        await self.db.commit()
+        row = await self.get_prompt(int(cursor.lastrowid or 0))
+        assert row is not None
+        return row
+
+    async def get_prompt(self, prompt_id: int) -> Row | None:
+        return await self._one("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
+
+    async def list_prompts(
+        self, tune_id: int, *, limit: int, offset: int, before_id: int | None
+    ) -> list[Row]:
+        return await self._page("prompts", "tune_id = ?", (tune_id,), limit, offset, before_id)
+
+    async def update_prompt(self, prompt_id: int, **values: Any) -> None:
+        await self._update("prompts", prompt_id, values)
+
+    async def delete_prompt(self, prompt_id: int) -> bool:
+        cursor = await self.db.execute("DELETE FROM prompts WHERE id = ?", (prompt_id,))
+        await self.db.commit()
+        return cursor.rowcount > 0
+
+    async def prompts_using_tune(self, tune_id: int) -> list[Row]:
+        """Prompts that name `tune_id` (URL or LoRA tag) and have not run yet."""
+        rows = await self._all("SELECT * FROM prompts WHERE state = ?", (QUEUED,))
+        return [
+            r for r in rows if r["tune_id"] == tune_id or r["params"].get("lora_tune_id") == tune_id
+        ]
+
+    # -- queue -------------------------------------------------------------------------
+
+    async def next_job(self) -> tuple[str, int] | None:
+        """The next job to run: prompts first (oldest first), then trainings.
+
+        Prompts are short and a user is waiting for them, so a queued prompt always goes before a
+        queued training; a running training hands the GPU over between steps (see queue.py).
+        """
+        prompt = await self.next_prompt()
+        if prompt is not None:
+            return ("prompt", prompt)
+        row = await self._one("SELECT id FROM tunes WHERE state = ? ORDER BY id LIMIT 1", (QUEUED,))
+        return ("tune", row["id"]) if row else None
+
+    async def next_prompt(self) -> int | None:
+        row = await self._one(
+            "SELECT id FROM prompts WHERE state = ? ORDER BY id LIMIT 1", (QUEUED,)
+        )
+        return row["id"] if row else None
+
+    async def queued_prompt_ids(self) -> list[int]:
+        rows = await self._all("SELECT id FROM prompts WHERE state = ? ORDER BY id", (QUEUED,))
+        return [r["id"] for r in rows]
+
+    async def claim_callback(self, table: str, row_id: int) -> bool:
+        """Mark the callback of a finished row as sent; True once only (POSTed once)."""
+        assert table in ("tunes", "prompts")
+        cursor = await self.db.execute(
+            f"UPDATE {table} SET callback_sent = 1 WHERE id = ? AND callback_sent = 0",
+            (row_id,),
+        )
+        await self.db.commit()
+        return cursor.rowcount > 0
+
+    async def unsent_callbacks(self) -> list[tuple[str, int]]:
+        """Finished rows whose callback was not yet claimed (the worker stopped in between)."""
+        out: list[tuple[str, int]] = []
+        tunes = await self._all(
+            "SELECT id FROM tunes WHERE callback_sent = 0 AND state IN (?, ?)"
+            " AND callback IS NOT NULL",
+            (DONE, FAILED),
+        )
+        out += [("tunes", r["id"]) for r in tunes]
+        prompts = await self._all(
+            "SELECT id, params FROM prompts WHERE callback_sent = 0 AND state IN (?, ?)",
+            (DONE, FAILED),
+        )
+        out += [("prompts", r["id"]) for r in prompts if r["params"].get("callback")]
+        return out
+
+    # -- helpers -----------------------------------------------------------------------
+
+    async def _update(self, table: str, row_id: int, values: dict[str, Any]) -> None:
+        values = {**values, "updated_at": now_iso()}
+        for key in ("images", "params"):
+            if key in values and not isinstance(values[key], str):
+                values[key] = json.dumps(values[key])
+        cols = ", ".join(f"{k} = ?" for k in values)
+        await self.db.execute(f"UPDATE {table} SET {cols} WHERE id = ?", (*values.values(), row_id))
+        await self.db.commit()
+
+    async def _page(
+        self,
+        table: str,
+        where: str,
+        args: tuple[Any, ...],
+        limit: int,
+        offset: int,
+        before_id: int | None,
+    ) -> list[Row]:
+        if before_id is not None:
+            where += " AND id < ?"
+            args = (*args, before_id)
+        return await self._all(
+            f"SELECT * FROM {table} WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        )
+
+    async def _one(self, sql: str, args: tuple[Any, ...]) -> Row | None:
+        rows = await self._all(sql, args)
+        return rows[0] if rows else None
+
+    async def _all(self, sql: str, args: tuple[Any, ...]) -> list[Row]:
+        async with self.db.execute(sql, args) as cursor:
+            rows = await cursor.fetchall()
+        return [_decode(dict(r)) for r in rows]
+
+
+def _decode(row: Row) -> Row:
+    for key in ("images", "params"):
+        if isinstance(row.get(key), str):
+            row[key] = json.loads(row[key])
+    return row

@@ -1,0 +1,237 @@
+"""How the job tracker's progress and results reach Discord (the `Notifier` of bot.core.jobs).
+
+While a command's interaction token lives (15 minutes; we stop at 14 to stay clear of the
+edge), progress edits the command's original response and results go out as its follow-ups,
+within the upload limit the interaction reports. After that, or after a restart (tokens live
+only in memory: they are credentials and die soon anyway), everything continues as ordinary
+channel messages. Status message ids say which kind they are: `i:<id>` is an original
+response, a bare id an ordinary message.
+
+Trainings take longer than a token lives, and their news is personal: later progress and the
+completion go to the user's DM; only the completion falls back to the channel where /train
+was used, with a mention, when the user's DMs are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import discord
+
+from bot.chat.discord.buttons import result_view
+from bot.chat.discord.uploads import DEFAULT_LIMIT_BYTES, Upload, batches, fit_all
+from bot.core.store import Delivery, GenerationRecord, Store
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+ORIGINAL_PREFIX = "i:"
+TOKEN_USABLE_FOR = timedelta(minutes=14)
+DM_EDIT_INTERVAL_S = 1.0
+CHANNEL_EDIT_INTERVAL_S = 2.0
+JobKey = tuple[str, int]
+Messageable = discord.abc.Messageable
+
+
+@dataclass
+class LiveResponse:
+    """A command's interaction, usable for edits and follow-ups while its token lives."""
+
+    interaction: discord.Interaction[Any]
+    header: str = ""
+
+    def alive(self) -> bool:
+        return discord.utils.utcnow() - self.interaction.created_at < TOKEN_USABLE_FOR
+
+    def render(self, text: str) -> str:
+        return f"{self.header}\n{text}" if self.header else text
+
+
+class DiscordNotifier:
+    """See the module docstring."""
+
+    def __init__(self, client: discord.Client, store: Store) -> None:
+        self._client = client
+        self._store = store
+        self._live: dict[JobKey, LiveResponse] = {}
+
+    def track(
+        self, kind: str, job_id: int, interaction: discord.Interaction[Any], header: str = ""
+    ) -> None:
+        """Let the job report through this interaction while its token lives."""
+        self._live[(kind, job_id)] = LiveResponse(interaction, header)
+
+    def _live_response(self, delivery: Delivery) -> LiveResponse | None:
+        key = (delivery.job_kind, delivery.job_id)
+        live = self._live.get(key)
+        if live is not None and not live.alive():
+            del self._live[key]
+            return None
+        return live
+
+    def _forget(self, delivery: Delivery) -> None:
+        self._live.pop((delivery.job_kind, delivery.job_id), None)
+
+    # -- Notifier ------------------------------------------------------------------------------
+
+    def status_edit_interval(self, delivery: Delivery) -> float:
+        return DM_EDIT_INTERVAL_S if delivery.is_private else CHANNEL_EDIT_INTERVAL_S
+
+    async def update_status(self, delivery: Delivery, text: str) -> str | None:
+        live = self._live_response(delivery)
+        if live is not None:
+            try:
+                message = await live.interaction.edit_original_response(content=live.render(text))
+                return f"{ORIGINAL_PREFIX}{message.id}"
+            except discord.HTTPException as exc:
+                log.info("original response of %s gone (%s); using messages", delivery.id, exc)
+                self._forget(delivery)
+        channel = await self._status_channel(delivery)
+        if channel is None:
+            return delivery.status_message_id
+        return await _send_or_edit(channel, delivery.status_message_id, text)
+
+    async def send_text(self, delivery: Delivery, text: str) -> None:
+        if delivery.job_kind == "tune":
+            await self._tell_owner(delivery, text)
+            return
+        live = self._live_response(delivery)
+        if live is not None:
+            await live.interaction.followup.send(text)
+            return
+        await self._channel(delivery).send(text, reference=_reference(delivery))
+
+    async def send_images(
+        self, delivery: Delivery, generation: GenerationRecord, files: Sequence[Path]
+    ) -> None:
+        live = self._live_response(delivery)
+        limit = live.interaction.filesize_limit if live else self._channel_limit(delivery)
+        uploads = await asyncio.to_thread(fit_all, files, limit)
+        owner = await self._platform_user_id(generation.user_id)
+        caption = (
+            f"<@{owner}> #{generation.id} “{generation.prompt_typed}” (seed {generation.seed})"
+        )
+        mentions = discord.AllowedMentions(users=[discord.Object(int(owner))])
+        for number, batch in enumerate(batches(uploads)):
+            view = await result_view(
+                self._store,
+                generation.user_id,
+                generation.id,
+                [upload.number for upload in batch],
+                reroll=number == 0,
+            )
+            content = caption if number == 0 else None
+            await self._post_files(delivery, live, content, batch, view, mentions)
+        self._forget(delivery)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _post_files(
+        self,
+        delivery: Delivery,
+        live: LiveResponse | None,
+        content: str | None,
+        batch: list[Upload],
+        view: discord.ui.View,
+        mentions: discord.AllowedMentions,
+    ) -> None:
+        """A follow-up while the token lives; a channel message otherwise (or if it just died)."""
+        if live is not None:
+            try:
+                await live.interaction.followup.send(
+                    content or discord.utils.MISSING,
+                    files=_files(batch),
+                    view=view,
+                    allowed_mentions=mentions,
+                )
+                return
+            except (discord.NotFound, discord.Forbidden) as exc:
+                log.info("follow-up for delivery %s refused (%s); posting", delivery.id, exc)
+        await self._channel(delivery).send(
+            content,
+            files=_files(batch),
+            view=view,
+            allowed_mentions=mentions,
+            reference=_reference(delivery),
+        )
+
+    def _channel(self, delivery: Delivery) -> discord.PartialMessageable:
+        """The delivery's chat by id alone: works after a restart, without any cache."""
+        return self._client.get_partial_messageable(int(delivery.chat_id))
+
+    def _channel_limit(self, delivery: Delivery) -> int:
+        channel = self._client.get_channel(int(delivery.chat_id))
+        guild = getattr(channel, "guild", None)
+        return guild.filesize_limit if guild is not None else DEFAULT_LIMIT_BYTES
+
+    async def _status_channel(self, delivery: Delivery) -> Messageable | None:
+        if delivery.job_kind != "tune":
+            return self._channel(delivery)
+        return await self._owner_dm(delivery)
+
+    async def _owner_dm(self, delivery: Delivery) -> discord.DMChannel | None:
+        tune = await self._store.get_tune(delivery.job_id)
+        if tune is None:
+            return None
+        user_id = await self._platform_user_id(tune.user_id)
+        return await self._client.create_dm(discord.Object(int(user_id)))
+
+    async def _platform_user_id(self, user_id: int) -> str:
+        user = await self._store.get_user(user_id)
+        if user is None:
+            raise LookupError(f"user {user_id} is gone")
+        return user.platform_user_id
+
+    async def _tell_owner(self, delivery: Delivery, text: str) -> None:
+        """A training's news: by DM; in the asking channel, with a mention, if DMs are closed."""
+        dm = await self._owner_dm(delivery)
+        if dm is None:
+            return
+        try:
+            await dm.send(text)
+            return
+        except discord.Forbidden:
+            log.info("DMs closed for delivery %s; telling the channel", delivery.id)
+        if int(delivery.chat_id) == dm.id:
+            return  # asked in that very DM: there is nowhere else to say it
+        owner = dm.recipient.id if dm.recipient else None
+        mentions = discord.AllowedMentions(users=[discord.Object(owner)] if owner else False)
+        prefix = f"<@{owner}> " if owner else ""
+        try:
+            await self._channel(delivery).send(prefix + text, allowed_mentions=mentions)
+        except discord.Forbidden:
+            log.warning("cannot reach the owner of delivery %s anywhere", delivery.id)
+
+
+async def _send_or_edit(channel: Messageable, message_id: str | None, text: str) -> str | None:
+    """Edit our ordinary status message, or start one (an original response can't be reused)."""
+    try:
+        if message_id and not message_id.startswith(ORIGINAL_PREFIX):
+            await channel.get_partial_message(int(message_id)).edit(content=text)  # type: ignore[attr-defined]
+            return message_id
+        return str((await channel.send(text)).id)
+    except discord.Forbidden:
+        log.info("no permission to post status in %s", getattr(channel, "id", "?"))
+        return message_id
+
+
+def _files(batch: list[Upload]) -> list[discord.File]:
+    """Fresh file objects per attempt: discord.py closes them after one request."""
+    return [discord.File(io.BytesIO(upload.data), filename=upload.filename) for upload in batch]
+
+
+def _reference(delivery: Delivery) -> discord.MessageReference | None:
+    if delivery.reply_to_message_id is None:
+        return None
+    return discord.MessageReference(
+        message_id=int(delivery.reply_to_message_id),
+        channel_id=int(delivery.chat_id),
+        fail_if_not_exists=False,
+    )

@@ -1,0 +1,135 @@
+"""The Telegram frontend: builds the python-telegram-bot Application and runs it.
+
+Long polling by default; with PUBLIC_URL set, Telegram delivers to our webhook instead. The
+Bot API and file URLs come from settings, so a local Bot API server (or the tests' fake) can
+stand in for api.telegram.org. Outgoing calls go through PTB's AIORateLimiter (Telegram allows
+about 30 messages/s, 20 a minute per group); a 429 is waited out and the call retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from telegram import (
+    BotCommand,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    Update,
+)
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter
+
+from bot.app import Core
+from bot.chat.telegram.handlers import PLATFORM, TelegramHandlers
+from bot.chat.telegram.intake import ALBUM_WAIT_S, PhotoIntake
+from bot.chat.telegram.notifier import TelegramNotifier
+from bot.chat.telegram.processor import PerChatUpdateProcessor
+from bot.chat.telegram.webhook import WEBHOOK_PATH, WebhookServer, webhook_route, webhook_secret
+from bot.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+RATE_LIMIT_RETRIES = 5
+LONG_POLL_TIMEOUT_S = 30
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+PRIVATE_COMMANDS = [
+    BotCommand("imagine", "make pictures of you: /imagine astronaut on the moon"),
+    BotCommand("train", "train your model from the photos you sent: /train man"),
+    BotCommand("models", "your models; choose the active one"),
+    BotCommand("status", "what is running"),
+    BotCommand("cancel", "stop running jobs or drop photos not yet trained"),
+    BotCommand("delete", "delete your photos, models and images"),
+    BotCommand("help", "how this works"),
+]
+GROUP_COMMANDS = [
+    BotCommand("imagine", "make pictures of you: /imagine astronaut on the moon"),
+    BotCommand("train", "train your model (in a private chat with me)"),
+    BotCommand("status", "what is running"),
+    BotCommand("help", "how this works"),
+]
+
+
+class TelegramFrontend:
+    """`await start()` then `await core.start_jobs()`; `await stop()` at the end.
+
+    Stopping drains what was received: queued updates are handled and open photo batches
+    are stored before the Application shuts down.
+    """
+
+    def __init__(
+        self,
+        core: Core,
+        *,
+        album_wait_s: float = ALBUM_WAIT_S,
+        rate_limiter: BaseRateLimiter | None = None,  # type: ignore[type-arg]
+        webhook_host: str = "0.0.0.0",
+        webhook_port: int | None = None,
+    ) -> None:
+        settings = core.settings
+        if settings.telegram_bot_token is None:
+            raise ConfigError("The Telegram frontend needs TELEGRAM_BOT_TOKEN (from @BotFather).")
+        self._core = core
+        self._token = settings.telegram_bot_token.get_secret_value()
+        self.application: Application = (  # type: ignore[type-arg]
+            ApplicationBuilder()
+            .token(self._token)
+            .base_url(settings.telegram_api_url)
+            .base_file_url(settings.telegram_file_url)
+            .rate_limiter(rate_limiter or AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+            .concurrent_updates(PerChatUpdateProcessor())
+            .connection_pool_size(64)
+            .build()
+        )
+        bot = self.application.bot
+        self.intake = PhotoIntake(core.service, bot, wait_s=album_wait_s)
+        TelegramHandlers(core, self.intake).register(self.application)
+        self.notifier = TelegramNotifier(bot, core.store)
+        self._webhook: WebhookServer | None = None
+        if settings.public_url:
+            route = webhook_route(self.application, webhook_secret(self._token))
+            port = webhook_port if webhook_port is not None else settings.callback_port + 1
+            self._webhook = WebhookServer(route, webhook_host, port)
+
+    async def start(self) -> None:
+        """Connect (getMe), register the notifier and commands, start receiving updates."""
+        application = self.application
+        await application.initialize()
+        self._core.tracker.register_notifier(PLATFORM, self.notifier)
+        await application.bot.set_my_commands(PRIVATE_COMMANDS, BotCommandScopeAllPrivateChats())
+        await application.bot.set_my_commands(GROUP_COMMANDS, BotCommandScopeAllGroupChats())
+        await application.start()
+        if self._webhook is not None:
+            await self._webhook.start()
+            url = f"{(self._core.settings.public_url or '').rstrip('/')}{WEBHOOK_PATH}"
+            await application.bot.set_webhook(
+                url, secret_token=webhook_secret(self._token), allowed_updates=ALLOWED_UPDATES
+            )
+            log.info("Telegram: receiving updates by webhook")
+        else:
+            assert application.updater is not None
+            await application.updater.start_polling(
+                poll_interval=0, timeout=LONG_POLL_TIMEOUT_S, allowed_updates=ALLOWED_UPDATES
+            )
+            log.info("Telegram: receiving updates by long polling as @%s", application.bot.username)
+
+    async def stop(self) -> None:
+        application = self.application
+        if application.updater is not None and application.updater.running:
+            await application.updater.stop()
+        if self._webhook is not None:
+            await self._webhook.stop()
+        if application.running:
+            await application.stop()  # handles the updates already queued
+        await self.intake.close()
+        await application.shutdown()
+
+
+async def run_telegram(core: Core) -> None:
+    """Run Telegram as the only frontend until cancelled (resumes jobs once it is up)."""
+    frontend = TelegramFrontend(core)
+    await frontend.start()
+    try:
+        await core.start_jobs()
+        await asyncio.Event().wait()
+    finally:
+        await frontend.stop()

@@ -1,0 +1,305 @@
+"""Telegram updates to service calls: commands, photos, plain text and button presses.
+
+Handlers stay thin: they read the update, call the service and answer. A `UserError` from the
+service is the answer itself: the error handler replies with it (or shows it as an alert on a
+button press), so no handler repeats that plumbing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
+from telegram.constants import ChatType
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot.app import Core
+from bot.chat.telegram.intake import PhotoIntake
+from bot.chat.telegram.render import (
+    CALLBACK_PREFIX,
+    class_keyboard,
+    confirm_keyboard,
+    link_keyboard,
+    models_keyboard,
+    reply_to,
+    send_album,
+)
+from bot.core.service import UserError
+from bot.core.store import Action, ChatTarget, User
+from bot.core.texts import help_text, models_text
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "telegram"
+PHOTO_HINT = (
+    "Send them right here, best as files (📎 › File) so they keep their full size; albums are fine."
+)
+Context = ContextTypes.DEFAULT_TYPE
+ButtonHandler = Callable[[User, Action, ChatTarget, CallbackQuery], Awaitable[str | None]]
+
+
+def chat_target(message: Message) -> ChatTarget:
+    """Where a job's status and result go: this chat, replying to this message."""
+    return ChatTarget(
+        PLATFORM,
+        str(message.chat_id),
+        is_private=message.chat.type == ChatType.PRIVATE,
+        reply_to_message_id=str(message.message_id),
+    )
+
+
+def command_argument(text: str | None) -> str:
+    """What follows `/command` (or `/command@bot`), newlines kept."""
+    parts = (text or "").split(maxsplit=1)
+    return parts[1].strip() if len(parts) > 1 else ""
+
+
+class TelegramHandlers:
+    """Every handler of the bot; `register` adds them to an Application."""
+
+    def __init__(self, core: Core, intake: PhotoIntake) -> None:
+        self._core = core
+        self._service = core.service
+        self._store = core.store
+        self._intake = intake
+        self._buttons: dict[str, ButtonHandler] = {
+            "reroll": self._reroll,
+            "variation": self._variation,
+            "files": self._files,
+            "train": self._train_button,
+            "model": self._model_button,
+            "delete": self._delete_button,
+        }
+
+    def register(self, application: Application) -> None:  # type: ignore[type-arg]
+        private = filters.ChatType.PRIVATE
+        commands: dict[str, Callable[[Update, Context], Awaitable[None]]] = {
+            "start": self.help,
+            "help": self.help,
+            "train": self.train,
+            "imagine": self.imagine,
+            "models": self.models,
+            "status": self.status,
+            "cancel": self.cancel,
+            "delete": self.delete,
+        }
+        for name, callback in commands.items():
+            application.add_handler(CommandHandler(name, callback))
+        photos = filters.PHOTO | filters.Document.ALL
+        application.add_handler(MessageHandler(private & photos, self.photo))
+        application.add_handler(
+            MessageHandler(private & filters.TEXT & ~filters.COMMAND, self.text)
+        )
+        application.add_handler(MessageHandler(private & filters.COMMAND, self.unknown))
+        application.add_handler(CallbackQueryHandler(self.button, pattern=f"^{CALLBACK_PREFIX}"))
+        application.add_error_handler(self.error)
+
+    async def _user(self, update: Update) -> User:
+        account = update.effective_user
+        assert account is not None, "handled updates always have a sender"
+        return await self._service.user(PLATFORM, str(account.id), account.full_name)
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def help(self, update: Update, context: Context) -> None:
+        message = _message(update)
+        if message.chat.type != ChatType.PRIVATE:
+            await message.reply_text(
+                "/imagine <prompt> makes pictures of you here once your model is trained. "
+                "Training happens in a private chat with me:",
+                reply_markup=self._dm_button(context, "start"),
+            )
+            return
+        await message.reply_text(help_text(PHOTO_HINT))
+
+    async def train(self, update: Update, context: Context) -> None:
+        message = _message(update)
+        if message.chat.type != ChatType.PRIVATE:
+            await message.reply_text(
+                "Training happens in a private chat with me, so your photos stay yours. "
+                "Tap below, send your photos there, then /train.",
+                reply_markup=self._dm_button(context, "train"),
+            )
+            return
+        user = await self._user(update)
+        await self._intake.flush(message.chat_id)  # an album sent just before counts
+        class_name, _, label = command_argument(message.text).partition(" ")
+        if not class_name:
+            await message.reply_text(
+                "What is in the photos? Tap one (or type e.g. /train woman Anna).",
+                reply_markup=await class_keyboard(self._store, user.id),
+            )
+            return
+        await message.reply_text(await self._start_training(user, class_name, message, label))
+
+    async def _start_training(
+        self, user: User, class_name: str, message: Message, label: str | None = None
+    ) -> str:
+        tune = await self._service.start_training(user, class_name, chat_target(message), label)
+        return (
+            f"Training {tune.display_name} started. It takes a while; I'll message you "
+            "when it's done."
+        )
+
+    async def imagine(self, update: Update, context: Context) -> None:
+        message = _message(update)
+        prompt = command_argument(message.text)
+        if not prompt:
+            await message.reply_text(
+                "What should I make? For example: /imagine astronaut on the moon"
+            )
+            return
+        await self._generate(update, prompt)
+
+    async def text(self, update: Update, context: Context) -> None:
+        """Plain text in a private chat is a prompt."""
+        await self._generate(update, _message(update).text or "")
+
+    async def _generate(self, update: Update, prompt: str) -> None:
+        message = _message(update)
+        started = await self._service.generate(
+            await self._user(update), prompt, chat_target(message)
+        )
+        for note in started.notes:
+            await message.reply_text(f"Note: {note}")
+
+    async def models(self, update: Update, context: Context) -> None:
+        user = await self._user(update)
+        tunes = await self._service.list_models(user)
+        keyboard = await models_keyboard(self._store, user.id, tunes, user.active_tune_id)
+        await _message(update).reply_text(
+            models_text(tunes, user.active_tune_id), reply_markup=keyboard
+        )
+
+    async def status(self, update: Update, context: Context) -> None:
+        report = await self._service.status(await self._user(update))
+        await _message(update).reply_text(report.text)
+
+    async def cancel(self, update: Update, context: Context) -> None:
+        await _message(update).reply_text(await self._service.cancel(await self._user(update)))
+
+    async def delete(self, update: Update, context: Context) -> None:
+        user = await self._user(update)
+        await _message(update).reply_text(
+            "This deletes all your photos, models and images, here and on the image service.",
+            reply_markup=await confirm_keyboard(
+                self._store, user.id, "Yes, delete everything", "delete"
+            ),
+        )
+
+    async def unknown(self, update: Update, context: Context) -> None:
+        await _message(update).reply_text(
+            "I don't know that command. /help lists what I understand."
+        )
+
+    async def photo(self, update: Update, context: Context) -> None:
+        await self._intake.receive(_message(update), await self._user(update))
+
+    # -- buttons -----------------------------------------------------------------------------
+
+    async def button(self, update: Update, context: Context) -> None:
+        """Look up the pressed button in the store; only its owner may use it."""
+        query = update.callback_query
+        assert query is not None and query.data is not None
+        user = await self._user(update)
+        action = await self._service.own_action(user, query.data.removeprefix(CALLBACK_PREFIX))
+        message = query.message
+        if not isinstance(message, Message):  # too old for Telegram to show us
+            raise UserError("That message is too old to use its buttons. Send the command again.")
+        note = await self._buttons[action.kind](user, action, chat_target(message), query)
+        if note is not None:
+            await query.answer(note)
+
+    async def _reroll(
+        self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
+    ) -> str:
+        await self._service.reroll(user, _generation(action), target)
+        return "A new set is on its way."
+
+    async def _variation(
+        self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
+    ) -> str:
+        index = int(action.argument or 1)
+        await self._service.variation(user, _generation(action), index, target)
+        return f"More like #{index} on its way."
+
+    async def _files(
+        self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
+    ) -> None:
+        files = await self._service.result_files(user, _generation(action))
+        await query.answer("Sending the full-size files…")
+        await send_album(
+            query.get_bot(),
+            target.chat_id,
+            files,
+            text=None,
+            reply=reply_to(target.reply_to_message_id),
+            as_files=True,
+        )
+
+    async def _train_button(
+        self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
+    ) -> str:
+        assert isinstance(query.message, Message)
+        await self._intake.flush(query.message.chat_id)
+        text = await self._start_training(user, action.argument or "", query.message)
+        await query.edit_message_text(text)
+        return "Training started."
+
+    async def _model_button(
+        self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
+    ) -> str:
+        tune = await self._service.choose_model(user, int(action.argument or 0))
+        fresh = await self._service.user(PLATFORM, user.platform_user_id)
+        tunes = await self._service.list_models(fresh)
+        await query.edit_message_text(models_text(tunes, fresh.active_tune_id))
+        return f"{tune.display_name} is now your active model."
+
+    async def _delete_button(
+        self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
+    ) -> str:
+        await query.edit_message_text(await self._service.delete_everything(user))
+        return "Deleted."
+
+    # -- errors ------------------------------------------------------------------------------
+
+    async def error(self, update: object, context: Context) -> None:
+        """Tell the user: their mistake in the service's words, ours as a short apology."""
+        error = context.error
+        if isinstance(error, UserError):
+            text = str(error)
+        else:
+            log.error("handling an update failed", exc_info=error)
+            text = "Sorry, something went wrong on my side. Please try again in a moment."
+        if not isinstance(update, Update):
+            return
+        try:
+            if update.callback_query is not None:
+                await update.callback_query.answer(text[:200], show_alert=True)
+            elif update.effective_message is not None:
+                await update.effective_message.reply_text(text)
+        except Exception as exc:  # the chat may be gone; nothing more to do
+            log.warning("could not report an error to the user: %s", type(exc).__name__)
+
+    def _dm_button(self, context: Context, payload: str) -> InlineKeyboardMarkup:
+        """A deep link into the private chat (a bot can't write first to anyone)."""
+        url = f"https://t.me/{context.bot.username}?start={payload}"
+        return link_keyboard("Open a private chat with me", url)
+
+
+def _message(update: Update) -> Message:
+    assert update.effective_message is not None, "command and message handlers get messages"
+    return update.effective_message
+
+
+def _generation(action: Action) -> int:
+    assert action.generation_id is not None, "result buttons always name their generation"
+    return action.generation_id

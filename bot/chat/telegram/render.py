@@ -1,0 +1,158 @@
+"""What the bot's Telegram messages look like: captions, inline keyboards, result albums.
+
+Buttons carry only `a:<token>` (Telegram allows 64 bytes of callback data); what a button
+means (reroll, more like #n, files, a class word ...) is a row in the store, so a button
+pressed days later, after any number of restarts, still does what it said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputMediaDocument,
+    InputMediaPhoto,
+    Message,
+    ReplyParameters,
+)
+from telegram.constants import FileSizeLimit, MediaGroupLimit, MessageLimit
+
+from bot.core.service import CLASS_NAMES
+from bot.core.store import GenerationRecord, Store, TuneRecord
+
+CALLBACK_PREFIX = "a:"
+PHOTO_UPLOAD_LIMIT = FileSizeLimit.PHOTOSIZE_UPLOAD
+RESULT_HINT = "Tap ✨ #n for more like one of them, 🔁 for a new set, 📁 for full-size files."
+
+
+def caption(prompt: str) -> str:
+    """The prompt as a caption, cut to Telegram's 1024 characters."""
+    limit = MessageLimit.CAPTION_LENGTH
+    return prompt if len(prompt) <= limit else prompt[: limit - 1] + "…"
+
+
+def reply_to(message_id: str | int | None) -> ReplyParameters | None:
+    """Reply to a message, but still send if it was deleted meanwhile."""
+    if message_id is None:
+        return None
+    return ReplyParameters(int(message_id), allow_sending_without_reply=True)
+
+
+async def _button(
+    store: Store,
+    user_id: int,
+    text: str,
+    kind: str,
+    *,
+    generation_id: int | None = None,
+    argument: str | None = None,
+) -> InlineKeyboardButton:
+    action = await store.create_action(
+        user_id, kind, generation_id=generation_id, argument=argument
+    )
+    return InlineKeyboardButton(text, callback_data=CALLBACK_PREFIX + action.token)
+
+
+async def result_keyboard(
+    store: Store, generation: GenerationRecord, count: int
+) -> InlineKeyboardMarkup:
+    """Reroll and full-size files on top, one "more like #n" per image below."""
+    user, gen = generation.user_id, generation.id
+    top = [
+        await _button(store, user, "🔁 Reroll", "reroll", generation_id=gen),
+        await _button(store, user, "📁 Full size", "files", generation_id=gen),
+    ]
+    more = [
+        await _button(store, user, f"✨ #{n}", "variation", generation_id=gen, argument=str(n))
+        for n in range(1, count + 1)
+    ]
+    return InlineKeyboardMarkup([top, *(more[i : i + 5] for i in range(0, len(more), 5))])
+
+
+async def class_keyboard(store: Store, user_id: int) -> InlineKeyboardMarkup:
+    """/train without a class word: one button per class."""
+    buttons = [await _button(store, user_id, name, "train", argument=name) for name in CLASS_NAMES]
+    return InlineKeyboardMarkup([buttons[i : i + 5] for i in range(0, len(buttons), 5)])
+
+
+async def models_keyboard(
+    store: Store, user_id: int, tunes: Sequence[TuneRecord], active_id: int | None
+) -> InlineKeyboardMarkup | None:
+    """One button per trained model that is not the active one."""
+    choices = [t for t in tunes if t.state == "trained" and t.id != active_id]
+    if not choices:
+        return None
+    buttons = [
+        [await _button(store, user_id, f"Use {t.display_name}", "model", argument=str(t.id))]
+        for t in choices
+    ]
+    return InlineKeyboardMarkup(buttons)
+
+
+async def confirm_keyboard(
+    store: Store, user_id: int, text: str, kind: str
+) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup([[await _button(store, user_id, text, kind)]])
+
+
+def link_keyboard(text: str, url: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup([[InlineKeyboardButton(text, url=url)]])
+
+
+async def send_album(
+    bot: Bot,
+    chat_id: int | str,
+    files: Sequence[Path],
+    *,
+    text: str | None,
+    reply: ReplyParameters | None,
+    as_files: bool = False,
+    keyboard: InlineKeyboardMarkup | None = None,
+) -> list[Message]:
+    """Photos (or documents) in as few messages as Telegram allows, `text` on the first.
+
+    Only a lone file carries `keyboard`: Telegram refuses markup on albums, so for several
+    files the caller sends the keyboard in a message of its own. Photos over Telegram's
+    10 MB photo limit make the whole set go as documents (an album can't mix the two).
+    """
+    contents = [await asyncio.to_thread(path.read_bytes) for path in files]
+    as_files = as_files or any(len(data) > PHOTO_UPLOAD_LIMIT for data in contents)
+    items = list(zip(files, contents, strict=True))
+    messages: list[Message] = []
+    size = MediaGroupLimit.MAX_MEDIA_LENGTH
+    for start in range(0, len(items), size):
+        chunk = items[start : start + size]
+        first = caption(text) if text and start == 0 else None
+        if len(chunk) == 1:
+            path, data = chunk[0]
+            send = bot.send_document if as_files else bot.send_photo
+            messages.append(
+                await send(  # type: ignore[operator]
+                    chat_id,
+                    data,
+                    caption=first,
+                    filename=path.name,
+                    reply_parameters=reply,
+                    reply_markup=keyboard,
+                )
+            )
+            continue
+        media = [
+            _media(path, data, as_files, first if index == 0 else None)
+            for index, (path, data) in enumerate(chunk)
+        ]
+        messages += await bot.send_media_group(chat_id, media, reply_parameters=reply)
+    return messages
+
+
+def _media(
+    path: Path, data: bytes, as_file: bool, text: str | None
+) -> InputMediaDocument | InputMediaPhoto:
+    if as_file:
+        return InputMediaDocument(data, caption=text, filename=path.name)
+    return InputMediaPhoto(data, caption=text, filename=path.name)

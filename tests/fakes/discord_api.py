@@ -1,0 +1,487 @@
+"""A fake Discord: the REST API over real HTTP (aiohttp), plus gateway payload factories.
+
+discord.py builds every REST URL, interaction callbacks and webhook follow-ups included, from
+`discord.http.Route.BASE`, so pointing it at `FakeDiscord.base` runs the real client code.
+There is no gateway: tests build event payloads here (`guild_create`, `command`, `button`)
+and feed them to the client's connection state. The fake checks what Discord checks and
+matters to the bot: interaction tokens die after 15 minutes (401), a user with closed DMs
+cannot be messaged (403, code 50007), and every request is recorded for assertions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+DISCORD_EPOCH_MS = 1_420_070_400_000
+TOKEN_LIFETIME = timedelta(minutes=15)
+APP_ID = 900_000_000_000_000_001
+BOT_USER = {"id": str(APP_ID), "username": "photoshoot", "discriminator": "0", "bot": True}
+Json = dict[str, Any]
+
+
+def snowflake_at(moment: datetime, counter: int = 0) -> int:
+    """A Discord id whose timestamp is `moment` (the client reads creation times from ids)."""
+    millis = int(moment.timestamp() * 1000) - DISCORD_EPOCH_MS
+    return (millis << 22) | (counter & 0x3FFFFF)
+
+
+def user_payload(user_id: int, name: str) -> Json:
+    return {"id": str(user_id), "username": name, "discriminator": "0", "global_name": name}
+
+
+@dataclass
+class Call:
+    """One request as the fake saw it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    json: Any = None
+    files: list[tuple[str, bytes]] = field(default_factory=list)  # (filename, bytes)
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Posted:
+    """A message the bot created, wherever it went (channel, follow-up, original response)."""
+
+    id: int
+    channel_id: int
+    via: str  # "channel", "followup" or "original"
+    payload: Json
+    files: list[tuple[str, bytes]]
+
+    @property
+    def content(self) -> str:
+        return self.payload.get("content") or ""
+
+    @property
+    def custom_ids(self) -> list[str]:
+        return [
+            button["custom_id"]
+            for row in self.payload.get("components") or []
+            for button in row.get("components", [])
+        ]
+
+    @property
+    def ephemeral(self) -> bool:
+        return bool(int(self.payload.get("flags") or 0) & 64)
+
+
+@dataclass
+class _Interaction:
+    id: int
+    token: str
+    channel_id: int
+    created: datetime
+    received: float
+    original_id: int | None = None
+
+
+class FakeDiscord:
+    """The REST side; `async with FakeDiscord() as fake:` serves it on a free local port."""
+
+    def __init__(self) -> None:
+        self.base = ""
+        self.calls: list[Call] = []
+        self.posted: dict[int, Posted] = {}
+        self.closed_dms: set[int] = set()  # user ids whose DMs refuse the bot
+        self.dm_channels: dict[int, int] = {}  # user id -> DM channel id
+        self.synced_commands: dict[str, list[Json]] = {}  # "global" or guild id -> commands
+        self.attachment_size_limit = 10 * 1024 * 1024
+        self._files: dict[str, tuple[bytes, str]] = {}
+        self._interactions: dict[str, _Interaction] = {}
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self._routes = (
+            ("GET", "users/@me", self._me),
+            ("GET", "oauth2/applications/@me", self._application),
+            ("PUT", "applications/{app}/commands", self._sync),
+            ("PUT", "applications/{app}/guilds/{guild}/commands", self._sync),
+            ("POST", "interactions/{id}/{token}/callback", self._callback),
+            ("POST", "webhooks/{app}/{token}", self._followup),
+            ("PATCH", "webhooks/{app}/{token}/messages/{message}", self._edit_webhook_message),
+            ("POST", "channels/{channel}/messages", self._channel_send),
+            ("PATCH", "channels/{channel}/messages/{message}", self._channel_edit),
+            ("POST", "users/@me/channels", self._open_dm),
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FakeDiscord:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._dispatch)
+        app.router.add_get("/cdn/{name}", self._cdn)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base = f"http://127.0.0.1:{port}/api/v10"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def new_id(self, moment: datetime | None = None) -> int:
+        return snowflake_at(moment or datetime.now(UTC), next(self._ids))
+
+    # -- queries for tests ---------------------------------------------------------------------
+
+    def find(self, method: str, path_part: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method and path_part in c.path]
+
+    def messages_in(self, channel_id: int) -> list[Posted]:
+        return [m for m in self.posted.values() if m.channel_id == channel_id]
+
+    def defer_delay(self, interaction_id: int) -> float | None:
+        """Seconds from receiving the interaction to its first callback (None: no callback)."""
+        record = next(i for i in self._interactions.values() if i.id == interaction_id)
+        callbacks = self.find("POST", f"interactions/{interaction_id}/")
+        return callbacks[0].at - record.received if callbacks else None
+
+    # -- gateway payloads ----------------------------------------------------------------------
+
+    def attachment(self, filename: str, data: bytes, content_type: str = "image/jpeg") -> Json:
+        """An attachment as a slash command resolves it; its URL is served by this fake CDN."""
+        attachment_id = str(self.new_id())
+        name = f"{attachment_id}-{filename}"
+        self._files[name] = (data, content_type)
+        url = f"{self.base.removesuffix('/api/v10')}/cdn/{name}?ex=1&is=1&hm=signed"
+        return {
+            "id": attachment_id,
+            "filename": filename,
+            "size": len(data),
+            "url": url,
+            "proxy_url": url,
+            "content_type": content_type,
+        }
+
+    def guild_create(self, guild_id: int, channel_id: int, owner_id: int) -> Json:
+        return {
+            "id": str(guild_id),
+            "name": "Test guild",
+            "owner_id": str(owner_id),
+            "unavailable": False,
+            "large": False,
+            "member_count": 2,
+            "premium_tier": 0,
+            "features": [],
+            "emojis": [],
+            "stickers": [],
+            "members": [],
+            "threads": [],
+            "voice_states": [],
+            "presences": [],
+            "roles": [_everyone_role(guild_id)],
+            "channels": [_guild_channel(guild_id, channel_id)],
+        }
+
+    def command(
+        self,
+        name: str,
+        options: list[Json],
+        *,
+        user: Json,
+        channel_id: int,
+        guild_id: int | None = None,
+        attachments: Sequence[Json] = (),
+        created: datetime | None = None,
+    ) -> Json:
+        """INTERACTION_CREATE for a slash command (type 2)."""
+        data: Json = {"id": str(self.new_id()), "name": name, "type": 1, "options": options}
+        if attachments:
+            data["resolved"] = {"attachments": {a["id"]: a for a in attachments}}
+        return self._interaction(2, data, user, channel_id, guild_id, created)
+
+    def button(
+        self,
+        message: Posted,
+        custom_id: str,
+        *,
+        user: Json,
+        guild_id: int | None = None,
+        created: datetime | None = None,
+    ) -> Json:
+        """INTERACTION_CREATE for a button press (type 3) on a message the bot posted."""
+        data = {"custom_id": custom_id, "component_type": 2}
+        payload = self._interaction(3, data, user, message.channel_id, guild_id, created)
+        payload["message"] = self._message_json(message)
+        return payload
+
+    def _interaction(
+        self,
+        kind: int,
+        data: Json,
+        user: Json,
+        channel_id: int,
+        guild_id: int | None,
+        created: datetime | None,
+    ) -> Json:
+        created = created or datetime.now(UTC)
+        interaction_id = self.new_id(created)
+        token = f"itoken-{interaction_id}"
+        self._interactions[token] = _Interaction(
+            interaction_id, token, channel_id, created, time.monotonic()
+        )
+        payload: Json = {
+            "id": str(interaction_id),
+            "application_id": str(APP_ID),
+            "type": kind,
+            "data": data,
+            "token": token,
+            "version": 1,
+            "channel_id": str(channel_id),
+            "locale": "en-US",
+            "entitlements": [],
+            "app_permissions": "2248473465835073",
+            "attachment_size_limit": self.attachment_size_limit,
+        }
+        if guild_id is None:
+            payload["user"] = user
+            payload["channel"] = {"id": str(channel_id), "type": 1, "recipients": [user]}
+            payload["context"] = 1
+            payload["authorizing_integration_owners"] = {"0": "0"}
+        else:
+            payload["guild_id"] = str(guild_id)
+            payload["member"] = _member(user)
+            payload["channel"] = _guild_channel(guild_id, channel_id)
+            payload["context"] = 0
+            payload["authorizing_integration_owners"] = {"0": str(guild_id)}
+        return payload
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        path = request.match_info["tail"]
+        call = Call(request.method, path, dict(request.query))
+        await _read_body(request, call)
+        self.calls.append(call)
+        for method, pattern, handler in self._routes:
+            params = _match(pattern, path)
+            if method == request.method and params is not None:
+                status, body = handler(call, params)
+                return _json(status, body)
+        return _json(404, {"code": 0, "message": f"fake: no route {request.method} {path}"})
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        data, content_type = self._files.get(request.match_info["name"], (b"", ""))
+        if not data:
+            return web.Response(status=404)
+        return web.Response(body=data, content_type=content_type)
+
+    def _me(self, call: Call, params: dict[str, str]) -> tuple[int, Any]:
+        return 200, BOT_USER
+
+    def _application(self, call: Call, params: dict[str, str]) -> tuple[int, Any]:
+        return 200, {
+            "id": str(APP_ID),
+            "name": "photoshoot",
+            "description": "",
+            "icon": None,
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "owner": user_payload(1, "owner"),
+            "verify_key": "00",
+            "flags": 0,
+            "interactions_endpoint_url": None,
+        }
+
+    def _sync(self, call: Call, params: dict[str, str]) -> tuple[int, Any]:
+        commands = [
+            {**command, "id": str(self.new_id()), "application_id": str(APP_ID), "version": "1"}
+            for command in call.json
+        ]
+        self.synced_commands[params.get("guild", "global")] = commands
+        return 200, commands
+
+    def _callback(self, call: Call, params: dict[str, str]) -> tuple[int, Any]:
+        record = self._interactions.get(params["token"])
+        if record is None or record.original_id is not None:
+            return 400, {"code": 40060, "message": "Interaction has already been acknowledged."}
+        body = call.json or {}
+        kind = int(body.get("type", 0))
+        data = body.get("data") or {}
+        result: Json = {"interaction": {"id": str(record.id), "type": 2}}
+        record.original_id = 0
+        if kind in (4, 5):  # a message (or its "thinking" placeholder) is created
+            message = self._store(record.channel_id, "original", data, call.files)
+            record.original_id = message.id
+            result["interaction"]["response_message_id"] = str(message.id)
+            result["interaction"]["response_message_loading"] = kind == 5
+            result["interaction"]["response_message_ephemeral"] = message.ephemeral
+            result["resource"] = {"type": kind, "message": self._message_json(message)}
+        return 200, result
+
+    def _live(self, token: str) -> _Interaction | None:
+        record = self._interactions.get(token)
+        if record is None or datetime.now(UTC) - record.created > TOKEN_LIFETIME:
+            return None
+        return record
+
+    def _followup(self, call: Call, params: dict[str, str]) -> tuple[int, Any]:
+        record = self._live(params["token"])
+        if record is None:
+            return 401, {"code": 50027, "message": "Invalid Webhook Token"}
+        message = self._store(record.channel_id, "followup", call.json, call.files)
+        return 200, self._message_json(message)
+
+    def _edit_webhook_message(self, call: Call, params: dict[str, str]) -> tuple[int, Any]:
+        record = self._live(params["token"])
+        if record is None:
+            return 401, {"code": 50027, "message": "Invalid Webhook Token"}
+        message_id = record.original_id if params["message"] == "@original" else None
+        message = self.posted.get(message_id or int(params["message"]))
+        if message is None:
+            return 404, {"code": 10008, "message": "Unknown Message"}
+        return 200, self._message_json(self._edit(message, call))
+
+    def _channel_send(self, call: Call, params: dict[str, str]) -> tuple[int, Any]:
+        channel_id = int(params["channel"])
+        closed = {self.dm_channels.get(user_id) for user_id in self.closed_dms}
+        if channel_id in closed:
+            return 403, {"code": 50007, "message": "Cannot send messages to this user"}
+        message = self._store(channel_id, "channel", call.json, call.files)
+        return 200, self._message_json(message)
+
+    def _channel_edit(self, call: Call, params: dict[str, str]) -> tuple[int, Any]:
+        message = self.posted.get(int(params["message"]))
+        if message is None or message.channel_id != int(params["channel"]):
+            return 404, {"code": 10008, "message": "Unknown Message"}
+        return 200, self._message_json(self._edit(message, call))
+
+    def _open_dm(self, call: Call, params: dict[str, str]) -> tuple[int, Any]:
+        user_id = int(call.json["recipient_id"])
+        channel_id = self.dm_channels.setdefault(user_id, self.new_id())
+        recipient = user_payload(user_id, f"user{user_id}")
+        return 200, {"id": str(channel_id), "type": 1, "recipients": [recipient]}
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def _store(
+        self, channel_id: int, via: str, payload: Json | None, files: list[tuple[str, bytes]]
+    ) -> Posted:
+        message = Posted(self.new_id(), channel_id, via, dict(payload or {}), list(files))
+        self.posted[message.id] = message
+        return message
+
+    def _edit(self, message: Posted, call: Call) -> Posted:
+        message.payload.update(call.json or {})
+        if call.files:
+            message.files = list(call.files)
+        return message
+
+    def _message_json(self, message: Posted) -> Json:
+        payload = message.payload
+        return {
+            "id": str(message.id),
+            "channel_id": str(message.channel_id),
+            "type": 0,
+            "author": BOT_USER,
+            "content": message.content,
+            "timestamp": datetime.now(UTC).isoformat(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "embeds": payload.get("embeds") or [],
+            "components": payload.get("components") or [],
+            "flags": int(payload.get("flags") or 0),
+            "pinned": False,
+            "attachments": [
+                {
+                    "id": str(self.new_id()),
+                    "filename": name,
+                    "size": len(data),
+                    "url": f"{self.base}/cdn/{name}",
+                    "proxy_url": f"{self.base}/cdn/{name}",
+                }
+                for name, data in message.files
+            ],
+        }
+
+
+def _match(pattern: str, path: str) -> dict[str, str] | None:
+    """Match `a/{x}/b` against a request path; the placeholders come back by name."""
+    parts, actual = pattern.split("/"), path.strip("/").split("/")
+    if len(parts) != len(actual):
+        return None
+    params: dict[str, str] = {}
+    for expected, value in zip(parts, actual, strict=True):
+        if expected.startswith("{"):
+            params[expected.strip("{}")] = value
+        elif expected != value:
+            return None
+    return params
+
+
+async def _read_body(request: web.Request, call: Call) -> None:
+    """JSON bodies, or discord.py's multipart: `payload_json` plus `files[n]` parts."""
+    if request.content_type == "application/json":
+        call.json = await request.json()
+        return
+    if not request.content_type.startswith("multipart/"):
+        return
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        data = await part.read(decode=False)  # type: ignore[union-attr]
+        if part.name == "payload_json":  # type: ignore[union-attr]
+            call.json = json.loads(data)
+        elif part.filename:  # type: ignore[union-attr]
+            call.files.append((part.filename, bytes(data)))  # type: ignore[union-attr]
+
+
+def _json(status: int, body: Any) -> web.Response:
+    """discord.py only parses bodies whose content type is exactly `application/json`."""
+    return web.Response(
+        status=status,
+        body=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+
+
+def _everyone_role(guild_id: int) -> Json:
+    return {
+        "id": str(guild_id),
+        "name": "@everyone",
+        "permissions": "2248473465835073",
+        "position": 0,
+        "color": 0,
+        "hoist": False,
+        "managed": False,
+        "mentionable": False,
+    }
+
+
+def _guild_channel(guild_id: int, channel_id: int) -> Json:
+    return {
+        "id": str(channel_id),
+        "type": 0,
+        "name": "photoshoots",
+        "guild_id": str(guild_id),
+        "position": 0,
+        "permission_overwrites": [],
+        "nsfw": False,
+    }
+
+
+def _member(user: Json) -> Json:
+    return {
+        "user": user,
+        "roles": [],
+        "joined_at": datetime.now(UTC).isoformat(),
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
+        "permissions": "2248473465835073",
+    }

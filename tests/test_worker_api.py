@@ -1,0 +1,319 @@
+"""The worker's HTTP contract: auth, validation (422), 404s, shapes, tunes, callbacks, priority.
+
+The bot's own Astria client drives the worker app (httpx's ASGI transport: the same app the bot
+runs in-process); callbacks go over real HTTP to a local sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from backends.astria import AstriaClient
+from backends.base import (
+    SDXL_BASE_TUNE_ID,
+    AuthError,
+    NotFoundError,
+    PromptRequest,
+    TrainingImage,
+    TuneRequest,
+    ValidationError,
+)
+from backends.local import Worker, WorkerConfig
+from backends.local.store import QUEUED
+from tests.worker_fixtures import (
+    API_KEY,
+    CallbackSink,
+    add_trained_tune,
+    run_uvicorn,
+    worker_config,
+)
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture
+async def worker(tmp_path: Path) -> AsyncIterator[Worker]:
+    w = Worker(worker_config(tmp_path / "worker"))
+    await w.start()
+    yield w
+    await w.stop()
+
+
+def client_for(worker: Worker, key: str | None = None, host: str = "127.0.0.1") -> AstriaClient:
+    transport = httpx.ASGITransport(app=worker.app, client=(host, 40000))
+    return AstriaClient(key, "http://worker", transport=transport, max_read_retries=0)
+
+
+def raw_client(
+    worker: Worker, key: str | None = None, host: str = "127.0.0.1"
+) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    transport = httpx.ASGITransport(app=worker.app, client=(host, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://worker", headers=headers)
+
+
+def png_bytes(size: int = 64) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), (200, 120, 40)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def small(text: str, **kw: object) -> PromptRequest:
+    values = {"w": 64, "h": 64, "steps": 2, "num_images": 1, "seed": 1}
+    values.update({"super_resolution": False, "inpaint_faces": False}, **kw)
+    return PromptRequest(text=text, **values)  # type: ignore[arg-type]
+
+
+# -- 422 ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "kw", "message"),
+    [
+        ("<lora:{t}:1> <lora:{t}:0.5> ohwx man", {}, "at most one"),
+        ("<lora:999:1> ohwx man", {}, "unknown LoRA"),
+        ("<lora:{u}:1> ohwx man", {}, "not trained"),
+        ("<lora:{t}:1> ohwx man", {"scheduler": "ddim"}, "scheduler"),
+        ("<lora:{t}:1> ohwx man", {"num_images": 9}, "num_images"),
+        ("<lora:{t}:1> ohwx man", {"num_images": 0}, "num_images"),
+        ("<lora:{t}:1> ohwx man", {"w": 100}, "multiple of 8"),
+        ("<lora:{t}:1> ohwx man", {"h": 4096}, "between"),
+        ("<lora:{t}:1> ohwx man", {"super_resolution": False, "inpaint_faces": True}, "requires"),
+    ],
+)
+async def test_invalid_prompts_are_422(worker: Worker, text: str, kw: dict, message: str) -> None:
+    trained = await add_trained_tune(worker)
+    untrained = (
+        await worker.store.create_tune(
+            {
+                "title": "u",
+                "name": "man",
+                "token": "ohwx",
+                "base_tune_id": SDXL_BASE_TUNE_ID,
+                "model_type": "pti",
+            },
+            [],
+            None,
+        )
+    )["id"]
+    async with client_for(worker) as client:
+        with pytest.raises(ValidationError, match=message) as info:
+            await client.create_prompt(
+                SDXL_BASE_TUNE_ID, small(text.format(t=trained, u=untrained), **kw)
+            )
+    assert info.value.status == 422
+    assert await worker.store.queued_prompt_ids() == []
+
+
+async def test_422_body_is_an_error_object(worker: Worker) -> None:
+    async with raw_client(worker) as http:
+        response = await http.post(
+            f"/tunes/{SDXL_BASE_TUNE_ID}/prompts", json={"prompt": {"text": "x", "num_images": 20}}
+        )
+        missing = await http.post(f"/tunes/{SDXL_BASE_TUNE_ID}/prompts", json={"prompt": {}})
+    assert response.status_code == 422
+    assert "num_images" in response.json()["error"]
+    assert missing.status_code == 422
+
+
+async def test_invalid_tunes_are_422(worker: Worker) -> None:
+    image = TrainingImage("a.png", png_bytes(), "image/png")
+    async with client_for(worker) as client:
+        with pytest.raises(ValidationError, match="images"):
+            await client.create_tune(TuneRequest(title="a", name="man", images=[]))
+        with pytest.raises(ValidationError, match="not a readable image"):
+            bad = TrainingImage("b.jpg", b"not an image", "image/jpeg")
+            await client.create_tune(TuneRequest(title="b", name="man", images=[bad]))
+        with pytest.raises(ValidationError, match="base_tune_id"):
+            await client.create_tune(
+                TuneRequest(title="c", name="man", images=[image], base_tune_id=1)
+            )
+
+
+# -- 401 / 404 ---------------------------------------------------------------------------
+
+
+async def test_bearer_key_is_required_when_configured(tmp_path: Path) -> None:
+    worker = Worker(worker_config(tmp_path, api_key=API_KEY))
+    await worker.start()
+    try:
+        for key in (None, "wrong"):
+            async with client_for(worker, key) as client:
+                with pytest.raises(AuthError):
+                    await client.get_tune(SDXL_BASE_TUNE_ID)
+        async with raw_client(worker) as http:
+            files = await http.get("/files/prompts/1/x.png")
+            assert files.status_code == 401
+            assert files.json() == {"error": "Unauthorized"}
+        async with client_for(worker, API_KEY, host="10.9.8.7") as client:  # key: any client
+            assert (await client.get_tune(SDXL_BASE_TUNE_ID)).done
+    finally:
+        await worker.stop()
+
+
+async def test_without_key_only_loopback_clients_are_served(worker: Worker) -> None:
+    async with client_for(worker, host="10.9.8.7") as client:
+        with pytest.raises(AuthError):
+            await client.list_tunes()
+    async with client_for(worker, host="::1") as client:
+        assert await client.list_tunes() == []
+
+
+async def test_unknown_ids_are_404(worker: Worker) -> None:
+    tune_id = await add_trained_tune(worker)
+    async with client_for(worker) as client:
+        prompt = await client.create_prompt(SDXL_BASE_TUNE_ID, small("a cat"))
+        for call in (
+            client.get_tune(123),
+            client.get_prompt(123),
+            client.get_prompt(prompt.id, tune_id=tune_id),  # exists, but under another tune
+            client.create_prompt(123, small("a cat")),
+            client.list_prompts(123),
+            client.delete_tune(123),
+            client.delete_prompt(123),
+        ):
+            with pytest.raises(NotFoundError):
+                await call
+    async with raw_client(worker) as http:
+        assert (await http.get("/files/../worker.sqlite3")).status_code == 404
+        assert (await http.get("/nothing")).json() == {"error": "Not found"}
+
+
+# -- shapes ------------------------------------------------------------------------------
+
+
+async def test_json_suffix_json_body_and_astria_shapes(worker: Worker) -> None:
+    async with raw_client(worker) as http:
+        base = (await http.get(f"/tunes/{SDXL_BASE_TUNE_ID}.json")).json()
+        assert base["id"] == SDXL_BASE_TUNE_ID and base["trained_at"]
+        created = await http.post(
+            f"/tunes/{SDXL_BASE_TUNE_ID}/prompts.json",
+            json={"prompt": {"text": "a cat", "w": 64, "h": 64, "steps": 2, "num_images": 1}},
+        )
+        assert created.status_code == 201
+        body = created.json()
+        for key in ("id", "text", "images", "tune_id", "url", "created_at", "trained_at"):
+            assert key in body
+        assert body["images"] == [] and body["tune_id"] == SDXL_BASE_TUNE_ID
+        assert body["url"].endswith(f"/tunes/{SDXL_BASE_TUNE_ID}/prompts/{body['id']}.json")
+        assert 0.0 <= body["progress"] <= 1.0 and "queue_position" in body
+        same = (await http.get(f"/prompts/{body['id']}.json")).json()
+        assert same["id"] == body["id"]
+        listed = (await http.get(f"/tunes/{SDXL_BASE_TUNE_ID}/prompts")).json()
+        assert [p["id"] for p in listed] == [body["id"]]
+        form = await http.post(
+            f"/tunes/{SDXL_BASE_TUNE_ID}/prompts",
+            data={
+                "prompt[text]": "a dog",
+                "prompt[num_images]": "1",
+                "prompt[w]": "64",
+                "prompt[h]": "64",
+                "prompt[super_resolution]": "false",
+            },
+        )
+        assert form.status_code == 201 and form.json()["w"] == 64
+        assert (await http.delete(f"/prompts/{body['id']}")).status_code == 200
+        assert (await http.get(f"/prompts/{body['id']}")).status_code == 404
+
+
+async def test_tune_is_stored_and_fails_honestly_without_a_trainer(tmp_path: Path) -> None:
+    sink = CallbackSink()
+    worker = Worker(worker_config(tmp_path / "w"))
+    await worker.start()
+    try:
+        async with run_uvicorn(sink.app) as sink_url, client_for(worker) as client:
+            images = [TrainingImage(f"{i}.png", png_bytes(), "image/png") for i in range(3)]
+            request = TuneRequest(
+                title="uuid-1", name="woman", images=images, callback=f"{sink_url}/hook?s=1"
+            )
+            tune = await client.create_tune(request)
+            assert tune.token == "ohwx" and not tune.done and not tune.failed
+            assert len(tune.raw["orig_images"]) == 3
+            again = await client.create_tune(request)  # the title is the idempotency key
+            assert again.id == tune.id
+            for _ in range(200):
+                tune = await client.get_tune(tune.id)
+                if tune.failed:
+                    break
+                await asyncio.sleep(0.05)
+            assert tune.failed and not tune.done
+            assert "Training is not available" in (tune.error or "")
+            await asyncio.wait_for(sink.event.wait(), 5)
+            await asyncio.sleep(0.2)
+            assert len(sink.received) == 1
+            assert sink.received[0]["tune"]["id"] == tune.id
+            photo = await client.download(tune.raw["orig_images"][0])
+            assert photo == png_bytes()
+            assert [t.id for t in await client.list_tunes()] == [tune.id]
+            await client.delete_tune(tune.id)
+            with pytest.raises(NotFoundError):
+                await client.get_tune(tune.id)
+    finally:
+        await worker.stop()
+
+
+@pytest.mark.slow
+async def test_training_yields_the_gpu_to_prompts_between_steps(tmp_path: Path) -> None:
+    """A prompt queued during a training runs before the training's next step."""
+    order: list[str] = []
+    prompt_queued = threading.Event()
+
+    def trainer(job, ctx) -> None:  # a stand-in for the next issue's trainer
+        from backends.local.artefacts import Manifest  # noqa: F401  (format is importable)
+
+        order.append("train-start")
+        assert prompt_queued.wait(10)
+        ctx.between_steps(0.5)
+        order.append("train-step-2")
+        raise RuntimeError("stand-in trainer stops here")
+
+    worker = Worker(worker_config(tmp_path), trainer=trainer)
+    await worker.start()
+    try:
+        async with client_for(worker) as client:
+            images = [TrainingImage("1.png", png_bytes(), "image/png")]
+            tune = await client.create_tune(TuneRequest(title="t", name="man", images=images))
+            for _ in range(100):
+                if order:
+                    break
+                await asyncio.sleep(0.05)
+            prompt = await client.create_prompt(SDXL_BASE_TUNE_ID, small("a cat"))
+            prompt_queued.set()
+            for _ in range(600):
+                prompt = await client.get_prompt(prompt.id)
+                if prompt.done and order[-1] == "train-step-2":
+                    break
+                await asyncio.sleep(0.05)
+            assert prompt.done and order == ["train-start", "train-step-2"]
+            row = await worker.store.get_prompt(prompt.id)
+            tune_row = await worker.store.get_tune(tune.id)
+            assert row and tune_row and row["finished_at"] <= tune_row["updated_at"]
+            assert tune_row["state"] != QUEUED
+    finally:
+        await worker.stop()
+
+
+def test_config_from_env(tmp_path: Path) -> None:
+    config = WorkerConfig.from_env(
+        {
+            "DATA_DIR": str(tmp_path),
+            "SDXL_MODEL": "/m/base.safetensors",
+            "SDXL_EXTRA_MODELS": "1000001=/m/zavy.safetensors, 1000002=org/model",
+        }
+    )
+    assert config.base_models() == {
+        SDXL_BASE_TUNE_ID: "/m/base.safetensors",
+        1000001: "/m/zavy.safetensors",
+        1000002: "org/model",
+    }
+    assert config.api_key is None and config.data_dir == tmp_path / "worker"
+    with pytest.raises(ValueError):
+        WorkerConfig.from_env({"SDXL_EXTRA_MODELS": "666678=/x"})

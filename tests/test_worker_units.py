@@ -1,0 +1,134 @@
+"""Small pieces of the worker: request parsing, the artefact format, the store's queue order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backends.local.params import RequestError, parse_prompt, parse_tune
+from backends.local.store import Store
+
+NATIVE = {"native_size": 1024, "max_side": 2048, "random_seed": 99}
+
+
+def test_prompt_defaults_and_lora_tag() -> None:
+    p = parse_prompt({"text": "<lora:123:0.83> ohwx man  in  a park"}, **NATIVE)
+    assert (p.lora_tune_id, p.lora_strength) == (123, 0.83)
+    assert p.clean_text == "ohwx man in a park"
+    assert (p.w, p.h, p.scheduler, p.seed, p.num_images) == (1024, 1024, "euler_a", 99, 4)
+    assert not p.super_resolution
+
+
+def test_prompt_form_strings_and_aspect_ratios() -> None:
+    p = parse_prompt(
+        {
+            "text": "x",
+            "num_images": "2",
+            "seed": "5",
+            "super_resolution": "true",
+            "inpaint_faces": "true",
+            "ar": "portrait",
+        },
+        **NATIVE,
+    )
+    assert (p.num_images, p.seed, p.super_resolution, p.inpaint_faces) == (2, 5, True, True)
+    assert (p.w, p.h) == (832, 1216)
+    assert parse_prompt({"text": "x", "ar": "16:9"}, **NATIVE).w == 1344
+    one_side = parse_prompt({"text": "x", "w": "512"}, **NATIVE)
+    assert (one_side.w, one_side.h) == (512, 512)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"text": ""},
+        {"text": "<faceid:1:1> man"},
+        {"text": "<lora:abc:1> man"},
+        {"text": "<lora:1:5> man"},
+        {"text": "x", "ar": "7:5"},
+        {"text": "x", "seed": "-1"},
+        {"text": "x", "steps": "99"},
+        {"text": "x", "num_images": "two"},
+        {"text": "x", "super_resolution": "maybe"},
+        {"text": "x", "w": 56, "h": 64},
+    ],
+)
+def test_prompt_rejections(fields: dict) -> None:
+    with pytest.raises(RequestError):
+        parse_prompt(fields, **NATIVE)
+
+
+def test_tune_fields() -> None:
+    t = parse_tune({"title": "u", "name": "man"}, n_images=4, base_ids={666678})
+    assert (t.token, t.base_tune_id, t.model_type) == ("ohwx", 666678, "pti")
+    with pytest.raises(RequestError):
+        parse_tune(
+            {"title": "u", "name": "man", "token": "Bad Token"}, n_images=4, base_ids={666678}
+        )
+    with pytest.raises(RequestError):
+        parse_tune(
+            {"title": "u", "name": "man", "model_type": "faceid"}, n_images=4, base_ids={666678}
+        )
+
+
+def test_artefacts_round_trip_and_alias(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    from backends.local.artefacts import (
+        ArtefactError,
+        Manifest,
+        load_artefacts,
+        save_artefacts,
+    )
+
+    manifest = Manifest(token="ohwx", class_word="woman", n_tokens=2, base_model="sdxl", rank=8)
+    lora = {"down_blocks.1.attn1.to_q.lora_A.weight": torch.ones(8, 16)}
+    emb = {"clip_l": torch.zeros(2, 768), "clip_g": torch.ones(2, 1280)}
+    save_artefacts(tmp_path / "t", manifest, lora, emb)
+    loaded = load_artefacts(tmp_path / "t")
+    assert loaded.manifest == manifest and loaded.manifest.lora_alpha == 8.0
+    assert list(loaded.lora) == ["unet.down_blocks.1.attn1.to_q.lora_A.weight"]
+    assert loaded.embeddings["clip_g"].shape == (2, 1280)
+    # cog-sdxl's key names are read as an alias
+    save_file(
+        {"text_encoders_0": emb["clip_l"], "text_encoders_1": emb["clip_g"]},
+        str(tmp_path / "t" / "embeddings.safetensors"),
+    )
+    assert load_artefacts(tmp_path / "t").embeddings["clip_l"].shape == (2, 768)
+    with pytest.raises(ArtefactError):
+        save_artefacts(
+            tmp_path / "u",
+            manifest,
+            lora,
+            {"clip_l": torch.zeros(3, 768), "clip_g": torch.zeros(2, 1280)},
+        )
+    with pytest.raises(ArtefactError):
+        load_artefacts(tmp_path / "missing")
+
+
+async def test_store_runs_prompts_before_trainings_and_requeues(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    await store.open()
+    try:
+        tune = await store.create_tune(
+            {
+                "title": "t",
+                "name": "man",
+                "token": "ohwx",
+                "base_tune_id": 666678,
+                "model_type": "pti",
+            },
+            [],
+            None,
+        )
+        assert await store.next_job() == ("tune", tune["id"])
+        prompt = await store.create_prompt(666678, {"text": "x"}, None)
+        assert await store.next_job() == ("prompt", prompt["id"])
+        await store.update_prompt(prompt["id"], state="running")
+        assert await store.requeue_interrupted() == 1
+        assert (await store.get_prompt(prompt["id"]))["state"] == "queued"
+        assert tune["id"] >= 100_000_001  # never collides with a base model id
+    finally:
+        await store.close()

@@ -1,0 +1,167 @@
+"""Helpers for the worker tests: a worker under real uvicorn, a random tune, a drawn face.
+
+Nothing here is a fake of the worker: tests run the real app, store, queue and tiny SDXL.
+What the tests prepare by hand is what training (a later issue) would produce: a tune row marked
+trained and a random LoRA + embeddings written in the artefact format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from PIL import Image, ImageDraw, ImageFilter
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from backends.base import SDXL_BASE_TUNE_ID
+from backends.local import Worker, WorkerConfig
+from backends.local.store import DONE, now_iso
+
+API_KEY = "sd_test_key"
+LORA_RANK = 4
+N_TOKENS = 2
+
+_unet_cache: dict[str, Any] = {}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def run_uvicorn(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """Serve `app` on 127.0.0.1 in this event loop (lifespan on); yields the base URL."""
+    port = port or free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    if task.done():
+        task.result()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def worker_config(data_dir: Path, **overrides: Any) -> WorkerConfig:
+    return WorkerConfig(data_dir=data_dir, sdxl_model="tiny", device="cpu", **overrides)
+
+
+def tiny_lora_targets() -> dict[str, tuple[int, int]]:
+    """Attention projections of the tiny UNet -> (in_features, out_features)."""
+    if "targets" not in _unet_cache:
+        import torch
+
+        from backends.local.models import build_tiny_pipeline
+
+        unet = build_tiny_pipeline().unet
+        pattern = re.compile(r"\.attn[12]\.(to_q|to_k|to_v|to_out\.0)$")
+        targets = {
+            name: (module.in_features, module.out_features)
+            for name, module in unet.named_modules()
+            if isinstance(module, torch.nn.Linear) and pattern.search(name)
+        }
+        _unet_cache["targets"] = targets
+    return _unet_cache["targets"]
+
+
+def write_random_tune(folder: Path, *, seed: int = 1, token: str = "ohwx") -> None:
+    """A random LoRA (strong enough to change the tiny model's output) + embeddings."""
+    import torch
+
+    from backends.local.artefacts import Manifest, save_artefacts
+
+    gen = torch.Generator().manual_seed(seed)
+    lora = {}
+    for name, (fan_in, fan_out) in tiny_lora_targets().items():
+        lora[f"{name}.lora_A.weight"] = torch.randn(LORA_RANK, fan_in, generator=gen) * 0.5
+        lora[f"{name}.lora_B.weight"] = torch.randn(fan_out, LORA_RANK, generator=gen) * 0.5
+    embeddings = {
+        "clip_l": torch.randn(N_TOKENS, 32, generator=gen),
+        "clip_g": torch.randn(N_TOKENS, 32, generator=gen),
+    }
+    manifest = Manifest(
+        token=token, class_word="man", n_tokens=N_TOKENS, base_model="tiny", rank=LORA_RANK
+    )
+    save_artefacts(folder, manifest, lora, embeddings)
+
+
+async def add_trained_tune(worker: Worker, *, seed: int = 1, title: str = "t") -> int:
+    """Register a tune as trained in the worker's store, with random artefacts on disk."""
+    row = await worker.store.create_tune(
+        {
+            "title": title,
+            "name": "man",
+            "token": "ohwx",
+            "base_tune_id": SDXL_BASE_TUNE_ID,
+            "model_type": "pti",
+        },
+        [],
+        origin=None,
+    )
+    write_random_tune(worker.config.tunes_dir / str(row["id"]), seed=seed)
+    now = now_iso()
+    await worker.store.update_tune(row["id"], state=DONE, started_training_at=now, trained_at=now)
+    return int(row["id"])
+
+
+def face_image(size: int = 128) -> Image.Image:
+    """A face drawn from shapes that OpenCV's Haar cascade really detects (checked in tests)."""
+    s = size / 256
+    cx = cy = 128 * s
+    image = Image.new("RGB", (size, size), (90, 110, 140))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse([cx - 60 * s, cy - 80 * s, cx + 60 * s, cy + 85 * s], fill=(225, 185, 160))
+    draw.chord([cx - 64 * s, cy - 92 * s, cx + 64 * s, cy - 10 * s], 180, 360, fill=(60, 40, 30))
+    for sign in (-1, 1):
+        brow = [cx + sign * 12 * s, cy - 30 * s, cx + sign * 45 * s, cy - 24 * s]
+        draw.rectangle(
+            [min(brow[0], brow[2]), brow[1], max(brow[0], brow[2]), brow[3]], fill=(50, 35, 25)
+        )
+        eye = [cx + sign * 16 * s, cy - 18 * s, cx + sign * 42 * s, cy - 4 * s]
+        draw.ellipse(
+            [min(eye[0], eye[2]), eye[1], max(eye[0], eye[2]), eye[3]], fill=(250, 250, 250)
+        )
+        pupil = [cx + sign * 24 * s, cy - 16 * s, cx + sign * 34 * s, cy - 6 * s]
+        draw.ellipse(
+            [min(pupil[0], pupil[2]), pupil[1], max(pupil[0], pupil[2]), pupil[3]],
+            fill=(30, 20, 20),
+        )
+    draw.polygon(
+        [(cx, cy - 2 * s), (cx - 10 * s, cy + 28 * s), (cx + 10 * s, cy + 28 * s)],
+        fill=(195, 150, 130),
+    )
+    draw.ellipse([cx - 26 * s, cy + 42 * s, cx + 26 * s, cy + 56 * s], fill=(160, 70, 70))
+    return image.filter(ImageFilter.GaussianBlur(2 * s))
+
+
+class CallbackSink:
+    """A tiny HTTP server that records the callbacks POSTed to it."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.event = asyncio.Event()
+
+        async def hook(request: Request) -> JSONResponse:
+            self.received.append(await request.json())
+            self.event.set()
+            return JSONResponse({})
+
+        self.app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
