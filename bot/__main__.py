@@ -27,22 +27,14 @@ async def run_console(settings: Settings) -> None:
 
 async def run_frontends(settings: Settings) -> None:
     """Start every frontend whose token is set; with none, fall back to the console."""
-    enabled = [
-        name
-        for name, token in (
-            ("Telegram", settings.telegram_bot_token),
-            ("Discord", settings.discord_bot_token),
-        )
-        if token
-    ]
-    if not enabled:
+    if not (settings.telegram_bot_token or settings.discord_bot_token):
         log.info("no TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN set: starting the console chat")
         await run_console(settings)
         return
-    raise ConfigError(
-        f"The {' and '.join(enabled)} frontend is not part of this version yet. "
-        "Unset its token to use the console chat."
-    )
+    from bot.app import chat_frontends, running_core, serving
+
+    async with running_core(settings) as core, serving(core, chat_frontends(core)):
+        await asyncio.Event().wait()  # until a signal cancels us
 
 
 async def until_signalled(work: Coroutine[Any, Any, None]) -> None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import httpx
 
@@ -119,3 +120,41 @@ async def running_core(settings: Settings) -> AsyncIterator[Core]:
                 await callbacks.stop()
     finally:
         await store.close()
+
+
+class Frontend(Protocol):
+    """A chat platform adapter: `start()` registers its notifier and begins receiving."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def chat_frontends(core: Core) -> list[Frontend]:
+    """One frontend per platform whose token is set (imported only when configured)."""
+    frontends: list[Frontend] = []
+    if core.settings.telegram_bot_token:
+        from bot.chat.telegram import TelegramFrontend
+
+        frontends.append(TelegramFrontend(core))
+    if core.settings.discord_bot_token:
+        from bot.chat.discord import DiscordFrontend
+
+        frontends.append(DiscordFrontend(core))
+    return frontends
+
+
+@contextlib.asynccontextmanager
+async def serving(core: Core, frontends: Sequence[Frontend]) -> AsyncIterator[Core]:
+    """Start the frontends, then resume jobs (every notifier is registered by then); stop
+    them in reverse order on the way out."""
+    started: list[Frontend] = []
+    try:
+        for frontend in frontends:
+            await frontend.start()
+            started.append(frontend)
+        await core.start_jobs()
+        yield core
+    finally:
+        for frontend in reversed(started):
+            await frontend.stop()

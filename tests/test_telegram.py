@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.app import Core, running_core
+from bot.app import Core, running_core, serving
 from bot.chat.telegram import TelegramFrontend
 from bot.chat.telegram.webhook import SECRET_HEADER, WEBHOOK_PATH
 from bot.config import Settings
@@ -49,14 +49,11 @@ def tg_settings(make_settings: Callable[..., Settings], fake_tg: FakeTelegram) -
 @contextlib.asynccontextmanager
 async def running_bot(settings: Settings, **options: Any) -> AsyncIterator[Core]:
     """The bot as `photoshoot-bot run` starts it: core, then the frontend, then the jobs."""
-    async with running_core(settings) as core:
-        frontend = TelegramFrontend(core, album_wait_s=0.3, **options)
-        await frontend.start()
-        try:
-            await core.start_jobs()
-            yield core
-        finally:
-            await frontend.stop()
+    async with (
+        running_core(settings) as core,
+        serving(core, [TelegramFrontend(core, album_wait_s=0.3, **options)]),
+    ):
+        yield core
 
 
 def sent_text(chat_id: int, *words: str) -> Callable[[ApiCall], bool]:

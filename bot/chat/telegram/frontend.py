@@ -8,7 +8,6 @@ about 30 messages/s, 20 a minute per group); a 429 is waited out and the call re
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from telegram import (
@@ -122,14 +121,3 @@ class TelegramFrontend:
             await application.stop()  # handles the updates already queued
         await self.intake.close()
         await application.shutdown()
-
-
-async def run_telegram(core: Core) -> None:
-    """Run Telegram as the only frontend until cancelled (resumes jobs once it is up)."""
-    frontend = TelegramFrontend(core)
-    await frontend.start()
-    try:
-        await core.start_jobs()
-        await asyncio.Event().wait()
-    finally:
-        await frontend.stop()
