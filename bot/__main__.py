@@ -1,4 +1,6 @@
-"""`photoshoot-bot`: run the bot (`run`), the console chat (`chat`) or the GPU worker (`worker`)."""
+"""`photoshoot-bot`: run the bot (`run`), the console chat (`chat`) or the GPU worker (`worker`).
+
+`doctor` checks a deployment (configuration, backend key, chat tokens, data dir)."""
 
 from __future__ import annotations
 
@@ -81,12 +83,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     worker = commands.add_parser("worker", help="serve the Astria-compatible GPU worker API")
     worker.add_argument("--host", default="127.0.0.1")
     worker.add_argument("--port", type=int, default=7860)
+    commands.add_parser("doctor", help="check the configuration, backend, chat tokens, data dir")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
+    if args.command == "doctor":
+        from bot.doctor import doctor
+
+        return doctor()
     try:
         settings = load_settings()
         if args.command == "worker":

@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backends.base import SDXL_BASE_TUNE_ID
 from backends.local import params as validate
+from backends.local.health import health
 from backends.local.models import native_size
 from backends.local.serialize import prompt_json, tune_json
 from backends.local.store import DONE, now_iso
@@ -48,6 +49,8 @@ MAX_IMAGE_BYTES = 30 * 1024 * 1024
 MAX_TRAINING_IMAGES = 50
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 120
+OPEN_PATHS = frozenset({"/healthz"})
+"""Served without a key (probes); they show no secret and start no work."""
 KEY = re.compile(r"^(?P<root>[a-z_]+)\[(?P<name>[a-z_]+)\](?P<list>\[\])?$")
 
 
@@ -74,6 +77,7 @@ def create_app(worker: Worker) -> ASGIApp:
         Route("/prompts/{prompt_id:int}", api.get_prompt, methods=["GET"]),
         Route("/prompts/{prompt_id:int}", api.delete_prompt, methods=["DELETE"]),
         Route("/files/{path:path}", api.get_file, methods=["GET", "HEAD"]),
+        Route("/healthz", api.healthz, methods=["GET", "HEAD"]),
     ]
 
     @contextlib.asynccontextmanager
@@ -106,14 +110,15 @@ class _JsonSuffix:
 
 
 class _Auth:
-    """Bearer key check, or loopback-only when no key is configured."""
+    """Bearer key check, or loopback-only when no key is configured; /healthz is open."""
 
     def __init__(self, app: ASGIApp, api_key: str | None) -> None:
         self.app = app
         self.api_key = api_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not self._allowed(scope):
+        open_path = scope.get("path") in OPEN_PATHS
+        if scope["type"] == "http" and not open_path and not self._allowed(scope):
             response = JSONResponse({"error": "Unauthorized"}, status_code=401)
             await response(scope, receive, send)
             return
@@ -282,6 +287,12 @@ class _Api:
             return JSONResponse({"message": "Prompt successfully deleted"})
 
         return await _guard(handle)
+
+    # -- health --------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        report = await health(self.worker)
+        return JSONResponse(report, status_code=200 if report["ok"] else 503)
 
     # -- files ---------------------------------------------------------------------------
 

@@ -114,6 +114,12 @@ class JobRunner:
 
         self.engine().models.get(SDXL_BASE_TUNE_ID)
 
+    @property
+    def loaded_model(self) -> int | None:
+        """Base tune id of the model resident in memory; None before the first job (/healthz)."""
+        loaded = self._engine.models._loaded if self._engine is not None else None
+        return loaded[0] if loaded is not None else None
+
     async def queue_position(self, prompt_id: int) -> int:
         """1 = next to run; 0 = running or finished."""
         ids = await self.store.queued_prompt_ids()

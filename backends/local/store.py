@@ -223,6 +223,14 @@ class Store:
         )
         return row["id"] if row else None
 
+    async def queue_depth(self) -> dict[str, int]:
+        """How many prompts and tunes wait (queued, not running), for /healthz."""
+        depth = {}
+        for table in ("prompts", "tunes"):
+            row = await self._one(f"SELECT COUNT(*) AS n FROM {table} WHERE state = ?", (QUEUED,))
+            depth[table] = int(row["n"]) if row else 0
+        return depth
+
     async def queued_prompt_ids(self) -> list[int]:
         rows = await self._all("SELECT id FROM prompts WHERE state = ? ORDER BY id", (QUEUED,))
         return [r["id"] for r in rows]

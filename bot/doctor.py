@@ -1,0 +1,282 @@
+"""`photoshoot-bot doctor`: checks a deployment before users find the problem.
+
+It loads the configuration, asks the image backend for its tunes with our key, asks each chat
+platform whose token is set who we are, and tries the data dir; then it says in plain words
+what is wrong. Exit status 0 = all good, 1 = something needs fixing. Nothing it prints holds a
+secret: tokens live in Telegram URLs, so no URL with a token is ever shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import ipaddress
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlsplit
+
+import httpx
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.logs import redact
+
+DISCORD_API = "https://discord.com/api/v10"
+MIN_FREE_BYTES = 1024**3
+"""Below this the store and the images soon fail; a photoshoot is a few MB, a tune more."""
+TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding: `problem` says what is wrong (None when fine), `detail` what was seen."""
+
+    name: str
+    detail: str = ""
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+async def run_checks(settings: Settings, *, discord_api: str = DISCORD_API) -> list[Check]:
+    """Every check that applies to `settings`, the network ones concurrently."""
+    checks = [configuration(settings)]
+    async with httpx.AsyncClient(timeout=TIMEOUT_S) as http:
+        remote = [backend(settings, http)]
+        if settings.telegram_bot_token:
+            remote.append(telegram(settings, http))
+        if settings.discord_bot_token:
+            remote.append(discord(settings, http, discord_api))
+        checks += await asyncio.gather(*remote)
+    checks.append(data_dir(settings.data_dir))
+    return checks
+
+
+def configuration(settings: Settings) -> Check:
+    platforms = [
+        name
+        for name, token in (
+            ("Telegram", settings.telegram_bot_token),
+            ("Discord", settings.discord_bot_token),
+        )
+        if token
+    ]
+    chats = ", ".join(platforms) or "none set, so `run` starts the console chat"
+    where = {
+        "astria": f"Astria at {settings.astria_api_url}",
+        "local": f"our worker at {settings.local_worker_url}"
+        if settings.local_worker_url
+        else f"our worker in this process (SDXL_MODEL={settings.sdxl_model})",
+    }[settings.backend or "local"]
+    return Check("configuration", f"loaded; images by {where}; chats: {chats}")
+
+
+async def backend(settings: Settings, http: httpx.AsyncClient) -> Check:
+    if settings.backend == "astria":
+        key = settings.astria_api_key.get_secret_value() if settings.astria_api_key else ""
+        return await _list_tunes("Astria API", settings.astria_api_url, key, "ASTRIA_API_KEY", http)
+    if settings.local_worker_url:
+        return await remote_worker(settings, http)
+    return in_process_worker(settings)
+
+
+async def remote_worker(settings: Settings, http: httpx.AsyncClient) -> Check:
+    """Our worker over HTTP: its open /healthz first (is it up?), then the key on /tunes."""
+    url = (settings.local_worker_url or "").rstrip("/")
+    name = "worker"
+    try:
+        response = await http.get(f"{url}/healthz")
+    except httpx.HTTPError as exc:
+        return Check(name, problem=f"cannot reach LOCAL_WORKER_URL {url}: {_reason(exc)}")
+    if response.status_code not in (200, 503):
+        status = response.status_code
+        return Check(name, problem=f"{url}/healthz answered {status}: is it our worker?")
+    key = settings.worker_api_key or settings.astria_api_key
+    secret = key.get_secret_value() if key else ""
+    names = "WORKER_API_KEY" if settings.worker_api_key else "WORKER_API_KEY (or ASTRIA_API_KEY)"
+    check = await _list_tunes(name, url, secret, names, http)
+    if check.problem and not secret and not _is_loopback(url):
+        return Check(
+            name,
+            problem=f"no WORKER_API_KEY set: the worker at {url} serves only its own machine "
+            "without a key. Set the same WORKER_API_KEY for the bot and the worker.",
+        )
+    if check.ok and response.status_code == 503:
+        return Check(name, problem=f"{url} is up but not ready yet (starting or stopping)")
+    if check.ok:
+        health = response.json()
+        loaded = "model loaded" if health.get("model_loaded") else "model loads on first job"
+        queue = health.get("queue") or {}
+        waiting = f"{queue.get('prompts', 0)} prompts, {queue.get('tunes', 0)} tunes queued"
+        return Check(name, f"{check.detail}; {health.get('model')}: {loaded}; {waiting}")
+    return check
+
+
+def in_process_worker(settings: Settings) -> Check:
+    """BACKEND=local without LOCAL_WORKER_URL: the worker extra must be installed here."""
+    name = "worker (in-process)"
+    missing = [m for m in ("torch", "diffusers") if importlib.util.find_spec(m) is None]
+    if missing:
+        return Check(
+            name,
+            problem=f"the worker's packages are not installed ({', '.join(missing)}). Set "
+            "ASTRIA_API_KEY for hosted Astria, LOCAL_WORKER_URL for a worker elsewhere, or "
+            "install it: pip install torch==2.13.0 -e '.[worker]'",
+        )
+    model = settings.sdxl_model
+    if model == "tiny":
+        return Check(name, "SDXL_MODEL=tiny: a random test model, its images are noise")
+    looks_local = model.startswith(("/", ".", "~")) or model.endswith(".safetensors")
+    if looks_local and not Path(model).expanduser().exists():
+        return Check(name, problem=f"SDXL_MODEL {model} does not exist on this machine")
+    return Check(name, f"SDXL_MODEL={model}")
+
+
+async def _list_tunes(
+    name: str, base_url: str, key: str, key_name: str, http: httpx.AsyncClient
+) -> Check:
+    """GET /tunes with the key: proves the URL is an Astria API and the key is accepted."""
+    url = f"{base_url.rstrip('/')}/tunes"
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = await http.get(url, headers=headers)
+    except httpx.HTTPError as exc:
+        return Check(name, problem=f"cannot reach {base_url}: {_reason(exc)}")
+    if response.status_code in (401, 403):
+        return Check(
+            name,
+            problem=f"the key is wrong: {url} answered {response.status_code}. Check {key_name}.",
+        )
+    if response.status_code != 200:
+        return Check(name, problem=f"{url} answered {response.status_code}: {_body(response)}")
+    try:
+        tunes = response.json()
+    except ValueError:
+        tunes = None
+    if not isinstance(tunes, list):
+        return Check(name, problem=f"{url} did not answer like an Astria API (a list of tunes)")
+    return Check(name, f"the key works at {base_url} ({len(tunes)} tunes visible)")
+
+
+async def telegram(settings: Settings, http: httpx.AsyncClient) -> Check:
+    """getMe through TELEGRAM_API_URL (the token is part of the URL: never shown)."""
+    assert settings.telegram_bot_token is not None
+    token = settings.telegram_bot_token.get_secret_value()
+    try:
+        response = await http.get(f"{settings.telegram_api_url}{token}/getMe")
+    except httpx.HTTPError as exc:
+        return Check(
+            "Telegram",
+            problem=f"cannot reach TELEGRAM_API_URL {settings.telegram_api_url}: {_reason(exc)}",
+        )
+    if response.status_code in (401, 404):
+        return Check(
+            "Telegram",
+            problem="TELEGRAM_BOT_TOKEN is wrong: Telegram does not know it "
+            f"({response.status_code}). Copy the token from @BotFather again.",
+        )
+    if response.status_code != 200:
+        return Check("Telegram", problem=f"getMe answered {response.status_code}")
+    user = response.json().get("result", {})
+    return Check("Telegram", f"the token works: @{user.get('username', '?')}")
+
+
+async def discord(settings: Settings, http: httpx.AsyncClient, api: str) -> Check:
+    assert settings.discord_bot_token is not None
+    token = settings.discord_bot_token.get_secret_value()
+    try:
+        response = await http.get(f"{api}/users/@me", headers={"Authorization": f"Bot {token}"})
+    except httpx.HTTPError as exc:
+        return Check("Discord", problem=f"cannot reach {api}: {_reason(exc)}")
+    if response.status_code == 401:
+        return Check(
+            "Discord",
+            problem="DISCORD_BOT_TOKEN is wrong: Discord answered 401. Reset the token in the "
+            "Developer Portal (Bot tab) and copy it again.",
+        )
+    if response.status_code != 200:
+        return Check("Discord", problem=f"GET /users/@me answered {response.status_code}")
+    return Check("Discord", f"the token works: {response.json().get('username', '?')}")
+
+
+def data_dir(folder: Path) -> Check:
+    """Writable (a file is created and removed) and with room for photos, models and images."""
+    name = f"data dir {folder}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check(
+            name,
+            problem=f"cannot write there ({exc.strerror or exc}). Point DATA_DIR at a folder "
+            f"the user {_user()} can write.",
+        )
+    free = shutil.disk_usage(folder).free
+    if free < MIN_FREE_BYTES:
+        needed = _size(MIN_FREE_BYTES)
+        return Check(name, problem=f"only {_size(free)} free there; keep at least {needed}")
+    return Check(name, f"writable, {_size(free)} free")
+
+
+def report(checks: list[Check], out: TextIO) -> int:
+    """Print one line per check and a verdict; returns the exit status."""
+    for check in checks:
+        mark, text = ("ok  ", check.detail) if check.ok else ("FAIL", check.problem)
+        print(redact(f"{mark}  {check.name}: {text}"), file=out)
+    problems = sum(not check.ok for check in checks)
+    if problems:
+        print(f"{problems} problem{'s' if problems > 1 else ''} found.", file=out)
+        return 1
+    print("All good.", file=out)
+    return 0
+
+
+def doctor(out: TextIO = sys.stdout, *, discord_api: str = DISCORD_API) -> int:
+    """The `doctor` command: exit status 1 when anything is wrong."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        return report([Check("configuration", problem=str(exc))], out)
+    return report(asyncio.run(run_checks(settings, discord_api=discord_api)), out)
+
+
+def _reason(exc: httpx.HTTPError) -> str:
+    return redact(str(exc) or type(exc).__name__)
+
+
+def _body(response: httpx.Response) -> str:
+    return redact(response.text[:200].strip())
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return "running the bot"
