@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -65,11 +66,21 @@ def run_worker(settings: Settings, host: str, port: int) -> None:
             f"(missing: {exc.name})."
         ) from None
     key = settings.worker_api_key.get_secret_value() if settings.worker_api_key else None
+    from dotenv import load_dotenv
+
+    load_dotenv(".env", override=False)  # the worker's own names (WORKER_*, SDXL_EXTRA_MODELS)
+    try:
+        config = WorkerConfig.from_env()
+    except ValueError as exc:
+        raise ConfigError(f"Bad configuration: {exc}") from None
     serve(
         host,
         port,
-        WorkerConfig(
-            data_dir=settings.data_dir / "worker", sdxl_model=settings.sdxl_model, api_key=key
+        dataclasses.replace(
+            config,
+            data_dir=settings.data_dir / "worker",
+            sdxl_model=settings.sdxl_model,
+            api_key=key,
         ),
     )
 
