@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         "https://api.telegram.org/file/bot", description="File download base (token appended)."
     )
     discord_bot_token: SecretStr | None = Field(None, description="Enables the Discord frontend.")
+    discord_dev_guild_id: int | None = Field(
+        None,
+        description="Sync the slash commands to this one guild (instantly, for development) "
+        "instead of globally (which Discord rolls out more slowly).",
+    )
     backend: Literal["astria", "local"] | None = Field(
         None, description="Which backend: `astria` if ASTRIA_API_KEY is set, else `local`."
     )
@@ -109,6 +114,11 @@ class Settings(BaseSettings):
         if value is None or not value.get_secret_value().strip():
             return None
         return value
+
+    @field_validator("discord_dev_guild_id", mode="before")
+    @classmethod
+    def _empty_id_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _resolve_backend(self) -> Settings:

@@ -205,8 +205,10 @@ class PhotoshootService:
         *,
         seed: int | None = None,
         num_images: int | None = None,
+        upscale: bool = False,
     ) -> GenerationStarted:
-        """Compose the prompt with the user's own model and queue it."""
+        """Compose the prompt with the user's own model and queue it; `upscale` turns every
+        quality pass on (super-resolution, face inpainting, hires fix)."""
         tunes = await self.store.user_tunes(user.id)
         trained = {t.backend_id: t for t in tunes if t.state == "trained" and t.backend_id}
         if not trained:
@@ -234,6 +236,8 @@ class PhotoshootService:
             "super_resolution": self._config.super_resolution,
             "inpaint_faces": self._config.inpaint_faces and self._config.super_resolution,
         }
+        if upscale:
+            options.update(super_resolution=True, inpaint_faces=True, hires_fix=True)
         generation, delivery = await self.store.create_generation(
             user.id,
             tune_id=tune.id,
@@ -369,10 +373,19 @@ class PhotoshootService:
         Backends give image n of a set the seed `seed + n - 1`, so the new set starts there.
         """
         original = await self._own_generation(user, generation_id)
-        if not 1 <= index <= max(1, len(original.result_files)):
-            raise UserError(f"There is no image #{index} in that set.")
-        seed = (original.seed + index - 1) % 2**32
+        seed = _image_seed(original, index)
         return await self.generate(user, original.prompt_typed, target, seed=seed)
+
+    async def upscale(
+        self, user: User, generation_id: int, index: int, target: ChatTarget
+    ) -> GenerationStarted:
+        """Image #index alone again, with every quality pass on: the same prompt and seed
+        give the same picture, the passes add resolution and detail."""
+        original = await self._own_generation(user, generation_id)
+        seed = _image_seed(original, index)
+        return await self.generate(
+            user, original.prompt_typed, target, seed=seed, num_images=1, upscale=True
+        )
 
     async def result_files(self, user: User, generation_id: int) -> list[Path]:
         """The finished images of one of the user's generations, as stored (full resolution)."""
@@ -383,6 +396,13 @@ class PhotoshootService:
         if not all(path.exists() for path in paths):
             raise UserError("Those images were deleted. /imagine makes new ones.")
         return paths
+
+
+def _image_seed(generation: GenerationRecord, index: int) -> int:
+    """The seed of image #index of a set (backends give image n the seed `seed + n - 1`)."""
+    if not 1 <= index <= max(1, len(generation.result_files)):
+        raise UserError(f"There is no image #{index} in that set.")
+    return (generation.seed + index - 1) % 2**32
 
 
 def _tune_ref(tune: TuneRecord) -> TuneRef:

@@ -1,19 +1,22 @@
-"""A fake Discord: the REST API over real HTTP (aiohttp), plus gateway payload factories.
+"""A fake Discord: the REST API and the gateway over real HTTP and WebSocket (aiohttp).
 
 discord.py builds every REST URL, interaction callbacks and webhook follow-ups included, from
-`discord.http.Route.BASE`, so pointing it at `FakeDiscord.base` runs the real client code.
-There is no gateway: tests build event payloads here (`guild_create`, `command`, `button`)
-and feed them to the client's connection state. The fake checks what Discord checks and
-matters to the bot: interaction tokens die after 15 minutes (401), a user with closed DMs
-cannot be messaged (403, code 50007), and every request is recorded for assertions.
+`discord.http.Route.BASE`, and connects its gateway to `DiscordWebSocket.DEFAULT_GATEWAY`;
+pointing both here (`base`, `gateway_url`) runs the real client code, login, IDENTIFY and
+event dispatch included. Tests build event payloads here (`guild_create`, `command`,
+`button`, `dm_message`) and `dispatch` them through the gateway connection. The fake checks
+what Discord checks and matters to the bot: interaction tokens die after 15 minutes (401), an
+interaction is acknowledged once, a user with closed DMs cannot be messaged (403, code 50007),
+and every request is recorded for assertions; `wait_for` waits until one matches.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +26,17 @@ from aiohttp import web
 DISCORD_EPOCH_MS = 1_420_070_400_000
 TOKEN_LIFETIME = timedelta(minutes=15)
 APP_ID = 900_000_000_000_000_001
-BOT_USER = {"id": str(APP_ID), "username": "photoshoot", "discriminator": "0", "bot": True}
+BOT_USER = {
+    "id": str(APP_ID),
+    "username": "photoshoot",
+    "discriminator": "0",
+    "global_name": None,
+    "avatar": None,
+    "bot": True,
+    "mfa_enabled": False,
+    "verified": True,
+    "flags": 0,
+}
 Json = dict[str, Any]
 
 
@@ -34,7 +47,13 @@ def snowflake_at(moment: datetime, counter: int = 0) -> int:
 
 
 def user_payload(user_id: int, name: str) -> Json:
-    return {"id": str(user_id), "username": name, "discriminator": "0", "global_name": name}
+    return {
+        "id": str(user_id),
+        "username": name,
+        "discriminator": "0",
+        "global_name": name,
+        "avatar": None,
+    }
 
 
 @dataclass
@@ -47,6 +66,7 @@ class Call:
     json: Any = None
     files: list[tuple[str, bytes]] = field(default_factory=list)  # (filename, bytes)
     at: float = field(default_factory=time.monotonic)
+    status: int = 0
 
 
 @dataclass
@@ -83,7 +103,10 @@ class _Interaction:
     channel_id: int
     created: datetime
     received: float
+    message_id: int | None = None  # the message a pressed button sits on
     original_id: int | None = None
+    acknowledged: bool = False
+    expired: bool = False
 
 
 class FakeDiscord:
@@ -91,6 +114,9 @@ class FakeDiscord:
 
     def __init__(self) -> None:
         self.base = ""
+        self.gateway_url = ""
+        self.guilds: list[Json] = []  # sent as GUILD_CREATE after READY
+        self.identify: Json | None = None  # the client's IDENTIFY payload
         self.calls: list[Call] = []
         self.posted: dict[int, Posted] = {}
         self.closed_dms: set[int] = set()  # user ids whose DMs refuse the bot
@@ -101,6 +127,9 @@ class FakeDiscord:
         self._interactions: dict[str, _Interaction] = {}
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
+        self._sockets: list[web.WebSocketResponse] = []
+        self._sequence = itertools.count(1)
+        self._changed = asyncio.Condition()
         self._routes = (
             ("GET", "users/@me", self._me),
             ("GET", "oauth2/applications/@me", self._application),
@@ -120,15 +149,19 @@ class FakeDiscord:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._dispatch)
         app.router.add_get("/cdn/{name}", self._cdn)
+        app.router.add_get("/gateway", self._gateway)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.base = f"http://127.0.0.1:{port}/api/v10"
+        self.gateway_url = f"ws://127.0.0.1:{port}/gateway"
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        for socket in list(self._sockets):
+            await socket.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -136,6 +169,31 @@ class FakeDiscord:
         return snowflake_at(moment or datetime.now(UTC), next(self._ids))
 
     # -- queries for tests ---------------------------------------------------------------------
+
+    async def wait_for(self, found: Callable[[], Any], within: float = 10.0) -> Any:
+        """Wait until `found()` returns something truthy (checked after every request)."""
+
+        async def truthy() -> Any:
+            async with self._changed:
+                while not (result := found()):
+                    await self._changed.wait()
+                return result
+
+        return await asyncio.wait_for(truthy(), within)
+
+    async def dispatch(self, event: str, data: Json) -> None:
+        """Send a gateway event to every connected client."""
+        for socket in self._sockets:
+            await socket.send_json({"op": 0, "t": event, "s": next(self._sequence), "d": data})
+
+    def original_response(self, interaction: Json) -> Posted | None:
+        """The message the interaction's response created (or the one its button sits on)."""
+        record = self._interactions.get(interaction["token"])
+        return self.posted.get(record.original_id or 0) if record else None
+
+    def expire(self, interaction: Json) -> None:
+        """Let the interaction's token die now, as it does 15 minutes after its creation."""
+        self._interactions[interaction["token"]].expired = True
 
     def find(self, method: str, path_part: str) -> list[Call]:
         return [c for c in self.calls if c.method == method and path_part in c.path]
@@ -186,6 +244,28 @@ class FakeDiscord:
             "channels": [_guild_channel(guild_id, channel_id)],
         }
 
+    def dm_message(self, user: Json, channel_id: int, attachments: Sequence[Json]) -> Json:
+        """MESSAGE_CREATE of a user's message with files in their DM with the bot."""
+        self.dm_channels.setdefault(int(user["id"]), channel_id)
+        return {
+            "id": str(self.new_id()),
+            "channel_id": str(channel_id),
+            "type": 0,
+            "author": user,
+            "content": "",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "embeds": [],
+            "components": [],
+            "flags": 0,
+            "pinned": False,
+            "attachments": list(attachments),
+        }
+
     def command(
         self,
         name: str,
@@ -216,6 +296,7 @@ class FakeDiscord:
         data = {"custom_id": custom_id, "component_type": 2}
         payload = self._interaction(3, data, user, message.channel_id, guild_id, created)
         payload["message"] = self._message_json(message)
+        self._interactions[payload["token"]].message_id = message.id
         return payload
 
     def _interaction(
@@ -247,6 +328,7 @@ class FakeDiscord:
             "attachment_size_limit": self.attachment_size_limit,
         }
         if guild_id is None:
+            self.dm_channels.setdefault(int(user["id"]), channel_id)
             payload["user"] = user
             payload["channel"] = {"id": str(channel_id), "type": 1, "recipients": [user]}
             payload["context"] = 1
@@ -266,14 +348,52 @@ class FakeDiscord:
         call = Call(request.method, path, dict(request.query))
         await _read_body(request, call)
         self.calls.append(call)
+        status, body = self._route(call)
+        call.status = status
+        async with self._changed:
+            self._changed.notify_all()
+        return _json(status, body)
+
+    def _route(self, call: Call) -> tuple[int, Any]:
         for method, pattern, handler in self._routes:
-            params = _match(pattern, path)
-            if method == request.method and params is not None:
-                status, body = handler(call, params)
-                return _json(status, body)
-        return _json(404, {"code": 0, "message": f"fake: no route {request.method} {path}"})
+            params = _match(pattern, call.path)
+            if method == call.method and params is not None:
+                return handler(call, params)
+        return 404, {"code": 0, "message": f"fake: no route {call.method} {call.path}"}
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        """HELLO, then READY and the guilds after IDENTIFY; heartbeats are acknowledged."""
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        await socket.send_json({"op": 10, "d": {"heartbeat_interval": 45_000}})
+        async for frame in socket:
+            message = json.loads(frame.data)
+            if message["op"] == 1:
+                await socket.send_json({"op": 11})
+            elif message["op"] == 2:
+                self.identify = message["d"]
+                self._sockets.append(socket)
+                await socket.send_json(
+                    {"op": 0, "t": "READY", "s": next(self._sequence), "d": self._ready()}
+                )
+                for guild in self.guilds:
+                    await self.dispatch("GUILD_CREATE", guild)
+        if socket in self._sockets:
+            self._sockets.remove(socket)
+        return socket
+
+    def _ready(self) -> Json:
+        return {
+            "v": 10,
+            "user": BOT_USER,
+            "guilds": [{"id": guild["id"], "unavailable": True} for guild in self.guilds],
+            "session_id": "fake-session",
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": str(APP_ID), "flags": 0},
+        }
 
     async def _cdn(self, request: web.Request) -> web.Response:
+        self.calls.append(Call("GET", f"cdn/{request.match_info['name']}", dict(request.query)))
         data, content_type = self._files.get(request.match_info["name"], (b"", ""))
         if not data:
             return web.Response(status=404)
@@ -306,13 +426,17 @@ class FakeDiscord:
 
     def _callback(self, call: Call, params: dict[str, str]) -> tuple[int, Any]:
         record = self._interactions.get(params["token"])
-        if record is None or record.original_id is not None:
+        if record is None or record.acknowledged:
             return 400, {"code": 40060, "message": "Interaction has already been acknowledged."}
         body = call.json or {}
         kind = int(body.get("type", 0))
         data = body.get("data") or {}
         result: Json = {"interaction": {"id": str(record.id), "type": 2}}
-        record.original_id = 0
+        record.acknowledged = True
+        if kind in (6, 7):  # (deferred) update of the message the button sits on
+            record.original_id = record.message_id
+            if kind == 7 and record.message_id in self.posted:
+                self._edit(self.posted[record.message_id], Call("PATCH", "", {}, data, call.files))
         if kind in (4, 5):  # a message (or its "thinking" placeholder) is created
             message = self._store(record.channel_id, "original", data, call.files)
             record.original_id = message.id
@@ -324,7 +448,7 @@ class FakeDiscord:
 
     def _live(self, token: str) -> _Interaction | None:
         record = self._interactions.get(token)
-        if record is None or datetime.now(UTC) - record.created > TOKEN_LIFETIME:
+        if record is None or record.expired or datetime.now(UTC) - record.created > TOKEN_LIFETIME:
             return None
         return record
 
@@ -403,8 +527,8 @@ class FakeDiscord:
                     "id": str(self.new_id()),
                     "filename": name,
                     "size": len(data),
-                    "url": f"{self.base}/cdn/{name}",
-                    "proxy_url": f"{self.base}/cdn/{name}",
+                    "url": f"{self.base.removesuffix('/api/v10')}/cdn/{name}",
+                    "proxy_url": f"{self.base.removesuffix('/api/v10')}/cdn/{name}",
                 }
                 for name, data in message.files
             ],

@@ -1,16 +1,18 @@
-"""Buttons under results, persistent across restarts: the custom_id holds only a store token.
+"""Buttons that survive restarts: a button's custom_id holds only a store token.
 
-`discord.ui.DynamicItem` rebuilds a button from any custom_id matching its template, so
-presses on messages posted before a restart still arrive. What a button does (reroll, more
-like #n, upscale #n) and whose it is live in the store's `actions` table, never in memory.
+`discord.ui.DynamicItem` rebuilds a button from any custom_id matching its template, so presses
+on messages posted before a restart still arrive. What a button does (reroll, more like #n,
+upscale #n, use a model, confirm deletion) and whose it is live in the store's `actions` table,
+never in memory. Views made only of these items are not kept by discord.py either, so posting
+thousands of results costs no memory.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 import discord
 
@@ -19,22 +21,29 @@ from bot.core.store import Store
 CUSTOM_ID_PREFIX = "ps:"
 BUTTONS_PER_ROW = 5
 
-PressHandler = Callable[[discord.Interaction[Any], str], Awaitable[None]]
+
+class PressReceiver(Protocol):
+    """The client that handles presses (see frontend.PhotoshootClient)."""
+
+    async def button_pressed(self, interaction: discord.Interaction[Any], token: str) -> None: ...
 
 
-class ResultButton(
+class ActionButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=re.escape(CUSTOM_ID_PREFIX) + r"(?P<token>[A-Za-z0-9_-]{4,64})",
 ):
-    """One result button; pressing it hands its store token to the client's handler."""
+    """One button; pressing it hands its store token to the client."""
 
-    def __init__(self, token: str, label: str = "…", row: int | None = None) -> None:
+    def __init__(
+        self,
+        token: str,
+        label: str = "…",
+        row: int | None = None,
+        style: discord.ButtonStyle = discord.ButtonStyle.secondary,
+    ) -> None:
         super().__init__(
             discord.ui.Button(
-                label=label,
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"{CUSTOM_ID_PREFIX}{token}",
-                row=row,
+                label=label, style=style, custom_id=f"{CUSTOM_ID_PREFIX}{token}", row=row
             )
         )
         self.token = token
@@ -45,41 +54,54 @@ class ResultButton(
         interaction: discord.Interaction[Any],
         item: discord.ui.Item[Any],
         match: re.Match[str],
-    ) -> ResultButton:
-        label = getattr(item, "label", None) or "…"
-        return cls(match["token"], label)
+    ) -> ActionButton:
+        return cls(match["token"], getattr(item, "label", None) or "…")
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        handler: PressHandler | None = getattr(interaction.client, "on_result_button", None)
-        if handler is not None:
-            await handler(interaction, self.token)
+        await cast(PressReceiver, interaction.client).button_pressed(interaction, self.token)
 
 
 @dataclass(frozen=True)
-class _Kind:
-    name: str
-    label: str  # `{n}` is the image number
-    first_row: int
+class ButtonSpec:
+    """A button to store and show: its label, its action kind and what the action needs."""
+
+    label: str
+    kind: str
+    argument: str | None = None
+    generation_id: int | None = None
+    row: int | None = None
+    style: discord.ButtonStyle = discord.ButtonStyle.secondary
 
 
-REROLL = _Kind("reroll", "🔁 Reroll", 0)
-VARY = _Kind("vary", "More like #{n}", 1)
-UPSCALE = _Kind("upscale", "⬆ Upscale #{n}", 3)
-
-
-async def result_view(
-    store: Store, user_id: int, generation_id: int, numbers: Sequence[int], *, reroll: bool
-) -> discord.ui.View:
-    """Reroll (optional), then "more like" and "upscale" buttons for each image shown."""
+async def action_view(store: Store, user_id: int, specs: Sequence[ButtonSpec]) -> discord.ui.View:
+    """Store one action per button (all belong to `user_id`) and lay the buttons out."""
     view = discord.ui.View(timeout=None)
-    if reroll:
-        action = await store.create_action(user_id, REROLL.name, generation_id=generation_id)
-        view.add_item(ResultButton(action.token, REROLL.label, REROLL.first_row))
-    for kind in (VARY, UPSCALE):
-        for position, number in enumerate(numbers):
-            action = await store.create_action(
-                user_id, kind.name, generation_id=generation_id, argument=str(number)
-            )
-            row = kind.first_row + position // BUTTONS_PER_ROW
-            view.add_item(ResultButton(action.token, kind.label.format(n=number), row))
+    for spec in specs:
+        action = await store.create_action(
+            user_id, spec.kind, generation_id=spec.generation_id, argument=spec.argument
+        )
+        view.add_item(ActionButton(action.token, spec.label, spec.row, spec.style))
     return view
+
+
+def result_buttons(generation_id: int, numbers: Sequence[int], *, reroll: bool) -> list[ButtonSpec]:
+    """Reroll (on the first message of a set), then "more like" and "upscale" per image shown.
+
+    Rows: reroll, two rows of "more like", two of "upscale": room for the 10 files a message
+    can hold.
+    """
+    specs = []
+    if reroll:
+        specs.append(ButtonSpec("🔁 Reroll", "reroll", generation_id=generation_id, row=0))
+    for kind, label, first_row in (("variation", "✨ #{n}", 1), ("upscale", "⬆ #{n}", 3)):
+        specs += [
+            ButtonSpec(
+                label.format(n=number),
+                kind,
+                argument=str(number),
+                generation_id=generation_id,
+                row=first_row + position // BUTTONS_PER_ROW,
+            )
+            for position, number in enumerate(numbers)
+        ]
+    return specs

@@ -18,40 +18,46 @@ import asyncio
 import io
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import discord
 
-from bot.chat.discord.buttons import result_view
+from bot.chat.discord.buttons import action_view, result_buttons
 from bot.chat.discord.uploads import DEFAULT_LIMIT_BYTES, Upload, batches, fit_all
 from bot.core.store import Delivery, GenerationRecord, Store
 
 log = logging.getLogger(__name__)
 
-PLATFORM = "discord"
 ORIGINAL_PREFIX = "i:"
 TOKEN_USABLE_FOR = timedelta(minutes=14)
 DM_EDIT_INTERVAL_S = 1.0
 CHANNEL_EDIT_INTERVAL_S = 2.0
 JobKey = tuple[str, int]
+MISSING: Any = discord.utils.MISSING
 Messageable = discord.abc.Messageable
 
 
 @dataclass
 class LiveResponse:
-    """A command's interaction, usable for edits and follow-ups while its token lives."""
+    """A command's interaction, usable for edits and follow-ups while its token lives.
+
+    The original response shows the header (what was asked) above the latest status. Edits
+    are serialised and always render the latest of both, so they may land in any order.
+    """
 
     interaction: discord.Interaction[Any]
     header: str = ""
+    status: str = ""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def alive(self) -> bool:
         return discord.utils.utcnow() - self.interaction.created_at < TOKEN_USABLE_FOR
 
-    def render(self, text: str) -> str:
-        return f"{self.header}\n{text}" if self.header else text
+    def render(self) -> str:
+        return "\n".join(part for part in (self.header, self.status) if part) or "…"
 
 
 class DiscordNotifier:
@@ -62,14 +68,34 @@ class DiscordNotifier:
         self._store = store
         self._live: dict[JobKey, LiveResponse] = {}
 
-    def track(
-        self, kind: str, job_id: int, interaction: discord.Interaction[Any], header: str = ""
+    async def follow(
+        self, kind: str, job_id: int, interaction: discord.Interaction[Any], header: str
     ) -> None:
-        """Let the job report through this interaction while its token lives."""
-        self._live[(kind, job_id)] = LiveResponse(interaction, header)
+        """Let a job just started report through this (deferred) interaction while its token
+        lives, and show `header` in its response now.
+
+        Call it right after the service recorded the job, with no await in between: the
+        job's task has not run yet then, so its first status already finds the interaction.
+        """
+        for key in [key for key, live in self._live.items() if not live.alive()]:
+            del self._live[key]
+        live = LiveResponse(interaction, header)
+        self._live[(kind, job_id)] = live
+        await self._edit_original((kind, job_id), live)
+
+    async def _edit_original(self, key: JobKey, live: LiveResponse) -> str | None:
+        """Show the live response's header and status; None (and forgotten) if it is gone."""
+        async with live.lock:
+            try:
+                message = await live.interaction.edit_original_response(content=live.render())
+                return f"{ORIGINAL_PREFIX}{message.id}"
+            except discord.HTTPException as exc:
+                log.info("original response of %s %s gone (%s); using messages", *key, exc)
+                self._live.pop(key, None)
+                return None
 
     def _live_response(self, delivery: Delivery) -> LiveResponse | None:
-        key = (delivery.job_kind, delivery.job_id)
+        key = _key(delivery)
         live = self._live.get(key)
         if live is not None and not live.alive():
             del self._live[key]
@@ -77,7 +103,7 @@ class DiscordNotifier:
         return live
 
     def _forget(self, delivery: Delivery) -> None:
-        self._live.pop((delivery.job_kind, delivery.job_id), None)
+        self._live.pop(_key(delivery), None)
 
     # -- Notifier ------------------------------------------------------------------------------
 
@@ -87,26 +113,22 @@ class DiscordNotifier:
     async def update_status(self, delivery: Delivery, text: str) -> str | None:
         live = self._live_response(delivery)
         if live is not None:
-            try:
-                message = await live.interaction.edit_original_response(content=live.render(text))
-                return f"{ORIGINAL_PREFIX}{message.id}"
-            except discord.HTTPException as exc:
-                log.info("original response of %s gone (%s); using messages", delivery.id, exc)
-                self._forget(delivery)
+            live.status = text
+            if (message_id := await self._edit_original(_key(delivery), live)) is not None:
+                return message_id
         channel = await self._status_channel(delivery)
         if channel is None:
             return delivery.status_message_id
         return await _send_or_edit(channel, delivery.status_message_id, text)
 
     async def send_text(self, delivery: Delivery, text: str) -> None:
+        """A job's closing words: the tracker sends nothing more after them."""
         if delivery.job_kind == "tune":
+            self._forget(delivery)
             await self._tell_owner(delivery, text)
             return
-        live = self._live_response(delivery)
-        if live is not None:
-            await live.interaction.followup.send(text)
-            return
-        await self._channel(delivery).send(text, reference=_reference(delivery))
+        await self._post(delivery, text)
+        self._forget(delivery)
 
     async def send_images(
         self, delivery: Delivery, generation: GenerationRecord, files: Sequence[Path]
@@ -115,50 +137,48 @@ class DiscordNotifier:
         limit = live.interaction.filesize_limit if live else self._channel_limit(delivery)
         uploads = await asyncio.to_thread(fit_all, files, limit)
         owner = await self._platform_user_id(generation.user_id)
-        caption = (
-            f"<@{owner}> #{generation.id} “{generation.prompt_typed}” (seed {generation.seed})"
-        )
+        caption = f"“{generation.prompt_typed}” (image #{generation.id}, seed {generation.seed})"
+        if not delivery.is_private:  # in a channel, say whose pictures these are
+            caption = f"<@{owner}> {caption}"
         mentions = discord.AllowedMentions(users=[discord.Object(int(owner))])
         for number, batch in enumerate(batches(uploads)):
-            view = await result_view(
-                self._store,
-                generation.user_id,
-                generation.id,
-                [upload.number for upload in batch],
-                reroll=number == 0,
-            )
+            numbers = [upload.number for upload in batch]
+            buttons = result_buttons(generation.id, numbers, reroll=number == 0)
+            view = await action_view(self._store, generation.user_id, buttons)
             content = caption if number == 0 else None
-            await self._post_files(delivery, live, content, batch, view, mentions)
+            await self._post(delivery, content, batch=batch, view=view, mentions=mentions)
         self._forget(delivery)
 
     # -- helpers -------------------------------------------------------------------------------
 
-    async def _post_files(
+    async def _post(
         self,
         delivery: Delivery,
-        live: LiveResponse | None,
         content: str | None,
-        batch: list[Upload],
-        view: discord.ui.View,
-        mentions: discord.AllowedMentions,
+        *,
+        batch: Sequence[Upload] = (),
+        view: discord.ui.View = MISSING,
+        mentions: discord.AllowedMentions = MISSING,
     ) -> None:
-        """A follow-up while the token lives; a channel message otherwise (or if it just died)."""
+        """A follow-up while the token lives; a channel message replying to the job's
+        response otherwise (or when the token just died)."""
+        live = self._live_response(delivery)
         if live is not None:
             try:
                 await live.interaction.followup.send(
-                    content or discord.utils.MISSING,
-                    files=_files(batch),
-                    view=view,
-                    allowed_mentions=mentions,
+                    content or MISSING, files=_files(batch), view=view, allowed_mentions=mentions
                 )
                 return
-            except (discord.NotFound, discord.Forbidden) as exc:
+            except discord.HTTPException as exc:
+                if not token_refused(exc):
+                    raise
                 log.info("follow-up for delivery %s refused (%s); posting", delivery.id, exc)
+                self._forget(delivery)
         await self._channel(delivery).send(
             content,
             files=_files(batch),
-            view=view,
-            allowed_mentions=mentions,
+            view=view or None,
+            allowed_mentions=mentions or None,
             reference=_reference(delivery),
         )
 
@@ -222,7 +242,16 @@ async def _send_or_edit(channel: Messageable, message_id: str | None, text: str)
         return message_id
 
 
-def _files(batch: list[Upload]) -> list[discord.File]:
+def _key(delivery: Delivery) -> JobKey:
+    return delivery.job_kind, delivery.job_id
+
+
+def token_refused(exc: discord.HTTPException) -> bool:
+    """The interaction token died (401), or its message or channel is gone: post instead."""
+    return exc.status in (401, 403, 404)
+
+
+def _files(batch: Sequence[Upload]) -> list[discord.File]:
     """Fresh file objects per attempt: discord.py closes them after one request."""
     return [discord.File(io.BytesIO(upload.data), filename=upload.filename) for upload in batch]
 

@@ -1,0 +1,82 @@
+"""What pressing a button does. The store says what the button means and whose it is.
+
+Presses by anyone but the button's owner are refused with a message only the presser sees.
+Result buttons (reroll, more like #n, upscale #n) start a new job whose deferred "thinking"
+response becomes its status message, exactly like /imagine; model and delete buttons edit the
+message they sit on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from bot.chat.discord.commands import SlashCommands
+from bot.chat.discord.notifier import DiscordNotifier
+from bot.chat.discord.replies import Interaction, chat_target, reply, reporting
+from bot.core.service import GenerationStarted, PhotoshootService
+from bot.core.store import Action, ChatTarget, User
+from bot.core.texts import models_text
+
+JobStarter = Callable[[User, Action, ChatTarget], Awaitable[GenerationStarted]]
+
+
+class ButtonPresses:
+    """Dispatches a press to the handler of its action kind."""
+
+    def __init__(
+        self, service: PhotoshootService, notifier: DiscordNotifier, commands: SlashCommands
+    ) -> None:
+        self._service = service
+        self._notifier = notifier
+        self._commands = commands
+        self._jobs: dict[str, tuple[str, JobStarter]] = {
+            "reroll": ("🔁 New set of", self._reroll),
+            "variation": ("✨ More like", self._variation),
+            "upscale": ("⬆ Upscaling", self._upscale),
+        }
+
+    async def pressed(self, interaction: Interaction, token: str) -> None:
+        await reporting(interaction, self._pressed(interaction, token))
+
+    async def _pressed(self, interaction: Interaction, token: str) -> None:
+        user = await self._commands.user(interaction.user)
+        action = await self._service.own_action(user, token)  # refusals are not deferred yet
+        if action.kind in self._jobs:
+            await self._start_job(interaction, user, action)
+        elif action.kind == "model":
+            await interaction.response.defer()
+            tune = await self._service.choose_model(user, int(action.argument or 0))
+            fresh = await self._commands.user(interaction.user)
+            tunes = await self._service.list_models(fresh)
+            text = models_text(tunes, fresh.active_tune_id)
+            await reply(interaction, f"{text}\n{tune.display_name} is now your active model.")
+        elif action.kind == "delete":
+            await interaction.response.defer()
+            await reply(interaction, await self._service.delete_everything(user))
+
+    async def _start_job(self, interaction: Interaction, user: User, action: Action) -> None:
+        response = await interaction.response.defer(thinking=True)
+        target = chat_target(interaction, reply_to=getattr(response, "message_id", None))
+        verb, start = self._jobs[action.kind]
+        started = await start(user, action, target)
+        what = f"#{action.argument} of " if action.argument else ""
+        header = "\n".join([f"{verb} {what}“{started.generation.prompt_typed}”", *started.notes])
+        await self._notifier.follow("generation", started.generation.id, interaction, header)
+
+    async def _reroll(self, user: User, action: Action, target: ChatTarget) -> GenerationStarted:
+        return await self._service.reroll(user, _generation(action), target)
+
+    async def _variation(self, user: User, action: Action, target: ChatTarget) -> GenerationStarted:
+        return await self._service.variation(
+            user, _generation(action), int(action.argument or 1), target
+        )
+
+    async def _upscale(self, user: User, action: Action, target: ChatTarget) -> GenerationStarted:
+        return await self._service.upscale(
+            user, _generation(action), int(action.argument or 1), target
+        )
+
+
+def _generation(action: Action) -> int:
+    assert action.generation_id is not None, "result buttons always name their generation"
+    return action.generation_id

@@ -1,0 +1,320 @@
+"""The Discord frontend end to end: the real discord.py client, its REST calls and its gateway
+connection aimed at a fake Discord, with the fake Astria behind the bot. Tests act as Discord
+users by dispatching gateway events and read what the chats would show from what the fake
+recorded."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import discord
+import pytest
+import yarl
+from discord.gateway import DiscordWebSocket
+from PIL import Image
+
+from bot.app import Core, running_core, serving
+from bot.chat.discord import DiscordFrontend
+from bot.config import Settings
+from tests.fakes.astria_server import FakeAstria
+from tests.fakes.discord_api import Call, FakeDiscord, Json, Posted, user_payload
+from tests.imagegen import jpeg_bytes
+
+ALICE = user_payload(310_000_000_000_000_001, "alice")
+MALLORY = user_payload(310_000_000_000_000_003, "mallory")
+ALICE_DM = 320_000_000_000_000_001
+GUILD, CHANNEL = 330_000_000_000_000_001, 330_000_000_000_000_002
+PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # members, presences, message content
+EPHEMERAL = 64
+
+
+@pytest.fixture
+async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
+    """The fake, with discord.py's REST base and gateway address aimed at it."""
+    async with FakeDiscord() as fake:
+        fake.guilds.append(fake.guild_create(GUILD, CHANNEL, owner_id=int(MALLORY["id"])))
+        monkeypatch.setattr(discord.http.Route, "BASE", fake.base)
+        monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
+        yield fake
+
+
+@pytest.fixture
+def dc_settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(discord_bot_token="fake.discord.token")
+
+
+@contextlib.asynccontextmanager
+async def running_bot(settings: Settings) -> AsyncIterator[Core]:
+    """The bot as `photoshoot-bot run` starts it: core, then the frontend, then the jobs."""
+    async with running_core(settings) as core, serving(core, [DiscordFrontend(core)]):
+        yield core
+
+
+def option(name: str, value: Any, kind: int = 3) -> Json:
+    return {"name": name, "type": kind, "value": value}
+
+
+def photo_options(attachments: list[Json]) -> list[Json]:
+    return [option(f"photo{n}", a["id"], 11) for n, a in enumerate(attachments, start=1)]
+
+
+def photos(fake: FakeDiscord, count: int, first_seed: int = 0) -> list[Json]:
+    return [
+        fake.attachment(f"me{seed}.jpg", jpeg_bytes(1024, 1024, seed=seed))
+        for seed in range(first_seed, first_seed + count)
+    ]
+
+
+async def slash(fake: FakeDiscord, name: str, options: list[Json], **where: Any) -> Json:
+    """A user runs a slash command; returns the interaction payload."""
+    payload = fake.command(name, options, **where)
+    await fake.dispatch("INTERACTION_CREATE", payload)
+    return payload
+
+
+async def wait_text(fake: FakeDiscord, channel_id: int, *words: str) -> Posted:
+    """The first message in the channel (posted or edited) containing every word."""
+
+    def find() -> Posted | None:
+        return next(
+            (m for m in fake.messages_in(channel_id) if all(w in m.content for w in words)), None
+        )
+
+    return await fake.wait_for(find)
+
+
+async def wait_files(fake: FakeDiscord, channel_id: int, after: int = 0) -> Posted:
+    """The next message with files in the channel, posted after message id `after`."""
+
+    def find() -> Posted | None:
+        return next((m for m in fake.messages_in(channel_id) if m.files and m.id > after), None)
+
+    return await fake.wait_for(find)
+
+
+def callback_of(fake: FakeDiscord, interaction: Json) -> Call:
+    [callback] = fake.find("POST", f"interactions/{interaction['id']}/")
+    return callback
+
+
+def calls_for(fake: FakeDiscord, interaction: Json, attachments: list[Json]) -> list[Call]:
+    """The requests made for one interaction: its callback, edits, follow-ups and downloads."""
+    names = tuple(f"cdn/{a['id']}-" for a in attachments)
+    return [
+        call
+        for call in fake.calls
+        if interaction["token"] in call.path or call.path.startswith(names)
+    ]
+
+
+async def train(fake: FakeDiscord, user: Json = ALICE, channel: int = ALICE_DM) -> Json:
+    """/train man with four photos in the user's DM; waits until the model is ready."""
+    attachments = photos(fake, 4, first_seed=int(user["id"]) % 1000)
+    interaction = await slash(
+        fake,
+        "train",
+        [option("class", "man"), *photo_options(attachments)],
+        user=user,
+        channel_id=channel,
+        attachments=attachments,
+    )
+    await wait_text(fake, channel, "is ready")
+    return interaction
+
+
+async def imagine(fake: FakeDiscord, prompt: str = "astronaut on the moon") -> tuple[Json, Posted]:
+    """/imagine in the guild channel; returns the interaction and the message with the files."""
+    before = max(fake.posted, default=0)
+    interaction = await slash(
+        fake, "imagine", [option("prompt", prompt)], user=ALICE, channel_id=CHANNEL,
+        guild_id=GUILD,
+    )  # fmt: skip
+    return interaction, await wait_files(fake, CHANNEL, after=before)
+
+
+def button(message: Posted, label: str) -> str:
+    """The custom_id of the button with this label."""
+    for row in message.payload["components"]:
+        for item in row["components"]:
+            if item["label"] == label:
+                return str(item["custom_id"])
+    raise AssertionError(f"no button {label!r} in {message.payload['components']}")
+
+
+async def test_train_in_a_dm_then_imagine_in_a_guild_channel(
+    fake_discord: FakeDiscord, dc_settings: Settings, fake_astria: FakeAstria
+) -> None:
+    fake = fake_discord
+    async with running_bot(dc_settings):
+        good = photos(fake, 4)
+        small = fake.attachment("tiny.jpg", jpeg_bytes(800, 800, seed=50))
+        pdf = fake.attachment("cv.pdf", b"%PDF-1.4", content_type="application/pdf")
+        attachments = [*good, small, pdf]
+        asked = await slash(
+            fake,
+            "train",
+            [option("class", "man"), option("name", "Me"), *photo_options(attachments)],
+            user=ALICE,
+            channel_id=ALICE_DM,
+            attachments=attachments,
+        )
+        ready = await wait_text(fake, ALICE_DM, "Your model Me is ready")
+        assert ready.via == "channel"  # a new message, not an edit of the 15-minute response
+
+        requests = calls_for(fake, asked, attachments)
+        assert requests[0] is callback_of(fake, asked)  # deferred before anything else
+        assert callback_of(fake, asked).json == {"type": 5, "data": {"flags": EPHEMERAL}}
+        downloads = [call for call in requests if call.path.startswith("cdn/")]
+        assert len(downloads) == 5  # the PDF was refused by its type, without downloading
+        status = fake.original_response(asked)
+        assert status is not None and status.ephemeral
+        assert "6 photos received: 4 added (4 of 20 in your set)" in status.content
+        assert "1 too small" in status.content and "1 not a readable image" in status.content
+        assert "Training Me started" in status.content
+        assert "Training of Me: done." in status.content  # progress edited the response
+
+        [tune] = fake_astria.tunes.values()
+        assert len(fake_astria.training_images[tune["id"]]) == 4
+        for request in fake_astria.requests:  # bytes were uploaded, never a Discord URL
+            sent = repr((request.query, request.form, request.json))
+            assert "cdn/" not in sent and "hm=signed" not in sent
+
+        interaction, result = await imagine(fake)
+        assert callback_of(fake, interaction).json == {"type": 5}  # public: results are shown
+        assert result.via == "followup" and not result.ephemeral
+        assert result.content.startswith(f"<@{ALICE['id']}> “astronaut on the moon”")
+        assert [name for name, _ in result.files] == ["1.png", "2.png", "3.png", "4.png"]
+        assert all(data.startswith(b"\x89PNG") for _, data in result.files)
+        labels = [item["label"] for row in result.payload["components"]
+                  for item in row["components"]]  # fmt: skip
+        assert labels == ["🔁 Reroll", *(f"✨ #{n}" for n in range(1, 5)),
+                          *(f"⬆ #{n}" for n in range(1, 5))]  # fmt: skip
+        assert all(custom_id.startswith("ps:") for custom_id in result.custom_ids)
+        done = fake.original_response(interaction)
+        assert done is not None and "Done." in done.content
+        assert fake.messages_in(ALICE_DM)[-1] is ready  # nothing of the guild went to the DM
+
+    assert fake.identify is not None
+    assert fake.identify["intents"] & PRIVILEGED_INTENTS == 0
+    commands = {command["name"]: command for command in fake.synced_commands["global"]}
+    assert set(commands) == {"help", "train", "imagine", "models", "status", "cancel", "delete"}
+    train_options = commands["train"]["options"]
+    assert [o["type"] for o in train_options].count(11) == 10  # ten attachment options
+
+
+async def test_result_buttons_work_after_a_restart_and_only_for_their_owner(
+    fake_discord: FakeDiscord, dc_settings: Settings, fake_astria: FakeAstria
+) -> None:
+    fake = fake_discord
+    async with running_bot(dc_settings) as core:
+        await train(fake)
+        _, result = await imagine(fake)
+        await core.tracker.wait_idle()
+    [first] = fake_astria.prompts.values()
+
+    async with running_bot(dc_settings):  # a new process: nothing of the first in memory
+        prompts = len(fake_astria.prompts)
+        press = fake.button(result, button(result, "🔁 Reroll"), user=MALLORY, guild_id=GUILD)
+        await fake.dispatch("INTERACTION_CREATE", press)
+        refusal = await fake.wait_for(lambda: fake.find("POST", f"interactions/{press['id']}/"))
+        assert refusal[0].json["type"] == 4
+        assert refusal[0].json["data"]["flags"] == EPHEMERAL
+        assert "belong to whoever asked" in refusal[0].json["data"]["content"]
+
+        press = fake.button(result, button(result, "✨ #2"), user=ALICE, guild_id=GUILD)
+        await fake.dispatch("INTERACTION_CREATE", press)
+        more = await wait_files(fake, CHANNEL, after=result.id)
+        assert callback_of(fake, press).json == {"type": 5}
+        assert len(fake_astria.prompts) == prompts + 1  # Mallory's press made nothing
+        newest = max(fake_astria.prompts.values(), key=lambda prompt: prompt["id"])
+        assert (newest["seed"], newest["text"]) == (first["seed"] + 1, first["text"])
+        assert len(more.files) == 4
+
+        press = fake.button(result, button(result, "⬆ #3"), user=ALICE, guild_id=GUILD)
+        await fake.dispatch("INTERACTION_CREATE", press)
+        upscaled = await wait_files(fake, CHANNEL, after=more.id)
+        newest = max(fake_astria.prompts.values(), key=lambda prompt: prompt["id"])
+        assert newest["seed"] == first["seed"] + 2 and newest["num_images"] == 1
+        assert newest["super_resolution"] and newest["hires_fix"]
+        assert [name for name, _ in upscaled.files] == ["1.png"]
+
+
+async def test_a_result_too_big_for_the_upload_limit_is_sent_as_a_smaller_jpeg(
+    fake_discord: FakeDiscord, dc_settings: Settings, fake_astria: FakeAstria
+) -> None:
+    fake = fake_discord
+    fake_astria.image_size = (1024, 1024)  # PNGs of about 5 kB
+    fake.attachment_size_limit = 4_500  # the limit the interaction reports
+    async with running_bot(dc_settings):
+        await train(fake)
+        _, result = await imagine(fake)
+    assert [name for name, _ in result.files] == ["1.jpg", "2.jpg", "3.jpg", "4.jpg"]
+    for _, data in result.files:
+        assert len(data) <= 4_500
+        assert Image.open(io.BytesIO(data)).format == "JPEG"
+
+
+async def test_train_follow_up_in_the_dm_and_guild_train_stays_private(
+    fake_discord: FakeDiscord, dc_settings: Settings, fake_astria: FakeAstria
+) -> None:
+    fake = fake_discord
+    fake.closed_dms.add(int(MALLORY["id"]))
+    async with running_bot(dc_settings):
+        asked = await slash(fake, "train", [option("class", "woman")], user=ALICE,
+                            channel_id=ALICE_DM)  # fmt: skip
+        await fake.wait_for(
+            lambda: (m := fake.original_response(asked)) and "Drop 4 or more" in m.content
+        )
+        drop = fake.dm_message(ALICE, ALICE_DM, photos(fake, 4))
+        await fake.dispatch("MESSAGE_CREATE", drop)
+        started = await wait_text(fake, ALICE_DM, "Training woman #1 started")
+        assert "4 photos received: 4 added" in started.content
+        assert int(started.payload["message_reference"]["message_id"]) == int(drop["id"])
+        await wait_text(fake, ALICE_DM, "Your model woman #1 is ready")
+
+        # In a guild, /train is ephemeral; with DMs closed the news comes back to the channel.
+        attachments = photos(fake, 4, first_seed=40)
+        in_guild = await slash(fake, "train", [option("class", "man"), *photo_options(attachments)],
+                               user=MALLORY, channel_id=CHANNEL, guild_id=GUILD,
+                               attachments=attachments)  # fmt: skip
+        ready = await wait_text(fake, CHANNEL, "is ready")
+        assert ready.content.startswith(f"<@{MALLORY['id']}> Your model man #2 is ready")
+        assert callback_of(fake, in_guild).json["data"]["flags"] == EPHEMERAL
+        shown = [m for m in fake.messages_in(CHANNEL) if m.files or not m.ephemeral]
+        assert shown == [ready]  # no photo and no progress in public
+
+
+@pytest.mark.parametrize("token", ["dies during the job", "is near its end"])
+async def test_progress_continues_as_messages_when_the_interaction_token_expires(
+    fake_discord: FakeDiscord, dc_settings: Settings, token: str
+) -> None:
+    fake = fake_discord
+    async with running_bot(dc_settings):
+        await train(fake)
+        before = max(fake.posted)
+        created = datetime.now(UTC)
+        if token == "is near its end":  # still valid, but the bot leaves the last minute alone
+            created -= timedelta(minutes=14, seconds=30)
+        asked = fake.command("imagine", [option("prompt", "a castle")], user=ALICE,
+                             channel_id=CHANNEL, guild_id=GUILD, created=created)  # fmt: skip
+        if token == "dies during the job":
+            fake.expire(asked)
+        await fake.dispatch("INTERACTION_CREATE", asked)
+        result = await wait_files(fake, CHANNEL, after=before)
+        status = await wait_text(fake, CHANNEL, "Done.")
+    response = fake.original_response(asked)
+    assert response is not None
+    assert result.via == "channel"
+    assert int(result.payload["message_reference"]["message_id"]) == response.id
+    assert status.via == "channel" and status.id != response.id
+    used_token = [call for call in fake.calls if asked["token"] in call.path]
+    assert used_token[0] is callback_of(fake, asked)
+    if token == "is near its end":  # the prompt is shown at once, then the token is left alone
+        assert [(call.method, call.status) for call in used_token[1:]] == [("PATCH", 200)]
+        assert response.content == "“a castle”"
+    else:  # tried, refused, moved on
+        assert {call.status for call in used_token[1:]} == {401}
