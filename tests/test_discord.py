@@ -19,7 +19,7 @@ from PIL import Image
 
 from bot.app import Core, running_core, serving
 from bot.chat.discord import DiscordFrontend
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from tests.fakes.astria_server import FakeAstria
 from tests.fakes.discord_api import Call, FakeDiscord, Json, Posted, user_payload
 from tests.imagegen import jpeg_bytes
@@ -96,6 +96,23 @@ async def wait_files(fake: FakeDiscord, channel_id: int, after: int = 0) -> Post
     return await fake.wait_for(find)
 
 
+async def drop_photos(fake: FakeDiscord, attachments: list[Json]) -> Posted:
+    """Alice drops files into her DM with the bot; returns the bot's answer."""
+    drop = fake.dm_message(ALICE, ALICE_DM, attachments)
+    await fake.dispatch("MESSAGE_CREATE", drop)
+    return await fake.wait_for(lambda: fake.find_message(ALICE_DM, "received", after=drop))
+
+
+async def wait_response(fake: FakeDiscord, interaction: Json, words: str) -> Posted:
+    """The interaction's response once it says `words`."""
+
+    def find() -> Posted | None:
+        response = fake.original_response(interaction)
+        return response if response is not None and words in response.content else None
+
+    return await fake.wait_for(find)
+
+
 def callback_of(fake: FakeDiscord, interaction: Json) -> Call:
     [callback] = fake.find("POST", f"interactions/{interaction['id']}/")
     return callback
@@ -122,7 +139,7 @@ async def train(fake: FakeDiscord, user: Json = ALICE, channel: int = ALICE_DM) 
         channel_id=channel,
         attachments=attachments,
     )
-    await wait_text(fake, channel, "is ready")
+    await fake.wait_for(lambda: fake.find_message(channel, "is ready", after=interaction))
     return interaction
 
 
@@ -269,11 +286,10 @@ async def test_train_follow_up_in_the_dm_and_guild_train_stays_private(
         await fake.wait_for(
             lambda: (m := fake.original_response(asked)) and "Drop 4 or more" in m.content
         )
-        drop = fake.dm_message(ALICE, ALICE_DM, photos(fake, 4))
-        await fake.dispatch("MESSAGE_CREATE", drop)
-        started = await wait_text(fake, ALICE_DM, "Training woman #1 started")
+        started = await drop_photos(fake, photos(fake, 4))
         assert "4 photos received: 4 added" in started.content
-        assert int(started.payload["message_reference"]["message_id"]) == int(drop["id"])
+        assert "Training woman #1 started" in started.content
+        assert started.payload["message_reference"]["message_id"]  # a reply to the photos
         await wait_text(fake, ALICE_DM, "Your model woman #1 is ready")
 
         # In a guild, /train is ephemeral; with DMs closed the news comes back to the channel.
@@ -318,3 +334,89 @@ async def test_progress_continues_as_messages_when_the_interaction_token_expires
         assert response.content == "“a castle”"
     else:  # tried, refused, moved on
         assert {call.status for call in used_token[1:]} == {401}
+
+
+async def test_bad_input_is_explained_and_leaves_everything_as_it_was(
+    fake_discord: FakeDiscord, dc_settings: Settings, fake_astria: FakeAstria
+) -> None:
+    fake = fake_discord
+    async with running_bot(dc_settings):
+        asked = await slash(fake, "imagine", [option("prompt", "a cat")], user=ALICE,
+                            channel_id=CHANNEL, guild_id=GUILD)  # fmt: skip
+        await wait_response(fake, asked, "You have no model yet")
+
+        for first in (0, 10):
+            await drop_photos(fake, photos(fake, 10, first))
+        over = await drop_photos(fake, photos(fake, 2, 20))  # 22 in the DM: two too many
+        assert "2 photos received: none added (20 of 20" in over.content
+        assert "2 over the 20-photo limit" in over.content
+        await train(fake)  # four more attached: refused too, the set of 20 trains
+        [tune] = fake_astria.tunes.values()
+        assert len(fake_astria.training_images[tune["id"]]) == 20
+
+        prompts = len(fake_astria.prompts)
+        asked = await slash(fake, "imagine", [option("prompt", "<lora:4242:1> me")], user=ALICE,
+                            channel_id=CHANNEL, guild_id=GUILD)  # fmt: skip
+        await wait_response(fake, asked, "You can only use your own models")
+        assert len(fake_astria.prompts) == prompts
+
+        fake_astria.fail_next("POST", "/tunes/666678/prompts", 422, {"error": "Text is too long"})
+        asked = await slash(fake, "imagine", [option("prompt", "a dog")], user=ALICE,
+                            channel_id=CHANNEL, guild_id=GUILD)  # fmt: skip
+        failed = await fake.wait_for(lambda: fake.find_message(CHANNEL, "failed", after=asked))
+        assert "Text is too long" in failed.content and not failed.files
+        _, result = await imagine(fake)  # and the next one works
+        assert len(result.files) == 4
+
+
+async def test_models_status_cancel_help_and_delete(
+    fake_discord: FakeDiscord, dc_settings: Settings, fake_astria: FakeAstria
+) -> None:
+    fake = fake_discord
+    async with running_bot(dc_settings):
+        in_dm = {"user": ALICE, "channel_id": ALICE_DM}
+        await train(fake)
+        await train(fake)  # man #2, now the active one
+        listed = await slash(fake, "models", [], **in_dm)
+        models = await wait_response(fake, listed, "man #2: ready")
+        assert callback_of(fake, listed).json == {"type": 5, "data": {"flags": EPHEMERAL}}
+        press = fake.button(models, button(models, "Use man #1"), user=ALICE)
+        await fake.dispatch("INTERACTION_CREATE", press)
+        await wait_response(fake, press, "man #1 is now your active model")
+        assert callback_of(fake, press).json == {"type": 6}  # the list itself is updated
+
+        asked = await slash(fake, "status", [], **in_dm)
+        await wait_response(fake, asked, "Active model: man #1")
+        asked = await slash(fake, "cancel", [], **in_dm)
+        await wait_response(fake, asked, "Nothing to cancel")
+        asked = await slash(fake, "help", [], user=ALICE, channel_id=CHANNEL, guild_id=GUILD)
+        helped = await fake.wait_for(lambda: fake.original_response(asked))
+        assert "/train" in helped.content and helped.ephemeral
+
+        asked = await slash(fake, "delete", [], **in_dm)
+        confirm = await wait_response(fake, asked, "This deletes all your photos")
+        press = fake.button(confirm, button(confirm, "Yes, delete everything"), user=ALICE)
+        await fake.dispatch("INTERACTION_CREATE", press)
+        await wait_response(fake, press, "Deleted 8 photos, 2 models")
+    assert not fake_astria.tunes
+
+
+async def test_commands_sync_to_the_dev_guild_when_it_is_set(
+    fake_discord: FakeDiscord, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(discord_bot_token="fake.discord.token", discord_dev_guild_id=GUILD)
+    async with running_bot(settings):
+        pass
+    assert list(fake_discord.synced_commands) == [str(GUILD)]
+    assert len(fake_discord.synced_commands[str(GUILD)]) == 7
+
+
+async def test_a_refused_token_stops_the_start_with_a_clear_message(
+    fake_discord: FakeDiscord, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(discord_bot_token="not.the.token")
+    async with running_core(settings) as core:
+        frontend = DiscordFrontend(core)
+        with pytest.raises(ConfigError, match="DISCORD_BOT_TOKEN"):
+            await frontend.start()
+        assert frontend.client.is_closed()

@@ -67,6 +67,7 @@ class Call:
     files: list[tuple[str, bytes]] = field(default_factory=list)  # (filename, bytes)
     at: float = field(default_factory=time.monotonic)
     status: int = 0
+    authorization: str = ""
 
 
 @dataclass
@@ -112,7 +113,8 @@ class _Interaction:
 class FakeDiscord:
     """The REST side; `async with FakeDiscord() as fake:` serves it on a free local port."""
 
-    def __init__(self) -> None:
+    def __init__(self, token: str = "fake.discord.token") -> None:
+        self.token = token  # the bot token REST calls must carry (webhook calls carry none)
         self.base = ""
         self.gateway_url = ""
         self.guilds: list[Json] = []  # sent as GUILD_CREATE after READY
@@ -200,6 +202,18 @@ class FakeDiscord:
 
     def messages_in(self, channel_id: int) -> list[Posted]:
         return [m for m in self.posted.values() if m.channel_id == channel_id]
+
+    def find_message(self, channel_id: int, words: str, *, after: Json) -> Posted | None:
+        """The first message in the channel that says `words`, posted after the event `after`
+        (ids grow with time, and the fake makes every id after the events it built)."""
+        return next(
+            (
+                m
+                for m in self.messages_in(channel_id)
+                if m.id > int(after["id"]) and words in m.content
+            ),
+            None,
+        )
 
     def defer_delay(self, interaction_id: int) -> float | None:
         """Seconds from receiving the interaction to its first callback (None: no callback)."""
@@ -346,6 +360,7 @@ class FakeDiscord:
     async def _dispatch(self, request: web.Request) -> web.Response:
         path = request.match_info["tail"]
         call = Call(request.method, path, dict(request.query))
+        call.authorization = request.headers.get("Authorization", "")
         await _read_body(request, call)
         self.calls.append(call)
         status, body = self._route(call)
@@ -355,6 +370,9 @@ class FakeDiscord:
         return _json(status, body)
 
     def _route(self, call: Call) -> tuple[int, Any]:
+        bot_route = not call.path.startswith(("interactions/", "webhooks/"))
+        if bot_route and call.authorization != f"Bot {self.token}":
+            return 401, {"code": 0, "message": "401: Unauthorized"}
         for method, pattern, handler in self._routes:
             params = _match(pattern, call.path)
             if method == call.method and params is not None:

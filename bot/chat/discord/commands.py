@@ -38,6 +38,7 @@ PHOTO_HINT = (
     "Attach them to /train (up to 10 at a time; only you see them), or drop them into a DM with me."
 )
 Photo = discord.Attachment | None
+MAX_PROMPT_CHARS = 1000
 CLASS_CHOICES = [app_commands.Choice(name=name, value=name) for name in CLASS_NAMES]
 
 
@@ -101,7 +102,9 @@ class SlashCommands:
         @app_commands.describe(prompt="what to make, e.g. astronaut on the moon")
         @contexts
         @installs
-        async def imagine(interaction: Interaction, prompt: str) -> None:
+        async def imagine(
+            interaction: Interaction, prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS]
+        ) -> None:
             await self.imagine(interaction, prompt)
 
         @tree.command(name="models", description="Your models; choose the active one")

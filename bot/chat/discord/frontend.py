@@ -99,8 +99,23 @@ class DiscordFrontend:
     async def start(self) -> None:
         """Log in, sync the commands, connect; returns once the gateway session is up."""
         self._core.tracker.register_notifier(PLATFORM, self.notifier)
-        await self.client.login(self._token)
-        await self._sync_commands()
+        try:
+            await self.client.login(self._token)
+            await self._sync_commands()
+            await self._connect()
+        except discord.LoginFailure:
+            await self.stop()
+            raise ConfigError(
+                "Discord refused DISCORD_BOT_TOKEN; copy it again from the Developer Portal "
+                "(your app › Bot › Reset Token)."
+            ) from None
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("Discord: connected as %s", self.client.user)
+
+    async def _connect(self) -> None:
+        """Run the gateway connection as a task; wait until its session is up."""
         self._task = asyncio.create_task(self.client.connect(reconnect=True))
         waiter = asyncio.create_task(self.client.gateway_up.wait())
         done, _ = await asyncio.wait(
@@ -108,12 +123,10 @@ class DiscordFrontend:
         )
         waiter.cancel()
         if self._task in done:
-            self._task.result()  # raises why it could not connect (bad token, intents ...)
+            self._task.result()  # raises why it could not connect
             raise ConfigError("Discord closed the connection right after connecting.")
         if not done:
-            await self.stop()
             raise ConfigError(f"Could not reach the Discord gateway in {CONNECT_TIMEOUT_S:.0f} s.")
-        log.info("Discord: connected as %s", self.client.user)
 
     async def _sync_commands(self) -> None:
         tree = self.client.tree

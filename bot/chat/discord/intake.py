@@ -16,6 +16,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import aiohttp
 import discord
 
 from bot.core.photos import MAX_FILE_BYTES, IntakeBatch, Rejection, RejectReason
@@ -90,9 +91,9 @@ async def download(attachment: discord.Attachment) -> Received:
         )
     try:
         return IncomingPhoto(await attachment.read(), name)
-    except discord.HTTPException as exc:
-        # The status only: the error text could quote the signed URL.
-        log.warning("an attachment download failed: HTTP %s", exc.status)
+    except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
+        # The class name only: the error text could quote the signed URL.
+        log.warning("an attachment download failed: %s", type(exc).__name__)
         return Rejection(
             RejectReason.CORRUPT, f"“{name}” could not be downloaded. Please send it again.", name
         )

@@ -26,6 +26,7 @@ from typing import Any
 import discord
 
 from bot.chat.discord.buttons import action_view, result_buttons
+from bot.chat.discord.replies import clip
 from bot.chat.discord.uploads import DEFAULT_LIMIT_BYTES, Upload, batches, fit_all
 from bot.core.store import Delivery, GenerationRecord, Store
 
@@ -57,7 +58,7 @@ class LiveResponse:
         return discord.utils.utcnow() - self.interaction.created_at < TOKEN_USABLE_FOR
 
     def render(self) -> str:
-        return "\n".join(part for part in (self.header, self.status) if part) or "…"
+        return clip("\n".join(part for part in (self.header, self.status) if part) or "…")
 
 
 class DiscordNotifier:
@@ -166,7 +167,10 @@ class DiscordNotifier:
         if live is not None:
             try:
                 await live.interaction.followup.send(
-                    content or MISSING, files=_files(batch), view=view, allowed_mentions=mentions
+                    clip(content) if content else MISSING,
+                    files=_files(batch),
+                    view=view,
+                    allowed_mentions=mentions,
                 )
                 return
             except discord.HTTPException as exc:
@@ -175,7 +179,7 @@ class DiscordNotifier:
                 log.info("follow-up for delivery %s refused (%s); posting", delivery.id, exc)
                 self._forget(delivery)
         await self._channel(delivery).send(
-            content,
+            clip(content) if content else None,
             files=_files(batch),
             view=view or None,
             allowed_mentions=mentions or None,
@@ -215,7 +219,7 @@ class DiscordNotifier:
         if dm is None:
             return
         try:
-            await dm.send(text)
+            await dm.send(clip(text))
             return
         except discord.Forbidden:
             log.info("DMs closed for delivery %s; telling the channel", delivery.id)
@@ -225,7 +229,7 @@ class DiscordNotifier:
         mentions = discord.AllowedMentions(users=[discord.Object(owner)] if owner else False)
         prefix = f"<@{owner}> " if owner else ""
         try:
-            await self._channel(delivery).send(prefix + text, allowed_mentions=mentions)
+            await self._channel(delivery).send(clip(prefix + text), allowed_mentions=mentions)
         except discord.Forbidden:
             log.warning("cannot reach the owner of delivery %s anywhere", delivery.id)
 
@@ -234,8 +238,12 @@ async def _send_or_edit(channel: Messageable, message_id: str | None, text: str)
     """Edit our ordinary status message, or start one (an original response can't be reused)."""
     try:
         if message_id and not message_id.startswith(ORIGINAL_PREFIX):
-            await channel.get_partial_message(int(message_id)).edit(content=text)  # type: ignore[attr-defined]
-            return message_id
+            message = channel.get_partial_message(int(message_id))  # type: ignore[attr-defined]
+            try:
+                await message.edit(content=text)
+                return message_id
+            except discord.NotFound:
+                pass  # deleted meanwhile: start a new one
         return str((await channel.send(text)).id)
     except discord.Forbidden:
         log.info("no permission to post status in %s", getattr(channel, "id", "?"))

@@ -20,8 +20,14 @@ from bot.core.store import ChatTarget
 log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
+MESSAGE_LIMIT = 2000
 SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
 Interaction = discord.Interaction[Any]
+
+
+def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """Discord refuses longer messages: better the end cut than the message lost."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def chat_target(
@@ -46,11 +52,11 @@ async def reply(
     """The answer: the deferred original response is filled in (and its buttons replaced);
     an interaction not answered yet gets an ephemeral message."""
     if interaction.response.is_done():
-        await interaction.edit_original_response(content=text, view=view)
+        await interaction.edit_original_response(content=clip(text), view=view)
     elif view is not None:
-        await interaction.response.send_message(text, ephemeral=True, view=view)
+        await interaction.response.send_message(clip(text), ephemeral=True, view=view)
     else:
-        await interaction.response.send_message(text, ephemeral=True)
+        await interaction.response.send_message(clip(text), ephemeral=True)
 
 
 async def reporting(interaction: Interaction, work: Awaitable[None]) -> None:
