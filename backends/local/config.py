@@ -10,10 +10,11 @@ LoRA and embeddings. Env form: `SDXL_EXTRA_MODELS="1000001=/models/zavy.safetens
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from backends.base import SDXL_BASE_TUNE_ID
+from backends.local.accel import Accel
 
 FIRST_TUNE_ID = 100_000_001
 """Our own tune ids start here, far above any base-model id an operator would pick by hand."""
@@ -42,6 +43,18 @@ class WorkerConfig:
     max_side: int = 2048
     """Largest w or h accepted for the base pass (before super_resolution)."""
     callback_timeout_s: float = 10.0
+    accel: Accel = field(default_factory=Accel)
+    """Generation speed levers (compile, channels_last, fused QKV, LoRA hot-swap, low memory);
+    see `accel.py`. Their compile cache defaults to `data_dir/compile-cache`."""
+
+    def __post_init__(self) -> None:
+        if self.accel.compile_cache_dir is None:
+            self.accel = replace(self.accel, compile_cache_dir=self.data_dir / "compile-cache")
+
+    @property
+    def low_memory(self) -> bool:
+        """WORKER_LOW_MEMORY: offload + VAE slicing/tiling here; the trainer checkpoints."""
+        return self.accel.low_memory != "off"
 
     def base_models(self) -> dict[int, str]:
         """Base tune id -> model spec, the default SDXL first."""
@@ -62,7 +75,8 @@ class WorkerConfig:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> WorkerConfig:
         """Read DATA_DIR, SDXL_MODEL, WORKER_API_KEY, WORKER_PUBLIC_URL, SDXL_EXTRA_MODELS,
-        WORKER_DEVICE, WORKER_UPSCALER_MODEL (design.md §5 names where they exist)."""
+        WORKER_DEVICE, WORKER_UPSCALER_MODEL (design.md §5 names where they exist), and the
+        speed switches of `Accel.from_env` (WORKER_COMPILE, WORKER_LOW_MEMORY, ...)."""
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("DATA_DIR") or "./data") / "worker"
         return cls(
@@ -73,6 +87,7 @@ class WorkerConfig:
             extra_models=parse_extra_models(env.get("SDXL_EXTRA_MODELS", "")),
             device=env.get("WORKER_DEVICE") or None,
             upscaler_model=env.get("WORKER_UPSCALER_MODEL") or None,
+            accel=Accel.from_env(env, data_dir),
         )
 
 

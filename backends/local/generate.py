@@ -3,9 +3,12 @@
 Order of stages (as ADetailer after a hires fix, and Astria's own flags):
 txt2img (one batch, a seed per image) -> super_resolution (hires fix) -> inpaint_faces.
 
-The tune's LoRA is loaded as a PEFT adapter at the prompt's strength and its embeddings are
-bound to its token in both text encoders; both are removed again after the prompt, so the next
-prompt (another user's tune) starts from the clean base model.
+The tune's LoRA is copied into the model's hot-swap slot (`lora_slot`: no recompilation, a
+few milliseconds) at the prompt's strength, or, with the slot switched off, loaded as a PEFT
+adapter and deleted after the prompt. Its embeddings are bound to its token in both text
+encoders for the prompt and unbound after it, so the next prompt (another user's tune) starts
+from the clean base model. Finished images are handed to `on_image` as soon as each is final,
+so the caller can encode and write them while the GPU works on the next one.
 
 Determinism: image i uses seed `params.seed + i` on its own torch.Generator, for the latents and
 every stage after, so the same request with the same seed on the same device gives the same
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +29,9 @@ from typing import Any
 from PIL import Image
 
 from backends.local import faces, upscale
-from backends.local.artefacts import ArtefactError, TuneArtefacts, load_artefacts
+from backends.local.accel import enable_vae_memory_savers
+from backends.local.artefacts import LORA_FILE, ArtefactError, TuneArtefacts, load_artefacts
+from backends.local.lora_slot import SlotMisfit
 from backends.local.models import LoadedModel, ModelCache
 from backends.local.params import PromptParams
 
@@ -34,6 +39,9 @@ log = logging.getLogger(__name__)
 
 FACE_STRENGTH = 0.4
 ADAPTER = "tune"
+TUNE_CACHE_SIZE = 8
+"""Tunes kept in host memory (a rank-32 SDXL LoRA is ~90 MB): a user's next prompt re-reads
+nothing from disk."""
 
 
 class JobAborted(Exception):
@@ -46,6 +54,9 @@ class GenerationError(Exception):
 
 Progress = Callable[[float], None]
 """Called with the finished fraction 0..1; raises JobAborted to stop the work."""
+
+OnImage = Callable[[int, Image.Image], None]
+"""Called with (index, image) as soon as an image is final (before `run_prompt` returns)."""
 
 
 @dataclass(frozen=True)
@@ -98,33 +109,43 @@ class Engine:
         self.sr_scale = sr_scale
         self.upscaler_model = upscaler_model
         self._upscaler: upscale.SpandrelUpscaler | None = None
+        self._tunes: dict[tuple[str, int, int], TuneArtefacts] = {}
         self.abort = threading.Event()
 
     # -- public --------------------------------------------------------------------------
 
-    def run_prompt(self, job: PromptJob, progress: Progress) -> list[Image.Image]:
+    def run_prompt(
+        self, job: PromptJob, progress: Progress, on_image: OnImage | None = None
+    ) -> list[Image.Image]:
         """All stages of one prompt; returns the final images, in seed order."""
         params = job.params
         model = self.models.get(job.base_tune_id)
         if model.is_noise:
             log.warning("prompt %s: the %s model makes noise images", job.prompt_id, model.spec)
-        tune = self._load_tune(job.tune_dir) if job.tune_dir else None
+        tune, key = self._load_tune(job.tune_dir) if job.tune_dir else (None, None)
+        if model.accel.low_memory != "off":
+            enable_vae_memory_savers(model.pipe.vae)  # the hires pass turns tiling off after it
+        emit = on_image or (lambda index, image: None)
         stages = [("txt2img", 1.0)]
         if params.super_resolution:
             stages.append(("sr", 0.6))
         if params.inpaint_faces:
             stages.append(("faces", 0.4))
         plan = _Plan(stages, progress, self.abort)
-        with self.tune_applied(model, tune, params.lora_strength):
+        with self.tune_applied(model, tune, params.lora_strength, key=key):
             self._set_scheduler(model, params.scheduler)
             images = self._txt2img(model, params, plan)
             if params.super_resolution:
                 images = self._super_resolve(model, params, images, plan)
             if params.inpaint_faces:
-                images = [
-                    self.redraw_faces(model, params, image, params.seed + i, plan)
-                    for i, image in enumerate(images)
-                ]
+                redrawn = []
+                for i, image in enumerate(images):
+                    redrawn.append(self.redraw_faces(model, params, image, params.seed + i, plan))
+                    emit(i, redrawn[-1])
+                images = redrawn
+            else:
+                for i, image in enumerate(images):
+                    emit(i, image)
         plan.done()
         return images
 
@@ -165,9 +186,18 @@ class Engine:
 
     @contextmanager
     def tune_applied(
-        self, model: LoadedModel, tune: TuneArtefacts | None, strength: float
+        self,
+        model: LoadedModel,
+        tune: TuneArtefacts | None,
+        strength: float,
+        key: Hashable | None = None,
     ) -> Iterator[None]:
-        """Load the tune's LoRA (at `strength`) and embeddings for the duration of a prompt."""
+        """Load the tune's LoRA (at `strength`) and embeddings for the duration of a prompt.
+        `key` names the tune's files: the slot skips the copy when it already holds them."""
+        if model.slot is not None:
+            with self._slot_applied(model, tune, strength, key):
+                yield
+            return
         if tune is None:
             yield
             return
@@ -182,6 +212,36 @@ class Engine:
                 pipe.delete_adapters([ADAPTER])
             for encoder, tokenizer in _encoders(pipe):
                 pipe.unload_textual_inversion(
+                    tokens=tokens, text_encoder=encoder, tokenizer=tokenizer
+                )
+
+    @contextmanager
+    def _slot_applied(
+        self, model: LoadedModel, tune: TuneArtefacts | None, strength: float, key: Hashable
+    ) -> Iterator[None]:
+        """The hot-swap path: the LoRA stays in the slot after the prompt (the next prompt of
+        the same tune and strength copies nothing); a prompt without a tune clears it."""
+        slot = model.slot
+        assert slot is not None
+        if tune is None:
+            slot.clear()
+            yield
+            return
+        scale = strength * tune.manifest.lora_alpha / tune.manifest.rank
+        try:
+            slot.load(tune.lora, scale, None if key is None else (key, scale))
+        except SlotMisfit as exc:
+            slot.clear()
+            raise GenerationError(f"the tune's LoRA does not fit this worker: {exc}") from exc
+        except BaseException:
+            slot.clear()
+            raise
+        tokens = self._load_embeddings(model, tune)
+        try:
+            yield
+        finally:
+            for encoder, tokenizer in _encoders(model.pipe):
+                model.pipe.unload_textual_inversion(
                     tokens=tokens, text_encoder=encoder, tokenizer=tokenizer
                 )
 
@@ -248,10 +308,18 @@ class Engine:
         model.pipe.scheduler = scheduler
         model.img2img.scheduler = scheduler
 
-    def _load_tune(self, folder: Path) -> TuneArtefacts:
+    def _load_tune(self, folder: Path) -> tuple[TuneArtefacts, tuple[str, int, int]]:
+        """The tune's artefacts from a small in-memory cache keyed by path and file times (a
+        retrained tune has new files, hence a new key)."""
         try:
-            return load_artefacts(folder)
-        except ArtefactError as exc:
+            stat = (folder / LORA_FILE).stat()
+            key = (str(folder.resolve()), stat.st_mtime_ns, stat.st_size)
+            if key not in self._tunes:
+                while len(self._tunes) >= TUNE_CACHE_SIZE:
+                    self._tunes.pop(next(iter(self._tunes)))
+                self._tunes[key] = load_artefacts(folder)
+            return self._tunes[key], key
+        except (ArtefactError, OSError) as exc:
             raise GenerationError(f"the tune's model files are unusable: {exc}") from exc
 
     def _load_embeddings(self, model: LoadedModel, tune: TuneArtefacts) -> list[str]:

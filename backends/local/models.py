@@ -13,7 +13,9 @@ Specs understood:
   enough), else it fetches them from the hub, which needs internet.
 - anything else: a hub id (`stabilityai/stable-diffusion-xl-base-1.0`), where there is internet.
 
-bf16 on a GPU (no fp16 overflow in the SDXL VAE, no upcast), fp32 on the CPU.
+bf16 on a GPU (no fp16 overflow in the SDXL VAE, no upcast), fp32 on the CPU. The speed levers
+(`accel`: compile, channels_last, fused QKV, the LoRA hot-swap slot, low-memory offload) are
+applied here, once per load, so no request pays for them.
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from backends.local import accel as accel_mod
+from backends.local.accel import Accel
+from backends.local.lora_slot import LoraSlot
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,10 @@ class LoadedModel:
     device: str
     dtype: Any  # torch.dtype
     native_size: int
+    accel: Accel = field(default_factory=Accel.off)
+    """The levers as resolved for this device (what is really on)."""
+    slot: LoraSlot | None = None
+    """The LoRA hot-swap slot, when `accel.lora_hotswap` is on."""
 
     @property
     def is_noise(self) -> bool:
@@ -63,8 +73,9 @@ def pick_device(requested: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_model(spec: str, device: str | None = None) -> LoadedModel:
-    """Build or load the pipeline named by `spec` on `device` (None: CUDA if present)."""
+def load_model(spec: str, device: str | None = None, accel: Accel | None = None) -> LoadedModel:
+    """Build or load the pipeline named by `spec` on `device` (None: CUDA if present), with the
+    speed levers `accel` (None: the defaults for the device) applied and compiled now."""
     import torch
     from diffusers import StableDiffusionXLImg2ImgPipeline
 
@@ -82,11 +93,40 @@ def load_model(spec: str, device: str | None = None) -> LoadedModel:
     else:
         pipe = _load_real(spec, dtype)
         log.info("loaded base model %s", spec)
-    pipe.to(device=device, dtype=dtype)
+    levers = (accel or Accel()).resolve(device)
+    accel_mod.place(pipe, device, dtype, levers)
+    accel_mod.apply_static(pipe, dtype, levers)
+    slot = None
+    if levers.lora_hotswap:
+        slot = LoraSlot(pipe.unet, levers.max_lora_rank, dtype, resizable=not levers.compiled)
     pipe.set_progress_bar_config(disable=True)
     img2img = StableDiffusionXLImg2ImgPipeline.from_pipe(pipe)
     img2img.set_progress_bar_config(disable=True)
-    return LoadedModel(spec, pipe, img2img, device, dtype, native_size(spec))
+    model = LoadedModel(spec, pipe, img2img, device, dtype, native_size(spec), levers, slot)
+    if levers.compiled:
+        model.accel = _compile(model)
+    log.info("model %s on %s: %s", spec, device, levers)
+    return model
+
+
+def _compile(model: LoadedModel) -> Accel:
+    """Compile the UNet and warm it up over the usual shapes; on failure stay eager."""
+    accel = model.accel
+    try:
+        accel_mod.compile_unet(model.pipe, accel)
+        shapes = accel_mod.parse_warmup(accel.compile_warmup, model.native_size)
+        seconds = accel_mod.warm_up(model.pipe, shapes, model.device)
+        log.info(
+            "compiled the UNet (%s) and warmed %d shape(s) in %.1fs",
+            accel.compile,
+            len(shapes),
+            seconds,
+        )
+        return accel
+    except Exception:
+        log.exception("torch.compile failed; the worker runs eager (WORKER_COMPILE=off)")
+        accel_mod.uncompile_unet(model.pipe)
+        return replace(accel, compile="off")
 
 
 def _load_real(spec: str, dtype: Any) -> Any:
@@ -316,9 +356,12 @@ class ModelCache:
     a reload when prompts alternate between them, which is the honest cost of a single GPU.
     """
 
-    def __init__(self, specs: dict[int, str], device: str | None) -> None:
+    def __init__(
+        self, specs: dict[int, str], device: str | None, accel: Accel | None = None
+    ) -> None:
         self.specs = specs
         self.device = device
+        self.accel = accel
         self._loaded: tuple[int, LoadedModel] | None = None
 
     def get(self, base_tune_id: int) -> LoadedModel:
@@ -328,7 +371,7 @@ class ModelCache:
         if self._loaded is not None:
             self._loaded = None
             _free_memory()
-        model = load_model(spec, self.device)
+        model = load_model(spec, self.device, self.accel)
         self._loaded = (base_tune_id, model)
         return model
 

@@ -33,6 +33,7 @@ from backends.local.config import WorkerConfig
 from backends.local.generate import Engine, GenerationError, JobAborted, PromptJob
 from backends.local.models import ModelCache
 from backends.local.params import PromptParams
+from backends.local.pngwriter import PngWriter
 from backends.local.serialize import prompt_json, tune_json
 from backends.local.store import DONE, FAILED, QUEUED, RUNNING, Store, now_iso
 
@@ -194,17 +195,26 @@ class JobRunner:
         return PromptJob(row["id"], params, base_id, tune_dir)
 
     def _generate_and_save(self, job: PromptJob, key: tuple[str, int]) -> list[str]:
-        """Runs in the worker thread: generate, then write the PNGs; returns relative paths."""
-        images = self.engine().run_prompt(job, lambda f: self.progress.__setitem__(key, f))
+        """Runs in the worker thread: generate; each PNG is encoded and written on a
+        background thread as soon as its image is final; returns relative paths."""
         folder = Path("prompts") / str(job.prompt_id)
         (self.config.files_dir / folder).mkdir(parents=True, exist_ok=True)
         stamp = secrets.token_hex(8)  # unguessable names: file URLs are capabilities
-        paths = []
-        for i, image in enumerate(images):
-            rel = folder / f"{stamp}-{i}.png"
-            image.save(self.config.files_dir / rel, format="PNG")
-            paths.append(rel.as_posix())
-        return paths
+        writer = PngWriter(self.config.accel.png_compress_level)
+        paths: dict[int, str] = {}
+
+        def on_image(index: int, image: Any) -> None:
+            rel = folder / f"{stamp}-{index}.png"
+            writer.submit(image, self.config.files_dir / rel)
+            paths[index] = rel.as_posix()
+
+        try:
+            images = self.engine().run_prompt(
+                job, lambda f: self.progress.__setitem__(key, f), on_image
+            )
+        finally:
+            writer.wait()
+        return [paths[i] for i in range(len(images))]
 
     async def _finish_prompt(
         self, prompt_id: int, *, images: list[str] | None = None, error: str | None = None
@@ -322,7 +332,7 @@ class JobRunner:
 
     def _default_engine(self) -> Engine:
         return Engine(
-            ModelCache(self.config.base_models(), self.config.device),
+            ModelCache(self.config.base_models(), self.config.device, self.config.accel),
             sr_scale=self.config.sr_scale,
             upscaler_model=self.config.upscaler_model,
         )
