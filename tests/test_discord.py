@@ -147,19 +147,14 @@ async def imagine(fake: FakeDiscord, prompt: str = "astronaut on the moon") -> t
     """/imagine in the guild channel; returns the interaction and the message with the files."""
     before = max(fake.posted, default=0)
     interaction = await slash(
-        fake, "imagine", [option("prompt", prompt)], user=ALICE, channel_id=CHANNEL,
+        fake,
+        "imagine",
+        [option("prompt", prompt)],
+        user=ALICE,
+        channel_id=CHANNEL,
         guild_id=GUILD,
-    )  # fmt: skip
+    )
     return interaction, await wait_files(fake, CHANNEL, after=before)
-
-
-def button(message: Posted, label: str) -> str:
-    """The custom_id of the button with this label."""
-    for row in message.payload["components"]:
-        for item in row["components"]:
-            if item["label"] == label:
-                return str(item["custom_id"])
-    raise AssertionError(f"no button {label!r} in {message.payload['components']}")
 
 
 async def test_train_in_a_dm_then_imagine_in_a_guild_channel(
@@ -206,11 +201,9 @@ async def test_train_in_a_dm_then_imagine_in_a_guild_channel(
         assert result.content.startswith(f"<@{ALICE['id']}> “astronaut on the moon”")
         assert [name for name, _ in result.files] == ["1.png", "2.png", "3.png", "4.png"]
         assert all(data.startswith(b"\x89PNG") for _, data in result.files)
-        labels = [item["label"] for row in result.payload["components"]
-                  for item in row["components"]]  # fmt: skip
-        assert labels == ["🔁 Reroll", *(f"✨ #{n}" for n in range(1, 5)),
-                          *(f"⬆ #{n}" for n in range(1, 5))]  # fmt: skip
-        assert all(custom_id.startswith("ps:") for custom_id in result.custom_ids)
+        more, upscale = [f"✨ #{n}" for n in range(1, 5)], [f"⬆ #{n}" for n in range(1, 5)]
+        assert list(result.buttons) == ["🔁 Reroll", *more, *upscale]
+        assert all(custom_id.startswith("ps:") for custom_id in result.buttons.values())
         done = fake.original_response(interaction)
         assert done is not None and "Done." in done.content
         assert fake.messages_in(ALICE_DM)[-1] is ready  # nothing of the guild went to the DM
@@ -235,14 +228,14 @@ async def test_result_buttons_work_after_a_restart_and_only_for_their_owner(
 
     async with running_bot(dc_settings):  # a new process: nothing of the first in memory
         prompts = len(fake_astria.prompts)
-        press = fake.button(result, button(result, "🔁 Reroll"), user=MALLORY, guild_id=GUILD)
+        press = fake.button(result, result.buttons["🔁 Reroll"], user=MALLORY, guild_id=GUILD)
         await fake.dispatch("INTERACTION_CREATE", press)
         refusal = await fake.wait_for(lambda: fake.find("POST", f"interactions/{press['id']}/"))
         assert refusal[0].json["type"] == 4
         assert refusal[0].json["data"]["flags"] == EPHEMERAL
         assert "belong to whoever asked" in refusal[0].json["data"]["content"]
 
-        press = fake.button(result, button(result, "✨ #2"), user=ALICE, guild_id=GUILD)
+        press = fake.button(result, result.buttons["✨ #2"], user=ALICE, guild_id=GUILD)
         await fake.dispatch("INTERACTION_CREATE", press)
         more = await wait_files(fake, CHANNEL, after=result.id)
         assert callback_of(fake, press).json == {"type": 5}
@@ -251,7 +244,7 @@ async def test_result_buttons_work_after_a_restart_and_only_for_their_owner(
         assert (newest["seed"], newest["text"]) == (first["seed"] + 1, first["text"])
         assert len(more.files) == 4
 
-        press = fake.button(result, button(result, "⬆ #3"), user=ALICE, guild_id=GUILD)
+        press = fake.button(result, result.buttons["⬆ #3"], user=ALICE, guild_id=GUILD)
         await fake.dispatch("INTERACTION_CREATE", press)
         upscaled = await wait_files(fake, CHANNEL, after=more.id)
         newest = max(fake_astria.prompts.values(), key=lambda prompt: prompt["id"])
@@ -281,8 +274,9 @@ async def test_train_follow_up_in_the_dm_and_guild_train_stays_private(
     fake = fake_discord
     fake.closed_dms.add(int(MALLORY["id"]))
     async with running_bot(dc_settings):
-        asked = await slash(fake, "train", [option("class", "woman")], user=ALICE,
-                            channel_id=ALICE_DM)  # fmt: skip
+        asked = await slash(
+            fake, "train", [option("class", "woman")], user=ALICE, channel_id=ALICE_DM
+        )
         await fake.wait_for(
             lambda: (m := fake.original_response(asked)) and "Drop 4 or more" in m.content
         )
@@ -294,9 +288,15 @@ async def test_train_follow_up_in_the_dm_and_guild_train_stays_private(
 
         # In a guild, /train is ephemeral; with DMs closed the news comes back to the channel.
         attachments = photos(fake, 4, first_seed=40)
-        in_guild = await slash(fake, "train", [option("class", "man"), *photo_options(attachments)],
-                               user=MALLORY, channel_id=CHANNEL, guild_id=GUILD,
-                               attachments=attachments)  # fmt: skip
+        in_guild = await slash(
+            fake,
+            "train",
+            [option("class", "man"), *photo_options(attachments)],
+            user=MALLORY,
+            channel_id=CHANNEL,
+            guild_id=GUILD,
+            attachments=attachments,
+        )
         ready = await wait_text(fake, CHANNEL, "is ready")
         assert ready.content.startswith(f"<@{MALLORY['id']}> Your model man #2 is ready")
         assert callback_of(fake, in_guild).json["data"]["flags"] == EPHEMERAL
@@ -315,8 +315,14 @@ async def test_progress_continues_as_messages_when_the_interaction_token_expires
         created = datetime.now(UTC)
         if token == "is near its end":  # still valid, but the bot leaves the last minute alone
             created -= timedelta(minutes=14, seconds=30)
-        asked = fake.command("imagine", [option("prompt", "a castle")], user=ALICE,
-                             channel_id=CHANNEL, guild_id=GUILD, created=created)  # fmt: skip
+        asked = fake.command(
+            "imagine",
+            [option("prompt", "a castle")],
+            user=ALICE,
+            channel_id=CHANNEL,
+            guild_id=GUILD,
+            created=created,
+        )
         if token == "dies during the job":
             fake.expire(asked)
         await fake.dispatch("INTERACTION_CREATE", asked)
@@ -341,8 +347,14 @@ async def test_bad_input_is_explained_and_leaves_everything_as_it_was(
 ) -> None:
     fake = fake_discord
     async with running_bot(dc_settings):
-        asked = await slash(fake, "imagine", [option("prompt", "a cat")], user=ALICE,
-                            channel_id=CHANNEL, guild_id=GUILD)  # fmt: skip
+        asked = await slash(
+            fake,
+            "imagine",
+            [option("prompt", "a cat")],
+            user=ALICE,
+            channel_id=CHANNEL,
+            guild_id=GUILD,
+        )
         await wait_response(fake, asked, "You have no model yet")
 
         for first in (0, 10):
@@ -355,14 +367,26 @@ async def test_bad_input_is_explained_and_leaves_everything_as_it_was(
         assert len(fake_astria.training_images[tune["id"]]) == 20
 
         prompts = len(fake_astria.prompts)
-        asked = await slash(fake, "imagine", [option("prompt", "<lora:4242:1> me")], user=ALICE,
-                            channel_id=CHANNEL, guild_id=GUILD)  # fmt: skip
+        asked = await slash(
+            fake,
+            "imagine",
+            [option("prompt", "<lora:4242:1> me")],
+            user=ALICE,
+            channel_id=CHANNEL,
+            guild_id=GUILD,
+        )
         await wait_response(fake, asked, "You can only use your own models")
         assert len(fake_astria.prompts) == prompts
 
         fake_astria.fail_next("POST", "/tunes/666678/prompts", 422, {"error": "Text is too long"})
-        asked = await slash(fake, "imagine", [option("prompt", "a dog")], user=ALICE,
-                            channel_id=CHANNEL, guild_id=GUILD)  # fmt: skip
+        asked = await slash(
+            fake,
+            "imagine",
+            [option("prompt", "a dog")],
+            user=ALICE,
+            channel_id=CHANNEL,
+            guild_id=GUILD,
+        )
         failed = await fake.wait_for(lambda: fake.find_message(CHANNEL, "failed", after=asked))
         assert "Text is too long" in failed.content and not failed.files
         _, result = await imagine(fake)  # and the next one works
@@ -380,7 +404,7 @@ async def test_models_status_cancel_help_and_delete(
         listed = await slash(fake, "models", [], **in_dm)
         models = await wait_response(fake, listed, "man #2: ready")
         assert callback_of(fake, listed).json == {"type": 5, "data": {"flags": EPHEMERAL}}
-        press = fake.button(models, button(models, "Use man #1"), user=ALICE)
+        press = fake.button(models, models.buttons["Use man #1"], user=ALICE)
         await fake.dispatch("INTERACTION_CREATE", press)
         await wait_response(fake, press, "man #1 is now your active model")
         assert callback_of(fake, press).json == {"type": 6}  # the list itself is updated
@@ -395,7 +419,7 @@ async def test_models_status_cancel_help_and_delete(
 
         asked = await slash(fake, "delete", [], **in_dm)
         confirm = await wait_response(fake, asked, "This deletes all your photos")
-        press = fake.button(confirm, button(confirm, "Yes, delete everything"), user=ALICE)
+        press = fake.button(confirm, confirm.buttons["Yes, delete everything"], user=ALICE)
         await fake.dispatch("INTERACTION_CREATE", press)
         await wait_response(fake, press, "Deleted 8 photos, 2 models")
     assert not fake_astria.tunes

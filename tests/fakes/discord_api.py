@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -65,7 +64,6 @@ class Call:
     query: dict[str, str]
     json: Any = None
     files: list[tuple[str, bytes]] = field(default_factory=list)  # (filename, bytes)
-    at: float = field(default_factory=time.monotonic)
     status: int = 0
     authorization: str = ""
 
@@ -85,12 +83,13 @@ class Posted:
         return self.payload.get("content") or ""
 
     @property
-    def custom_ids(self) -> list[str]:
-        return [
-            button["custom_id"]
+    def buttons(self) -> dict[str, str]:
+        """Button label -> custom_id, in the order they are shown."""
+        return {
+            button["label"]: button["custom_id"]
             for row in self.payload.get("components") or []
             for button in row.get("components", [])
-        ]
+        }
 
     @property
     def ephemeral(self) -> bool:
@@ -103,7 +102,6 @@ class _Interaction:
     token: str
     channel_id: int
     created: datetime
-    received: float
     message_id: int | None = None  # the message a pressed button sits on
     original_id: int | None = None
     acknowledged: bool = False
@@ -215,12 +213,6 @@ class FakeDiscord:
             None,
         )
 
-    def defer_delay(self, interaction_id: int) -> float | None:
-        """Seconds from receiving the interaction to its first callback (None: no callback)."""
-        record = next(i for i in self._interactions.values() if i.id == interaction_id)
-        callbacks = self.find("POST", f"interactions/{interaction_id}/")
-        return callbacks[0].at - record.received if callbacks else None
-
     # -- gateway payloads ----------------------------------------------------------------------
 
     def attachment(self, filename: str, data: bytes, content_type: str = "image/jpeg") -> Json:
@@ -325,9 +317,7 @@ class FakeDiscord:
         created = created or datetime.now(UTC)
         interaction_id = self.new_id(created)
         token = f"itoken-{interaction_id}"
-        self._interactions[token] = _Interaction(
-            interaction_id, token, channel_id, created, time.monotonic()
-        )
+        self._interactions[token] = _Interaction(interaction_id, token, channel_id, created)
         payload: Json = {
             "id": str(interaction_id),
             "application_id": str(APP_ID),

@@ -47,7 +47,8 @@ def _started_text(tune: TuneRecord) -> str:
 
 
 class SlashCommands:
-    """Every command of the bot; `register` adds them to a command tree."""
+    """Every command of the bot; `register` adds them to a command tree. Each handler defers
+    first; `reporting` turns what goes wrong afterwards into the answer."""
 
     def __init__(self, core: Core, notifier: DiscordNotifier, intake: PhotoIntake) -> None:
         self._service = core.service
@@ -96,7 +97,7 @@ class SlashCommands:
         ) -> None:
             photos = (photo1, photo2, photo3, photo4, photo5, photo6, photo7, photo8, photo9)
             attachments = [photo for photo in (*photos, photo10) if photo is not None]
-            await self.train(interaction, class_name, name, attachments)
+            await reporting(interaction, self.train(interaction, class_name, name, attachments))
 
         @tree.command(name="imagine", description="Make pictures of you")
         @app_commands.describe(prompt="what to make, e.g. astronaut on the moon")
@@ -105,7 +106,7 @@ class SlashCommands:
         async def imagine(
             interaction: Interaction, prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS]
         ) -> None:
-            await self.imagine(interaction, prompt)
+            await reporting(interaction, self.imagine(interaction, prompt))
 
         @tree.command(name="models", description="Your models; choose the active one")
         @contexts
@@ -140,16 +141,7 @@ class SlashCommands:
         label: str | None,
         attachments: Sequence[discord.Attachment],
     ) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        await reporting(interaction, self._train(interaction, class_name, label, attachments))
-
-    async def _train(
-        self,
-        interaction: Interaction,
-        class_name: str,
-        label: str | None,
-        attachments: Sequence[discord.Attachment],
-    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)  # before downloading
         user = await self.user(interaction.user)
         summary = ""
         if attachments:
@@ -176,12 +168,9 @@ class SlashCommands:
         return await self._service.start_training(user, class_name, target, label)
 
     async def imagine(self, interaction: Interaction, prompt: str) -> None:
-        response = await interaction.response.defer(thinking=True)
-        await reporting(interaction, self._imagine(interaction, prompt, response))
-
-    async def _imagine(self, interaction: Interaction, prompt: str, response: Any) -> None:
+        response = await interaction.response.defer(thinking=True)  # public: results are shown
         user = await self.user(interaction.user)
-        target = chat_target(interaction, reply_to=getattr(response, "message_id", None))
+        target = chat_target(interaction, reply_to=response.message_id if response else None)
         started = await self._service.generate(user, prompt, target)
         header = "\n".join([f"“{started.generation.prompt_typed}”", *started.notes])
         await self._notifier.follow("generation", started.generation.id, interaction, header)

@@ -56,7 +56,7 @@ class ButtonPresses:
 
     async def _start_job(self, interaction: Interaction, user: User, action: Action) -> None:
         response = await interaction.response.defer(thinking=True)
-        target = chat_target(interaction, reply_to=getattr(response, "message_id", None))
+        target = chat_target(interaction, reply_to=response.message_id if response else None)
         verb, start = self._jobs[action.kind]
         started = await start(user, action, target)
         what = f"#{action.argument} of " if action.argument else ""
