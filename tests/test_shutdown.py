@@ -1,0 +1,213 @@
+"""SIGTERM during a running job, for the bot (`run`, Telegram) and the worker, as real processes.
+
+Each must exit within 30 s (the bound the systemd units and compose give them before SIGKILL)
+with status 0, and the interrupted job must finish after the next start, exactly once. The
+remote sides are fakes (Telegram Bot API, Astria); the worker runs the tiny SDXL on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.config import Settings
+from tests.conftest import FAKE_KEY
+from tests.fakes.astria_server import FakeAstria
+from tests.fakes.telegram_api import TOKEN, FakeTelegram, Users
+from tests.imagegen import jpeg_bytes
+from tests.worker_fixtures import free_port
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+STOP_BOUND_S = 30
+USER = 4242
+WORKER_KEY = "worker-test-key"
+
+
+def until(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    """Poll `condition` until it returns something truthy; fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Process:
+    """`python -m bot ...` with its output collected on a thread (a full pipe would block it)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "bot", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=cwd,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def terminate_within_bound(self) -> int:
+        """SIGTERM, then the exit status; fails if it takes longer than the bound."""
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            status = self.popen.wait(STOP_BOUND_S)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            message = f"no exit {STOP_BOUND_S} s after SIGTERM:\n{self.output}"
+            raise AssertionError(message) from None
+        self._reader.join(5)
+        return status
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Process]]:
+    """Every process a test starts is killed at the end, whatever happened."""
+    started: list[Process] = []
+    yield started
+    for process in started:
+        process.kill()
+
+
+def base_env(tmp_path: Path, **values: str) -> dict[str, str]:
+    ambient = {k: v for k, v in os.environ.items() if k.upper() not in Settings.model_fields}
+    return {
+        **ambient,
+        "PYTHONPATH": str(ROOT),
+        "DATA_DIR": str(tmp_path / "data"),
+        "OMP_NUM_THREADS": "1",  # the tiny model on a shared CPU: threads only fight
+        **values,
+    }
+
+
+def test_bot_sigterm_while_training_resumes_after_restart(
+    fake_astria: FakeAstria, tmp_path: Path, processes: list[Process]
+) -> None:
+    with FakeTelegram() as telegram:
+        users = Users(telegram)
+        env = base_env(
+            tmp_path,
+            TELEGRAM_BOT_TOKEN=TOKEN,
+            TELEGRAM_API_URL=telegram.api_url,
+            TELEGRAM_FILE_URL=telegram.file_url,
+            ASTRIA_API_KEY=FAKE_KEY,
+            ASTRIA_API_URL=fake_astria.url,
+            POLL_INTERVAL_S="0.05",
+        )
+
+        def said(*words: str) -> list[str]:
+            texts = [
+                call.params.get("text", "")
+                for call in telegram.find("sendMessage", USER) + telegram.find("editMessageText")
+            ]
+            return [text for text in texts if all(word in text for word in words)]
+
+        fake_astria.hold_training()
+        first = Process(["run"], env, tmp_path)
+        processes.append(first)
+        for seed in range(4):
+            users.document(USER, jpeg_bytes(1024, 1024, seed=seed), name=f"{seed}.jpg")
+        until(lambda: said("4 photos received"), "the photo counter")
+        users.message(USER, text="/train man")
+        until(lambda: said("Training", "in progress"), "the training status")
+        until(lambda: fake_astria.tunes, "the tune on the backend")
+
+        assert first.terminate_within_bound() == 0, first.output
+        assert "stopped by a signal" in first.output
+        assert not said("is ready")
+
+        fake_astria.release_training()
+        second = Process(["run"], env, tmp_path)
+        processes.append(second)
+        until(lambda: said("is ready"), "the resumed training to finish", timeout=60)
+        assert second.terminate_within_bound() == 0, second.output
+
+    assert len(fake_astria.tunes) == 1  # resumed, not trained twice
+    ready = [c for c in telegram.find("sendMessage", USER) if "is ready" in c.params["text"]]
+    assert len(ready) == 1
+
+
+def test_worker_sigterm_while_generating_resumes_after_restart(
+    tmp_path: Path, processes: list[Process]
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = base_env(
+        tmp_path,
+        SDXL_MODEL="tiny",
+        WORKER_API_KEY=WORKER_KEY,
+        WORKER_DEVICE="cpu",
+        WORKER_COMPILE="off",
+    )
+    auth = {"Authorization": f"Bearer {WORKER_KEY}"}
+    http = httpx.Client(base_url=url, headers=auth, timeout=10)
+
+    def health() -> dict[str, Any] | None:
+        try:
+            response = http.get("/healthz")
+        except httpx.TransportError:
+            return None
+        return response.json() if response.status_code == 200 else None
+
+    first = Process(["worker", "--port", str(port)], env, tmp_path)
+    processes.append(first)
+    until(health, "the worker to answer /healthz")
+    created = http.post(
+        "/tunes/666678/prompts",
+        json={"prompt": {"text": "portrait", "num_images": 1, "steps": 20, "w": 64, "h": 64,
+                         "super_resolution": False, "inpaint_faces": False}},
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    prompt_id = created.json()["id"]
+    # The first job loads the model, seconds on a CPU: the signal lands while it runs.
+    until(lambda: (health() or {}).get("running") == f"prompt {prompt_id}", "the prompt to run")
+
+    # uvicorn re-raises the signal once it has shut down cleanly: the status says "SIGTERM",
+    # which systemd and Docker count as a clean stop.
+    assert first.terminate_within_bound() in (0, -signal.SIGTERM), first.output
+    assert f"prompt {prompt_id}: interrupted, stays queued" in first.output
+    assert "worker stopped" in first.output
+
+    second = Process(["worker", "--port", str(port)], env, tmp_path)
+    processes.append(second)
+    until(health, "the restarted worker")
+
+    def finished() -> dict[str, Any] | None:
+        prompt = http.get(f"/prompts/{prompt_id}").json()
+        return prompt if prompt["images"] or prompt["user_error"] else None
+
+    prompt = until(finished, "the resumed prompt", timeout=90)
+    assert prompt["user_error"] is None and len(prompt["images"]) == 1
+    assert http.get(prompt["images"][0]).status_code == 200
+    assert (health() or {})["queue"] == {"prompts": 0, "tunes": 0}
+    assert second.terminate_within_bound() in (0, -signal.SIGTERM), second.output
+    http.close()
