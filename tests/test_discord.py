@@ -9,6 +9,7 @@ import contextlib
 import io
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import discord
@@ -19,6 +20,7 @@ from PIL import Image
 
 from bot.app import Core, running_core, serving
 from bot.chat.discord import DiscordFrontend
+from bot.chat.discord.uploads import batches, fit_all
 from bot.config import ConfigError, Settings
 from tests.fakes.astria_server import FakeAstria
 from tests.fakes.discord_api import Call, FakeDiscord, Json, Posted, user_payload
@@ -444,3 +446,16 @@ async def test_a_refused_token_stops_the_start_with_a_clear_message(
         with pytest.raises(ConfigError, match="DISCORD_BOT_TOKEN"):
             await frontend.start()
         assert frontend.client.is_closed()
+
+
+def test_results_go_out_ten_files_a_message_within_the_request_size(tmp_path: Path) -> None:
+    small = [tmp_path / f"{n}.png" for n in range(1, 13)]
+    for path in small:
+        path.write_bytes(b"\x89PNG" + bytes(100))
+    assert [len(batch) for batch in batches(fit_all(small, 10_000))] == [10, 2]
+
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG" + bytes(9 * 1024 * 1024))
+    uploads = fit_all([big, big, big, big], 10 * 1024 * 1024)
+    assert [len(batch) for batch in batches(uploads)] == [2, 2]  # 25 MiB a request at most
+    assert [upload.filename for upload in uploads] == ["1.png", "2.png", "3.png", "4.png"]

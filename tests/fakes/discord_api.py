@@ -25,6 +25,7 @@ from aiohttp import web
 DISCORD_EPOCH_MS = 1_420_070_400_000
 TOKEN_LIFETIME = timedelta(minutes=15)
 APP_ID = 900_000_000_000_000_001
+GUILDS, GUILD_MESSAGES, DIRECT_MESSAGES = 1 << 0, 1 << 9, 1 << 12
 BOT_USER = {
     "id": str(APP_ID),
     "username": "photoshoot",
@@ -182,9 +183,18 @@ class FakeDiscord:
         return await asyncio.wait_for(truthy(), within)
 
     async def dispatch(self, event: str, data: Json) -> None:
-        """Send a gateway event to every connected client."""
+        """Send a gateway event to every connected client that asked for its intent."""
+        if not self._intended(event, data):
+            return
         for socket in self._sockets:
             await socket.send_json({"op": 0, "t": event, "s": next(self._sequence), "d": data})
+
+    def _intended(self, event: str, data: Json) -> bool:
+        """As Discord: guild events need GUILDS, messages GUILD_ or DIRECT_MESSAGES."""
+        intents = int((self.identify or {}).get("intents", 0))
+        if event == "MESSAGE_CREATE":
+            return bool(intents & (GUILD_MESSAGES if "guild_id" in data else DIRECT_MESSAGES))
+        return not event.startswith("GUILD_") or bool(intents & GUILDS)
 
     def original_response(self, interaction: Json) -> Posted | None:
         """The message the interaction's response created (or the one its button sits on)."""
