@@ -15,7 +15,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from bot.config import ConfigError, Settings, load_settings
-from bot.logs import setup_logging
+from bot.logs import add_secrets, secrets_of, setup_logging
 
 log = logging.getLogger("bot")
 
@@ -43,14 +43,27 @@ async def run_frontends(settings: Settings) -> None:
 async def until_signalled(work: Coroutine[Any, Any, None]) -> None:
     """Run `work`; SIGTERM or SIGINT cancels it, so every context closes in order.
 
-    Cancellation unwinds through `running_core`, which stops the job tracker and closes the
-    store: unfinished jobs stay recorded and resume on the next start.
+    Cancellation unwinds through `running_core`, which stops the frontends (no new work),
+    then the job tracker, and closes the store: unfinished jobs stay recorded and resume on the
+    next start. A second signal does not cancel the clean-up itself (the service manager's stop
+    timeout is the hard limit).
     """
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
+    stopping = False
+
+    def stop(signum: signal.Signals) -> None:
+        nonlocal stopping
+        if stopping:
+            log.info("%s: already stopping", signum.name)
+            return
+        stopping = True
+        log.info("%s: stopping (no new work; running jobs are kept)", signum.name)
+        task.cancel()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, task.cancel)
+        loop.add_signal_handler(signum, stop, signum)
     try:
         await work
     except asyncio.CancelledError:
@@ -88,6 +101,9 @@ def run_worker(settings: Settings, host: str, port: int) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="photoshoot-bot", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="json: one object a line"
+    )
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="start every frontend whose token is set (default)")
     commands.add_parser("chat", help="chat with the bot in this terminal")
@@ -100,13 +116,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     if args.command == "doctor":
         from bot.doctor import doctor
 
         return doctor()
     try:
         settings = load_settings()
+        add_secrets(*secrets_of(settings))
         if args.command == "worker":
             run_worker(settings, args.host, args.port)
         elif args.command == "chat":

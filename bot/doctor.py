@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bot.config import ConfigError, Settings, load_settings
-from bot.logs import redact
+from bot.logs import add_secrets, redact, secrets_of
 
 DISCORD_API = "https://discord.com/api/v10"
 MIN_FREE_BYTES = 1024**3
@@ -244,6 +244,7 @@ def doctor(out: TextIO = sys.stdout, *, discord_api: str = DISCORD_API) -> int:
         settings = load_settings()
     except ConfigError as exc:
         return report([Check("configuration", problem=str(exc))], out)
+    add_secrets(*secrets_of(settings))
     return report(asyncio.run(run_checks(settings, discord_api=discord_api)), out)
 
 

@@ -1,13 +1,22 @@
 """Logging set-up: one line per event, with secrets redacted wherever they slip in.
 
 Telegram file URLs and Bot API URLs contain the bot token, and HTTP libraries log URLs,
-so a filter scrubs token-shaped strings and bearer keys from every record.
+so a filter scrubs token-shaped strings and bearer keys from every record; the configured
+secrets themselves (`add_secrets`) are scrubbed whatever their shape, tracebacks included.
+
+Events about a job carry context for operators to grep or query:
+`log.info("...", extra=job_context("tune", 5, user=3))` adds `[job=tune:5 user=3]` to the
+text line, or `"job"` and `"user"` keys to the JSON line (`--log-format json`: one JSON
+object per line, tracebacks inside it, for log collectors).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from datetime import UTC, datetime
+from typing import Any
 
 _SECRET_PATTERNS = (
     re.compile(r"(bot)\d{5,}:[A-Za-z0-9_-]{20,}"),  # Telegram token inside URLs
@@ -16,7 +25,35 @@ _SECRET_PATTERNS = (
 )
 
 
+CONTEXT_FIELDS = ("job", "user")
+_known_secrets: set[str] = set()
+
+
+def add_secrets(*values: str | None) -> None:
+    """Redact these exact values from every log line from now on (configured tokens, keys)."""
+    _known_secrets.update(value for value in values if value and len(value) >= 4)
+
+
+def secrets_of(settings: object) -> list[str]:
+    """The values of every SecretStr attribute of a settings object."""
+    return [
+        value.get_secret_value()
+        for value in vars(settings).values()
+        if hasattr(value, "get_secret_value")
+    ]
+
+
+def job_context(kind: str, job_id: int | str, *, user: int | str | None = None) -> dict[str, Any]:
+    """`extra=` for a log call about one job (and the user it belongs to)."""
+    context: dict[str, Any] = {"job": f"{kind}:{job_id}"}
+    if user is not None:
+        context["user"] = user
+    return context
+
+
 def redact(text: str) -> str:
+    for secret in sorted(_known_secrets, key=len, reverse=True):
+        text = text.replace(secret, "[redacted]")
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: f"{m.group(1)}[redacted]", text)
     return text
@@ -33,12 +70,48 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str = "INFO") -> None:
+def _context(record: logging.LogRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in CONTEXT_FIELDS if hasattr(record, name)}
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger: message [job=... user=...]`, redacted as a whole (tracebacks too)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        context = _context(record)
+        if context:
+            line += " [" + " ".join(f"{key}={value}" for key, value in context.items()) + "]"
+        return line
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, context, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+            **_context(record),
+        }
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Log to stderr, one line per event: `text` for people, `json` for log collectors."""
     handler = logging.StreamHandler()
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
-    )
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -33,6 +33,7 @@ from backends.base import (
     ValidationError,
 )
 from bot.core.store import Delivery, GenerationRecord, Store, TuneRecord, utcnow
+from bot.logs import job_context
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,12 @@ class JobTracker:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("job %s %s crashed; it resumes on the next start", kind, job_id)
+            log.exception(
+                "job %s %s crashed; it resumes on the next start",
+                kind,
+                job_id,
+                extra=job_context(kind, job_id),
+            )
 
     def _wakeup(self, kind: str, job_id: int) -> asyncio.Event:
         return self._wakeups.setdefault((kind, job_id), asyncio.Event())
@@ -248,7 +254,14 @@ class JobTracker:
                 wait = exc.retry_after or self._config.poll_interval_s * factor
             except BackendError as exc:
                 wait = self._config.poll_interval_s * factor
-                log.warning("%s %s: backend error %s; retrying in %.1fs", kind, job_id, exc, wait)
+                log.warning(
+                    "%s %s: backend error %s; retrying in %.1fs",
+                    kind,
+                    job_id,
+                    exc,
+                    wait,
+                    extra=job_context(kind, job_id),
+                )
             factor = min(factor * 2, MAX_BACKOFF_FACTOR)
             await self._pause(kind, job_id, wait)
 
@@ -305,7 +318,12 @@ class JobTracker:
 
         remote = await self._with_backoff("tune", tune.id, find_or_create)
         tune = await self._store.update_tune(tune.id, backend_id=remote.id, state="training")
-        log.info("tune %s created on the backend as %s", tune.id, remote.id)
+        log.info(
+            "tune %s created on the backend as %s",
+            tune.id,
+            remote.id,
+            extra=job_context("tune", tune.id, user=tune.user_id),
+        )
         return await self._apply_tune(tune, remote)
 
     async def _find_remote_tune(self, tune: TuneRecord) -> Tune | None:
@@ -344,7 +362,12 @@ class JobTracker:
                 f"Training of {tune.display_name} failed: {tune.error or 'unknown reason'}. "
                 "Your photos are kept; send /train again to retry.",
             )
-        log.info("tune %s finished as %s", tune.id, tune.state)
+        log.info(
+            "tune %s finished as %s",
+            tune.id,
+            tune.state,
+            extra=job_context("tune", tune.id, user=tune.user_id),
+        )
 
     # -- generations -------------------------------------------------------------------------
 
@@ -447,7 +470,12 @@ class JobTracker:
                 f"Sorry, that image failed: {generation.error or 'unknown reason'}. "
                 "Try again, perhaps with a different prompt.",
             )
-        log.info("generation %s finished as %s", generation.id, generation.state)
+        log.info(
+            "generation %s finished as %s",
+            generation.id,
+            generation.state,
+            extra=job_context("generation", generation.id, user=generation.user_id),
+        )
 
     # -- chat side ---------------------------------------------------------------------------
 
