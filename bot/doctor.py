@@ -74,6 +74,13 @@ def configuration(settings: Settings) -> Check:
         if settings.local_worker_url
         else f"our worker in this process (SDXL_MODEL={settings.sdxl_model})",
     }[settings.backend or "local"]
+    public = settings.public_url or ""
+    if settings.telegram_bot_token and public and not public.startswith("https://"):
+        return Check(
+            "configuration",
+            problem=f"PUBLIC_URL {public} must start with https://: Telegram delivers webhooks "
+            "only over HTTPS (put a TLS proxy in front of CALLBACK_PORT and the port after it)",
+        )
     return Check("configuration", f"loaded; images by {where}; chats: {chats}")
 
 

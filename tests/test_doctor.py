@@ -86,6 +86,7 @@ async def test_a_broken_configuration_is_explained_in_plain_words(
         telegram_api_url=fake_tg.api_url,
         discord_bot_token="wrong-discord-token-0123456789abcdef",
         data_dir=not_a_folder,
+        public_url="http://bot.example.org",
     )
     status, text = printed(await run_checks(settings, discord_api=discord_api))
 
@@ -94,7 +95,8 @@ async def test_a_broken_configuration_is_explained_in_plain_words(
     assert "TELEGRAM_BOT_TOKEN is wrong" in text
     assert "DISCORD_BOT_TOKEN is wrong" in text
     assert "cannot write there" in text and "DATA_DIR" in text
-    assert "4 problems found." in text
+    assert "must start with https://" in text
+    assert "5 problems found." in text
     for secret in ("sd_wrong_key", wrong_telegram, "wrong-discord-token"):
         assert secret not in text
 
