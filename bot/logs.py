@@ -20,7 +20,8 @@ from typing import Any
 
 _SECRET_PATTERNS = (
     re.compile(r"(bot)\d{5,}:[A-Za-z0-9_-]{20,}"),  # Telegram token inside URLs
-    re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE),
+    # 8+ characters: "auth bearer key" is prose; configured keys of any length: add_secrets.
+    re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE),
     re.compile(r"(Bot\s+)[A-Za-z0-9._-]{20,}"),  # Discord "Authorization: Bot <token>"
 )
 

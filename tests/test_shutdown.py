@@ -196,6 +196,7 @@ def test_worker_sigterm_while_generating_resumes_after_restart(
     assert first.terminate_within_bound() in (0, -signal.SIGTERM), first.output
     assert f"prompt {prompt_id}: interrupted, stays queued" in first.output
     assert "worker stopped" in first.output
+    assert " INFO uvicorn.error: Shutting down" in first.output  # our log format, not uvicorn's
 
     second = Process(["worker", "--port", str(port)], env, tmp_path)
     processes.append(second)

@@ -88,4 +88,9 @@ def serve(host: str, port: int, config: WorkerConfig) -> None:
     worker = create_worker(config)
     if config.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("no WORKER_API_KEY: only loopback clients will be served on %s", host)
-    uvicorn.run(worker.app, host=host, port=port, log_level="info")
+    # log_config=None: uvicorn's records go through the process's handlers (the bot's: one
+    # line per event, secrets redacted, JSON when asked) instead of uvicorn's own format.
+    # SIGTERM: uvicorn stops accepting, finishes open requests, then the lifespan stops the
+    # worker (the running job stays queued); then it re-raises the signal, so the exit status
+    # says "terminated by SIGTERM", which service managers count as a clean stop.
+    uvicorn.run(worker.app, host=host, port=port, log_level="info", log_config=None)
