@@ -146,8 +146,9 @@ def chat_frontends(core: Core) -> list[Frontend]:
 
 @contextlib.asynccontextmanager
 async def serving(core: Core, frontends: Sequence[Frontend]) -> AsyncIterator[Core]:
-    """Start the frontends, then resume jobs (every notifier is registered by then); stop
-    them in reverse order on the way out."""
+    """Start the frontends, then resume jobs (every notifier is registered by then); on the
+    way out stop the jobs first, so results being sent still have their frontend, then the
+    frontends in reverse order."""
     started: list[Frontend] = []
     try:
         for frontend in frontends:
@@ -156,5 +157,6 @@ async def serving(core: Core, frontends: Sequence[Frontend]) -> AsyncIterator[Co
         await core.start_jobs()
         yield core
     finally:
+        await core.tracker.stop()
         for frontend in reversed(started):
             await frontend.stop()

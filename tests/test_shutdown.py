@@ -3,10 +3,13 @@
 Each must exit within 30 s (the bound the systemd units and compose give them before SIGKILL)
 with status 0, and the interrupted job must finish after the next start, exactly once. The
 remote sides are fakes (Telegram Bot API, Astria); the worker runs the tiny SDXL on the CPU.
+In-process: a stop lets a result that is being sent finish, so it is not sent twice.
 """
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
 import signal
 import subprocess
@@ -20,14 +23,16 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.app import running_core
+from bot.chat.console import ConsoleNotifier
 from bot.config import Settings
+from bot.core.service import IncomingPhoto
+from bot.core.store import ChatTarget, Delivery
 from tests.conftest import FAKE_KEY
 from tests.fakes.astria_server import FakeAstria
 from tests.fakes.telegram_api import TOKEN, FakeTelegram, Users
 from tests.imagegen import jpeg_bytes
 from tests.worker_fixtures import free_port
-
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 STOP_BOUND_S = 30
@@ -109,6 +114,7 @@ def base_env(tmp_path: Path, **values: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_bot_sigterm_while_training_resumes_after_restart(
     fake_astria: FakeAstria, tmp_path: Path, processes: list[Process]
 ) -> None:
@@ -156,6 +162,7 @@ def test_bot_sigterm_while_training_resumes_after_restart(
     assert len(ready) == 1
 
 
+@pytest.mark.slow
 def test_worker_sigterm_while_generating_resumes_after_restart(
     tmp_path: Path, processes: list[Process]
 ) -> None:
@@ -212,3 +219,41 @@ def test_worker_sigterm_while_generating_resumes_after_restart(
     assert (health() or {})["queue"] == {"prompts": 0, "tunes": 0}
     assert second.terminate_within_bound() in (0, -signal.SIGTERM), second.output
     http.close()
+
+
+class SlowSender(ConsoleNotifier):
+    """A frontend whose closing message takes until the test releases it (a slow upload)."""
+
+    def __init__(self) -> None:
+        super().__init__(io.StringIO())
+        self.sending = asyncio.Event()
+        self.release = asyncio.Event()
+        self.sent: list[str] = []
+
+    async def send_text(self, delivery: Delivery, text: str) -> None:
+        self.sending.set()
+        await self.release.wait()
+        self.sent.append(text)
+
+
+async def test_stop_lets_a_result_being_sent_finish(
+    make_settings: Callable[..., Settings], photo_dir: Path
+) -> None:
+    notifier = SlowSender()
+    async with running_core(make_settings()) as core:
+        core.tracker.register_notifier("console", notifier)
+        await core.start_jobs()
+        user = await core.service.user("console", "ann")
+        photos = [IncomingPhoto(p.read_bytes(), p.name) for p in sorted(photo_dir.iterdir())]
+        await core.service.add_photos(user, photos)
+        await core.service.start_training(user, "man", ChatTarget("console", "console"))
+        await asyncio.wait_for(notifier.sending.wait(), 30)
+
+        stopping = asyncio.create_task(core.tracker.stop())
+        await asyncio.sleep(0.05)  # the stop is under way while the message is being sent
+        notifier.release.set()
+        await stopping
+        undelivered = await core.store.undelivered()
+
+    assert len(notifier.sent) == 1 and "is ready" in notifier.sent[0]
+    assert undelivered == []

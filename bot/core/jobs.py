@@ -10,9 +10,10 @@ hands them to the notifier of the platform that asked. All state is in the store
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +39,9 @@ from bot.logs import job_context
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_FACTOR = 16
+DELIVERY_GRACE_S = 10.0
+"""On stop, a job that is sending its result gets this long to finish: a result sent again
+after the restart is worse than a slower stop. Jobs that only poll stop at once."""
 
 
 class Notifier(Protocol):
@@ -94,6 +98,7 @@ class JobTracker:
         # Jobs recorded by this process and not yet sent: their first create needs no look-up.
         # Anything else (resumed, or retried after an unclear failure) is looked up first.
         self._fresh: set[tuple[str, int]] = set()
+        self._delivering: set[tuple[str, int]] = set()
 
     def register_notifier(self, platform: str, notifier: Notifier) -> None:
         self._notifiers[platform] = notifier
@@ -105,8 +110,15 @@ class JobTracker:
             self._spawn(delivery.job_kind, delivery.job_id)
 
     async def stop(self) -> None:
-        """Cancel the tasks; their jobs stay in the store and resume on the next start."""
+        """Cancel the tasks; their jobs stay in the store and resume on the next start.
+
+        New jobs are not started any more (they stay recorded); a job delivering its result
+        gets DELIVERY_GRACE_S to finish first. Safe to call twice."""
         self._stopping = True
+        finishing = [task for key, task in self._tasks.items() if key in self._delivering]
+        if finishing:
+            log.info("waiting for %d job(s) delivering their results", len(finishing))
+            await asyncio.wait(finishing, timeout=DELIVERY_GRACE_S)
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -227,6 +239,16 @@ class JobTracker:
                 extra=job_context(kind, job_id),
             )
 
+    @contextlib.contextmanager
+    def _delivering_phase(self, kind: str, job_id: int) -> Iterator[None]:
+        """Marks the job as sending its result, which `stop` lets finish."""
+        key = (kind, job_id)
+        self._delivering.add(key)
+        try:
+            yield
+        finally:
+            self._delivering.discard(key)
+
     def _wakeup(self, kind: str, job_id: int) -> asyncio.Event:
         return self._wakeups.setdefault((kind, job_id), asyncio.Event())
 
@@ -287,7 +309,8 @@ class JobTracker:
                     await self._pause("tune", tune_id, self._config.poll_interval_s)
         except (AuthError, NotFoundError, ValidationError) as exc:
             tune = await self._store.update_tune(tune_id, state="failed", error=exc.user_message)
-        await self._finish_tune(tune, delivery)
+        with self._delivering_phase("tune", tune_id):
+            await self._finish_tune(tune, delivery)
 
     async def _submit_tune(self, tune: TuneRecord) -> TuneRecord:
         """Create the tune on the backend, or adopt the one an interrupted run already created.
@@ -394,7 +417,8 @@ class JobTracker:
             generation = await self._store.update_generation(
                 generation_id, state="failed", error=exc.user_message
             )
-        await self._finish_generation(generation, delivery)
+        with self._delivering_phase("generation", generation_id):
+            await self._finish_generation(generation, delivery)
 
     async def _submit_generation(self, generation: GenerationRecord) -> GenerationRecord:
         """Create the prompt, or adopt the one an interrupted run created (same text and seed)."""
