@@ -225,6 +225,7 @@ async def test_result_buttons_work_after_a_restart_and_only_for_their_owner(
     async with running_bot(dc_settings) as core:
         await train(fake)
         _, result = await imagine(fake)
+        await train(fake)  # a second model, now the active one
         await core.tracker.wait_idle()
     [first] = fake_astria.prompts.values()
 
@@ -251,6 +252,7 @@ async def test_result_buttons_work_after_a_restart_and_only_for_their_owner(
         upscaled = await wait_files(fake, CHANNEL, after=more.id)
         newest = max(fake_astria.prompts.values(), key=lambda prompt: prompt["id"])
         assert newest["seed"] == first["seed"] + 2 and newest["num_images"] == 1
+        assert newest["text"] == first["text"]  # the same model, not the active one
         assert newest["super_resolution"] and newest["hires_fix"]
         assert [name for name, _ in upscaled.files] == ["1.png"]
 

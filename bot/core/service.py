@@ -206,9 +206,11 @@ class PhotoshootService:
         seed: int | None = None,
         num_images: int | None = None,
         upscale: bool = False,
+        tune_id: int | None = None,
     ) -> GenerationStarted:
         """Compose the prompt with the user's own model and queue it; `upscale` turns every
-        quality pass on (super-resolution, face inpainting, hires fix)."""
+        quality pass on (super-resolution, face inpainting, hires fix). `tune_id` is the
+        model to use when the text names none (default: the active one)."""
         tunes = await self.store.user_tunes(user.id)
         trained = {t.backend_id: t for t in tunes if t.state == "trained" and t.backend_id}
         if not trained:
@@ -218,7 +220,8 @@ class PhotoshootService:
                 "You have no model yet. In a private chat with me, send 4-20 photos of "
                 "yourself, then /train man (or woman, person, ...)."
             )
-        active = next((t for t in trained.values() if t.id == user.active_tune_id), None)
+        wanted = tune_id or user.active_tune_id
+        active = next((t for t in trained.values() if t.id == wanted), None)
         if active is None:
             active = max(trained.values(), key=lambda t: t.id)
         try:
@@ -252,9 +255,9 @@ class PhotoshootService:
         return GenerationStarted(generation, delivery, composed.notes)
 
     async def reroll(self, user: User, generation_id: int, target: ChatTarget) -> GenerationStarted:
-        """The same prompt again with a new seed."""
+        """The same prompt again, with the same model and a new seed."""
         original = await self._own_generation(user, generation_id)
-        return await self.generate(user, original.prompt_typed, target)
+        return await self.generate(user, original.prompt_typed, target, tune_id=original.tune_id)
 
     async def _own_generation(self, user: User, generation_id: int) -> GenerationRecord:
         generation = await self.store.get_generation(generation_id)
@@ -374,7 +377,9 @@ class PhotoshootService:
         """
         original = await self._own_generation(user, generation_id)
         seed = _image_seed(original, index)
-        return await self.generate(user, original.prompt_typed, target, seed=seed)
+        return await self.generate(
+            user, original.prompt_typed, target, seed=seed, tune_id=original.tune_id
+        )
 
     async def upscale(
         self, user: User, generation_id: int, index: int, target: ChatTarget
@@ -384,7 +389,13 @@ class PhotoshootService:
         original = await self._own_generation(user, generation_id)
         seed = _image_seed(original, index)
         return await self.generate(
-            user, original.prompt_typed, target, seed=seed, num_images=1, upscale=True
+            user,
+            original.prompt_typed,
+            target,
+            seed=seed,
+            num_images=1,
+            upscale=True,
+            tune_id=original.tune_id,
         )
 
     async def result_files(self, user: User, generation_id: int) -> list[Path]:
