@@ -5,9 +5,10 @@ discord.py builds every REST URL, interaction callbacks and webhook follow-ups i
 pointing both here (`base`, `gateway_url`) runs the real client code, login, IDENTIFY and
 event dispatch included. Tests build event payloads here (`guild_create`, `command`,
 `button`, `dm_message`) and `dispatch` them through the gateway connection. The fake checks
-what Discord checks and matters to the bot: interaction tokens die after 15 minutes (401), an
-interaction is acknowledged once, a user with closed DMs cannot be messaged (403, code 50007),
-and every request is recorded for assertions; `wait_for` waits until one matches.
+what Discord checks and matters to the bot: the bot token on REST calls, events only for the
+intents asked for, interaction tokens that die after 15 minutes (401), one acknowledgement per
+interaction, message limits (2000 characters, 10 files, each within the upload limit), and
+closed DMs (403, code 50007). Every request is recorded; `wait_for` waits until one matches.
 """
 
 from __future__ import annotations
@@ -373,6 +374,8 @@ class FakeDiscord:
         bot_route = not call.path.startswith(("interactions/", "webhooks/"))
         if bot_route and call.authorization != f"Bot {self.token}":
             return 401, {"code": 0, "message": "401: Unauthorized"}
+        if (refusal := self._refuse_message(call)) is not None:
+            return refusal
         for method, pattern, handler in self._routes:
             params = _match(pattern, call.path)
             if method == call.method and params is not None:
@@ -441,6 +444,18 @@ class FakeDiscord:
         ]
         self.synced_commands[params.get("guild", "global")] = commands
         return 200, commands
+
+    def _refuse_message(self, call: Call) -> tuple[int, Any] | None:
+        """Discord's message limits: 2000 characters, 10 files, each within the upload limit."""
+        body = call.json if isinstance(call.json, dict) else {}
+        contents = (body.get("content"), (body.get("data") or {}).get("content"))
+        if any(isinstance(content, str) and len(content) > 2000 for content in contents):
+            return 400, {"code": 50035, "message": "content: Must be 2000 or fewer in length."}
+        if len(call.files) > 10:
+            return 400, {"code": 50035, "message": "files: Must be 10 or fewer in length."}
+        if any(len(data) > self.attachment_size_limit for _, data in call.files):
+            return 413, {"code": 40005, "message": "Request entity too large"}
+        return None
 
     def _callback(self, call: Call, params: dict[str, str]) -> tuple[int, Any]:
         record = self._interactions.get(params["token"])
