@@ -18,7 +18,7 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from PIL import Image
 
-from bot.app import Core, running_core, serving
+from bot.app import Core, chat_frontends, running_core, serving
 from bot.chat.discord import DiscordFrontend
 from bot.chat.discord.uploads import batches, fit_all
 from bot.config import ConfigError, Settings
@@ -51,9 +51,13 @@ def dc_settings(make_settings: Callable[..., Settings]) -> Settings:
 
 @contextlib.asynccontextmanager
 async def running_bot(settings: Settings) -> AsyncIterator[Core]:
-    """The bot as `photoshoot-bot run` starts it: core, then the frontend, then the jobs."""
-    async with running_core(settings) as core, serving(core, [DiscordFrontend(core)]):
-        yield core
+    """The bot as `photoshoot-bot run` starts it: core, the frontends its settings ask for (here
+    Discord alone), then the jobs."""
+    async with running_core(settings) as core:
+        frontends = chat_frontends(core)
+        assert [type(frontend) for frontend in frontends] == [DiscordFrontend]
+        async with serving(core, frontends):
+            yield core
 
 
 def option(name: str, value: Any, kind: int = 3) -> Json:
