@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
 import sys
@@ -72,30 +71,16 @@ async def until_signalled(work: Coroutine[Any, Any, None]) -> None:
 
 def run_worker(settings: Settings, host: str, port: int) -> None:
     try:
-        from backends.local import WorkerConfig, serve
+        from backends.local import serve
     except ImportError as exc:
         raise ConfigError(
             "The worker needs its extra: pip install torch==2.13.0 -e '.[worker]' "
             f"(missing: {exc.name})."
         ) from None
-    key = settings.worker_api_key.get_secret_value() if settings.worker_api_key else None
-    from dotenv import load_dotenv
+    from bot.app import worker_config
 
-    load_dotenv(".env", override=False)  # the worker's own names (WORKER_*, SDXL_EXTRA_MODELS)
-    try:
-        config = WorkerConfig.from_env()
-    except ValueError as exc:
-        raise ConfigError(f"Bad configuration: {exc}") from None
-    serve(
-        host,
-        port,
-        dataclasses.replace(
-            config,
-            data_dir=settings.data_dir / "worker",
-            sdxl_model=settings.sdxl_model,
-            api_key=key,
-        ),
-    )
+    key = settings.worker_api_key.get_secret_value() if settings.worker_api_key else None
+    serve(host, port, worker_config(settings, api_key=key))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

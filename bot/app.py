@@ -7,12 +7,14 @@ notifiers before the tracker starts, so resumed jobs find their chat.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
+from dotenv import load_dotenv
 
 from backends.astria import AstriaClient
 from backends.base import Backend
@@ -21,6 +23,9 @@ from bot.config import ConfigError, Settings
 from bot.core.jobs import JobTracker, TrackerConfig
 from bot.core.service import PhotoshootService, ServiceConfig
 from bot.core.store import Store
+
+if TYPE_CHECKING:
+    from backends.local import WorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +43,28 @@ class Core:
         await self.tracker.start()
 
 
+def worker_config(settings: Settings, *, api_key: str | None) -> WorkerConfig:
+    """The worker's configuration: its own names (WORKER_DEVICE, SDXL_EXTRA_MODELS ...) from
+    the environment and `.env` (the environment wins), the shared ones from Settings.
+
+    Call after importing `backends.local` succeeded (it needs the worker extra)."""
+    from backends.local import WorkerConfig
+
+    load_dotenv(".env", override=False)
+    try:
+        base = WorkerConfig.from_env()
+    except ValueError as exc:
+        raise ConfigError(f"Bad configuration: {exc}") from None
+    return dataclasses.replace(
+        base, data_dir=settings.data_dir / "worker", sdxl_model=settings.sdxl_model, api_key=api_key
+    )
+
+
 @contextlib.asynccontextmanager
 async def in_process_worker(settings: Settings) -> AsyncIterator[httpx.AsyncBaseTransport]:
     """Run our GPU worker inside this process and hand back an HTTP transport to it."""
     try:
-        from backends.local import WorkerConfig, create_worker
+        from backends.local import create_worker
     except ImportError as exc:
         raise ConfigError(
             "No image backend is configured. Either set ASTRIA_API_KEY (hosted Astria), "
@@ -50,13 +72,7 @@ async def in_process_worker(settings: Settings) -> AsyncIterator[httpx.AsyncBase
             "to run it in-process: pip install torch==2.13.0 -e '.[worker]' "
             f"(missing: {exc.name})."
         ) from None
-    worker = create_worker(
-        WorkerConfig(
-            data_dir=settings.data_dir / "worker",
-            sdxl_model=settings.sdxl_model,
-            api_key=None,
-        )
-    )
+    worker = create_worker(worker_config(settings, api_key=None))
     await worker.start()
     try:
         yield httpx.ASGITransport(app=worker.app, client=("127.0.0.1", 0))

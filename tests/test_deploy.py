@@ -24,7 +24,8 @@ import yaml
 from dotenv import dotenv_values
 
 from backends.local import WorkerConfig
-from bot.config import Settings
+from bot.app import worker_config
+from bot.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -173,6 +174,23 @@ def test_env_example_as_copied_starts_the_bot_and_the_worker(tmp_path: Path) -> 
     for line in ENV_EXAMPLE.read_text().splitlines():
         assert not re.match(rf"^{NAME}=.*\s#", line), f"inline comment: {line}"
         assert not re.match(rf"^{NAME}=[\"']", line), f"quoted value: {line}"
+
+
+def test_the_worker_takes_its_own_names_from_env_and_dotenv(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("WORKER_DEVICE=cpu\nWORKER_PUBLIC_URL=http://from-file\n")
+    monkeypatch.setenv("WORKER_PUBLIC_URL", "https://gpu.example.org")
+    monkeypatch.setenv("WORKER_DEVICE", "")  # recorded, so the value .env adds is undone
+    monkeypatch.delenv("WORKER_DEVICE")
+    settings = load_settings(data_dir=tmp_path / "d", sdxl_model="tiny", astria_api_key=None)
+
+    config = worker_config(settings, api_key="k")
+
+    assert config.device == "cpu"  # from .env
+    assert config.public_url == "https://gpu.example.org"  # the environment wins
+    assert (config.data_dir, config.api_key) == (tmp_path / "d" / "worker", "k")
 
 
 # -- compose --------------------------------------------------------------------------------
