@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from bot.chat.discord.commands import SlashCommands
 from bot.chat.discord.notifier import DiscordNotifier
 from bot.chat.discord.replies import Interaction, chat_target, reply, reporting
-from bot.core.service import GenerationStarted, PhotoshootService
+from bot.core.service import GenerationStarted, PhotoshootService, UserError
 from bot.core.store import Action, ChatTarget, User
 from bot.core.texts import models_text
 
@@ -34,6 +34,10 @@ class ButtonPresses:
             "variation": ("✨ More like", self._variation),
             "upscale": ("⬆ Upscaling", self._upscale),
         }
+        self._edits: dict[str, Callable[[User, Action], Awaitable[str]]] = {
+            "model": self._use_model,
+            "delete": self._delete,
+        }
 
     async def pressed(self, interaction: Interaction, token: str) -> None:
         await reporting(interaction, self._pressed(interaction, token))
@@ -43,16 +47,20 @@ class ButtonPresses:
         action = await self._service.own_action(user, token)  # refusals are not deferred yet
         if action.kind in self._jobs:
             await self._start_job(interaction, user, action)
-        elif action.kind == "model":
-            await interaction.response.defer()
-            tune = await self._service.choose_model(user, int(action.argument or 0))
-            fresh = await self._commands.user(interaction.user)
-            tunes = await self._service.list_models(fresh)
-            text = models_text(tunes, fresh.active_tune_id)
-            await reply(interaction, f"{text}\n{tune.display_name} is now your active model.")
-        elif action.kind == "delete":
-            await interaction.response.defer()
-            await reply(interaction, await self._service.delete_everything(user))
+        elif (edit := self._edits.get(action.kind)) is not None:
+            await interaction.response.defer()  # the message with the button gets the answer
+            await reply(interaction, await edit(user, action))
+        else:  # a kind another platform made, or one this version no longer has
+            raise UserError("This button no longer works. Send the command again.")
+
+    async def _use_model(self, user: User, action: Action) -> str:
+        tune = await self._service.choose_model(user, int(action.argument or 0))
+        tunes = await self._service.list_models(user)
+        text = models_text(tunes, tune.id)
+        return f"{text}\n{tune.display_name} is now your active model."
+
+    async def _delete(self, user: User, action: Action) -> str:
+        return await self._service.delete_everything(user)
 
     async def _start_job(self, interaction: Interaction, user: User, action: Action) -> None:
         response = await interaction.response.defer(thinking=True)
