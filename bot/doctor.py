@@ -90,7 +90,7 @@ async def backend(settings: Settings, http: httpx.AsyncClient) -> Check:
         return await _list_tunes("Astria API", settings.astria_api_url, key, "ASTRIA_API_KEY", http)
     if settings.local_worker_url:
         return await remote_worker(settings, http)
-    return in_process_worker(settings)
+    return await asyncio.to_thread(in_process_worker, settings)  # imports torch: seconds
 
 
 async def remote_worker(settings: Settings, http: httpx.AsyncClient) -> Check:
@@ -136,13 +136,37 @@ def in_process_worker(settings: Settings) -> Check:
             "ASTRIA_API_KEY for hosted Astria, LOCAL_WORKER_URL for a worker elsewhere, or "
             "install it: pip install torch==2.13.0 -e '.[worker]'",
         )
+    from bot.app import worker_config
+
+    try:
+        device = worker_config(settings, api_key=None).device or ""
+    except ConfigError as exc:
+        return Check(name, problem=str(exc))
+    gpu = _cuda_summary()
+    if device.startswith("cuda") and gpu is None:
+        return Check(
+            name,
+            problem=f"WORKER_DEVICE={device} but PyTorch sees no CUDA GPU: check the NVIDIA "
+            "driver (nvidia-smi) and that torch is a CUDA build",
+        )
+    where = gpu or "no CUDA GPU, so it runs on the CPU (fine for SDXL_MODEL=tiny only)"
     model = settings.sdxl_model
     if model == "tiny":
-        return Check(name, "SDXL_MODEL=tiny: a random test model, its images are noise")
+        return Check(name, f"SDXL_MODEL=tiny, a random test model (noise images); {where}")
     looks_local = model.startswith(("/", ".", "~")) or model.endswith(".safetensors")
     if looks_local and not Path(model).expanduser().exists():
         return Check(name, problem=f"SDXL_MODEL {model} does not exist on this machine")
-    return Check(name, f"SDXL_MODEL={model}")
+    return Check(name, f"SDXL_MODEL={model}; {where}")
+
+
+def _cuda_summary() -> str | None:
+    """The GPU PyTorch would use, or None without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    free, total = torch.cuda.mem_get_info()
+    return f"CUDA: {torch.cuda.get_device_name()}, {_size(free)} of {_size(total)} free"
 
 
 async def _list_tunes(

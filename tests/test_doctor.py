@@ -119,6 +119,21 @@ async def test_our_worker_is_probed_and_its_key_checked(
         assert "the key is wrong" in text and "WORKER_API_KEY" in text
 
 
+async def test_an_in_process_worker_needs_the_gpu_it_is_told_to_use(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    settings = make_settings(backend="local", astria_api_key=None)
+    status, text = printed(await run_checks(settings))
+    assert status == 0 and "no CUDA GPU, so it runs on the CPU" in text
+
+    monkeypatch.setenv("WORKER_DEVICE", "cuda")
+    status, text = printed(await run_checks(settings))
+    assert status == 1 and "WORKER_DEVICE=cuda but PyTorch sees no CUDA GPU" in text
+
+
 def test_the_command_exits_non_zero_only_when_something_is_wrong(
     fake_astria: FakeAstria, tmp_path: Path
 ) -> None:
