@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +17,7 @@ from bot.config import Settings
 from tests.worker_fixtures import free_port, run_uvicorn
 
 KEY = "worker-secret-key-0123456789"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 async def test_worker_healthz_needs_no_key_and_shows_no_secret(tmp_path: Path) -> None:
@@ -48,3 +53,26 @@ async def test_bot_callback_server_answers_healthz(
     async with running_core(settings), httpx.AsyncClient() as http:
         response = await http.get(f"http://127.0.0.1:{port}/healthz")
     assert response.status_code == 200 and response.json()["ok"] is True
+
+
+async def docker_healthcheck(dockerfile: str, **env: str) -> int:
+    """Run a Dockerfile's HEALTHCHECK command (exec form) here, as Docker runs it."""
+    text = (ROOT / "deploy" / dockerfile).read_text()
+    [command] = re.findall(r"^HEALTHCHECK .*? CMD (\[.*\])$", text, re.MULTILINE)
+    argv = json.loads(command)
+    process = await asyncio.create_subprocess_exec(
+        *argv, env={"PATH": os.environ["PATH"], **env}, stderr=asyncio.subprocess.DEVNULL
+    )
+    return await process.wait()
+
+
+async def test_the_bot_image_healthcheck_probes_the_callback_server(
+    make_settings: Callable[..., Settings],
+) -> None:
+    port = str(free_port())
+    public = {"PUBLIC_URL": "https://bot.example.org", "CALLBACK_PORT": port}
+    assert await docker_healthcheck("Dockerfile.bot") == 0  # no server to probe: healthy
+    assert await docker_healthcheck("Dockerfile.bot", **public) != 0  # should run, does not
+    settings = make_settings(public_url=public["PUBLIC_URL"], callback_port=int(port))
+    async with running_core(settings):
+        assert await docker_healthcheck("Dockerfile.bot", **public) == 0
