@@ -389,13 +389,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         bench = Bench(args, Path(tmp))
         res.update(bench.res)
         bench.res = res
+        save(res)
         for row in [r.strip() for r in args.rows.split(",") if r.strip()]:
             getattr(bench, f"row_{row}")()
+            save(res)  # after every row: a run cut off at its time limit still reports
     print("\n" + json.dumps(res, indent=1, default=str))
+    return res
+
+
+def save(res: dict[str, Any]) -> None:
     out = os.environ.get("OUT")
     if out:
         Path(out, "gpu.json").write_text(json.dumps(res, indent=1, default=str))
-    return res
 
 
 if __name__ == "__main__":
