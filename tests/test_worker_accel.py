@@ -26,7 +26,7 @@ from tests.worker_fixtures import write_random_tune
 torch = pytest.importorskip("torch")
 
 from backends.local.generate import Engine, GenerationError, PromptJob  # noqa: E402
-from backends.local.lora_slot import LoraSlot  # noqa: E402
+from backends.local.lora_slot import LoraSlot, SlotMisfit  # noqa: E402
 from backends.local.models import ModelCache, build_tiny_pipeline  # noqa: E402
 from backends.local.params import parse_prompt  # noqa: E402
 
@@ -100,6 +100,24 @@ def test_fixed_slot_pads_smaller_ranks_and_refuses_larger_ones(tmp_path: Path) -
     with pytest.raises(GenerationError, match="rank 4 is above"):
         image(small, job(tmp_path / "t"))
     assert small.models.get(1).slot.loaded is None  # cleared: the next prompt is clean
+
+
+def test_slot_clears_what_it_loaded_and_names_what_does_not_fit() -> None:
+    unet = build_tiny_pipeline().unet
+    lora = {k: v.float() for k, v in _moderate_lora(unet, seed=1).items()}
+    slot = LoraSlot(unet, 4, torch.float32)
+    slot.load(lora, 1.0)  # no key: the slot must still know it is not empty
+    assert any(b.abs().sum() > 0 for _, b in slot._weights)
+    slot.clear()
+    assert all(a.abs().sum() == 0 and b.abs().sum() == 0 for a, b in slot._weights)
+    with pytest.raises(SlotMisfit, match="a layer the slot lacks"):
+        slot.load(
+            {
+                "unet.mid_block.resnets.0.conv1.lora_A.weight": torch.zeros(4, 8),
+                "unet.mid_block.resnets.0.conv1.lora_B.weight": torch.zeros(8, 4),
+            },
+            1.0,
+        )
 
 
 def _unet_inputs(dtype: Any) -> tuple[Any, ...]:

@@ -8,8 +8,10 @@ Why each one (numbers come from `bench/gpu.py` on a GPU; none were measured in t
 - fused QKV: one matmul instead of three per self-attention (two for cross-attention). The
   tune's LoRA is rewritten onto the fused projections by `lora_slot`, so fusing never drops it;
   without the hot-swap slot there is no such rewrite, so fusing is skipped.
-- bf16 VAE decode: the SDXL VAE overflows in fp16, not in bf16, so the fp32 upcast that
-  diffusers does by default (`force_upcast`) buys nothing on a bf16 GPU.
+- bf16 VAE: the SDXL VAE overflows in fp16, not in bf16. SDXL's VAE config says
+  `force_upcast`, and diffusers' img2img (hires fix, face redraw) then casts the VAE to fp32
+  and back around every encode; on a bf16 GPU that buys nothing, so the flag is cleared
+  (txt2img already decodes a bf16 VAE in bf16).
 - batched CFG: diffusers already runs the conditional and unconditional halves as one batch.
 - LoRA hot-swap (`lora_slot`): one adapter slot at a max rank stays in the UNet; a tune switch
   copies weights into it (milliseconds, no recompilation, no CUDA-graph re-capture).

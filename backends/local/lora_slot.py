@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 SLOT = "slot"
+_UNKNOWN = object()
+"""`loaded` while the slot holds weights that no key names (a load without a key)."""
 PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
 PREFIX = "unet."
 
@@ -84,7 +86,7 @@ class LoraSlot:
             layer.lora_A[SLOT].to(dtype)
             layer.lora_B[SLOT].to(dtype)
             self._weights.append((layer.lora_A[SLOT].weight, layer.lora_B[SLOT].weight))
-        self.loaded: Hashable | None = "dirty"
+        self.loaded: Hashable | None = _UNKNOWN
         self.clear()
 
     def clear(self) -> None:
@@ -116,9 +118,9 @@ class LoraSlot:
                     f"the tune's LoRA rank {a.shape[0]} is above the slot's {self.rank}"
                     " (WORKER_LORA_MAX_RANK)"
                 )
-        self.loaded = "dirty"
+        self.loaded = _UNKNOWN
         self._write(pairs, scale)
-        self.loaded = key
+        self.loaded = _UNKNOWN if key is None else key
 
     def _write(self, pairs: dict[str, tuple[Any, Any]], scale: float) -> None:
         import torch
