@@ -209,7 +209,7 @@ class Engine:
             yield
         finally:
             if ADAPTER in _adapters(pipe):
-                pipe.delete_adapters([ADAPTER])
+                pipe.unload_lora_weights()  # takes the LoRA layers out too: a clean UNet
             for encoder, tokenizer in _encoders(pipe):
                 pipe.unload_textual_inversion(
                     tokens=tokens, text_encoder=encoder, tokenizer=tokenizer
