@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
+from telegram import CallbackQuery, Message, Update
 from telegram.constants import ChatType
 from telegram.ext import (
     Application,
@@ -111,23 +111,20 @@ class TelegramHandlers:
 
     async def help(self, update: Update, context: Context) -> None:
         message = _message(update)
-        if message.chat.type != ChatType.PRIVATE:
-            await message.reply_text(
-                "/imagine <prompt> makes pictures of you here once your model is trained. "
-                "Training happens in a private chat with me:",
-                reply_markup=self._dm_button(context, "start"),
-            )
-            return
-        await message.reply_text(help_text(PHOTO_HINT))
+        group_text = (
+            "/imagine <prompt> makes pictures of you here once your model is trained. "
+            "Training happens in a private chat with me:"
+        )
+        if await self._private_only(message, context, group_text, "start"):
+            await message.reply_text(help_text(PHOTO_HINT))
 
     async def train(self, update: Update, context: Context) -> None:
         message = _message(update)
-        if message.chat.type != ChatType.PRIVATE:
-            await message.reply_text(
-                "Training happens in a private chat with me, so your photos stay yours. "
-                "Tap below, send your photos there, then /train.",
-                reply_markup=self._dm_button(context, "train"),
-            )
+        group_text = (
+            "Training happens in a private chat with me, so your photos stay yours. "
+            "Tap below, send your photos there, then /train."
+        )
+        if not await self._private_only(message, context, group_text, "train"):
             return
         user = await self._user(update)
         await self._intake.flush(message.chat_id)  # an album sent just before counts
@@ -289,10 +286,18 @@ class TelegramHandlers:
         except Exception as exc:  # the chat may be gone; nothing more to do
             log.warning("could not report an error to the user: %s", type(exc).__name__)
 
-    def _dm_button(self, context: Context, payload: str) -> InlineKeyboardMarkup:
-        """A deep link into the private chat (a bot can't write first to anyone)."""
+    async def _private_only(
+        self, message: Message, context: Context, group_text: str, payload: str
+    ) -> bool:
+        """True in a private chat; in a group, answer with a deep link into the DM instead
+        (a bot can't write first to anyone)."""
+        if message.chat.type == ChatType.PRIVATE:
+            return True
         url = f"https://t.me/{context.bot.username}?start={payload}"
-        return link_keyboard("Open a private chat with me", url)
+        await message.reply_text(
+            group_text, reply_markup=link_keyboard("Open a private chat with me", url)
+        )
+        return False
 
 
 def _message(update: Update) -> Message:
