@@ -26,7 +26,7 @@ from backends.base import (
     TuneRequest,
     ValidationError,
 )
-from backends.local import Worker, WorkerConfig
+from backends.local import Worker, WorkerConfig, train
 from backends.local.store import QUEUED
 from tests.worker_fixtures import (
     API_KEY,
@@ -60,7 +60,7 @@ def raw_client(
     return httpx.AsyncClient(transport=transport, base_url="http://worker", headers=headers)
 
 
-def png_bytes(size: int = 64) -> bytes:
+def png_bytes(size: int = 1024) -> bytes:  # POST /tunes refuses photos under 1024 px
     buf = io.BytesIO()
     Image.new("RGB", (size, size), (200, 120, 40)).save(buf, format="PNG")
     return buf.getvalue()
@@ -224,9 +224,14 @@ async def test_json_suffix_json_body_and_astria_shapes(worker: Worker) -> None:
         assert (await http.get(f"/prompts/{body['id']}")).status_code == 404
 
 
+def _no_trainer(job: train.TrainJob, ctx: train.TrainContext) -> None:
+    """A worker build without training (test_worker_train.py covers the real trainer)."""
+    raise train.TrainerUnavailable("Training is not available on this worker")
+
+
 async def test_tune_is_stored_and_fails_honestly_without_a_trainer(tmp_path: Path) -> None:
     sink = CallbackSink()
-    worker = Worker(worker_config(tmp_path / "w"))
+    worker = Worker(worker_config(tmp_path / "w"), trainer=_no_trainer)
     await worker.start()
     try:
         async with run_uvicorn(sink.app) as sink_url, client_for(worker) as client:

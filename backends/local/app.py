@@ -39,6 +39,7 @@ from backends.local.health import health
 from backends.local.models import native_size
 from backends.local.serialize import prompt_json, tune_json
 from backends.local.store import DONE, now_iso
+from backends.local.training_data import MIN_PHOTO_SIDE, too_small_message
 
 if TYPE_CHECKING:
     from backends.local import Worker
@@ -323,9 +324,11 @@ class _Api:
         return row
 
     def _tune(self, row: dict[str, Any], request: Request) -> dict[str, Any]:
-        return tune_json(
-            row, self._base(request), self.worker.runner.progress.get(("tune", row["id"]))
-        )
+        key = ("tune", row["id"])
+        data = tune_json(row, self._base(request), self.worker.runner.progress.get(key))
+        if data["status"] == "processing":  # Astria's `eta`: when the training should be done
+            data["eta"] = self.worker.runner.eta.get(key)
+        return data
 
     async def _prompt(self, row: dict[str, Any], request: Request) -> dict[str, Any]:
         runner = self.worker.runner
@@ -420,9 +423,12 @@ async def _read_image(upload: UploadFile) -> tuple[bytes, str]:
     try:
         with Image.open(io.BytesIO(content)) as image:
             kind = (image.format or "").lower()
+            size = image.size
             image.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise validate.RequestError(f"{upload.filename}: not a readable image") from None
+    if min(size) < MIN_PHOTO_SIDE:  # SDXL trains at 1024: an upscaled photo teaches blur
+        raise validate.RequestError(too_small_message(upload.filename or "a photo", *size))
     return content, {"jpeg": "jpg"}.get(kind, kind or "img")
 
 

@@ -21,7 +21,9 @@ import contextlib
 import logging
 import secrets
 import shutil
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,9 @@ class JobRunner:
         self._http: httpx.AsyncClient | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.progress: dict[tuple[str, int], float] = {}
+        self.eta: dict[tuple[str, int], str] = {}
+        """A running training's expected end (ISO time), extrapolated from its steps so far."""
+        self._clock: dict[tuple[str, int], tuple[float, float]] = {}
         self.running: tuple[str, int] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -276,10 +281,23 @@ class JobRunner:
         finally:
             self.running = None
             self.progress.pop(key, None)
+            self.eta.pop(key, None)
+            self._clock.pop(key, None)
+
+    def _note_progress(self, key: tuple[str, int], fraction: float) -> None:
+        """Progress, and an ETA from the rate since the trainer's first report (so model load
+        and latent caching do not skew it; prompts served in between do count, as they delay)."""
+        self.progress[key] = fraction
+        now = time.monotonic()
+        start, first = self._clock.setdefault(key, (now, fraction))
+        if fraction > first:
+            left = (now - start) / (fraction - first) * (1.0 - fraction)
+            end = datetime.now(UTC) + timedelta(seconds=left)
+            self.eta[key] = end.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def _between_steps(self, key: tuple[str, int], fraction: float) -> None:
         """Called by the trainer (in its thread) after each step: run queued prompts first."""
-        self.progress[key] = fraction
+        self._note_progress(key, fraction)
         if self._stopping:
             raise train.TrainingAborted("the worker is stopping")
         assert self._loop is not None

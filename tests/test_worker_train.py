@@ -1,0 +1,250 @@
+"""Training on the worker: over HTTP with the bot's client, that it learns, that it reloads.
+
+Everything real: the worker under uvicorn, its store and queue, the tiny SDXL, PEFT, the Haar
+detector. The tiny model is random, so "it learns" is measured where a random model can show it
+(see `test_training_moves_images_toward_the_photos`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from backends.astria import AstriaClient
+from backends.base import (
+    SDXL_BASE_TUNE_ID,
+    PromptRequest,
+    TrainingImage,
+    TuneRequest,
+    ValidationError,
+)
+from backends.local import Worker
+from backends.local.accel import Accel
+from backends.local.artefacts import load_artefacts
+from backends.local.generate import Engine
+from backends.local.models import ModelCache, load_model
+from backends.local.store import QUEUED
+from backends.local.train import (
+    KOHYA_FILE,
+    TrainedTune,
+    TrainingDefaults,
+    TrainJob,
+    run_training,
+    save_tune,
+)
+from backends.local.training_data import encode_latents
+from tests.imagegen import jpeg_bytes
+from tests.worker_fixtures import API_KEY, free_port, run_uvicorn, worker_config
+
+torch = pytest.importorskip("torch")
+from diffusers import EulerDiscreteScheduler  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+COLOUR = (220, 40, 40)
+LEARN_SIZE = 16
+"""The learning run trains and samples at 16 px (8x8 latents): a CPU step of the tiny UNet then
+costs tenths of a second, and what is measured (latents) does not need more pixels."""
+LEARN_STEPS = 50
+SEEDS = (0, 1, 2)
+
+
+# -- over HTTP ------------------------------------------------------------------------------
+
+
+def photo(i: int, size: int = 1024) -> TrainingImage:
+    return TrainingImage(f"me{i}.jpg", jpeg_bytes(size, size, seed=i), "image/jpeg")
+
+
+async def wait_for_tune(client: AstriaClient, tune_id: int, done: object, seconds: float) -> dict:
+    """Poll GET /tunes/:id until `done(raw json)` holds; a hang fails the test."""
+    async with asyncio.timeout(seconds):
+        while True:
+            raw = (await client.get_tune(tune_id)).raw
+            if raw["status"] == "failed":
+                pytest.fail(f"training failed: {raw['error']}")
+            if done(raw):  # type: ignore[operator]
+                return raw
+            await asyncio.sleep(0.05)
+
+
+async def test_small_photo_is_refused_at_acceptance(tmp_path: Path) -> None:
+    worker = Worker(worker_config(tmp_path / "worker", api_key=API_KEY))
+    async with run_uvicorn(worker.app) as url, AstriaClient(API_KEY, url) as client:
+        images = [photo(0), photo(1, size=800)]
+        with pytest.raises(ValidationError, match=r"me1\.jpg is 800x800 px.*at least 1024"):
+            await client.create_tune(TuneRequest(title="small", name="man", images=images))
+        assert await client.list_tunes() == []
+
+
+@pytest.mark.slow
+async def test_tune_trains_over_http_survives_a_restart_and_prompts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /tunes -> progress and eta while it runs -> the worker stops mid-training (the tune
+    goes back to the queue) -> a new worker trains it from the start -> `<lora:ID:0.8> ohwx man`
+    makes images."""
+    monkeypatch.setenv("WORKER_TRAIN_RESOLUTION", str(LEARN_SIZE))  # per-worker knob: fast CPU
+    monkeypatch.setenv("WORKER_TRAIN_RANK", "4")
+    data, port = tmp_path / "worker", free_port()
+    request = TuneRequest(
+        title="me", name="man", images=[photo(i) for i in range(4)], steps=12, face_crop=True
+    )
+    first = Worker(worker_config(data, api_key=API_KEY))
+    async with run_uvicorn(first.app, port) as url, AstriaClient(API_KEY, url) as client:
+        tune = await client.create_tune(request)
+        assert tune.token == "ohwx" and tune.raw["steps"] == 12
+        running = await wait_for_tune(
+            client, tune.id, lambda t: t["progress"] > 0 and t["eta"], seconds=120
+        )
+        assert running["status"] == "processing" and running["progress"] < 1
+        assert running["eta"] > running["started_training_at"]
+    await first.store.open()  # uvicorn is down: the interrupted training went back to the queue
+    row = await first.store.get_tune(tune.id)
+    await first.store.close()
+    assert row is not None and row["state"] == QUEUED and row["trained_at"] is None
+
+    second = Worker(worker_config(data, api_key=API_KEY))
+    async with run_uvicorn(second.app, port) as url, AstriaClient(API_KEY, url) as client:
+        done = await wait_for_tune(client, tune.id, lambda t: t["trained_at"], seconds=180)
+        assert done["progress"] == 1.0 and done["eta"] is None and done["error"] is None
+        folder = second.config.tunes_dir / str(tune.id)
+        assert {p.name for p in folder.iterdir()} >= {
+            "lora.safetensors",
+            "embeddings.safetensors",
+            "manifest.json",
+            "lora_kohya.safetensors",
+        }
+        prompt = await client.create_prompt(
+            SDXL_BASE_TUNE_ID,
+            PromptRequest(
+                text=f"<lora:{tune.id}:0.8> ohwx man",
+                num_images=1,
+                w=64,
+                h=64,
+                steps=3,
+                seed=1,
+                super_resolution=False,
+                inpaint_faces=False,
+            ),
+        )
+        async with asyncio.timeout(90):
+            while not (prompt.done or prompt.failed):
+                await asyncio.sleep(0.1)
+                prompt = await client.get_prompt(prompt.id)
+        assert not prompt.failed, prompt.user_error
+        [url_] = prompt.images
+        image = Image.open(io.BytesIO(await client.download(url_)))
+        assert image.size == (64, 64)
+
+
+# -- in process: it learns, and what it saves reloads ----------------------------------------
+
+
+@dataclass
+class ColourTune:
+    """A tune trained on photos of one flat colour, kept in memory and saved to `folder`."""
+
+    trained: TrainedTune
+    folder: Path
+    target: torch.Tensor
+    """The latent of a photo of that colour: what the UNet is taught to produce."""
+    reports: list[float]
+
+
+@pytest.fixture(scope="module")
+def colour_tune(tmp_path_factory: pytest.TempPathFactory) -> ColourTune:
+    root = tmp_path_factory.mktemp("colour")
+    paths = []
+    for i in range(4):
+        paths.append(root / f"red{i}.png")
+        Image.new("RGB", (1024, 1024), COLOUR).save(paths[-1])
+    job = TrainJob(
+        tune_id=1,
+        token="ohwx",
+        class_word="man",
+        base_tune_id=SDXL_BASE_TUNE_ID,
+        base_model="tiny",
+        images=paths,
+        steps=None,
+        face_crop=None,
+        out_dir=root / "tune",
+        device="cpu",
+    )
+    # The tiny model is random: its attention LoRA can only nudge a random UNet, so the run
+    # uses a high learning rate (a real SDXL learns at 1e-4 over 1000 steps at 1024).
+    settings = TrainingDefaults(
+        steps=LEARN_STEPS, rank=8, unet_lr=3e-2, embedding_lr=3e-2, resolution=LEARN_SIZE
+    )
+    model = load_model("tiny", "cpu", Accel.off())
+    reports: list[float] = []
+    trained = run_training(model, job, settings, reports.append)
+    save_tune(trained, job.out_dir)
+    flat = Image.new("RGB", (LEARN_SIZE, LEARN_SIZE), COLOUR)
+    target = encode_latents(model.pipe.vae, [flat], "cpu").latents[0]
+    return ColourTune(trained, job.out_dir, target, reports)
+
+
+def sample(pipe: object, seed: int, output_type: str = "latent") -> torch.Tensor:
+    """`ohwx man` with a deterministic sampler and no CFG, so only the model differs."""
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)  # type: ignore[attr-defined]
+    with torch.no_grad():
+        out = pipe(  # type: ignore[operator]
+            prompt="ohwx man",
+            width=LEARN_SIZE,
+            height=LEARN_SIZE,
+            num_inference_steps=10,
+            guidance_scale=1.0,
+            output_type=output_type,
+            generator=torch.Generator().manual_seed(seed),
+        )
+    return torch.as_tensor(np.asarray(out.images[0]))
+
+
+@pytest.mark.slow
+def test_training_moves_images_toward_the_photos(colour_tune: ColourTune) -> None:
+    """Images for `ohwx man` end closer to the photos than the same seed without the tune.
+
+    Measured on the latents the UNet produces: the tiny model's random VAE decoder draws every
+    flat colour as the same grey texture (red, green, blue, black and white all decode to a mean
+    of about (138, 128, 115)), so pixels cannot show a colour; the latent the VAE gives a photo of
+    that colour is what the model was taught to produce.
+    """
+    base = load_model("tiny", "cpu", Accel.off())
+    target = colour_tune.target
+    before = [float((sample(base.pipe, s) - target).abs().mean()) for s in SEEDS]
+    after = [float((sample(colour_tune.trained.pipe, s) - target).abs().mean()) for s in SEEDS]
+    print(f"latent distance to the photos: before {before}, after {after}")
+    assert all(a < b for a, b in zip(after, before, strict=True))
+    assert sum(after) < 0.98 * sum(before)
+    reports = colour_tune.reports
+    assert reports == sorted(reports) and reports[-1] == 1.0 and len(reports) == LEARN_STEPS + 1
+
+
+@pytest.mark.slow
+def test_saved_tune_reloads_into_a_fresh_pipeline_with_the_same_image(
+    colour_tune: ColourTune,
+) -> None:
+    tune = load_artefacts(colour_tune.folder)
+    assert (tune.manifest.token, tune.manifest.rank, tune.manifest.n_tokens) == ("ohwx", 8, 2)
+    assert tune.embeddings["clip_l"].shape == (2, 32) and tune.embeddings["clip_g"].shape == (2, 32)
+    kohya = load_file(colour_tune.folder / KOHYA_FILE)
+    downs = [k for k in kohya if k.endswith(".lora_down.weight")]
+    assert downs and all(k.startswith("lora_unet_") for k in kohya)
+    assert len(kohya) == 3 * len(downs) and len(downs) * 2 == len(tune.lora)
+    expected = sample(colour_tune.trained.pipe, 5)
+
+    fresh = load_model("tiny", "cpu")  # the worker's own levers (its LoRA slot included)
+    engine = Engine(ModelCache({SDXL_BASE_TUNE_ID: "tiny"}, "cpu"))
+    with engine.tune_applied(fresh, tune, 1.0, ("colour", 1)):
+        again = sample(fresh.pipe, 5)
+        image = sample(fresh.pipe, 5, "np")
+    without = sample(fresh.pipe, 5)
+    assert float((again - expected).abs().max()) < 1e-4
+    assert float((without - expected).abs().mean()) > 0.05  # the tune was applied, then removed
+    assert image.shape == (LEARN_SIZE, LEARN_SIZE, 3)
