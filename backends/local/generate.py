@@ -220,11 +220,14 @@ class Engine:
         self, model: LoadedModel, tune: TuneArtefacts | None, strength: float, key: Hashable
     ) -> Iterator[None]:
         """The hot-swap path: the LoRA stays in the slot after the prompt (the next prompt of
-        the same tune and strength copies nothing); a prompt without a tune clears it."""
+        the same tune and strength copies nothing), and so do the tune's tokens (the next tune
+        with the same token overwrites their embedding rows instead of resizing both
+        encoders' vocabularies twice); a prompt without a tune clears both."""
         slot = model.slot
         assert slot is not None
         if tune is None:
             slot.clear()
+            self._unbind_tokens(model)
             yield
             return
         scale = strength * tune.manifest.lora_alpha / tune.manifest.rank
@@ -236,10 +239,29 @@ class Engine:
         except BaseException:
             slot.clear()
             raise
-        tokens = self._load_embeddings(model, tune)
         try:
-            yield
-        finally:
+            self._bind_tokens(model, tune)
+        except BaseException:
+            self._unbind_tokens(model)
+            raise
+        yield
+
+    def _bind_tokens(self, model: LoadedModel, tune: TuneArtefacts) -> None:
+        if model.bound_tokens != _token_names(tune):
+            self._unbind_tokens(model)
+            model.bound_tokens = self._load_embeddings(model, tune)
+            return
+        for key, (encoder, tokenizer) in zip(
+            ("clip_l", "clip_g"), _encoders(model.pipe), strict=True
+        ):
+            emb = _checked_embedding(tune, key, encoder)
+            ids = tokenizer.convert_tokens_to_ids(model.bound_tokens)
+            weight = encoder.get_input_embeddings().weight
+            weight.data[ids] = emb.to(device=weight.device, dtype=weight.dtype)
+
+    def _unbind_tokens(self, model: LoadedModel) -> None:
+        tokens, model.bound_tokens = model.bound_tokens, []
+        if tokens:
             for encoder, tokenizer in _encoders(model.pipe):
                 model.pipe.unload_textual_inversion(
                     tokens=tokens, text_encoder=encoder, tokenizer=tokenizer
@@ -326,20 +348,13 @@ class Engine:
         """Bind `token`, `token_1`, ... to the embedding rows in both encoders."""
         pipe = model.pipe
         token = tune.manifest.token
-        n = tune.manifest.n_tokens
-        tokens = [token] + [f"{token}_{i}" for i in range(1, n)]
+        tokens = _token_names(tune)
         loaded: list[tuple[Any, Any]] = []
         try:
             for key, (encoder, tokenizer) in zip(
                 ("clip_l", "clip_g"), _encoders(pipe), strict=True
             ):
-                emb = tune.embeddings[key]
-                dim = encoder.get_input_embeddings().weight.shape[1]
-                if emb.shape[1] != dim:
-                    raise GenerationError(
-                        f"the tune's {key} embedding has width {emb.shape[1]}, this base model"
-                        f" {dim}: it was trained for another model"
-                    )
+                emb = _checked_embedding(tune, key, encoder)
                 pipe.load_textual_inversion(
                     emb.to(model.dtype), token=token, text_encoder=encoder, tokenizer=tokenizer
                 )
@@ -393,6 +408,23 @@ class _Plan:
 
 def _encoders(pipe: Any) -> list[tuple[Any, Any]]:
     return [(pipe.text_encoder, pipe.tokenizer), (pipe.text_encoder_2, pipe.tokenizer_2)]
+
+
+def _token_names(tune: TuneArtefacts) -> list[str]:
+    """What `load_textual_inversion` binds for n rows: `ohwx`, `ohwx_1`, ..."""
+    token = tune.manifest.token
+    return [token] + [f"{token}_{i}" for i in range(1, tune.manifest.n_tokens)]
+
+
+def _checked_embedding(tune: TuneArtefacts, key: str, encoder: Any) -> Any:
+    emb = tune.embeddings[key]
+    dim = encoder.get_input_embeddings().weight.shape[1]
+    if emb.shape[1] != dim:
+        raise GenerationError(
+            f"the tune's {key} embedding has width {emb.shape[1]}, this base model"
+            f" {dim}: it was trained for another model"
+        )
+    return emb
 
 
 def _adapters(pipe: Any) -> set[str]:

@@ -59,6 +59,8 @@ class LoadedModel:
     """The levers as resolved for this device (what is really on)."""
     slot: LoraSlot | None = None
     """The LoRA hot-swap slot, when `accel.lora_hotswap` is on."""
+    bound_tokens: list[str] = field(default_factory=list)
+    """Tune tokens left bound in the text encoders by the hot-swap path (`generate`)."""
 
     @property
     def is_noise(self) -> bool:
