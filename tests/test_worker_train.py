@@ -32,15 +32,18 @@ from backends.local.models import ModelCache, load_model
 from backends.local.store import QUEUED
 from backends.local.train import (
     KOHYA_FILE,
+    TrainContext,
     TrainedTune,
     TrainingDefaults,
+    TrainingFailed,
     TrainJob,
     run_training,
     save_tune,
+    train_tune,
 )
-from backends.local.training_data import encode_latents
+from backends.local.training_data import crops, encode_latents, load_photo, prepare, regions
 from tests.imagegen import jpeg_bytes
-from tests.worker_fixtures import API_KEY, free_port, run_uvicorn, worker_config
+from tests.worker_fixtures import API_KEY, face_image, free_port, run_uvicorn, worker_config
 
 torch = pytest.importorskip("torch")
 from diffusers import EulerDiscreteScheduler  # noqa: E402
@@ -183,7 +186,8 @@ def colour_tune(tmp_path_factory: pytest.TempPathFactory) -> ColourTune:
     )
     model = load_model("tiny", "cpu", Accel.off())
     reports: list[float] = []
-    trained = run_training(model, job, settings, reports.append)
+    crops = prepare(paths, LEARN_SIZE, None)
+    trained = run_training(model, job, settings, crops, reports.append)
     save_tune(trained, job.out_dir)
     flat = Image.new("RGB", (LEARN_SIZE, LEARN_SIZE), COLOUR)
     target = encode_latents(model.pipe.vae, [flat], "cpu").latents[0]
@@ -192,7 +196,8 @@ def colour_tune(tmp_path_factory: pytest.TempPathFactory) -> ColourTune:
 
 def sample(pipe: object, seed: int, output_type: str = "latent") -> torch.Tensor:
     """`ohwx man` with a deterministic sampler and no CFG, so only the model differs."""
-    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)  # type: ignore[attr-defined]
+    scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)  # type: ignore[attr-defined]
+    pipe.scheduler = scheduler  # type: ignore[attr-defined]
     with torch.no_grad():
         out = pipe(  # type: ignore[operator]
             prompt="ohwx man",
@@ -244,7 +249,60 @@ def test_saved_tune_reloads_into_a_fresh_pipeline_with_the_same_image(
     with engine.tune_applied(fresh, tune, 1.0, ("colour", 1)):
         again = sample(fresh.pipe, 5)
         image = sample(fresh.pipe, 5, "np")
-    without = sample(fresh.pipe, 5)
+    with engine.tune_applied(fresh, None, 1.0, None):  # a prompt without a tune, as the worker
+        without = sample(fresh.pipe, 5)
     assert float((again - expected).abs().max()) < 1e-4
-    assert float((without - expected).abs().mean()) > 0.05  # the tune was applied, then removed
+    # the kohya export is the same LoRA: diffusers' kohya loader + the embeddings give the image
+    plain = load_model("tiny", "cpu", Accel.off())
+    plain.pipe.load_lora_weights(str(colour_tune.folder / KOHYA_FILE))
+    for key, encoder, tokenizer in (
+        ("clip_l", plain.pipe.text_encoder, plain.pipe.tokenizer),
+        ("clip_g", plain.pipe.text_encoder_2, plain.pipe.tokenizer_2),
+    ):
+        plain.pipe.load_textual_inversion(
+            tune.embeddings[key], token="ohwx", text_encoder=encoder, tokenizer=tokenizer
+        )
+    assert float((sample(plain.pipe, 5) - expected).abs().max()) < 1e-4
+    assert float((without - expected).abs().mean()) > 0.05  # the tune was really applied
     assert image.shape == (LEARN_SIZE, LEARN_SIZE, 3)
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def test_crops_centre_on_the_face_and_add_a_close_up_when_asked() -> None:
+    image = Image.new("RGB", (1600, 1024), (90, 110, 140))
+    image.paste(face_image(300), (100, 350))
+    [face_centred] = regions(image, 128, None)
+    assert face_centred == (0, 0, 1024, 1024)  # the face is left of the middle: shifted there
+    assert regions(image, 128, False) == [(288, 0, 1312, 1024)]  # face_crop off: the centre
+    main, close_up = regions(image, 128, True)
+    assert main == face_centred
+    left, top, right, bottom = close_up
+    assert right - left < 800 and left <= 100 + 150 <= right and top <= 350 + 150 <= bottom
+    assert [c.size for c in crops(image, 64, True)] == [(64, 64), (64, 64)]
+
+
+def test_photos_are_exif_rotated_and_small_ones_fail_the_tune_with_a_message(
+    tmp_path: Path,
+) -> None:
+    upright = tmp_path / "sideways.jpg"
+    upright.write_bytes(jpeg_bytes(1024, 1536, orientation=6))  # stored portrait, shown landscape
+    assert load_photo(upright).size == (1536, 1024)
+    small = tmp_path / "small.jpg"
+    small.write_bytes(jpeg_bytes(900, 1200))
+    job = TrainJob(
+        1,
+        "ohwx",
+        "man",
+        SDXL_BASE_TUNE_ID,
+        "tiny",
+        [upright, small],
+        5,
+        None,
+        tmp_path / "out",
+        "cpu",
+    )
+    with pytest.raises(TrainingFailed, match=r"photo 2: small\.jpg is 900x1200 px.*1024"):
+        train_tune(job, TrainContext(between_steps=lambda f: None))
+    assert not (tmp_path / "out").exists()

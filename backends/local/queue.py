@@ -311,7 +311,8 @@ class JobRunner:
         raise train.TrainingAborted("the worker is stopping")
 
     async def _finish_tune(self, tune_id: int, *, error: str | None = None) -> None:
-        if await self.store.get_tune(tune_id) is None:
+        if await self.store.get_tune(tune_id) is None:  # deleted while it trained
+            shutil.rmtree(self.config.tunes_dir / str(tune_id), ignore_errors=True)
             return
         if error is not None:
             await self.store.update_tune(tune_id, state=FAILED, error=error)

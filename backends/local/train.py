@@ -150,17 +150,28 @@ def train_tune(job: TrainJob, ctx: TrainContext, defaults: TrainingDefaults | No
     """TRAINING HOOK: train `job` and write its artefacts to `job.out_dir`."""
     import torch
 
-    from backends.local.models import load_model
+    from backends.local.models import load_model, native_size
 
     settings = (defaults or TrainingDefaults.from_env()).for_job(job)
-    log.info("tune %s: training %d steps, rank %d", job.tune_id, settings.steps, settings.rank)
+    size = settings.resolution or native_size(job.base_model)
+    try:  # the photos first: a bad one fails the tune before a model is loaded
+        crops = training_data.prepare(job.images, size, job.face_crop)
+    except training_data.PhotoError as exc:
+        raise TrainingFailed(str(exc)) from None
+    log.info(
+        "tune %s: %d steps at %d px, rank %d, %d crops from %d photos",
+        job.tune_id,
+        settings.steps,
+        size,
+        settings.rank,
+        len(crops),
+        len(job.images),
+    )
     # the plain pipeline: no compile, fused QKV or LoRA hot-swap slot (generation's levers)
     model = load_model(job.base_model, job.device, Accel.off())
     try:
-        trained = run_training(model, job, settings, ctx.between_steps)
+        trained = run_training(model, job, settings, crops, ctx.between_steps)
         save_tune(trained, job.out_dir)
-    except training_data.PhotoError as exc:
-        raise TrainingFailed(str(exc)) from None
     except torch.OutOfMemoryError:
         raise TrainingFailed(
             "the GPU ran out of memory while training; the operator can set WORKER_LOW_MEMORY=1"
@@ -176,21 +187,18 @@ def run_training(
     model: Any,
     job: TrainJob,
     settings: TrainingDefaults,
+    crops: list[Any],
     between_steps: Callable[[float], None],
 ) -> TrainedTune:
-    """Pivotal tuning of `model` (a LoadedModel, modified in place) on the job's photos."""
+    """Pivotal tuning of `model` (a LoadedModel, modified in place) on `crops` (PIL images at
+    the training size, from `training_data.prepare`)."""
     import torch
 
     from backends.local.pivotal import TokenEmbeddings
     from backends.local.train_loop import Loop
 
     generator = torch.Generator().manual_seed(settings.seed)
-    size = settings.resolution or model.native_size
-    images = training_data.prepare(job.images, size, job.face_crop)
-    latents = training_data.encode_latents(model.pipe.vae, images, model.device)
-    log.info(
-        "tune %s: %d crops (x2 flipped) from %d photos", job.tune_id, len(images), len(job.images)
-    )
+    latents = training_data.encode_latents(model.pipe.vae, crops, model.device)
     between_steps(0.0)  # the data is ready: let waiting prompts through before the long part
     tokens = TokenEmbeddings(model.pipe, job.token, settings.n_tokens, generator)
     loop = Loop(model, tokens, latents, job.class_word, settings, generator)

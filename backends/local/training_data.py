@@ -87,20 +87,27 @@ def square_around(size: tuple[int, int], side: int, centre: tuple[int, int]) -> 
     return left, top, left + side, top + side
 
 
-def crops(image: Image.Image, size: int, face_crop: bool | None) -> list[Image.Image]:
-    """The training crops of one photo at `size` px: face-centred (or centred), maybe a close-up."""
+def regions(image: Image.Image, size: int, face_crop: bool | None) -> list[tuple[int, ...]]:
+    """Where the training crops of one photo lie: face-centred (or centred), maybe a close-up."""
     width, height = image.size
     short = min(width, height)
     face = find_face(image) if face_crop is not False else None
     centre = (width // 2, height // 2)
     if face is not None:
         centre = (face.x + face.w // 2, face.y + face.h // 2)
-    regions = [square_around(image.size, short, centre)]
+    out = [square_around(image.size, short, centre)]
     if face is not None and face_crop:
         side = max(int(max(face.w, face.h) * CLOSE_UP_CONTEXT), size * 3 // 4)
         if side <= short * 0.8:  # only when it is really closer than the main crop
-            regions.append(square_around(image.size, side, centre))
-    return [image.crop(r).resize((size, size), Image.LANCZOS) for r in regions]
+            out.append(square_around(image.size, side, centre))
+    return out
+
+
+def crops(image: Image.Image, size: int, face_crop: bool | None) -> list[Image.Image]:
+    """The training crops of one photo, resized to `size` px."""
+    return [
+        image.crop(r).resize((size, size), Image.LANCZOS) for r in regions(image, size, face_crop)
+    ]
 
 
 @dataclass
