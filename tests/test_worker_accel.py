@@ -168,13 +168,15 @@ def test_fused_qkv_with_the_lora_slot_computes_the_same_unet() -> None:
 def test_compiled_unet_matches_eager_and_swaps_without_recompiling() -> None:
     from torch._dynamo.utils import counters
 
-    from backends.local.accel import compile_unet
+    from backends.local.accel import apply_static, compile_unet
 
     pipe = build_tiny_pipeline()
     unet = pipe.unet
+    loras = [{k: v.float() for k, v in _moderate_lora(unet, seed).items()} for seed in (5, 6)]
+    gpu_like = Accel(compile="default", channels_last="on", fuse_qkv="on", bf16_vae="on")
+    apply_static(pipe, torch.float32, gpu_like)  # the GPU's module changes, in fp32
     slot = LoraSlot(unet, 8, torch.float32)
     x, enc, add = _unet_inputs(torch.float32)
-    loras = [{k: v.float() for k, v in _moderate_lora(unet, seed).items()} for seed in (5, 6)]
 
     def forward() -> Any:
         with torch.no_grad():
@@ -185,15 +187,31 @@ def test_compiled_unet_matches_eager_and_swaps_without_recompiling() -> None:
         slot.load(lora, 1.0)
         eager.append(forward())
     torch._dynamo.reset()
-    compile_unet(pipe, Accel(compile="default"))
+    compile_unet(pipe, gpu_like)
     slot.load(loras[0], 1.0)
     first = forward()
     graphs = counters["stats"]["unique_graphs"]
     slot.load(loras[1], 1.0)
     second = forward()
     assert counters["stats"]["unique_graphs"] == graphs  # the swap did not recompile
+    assert not torch.allclose(eager[0], eager[1], atol=1e-3)  # the two tunes really differ
     assert torch.allclose(first, eager[0], atol=1e-4)
     assert torch.allclose(second, eager[1], atol=1e-4)
+
+
+def test_a_failed_compile_leaves_a_working_eager_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backends.local import accel as accel_mod
+    from backends.local.models import load_model
+
+    def broken(*args: Any, **kwargs: Any) -> float:
+        raise RuntimeError("inductor is unhappy")
+
+    monkeypatch.setattr(accel_mod, "warm_up", broken)
+    model = load_model("tiny", "cpu", Accel(compile="default"))
+    assert model.accel.compile == "off"
+    assert getattr(model.pipe.unet, "_compiled_call_impl", None) is None
+    out = model.pipe(prompt="a", num_inference_steps=1, width=64, height=64, output_type="np")
+    assert out.images.shape == (1, 64, 64, 3)
 
 
 def test_switches_from_env_and_their_device_defaults(tmp_path: Path) -> None:
