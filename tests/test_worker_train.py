@@ -306,3 +306,34 @@ def test_photos_are_exif_rotated_and_small_ones_fail_the_tune_with_a_message(
     with pytest.raises(TrainingFailed, match=r"photo 2: small\.jpg is 900x1200 px.*1024"):
         train_tune(job, TrainContext(between_steps=lambda f: None))
     assert not (tmp_path / "out").exists()
+
+
+def test_bf16_base_trains_fp32_parameters_with_checkpointing(tmp_path: Path) -> None:
+    """The GPU recipe's dtypes, on the CPU: frozen bf16 base, fp32 LoRA and token rows,
+    gradient checkpointing (WORKER_LOW_MEMORY); it trains, saves in the base dtype and draws."""
+    path = tmp_path / "me.png"
+    Image.new("RGB", (1024, 1024), COLOUR).save(path)
+    model = load_model("tiny", "cpu", Accel.off())
+    model.pipe.to(dtype=torch.bfloat16)
+    model.dtype = torch.bfloat16
+    job = TrainJob(1, "ohwx", "man", SDXL_BASE_TUNE_ID, "tiny", [path], 2, None, tmp_path, "cpu")
+    settings = TrainingDefaults(steps=2, rank=4, resolution=LEARN_SIZE, low_memory=True)
+    trained = run_training(model, job, settings, prepare([path], LEARN_SIZE, None), print)
+    trainable = {p.dtype for p in model.pipe.unet.parameters() if p.requires_grad}
+    assert trainable == {torch.float32}
+    assert {v.dtype for v in trained.lora.values()} == {torch.bfloat16}
+    assert {v.dtype for v in trained.embeddings.values()} == {torch.float32}
+    assert not model.pipe.unet.is_gradient_checkpointing  # switched off again after training
+    image = model.pipe(prompt="ohwx man", width=16, height=16, num_inference_steps=2).images[0]
+    assert image.size == (16, 16)
+
+
+def test_worker_defaults_come_from_the_environment() -> None:
+    env = {"WORKER_TRAIN_STEPS": "1500", "WORKER_TRAIN_UNET_LR": "5e-5", "WORKER_LOW_MEMORY": "1"}
+    defaults = TrainingDefaults.from_env(env)
+    assert (defaults.steps, defaults.unet_lr, defaults.low_memory) == (1500, 5e-5, True)
+    assert (defaults.rank, defaults.lora_alpha, defaults.embedding_lr) == (32, 32.0, 3e-4)
+    job = TrainJob(1, "ohwx", "man", SDXL_BASE_TUNE_ID, "tiny", [], 400, None, Path("."), None)
+    assert defaults.for_job(job).steps == 400  # the tune's own steps win
+    with pytest.raises(ValueError, match="WORKER_TRAIN_RANK"):
+        TrainingDefaults.from_env({"WORKER_TRAIN_RANK": "big"})
