@@ -80,14 +80,18 @@ class LoraSlot:
             init_lora_weights=False,
         )
         unet.add_adapter(config, adapter_name=SLOT)
-        self._weights: list[tuple[Any, Any]] = []
-        for target in self.targets:
-            layer = unet.get_submodule(target.module)
+        self._layers = [unet.get_submodule(t.module) for t in self.targets]
+        for layer in self._layers:
             layer.lora_A[SLOT].to(dtype)
             layer.lora_B[SLOT].to(dtype)
-            self._weights.append((layer.lora_A[SLOT].weight, layer.lora_B[SLOT].weight))
         self.loaded: Hashable | None = _UNKNOWN
         self.clear()
+
+    @property
+    def _weights(self) -> list[tuple[Any, Any]]:
+        """(A, B) per target, looked up each time: offload hooks and `.to()` may swap the
+        tensors under a module, the modules stay."""
+        return [(layer.lora_A[SLOT].weight, layer.lora_B[SLOT].weight) for layer in self._layers]
 
     def clear(self) -> None:
         """Zero the slot: the UNet computes the base model again."""

@@ -371,18 +371,22 @@ class ModelCache:
             return self._loaded[1]
         spec = self.specs[base_tune_id]
         if self._loaded is not None:
+            compiled = self._loaded[1].accel.compiled
             self._loaded = None
-            _free_memory()
+            _free_memory(compiled)
         model = load_model(spec, self.device, self.accel)
         self._loaded = (base_tune_id, model)
         return model
 
 
-def _free_memory() -> None:
+def _free_memory(compiled: bool = False) -> None:
+    """Release an evicted model; dynamo's code cache holds its modules until reset."""
     import gc
 
     import torch
 
+    if compiled:
+        torch._dynamo.reset()
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
