@@ -87,9 +87,19 @@ def reset_peak(device: str) -> None:
 
 
 def peak_gib(device: str) -> float | None:
+    """Peak GPU memory of one side: its model's weights plus the row's peak above what was
+    allocated before it (both models stay resident, so the raw peak would count both)."""
     import torch
 
-    return torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+    if not device.startswith("cuda"):
+        return None
+    return (torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()) / 2**30
+
+
+def weights_gib(pipe: Any) -> float:
+    modules = (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2)
+    tensors = [t for m in modules for t in (*m.parameters(), *m.buffers())]
+    return sum(t.numel() * t.element_size() for t in tensors) / 2**30
 
 
 def unique_graphs() -> int:
@@ -191,6 +201,9 @@ class Bench:
             args, ours_accel(args)
         )
         self.res["ours_levers"] = {k: str(v) for k, v in vars(self.model.accel).items()}
+        stock_w, ours_w = weights_gib(self.stock_model.pipe), weights_gib(self.model.pipe)
+        self.weights = {"stock": stock_w, "stock_tune": stock_w, "ours": ours_w}
+        self.res["weights_gib"] = {"stock": stock_w, "ours": ours_w}
         pipe = self.stock_model.pipe
         self.tunes = [write_tune(work / f"tune{i}", pipe, args.rank, seed=i) for i in (1, 2)]
 
@@ -205,7 +218,8 @@ class Bench:
             reset_peak(a.device)
             seconds = timed(fn, a.device, a.reps)
             row[side] = per / seconds if per > 1 else seconds
-            row[f"{side}_peak_gib"] = peak_gib(a.device)
+            extra = peak_gib(a.device)
+            row[f"{side}_peak_gib"] = None if extra is None else extra + self.weights[side]
         better = (lambda s: row[s] / row["ours"]) if per == 1 else (lambda s: row["ours"] / row[s])
         for side in fns:
             if side != "ours":
