@@ -18,10 +18,11 @@ Contract with the queue (so generation never starves behind a long training):
   (the same LoRA in kohya keys, for A1111/ComfyUI); the queue then marks the tune trained.
 - a TrainingFailed message is written for the user (too small photo, out of GPU memory ...).
 
-Per-worker defaults come from the environment (read at each training, so no restart is needed
-to try another value): `WORKER_TRAIN_<FIELD>` for every TrainingDefaults field, e.g.
-`WORKER_TRAIN_STEPS=1500`, `WORKER_TRAIN_RANK=16`, `WORKER_TRAIN_UNET_LR=5e-5`; and
-`WORKER_LOW_MEMORY=1` turns on gradient checkpointing (~+50 % step time, far less memory).
+Per-worker defaults come from the environment (WorkerConfig is the generation side's; these
+are the trainer's own): `WORKER_TRAIN_<FIELD>` for every TrainingDefaults field, e.g.
+`WORKER_TRAIN_STEPS=1500`, `WORKER_TRAIN_RANK=16`, `WORKER_TRAIN_UNET_LR=5e-5`,
+`WORKER_TRAIN_RESOLUTION=768`; and `WORKER_LOW_MEMORY=1` (the switch accel.py reads for
+generation) also turns on gradient checkpointing (~+50 % compute per step, far less memory).
 A tune's own `steps` wins over the worker default.
 """
 
