@@ -55,8 +55,10 @@ class Loop:
         pipe = self.pipe
         for module in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
             module.requires_grad_(False)
-        with torch.random.fork_rng(devices=[self.device] if self.cuda else []):
-            torch.manual_seed(settings.seed)  # PEFT's gaussian init draws from the global RNG
+        with torch.random.fork_rng(devices=[]):
+            # PEFT builds (and inits) the LoRA layers on the CPU from the global RNG, then moves
+            # them to the base layer's device: seed that, without disturbing anyone else's draws
+            torch.manual_seed(settings.seed)
             pipe.unet.add_adapter(
                 LoraConfig(
                     r=settings.rank,
