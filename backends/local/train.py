@@ -115,9 +115,11 @@ class TrainingDefaults:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
+            if f.name == "low_memory":  # not a WORKER_TRAIN_ name: see below
+                continue
             name = f"WORKER_TRAIN_{f.name.upper()}"
             raw = env.get(name, "").strip()
-            if f.name == "low_memory" or not raw:
+            if not raw:
                 continue
             kind = type(getattr(cls(), f.name))
             try:
