@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 BASE = 666678
-ROWS = ("one", "four", "srfaces", "switch", "quality", "restart", "train")
+ROWS = ("one", "four", "srfaces", "switch", "quality", "restart", "lowmem", "train")
 TEXT = "<lora:{id}:0.8> portrait photo of ohwx man, studio light"
 
 
@@ -335,16 +335,89 @@ class Bench:
         self.res["restart_warm_cache"] = row
         print(f"restart_warm_cache: {json.dumps(row)}", flush=True)
 
+    def row_lowmem(self) -> None:
+        """WORKER_LOW_MEMORY=1 (model offload, VAE slicing/tiling): one image with the tune,
+        and the GPU memory it needed (the 24 GB card check)."""
+        from backends.local.accel import Accel
+
+        a = self.args
+        engine, model, load_s = engine_for(a, Accel(low_memory="offload"))
+        full = not a.tiny  # the smoke run only walks the code path
+        job = prompt_job(a, self.tunes[0], super_resolution=full, inpaint_faces=full)
+        reset_peak(a.device)
+        row = {
+            "load_s": load_s,
+            "super_resolution_and_faces": full,
+            "per_image_s": timed(lambda: self.run(engine, job), a.device, 1),
+        }
+        row["peak_gib"] = peak_gib(a.device)
+        row["levers"] = str(model.accel)
+        self.res["low_memory"] = row
+        print(f"low_memory: {json.dumps(row)}", flush=True)
+
     def row_train(self) -> None:
-        """Training rows come from the trainer's own benchmark hook, when it has one."""
+        """Training through the trainer's own entry point (`train.benchmark` if it has one,
+        else `run_training` on random photos for a few steps); none: n/a."""
         from backends.local import train
 
         hook = getattr(train, "benchmark", None)
-        if hook is None:
-            self.res["train"] = "n/a: trainer not available"
-        else:
+        if hook is not None:
             self.res["train"] = hook(device=self.args.device, tiny=self.args.tiny)
+        elif hasattr(train, "run_training") and hasattr(train, "TrainingDefaults"):
+            self.res["train"] = {
+                mode: self.train_steps(train, low)
+                for mode, low in (("default", False), ("low_memory", True))
+            }
+        else:
+            self.res["train"] = "n/a: trainer not available"
         print(f"train: {json.dumps(self.res['train'], default=str)}", flush=True)
+
+    def train_steps(self, train: Any, low_memory: bool) -> dict[str, Any]:
+        """A few steps of `train.run_training` on random crops, timed per step."""
+        import dataclasses
+
+        import numpy as np
+        from PIL import Image
+
+        from backends.local.accel import Accel
+        from backends.local.models import load_model
+
+        a = self.args
+        steps, photos = (3, 2) if a.tiny else (30, 10)
+        defaults = train.TrainingDefaults.from_env({})
+        settings = dataclasses.replace(defaults, steps=steps, low_memory=low_memory)
+        rng = np.random.default_rng(0)
+        crops = [
+            Image.fromarray(rng.integers(0, 255, (a.size * 2, a.size * 2, 3), np.uint8)).resize(
+                (a.size, a.size)
+            )
+            for _ in range(photos)
+        ]
+        job = train.TrainJob(0, "ohwx", "man", BASE, a.spec, [], steps, None, Path(), a.device)
+        start = time.perf_counter()
+        model = load_model(a.spec, a.device, Accel.off())
+        sync(a.device)
+        marks = [time.perf_counter()]
+
+        def between_steps(fraction: float) -> None:
+            sync(a.device)
+            marks.append(time.perf_counter())
+
+        reset_peak(a.device)
+        train.run_training(model, job, settings, crops, between_steps)
+        step_s = np.diff(marks[2:])[2:] if len(marks) > 6 else np.diff(marks[2:])
+        per_step = float(np.median(step_s))
+        row = {
+            "load_s": marks[0] - start,
+            "latents_s": marks[1] - marks[0],
+            "step_ms": 1000 * per_step,
+            "batch_size": settings.batch_size,
+            "resolution": a.size,
+            "peak_gib": peak_gib(a.device),
+            "tune_of_1000_steps_s_estimate": marks[1] - start + 1000 * per_step,
+        }
+        del model
+        return row
 
 
 def restart_probe(args: argparse.Namespace) -> None:
