@@ -8,6 +8,7 @@ detector. The tiny model is random, so "it learns" is measured where a random mo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -335,5 +336,10 @@ def test_worker_defaults_come_from_the_environment() -> None:
     assert (defaults.rank, defaults.lora_alpha, defaults.embedding_lr) == (32, 32.0, 3e-4)
     job = TrainJob(1, "ohwx", "man", SDXL_BASE_TUNE_ID, "tiny", [], 400, None, Path("."), None)
     assert defaults.for_job(job).steps == 400  # the tune's own steps win
+    assert defaults.for_job(dataclasses.replace(job, steps=None)).steps == 1500
+    plain = TrainingDefaults.from_env({})
+    unset = dataclasses.replace(job, steps=None)
+    assert plain.for_job(unset).steps == 100  # tiny: its images are noise anyway
+    assert plain.for_job(dataclasses.replace(unset, base_model="/m/sdxl")).steps == 1000
     with pytest.raises(ValueError, match="WORKER_TRAIN_RANK"):
         TrainingDefaults.from_env({"WORKER_TRAIN_RANK": "big"})

@@ -39,11 +39,15 @@ from typing import Any
 from backends.local import training_data
 from backends.local.accel import Accel, parse_low_memory
 from backends.local.artefacts import Manifest, save_artefacts
+from backends.local.models import TINY
 
 log = logging.getLogger(__name__)
 
 KOHYA_FILE = "lora_kohya.safetensors"
 MAX_STEPS = 10_000
+SDXL_STEPS = 1000
+TINY_STEPS = 100
+"""The tiny model's images are noise whatever it learns: a first run should not wait minutes."""
 
 
 class TrainerUnavailable(Exception):
@@ -86,7 +90,8 @@ class TrainContext:
 class TrainingDefaults:
     """The recipe (cog-sdxl / diffusers' advanced SDXL script, AdamW flavour) and its knobs."""
 
-    steps: int = 1000
+    steps: int = 0
+    """0 = the base model's default: 1000 for SDXL (the recipe), 100 for `tiny`."""
     batch_size: int = 1
     rank: int = 32
     alpha: float = 0.0
@@ -132,7 +137,8 @@ class TrainingDefaults:
 
     def for_job(self, job: TrainJob) -> TrainingDefaults:
         """The tune's own `steps` wins; refuse nonsense rather than train for a day."""
-        steps = job.steps or self.steps
+        default = TINY_STEPS if job.base_model == TINY else SDXL_STEPS
+        steps = job.steps or self.steps or default
         if not 1 <= steps <= MAX_STEPS:
             raise TrainingFailed(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
         return dataclasses.replace(self, steps=steps)
