@@ -28,6 +28,7 @@ from bot.core.texts import help_text, models_text
 log = logging.getLogger(__name__)
 
 PLATFORM = "console"
+PROGRESS_LINE_INTERVAL_S = 5.0
 
 
 class ConsoleNotifier:
@@ -41,7 +42,8 @@ class ConsoleNotifier:
             print(f"bot> {line}", file=self._out, flush=True)
 
     def status_edit_interval(self, delivery: Delivery) -> float:
-        return 0.5
+        """A terminal can't edit a line it printed: a new progress line at most this often."""
+        return PROGRESS_LINE_INTERVAL_S
 
     async def update_status(self, delivery: Delivery, text: str) -> str | None:
         self.say(f"[{delivery.job_kind} #{delivery.job_id}] {text}")
