@@ -273,7 +273,8 @@ async def prepare(fake: FakeTelegram, astria: FakeAstria, load: Load) -> None:
         for index, data in enumerate(photos):
             load.users.document(user, data, name=f"{index}.jpg", album=f"setup-{user}")
     for user in load.trained:
-        await fake.wait_for(lambda c, u=user: _text_in(c, u, "photos received"), within=120)
+        # an album may close in two batches under load: wait until all four are in the set
+        await fake.wait_for(lambda c, u=user: _text_in(c, u, "(4 of 20"), within=120)
         load.users.message(user, text="/train man")
     for user in load.trained:
         await fake.wait_for(lambda c, u=user: _text_in(c, u, "is ready"), within=120)

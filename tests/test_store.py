@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -106,5 +107,41 @@ async def test_delete_user_data_removes_rows_of_that_user_only(tmp_path: Path) -
         assert await store.user_generations(user.id) == []
         assert len(await store.user_generations(other.id)) == 1
         assert [d.job_id for d in await store.undelivered()] == [2]
+    finally:
+        await store.close()
+
+
+async def test_concurrent_use_cases_each_commit_whole(tmp_path: Path) -> None:
+    """Many handlers share one connection: a training binding its photos while others write
+    (a burst of updates) must neither fail nor bind someone else's photos."""
+    store = await Store.open(tmp_path)
+    try:
+        users = [await store.get_or_create_user("telegram", str(n)) for n in range(30)]
+
+        async def user_flow(user_id: int) -> tuple[int, set[int]]:
+            photos = [
+                await store.add_photo(
+                    user_id,
+                    sha256=f"{user_id}-{n}",
+                    width=1024,
+                    height=1024,
+                    size_bytes=1,
+                    path=f"{user_id}/{n}.jpg",
+                )
+                for n in range(4)
+            ]
+            await store.get_or_create_user("telegram", str(user_id), f"name {user_id}")
+            tune = await store.create_tune(
+                user_id, title=f"t{user_id}", class_name="man", token="ohwx", label=None,
+                photo_ids=[p.id for p in photos],
+            )  # fmt: skip
+            await store.add_delivery("tune", tune.id, DM)
+            await store.create_action(user_id, "reroll")
+            return tune.id, {p.id for p in photos}
+
+        results = await asyncio.gather(*(user_flow(u.id) for u in users))
+        for user, (tune_id, photo_ids) in zip(users, results, strict=True):
+            assert {p.id for p in await store.tune_photos(tune_id)} == photo_ids
+            assert await store.pending_photos(user.id) == []
     finally:
         await store.close()

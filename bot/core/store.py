@@ -7,9 +7,11 @@ generations, and where each result has to be delivered. Media bytes live as file
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -259,11 +261,17 @@ _DELIVERY = _Columns(datetimes=("delivered_at",), bools=("is_private",))
 
 
 class Store:
-    """All queries of the bot. One connection; aiosqlite serialises access on its own thread."""
+    """All queries of the bot. One connection; aiosqlite runs it on its own thread.
+
+    Every write goes through `_transaction`: the statements of one use case commit (or roll
+    back) together, and other coroutines' writes wait their turn, so no commit ever carries
+    someone else's half-done work (concurrent handlers share this one connection).
+    """
 
     def __init__(self, connection: aiosqlite.Connection, data_dir: Path) -> None:
         self._db = connection
         self.data_dir = data_dir
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, data_dir: Path) -> Store:
@@ -299,13 +307,12 @@ class Store:
     async def get_or_create_user(
         self, platform: str, platform_user_id: str, display_name: str | None = None
     ) -> User:
-        await self._db.execute(
+        await self._write(
             "INSERT INTO users (platform, platform_user_id, display_name, created_at)"
             " VALUES (?, ?, ?, ?) ON CONFLICT (platform, platform_user_id)"
             " DO UPDATE SET display_name = COALESCE(excluded.display_name, display_name)",
             (platform, platform_user_id, display_name, _iso(utcnow())),
         )
-        await self._db.commit()
         user = await self._one(
             "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?",
             (platform, platform_user_id),
@@ -323,27 +330,26 @@ class Store:
 
     async def delete_user_data(self, user_id: int) -> None:
         """Remove every row of the user (the cascade takes photos, tunes, generations)."""
-        await self._db.execute(
-            "DELETE FROM deliveries WHERE (job_kind = 'tune' AND job_id IN"
-            " (SELECT id FROM tunes WHERE user_id = ?)) OR (job_kind = 'generation' AND job_id IN"
-            " (SELECT id FROM generations WHERE user_id = ?))",
-            (user_id, user_id),
-        )
-        await self._db.execute("DELETE FROM users WHERE id = ?", (user_id,))
-        await self._db.commit()
+        async with self._transaction() as db:
+            await db.execute(
+                "DELETE FROM deliveries WHERE (job_kind = 'tune' AND job_id IN"
+                " (SELECT id FROM tunes WHERE user_id = ?)) OR (job_kind = 'generation' AND"
+                " job_id IN (SELECT id FROM generations WHERE user_id = ?))",
+                (user_id, user_id),
+            )
+            await db.execute("DELETE FROM users WHERE id = ?", (user_id,))
 
     # -- photos ------------------------------------------------------------------------------
 
     async def add_photo(
         self, user_id: int, *, sha256: str, width: int, height: int, size_bytes: int, path: str
     ) -> Photo:
-        cursor = await self._db.execute(
+        photo_id = await self._write(
             "INSERT INTO photos (user_id, sha256, width, height, size_bytes, path, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (user_id, sha256, width, height, size_bytes, path, _iso(utcnow())),
         )
-        await self._db.commit()
-        return Photo(cursor.lastrowid or 0, user_id, sha256, width, height, size_bytes, path)
+        return Photo(photo_id, user_id, sha256, width, height, size_bytes, path)
 
     async def pending_photos(self, user_id: int) -> list[Photo]:
         """Photos collected since the last training: the set `/train` will use."""
@@ -378,18 +384,19 @@ class Store:
     ) -> TuneRecord:
         """Record a training before it is sent, and bind the pending photos to it atomically."""
         now = _iso(utcnow())
-        cursor = await self._db.execute(
-            "INSERT INTO tunes (user_id, title, class_name, label, token, state, callback_secret,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'creating', ?, ?, ?)",
-            (user_id, title, class_name, label, token, secrets.token_urlsafe(16), now, now),
-        )
-        tune_id = cursor.lastrowid
-        await self._db.executemany(
-            "UPDATE photos SET tune_id = ? WHERE id = ? AND user_id = ?",
-            [(tune_id, photo_id, user_id) for photo_id in photo_ids],
-        )
-        await self._db.commit()
-        tune = await self.get_tune(tune_id or 0)
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO tunes (user_id, title, class_name, label, token, state,"
+                " callback_secret, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, 'creating', ?, ?, ?)",
+                (user_id, title, class_name, label, token, secrets.token_urlsafe(16), now, now),
+            )
+            tune_id = cursor.lastrowid or 0
+            await db.executemany(
+                "UPDATE photos SET tune_id = ? WHERE id = ? AND user_id = ?",
+                [(tune_id, photo_id, user_id) for photo_id in photo_ids],
+            )
+        tune = await self.get_tune(tune_id)
         assert tune is not None
         return tune
 
@@ -436,26 +443,26 @@ class Store:
     ) -> tuple[GenerationRecord, Delivery]:
         """Record a generation and its delivery together, before anything is sent."""
         now = _iso(utcnow())
-        cursor = await self._db.execute(
-            "INSERT INTO generations (user_id, tune_id, prompt_typed, prompt_sent,"
-            " negative_prompt, options, seed, state, callback_secret, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-            (
-                user_id,
-                tune_id,
-                prompt_typed,
-                prompt_sent,
-                negative_prompt,
-                json.dumps(options),
-                seed,
-                secrets.token_urlsafe(16),
-                now,
-                now,
-            ),
-        )
-        generation_id = cursor.lastrowid or 0
-        await self._insert_delivery("generation", generation_id, target)
-        await self._db.commit()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO generations (user_id, tune_id, prompt_typed, prompt_sent,"
+                " negative_prompt, options, seed, state, callback_secret, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                (
+                    user_id,
+                    tune_id,
+                    prompt_typed,
+                    prompt_sent,
+                    negative_prompt,
+                    json.dumps(options),
+                    seed,
+                    secrets.token_urlsafe(16),
+                    now,
+                    now,
+                ),
+            )
+            generation_id = cursor.lastrowid or 0
+            await self._insert_delivery(db, "generation", generation_id, target)
         generation = await self.get_generation(generation_id)
         delivery = await self.get_delivery("generation", generation_id)
         assert generation is not None and delivery is not None
@@ -505,14 +512,17 @@ class Store:
     # -- deliveries --------------------------------------------------------------------------
 
     async def add_delivery(self, job_kind: str, job_id: int, target: ChatTarget) -> Delivery:
-        await self._insert_delivery(job_kind, job_id, target)
-        await self._db.commit()
+        async with self._transaction() as db:
+            await self._insert_delivery(db, job_kind, job_id, target)
         delivery = await self.get_delivery(job_kind, job_id)
         assert delivery is not None
         return delivery
 
-    async def _insert_delivery(self, job_kind: str, job_id: int, target: ChatTarget) -> None:
-        await self._db.execute(
+    @staticmethod
+    async def _insert_delivery(
+        db: aiosqlite.Connection, job_kind: str, job_id: int, target: ChatTarget
+    ) -> None:
+        await db.execute(
             "INSERT INTO deliveries (job_kind, job_id, platform, chat_id, is_private,"
             " reply_to_message_id) VALUES (?, ?, ?, ?, ?, ?)",
             (
@@ -550,11 +560,11 @@ class Store:
 
     async def mark_delivered(self, delivery_id: int) -> bool:
         """Claim the delivery; False when it was already delivered (so nothing goes out twice)."""
-        cursor = await self._db.execute(
-            "UPDATE deliveries SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",
-            (_iso(utcnow()), delivery_id),
-        )
-        await self._db.commit()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE deliveries SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",
+                (_iso(utcnow()), delivery_id),
+            )
         return cursor.rowcount == 1
 
     # -- buttons -----------------------------------------------------------------------------
@@ -569,13 +579,12 @@ class Store:
     ) -> Action:
         """Store a button's meaning under a short random token (the button carries the token)."""
         token = secrets.token_urlsafe(9)
-        cursor = await self._db.execute(
+        action_id = await self._write(
             "INSERT INTO actions (token, user_id, generation_id, kind, argument, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (token, user_id, generation_id, kind, argument, _iso(utcnow())),
         )
-        await self._db.commit()
-        return Action(cursor.lastrowid or 0, token, user_id, generation_id, kind, argument)
+        return Action(action_id, token, user_id, generation_id, kind, argument)
 
     async def get_action(self, token: str) -> Action | None:
         return await self._one("SELECT * FROM actions WHERE token = ?", (token,), _ACTION, Action)
@@ -596,9 +605,22 @@ class Store:
             f"UPDATE {table} SET {assignments} WHERE id = ?", (*changes.values(), row_id)
         )
 
-    async def _write(self, sql: str, params: Sequence[Any]) -> None:
-        await self._db.execute(sql, params)
-        await self._db.commit()
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One atomic write: commits at the end, rolls back on any error (see the class doc)."""
+        async with self._write_lock:
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.rollback()
+                raise
+            await self._db.commit()
+
+    async def _write(self, sql: str, params: Sequence[Any]) -> int:
+        """One statement in its own transaction; returns the new row's id for an INSERT."""
+        async with self._transaction() as db:
+            cursor = await db.execute(sql, params)
+        return cursor.lastrowid or 0
 
     async def _one(self, sql: str, params: Sequence[Any], columns: _Columns, cls: type) -> Any:
         async with self._db.execute(sql, params) as cursor:
