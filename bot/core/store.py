@@ -280,6 +280,9 @@ class Store:
         connection = await aiosqlite.connect(data_dir / "photoshoot.sqlite3")
         connection.row_factory = aiosqlite.Row
         await connection.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit survives a crash of the bot (what restarts need) without an
+        # fsync per commit; only a power cut may lose the last moments.
+        await connection.execute("PRAGMA synchronous=NORMAL")
         await connection.execute("PRAGMA foreign_keys=ON")
         await connection.execute("PRAGMA busy_timeout=5000")
         store = cls(connection, data_dir)
@@ -307,20 +310,27 @@ class Store:
     async def get_or_create_user(
         self, platform: str, platform_user_id: str, display_name: str | None = None
     ) -> User:
+        """Every update asks this: a read, and a write only for a new user or a new name."""
+        user = await self._find_user(platform, platform_user_id)
+        if user is not None and display_name in (None, user.display_name):
+            return user
         await self._write(
             "INSERT INTO users (platform, platform_user_id, display_name, created_at)"
             " VALUES (?, ?, ?, ?) ON CONFLICT (platform, platform_user_id)"
             " DO UPDATE SET display_name = COALESCE(excluded.display_name, display_name)",
             (platform, platform_user_id, display_name, _iso(utcnow())),
         )
-        user = await self._one(
+        user = await self._find_user(platform, platform_user_id)
+        assert user is not None
+        return user
+
+    async def _find_user(self, platform: str, platform_user_id: str) -> User | None:
+        return await self._one(
             "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?",
             (platform, platform_user_id),
             _USER,
             User,
         )
-        assert user is not None
-        return user
 
     async def get_user(self, user_id: int) -> User | None:
         return await self._one("SELECT * FROM users WHERE id = ?", (user_id,), _USER, User)

@@ -29,6 +29,9 @@ from bot.config import ConfigError
 log = logging.getLogger(__name__)
 
 RATE_LIMIT_RETRIES = 5
+CONNECTION_POOL_SIZE = 64
+POOL_TIMEOUT_S = 30.0
+"""Under a burst, a call waits this long for a free connection rather than fail the update."""
 LONG_POLL_TIMEOUT_S = 30
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 PRIVATE_COMMANDS = [
@@ -76,7 +79,8 @@ class TelegramFrontend:
             .base_file_url(settings.telegram_file_url)
             .rate_limiter(rate_limiter or AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
             .concurrent_updates(PerChatUpdateProcessor())
-            .connection_pool_size(64)
+            .connection_pool_size(CONNECTION_POOL_SIZE)
+            .pool_timeout(POOL_TIMEOUT_S)
             .build()
         )
         bot = self.application.bot
