@@ -193,8 +193,6 @@ def build_tiny_pipeline() -> Any:
     import torch
     from diffusers import (
         AutoencoderKL,
-        EulerAncestralDiscreteScheduler,
-        StableDiffusionXLPipeline,
         UNet2DConditionModel,
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
@@ -244,22 +242,7 @@ def build_tiny_pipeline() -> Any:
         }
         te1 = CLIPTextModel(CLIPTextConfig(**text_cfg))
         te2 = CLIPTextModelWithProjection(CLIPTextConfig(**text_cfg))
-    scheduler = EulerAncestralDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
-    return StableDiffusionXLPipeline(
-        vae=vae.eval(),
-        text_encoder=te1.eval(),
-        text_encoder_2=te2.eval(),
-        tokenizer=tok1,
-        tokenizer_2=tok2,
-        unet=unet.eval(),
-        scheduler=scheduler,
-    )
+    return _assemble(unet, vae, te1, te2, tok1, tok2)
 
 
 SDXL_UNET = {
@@ -313,8 +296,6 @@ def build_random_full_pipeline(device: str, dtype: Any) -> Any:
     import torch
     from diffusers import (
         AutoencoderKL,
-        EulerAncestralDiscreteScheduler,
-        StableDiffusionXLPipeline,
         UNet2DConditionModel,
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
@@ -333,6 +314,14 @@ def build_random_full_pipeline(device: str, dtype: Any) -> Any:
         vae = AutoencoderKL(**SDXL_VAE).to(dtype)
         te1 = CLIPTextModel(CLIPTextConfig(**common, **SDXL_TE1)).to(dtype)
         te2 = CLIPTextModelWithProjection(CLIPTextConfig(**common, **SDXL_TE2)).to(dtype)
+    tok1, tok2 = build_byte_tokenizer("<|endoftext|>"), build_byte_tokenizer("!")
+    return _assemble(unet, vae, te1, te2, tok1, tok2)
+
+
+def _assemble(unet: Any, vae: Any, te1: Any, te2: Any, tok1: Any, tok2: Any) -> Any:
+    """An SDXL pipeline from built modules, with SDXL's own noise schedule and Euler-a."""
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
+
     scheduler = EulerAncestralDiscreteScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -344,8 +333,8 @@ def build_random_full_pipeline(device: str, dtype: Any) -> Any:
         vae=vae.eval(),
         text_encoder=te1.eval(),
         text_encoder_2=te2.eval(),
-        tokenizer=build_byte_tokenizer("<|endoftext|>"),
-        tokenizer_2=build_byte_tokenizer("!"),
+        tokenizer=tok1,
+        tokenizer_2=tok2,
         unet=unet.eval(),
         scheduler=scheduler,
     )
