@@ -5,10 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
-import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +15,7 @@ from PIL import Image
 from bot.config import Settings
 from tests.conftest import FAKE_KEY, chat, write_photos
 from tests.fakes.astria_server import FakeAstria
+from tests.processes import BotProcess
 
 SAVED_PATH = re.compile(r"^bot>\s+(/\S+\.(?:png|jpg|webp))$", re.MULTILINE)
 
@@ -107,52 +104,6 @@ async def test_backend_validation_error_reaches_the_user(
     assert "Nothing is running." in output
 
 
-class ConsoleProcess:
-    """`python -m bot chat` as a subprocess, with its output collected on a thread."""
-
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "chat"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            cwd=cwd,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def send(self, text: str) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(text)
-        self.process.stdin.flush()
-
-    def wait_for(self, pattern: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in self.lines:
-                if re.search(pattern, line):
-                    return line
-            if self.process.poll() is not None and not self._reader.is_alive():
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no line matching {pattern!r} in:\n" + "\n".join(self.lines))
-
-    def close_input_and_wait(self, timeout: float = 60) -> str:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(timeout)
-        self._reader.join(timeout)
-        return "\n".join(self.lines)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM])
 def test_restart_while_training_resumes_and_delivers_once(
@@ -167,17 +118,17 @@ def test_restart_while_training_resumes_and_delivers_once(
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     fake_astria.hold_training()
-    first = ConsoleProcess(env, tmp_path)
+    first = BotProcess(["chat"], env, tmp_path, stdin=True)
     first.send(f"/photos {photo_dir}\n/train man\n")
     first.wait_for(r"Training .* in progress")
-    first.process.send_signal(stop_signal)  # SIGKILL: the harshest stop, no clean-up at all
-    returncode = first.process.wait(30)
+    first.popen.send_signal(stop_signal)  # SIGKILL: the harshest stop, no clean-up at all
+    returncode = first.popen.wait(30)
     if stop_signal == signal.SIGTERM:
         assert returncode == 0  # a graceful stop
-    before = "\n".join(first.lines)
+    before = first.output
 
     fake_astria.release_training()
-    second = ConsoleProcess(env, tmp_path)
+    second = BotProcess(["chat"], env, tmp_path, stdin=True)
     second.wait_for(r"is ready")
     second.send("/imagine astronaut on the moon\n")
     after = second.close_input_and_wait()
@@ -188,7 +139,7 @@ def test_restart_while_training_resumes_and_delivers_once(
     saved = [Path(match) for match in SAVED_PATH.findall(after)]
     assert len(saved) == 4 and all(path.exists() for path in saved)
 
-    third = ConsoleProcess(env, tmp_path)  # a third start delivers nothing again
+    third = BotProcess(["chat"], env, tmp_path, stdin=True)  # a third start delivers nothing again
     third.send("/status\n")
     final = third.close_input_and_wait()
     assert "is ready" not in final

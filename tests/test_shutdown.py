@@ -12,9 +12,6 @@ import asyncio
 import io
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +29,7 @@ from tests.conftest import FAKE_KEY
 from tests.fakes.astria_server import FakeAstria
 from tests.fakes.telegram_api import TOKEN, FakeTelegram, Users
 from tests.imagegen import jpeg_bytes
+from tests.processes import BotProcess
 from tests.worker_fixtures import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,53 +49,10 @@ def until(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class Process:
-    """`python -m bot ...` with its output collected on a thread (a full pipe would block it)."""
-
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "bot", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            cwd=cwd,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def terminate_within_bound(self) -> int:
-        """SIGTERM, then the exit status; fails if it takes longer than the bound."""
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            status = self.popen.wait(STOP_BOUND_S)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            message = f"no exit {STOP_BOUND_S} s after SIGTERM:\n{self.output}"
-            raise AssertionError(message) from None
-        self._reader.join(5)
-        return status
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait()
-
-
 @pytest.fixture
-def processes() -> Iterator[list[Process]]:
+def processes() -> Iterator[list[BotProcess]]:
     """Every process a test starts is killed at the end, whatever happened."""
-    started: list[Process] = []
+    started: list[BotProcess] = []
     yield started
     for process in started:
         process.kill()
@@ -116,7 +71,7 @@ def base_env(tmp_path: Path, **values: str) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_bot_sigterm_while_training_resumes_after_restart(
-    fake_astria: FakeAstria, tmp_path: Path, processes: list[Process]
+    fake_astria: FakeAstria, tmp_path: Path, processes: list[BotProcess]
 ) -> None:
     with FakeTelegram() as telegram:
         users = Users(telegram)
@@ -138,7 +93,7 @@ def test_bot_sigterm_while_training_resumes_after_restart(
             return [text for text in texts if all(word in text for word in words)]
 
         fake_astria.hold_training()
-        first = Process(["run"], env, tmp_path)
+        first = BotProcess(["run"], env, tmp_path)
         processes.append(first)
         for seed in range(4):
             users.document(USER, jpeg_bytes(1024, 1024, seed=seed), name=f"{seed}.jpg")
@@ -147,15 +102,15 @@ def test_bot_sigterm_while_training_resumes_after_restart(
         until(lambda: said("Training", "in progress"), "the training status")
         until(lambda: fake_astria.tunes, "the tune on the backend")
 
-        assert first.terminate_within_bound() == 0, first.output
+        assert first.terminate_within(STOP_BOUND_S) == 0, first.output
         assert "stopped by a signal" in first.output
         assert not said("is ready")
 
         fake_astria.release_training()
-        second = Process(["run"], env, tmp_path)
+        second = BotProcess(["run"], env, tmp_path)
         processes.append(second)
         until(lambda: said("is ready"), "the resumed training to finish", timeout=60)
-        assert second.terminate_within_bound() == 0, second.output
+        assert second.terminate_within(STOP_BOUND_S) == 0, second.output
 
     assert len(fake_astria.tunes) == 1  # resumed, not trained twice
     ready = [c for c in telegram.find("sendMessage", USER) if "is ready" in c.params["text"]]
@@ -164,7 +119,7 @@ def test_bot_sigterm_while_training_resumes_after_restart(
 
 @pytest.mark.slow
 def test_worker_sigterm_while_generating_resumes_after_restart(
-    tmp_path: Path, processes: list[Process]
+    tmp_path: Path, processes: list[BotProcess]
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -185,7 +140,7 @@ def test_worker_sigterm_while_generating_resumes_after_restart(
             return None
         return response.json() if response.status_code == 200 else None
 
-    first = Process(["worker", "--port", str(port)], env, tmp_path)
+    first = BotProcess(["worker", "--port", str(port)], env, tmp_path)
     processes.append(first)
     until(health, "the worker to answer /healthz")
     created = http.post(
@@ -200,12 +155,12 @@ def test_worker_sigterm_while_generating_resumes_after_restart(
 
     # uvicorn re-raises the signal once it has shut down cleanly: the status says "SIGTERM",
     # which systemd and Docker count as a clean stop.
-    assert first.terminate_within_bound() in (0, -signal.SIGTERM), first.output
+    assert first.terminate_within(STOP_BOUND_S) in (0, -signal.SIGTERM), first.output
     assert f"prompt {prompt_id}: interrupted, stays queued" in first.output
     assert "worker stopped" in first.output
     assert " INFO uvicorn.error: Shutting down" in first.output  # our log format, not uvicorn's
 
-    second = Process(["worker", "--port", str(port)], env, tmp_path)
+    second = BotProcess(["worker", "--port", str(port)], env, tmp_path)
     processes.append(second)
     until(health, "the restarted worker")
 
@@ -217,7 +172,7 @@ def test_worker_sigterm_while_generating_resumes_after_restart(
     assert prompt["user_error"] is None and len(prompt["images"]) == 1
     assert http.get(prompt["images"][0]).status_code == 200
     assert (health() or {})["queue"] == {"prompts": 0, "tunes": 0}
-    assert second.terminate_within_bound() in (0, -signal.SIGTERM), second.output
+    assert second.terminate_within(STOP_BOUND_S) in (0, -signal.SIGTERM), second.output
     http.close()
 
 

@@ -1,0 +1,81 @@
+"""`python -m bot ...` as a real subprocess, for the tests that stop and restart the bot."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+class BotProcess:
+    """The CLI in a subprocess, its output collected on a thread (a full pipe would block it);
+    with `stdin=True` the test types into it, as into the console chat."""
+
+    def __init__(
+        self, args: list[str], env: dict[str, str], cwd: Path, *, stdin: bool = False
+    ) -> None:
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "bot", *args],
+            stdin=subprocess.PIPE if stdin else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=cwd,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def send(self, text: str) -> None:
+        assert self.popen.stdin is not None
+        self.popen.stdin.write(text)
+        self.popen.stdin.flush()
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> str:
+        """The first output line matching `pattern`, waiting for it to be printed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines:
+                if re.search(pattern, line):
+                    return line
+            if self.popen.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no line matching {pattern!r} in:\n{self.output}")
+
+    def close_input_and_wait(self, timeout: float = 60) -> str:
+        assert self.popen.stdin is not None
+        self.popen.stdin.close()
+        self.popen.wait(timeout)
+        self._reader.join(timeout)
+        return self.output
+
+    def terminate_within(self, bound_s: float) -> int:
+        """SIGTERM, then the exit status; fails if it takes longer than `bound_s`."""
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            status = self.popen.wait(bound_s)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            raise AssertionError(f"no exit {bound_s} s after SIGTERM:\n{self.output}") from None
+        self._reader.join(5)
+        return status
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
