@@ -400,19 +400,20 @@ class JobTracker:
         if generation is None or delivery is None:
             return
         try:
-            if generation.state == "queued":
-                generation = await self._submit_generation(generation)
+            remote: Prompt | None = None
+            if generation.state == "queued":  # the create's answer is the first poll's
+                generation, remote = await self._submit_generation(generation)
             prompt_id = generation.backend_id or 0
             while generation.state == "submitted":
+                if remote is not None:
+                    await self._status(delivery, prompt_status_text(remote))
+                    await self._pause("generation", generation_id, self._config.poll_interval_s)
                 remote = await self._with_backoff(
                     "generation",
                     generation_id,
                     lambda: self._backend.get_prompt(prompt_id, SDXL_BASE_TUNE_ID),
                 )
                 generation = await self._apply_prompt(generation, remote)
-                if generation.state == "submitted":
-                    await self._status(delivery, prompt_status_text(remote))
-                    await self._pause("generation", generation_id, self._config.poll_interval_s)
         except (AuthError, NotFoundError, ValidationError) as exc:
             generation = await self._store.update_generation(
                 generation_id, state="failed", error=exc.user_message
@@ -420,8 +421,11 @@ class JobTracker:
         with self._delivering_phase("generation", generation_id):
             await self._finish_generation(generation, delivery)
 
-    async def _submit_generation(self, generation: GenerationRecord) -> GenerationRecord:
-        """Create the prompt, or adopt the one an interrupted run created (same text and seed)."""
+    async def _submit_generation(
+        self, generation: GenerationRecord
+    ) -> tuple[GenerationRecord, Prompt]:
+        """Create the prompt, or adopt the one an interrupted run created (same text and seed);
+        returns the generation with that answer applied, and the answer."""
         delivery = await self._store.get_delivery("generation", generation.id)
         if delivery is not None:
             await self._status(delivery, "Queued: sending your prompt to the image service…")
@@ -444,7 +448,7 @@ class JobTracker:
         generation = await self._store.update_generation(
             generation.id, backend_id=remote.id, state="submitted"
         )
-        return await self._apply_prompt(generation, remote)
+        return await self._apply_prompt(generation, remote), remote
 
     async def _find_remote_prompt(self, generation: GenerationRecord) -> Prompt | None:
         """Look up a prompt whose id was never stored by its text and seed (newest first)."""
