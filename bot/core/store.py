@@ -104,6 +104,14 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL
     );
     """,
+    # 3: indexes for what every busy chat asks (/status, /models, the queue position), so
+    # they stay lookups, not scans, as the tables grow.
+    """
+    CREATE INDEX tunes_by_user ON tunes (user_id);
+    CREATE INDEX generations_by_user ON generations (user_id);
+    CREATE INDEX generations_unfinished ON generations (id)
+        WHERE state IN ('queued', 'submitted');
+    """,
 )
 
 TUNE_UNFINISHED = ("creating", "training")
