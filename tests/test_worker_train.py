@@ -329,6 +329,27 @@ def test_bf16_base_trains_fp32_parameters_with_checkpointing(tmp_path: Path) -> 
     assert image.size == (16, 16)
 
 
+def test_token_rows_learn_before_the_pivot(tmp_path: Path) -> None:
+    """Pivotal tuning trains the new token rows, not only the LoRA: one step moves them in a
+    direction of their own (retract() alone would only rescale them)."""
+    from backends.local.pivotal import TokenEmbeddings
+    from backends.local.train_loop import Loop
+
+    path = tmp_path / "me.png"
+    Image.new("RGB", (1024, 1024), COLOUR).save(path)
+    model = load_model("tiny", "cpu", Accel.off())
+    settings = TrainingDefaults(steps=1, rank=4, resolution=LEARN_SIZE, embedding_lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
+    latents = encode_latents(model.pipe.vae, prepare([path], LEARN_SIZE, None), "cpu")
+    tokens = TokenEmbeddings(model.pipe, "ohwx", settings.n_tokens, generator)
+    loop = Loop(model, tokens, latents, "man", settings, generator)
+    before = [row.detach().clone() for row in tokens.parameters()]
+    loop.step(embeddings_learn=True)
+    for old, new in zip(before, tokens.parameters(), strict=True):
+        rescaled = old * (new.detach().norm() / old.norm())
+        assert float((new.detach() - rescaled).abs().max()) > 1e-5
+
+
 def test_worker_defaults_come_from_the_environment() -> None:
     env = {"WORKER_TRAIN_STEPS": "1500", "WORKER_TRAIN_UNET_LR": "5e-5", "WORKER_LOW_MEMORY": "1"}
     defaults = TrainingDefaults.from_env(env)

@@ -55,6 +55,8 @@ class Loop:
         pipe = self.pipe
         for module in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
             module.requires_grad_(False)
+        for row in tokens.parameters():  # the freeze above reached the token rows too
+            row.requires_grad_(True)
         with torch.random.fork_rng(devices=[]):
             # PEFT builds (and inits) the LoRA layers on the CPU from the global RNG, then moves
             # them to the base layer's device: seed that, without disturbing anyone else's draws
