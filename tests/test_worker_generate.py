@@ -135,6 +135,14 @@ async def test_every_scheduler_runs_and_aspect_ratio_sets_the_size(served: Serve
     assert (prompt.raw["w"], prompt.raw["h"]) == (128, 128)  # tiny's native size
 
 
+async def test_a_prompts_scheduler_does_not_carry_into_the_next(served: Served) -> None:
+    """Another user's `dpm++2m_karras` before mine must not change my `euler` image."""
+    _, [first] = await served.run(request("a cat", scheduler="euler", steps=4))
+    await served.run(request("a dog", scheduler="dpm++2m_karras", steps=4))
+    _, [again] = await served.run(request("a cat", scheduler="euler", steps=4))
+    assert first.tobytes() == again.tobytes()
+
+
 def test_detector_finds_the_drawn_face() -> None:
     boxes = detect_faces(face_image(128))
     assert len(boxes) == 1

@@ -326,7 +326,7 @@ class Engine:
         }
 
     def _set_scheduler(self, model: LoadedModel, name: str) -> None:
-        scheduler = make_scheduler(name, model.pipe.scheduler.config)
+        scheduler = make_scheduler(name, model.scheduler_config)
         model.pipe.scheduler = scheduler
         model.img2img.scheduler = scheduler
 

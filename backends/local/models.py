@@ -61,6 +61,13 @@ class LoadedModel:
     """The LoRA hot-swap slot, when `accel.lora_hotswap` is on."""
     bound_tokens: list[str] = field(default_factory=list)
     """Tune tokens left bound in the text encoders by the hot-swap path (`generate`)."""
+    scheduler_config: Any = None
+    """The checkpoint's own scheduler config, as loaded: every prompt's scheduler is built
+    from it, so one prompt's choice (e.g. Karras sigmas) never carries into the next."""
+
+    def __post_init__(self) -> None:
+        if self.scheduler_config is None:
+            self.scheduler_config = self.pipe.scheduler.config
 
     @property
     def is_noise(self) -> bool:
