@@ -104,6 +104,19 @@ async def test_backend_validation_error_reaches_the_user(
     assert "Nothing is running." in output
 
 
+async def test_a_failed_training_keeps_the_photos_for_a_retry(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    fake_astria.fail_next("POST", "/tunes", 422, {"error": "Images are too blurry"})
+    output = await chat(
+        make_settings(), f"/photos {photo_dir}\n/train man\n/wait\n/train man\n/wait\n"
+    )
+    assert "Images are too blurry" in output
+    assert "is ready" in output  # the second /train found the same five photos
+    [tune] = fake_astria.tunes.values()
+    assert len(fake_astria.training_images[tune["id"]]) == 5
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM])
 def test_restart_while_training_resumes_and_delivers_once(

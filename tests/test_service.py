@@ -26,7 +26,8 @@ async def test_cancel_stops_training_and_deletes_it_on_the_backend(
     assert fake_astria.tunes == {}  # deleted remotely
     output = await chat(make_settings(), "/status\n/cancel\n")
     assert "Nothing is running." in output
-    assert "Nothing to cancel" in output
+    assert "Photos waiting for /train: 5." in output  # back in the set, for a new /train
+    assert "Dropped your 5 pending photos" in output
 
 
 async def test_cancel_without_jobs_drops_pending_photos(

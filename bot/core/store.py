@@ -440,7 +440,16 @@ class Store:
         )
 
     async def update_tune(self, tune_id: int, **changes: Any) -> TuneRecord:
+        """A tune that ends failed or cancelled gives its photos back to the pending set (the
+        user is told "send /train again"), but for copies already pending again."""
         await self._update("tunes", tune_id, changes)
+        if changes.get("state") in ("failed", "cancelled"):
+            await self._write(
+                "UPDATE photos SET tune_id = NULL WHERE tune_id = ? AND sha256 NOT IN"
+                " (SELECT p.sha256 FROM photos p"
+                "  WHERE p.user_id = photos.user_id AND p.tune_id IS NULL)",
+                (tune_id,),
+            )
         tune = await self.get_tune(tune_id)
         assert tune is not None
         return tune
