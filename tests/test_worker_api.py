@@ -28,6 +28,7 @@ from backends.base import (
 )
 from backends.local import Worker, WorkerConfig, train
 from backends.local.store import QUEUED
+from tests.imagegen import png_claiming_size
 from tests.worker_fixtures import (
     API_KEY,
     CallbackSink,
@@ -132,6 +133,9 @@ async def test_invalid_tunes_are_422(worker: Worker) -> None:
         with pytest.raises(ValidationError, match="not a readable image"):
             bad = TrainingImage("b.jpg", b"not an image", "image/jpeg")
             await client.create_tune(TuneRequest(title="b", name="man", images=[bad]))
+        with pytest.raises(ValidationError, match="not a readable image"):
+            bomb = TrainingImage("c.png", png_claiming_size(100_000, 100_000), "image/png")
+            await client.create_tune(TuneRequest(title="bomb", name="man", images=[bomb]))
         with pytest.raises(ValidationError, match="base_tune_id"):
             await client.create_tune(
                 TuneRequest(title="c", name="man", images=[image], base_tune_id=1)

@@ -123,6 +123,8 @@ async def test_store_runs_prompts_before_trainings_and_requeues(tmp_path: Path) 
             [],
             None,
         )
+        assert await store.next_job() is None  # accepted, photos not written yet: not ready
+        await store.set_tune_images(tune["id"], ["tunes/1/0.jpg"])
         assert await store.next_job() == ("tune", tune["id"])
         prompt = await store.create_prompt(666678, {"text": "x"}, None)
         assert await store.next_job() == ("prompt", prompt["id"])

@@ -425,7 +425,7 @@ async def _read_image(upload: UploadFile) -> tuple[bytes, str]:
             kind = (image.format or "").lower()
             size = image.size
             image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
         raise validate.RequestError(f"{upload.filename}: not a readable image") from None
     if min(size) < MIN_PHOTO_SIDE:  # SDXL trains at 1024: an upscaled photo teaches blur
         raise validate.RequestError(too_small_message(upload.filename or "a photo", *size))

@@ -235,7 +235,7 @@ def _int(value: Any, name: str, default: int) -> int:
         raise RequestError(f"{name} must be an integer")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise RequestError(f"{name} must be an integer") from None
     if not number.is_integer():
         raise RequestError(f"{name} must be an integer")

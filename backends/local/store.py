@@ -214,7 +214,10 @@ class Store:
         prompt = await self.next_prompt()
         if prompt is not None:
             return ("prompt", prompt)
-        row = await self._one("SELECT id FROM tunes WHERE state = ? ORDER BY id LIMIT 1", (QUEUED,))
+        row = await self._one(  # a tune whose photos are still being written is not ready
+            "SELECT id FROM tunes WHERE state = ? AND images != '[]' ORDER BY id LIMIT 1",
+            (QUEUED,),
+        )
         return ("tune", row["id"]) if row else None
 
     async def next_prompt(self) -> int | None:

@@ -56,7 +56,7 @@ def load_photo(path: Path) -> Image.Image:
     try:
         with Image.open(path) as raw:
             image = ImageOps.exif_transpose(raw).convert("RGB")
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         raise PhotoError(f"{path.name} is not a readable image: {exc}") from exc
     if min(image.size) < MIN_PHOTO_SIDE:
         raise PhotoError(too_small_message(path.name, *image.size))
