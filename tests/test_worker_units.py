@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
+from backends.local import Worker
 from backends.local.params import RequestError, parse_prompt, parse_tune
-from backends.local.store import Store
+from backends.local.store import QUEUED, Store
+from tests.worker_fixtures import worker_config
 
 NATIVE = {"native_size": 1024, "max_side": 2048, "random_seed": 99}
 
@@ -134,3 +137,21 @@ async def test_store_runs_prompts_before_trainings_and_requeues(tmp_path: Path) 
         assert tune["id"] >= 100_000_001  # never collides with a base model id
     finally:
         await store.close()
+
+
+async def test_a_broken_queued_prompt_fails_instead_of_blocking_the_queue(tmp_path: Path) -> None:
+    """A row the runner cannot even read (e.g. stored by another version) is failed once, and
+    the job after it still runs."""
+    worker = Worker(worker_config(tmp_path))
+    await worker.start()
+    try:
+        broken = await worker.store.create_prompt(666678, {"text": "x"}, None)
+        worker.runner.wake()
+        for _ in range(600):  # up to 30 s
+            row = await worker.store.get_prompt(broken["id"])
+            if row["state"] != QUEUED:
+                break
+            await asyncio.sleep(0.05)
+        assert row["state"] == "failed" and "internal error" in row["user_error"]
+    finally:
+        await worker.stop()

@@ -147,8 +147,20 @@ class JobRunner:
                     await self._run_prompt(row_id)
                 else:
                     await self._run_tune(row_id)
-            except Exception:  # a bug must not kill the runner; the job is marked failed
+            except Exception as exc:  # a bug must not kill the runner, nor be retried forever
                 log.exception("%s %s crashed the runner", kind, row_id)
+                await self._fail_broken_job(kind, row_id, exc)
+
+    async def _fail_broken_job(self, kind: str, row_id: int, exc: Exception) -> None:
+        """Mark a job that crashed the runner failed, so the next pick is another job."""
+        error = f"internal error in the worker ({type(exc).__name__}); please try again"
+        try:
+            if kind == "prompt":
+                await self._finish_prompt(row_id, error=error)
+            else:
+                await self._finish_tune(row_id, error=error)
+        except Exception:
+            log.exception("%s %s: could not even be marked failed", kind, row_id)
 
     async def _run_prompt(self, prompt_id: int) -> None:
         row = await self.store.get_prompt(prompt_id)
