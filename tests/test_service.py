@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import getpass
 from collections.abc import Callable
 from pathlib import Path
 
@@ -108,3 +110,21 @@ async def test_training_is_refused_in_groups(make_settings: Callable[..., Settin
             await core.service.start_training(user, "man", ChatTarget("telegram", "-5", False))
         with pytest.raises(UserError, match="not a class word"):
             await core.service.start_training(user, "m4n!", ChatTarget("telegram", "1"))
+
+
+async def test_imagine_racing_a_delete_leaves_nothing_behind(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    """/imagine sent while /delete waits on the image service is refused, not left running."""
+    settings = make_settings()
+    await chat(settings, TRAIN.format(photos=photo_dir))
+    fake_astria.delay_next("DELETE", "/tunes/", 1.0)
+    async with running_core(settings) as core:
+        await core.start_jobs()
+        user = await core.service.user("console", getpass.getuser())
+        deleting = asyncio.create_task(core.service.delete_everything(user))
+        await asyncio.sleep(0.3)  # the delete is now waiting on the image service
+        with pytest.raises(UserError, match="no model"):
+            await core.service.generate(user, "a knight", ChatTarget("console", "console"))
+        assert "Deleted 5 photos, 1 models" in await deleting
+    assert fake_astria.tunes == {} and fake_astria.prompts == {}

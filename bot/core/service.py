@@ -210,7 +210,23 @@ class PhotoshootService:
     ) -> GenerationStarted:
         """Compose the prompt with the user's own model and queue it; `upscale` turns every
         quality pass on (super-resolution, face inpainting, hires fix). `tune_id` is the
-        model to use when the text names none (default: the active one)."""
+        model to use when the text names none (default: the active one).
+
+        Under the user's lock: a /delete running meanwhile either sees this job (and deletes
+        it here and on the image service) or finishes first (and this finds no model)."""
+        async with self._lock(user):
+            return await self._generate(user, text, target, seed, num_images, upscale, tune_id)
+
+    async def _generate(
+        self,
+        user: User,
+        text: str,
+        target: ChatTarget,
+        seed: int | None,
+        num_images: int | None,
+        upscale: bool,
+        tune_id: int | None,
+    ) -> GenerationStarted:
         tunes = await self.store.user_tunes(user.id)
         trained = {t.backend_id: t for t in tunes if t.state == "trained" and t.backend_id}
         if not trained:
