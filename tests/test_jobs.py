@@ -128,3 +128,30 @@ async def test_status_messages_are_edited_in_place_and_throttled(
     assert texts[-1].endswith("done.")
     assert all(a != b for a, b in itertools.pairwise(texts))  # no repeats
     assert delivery is not None and delivery.status_message_id == "status-1"
+
+
+async def test_a_repeat_of_an_earlier_set_is_not_mistaken_for_it(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    """ "More like #1" repeats its original's text and seed; if the bot died before storing its
+    prompt id, the restart must create it, not adopt the original's finished prompt."""
+    settings = make_settings()
+    await chat(settings, SCRIPT.format(photos=photo_dir))
+    async with running_core(settings) as core:
+        user = await core.store.get_or_create_user("console", getpass.getuser())
+        [original] = await core.store.user_generations(user.id)
+        await core.store.create_generation(
+            user.id,
+            tune_id=original.tune_id,
+            prompt_typed=original.prompt_typed,
+            prompt_sent=original.prompt_sent,
+            negative_prompt=original.negative_prompt,
+            options=original.options,
+            seed=original.seed,
+            target=ChatTarget("console", "console"),
+        )
+    await chat(settings, "/wait\n")
+    assert len(fake_astria.prompts) == 2
+    async with running_core(settings) as core:
+        first, repeat = await core.store.user_generations(user.id)
+        assert repeat.state == "done" and repeat.backend_id != first.backend_id

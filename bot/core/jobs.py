@@ -451,12 +451,18 @@ class JobTracker:
         return await self._apply_prompt(generation, remote), remote
 
     async def _find_remote_prompt(self, generation: GenerationRecord) -> Prompt | None:
-        """Look up a prompt whose id was never stored by its text and seed (newest first)."""
+        """Look up a prompt whose id was never stored (newest first): same text, seed and
+        options, and not already another generation's (a "more like #1" repeats the text and
+        seed of its original)."""
         if ("generation", generation.id) in self._fresh:
             self._fresh.discard(("generation", generation.id))
             return None
+        wanted = {"seed": generation.seed, **generation.options}
         for remote in await self._backend.list_prompts(SDXL_BASE_TUNE_ID):
-            if remote.text == generation.prompt_sent and remote.raw.get("seed") == generation.seed:
+            same = remote.text == generation.prompt_sent and all(
+                remote.raw.get(key, value) == value for key, value in wanted.items()
+            )
+            if same and not await self._store.generation_by_backend_id(remote.id):
                 return remote
         return None
 

@@ -109,6 +109,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX tunes_by_user ON tunes (user_id);
     CREATE INDEX generations_by_user ON generations (user_id);
+    CREATE INDEX generations_by_backend_id ON generations (backend_id);
     CREATE INDEX generations_unfinished ON generations (id)
         WHERE state IN ('queued', 'submitted');
     """,
@@ -494,6 +495,12 @@ class Store:
         delivery = await self.get_delivery("generation", generation_id)
         assert generation is not None and delivery is not None
         return generation, delivery
+
+    async def generation_by_backend_id(self, backend_id: int) -> GenerationRecord | None:
+        return await self._one(
+            "SELECT * FROM generations WHERE backend_id = ?", (backend_id,), _GENERATION,
+            GenerationRecord,
+        )  # fmt: skip
 
     async def get_generation(self, generation_id: int) -> GenerationRecord | None:
         return await self._one(
