@@ -4,6 +4,7 @@ chats would show from the calls the fake recorded."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -259,6 +260,29 @@ async def test_flood_control_429_is_waited_out_and_the_message_still_goes_out(
     [refused] = [c for c in fake_tg.find("sendMessage", ALICE, ok_only=False) if c.status == 429]
     assert sent.at - refused.at >= 1.0
     assert sent.params["text"] == refused.params["text"]
+
+
+async def test_a_chat_that_blocked_the_bot_is_given_up_not_retried_forever(
+    fake_tg: FakeTelegram, users: Users, tg_settings: Settings, fake_astria: FakeAstria
+) -> None:
+    async with running_bot(tg_settings) as core:
+        await train_model(fake_tg, users, ALICE)
+        fake_tg.inject(
+            "sendMediaGroup", 403, retry_after=None,
+            description="Forbidden: bot was blocked by the user", times=100,
+        )  # fmt: skip
+        users.message(ALICE, text="/imagine astronaut on the moon")
+        for _ in range(400):  # the album is refused, and the tracker closes the delivery
+            refused = fake_tg.find("sendMediaGroup", ALICE, ok_only=False)
+            if refused and not await core.store.undelivered():
+                break
+            await asyncio.sleep(0.05)
+        assert await core.store.undelivered() == []
+    attempts = len(fake_tg.find("sendMediaGroup", ALICE, ok_only=False))
+    async with running_bot(tg_settings):  # a restart owes that chat nothing any more
+        users.message(ALICE, text="/help")
+        await fake_tg.wait_for(sent_text(ALICE, "photoshoots"))
+    assert len(fake_tg.find("sendMediaGroup", ALICE, ok_only=False)) == attempts == 1
 
 
 def free_port() -> int:

@@ -8,13 +8,14 @@ here, because a result the tracker could not hand over waits for the next start 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from telegram import Bot, Message
-from telegram.error import BadRequest, NetworkError
+from telegram.error import BadRequest, Forbidden, NetworkError
 
 from bot.chat.telegram.render import RESULT_HINT, reply_to, result_keyboard, send_album
 from bot.core.store import Delivery, GenerationRecord, Store
@@ -52,6 +53,11 @@ class TelegramNotifier:
         return PRIVATE_EDIT_INTERVAL_S if delivery.is_private else GROUP_EDIT_INTERVAL_S
 
     async def update_status(self, delivery: Delivery, text: str) -> str | None:
+        with chat_gone_is_final(delivery):
+            return await self._update_status(delivery, text)
+        return None
+
+    async def _update_status(self, delivery: Delivery, text: str) -> str | None:
         if delivery.status_message_id is not None:
             try:
                 await with_retries(
@@ -68,12 +74,19 @@ class TelegramNotifier:
         return str(message.message_id)
 
     async def send_text(self, delivery: Delivery, text: str) -> None:
-        await self._send(delivery, text)
+        with chat_gone_is_final(delivery):
+            await self._send(delivery, text)
 
     async def send_images(
         self, delivery: Delivery, generation: GenerationRecord, files: Sequence[Path]
     ) -> None:
         """The album with the prompt as caption, replying to the prompt; buttons under it."""
+        with chat_gone_is_final(delivery):
+            await self._send_images(delivery, generation, files)
+
+    async def _send_images(
+        self, delivery: Delivery, generation: GenerationRecord, files: Sequence[Path]
+    ) -> None:
         keyboard = await result_keyboard(self._store, generation, len(files))
         reply = reply_to(delivery.reply_to_message_id)
         sent = await with_retries(
@@ -102,6 +115,18 @@ class TelegramNotifier:
                 delivery.chat_id, text, reply_parameters=reply_to(delivery.reply_to_message_id)
             )
         )
+
+
+@contextlib.contextmanager
+def chat_gone_is_final(delivery: Delivery) -> Iterator[None]:
+    """403 Forbidden: the user blocked the bot, or it was removed from the group. Nothing can
+    reach that chat any more, so the message is dropped (and the delivery counts as done)
+    instead of failing again on every restart."""
+    try:
+        yield
+    except Forbidden as exc:
+        kind, job_id = _job(delivery)
+        log.warning("chat of %s %s is closed to the bot (%s); message dropped", kind, job_id, exc)
 
 
 def _job(delivery: Delivery) -> tuple[str, int]:
