@@ -149,17 +149,17 @@ async def train(fake: FakeDiscord, user: Json = ALICE, channel: int = ALICE_DM) 
     return interaction
 
 
+async def ask_in_guild(fake: FakeDiscord, prompt: str) -> Json:
+    """Alice runs /imagine in the guild channel; returns the interaction payload."""
+    return await slash(
+        fake, "imagine", [option("prompt", prompt)], user=ALICE, channel_id=CHANNEL, guild_id=GUILD
+    )
+
+
 async def imagine(fake: FakeDiscord, prompt: str = "astronaut on the moon") -> tuple[Json, Posted]:
     """/imagine in the guild channel; returns the interaction and the message with the files."""
     before = max(fake.posted, default=0)
-    interaction = await slash(
-        fake,
-        "imagine",
-        [option("prompt", prompt)],
-        user=ALICE,
-        channel_id=CHANNEL,
-        guild_id=GUILD,
-    )
+    interaction = await ask_in_guild(fake, prompt)
     return interaction, await wait_files(fake, CHANNEL, after=before)
 
 
@@ -355,14 +355,7 @@ async def test_bad_input_is_explained_and_leaves_everything_as_it_was(
 ) -> None:
     fake = fake_discord
     async with running_bot(dc_settings):
-        asked = await slash(
-            fake,
-            "imagine",
-            [option("prompt", "a cat")],
-            user=ALICE,
-            channel_id=CHANNEL,
-            guild_id=GUILD,
-        )
+        asked = await ask_in_guild(fake, "a cat")
         await wait_response(fake, asked, "You have no model yet")
 
         for first in (0, 10):
@@ -375,26 +368,12 @@ async def test_bad_input_is_explained_and_leaves_everything_as_it_was(
         assert len(fake_astria.training_images[tune["id"]]) == 20
 
         prompts = len(fake_astria.prompts)
-        asked = await slash(
-            fake,
-            "imagine",
-            [option("prompt", "<lora:4242:1> me")],
-            user=ALICE,
-            channel_id=CHANNEL,
-            guild_id=GUILD,
-        )
+        asked = await ask_in_guild(fake, "<lora:4242:1> me")
         await wait_response(fake, asked, "You can only use your own models")
         assert len(fake_astria.prompts) == prompts
 
         fake_astria.fail_next("POST", "/tunes/666678/prompts", 422, {"error": "Text is too long"})
-        asked = await slash(
-            fake,
-            "imagine",
-            [option("prompt", "a dog")],
-            user=ALICE,
-            channel_id=CHANNEL,
-            guild_id=GUILD,
-        )
+        asked = await ask_in_guild(fake, "a dog")
         failed = await fake.wait_for(lambda: fake.find_message(CHANNEL, "failed", after=asked))
         assert "Text is too long" in failed.content and not failed.files
         _, result = await imagine(fake)  # and the next one works

@@ -264,24 +264,7 @@ class FakeDiscord:
     def dm_message(self, user: Json, channel_id: int, attachments: Sequence[Json]) -> Json:
         """MESSAGE_CREATE of a user's message with files in their DM with the bot."""
         self.dm_channels.setdefault(int(user["id"]), channel_id)
-        return {
-            "id": str(self.new_id()),
-            "channel_id": str(channel_id),
-            "type": 0,
-            "author": user,
-            "content": "",
-            "timestamp": datetime.now(UTC).isoformat(),
-            "edited_timestamp": None,
-            "tts": False,
-            "mention_everyone": False,
-            "mentions": [],
-            "mention_roles": [],
-            "embeds": [],
-            "components": [],
-            "flags": 0,
-            "pinned": False,
-            "attachments": list(attachments),
-        }
+        return _message(self.new_id(), channel_id, user, "", attachments=list(attachments))
 
     def command(
         self,
@@ -539,23 +522,15 @@ class FakeDiscord:
 
     def _message_json(self, message: Posted) -> Json:
         payload = message.payload
-        return {
-            "id": str(message.id),
-            "channel_id": str(message.channel_id),
-            "type": 0,
-            "author": BOT_USER,
-            "content": message.content,
-            "timestamp": datetime.now(UTC).isoformat(),
-            "edited_timestamp": None,
-            "tts": False,
-            "mention_everyone": False,
-            "mentions": [],
-            "mention_roles": [],
-            "embeds": payload.get("embeds") or [],
-            "components": payload.get("components") or [],
-            "flags": int(payload.get("flags") or 0),
-            "pinned": False,
-            "attachments": [
+        return _message(
+            message.id,
+            message.channel_id,
+            BOT_USER,
+            message.content,
+            embeds=payload.get("embeds") or [],
+            components=payload.get("components") or [],
+            flags=int(payload.get("flags") or 0),
+            attachments=[
                 {
                     "id": str(self.new_id()),
                     "filename": name,
@@ -565,7 +540,30 @@ class FakeDiscord:
                 }
                 for name, data in message.files
             ],
-        }
+        )
+
+
+def _message(message_id: int, channel_id: int, author: Json, content: str, **fields: Any) -> Json:
+    """A message object as Discord sends it; `fields` (attachments, embeds, ...) override."""
+    return {
+        "id": str(message_id),
+        "channel_id": str(channel_id),
+        "type": 0,
+        "author": author,
+        "content": content,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "edited_timestamp": None,
+        "tts": False,
+        "mention_everyone": False,
+        "mentions": [],
+        "mention_roles": [],
+        "embeds": [],
+        "components": [],
+        "flags": 0,
+        "pinned": False,
+        "attachments": [],
+        **fields,
+    }
 
 
 def _match(pattern: str, path: str) -> dict[str, str] | None:
