@@ -443,14 +443,15 @@ class Store:
     async def update_tune(self, tune_id: int, **changes: Any) -> TuneRecord:
         """A tune that ends failed or cancelled gives its photos back to the pending set (the
         user is told "send /train again"), but for copies already pending again."""
-        await self._update("tunes", tune_id, changes)
-        if changes.get("state") in ("failed", "cancelled"):
-            await self._write(
-                "UPDATE photos SET tune_id = NULL WHERE tune_id = ? AND sha256 NOT IN"
-                " (SELECT p.sha256 FROM photos p"
-                "  WHERE p.user_id = photos.user_id AND p.tune_id IS NULL)",
-                (tune_id,),
-            )
+        async with self._transaction() as db:
+            await self._update(db, "tunes", tune_id, changes)
+            if changes.get("state") in ("failed", "cancelled"):
+                await db.execute(
+                    "UPDATE photos SET tune_id = NULL WHERE tune_id = ? AND sha256 NOT IN"
+                    " (SELECT p.sha256 FROM photos p"
+                    "  WHERE p.user_id = photos.user_id AND p.tune_id IS NULL)",
+                    (tune_id,),
+                )
         tune = await self.get_tune(tune_id)
         assert tune is not None
         return tune
@@ -529,7 +530,8 @@ class Store:
             changes["result_files"] = json.dumps(changes["result_files"])
         if changes.get("state") in ("done", "failed", "cancelled"):
             changes.setdefault("finished_at", utcnow())
-        await self._update("generations", generation_id, changes)
+        async with self._transaction() as db:
+            await self._update(db, "generations", generation_id, changes)
         generation = await self.get_generation(generation_id)
         assert generation is not None
         return generation
@@ -625,7 +627,11 @@ class Store:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    async def _update(self, table: str, row_id: int, changes: dict[str, Any]) -> None:
+    @staticmethod
+    async def _update(
+        db: aiosqlite.Connection, table: str, row_id: int, changes: dict[str, Any]
+    ) -> None:
+        """Inside a `_transaction`: set `changes` on one row (timestamps stamped)."""
         if not changes:
             return
         changes = {
@@ -635,7 +641,7 @@ class Store:
         if table in ("tunes", "generations"):
             changes["updated_at"] = _iso(utcnow())
         assignments = ", ".join(f"{column} = ?" for column in changes)
-        await self._write(
+        await db.execute(
             f"UPDATE {table} SET {assignments} WHERE id = ?", (*changes.values(), row_id)
         )
 
