@@ -23,22 +23,23 @@ import io
 import json
 import re
 import signal
-import socket
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.fakes.threaded_server import ThreadedServer
 
 GALLERY_TUNE_IDS = frozenset({666678, 1504944, 690204})
 """Public base models (SDXL 1.0, Flux1.dev, Realistic Vision): prompt targets, never listed."""
@@ -172,9 +173,6 @@ class FakeAstria:
         self._prompt_fate: dict[int, str | None] = {}  # user_error to end with, or None
         self._png_cache: dict[str, bytes] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._thread: threading.Thread | None = None
-        self._server: uvicorn.Server | None = None
-        self._loop_error: BaseException | None = None
         self.app = Starlette(
             routes=[
                 Route(
@@ -183,6 +181,14 @@ class FakeAstria:
                     methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                 )
             ]
+        )
+        self._server = ThreadedServer(
+            self.app,
+            "FakeAstria",
+            host=host,
+            port=port,
+            graceful_shutdown_s=1,
+            around=self._in_server_loop,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -195,53 +201,21 @@ class FakeAstria:
         self.stop()
 
     def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        self.url = f"http://{self.host}:{self.port}"
-        config = uvicorn.Config(
-            self.app,
-            log_level="warning",
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-            access_log=False,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._run, args=(sock,), name=f"FakeAstria:{self.port}", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if self._loop_error is not None or not self._thread.is_alive():
-                raise RuntimeError(f"FakeAstria failed to start: {self._loop_error!r}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("FakeAstria did not start within 10 s")
-            time.sleep(0.005)
+        self._server.start()
+        self.port = self._server.port
+        self.url = self._server.url
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._thread = None
+        self._server.stop()
 
-    def _run(self, sock: socket.socket) -> None:
-        try:
-            asyncio.run(self._main(sock))
-        except BaseException as exc:  # surfaced by start()
-            self._loop_error = exc
-        finally:
-            sock.close()
-
-    async def _main(self, sock: socket.socket) -> None:
-        assert self._server is not None
+    @contextlib.asynccontextmanager
+    async def _in_server_loop(self) -> AsyncIterator[None]:
+        """The callback client and the training clock live on the server's own loop."""
         async with httpx.AsyncClient(timeout=5.0) as callback_http:
             self._callback_http = callback_http
             ticker = asyncio.create_task(self._ticker())
             try:
-                await self._server.serve(sockets=[sock])
+                yield
             finally:
                 ticker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

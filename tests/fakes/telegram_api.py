@@ -7,8 +7,8 @@ bot's `getUpdates` long poll) and register files (served by `getFile` and the do
 uploaded files, so tests assert on what a real chat would show. `inject` answers the next calls
 of a method with an error, e.g. 429 with `retry_after`, as Telegram's flood control does.
 
-Like `astria_server`, uvicorn runs on a background thread with its own event loop, so the bot's
-loop and the server never block each other.
+Like `astria_server`, it is served from a background thread with its own event loop
+(`threaded_server`), so the bot's loop and the server never block each other.
 """
 
 from __future__ import annotations
@@ -17,19 +17,19 @@ import asyncio
 import contextlib
 import itertools
 import json
-import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.fakes.threaded_server import ThreadedServer
 
 TOKEN = "123456789:AAFakeTokenForTestsOnly_0123456789ab"
 BOT_ID = 123456789
@@ -93,8 +93,13 @@ class FakeTelegram:
         self._injections: list[_Injection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._new_update: asyncio.Event | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        routes = [
+            Route("/bot{token}/{method}", self._api, methods=["GET", "POST"]),
+            Route("/file/bot{token}/{path:path}", self._download),
+        ]
+        self._server = ThreadedServer(
+            Starlette(routes=routes), "FakeTelegram", host=host, around=self._in_server_loop
+        )
         self._methods: dict[str, Callable[[dict[str, Any], dict[str, bytes]], Any]] = {
             "getMe": lambda p, f: self.bot_user,
             "getUpdates": lambda p, f: None,  # async, handled in _api
@@ -137,45 +142,19 @@ class FakeTelegram:
     # -- lifecycle -------------------------------------------------------------------
 
     def __enter__(self) -> FakeTelegram:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind((self.host, 0))
-        self.url = f"http://{self.host}:{sock.getsockname()[1]}"
-        routes = [
-            Route("/bot{token}/{method}", self._api, methods=["GET", "POST"]),
-            Route("/file/bot{token}/{path:path}", self._download),
-        ]
-        config = uvicorn.Config(
-            Starlette(routes=routes),
-            log_level="warning",
-            lifespan="off",
-            timeout_graceful_shutdown=0,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("FakeTelegram did not start")
-            time.sleep(0.005)
+        self._server.start()
+        self.url = self._server.url
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._server.stop()
 
-    def _serve(self, sock: socket.socket) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._new_update = asyncio.Event()
-            assert self._server is not None
-            await self._server.serve(sockets=[sock])
-
-        try:
-            asyncio.run(main())
-        finally:
-            sock.close()
+    @contextlib.asynccontextmanager
+    async def _in_server_loop(self) -> AsyncIterator[None]:
+        """`push` wakes pending long polls through an event of the server's own loop."""
+        self._loop = asyncio.get_running_loop()
+        self._new_update = asyncio.Event()
+        yield
 
     # -- what users do ---------------------------------------------------------------
 
