@@ -23,6 +23,7 @@ from bot.chat.telegram.handlers import PLATFORM, TelegramHandlers
 from bot.chat.telegram.intake import ALBUM_WAIT_S, PhotoIntake
 from bot.chat.telegram.notifier import TelegramNotifier
 from bot.chat.telegram.processor import PerChatUpdateProcessor
+from bot.chat.telegram.transport import AiohttpRequest
 from bot.chat.telegram.webhook import WEBHOOK_PATH, WebhookServer, webhook_route, webhook_secret
 from bot.config import ConfigError
 
@@ -79,8 +80,8 @@ class TelegramFrontend:
             .base_file_url(settings.telegram_file_url)
             .rate_limiter(rate_limiter or AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
             .concurrent_updates(PerChatUpdateProcessor())
-            .connection_pool_size(CONNECTION_POOL_SIZE)
-            .pool_timeout(POOL_TIMEOUT_S)
+            .request(AiohttpRequest(CONNECTION_POOL_SIZE, pool_timeout=POOL_TIMEOUT_S))
+            .get_updates_request(AiohttpRequest(1))
             .build()
         )
         bot = self.application.bot
