@@ -140,7 +140,8 @@ class Load:
         self._last_message: dict[int, float] = {}
 
     def push_one(self, at: float) -> Pushed:
-        """Push one update of the mix at time `at` (seconds into the phase).
+        """Push one update of the mix now, `at` being time.monotonic() (one clock for every
+        phase: a chat's last message of the previous phase counts).
 
         A chat gets a new message update only when its last one is MESSAGE_GAP_S old; when no
         chat is free (a burst larger than the users), a button press is pushed instead.
@@ -193,7 +194,7 @@ async def run_phase(fake: FakeTelegram, load: Load, count: int, rate: float | No
     for index in range(count):
         if rate:
             await asyncio.sleep(max(0.0, start + index / rate - time.monotonic()))
-        pushed.append(load.push_one(time.monotonic() - start))
+        pushed.append(load.push_one(time.monotonic()))
     deadline = time.monotonic() + REPLY_WAIT_S
     replies: list[float | None] = [None] * count
     while time.monotonic() < deadline:

@@ -302,9 +302,8 @@ class Store:
         await self._db.close()
 
     async def schema_version(self) -> int:
-        async with self._db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        rows = await self._rows("PRAGMA user_version", ())
+        return int(rows[0][0]) if rows else 0
 
     async def migrate(self) -> None:
         """Apply every migration newer than the database's `user_version`, each atomically."""
@@ -538,12 +537,11 @@ class Store:
 
     async def queue_position(self, generation_id: int) -> int:
         """How many unfinished generations (of anyone) were asked for before this one."""
-        async with self._db.execute(
+        rows = await self._rows(
             f"SELECT COUNT(*) FROM generations WHERE state IN {GENERATION_UNFINISHED} AND id < ?",
             (generation_id,),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        )
+        return int(rows[0][0]) if rows else 0
 
     # -- deliveries --------------------------------------------------------------------------
 
@@ -662,12 +660,14 @@ class Store:
             cursor = await db.execute(sql, params)
         return cursor.lastrowid or 0
 
+    async def _rows(self, sql: str, params: Sequence[Any]) -> list[aiosqlite.Row]:
+        """A read in one trip to the database thread (execute, fetch and close go together:
+        every trip costs a thread hand-over, and under load a wait for the GIL)."""
+        return list(await self._db.execute_fetchall(sql, params))
+
     async def _one(self, sql: str, params: Sequence[Any], columns: _Columns, cls: type) -> Any:
-        async with self._db.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-        return columns.convert(row, cls) if row else None
+        rows = await self._rows(sql, params)
+        return columns.convert(rows[0], cls) if rows else None
 
     async def _all(self, sql: str, params: Sequence[Any], columns: _Columns, cls: type) -> Any:
-        async with self._db.execute(sql, params) as cursor:
-            rows = await cursor.fetchall()
-        return [columns.convert(row, cls) for row in rows]
+        return [columns.convert(row, cls) for row in await self._rows(sql, params)]
