@@ -39,6 +39,7 @@ from bot.logs import job_context
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_FACTOR = 16
+QUEUED_TEXT = "Queued: waiting for a free GPU…"
 DELIVERY_GRACE_S = 10.0
 """On stop, a job that is sending its result gets this long to finish: a result sent again
 after the restart is worse than a slower stop. Jobs that only poll stop at once."""
@@ -402,7 +403,7 @@ class JobTracker:
         try:
             remote: Prompt | None = None
             if generation.state == "queued":  # the create's answer is the first poll's
-                generation, remote = await self._submit_generation(generation)
+                generation, remote = await self._submit_generation(generation, delivery)
             prompt_id = generation.backend_id or 0
             while generation.state == "submitted":
                 if remote is not None:
@@ -422,13 +423,15 @@ class JobTracker:
             await self._finish_generation(generation, delivery)
 
     async def _submit_generation(
-        self, generation: GenerationRecord
+        self, generation: GenerationRecord, delivery: Delivery
     ) -> tuple[GenerationRecord, Prompt]:
         """Create the prompt, or adopt the one an interrupted run created (same text and seed);
-        returns the generation with that answer applied, and the answer."""
-        delivery = await self._store.get_delivery("generation", generation.id)
-        if delivery is not None:
-            await self._status(delivery, "Queued: sending your prompt to the image service…")
+        returns the generation with that answer applied, and the answer.
+
+        The status message goes out first, saying what the create usually answers: a new
+        prompt waits for a GPU. So the user hears back at once, and the create's answer
+        needs no edit (a DM allows one edit a second: it would be dropped anyway)."""
+        await self._status(delivery, QUEUED_TEXT)
 
         async def find_or_create() -> Prompt:
             remote = await self._find_remote_prompt(generation)
@@ -552,7 +555,7 @@ def tune_status_text(tune: TuneRecord) -> str:
 def prompt_status_text(prompt: Prompt) -> str:
     progress = prompt.raw.get("progress")
     if prompt.started_training_at is None and not progress:
-        return "Queued: waiting for a free GPU…"
+        return QUEUED_TEXT
     if isinstance(progress, int | float) and 0 < progress <= 1:
         return f"Generating… {round(progress * 100)}%"
     return "Generating…"

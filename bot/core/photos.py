@@ -166,6 +166,8 @@ def _upright(image: Image.Image) -> tuple[Image.Image, bool]:
     reason to refuse a photo: it is then used as stored."""
     try:
         orientation = int(image.getexif().get(_ORIENTATION_TAG, 1))
+        if orientation == 1:  # upright already: exif_transpose would copy every pixel
+            return image, False
         upright = ImageOps.exif_transpose(image)
     except Exception:
         return image, False
