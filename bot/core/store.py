@@ -403,19 +403,20 @@ class Store:
         """Record a training before it is sent, and bind the pending photos to it atomically."""
         now = _iso(utcnow())
         async with self._transaction() as db:
-            cursor = await db.execute(
-                "INSERT INTO tunes (user_id, title, class_name, label, token, state,"
-                " callback_secret, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, 'creating', ?, ?, ?)",
-                (user_id, title, class_name, label, token, secrets.token_urlsafe(16), now, now),
+            tune: TuneRecord = _TUNE.convert(
+                await _returned(
+                    db,
+                    "INSERT INTO tunes (user_id, title, class_name, label, token, state,"
+                    " callback_secret, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, 'creating', ?, ?, ?) RETURNING *",
+                    (user_id, title, class_name, label, token, secrets.token_urlsafe(16), now, now),
+                ),
+                TuneRecord,
             )
-            tune_id = cursor.lastrowid or 0
             await db.executemany(
                 "UPDATE photos SET tune_id = ? WHERE id = ? AND user_id = ?",
-                [(tune_id, photo_id, user_id) for photo_id in photo_ids],
+                [(tune.id, photo_id, user_id) for photo_id in photo_ids],
             )
-        tune = await self.get_tune(tune_id)
-        assert tune is not None
         return tune
 
     async def get_tune(self, tune_id: int) -> TuneRecord | None:
@@ -443,7 +444,9 @@ class Store:
         """A tune that ends failed or cancelled gives its photos back to the pending set (the
         user is told "send /train again"), but for copies already pending again."""
         async with self._transaction() as db:
-            await self._update(db, "tunes", tune_id, changes)
+            tune: TuneRecord = _TUNE.convert(
+                await self._update(db, "tunes", tune_id, changes), TuneRecord
+            )
             if changes.get("state") in ("failed", "cancelled"):
                 await db.execute(
                     "UPDATE photos SET tune_id = NULL WHERE tune_id = ? AND sha256 NOT IN"
@@ -451,8 +454,6 @@ class Store:
                     "  WHERE p.user_id = photos.user_id AND p.tune_id IS NULL)",
                     (tune_id,),
                 )
-        tune = await self.get_tune(tune_id)
-        assert tune is not None
         return tune
 
     # -- generations -------------------------------------------------------------------------
@@ -472,10 +473,11 @@ class Store:
         """Record a generation and its delivery together, before anything is sent."""
         now = _iso(utcnow())
         async with self._transaction() as db:
-            cursor = await db.execute(
+            row = await _returned(
+                db,
                 "INSERT INTO generations (user_id, tune_id, prompt_typed, prompt_sent,"
                 " negative_prompt, options, seed, state, callback_secret, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) RETURNING *",
                 (
                     user_id,
                     tune_id,
@@ -489,11 +491,8 @@ class Store:
                     now,
                 ),
             )
-            generation_id = cursor.lastrowid or 0
-            await self._insert_delivery(db, "generation", generation_id, target)
-        generation = await self.get_generation(generation_id)
-        delivery = await self.get_delivery("generation", generation_id)
-        assert generation is not None and delivery is not None
+            generation: GenerationRecord = _GENERATION.convert(row, GenerationRecord)
+            delivery = await self._insert_delivery(db, "generation", generation.id, target)
         return generation, delivery
 
     async def generation_by_backend_id(self, backend_id: int) -> GenerationRecord | None:
@@ -530,9 +529,8 @@ class Store:
         if changes.get("state") in ("done", "failed", "cancelled"):
             changes.setdefault("finished_at", utcnow())
         async with self._transaction() as db:
-            await self._update(db, "generations", generation_id, changes)
-        generation = await self.get_generation(generation_id)
-        assert generation is not None
+            row = await self._update(db, "generations", generation_id, changes)
+        generation: GenerationRecord = _GENERATION.convert(row, GenerationRecord)
         return generation
 
     async def queue_position(self, generation_id: int) -> int:
@@ -547,18 +545,16 @@ class Store:
 
     async def add_delivery(self, job_kind: str, job_id: int, target: ChatTarget) -> Delivery:
         async with self._transaction() as db:
-            await self._insert_delivery(db, job_kind, job_id, target)
-        delivery = await self.get_delivery(job_kind, job_id)
-        assert delivery is not None
-        return delivery
+            return await self._insert_delivery(db, job_kind, job_id, target)
 
     @staticmethod
     async def _insert_delivery(
         db: aiosqlite.Connection, job_kind: str, job_id: int, target: ChatTarget
-    ) -> None:
-        await db.execute(
+    ) -> Delivery:
+        row = await _returned(
+            db,
             "INSERT INTO deliveries (job_kind, job_id, platform, chat_id, is_private,"
-            " reply_to_message_id) VALUES (?, ?, ?, ?, ?, ?)",
+            " reply_to_message_id) VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
             (
                 job_kind,
                 job_id,
@@ -568,6 +564,8 @@ class Store:
                 target.reply_to_message_id,
             ),
         )
+        delivery: Delivery = _DELIVERY.convert(row, Delivery)
+        return delivery
 
     async def get_delivery(self, job_kind: str, job_id: int) -> Delivery | None:
         return await self._one(
@@ -628,10 +626,11 @@ class Store:
     @staticmethod
     async def _update(
         db: aiosqlite.Connection, table: str, row_id: int, changes: dict[str, Any]
-    ) -> None:
-        """Inside a `_transaction`: set `changes` on one row (timestamps stamped)."""
+    ) -> aiosqlite.Row:
+        """Inside a `_transaction`: set `changes` on one row (timestamps stamped); returns the
+        row as it is now."""
         if not changes:
-            return
+            return await _returned(db, f"SELECT * FROM {table} WHERE id = ?", (row_id,))
         changes = {
             key: _iso(value) if isinstance(value, datetime) else value
             for key, value in changes.items()
@@ -639,8 +638,10 @@ class Store:
         if table in ("tunes", "generations"):
             changes["updated_at"] = _iso(utcnow())
         assignments = ", ".join(f"{column} = ?" for column in changes)
-        await db.execute(
-            f"UPDATE {table} SET {assignments} WHERE id = ?", (*changes.values(), row_id)
+        return await _returned(
+            db,
+            f"UPDATE {table} SET {assignments} WHERE id = ? RETURNING *",
+            (*changes.values(), row_id),
         )
 
     @contextlib.asynccontextmanager
@@ -671,3 +672,12 @@ class Store:
 
     async def _all(self, sql: str, params: Sequence[Any], columns: _Columns, cls: type) -> Any:
         return [columns.convert(row, cls) for row in await self._rows(sql, params)]
+
+
+async def _returned(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> aiosqlite.Row:
+    """The row a write returns (`RETURNING *`) or a look-up finds, in one trip to the database
+    thread; a missing row is a bug of the caller (an id that does not exist)."""
+    rows = list(await db.execute_fetchall(sql, params))
+    if not rows:
+        raise LookupError(f"no row for: {sql.split(' WHERE')[0]}")
+    return rows[0]
