@@ -145,3 +145,24 @@ async def test_concurrent_use_cases_each_commit_whole(tmp_path: Path) -> None:
             assert await store.pending_photos(user.id) == []
     finally:
         await store.close()
+
+
+async def test_users_read_from_memory_stay_true_to_every_write(tmp_path: Path) -> None:
+    """Senders are kept in memory (every update asks for one); each write must show."""
+    store = await Store.open(tmp_path)
+    try:
+        ann = await store.get_or_create_user("telegram", "42", "Ann")
+        assert await store.get_or_create_user("telegram", "42", "Ann") == ann
+        renamed = await store.get_or_create_user("telegram", "42", "Ann B.")
+        assert (renamed.id, renamed.display_name) == (ann.id, "Ann B.")
+        assert await store.get_or_create_user("telegram", "42") == renamed
+        tune = await store.create_tune(
+            ann.id, title="t", class_name="man", token="ohwx", label=None, photo_ids=[]
+        )
+        await store.set_active_tune(ann.id, tune.id)
+        assert (await store.get_or_create_user("telegram", "42")).active_tune_id == tune.id
+        await store.delete_user_data(ann.id)
+        again = await store.get_or_create_user("telegram", "42", "Ann B.")
+        assert again.active_tune_id is None and await store.get_user(again.id) == again
+    finally:
+        await store.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -298,7 +299,7 @@ class JobTracker:
         try:
             if tune.state == "creating":
                 tune = await self._submit_tune(tune)
-                await self._status(delivery, tune_status_text(tune))
+                delivery = await self._status(delivery, tune_status_text(tune))
             backend_id = tune.backend_id or 0
             while tune.state == "training":
                 remote = await self._with_backoff(
@@ -306,7 +307,7 @@ class JobTracker:
                 )
                 tune = await self._apply_tune(tune, remote)
                 if tune.state == "training":
-                    await self._status(delivery, tune_status_text(tune))
+                    delivery = await self._status(delivery, tune_status_text(tune))
                     await self._pause("tune", tune_id, self._config.poll_interval_s)
         except (AuthError, NotFoundError, ValidationError) as exc:
             tune = await self._store.update_tune(tune_id, state="failed", error=exc.user_message)
@@ -373,14 +374,18 @@ class JobTracker:
             user = await self._store.get_user(tune.user_id)
             if user is not None:
                 await self._store.set_active_tune(user.id, tune.id)
-            await self._status(delivery, f"Training of {tune.display_name}: done.", force=True)
+            delivery = await self._status(
+                delivery, f"Training of {tune.display_name}: done.", force=True
+            )
             await self._final_text(
                 delivery,
                 f"Your model {tune.display_name} is ready and active. Try: "
                 f"/imagine portrait in a sunlit studio",
             )
         elif tune.state == "failed":
-            await self._status(delivery, f"Training of {tune.display_name}: failed.", force=True)
+            delivery = await self._status(
+                delivery, f"Training of {tune.display_name}: failed.", force=True
+            )
             await self._final_text(
                 delivery,
                 f"Training of {tune.display_name} failed: {tune.error or 'unknown reason'}. "
@@ -403,11 +408,15 @@ class JobTracker:
         try:
             remote: Prompt | None = None
             if generation.state == "queued":  # the create's answer is the first poll's
-                generation, remote = await self._submit_generation(generation, delivery)
+                # The status goes out first, saying what the create usually answers: a new
+                # prompt waits for a GPU. So the user hears back at once, and the answer
+                # needs no edit (a DM allows one edit a second: it would be dropped anyway).
+                delivery = await self._status(delivery, QUEUED_TEXT)
+                generation, remote = await self._submit_generation(generation)
             prompt_id = generation.backend_id or 0
             while generation.state == "submitted":
                 if remote is not None:
-                    await self._status(delivery, prompt_status_text(remote))
+                    delivery = await self._status(delivery, prompt_status_text(remote))
                     await self._pause("generation", generation_id, self._config.poll_interval_s)
                 remote = await self._with_backoff(
                     "generation",
@@ -423,15 +432,10 @@ class JobTracker:
             await self._finish_generation(generation, delivery)
 
     async def _submit_generation(
-        self, generation: GenerationRecord, delivery: Delivery
+        self, generation: GenerationRecord
     ) -> tuple[GenerationRecord, Prompt]:
         """Create the prompt, or adopt the one an interrupted run created (same text and seed);
-        returns the generation with that answer applied, and the answer.
-
-        The status message goes out first, saying what the create usually answers: a new
-        prompt waits for a GPU. So the user hears back at once, and the create's answer
-        needs no edit (a DM allows one edit a second: it would be dropped anyway)."""
-        await self._status(delivery, QUEUED_TEXT)
+        returns the generation with that answer applied, and the answer."""
 
         async def find_or_create() -> Prompt:
             remote = await self._find_remote_prompt(generation)
@@ -491,7 +495,7 @@ class JobTracker:
     async def _finish_generation(self, generation: GenerationRecord, delivery: Delivery) -> None:
         notifier = self._notifiers.get(delivery.platform)
         if generation.state == "done":
-            await self._status(delivery, "Done.", force=True)
+            delivery = await self._status(delivery, "Done.", force=True)
             if notifier is None:
                 log.warning(
                     "no %s frontend running; generation %s waits", delivery.platform, generation.id
@@ -501,7 +505,7 @@ class JobTracker:
             await notifier.send_images(delivery, generation, files)
             await self._store.mark_delivered(delivery.id)
         elif generation.state == "failed":
-            await self._status(delivery, "Failed.", force=True)
+            delivery = await self._status(delivery, "Failed.", force=True)
             await self._final_text(
                 delivery,
                 f"Sorry, that image failed: {generation.error or 'unknown reason'}. "
@@ -516,25 +520,27 @@ class JobTracker:
 
     # -- chat side ---------------------------------------------------------------------------
 
-    async def _status(self, delivery: Delivery, text: str, *, force: bool = False) -> None:
-        """Edit the job's status message when its text changed, at most once per interval."""
+    async def _status(self, delivery: Delivery, text: str, *, force: bool = False) -> Delivery:
+        """Edit the job's status message when its text changed, at most once per interval;
+        returns the delivery as it is now. Only this writes the status fields, and each job
+        has one task, so the task's copy is the truth (read from the store at its start)."""
         notifier = self._notifiers.get(delivery.platform)
-        fresh = await self._store.get_delivery(delivery.job_kind, delivery.job_id)
-        if notifier is None or fresh is None or fresh.status_text == text:
-            return
+        if notifier is None or delivery.status_text == text:
+            return delivery
         now = asyncio.get_running_loop().time()
-        last = self._last_status_edit.get(fresh.id)
-        if not force and last is not None and now - last < notifier.status_edit_interval(fresh):
-            return
+        last = self._last_status_edit.get(delivery.id)
+        if not force and last is not None and now - last < notifier.status_edit_interval(delivery):
+            return delivery
         try:
-            message_id = await notifier.update_status(fresh, text)
+            message_id = await notifier.update_status(delivery, text)
         except Exception:
             log.warning(
                 "status update for %s %s failed", delivery.job_kind, delivery.job_id, exc_info=True
             )
-            return
-        self._last_status_edit[fresh.id] = now
-        await self._store.set_status_message(fresh.id, message_id, text)
+            return delivery
+        self._last_status_edit[delivery.id] = now
+        await self._store.set_status_message(delivery.id, message_id, text)
+        return dataclasses.replace(delivery, status_message_id=message_id, status_text=text)
 
     async def _final_text(self, delivery: Delivery, text: str) -> None:
         """Send a job's closing message once; an absent frontend leaves it for the next start."""

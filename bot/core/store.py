@@ -281,6 +281,10 @@ class Store:
         self._db = connection
         self.data_dir = data_dir
         self._write_lock = asyncio.Lock()
+        # Every update looks its sender up; users change only through this store (one bot
+        # process), so they are kept here and dropped on each write to them.
+        self._users: dict[tuple[str, str], User] = {}
+        self._user_keys: dict[int, tuple[str, str]] = {}
 
     @classmethod
     async def open(cls, data_dir: Path) -> Store:
@@ -318,19 +322,27 @@ class Store:
     async def get_or_create_user(
         self, platform: str, platform_user_id: str, display_name: str | None = None
     ) -> User:
-        """Every update asks this: a read, and a write only for a new user or a new name."""
-        user = await self._find_user(platform, platform_user_id)
+        """Every update asks this: from memory mostly, a write only for a new user or name."""
+        user = self._users.get((platform, platform_user_id))
+        if user is None:
+            user = await self._find_user(platform, platform_user_id)
         if user is not None and display_name in (None, user.display_name):
+            self._users[(platform, platform_user_id)] = user
+            self._user_keys[user.id] = (platform, platform_user_id)
             return user
-        await self._write(
-            "INSERT INTO users (platform, platform_user_id, display_name, created_at)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT (platform, platform_user_id)"
-            " DO UPDATE SET display_name = COALESCE(excluded.display_name, display_name)",
-            (platform, platform_user_id, display_name, _iso(utcnow())),
-        )
-        user = await self._find_user(platform, platform_user_id)
-        assert user is not None
-        return user
+        if user is not None:
+            self._forget_user(user.id)
+        async with self._transaction() as db:
+            row = await _returned(
+                db,
+                "INSERT INTO users (platform, platform_user_id, display_name, created_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (platform, platform_user_id)"
+                " DO UPDATE SET display_name = COALESCE(excluded.display_name, display_name)"
+                " RETURNING *",
+                (platform, platform_user_id, display_name, _iso(utcnow())),
+            )
+        written: User = _USER.convert(row, User)
+        return written
 
     async def _find_user(self, platform: str, platform_user_id: str) -> User | None:
         return await self._one(
@@ -345,6 +357,13 @@ class Store:
 
     async def set_active_tune(self, user_id: int, tune_id: int | None) -> None:
         await self._write("UPDATE users SET active_tune_id = ? WHERE id = ?", (tune_id, user_id))
+        self._forget_user(user_id)
+
+    def _forget_user(self, user_id: int) -> None:
+        """Drop the cached copy of a user whose row was written."""
+        key = self._user_keys.pop(user_id, None)
+        if key is not None:
+            self._users.pop(key, None)
 
     async def delete_user_data(self, user_id: int) -> None:
         """Remove every row of the user (the cascade takes photos, tunes, generations)."""
@@ -356,6 +375,7 @@ class Store:
                 (user_id, user_id),
             )
             await db.execute("DELETE FROM users WHERE id = ?", (user_id,))
+            self._forget_user(user_id)
 
     # -- photos ------------------------------------------------------------------------------
 
