@@ -100,7 +100,7 @@ class JobTracker:
         self._notifiers: dict[str, Notifier] = {}
         self._tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._wakeups: dict[tuple[str, int], asyncio.Event] = {}
-        self._last_status_edit: dict[int, float] = {}
+        self._last_status_edit: dict[tuple[str, int], float] = {}  # (kind, job id) -> time
         self._stopping = False
         # Jobs recorded by this process and not yet sent: their first create needs no look-up.
         # Anything else (resumed, or retried after an unclear failure) is looked up first.
@@ -232,6 +232,7 @@ class JobTracker:
         if self._tasks.get(key) is task:
             del self._tasks[key]
             self._wakeups.pop(key, None)
+            self._last_status_edit.pop(key, None)
 
     async def _guard(self, kind: str, job_id: int, work: Awaitable[None]) -> None:
         """Log a crash of one job instead of losing it silently; the store keeps it for later."""
@@ -536,7 +537,7 @@ class JobTracker:
         if notifier is None or delivery.status_text == text:
             return delivery
         now = asyncio.get_running_loop().time()
-        last = self._last_status_edit.get(delivery.id)
+        last = self._last_status_edit.get((delivery.job_kind, delivery.job_id))
         if not force and last is not None and now - last < notifier.status_edit_interval(delivery):
             return delivery
         try:
@@ -546,7 +547,7 @@ class JobTracker:
                 "status update for %s %s failed", delivery.job_kind, delivery.job_id, exc_info=True
             )
             return delivery
-        self._last_status_edit[delivery.id] = now
+        self._last_status_edit[(delivery.job_kind, delivery.job_id)] = now
         await self._store.set_status_message(delivery.id, message_id, text)
         return dataclasses.replace(delivery, status_message_id=message_id, status_text=text)
 
