@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import io
 import itertools
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -170,3 +172,29 @@ async def test_a_burst_of_prompts_reaches_the_backend_a_few_at_a_time(
 
     assert fake_astria.delayed_peak == MAX_SUBMITTING
     assert output.count("saved:") == burst
+
+
+async def test_a_job_waiting_out_a_refusal_leaves_its_turn_to_the_others(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    """The first creates are told to come back in 30 s (429); the next job must not wait for
+    them: a turn is held for one attempt, never across the wait."""
+    async with running_core(make_settings()) as core:
+        core.tracker.register_notifier("console", ConsoleNotifier(io.StringIO()))
+        await core.start_jobs()
+        user = await core.service.user("console", "ann")
+        photos = [IncomingPhoto(p.read_bytes(), p.name) for p in sorted(photo_dir.iterdir())]
+        await core.service.add_photos(user, photos)
+        await core.service.start_training(user, "man", ChatTarget("console", "console"))
+        await core.tracker.wait_idle()
+        user = await core.service.user("console", "ann")
+
+        fake_astria.fail_next("POST", "/tunes/", 429, retry_after="30", times=MAX_SUBMITTING)
+        for _ in range(MAX_SUBMITTING + 1):
+            await core.service.generate(user, "astronaut", ChatTarget("console", "console"))
+        deadline = time.monotonic() + 10
+        while not any(g.state == "done" for g in await core.store.user_generations(user.id)):
+            assert time.monotonic() < deadline, "the last job waited for the refused ones"
+            await asyncio.sleep(0.05)
+        states = sorted(g.state for g in await core.store.user_generations(user.id))
+    assert states == ["done"] + ["queued"] * MAX_SUBMITTING

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from backends.base import (
     SDXL_BASE_TUNE_ID,
@@ -38,6 +38,7 @@ from bot.core.store import Delivery, GenerationRecord, Store, TuneRecord, utcnow
 from bot.logs import job_context
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_BACKOFF_FACTOR = 16
 QUEUED_TEXT = "Queued: waiting for a free GPU…"
@@ -273,7 +274,17 @@ class JobTracker:
                 future.cancel()
             event.clear()
 
-    async def _with_backoff(self, kind: str, job_id: int, call: Callable[[], Awaitable[object]]):
+    def _one_at_a_time(self, submit: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+        """`submit` holding one of the MAX_SUBMITTING slots, for one attempt only: a job
+        waiting out a backend error does not keep the others from being sent."""
+
+        async def attempt() -> T:
+            async with self._submitting:
+                return await submit()
+
+        return attempt
+
+    async def _with_backoff(self, kind: str, job_id: int, call: Callable[[], Awaitable[T]]) -> T:
         """Call the backend until it answers; transient failures wait longer each time."""
         factor = 1
         while True:
@@ -348,9 +359,8 @@ class JobTracker:
             )
             return await self._backend.create_tune(request)
 
-        async with self._submitting:
-            remote = await self._with_backoff("tune", tune.id, find_or_create)
-            tune = await self._store.update_tune(tune.id, backend_id=remote.id, state="training")
+        remote = await self._with_backoff("tune", tune.id, self._one_at_a_time(find_or_create))
+        tune = await self._store.update_tune(tune.id, backend_id=remote.id, state="training")
         log.info(
             "tune %s created on the backend as %s",
             tune.id,
@@ -459,11 +469,12 @@ class JobTracker:
             )
             return await self._backend.create_prompt(SDXL_BASE_TUNE_ID, request)
 
-        async with self._submitting:
-            remote = await self._with_backoff("generation", generation.id, find_or_create)
-            generation = await self._store.update_generation(
-                generation.id, backend_id=remote.id, state="submitted"
-            )
+        remote = await self._with_backoff(
+            "generation", generation.id, self._one_at_a_time(find_or_create)
+        )
+        generation = await self._store.update_generation(
+            generation.id, backend_id=remote.id, state="submitted"
+        )
         return await self._apply_prompt(generation, remote), remote
 
     async def _find_remote_prompt(self, generation: GenerationRecord) -> Prompt | None:
