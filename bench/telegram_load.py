@@ -17,8 +17,9 @@ The bot runs in a process of its own (the fakes and the load generator in this o
 production where Telegram does not share the bot's CPU. Its outgoing rate limiter is replaced
 by a pass-through, since Telegram's own cap (~30 messages/s per bot) would otherwise be the
 thing measured.
-A message update's reply is the first Bot API call into its chat after it was pushed (each chat
-gets at most one message update at a time); a button press's is its answerCallbackQuery.
+A message update's reply is the first message the bot sends into its chat after it was pushed
+(each chat gets at most one message update at a time; edits of earlier messages don't count); a
+button press's is its answerCallbackQuery.
 
 Target on 2 cores (issue 3): >= 300 updates/s with p99 < 100 ms.
 Usage: python bench/telegram_load.py [--updates 3000] [--rate 300] [--burst 600] [--json F]
@@ -217,8 +218,8 @@ def first_replies(calls: Sequence[ApiCall], pushed: Sequence[Pushed]) -> list[fl
         if c.method == "answerCallbackQuery"
     }
     by_chat: dict[int, list[float]] = {}
-    for call in list(calls):
-        if call.chat_id is not None and call.method not in ("getUpdates", "getFile"):
+    for call in list(calls):  # a reply is a new message; an edit belongs to an earlier update
+        if call.chat_id is not None and call.method.startswith("send"):
             by_chat.setdefault(call.chat_id, []).append(call.at)
     found: list[float | None] = []
     for update in pushed:

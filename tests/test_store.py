@@ -6,6 +6,9 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from bot.config import ConfigError
 from bot.core.store import MIGRATIONS, ChatTarget, Store
 
 DM = ChatTarget("telegram", "42", is_private=True, reply_to_message_id="7")
@@ -166,3 +169,29 @@ async def test_users_read_from_memory_stay_true_to_every_write(tmp_path: Path) -
         assert again.active_tune_id is None and await store.get_user(again.id) == again
     finally:
         await store.close()
+
+
+async def test_a_rename_under_way_is_not_hidden_by_a_copy_read_meanwhile(tmp_path: Path) -> None:
+    """Bob's write holds the lock; Ann's rename waits for it while another update of Ann
+    reads her (old) row: once the rename commits, the new name must be what is read."""
+    store = await Store.open(tmp_path)
+    try:
+        await store.get_or_create_user("telegram", "42", "Old")
+        bob = await store.get_or_create_user("telegram", "43", "Bob")
+        await asyncio.gather(
+            store.set_active_tune(bob.id, None),
+            store.get_or_create_user("telegram", "42", "New"),
+            store.get_or_create_user("telegram", "42"),
+        )
+        assert (await store.get_or_create_user("telegram", "42")).display_name == "New"
+    finally:
+        await store.close()
+
+
+async def test_an_old_sqlite_is_refused_with_a_clear_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(ConfigError, match=r"SQLite is 3\.31\.1; the bot needs 3\.35\.0"):
+        await Store.open(tmp_path)

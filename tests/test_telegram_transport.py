@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -67,21 +68,90 @@ async def test_a_broken_answer_is_a_network_error_without_the_token(answer: byte
     assert error.__cause__ is None and error.__suppress_context__  # tracebacks don't show it
 
 
-async def test_no_answer_within_the_read_timeout_is_timed_out() -> None:
-    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(5)
-        writer.close()
+async def answer_late(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Reads the request, then hangs up without an answer a while later."""
+    await reader.readline()
+    await asyncio.sleep(1.5)
+    writer.close()
 
-    async with raw_server(never_answer) as url:
-        request = AiohttpRequest(1, read_timeout=0.2)
-        await request.initialize()
+
+async def test_no_answer_within_the_read_timeout_is_timed_out() -> None:
+    """Timed out, not a hang-up (which comes later): the default and a per-call timeout."""
+    async with raw_server(answer_late) as url:
+        with_default, without = (
+            AiohttpRequest(2, read_timeout=0.2),
+            AiohttpRequest(2, read_timeout=None),
+        )
+        await with_default.initialize()
+        await without.initialize()
         try:
             with pytest.raises(TimedOut):
-                await request.post(f"{url}{TOKEN}/getMe")
+                await with_default.post(f"{url}{TOKEN}/getMe")
             with pytest.raises(TimedOut):  # a per-call timeout wins over the default
-                await request.post(f"{url}{TOKEN}/getMe", read_timeout=0.1)
+                await without.post(f"{url}{TOKEN}/getMe", read_timeout=0.1)
+        finally:
+            await with_default.shutdown()
+            await without.shutdown()
+
+
+async def test_no_free_connection_in_time_is_timed_out_without_the_token() -> None:
+    """The only pooled connection is busy: aiohttp's message then names the URL."""
+    async with raw_server(answer_late) as url:
+        request = AiohttpRequest(1, read_timeout=None)
+        await request.initialize()
+        busy = asyncio.create_task(request.post(f"{url}{TOKEN}/getUpdates"))
+        await asyncio.sleep(0.1)
+        try:
+            with pytest.raises(TimedOut) as caught:
+                await request.post(f"{url}{TOKEN}/getMe", pool_timeout=0.1, connect_timeout=0.1)
+        finally:
+            busy.cancel()
+            await request.shutdown()
+    shown = "".join(traceback.format_exception(caught.value))
+    assert "Timed out" in shown and TOKEN.split(":")[1] not in shown
+
+
+async def test_redirects_are_not_followed() -> None:
+    async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 302 Found\r\nLocation: http://example.invalid/\r\n")
+        writer.write(b"Content-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async with raw_server(redirect) as url:
+        request = AiohttpRequest(1)
+        await request.initialize()
+        try:
+            status, _ = await request.do_request(f"{url}{TOKEN}/getMe", "POST")
         finally:
             await request.shutdown()
+    assert status == 302
+
+
+async def test_an_https_proxy_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As with PTB's own transport: the proxy gets the request in absolute form."""
+    seen: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readline())
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    async with raw_server(proxy) as proxy_url:
+        for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("http_proxy", proxy_url.removesuffix("/bot"))
+        request = AiohttpRequest(1)
+        await request.initialize()
+        try:
+            status, body = await request.do_request(f"http://api.invalid/bot{TOKEN}/getMe", "POST")
+        finally:
+            await request.shutdown()
+    assert (status, body) == (200, b"{}")
+    assert seen == [f"POST http://api.invalid/bot{TOKEN}/getMe HTTP/1.1\r\n".encode()]
 
 
 async def test_refuses_to_send_before_initialize() -> None:

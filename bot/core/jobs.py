@@ -43,10 +43,12 @@ T = TypeVar("T")
 MAX_BACKOFF_FACTOR = 16
 QUEUED_TEXT = "Queued: waiting for a free GPU…"
 MAX_SUBMITTING = 4
-"""Jobs being created on the backend at once; the rest wait their turn here, their status
-message already out. A burst of /imagine and reroll presses then reaches the image service
-as a steady stream (Astria answers heavy use with 429), and the bot's CPU goes to answering
-chats first: in bench/telegram_load.py's burst this took the last reply from ~2 s to ~1.2 s."""
+"""Creates (a prompt, or a tune with its photos) sent to the backend at once; the rest wait
+their turn here, their status message already out. A slot is held for one attempt only:
+look-ups and backoff waits hold none, so a refused job never holds up the others. A burst
+of /imagine and reroll presses then reaches the image service as a steady stream (Astria
+answers heavy use with 429), and the bot's CPU goes to answering chats first: in
+bench/telegram_load.py's burst this took the last reply from ~2 s to ~1.2 s."""
 DELIVERY_GRACE_S = 10.0
 """On stop, a job that is sending its result gets this long to finish: a result sent again
 after the restart is worse than a slower stop. Jobs that only poll stop at once."""
@@ -150,6 +152,8 @@ class JobTracker:
         if task:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        self._wakeups.pop((kind, job_id), None)
+        self._last_status_edit.pop((kind, job_id), None)
 
     async def cancel(self, kind: str, job_id: int) -> None:
         """Stop a job, delete it on the backend (even one created a moment ago), close it."""
@@ -274,16 +278,6 @@ class JobTracker:
                 future.cancel()
             event.clear()
 
-    def _one_at_a_time(self, submit: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
-        """`submit` holding one of the MAX_SUBMITTING slots, for one attempt only: a job
-        waiting out a backend error does not keep the others from being sent."""
-
-        async def attempt() -> T:
-            async with self._submitting:
-                return await submit()
-
-        return attempt
-
     async def _with_backoff(self, kind: str, job_id: int, call: Callable[[], Awaitable[T]]) -> T:
         """Call the backend until it answers; transient failures wait longer each time."""
         factor = 1
@@ -357,9 +351,10 @@ class JobTracker:
                 token=tune.token,
                 callback=self.callback_url("tune", tune.id, tune.callback_secret),
             )
-            return await self._backend.create_tune(request)
+            async with self._submitting:  # one attempt: a backoff wait holds no slot
+                return await self._backend.create_tune(request)
 
-        remote = await self._with_backoff("tune", tune.id, self._one_at_a_time(find_or_create))
+        remote = await self._with_backoff("tune", tune.id, find_or_create)
         tune = await self._store.update_tune(tune.id, backend_id=remote.id, state="training")
         log.info(
             "tune %s created on the backend as %s",
@@ -467,11 +462,10 @@ class JobTracker:
                 callback=self.callback_url("generation", generation.id, generation.callback_secret),
                 **options,
             )
-            return await self._backend.create_prompt(SDXL_BASE_TUNE_ID, request)
+            async with self._submitting:  # one attempt: a backoff wait holds no slot
+                return await self._backend.create_prompt(SDXL_BASE_TUNE_ID, request)
 
-        remote = await self._with_backoff(
-            "generation", generation.id, self._one_at_a_time(find_or_create)
-        )
+        remote = await self._with_backoff("generation", generation.id, find_or_create)
         generation = await self._store.update_generation(
             generation.id, backend_id=remote.id, state="submitted"
         )

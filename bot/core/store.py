@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+from bot.config import ConfigError
+
+MIN_SQLITE = (3, 35, 0)
+"""`RETURNING` (one trip to the database thread per write) needs SQLite 3.35 (2021)."""
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema.
@@ -289,6 +295,12 @@ class Store:
     @classmethod
     async def open(cls, data_dir: Path) -> Store:
         """Open (or create) the database under `data_dir` and bring its schema up to date."""
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise ConfigError(
+                f"This Python's SQLite is {sqlite3.sqlite_version}; the bot needs "
+                f"{'.'.join(map(str, MIN_SQLITE))} or newer (writes use RETURNING). Use the "
+                "Docker image, or a Python built with a newer SQLite (python.org, pyenv)."
+            )
         data_dir.mkdir(parents=True, exist_ok=True)
         connection = await aiosqlite.connect(data_dir / "photoshoot.sqlite3")
         connection.row_factory = aiosqlite.Row
@@ -330,17 +342,18 @@ class Store:
             self._users[(platform, platform_user_id)] = user
             self._user_keys[user.id] = (platform, platform_user_id)
             return user
-        if user is not None:
-            self._forget_user(user.id)
-        async with self._transaction() as db:
-            row = await _returned(
-                db,
-                "INSERT INTO users (platform, platform_user_id, display_name, created_at)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (platform, platform_user_id)"
-                " DO UPDATE SET display_name = COALESCE(excluded.display_name, display_name)"
-                " RETURNING *",
-                (platform, platform_user_id, display_name, _iso(utcnow())),
-            )
+        try:
+            async with self._transaction() as db:
+                row = await _returned(
+                    db,
+                    "INSERT INTO users (platform, platform_user_id, display_name, created_at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (platform, platform_user_id)"
+                    " DO UPDATE SET display_name = COALESCE(excluded.display_name, display_name)"
+                    " RETURNING *",
+                    (platform, platform_user_id, display_name, _iso(utcnow())),
+                )
+        finally:
+            self._forget_user(key=(platform, platform_user_id))
         written: User = _USER.convert(row, User)
         return written
 
@@ -356,17 +369,29 @@ class Store:
         return await self._one("SELECT * FROM users WHERE id = ?", (user_id,), _USER, User)
 
     async def set_active_tune(self, user_id: int, tune_id: int | None) -> None:
-        await self._write("UPDATE users SET active_tune_id = ? WHERE id = ?", (tune_id, user_id))
-        self._forget_user(user_id)
+        try:
+            await self._write(
+                "UPDATE users SET active_tune_id = ? WHERE id = ?", (tune_id, user_id)
+            )
+        finally:
+            self._forget_user(user_id)
 
-    def _forget_user(self, user_id: int) -> None:
-        """Drop the cached copy of a user whose row was written."""
-        key = self._user_keys.pop(user_id, None)
-        if key is not None:
-            self._users.pop(key, None)
+    def _forget_user(self, user_id: int | None = None, key: tuple[str, str] | None = None) -> None:
+        """Drop the cached copy of a user (by id or by platform key) whose row was written.
+        Called once the write has committed or failed: a copy read meanwhile may be stale."""
+        key = key or self._user_keys.get(user_id or 0)
+        cached = self._users.pop(key, None) if key else None
+        for stale_id in (user_id, cached.id if cached else None):
+            self._user_keys.pop(stale_id or 0, None)
 
     async def delete_user_data(self, user_id: int) -> None:
         """Remove every row of the user (the cascade takes photos, tunes, generations)."""
+        try:
+            await self._delete_user_rows(user_id)
+        finally:
+            self._forget_user(user_id)
+
+    async def _delete_user_rows(self, user_id: int) -> None:
         async with self._transaction() as db:
             await db.execute(
                 "DELETE FROM deliveries WHERE (job_kind = 'tune' AND job_id IN"
@@ -375,7 +400,6 @@ class Store:
                 (user_id, user_id),
             )
             await db.execute("DELETE FROM users WHERE id = ?", (user_id,))
-            self._forget_user(user_id)
 
     # -- photos ------------------------------------------------------------------------------
 

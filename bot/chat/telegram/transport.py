@@ -6,11 +6,16 @@ request, the pool checks every idle connection with a getpeername and a poll. ai
 discord.py brings anyway) sends the same requests for a fraction of that. `BaseRequest` is
 PTB's documented place for another transport; everything above it (retries, the rate limiter,
 parsing) stays PTB's own.
+
+The bot token is part of every URL (`/bot<token>/...`), and aiohttp quotes URLs in its error
+messages: errors are re-raised as PTB's with the token cut out and the original not chained.
 """
 
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 from telegram._utils.defaultvalue import DefaultValue
@@ -23,9 +28,14 @@ Timeout = float | DefaultValue[None] | None
 
 
 class AiohttpRequest(BaseRequest):
-    """One pool of keep-alive connections to the Bot API; timeouts as PTB's own transport.
+    """One pool of keep-alive connections to the Bot API.
 
-    aiohttp has no write timeout: a request may take the sum of its phases' timeouts.
+    Timeouts: `connect` covers the wait for a pooled connection plus opening one, `read` each
+    wait for the answer once the request is sent. aiohttp has no write timeout, so PTB's
+    `write_timeout` is not used: an upload is as slow as the network lets it be, never cut
+    off half-way (a cut-off album would be sent again, and then arrive twice).
+    Proxies: HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment, as PTB's own transport
+    honours them (SOCKS proxies are not supported). Redirects are not followed, as there.
     """
 
     def __init__(
@@ -33,18 +43,15 @@ class AiohttpRequest(BaseRequest):
         connection_pool_size: int,
         *,
         read_timeout: float | None = 5.0,
-        write_timeout: float | None = 5.0,
         connect_timeout: float | None = 5.0,
         pool_timeout: float | None = 1.0,
-        media_write_timeout: float | None = 20.0,
     ) -> None:
         self._pool_size = connection_pool_size
         self._read_timeout = read_timeout
-        self._write_timeout = write_timeout
         self._connect_timeout = connect_timeout
         self._pool_timeout = pool_timeout
-        self._media_write_timeout = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, str | None] = {}  # host -> proxy URL, looked up once
 
     @property
     def read_timeout(self) -> float | None:
@@ -55,7 +62,6 @@ class AiohttpRequest(BaseRequest):
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._pool_size),
                 headers={"User-Agent": self.USER_AGENT},
-                trust_env=True,  # HTTPS_PROXY and friends, as with PTB's httpx transport
             )
 
     async def shutdown(self) -> None:
@@ -74,37 +80,40 @@ class AiohttpRequest(BaseRequest):
     ) -> tuple[int, bytes]:
         if self._session is None or self._session.closed:
             raise RuntimeError("AiohttpRequest is not initialized")
-        uploads = request_data is not None and request_data.contains_files
-        timeout = self._timeout(
-            _given(read_timeout, self._read_timeout),
-            _given(write_timeout, self._media_write_timeout if uploads else self._write_timeout),
-            _given(connect_timeout, self._connect_timeout),
-            _given(pool_timeout, self._pool_timeout),
-        )
-        try:
-            async with self._session.request(
-                method, url, data=_body(request_data), timeout=timeout
-            ) as response:
-                return response.status, await response.read()
-        except TimeoutError as exc:
-            raise TimedOut from exc
-        except aiohttp.ClientError as exc:
-            # aiohttp's message can hold the URL, and with it the bot token: not chained
-            message = _TOKEN_IN_URL.sub("/bot<token>", str(exc))
-            raise NetworkError(f"aiohttp.{type(exc).__name__}: {message}") from None
-
-    @staticmethod
-    def _timeout(
-        read: float | None, write: float | None, connect: float | None, pool: float | None
-    ) -> aiohttp.ClientTimeout:
-        """aiohttp counts the wait for a pooled connection into `connect`."""
-        phases = (read, write, connect, pool)
-        return aiohttp.ClientTimeout(
-            total=None if None in phases else sum(p for p in phases if p is not None),
+        read = _given(read_timeout, self._read_timeout)
+        connect = _given(connect_timeout, self._connect_timeout)
+        pool = _given(pool_timeout, self._pool_timeout)
+        timeout = aiohttp.ClientTimeout(
+            total=None,
             connect=None if connect is None or pool is None else connect + pool,
             sock_connect=connect,
             sock_read=read,
         )
+        try:
+            async with self._session.request(
+                method,
+                url,
+                data=_body(request_data),
+                timeout=timeout,
+                proxy=self._proxy_for(url),
+                allow_redirects=False,
+            ) as response:
+                return response.status, await response.read()
+        except TimeoutError as exc:  # aiohttp's message names the URL: not chained
+            raise TimedOut(f"Timed out: {_without_token(exc)}") from None
+        except aiohttp.ClientError as exc:
+            raise NetworkError(f"aiohttp.{type(exc).__name__}: {_without_token(exc)}") from None
+
+    def _proxy_for(self, url: str) -> str | None:
+        host = urlsplit(url).hostname or ""
+        if host not in self._proxies:
+            proxy = getproxies().get(urlsplit(url).scheme)
+            self._proxies[host] = None if proxy is None or proxy_bypass(host) else proxy
+        return self._proxies[host]
+
+
+def _without_token(exc: BaseException) -> str:
+    return _TOKEN_IN_URL.sub("/bot<token>", str(exc)) or type(exc).__name__
 
 
 def _given(value: Timeout, default: float | None) -> float | None:
