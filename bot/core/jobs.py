@@ -448,28 +448,30 @@ class JobTracker:
         self, generation: GenerationRecord
     ) -> tuple[GenerationRecord, Prompt]:
         """Create the prompt, or adopt the one an interrupted run created (same text and seed);
-        returns the generation with that answer applied, and the answer."""
+        returns the generation with that answer applied, and the answer. One submission slot
+        covers a create and its record, so a burst also reaches the store at a steady pace."""
 
-        async def find_or_create() -> Prompt:
+        async def submit_once() -> tuple[GenerationRecord, Prompt]:
             remote = await self._find_remote_prompt(generation)
-            if remote is not None:
-                return remote
-            options = generation.options
-            request = PromptRequest(
-                text=generation.prompt_sent,
-                negative_prompt=generation.negative_prompt,
-                seed=generation.seed,
-                callback=self.callback_url("generation", generation.id, generation.callback_secret),
-                **options,
-            )
             async with self._submitting:  # one attempt: a backoff wait holds no slot
-                return await self._backend.create_prompt(SDXL_BASE_TUNE_ID, request)
+                if remote is None:
+                    request = PromptRequest(
+                        text=generation.prompt_sent,
+                        negative_prompt=generation.negative_prompt,
+                        seed=generation.seed,
+                        callback=self.callback_url(
+                            "generation", generation.id, generation.callback_secret
+                        ),
+                        **generation.options,
+                    )
+                    remote = await self._backend.create_prompt(SDXL_BASE_TUNE_ID, request)
+                submitted = await self._store.update_generation(
+                    generation.id, backend_id=remote.id, state="submitted"
+                )
+            return submitted, remote
 
-        remote = await self._with_backoff("generation", generation.id, find_or_create)
-        generation = await self._store.update_generation(
-            generation.id, backend_id=remote.id, state="submitted"
-        )
-        return await self._apply_prompt(generation, remote), remote
+        submitted, remote = await self._with_backoff("generation", generation.id, submit_once)
+        return await self._apply_prompt(submitted, remote), remote
 
     async def _find_remote_prompt(self, generation: GenerationRecord) -> Prompt | None:
         """Look up a prompt whose id was never stored (newest first): same text, seed and
