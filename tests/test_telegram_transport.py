@@ -25,6 +25,30 @@ async def bot_on(api_url: str, request: AiohttpRequest) -> AsyncIterator[Bot]:
         yield bot
 
 
+def answering(answer: bytes, heads: list[bytes] | None = None) -> Handler:
+    """A remote end that reads a request's head (kept in `heads`), writes `answer` and
+    hangs up."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if heads is not None:
+            heads.append(head.split(b"\r\n")[0])
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    return handle
+
+
+@contextlib.asynccontextmanager
+async def started(request: AiohttpRequest) -> AsyncIterator[AiohttpRequest]:
+    await request.initialize()
+    try:
+        yield request
+    finally:
+        await request.shutdown()
+
+
 @contextlib.asynccontextmanager
 async def raw_server(handle: Handler) -> AsyncIterator[str]:
     """A misbehaving Bot API: whatever `handle` does with each connection."""
@@ -48,20 +72,9 @@ async def test_sends_forms_and_uploads_through_the_bot_api() -> None:
 
 @pytest.mark.parametrize("answer", [b"", b"NOT HTTP AT ALL\r\n\r\n"], ids=["hang-up", "junk"])
 async def test_a_broken_answer_is_a_network_error_without_the_token(answer: bytes) -> None:
-    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readline()
-        writer.write(answer)
-        await writer.drain()
-        writer.close()
-
-    async with raw_server(reply) as url:
-        request = AiohttpRequest(1)
-        await request.initialize()
-        try:
-            with pytest.raises(NetworkError) as caught:
-                await request.post(f"{url}{TOKEN}/getMe")
-        finally:
-            await request.shutdown()
+    async with raw_server(answering(answer)) as url, started(AiohttpRequest(1)) as request:
+        with pytest.raises(NetworkError) as caught:
+            await request.post(f"{url}{TOKEN}/getMe")
     error = caught.value
     assert not isinstance(error, TimedOut) and error.message.startswith("aiohttp.")
     assert TOKEN.split(":")[1] not in error.message
@@ -77,28 +90,23 @@ async def answer_late(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 
 async def test_no_answer_within_the_read_timeout_is_timed_out() -> None:
     """Timed out, not a hang-up (which comes later): the default and a per-call timeout."""
-    async with raw_server(answer_late) as url:
-        with_default, without = (
-            AiohttpRequest(2, read_timeout=0.2),
-            AiohttpRequest(2, read_timeout=None),
-        )
-        await with_default.initialize()
-        await without.initialize()
-        try:
-            with pytest.raises(TimedOut):
-                await with_default.post(f"{url}{TOKEN}/getMe")
-            with pytest.raises(TimedOut):  # a per-call timeout wins over the default
-                await without.post(f"{url}{TOKEN}/getMe", read_timeout=0.1)
-        finally:
-            await with_default.shutdown()
-            await without.shutdown()
+    async with (
+        raw_server(answer_late) as url,
+        started(AiohttpRequest(2, read_timeout=0.2)) as with_default,
+        started(AiohttpRequest(2, read_timeout=None)) as without,
+    ):
+        with pytest.raises(TimedOut):
+            await with_default.post(f"{url}{TOKEN}/getMe")
+        with pytest.raises(TimedOut):  # a per-call timeout wins over the default
+            await without.post(f"{url}{TOKEN}/getMe", read_timeout=0.1)
 
 
 async def test_no_free_connection_in_time_is_timed_out_without_the_token() -> None:
     """The only pooled connection is busy: aiohttp's message then names the URL."""
-    async with raw_server(answer_late) as url:
-        request = AiohttpRequest(1, read_timeout=None)
-        await request.initialize()
+    async with (
+        raw_server(answer_late) as url,
+        started(AiohttpRequest(1, read_timeout=None)) as request,
+    ):
         busy = asyncio.create_task(request.post(f"{url}{TOKEN}/getUpdates"))
         await asyncio.sleep(0.1)
         try:
@@ -106,52 +114,31 @@ async def test_no_free_connection_in_time_is_timed_out_without_the_token() -> No
                 await request.post(f"{url}{TOKEN}/getMe", pool_timeout=0.1, connect_timeout=0.1)
         finally:
             busy.cancel()
-            await request.shutdown()
     shown = "".join(traceback.format_exception(caught.value))
     assert "Timed out" in shown and TOKEN.split(":")[1] not in shown
 
 
 async def test_redirects_are_not_followed() -> None:
-    async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 302 Found\r\nLocation: http://example.invalid/\r\n")
-        writer.write(b"Content-Length: 0\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    async with raw_server(redirect) as url:
-        request = AiohttpRequest(1)
-        await request.initialize()
-        try:
-            status, _ = await request.do_request(f"{url}{TOKEN}/getMe", "POST")
-        finally:
-            await request.shutdown()
+    redirect = (
+        b"HTTP/1.1 302 Found\r\nLocation: http://example.invalid/\r\nContent-Length: 0\r\n\r\n"
+    )
+    async with raw_server(answering(redirect)) as url, started(AiohttpRequest(1)) as request:
+        status, _ = await request.do_request(f"{url}{TOKEN}/getMe", "POST")
     assert status == 302
 
 
 async def test_an_https_proxy_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
     """As with PTB's own transport: the proxy gets the request in absolute form."""
-    seen: list[bytes] = []
-
-    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen.append(await reader.readline())
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
-        await writer.drain()
-        writer.close()
-
+    heads: list[bytes] = []
+    proxy = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", heads)
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
     async with raw_server(proxy) as proxy_url:
-        for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
-            monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("http_proxy", proxy_url.removesuffix("/bot"))
-        request = AiohttpRequest(1)
-        await request.initialize()
-        try:
+        async with started(AiohttpRequest(1)) as request:
             status, body = await request.do_request(f"http://api.invalid/bot{TOKEN}/getMe", "POST")
-        finally:
-            await request.shutdown()
     assert (status, body) == (200, b"{}")
-    assert seen == [f"POST http://api.invalid/bot{TOKEN}/getMe HTTP/1.1\r\n".encode()]
+    assert heads == [f"POST http://api.invalid/bot{TOKEN}/getMe HTTP/1.1".encode()]
 
 
 async def test_refuses_to_send_before_initialize() -> None:
