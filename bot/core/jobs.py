@@ -152,8 +152,7 @@ class JobTracker:
         if task:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        self._wakeups.pop((kind, job_id), None)
-        self._last_status_edit.pop((kind, job_id), None)
+        self._drop_job_state((kind, job_id))
 
     async def cancel(self, kind: str, job_id: int) -> None:
         """Stop a job, delete it on the backend (even one created a moment ago), close it."""
@@ -236,8 +235,12 @@ class JobTracker:
     def _forget(self, key: tuple[str, int], task: asyncio.Task[None]) -> None:
         if self._tasks.get(key) is task:
             del self._tasks[key]
-            self._wakeups.pop(key, None)
-            self._last_status_edit.pop(key, None)
+            self._drop_job_state(key)
+
+    def _drop_job_state(self, key: tuple[str, int]) -> None:
+        """What the tracker keeps per running job, dropped when the job ends or is stopped."""
+        self._wakeups.pop(key, None)
+        self._last_status_edit.pop(key, None)
 
     async def _guard(self, kind: str, job_id: int, work: Awaitable[None]) -> None:
         """Log a crash of one job instead of losing it silently; the store keeps it for later."""

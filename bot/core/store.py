@@ -353,7 +353,7 @@ class Store:
                     (platform, platform_user_id, display_name, _iso(utcnow())),
                 )
         finally:
-            self._forget_user(key=(platform, platform_user_id))
+            self._forget_user((platform, platform_user_id))
         written: User = _USER.convert(row, User)
         return written
 
@@ -374,32 +374,28 @@ class Store:
                 "UPDATE users SET active_tune_id = ? WHERE id = ?", (tune_id, user_id)
             )
         finally:
-            self._forget_user(user_id)
+            self._forget_user(self._user_keys.get(user_id))
 
-    def _forget_user(self, user_id: int | None = None, key: tuple[str, str] | None = None) -> None:
-        """Drop the cached copy of a user (by id or by platform key) whose row was written.
-        Called once the write has committed or failed: a copy read meanwhile may be stale."""
-        key = key or self._user_keys.get(user_id or 0)
+    def _forget_user(self, key: tuple[str, str] | None) -> None:
+        """Drop the cached copy of a user whose row was written. Called once the write has
+        committed or failed: a copy read meanwhile may be stale."""
         cached = self._users.pop(key, None) if key else None
-        for stale_id in (user_id, cached.id if cached else None):
-            self._user_keys.pop(stale_id or 0, None)
+        if cached is not None:
+            del self._user_keys[cached.id]
 
     async def delete_user_data(self, user_id: int) -> None:
         """Remove every row of the user (the cascade takes photos, tunes, generations)."""
         try:
-            await self._delete_user_rows(user_id)
+            async with self._transaction() as db:
+                await db.execute(
+                    "DELETE FROM deliveries WHERE (job_kind = 'tune' AND job_id IN"
+                    " (SELECT id FROM tunes WHERE user_id = ?)) OR (job_kind = 'generation' AND"
+                    " job_id IN (SELECT id FROM generations WHERE user_id = ?))",
+                    (user_id, user_id),
+                )
+                await db.execute("DELETE FROM users WHERE id = ?", (user_id,))
         finally:
-            self._forget_user(user_id)
-
-    async def _delete_user_rows(self, user_id: int) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                "DELETE FROM deliveries WHERE (job_kind = 'tune' AND job_id IN"
-                " (SELECT id FROM tunes WHERE user_id = ?)) OR (job_kind = 'generation' AND"
-                " job_id IN (SELECT id FROM generations WHERE user_id = ?))",
-                (user_id, user_id),
-            )
-            await db.execute("DELETE FROM users WHERE id = ?", (user_id,))
+            self._forget_user(self._user_keys.get(user_id))
 
     # -- photos ------------------------------------------------------------------------------
 

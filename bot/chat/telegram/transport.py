@@ -105,9 +105,10 @@ class AiohttpRequest(BaseRequest):
             raise NetworkError(f"aiohttp.{type(exc).__name__}: {_without_token(exc)}") from None
 
     def _proxy_for(self, url: str) -> str | None:
-        host = urlsplit(url).hostname or ""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
         if host not in self._proxies:
-            proxy = getproxies().get(urlsplit(url).scheme)
+            proxy = getproxies().get(parts.scheme)
             self._proxies[host] = None if proxy is None or proxy_bypass(host) else proxy
         return self._proxies[host]
 
