@@ -10,7 +10,6 @@ import asyncio
 import email.utils
 import io
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from backends.base import (
     ValidationError,
 )
 from tests.fakes.astria_server import FakeAstria
+from tests.fakes.threaded_server import free_port
 
 KEY = "sd_SeCrEt_k3y_do_not_log"
 SDXL = 666678
@@ -488,9 +488,7 @@ async def test_timeout_on_get_is_retried(fake: FakeAstria):
 
 
 async def test_connection_refused_is_server_error():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     slept: list[float] = []
 
     async def record(s: float) -> None:

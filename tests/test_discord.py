@@ -134,8 +134,11 @@ def calls_for(fake: FakeDiscord, interaction: Json, attachments: list[Json]) -> 
     ]
 
 
-async def train(fake: FakeDiscord, user: Json = ALICE, channel: int = ALICE_DM) -> Json:
-    """/train man with four photos in the user's DM; waits until the model is ready."""
+async def train(
+    fake: FakeDiscord, user: Json = ALICE, channel: int = ALICE_DM, guild_id: int | None = None
+) -> Json:
+    """/train man with four photos (in the user's DM unless told otherwise); waits until the
+    model is ready."""
     attachments = photos(fake, 4, first_seed=int(user["id"]) % 1000)
     interaction = await slash(
         fake,
@@ -143,6 +146,7 @@ async def train(fake: FakeDiscord, user: Json = ALICE, channel: int = ALICE_DM) 
         [option("class", "man"), *photo_options(attachments)],
         user=user,
         channel_id=channel,
+        guild_id=guild_id,
         attachments=attachments,
     )
     await fake.wait_for(lambda: fake.find_message(channel, "is ready", after=interaction))
@@ -295,16 +299,7 @@ async def test_train_follow_up_in_the_dm_and_guild_train_stays_private(
         await wait_text(fake, ALICE_DM, "Your model woman #1 is ready")
 
         # In a guild, /train is ephemeral; with DMs closed the news comes back to the channel.
-        attachments = photos(fake, 4, first_seed=40)
-        in_guild = await slash(
-            fake,
-            "train",
-            [option("class", "man"), *photo_options(attachments)],
-            user=MALLORY,
-            channel_id=CHANNEL,
-            guild_id=GUILD,
-            attachments=attachments,
-        )
+        in_guild = await train(fake, MALLORY, CHANNEL, guild_id=GUILD)
         ready = await wait_text(fake, CHANNEL, "is ready")
         assert ready.content.startswith(f"<@{MALLORY['id']}> Your model man #2 is ready")
         assert callback_of(fake, in_guild).json["data"]["flags"] == EPHEMERAL

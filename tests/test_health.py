@@ -14,7 +14,8 @@ import httpx
 from backends.local import WorkerConfig, create_worker
 from bot.app import running_core
 from bot.config import Settings
-from tests.worker_fixtures import free_port, run_uvicorn
+from tests.fakes.threaded_server import free_port
+from tests.worker_fixtures import run_uvicorn
 
 KEY = "worker-secret-key-0123456789"
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,6 @@ import asyncio
 import getpass
 import io
 import itertools
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -22,14 +21,9 @@ from bot.core.service import IncomingPhoto
 from bot.core.store import ChatTarget
 from tests.conftest import chat
 from tests.fakes.astria_server import FakeAstria
+from tests.fakes.threaded_server import free_port
 
 SCRIPT = "/photos {photos}\n/train man\n/wait\n/imagine astronaut\n/wait\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_callbacks_wake_jobs_long_before_the_next_poll(

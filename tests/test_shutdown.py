@@ -28,9 +28,9 @@ from bot.core.store import ChatTarget, Delivery
 from tests.conftest import FAKE_KEY
 from tests.fakes.astria_server import FakeAstria
 from tests.fakes.telegram_api import TOKEN, FakeTelegram, Users
+from tests.fakes.threaded_server import free_port
 from tests.imagegen import jpeg_bytes
 from tests.processes import BotProcess
-from tests.worker_fixtures import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 STOP_BOUND_S = 30

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -21,6 +20,7 @@ from bot.chat.telegram.webhook import SECRET_HEADER, WEBHOOK_PATH
 from bot.config import Settings
 from tests.fakes.astria_server import FakeAstria
 from tests.fakes.telegram_api import TOKEN, ApiCall, FakeTelegram, Users, buttons
+from tests.fakes.threaded_server import free_port
 from tests.imagegen import jpeg_bytes
 
 ALICE, BOB, MALLORY = 1001, 1002, 1003
@@ -283,12 +283,6 @@ async def test_a_chat_that_blocked_the_bot_is_given_up_not_retried_forever(
         users.message(ALICE, text="/help")
         await fake_tg.wait_for(sent_text(ALICE, "photoshoots"))
     assert len(fake_tg.find("sendMediaGroup", ALICE, ok_only=False)) == attempts == 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_webhook_mode_when_public_url_is_set(

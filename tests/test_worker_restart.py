@@ -11,7 +11,8 @@ from backends.astria import AstriaClient
 from backends.base import SDXL_BASE_TUNE_ID, PromptRequest
 from backends.local import Worker
 from backends.local.store import QUEUED
-from tests.worker_fixtures import API_KEY, add_trained_tune, free_port, run_uvicorn, worker_config
+from tests.fakes.threaded_server import free_port
+from tests.worker_fixtures import API_KEY, add_trained_tune, run_uvicorn, worker_config
 
 pytest.importorskip("torch")
 

@@ -43,8 +43,9 @@ from backends.local.train import (
     train_tune,
 )
 from backends.local.training_data import crops, encode_latents, load_photo, prepare, regions
+from tests.fakes.threaded_server import free_port
 from tests.imagegen import jpeg_bytes
-from tests.worker_fixtures import API_KEY, face_image, free_port, run_uvicorn, worker_config
+from tests.worker_fixtures import API_KEY, face_image, run_uvicorn, worker_config
 
 torch = pytest.importorskip("torch")
 from diffusers import EulerDiscreteScheduler  # noqa: E402

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,18 +24,13 @@ from starlette.routing import Route
 from backends.base import SDXL_BASE_TUNE_ID
 from backends.local import Worker, WorkerConfig
 from backends.local.store import DONE, now_iso
+from tests.fakes.threaded_server import free_port
 
 API_KEY = "sd_test_key"
 LORA_RANK = 4
 N_TOKENS = 2
 
 _unet_cache: dict[str, Any] = {}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.asynccontextmanager

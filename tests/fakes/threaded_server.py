@@ -33,6 +33,12 @@ def listening_socket(host: str, port: int = 0) -> socket.socket:
     return sock
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now, for a server a test starts itself."""
+    with listening_socket(host) as sock:
+        return int(sock.getsockname()[1])
+
+
 @contextlib.asynccontextmanager
 async def _nothing() -> AsyncIterator[None]:
     yield
