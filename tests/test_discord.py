@@ -18,7 +18,8 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from PIL import Image
 
-from bot.app import Core, chat_frontends, running_core, serving
+from bot.app import chat_frontends, running_core, serving
+from bot.chat.base import Core
 from bot.chat.discord import DiscordFrontend
 from bot.chat.discord.uploads import batches, fit_all
 from bot.config import ConfigError, Settings

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.app import Core, running_core, serving
+from bot.app import running_core, serving
+from bot.chat.base import Core
 from bot.chat.telegram import TelegramFrontend
 from bot.chat.telegram.webhook import SECRET_HEADER, WEBHOOK_PATH
 from bot.config import Settings
@@ -285,23 +286,34 @@ async def test_a_chat_that_blocked_the_bot_is_given_up_not_retried_forever(
     assert len(fake_tg.find("sendMediaGroup", ALICE, ok_only=False)) == attempts == 1
 
 
-async def test_webhook_mode_when_public_url_is_set(
-    fake_tg: FakeTelegram, make_settings: Callable[..., Settings]
-) -> None:
-    settings = make_settings(
+def help_update(update_id: int = 1) -> dict[str, Any]:
+    """The update Telegram POSTs when Alice sends /help in her private chat."""
+    return {"update_id": update_id, "message": {
+        "message_id": 4 + update_id, "date": int(time.time()), "text": "/help",
+        "chat": {"id": ALICE, "type": "private"}, "from": Users.user(ALICE),
+        "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
+    }}  # fmt: skip
+
+
+def webhook_settings(
+    fake_tg: FakeTelegram, make_settings: Callable[..., Settings], port: int
+) -> Settings:
+    return make_settings(
         telegram_bot_token=TOKEN,
         telegram_api_url=fake_tg.api_url,
         telegram_file_url=fake_tg.file_url,
         public_url="https://bot.example.org",
-        callback_port=free_port(),
+        callback_port=port,
     )
-    port = free_port()
-    update = {"update_id": 1, "message": {
-        "message_id": 5, "date": int(time.time()), "text": "/help",
-        "chat": {"id": ALICE, "type": "private"}, "from": Users.user(ALICE),
-        "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
-    }}  # fmt: skip
-    async with running_bot(settings, webhook_host="127.0.0.1", webhook_port=port):
+
+
+async def test_webhook_mode_when_public_url_is_set(
+    fake_tg: FakeTelegram, make_settings: Callable[..., Settings]
+) -> None:
+    port = free_port()  # the webhook shares CALLBACK_PORT with the callbacks
+    settings = webhook_settings(fake_tg, make_settings, port)
+    update = help_update()
+    async with running_bot(settings):
         assert fake_tg.webhook is not None
         assert fake_tg.webhook["url"] == f"https://bot.example.org{WEBHOOK_PATH}"
         url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
@@ -313,3 +325,32 @@ async def test_webhook_mode_when_public_url_is_set(
             assert accepted.status_code == 200
         await fake_tg.wait_for(sent_text(ALICE, "photoshoots"))
     assert not fake_tg.find("getUpdates")
+
+
+async def test_webhook_callbacks_and_healthz_answer_on_one_port(
+    fake_tg: FakeTelegram, make_settings: Callable[..., Settings]
+) -> None:
+    """One public URL behind one proxy: Telegram's updates and the backend's callbacks both
+    reach the bot on CALLBACK_PORT."""
+    port = free_port()
+    settings = webhook_settings(fake_tg, make_settings, port)
+    async with running_bot(settings) as core, httpx.AsyncClient() as client:
+        user = await core.store.get_or_create_user("telegram", str(ALICE))
+        tune = await core.store.create_tune(
+            user.id, title="t", class_name="man", token="ohwx", label=None, photo_ids=[]
+        )
+        base = f"http://127.0.0.1:{port}"
+        assert fake_tg.webhook is not None
+        update = await client.post(
+            f"{base}{WEBHOOK_PATH}",
+            json=help_update(),
+            headers={SECRET_HEADER: fake_tg.webhook["secret_token"]},
+        )
+        callback = await client.post(
+            f"{base}/callbacks/tune/{tune.id}/{tune.callback_secret}", json={"tune": {}}
+        )
+        health = await client.get(f"{base}/healthz")
+        await fake_tg.wait_for(sent_text(ALICE, "photoshoots"))
+    assert update.status_code == 200
+    assert (callback.status_code, callback.json()) == (200, {"ok": True})
+    assert health.status_code == 200

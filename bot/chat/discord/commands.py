@@ -15,35 +15,27 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.app import Core
+from bot.chat.base import Core
 from bot.chat.discord.buttons import ButtonSpec, action_view
 from bot.chat.discord.intake import PhotoIntake
 from bot.chat.discord.notifier import DiscordNotifier
-from bot.chat.discord.replies import (
-    PLATFORM,
-    SORRY,
-    Interaction,
-    chat_target,
-    reply,
-    reporting,
-)
+from bot.chat.discord.replies import PLATFORM, Interaction, chat_target, reply, reporting
+from bot.core.errors import UserError
 from bot.core.photos import MIN_PHOTOS
-from bot.core.service import CLASS_NAMES, UserError
-from bot.core.store import ChatTarget, TuneRecord, User
-from bot.core.texts import help_text, models_text
+from bot.core.records import ActionKind, ChatTarget, JobKind, TuneRecord, TuneState, User
+from bot.core.service import CLASS_NAMES
+from bot.core.texts import text
+from bot.core.views import help_text, models_text
 
 log = logging.getLogger(__name__)
 
-PHOTO_HINT = (
-    "Attach them to /train (up to 10 at a time; only you see them), or drop them into a DM with me."
-)
 Photo = discord.Attachment | None
 MAX_PROMPT_CHARS = 1000
 CLASS_CHOICES = [app_commands.Choice(name=name, value=name) for name in CLASS_NAMES]
 
 
 def _started_text(tune: TuneRecord) -> str:
-    return f"Training {tune.display_name} started. It takes a while; I'll DM you when it's done."
+    return text("train.started_dm", model=tune.display_name)
 
 
 class SlashCommands:
@@ -52,7 +44,6 @@ class SlashCommands:
 
     def __init__(self, core: Core, notifier: DiscordNotifier, intake: PhotoIntake) -> None:
         self._service = core.service
-        self._store = core.store
         self._notifier = notifier
         self._intake = intake
 
@@ -64,18 +55,18 @@ class SlashCommands:
         contexts = app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
         installs = app_commands.allowed_installs(guilds=True, users=False)
 
-        @tree.command(name="help", description="What this bot does and how to use it")
+        @tree.command(name="help", description=text("discord.command.help"))
         @contexts
         @installs
         async def help_(interaction: Interaction) -> None:
-            await reply(interaction, help_text(PHOTO_HINT))
+            await reply(interaction, help_text(text("discord.photo_hint")))
 
-        @tree.command(name="train", description="Train your model from photos of you")
+        @tree.command(name="train", description=text("discord.command.train"))
         @app_commands.rename(class_name="class")
         @app_commands.describe(
-            class_name="what is in the photos",
-            name="a name for this model (optional)",
-            photo1="4-20 photos of you, at least 1024 px; more in photo2 … photo10 or the DM",
+            class_name=text("discord.command.train.class"),
+            name=text("discord.command.train.name"),
+            photo1=text("discord.command.train.photo"),
         )
         @app_commands.choices(class_name=CLASS_CHOICES)
         @contexts
@@ -99,8 +90,8 @@ class SlashCommands:
             attachments = [photo for photo in (*photos, photo10) if photo is not None]
             await reporting(interaction, self.train(interaction, class_name, name, attachments))
 
-        @tree.command(name="imagine", description="Make pictures of you")
-        @app_commands.describe(prompt="what to make, e.g. astronaut on the moon")
+        @tree.command(name="imagine", description=text("discord.command.imagine"))
+        @app_commands.describe(prompt=text("discord.command.imagine.prompt"))
         @contexts
         @installs
         async def imagine(
@@ -108,25 +99,25 @@ class SlashCommands:
         ) -> None:
             await reporting(interaction, self.imagine(interaction, prompt))
 
-        @tree.command(name="models", description="Your models; choose the active one")
+        @tree.command(name="models", description=text("discord.command.models"))
         @contexts
         @installs
         async def models(interaction: Interaction) -> None:
             await reporting(interaction, self.models(interaction))
 
-        @tree.command(name="status", description="What is running")
+        @tree.command(name="status", description=text("discord.command.status"))
         @contexts
         @installs
         async def status(interaction: Interaction) -> None:
             await reporting(interaction, self.status(interaction))
 
-        @tree.command(name="cancel", description="Stop running jobs, or drop photos not trained")
+        @tree.command(name="cancel", description=text("discord.command.cancel"))
         @contexts
         @installs
         async def cancel(interaction: Interaction) -> None:
             await reporting(interaction, self.cancel(interaction))
 
-        @tree.command(name="delete", description="Delete your photos, models and images")
+        @tree.command(name="delete", description=text("discord.command.delete"))
         @contexts
         @installs
         async def delete(interaction: Interaction) -> None:
@@ -149,17 +140,22 @@ class SlashCommands:
         count = await self._service.pending_photo_count(user)
         if count < MIN_PHOTOS:
             self._intake.arm(user, class_name, label)
-            where = "here" if interaction.guild_id is None else "into a DM with me"
-            await reply(
-                interaction,
-                f"{summary}You have {count} of the {MIN_PHOTOS} photos training needs. Drop "
-                f"{MIN_PHOTOS - count} or more {where} (as files, at least 1024 px) and I'll "
-                f"start training your {class_name} model right away.",
+            in_dm = interaction.guild_id is None
+            key = "discord.needs_photos_here" if in_dm else "discord.needs_photos_in_dm"
+            needs = text(
+                key,
+                count=count,
+                min_photos=MIN_PHOTOS,
+                missing=MIN_PHOTOS - count,
+                class_name=class_name,
             )
+            await reply(interaction, summary + needs)
             return
         target = chat_target(interaction, private=True)  # a DM, or ephemeral in a guild
         tune = await self.start_training(user, class_name, label, target)
-        await self._notifier.follow("tune", tune.id, interaction, summary + _started_text(tune))
+        await self._notifier.follow(
+            JobKind.TUNE, tune.id, interaction, summary + _started_text(tune)
+        )
 
     async def start_training(
         self, user: User, class_name: str, label: str | None, target: ChatTarget
@@ -172,19 +168,24 @@ class SlashCommands:
         user = await self.user(interaction.user)
         target = chat_target(interaction, reply_to=response.message_id if response else None)
         started = await self._service.generate(user, prompt, target)
-        header = "\n".join([f"“{started.generation.prompt_typed}”", *started.notes])
-        await self._notifier.follow("generation", started.generation.id, interaction, header)
+        asked = text("discord.asked", prompt=started.generation.prompt_typed)
+        header = "\n".join([asked, *started.notes])
+        await self._notifier.follow(JobKind.GENERATION, started.generation.id, interaction, header)
 
     async def models(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         user = await self.user(interaction.user)
         tunes = await self._service.list_models(user)
         choices = [
-            ButtonSpec(f"Use {tune.display_name}", "model", argument=str(tune.id))
+            ButtonSpec(
+                text("button.use_model", model=tune.display_name),
+                ActionKind.MODEL,
+                argument=str(tune.id),
+            )
             for tune in tunes
-            if tune.state == "trained" and tune.id != user.active_tune_id
+            if tune.state == TuneState.TRAINED and tune.id != user.active_tune_id
         ]
-        view = await action_view(self._store, user.id, choices[:25]) if choices else None
+        view = await action_view(self._service, user.id, choices[:25]) if choices else None
         await reply(interaction, models_text(tunes, user.active_tune_id), view=view)
 
     async def status(self, interaction: Interaction) -> None:
@@ -201,25 +202,24 @@ class SlashCommands:
     async def delete(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         user = await self.user(interaction.user)
-        confirm = ButtonSpec("Yes, delete everything", "delete", style=discord.ButtonStyle.danger)
-        await reply(
-            interaction,
-            "This deletes all your photos, models and images, here and on the image service.",
-            view=await action_view(self._store, user.id, [confirm]),
+        confirm = ButtonSpec(
+            text("button.delete_everything"), ActionKind.DELETE, style=discord.ButtonStyle.danger
         )
+        view = await action_view(self._service, user.id, [confirm])
+        await reply(interaction, text("delete.question"), view=view)
 
     # -- photos dropped into the DM ------------------------------------------------------------
 
     async def photos_dropped(self, message: discord.Message) -> None:
         """Files in a DM join the pending set; an armed /train starts once there are enough."""
         try:
-            text = await self._photos_dropped(message)
+            answer = await self._photos_dropped(message)
         except UserError as exc:
-            text = str(exc)
+            answer = exc.message
         except Exception:
             log.exception("storing photos from a DM failed")
-            text = SORRY
-        await message.reply(text, mention_author=False)
+            answer = text("error.sorry")
+        await message.reply(answer, mention_author=False)
 
     async def _photos_dropped(self, message: discord.Message) -> str:
         user = await self.user(message.author)

@@ -17,14 +17,15 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.app import Core
+from bot.chat.base import Core
 from bot.chat.discord.buttons import ActionButton
 from bot.chat.discord.commands import SlashCommands
 from bot.chat.discord.intake import PhotoIntake
 from bot.chat.discord.notifier import DiscordNotifier
 from bot.chat.discord.presses import ButtonPresses
-from bot.chat.discord.replies import PLATFORM, SORRY, reply
+from bot.chat.discord.replies import PLATFORM, reply
 from bot.config import ConfigError
+from bot.core.texts import text
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class PhotoshootClient(discord.Client):
         """Errors our handlers did not catch themselves (option conversion and the like)."""
         log.error("slash command failed", exc_info=error)
         with contextlib.suppress(discord.HTTPException):
-            await reply(interaction, SORRY)
+            await reply(interaction, text("error.sorry"))
 
 
 class DiscordFrontend:
@@ -89,7 +90,7 @@ class DiscordFrontend:
         self._token = settings.discord_bot_token.get_secret_value()
         self._dev_guild_id = settings.discord_dev_guild_id
         self.client = PhotoshootClient()
-        self.notifier = DiscordNotifier(self.client, core.store)
+        self.notifier = DiscordNotifier(self.client, core.service)
         commands = SlashCommands(core, self.notifier, PhotoIntake(core.service))
         commands.register(self.client.tree)
         self.client.slash = commands
