@@ -38,7 +38,18 @@ def _parse_id_list(value: object) -> list[str]:
 
 
 class Settings(BaseSettings):
-    """Every setting of the bot and of the local worker."""
+    """The bot's settings, and the few it shares with the worker it may run in-process.
+
+    It owns every variable of design.md §5 (chat tokens, backend choice and keys, DATA_DIR,
+    PUBLIC_URL, the allow-lists ...) plus the bot's own knobs (CALLBACK_PORT, LORA_STRENGTH,
+    DISCORD_DEV_GUILD_ID). Shared with the worker: DATA_DIR (the worker uses DATA_DIR/worker),
+    SDXL_MODEL and WORKER_API_KEY; `bot.app.worker_config` hands these over.
+
+    The worker's own knobs (WORKER_DEVICE, WORKER_COMPILE, WORKER_TRAIN_*, SDXL_EXTRA_MODELS
+    ...) are not here: `backends.local` reads them itself from the environment and `.env`, so
+    the worker runs the same standalone (`photoshoot-bot worker`) and in the bot's process, and
+    never imports the bot. docs/configuration.md lists both sets.
+    """
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
@@ -88,7 +99,11 @@ class Settings(BaseSettings):
         0.8, ge=0, le=2, description="LoRA strength used when a prompt does not give one."
     )
     callback_port: int = Field(
-        8080, ge=1, le=65535, description="Port of the callback server when PUBLIC_URL is set."
+        8080,
+        ge=1,
+        le=65535,
+        description="Port of the bot's HTTP server (backend callbacks, the Telegram webhook, "
+        "/healthz), which runs when PUBLIC_URL is set.",
     )
 
     @field_validator("admin_ids", "allowed_ids", mode="before")
@@ -128,6 +143,7 @@ class Settings(BaseSettings):
 
     @property
     def database_path(self) -> Path:
+        """The bot's SQLite database: always inside DATA_DIR, beside the media it indexes."""
         return self.data_dir / "photoshoot.sqlite3"
 
     def is_allowed(self, user_key: str) -> bool:

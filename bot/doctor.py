@@ -79,7 +79,7 @@ def configuration(settings: Settings) -> Check:
         return Check(
             "configuration",
             problem=f"PUBLIC_URL {public} must start with https://: Telegram delivers webhooks "
-            "only over HTTPS (put a TLS proxy in front of CALLBACK_PORT and the port after it)",
+            "only over HTTPS (put a TLS proxy in front of CALLBACK_PORT)",
         )
     return Check("configuration", f"loaded; images by {where}; chats: {chats}")
 
