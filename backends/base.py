@@ -1,8 +1,8 @@
 """The backend contract: the Backend protocol, the records it returns and the errors it raises.
 
-The contract is the Astria API (design.md §2). Both the hosted Astria service and our own GPU
-worker are reached through one client, so these types mirror Astria's tune and prompt objects,
-reduced to what the bot needs, with the raw JSON kept for anything else.
+The contract is the Astria API (docs/architecture.md §2). Both the hosted Astria service and our
+own GPU worker are reached through one client, so these types mirror Astria's tune and prompt
+objects, reduced to what the bot needs, with the raw JSON kept for anything else.
 """
 
 from __future__ import annotations

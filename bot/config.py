@@ -1,6 +1,7 @@
 """One Settings object, read once at start-up from the environment and `.env`, passed down.
 
-Variable names are a contract (design.md §5): deployment files and outside tests set them.
+Variable names are a contract (docs/configuration.md): deployment files and outside tests set
+them.
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ def _parse_id_list(value: object) -> list[str]:
 class Settings(BaseSettings):
     """The bot's settings, and the few it shares with the worker it may run in-process.
 
-    It owns every variable of design.md §5 (chat tokens, backend choice and keys, DATA_DIR,
-    PUBLIC_URL, the allow-lists ...) plus the bot's own knobs (CALLBACK_PORT, LORA_STRENGTH,
-    DISCORD_DEV_GUILD_ID). Shared with the worker: DATA_DIR (the worker uses DATA_DIR/worker),
-    SDXL_MODEL and WORKER_API_KEY; `bot.app.worker_config` hands these over.
+    It owns the variables of docs/configuration.md's "Bot" table (chat tokens, backend choice
+    and keys, DATA_DIR, PUBLIC_URL, CALLBACK_PORT, the allow-lists, LORA_STRENGTH ...).
+    Shared with the worker: DATA_DIR (the worker uses DATA_DIR/worker), SDXL_MODEL and
+    WORKER_API_KEY; `bot.app.worker_config` hands these over.
 
     The worker's own knobs (WORKER_DEVICE, WORKER_COMPILE, WORKER_TRAIN_*, SDXL_EXTRA_MODELS
     ...) are not here: `backends.local` reads them itself from the environment and `.env`, so

@@ -1,4 +1,4 @@
-"""A terminal chat: the design.md §4 commands, read line by line from standard input.
+"""A terminal chat: the commands of docs/architecture.md §4, read line by line from stdin.
 
 It is the quickest way to try the bot without a chat platform, and it is scriptable:
 `printf '/photos ./me\n/train man\n' | photoshoot-bot chat`. Photos are given as paths

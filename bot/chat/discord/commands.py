@@ -1,4 +1,4 @@
-"""Slash commands (design.md §4) and photos dropped into the DM, as service calls.
+"""Slash commands (docs/architecture.md §4) and photos dropped into the DM, as service calls.
 
 Handlers stay thin: defer at once (Discord's 3-second deadline), call the service, answer.
 `/train` is private wherever it is used: in a DM it is a DM, in a guild every answer is
