@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from backends.base import (
     ValidationError,
 )
 from backends.local import Worker, WorkerConfig, train
+from backends.local.errors import PhotoError, TrainerUnavailable
 from backends.local.store import QUEUED
 from tests.imagegen import png_claiming_size
 from tests.worker_fixtures import (
@@ -230,7 +232,7 @@ async def test_json_suffix_json_body_and_astria_shapes(worker: Worker) -> None:
 
 def _no_trainer(job: train.TrainJob, ctx: train.TrainContext) -> None:
     """A worker build without training (test_worker_train.py covers the real trainer)."""
-    raise train.TrainerUnavailable("Training is not available on this worker")
+    raise TrainerUnavailable("Training is not available on this worker")
 
 
 async def test_tune_is_stored_and_fails_honestly_without_a_trainer(tmp_path: Path) -> None:
@@ -267,6 +269,34 @@ async def test_tune_is_stored_and_fails_honestly_without_a_trainer(tmp_path: Pat
                 await client.get_tune(tune.id)
     finally:
         await worker.stop()
+
+
+def _refusing_trainer(job: train.TrainJob, ctx: train.TrainContext) -> None:
+    """What the trainer does with a photo it cannot use (test_worker_train.py shows it does)."""
+    raise PhotoError("photo 2: me.jpg is 900x1200 px")
+
+
+async def test_a_users_training_error_is_one_line_not_a_stack_trace(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = Worker(worker_config(tmp_path / "w"), trainer=_refusing_trainer)
+    await worker.start()
+    try:
+        async with client_for(worker) as client:
+            images = [TrainingImage("1.png", png_bytes(), "image/png")]
+            tune = await client.create_tune(TuneRequest(title="t", name="man", images=images))
+            for _ in range(200):
+                tune = await client.get_tune(tune.id)
+                if tune.failed:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+    assert tune.error == "training failed: photo 2: me.jpg is 900x1200 px"
+    records = [r for r in caplog.records if r.name.startswith("backends.local")]
+    failed = [r for r in records if "me.jpg" in r.getMessage()]
+    assert [r.levelno for r in failed] == [logging.WARNING]
+    assert not any(r.exc_info for r in records)
 
 
 @pytest.mark.slow

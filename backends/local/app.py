@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backends.base import SDXL_BASE_TUNE_ID
 from backends.local import params as validate
+from backends.local.errors import HTTPError
 from backends.local.health import health
 from backends.local.models import native_size
 from backends.local.serialize import prompt_json, tune_json
@@ -53,12 +54,6 @@ MAX_LIMIT = 120
 OPEN_PATHS = frozenset({"/healthz"})
 """Served without a key (probes); they show no secret and start no work."""
 KEY = re.compile(r"^(?P<root>[a-z_]+)\[(?P<name>[a-z_]+)\](?P<list>\[\])?$")
-
-
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def create_app(worker: Worker) -> ASGIApp:

@@ -30,8 +30,8 @@ from PIL import Image
 
 from backends.local import faces, upscale
 from backends.local.accel import enable_vae_memory_savers
-from backends.local.artefacts import LORA_FILE, ArtefactError, TuneArtefacts, load_artefacts
-from backends.local.lora_slot import SlotMisfit
+from backends.local.artefacts import LORA_FILE, TuneArtefacts, load_artefacts
+from backends.local.errors import Aborted, ArtefactError, GenerationError, SlotMisfit
 from backends.local.models import LoadedModel, ModelCache
 from backends.local.params import PromptParams
 
@@ -44,16 +44,8 @@ TUNE_CACHE_SIZE = 8
 nothing from disk."""
 
 
-class JobAborted(Exception):
-    """The worker is stopping (or the prompt was deleted): drop the work, keep the job."""
-
-
-class GenerationError(Exception):
-    """The prompt cannot be run; the message becomes the prompt's `user_error`."""
-
-
 Progress = Callable[[float], None]
-"""Called with the finished fraction 0..1; raises JobAborted to stop the work."""
+"""Called with the finished fraction 0..1; raises Aborted to stop the work."""
 
 OnImage = Callable[[int, Image.Image], None]
 """Called with (index, image) as soon as an image is final (before `run_prompt` returns)."""
@@ -394,7 +386,7 @@ class _Plan:
 
     def check(self) -> None:
         if self._abort.is_set():
-            raise JobAborted("the worker is stopping")
+            raise Aborted("the worker is stopping")
 
     def step(self, stage: str, done: int, total: int) -> None:
         self.check()

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from backends.base import DEFAULT_TOKEN, SCHEDULERS
+from backends.local.errors import RequestError
 
 LORA_TAG = re.compile(r"<lora:([^:>]*):([^>]*)>", re.IGNORECASE)
 OTHER_TAG = re.compile(r"<(faceid|hypernet|embedding):[^>]*>", re.IGNORECASE)
@@ -40,10 +41,6 @@ ASPECTS: dict[str, tuple[int, int]] = {
     "21:9": (1536, 640),
     "anamorphic": (1536, 640),
 }
-
-
-class RequestError(Exception):
-    """The request is invalid: answered 422 with this message."""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ import httpx
 from backends.local import train
 from backends.local.artefacts import has_artefacts
 from backends.local.config import WorkerConfig
-from backends.local.generate import Engine, GenerationError, JobAborted, PromptJob
+from backends.local.errors import Aborted, GenerationError, TrainerUnavailable, TrainingFailed
+from backends.local.generate import Engine, PromptJob
 from backends.local.models import ModelCache
 from backends.local.params import PromptParams
 from backends.local.pngwriter import PngWriter
@@ -170,7 +171,7 @@ class JobRunner:
         try:
             job = await self._prompt_job(row, params)
         except GenerationError as exc:
-            await self._finish_prompt(prompt_id, error=str(exc))
+            await self._finish_prompt(prompt_id, error=exc.user_message)
             return
         await self.store.update_prompt(prompt_id, state=RUNNING, started_at=now_iso())
         key = ("prompt", prompt_id)
@@ -179,11 +180,11 @@ class JobRunner:
         log.info("prompt %s: %d image(s) %dx%d", prompt_id, params.num_images, params.w, params.h)
         try:
             images = await asyncio.to_thread(self._generate_and_save, job, key)
-        except JobAborted:
+        except Aborted:
             await self.store.update_prompt(prompt_id, state=QUEUED)
             log.info("prompt %s: interrupted, stays queued", prompt_id)
         except GenerationError as exc:
-            await self._finish_prompt(prompt_id, error=str(exc))
+            await self._finish_prompt(prompt_id, error=exc.user_message)
         except Exception as exc:
             log.exception("prompt %s failed", prompt_id)
             await self._finish_prompt(prompt_id, error=f"generation failed: {exc}")
@@ -276,12 +277,15 @@ class JobRunner:
         ctx = train.TrainContext(between_steps=lambda f: self._between_steps(key, f))
         try:
             await asyncio.to_thread(self._trainer, job, ctx)
-        except (train.TrainingAborted, JobAborted):
+        except Aborted:
             await self.store.update_tune(tune_id, state=QUEUED, started_training_at=None)
             log.info("tune %s: interrupted, stays queued", tune_id)
-        except train.TrainerUnavailable as exc:
+        except TrainerUnavailable as exc:
             log.error("tune %s cannot train: %s", tune_id, exc)
-            await self._finish_tune(tune_id, error=str(exc))
+            await self._finish_tune(tune_id, error=exc.user_message)
+        except TrainingFailed as exc:  # the user's photos or request: one line, no stack trace
+            log.warning("tune %s failed: %s", tune_id, exc.user_message)
+            await self._finish_tune(tune_id, error=exc.user_message)
         except Exception as exc:
             log.exception("tune %s failed", tune_id)
             await self._finish_tune(tune_id, error=f"training failed: {exc}")
@@ -311,7 +315,7 @@ class JobRunner:
         """Called by the trainer (in its thread) after each step: run queued prompts first."""
         self._note_progress(key, fraction)
         if self._stopping:
-            raise train.TrainingAborted("the worker is stopping")
+            raise Aborted("the worker is stopping")
         assert self._loop is not None
         while not self._stopping:
             prompt_id = asyncio.run_coroutine_threadsafe(
@@ -320,7 +324,7 @@ class JobRunner:
             if prompt_id is None:
                 return
             asyncio.run_coroutine_threadsafe(self._run_prompt(prompt_id), self._loop).result()
-        raise train.TrainingAborted("the worker is stopping")
+        raise Aborted("the worker is stopping")
 
     async def _finish_tune(self, tune_id: int, *, error: str | None = None) -> None:
         if await self.store.get_tune(tune_id) is None:  # deleted while it trained

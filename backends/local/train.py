@@ -12,7 +12,7 @@ token rows are cast on the way in); on the CPU everything is fp32.
 
 Contract with the queue (so generation never starves behind a long training):
 - `ctx.between_steps(fraction)` after every optimizer step: it reports progress (the queue turns
-  it into the tune's `progress` and `eta`), raises TrainingAborted when the worker stops (the tune
+  it into the tune's `progress` and `eta`), raises Aborted when the worker stops (the tune
   goes back to the queue and starts over), and runs queued prompts before returning;
 - the result goes to `job.out_dir` via `artefacts.save_artefacts`, plus `lora_kohya.safetensors`
   (the same LoRA in kohya keys, for A1111/ComfyUI); the queue then marks the tune trained.
@@ -39,6 +39,7 @@ from typing import Any
 from backends.local import training_data
 from backends.local.accel import Accel, parse_low_memory
 from backends.local.artefacts import Manifest, save_artefacts
+from backends.local.errors import TrainingFailed
 from backends.local.models import TINY
 
 log = logging.getLogger(__name__)
@@ -48,18 +49,6 @@ MAX_STEPS = 10_000
 SDXL_STEPS = 1000
 TINY_STEPS = 100
 """The tiny model's images are noise whatever it learns: a first run should not wait minutes."""
-
-
-class TrainerUnavailable(Exception):
-    """This worker build cannot train; the message becomes the tune's `error`."""
-
-
-class TrainingAborted(Exception):
-    """The worker is stopping; the tune goes back to the queue and starts over next time."""
-
-
-class TrainingFailed(Exception):
-    """The tune cannot be trained as submitted; the message is written for the user."""
 
 
 @dataclass(frozen=True)
@@ -163,10 +152,8 @@ def train_tune(job: TrainJob, ctx: TrainContext, defaults: TrainingDefaults | No
 
     settings = (defaults or TrainingDefaults.from_env()).for_job(job)
     size = settings.resolution or native_size(job.base_model)
-    try:  # the photos first: a bad one fails the tune before a model is loaded
-        crops = training_data.prepare(job.images, size, job.face_crop)
-    except training_data.PhotoError as exc:
-        raise TrainingFailed(str(exc)) from None
+    # the photos first: a bad one fails the tune (PhotoError) before a model is loaded
+    crops = training_data.prepare(job.images, size, job.face_crop)
     log.info(
         "tune %s: %d steps at %d px, rank %d, %d crops from %d photos",
         job.tune_id,

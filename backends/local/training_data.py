@@ -19,6 +19,7 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
+from backends.local.errors import PhotoError
 from backends.local.faces import Box, detect_faces
 
 MIN_PHOTO_SIDE = 1024
@@ -37,10 +38,6 @@ CAPTION_TEMPLATES = (
 )
 """Varied wording, so the token (not one sentence) carries the identity; `{token}` is the user's
 token as typed in prompts (generation expands it to the n embedding rows, so does training)."""
-
-
-class PhotoError(Exception):
-    """A training photo is unusable; the message names the photo and says what to do."""
 
 
 def too_small_message(name: str, width: int, height: int) -> str:
