@@ -364,7 +364,7 @@ class Bench:
         hook = getattr(train, "benchmark", None)
         if hook is not None:
             self.res["train"] = hook(device=self.args.device, tiny=self.args.tiny)
-        elif hasattr(train, "run_training") and hasattr(train, "TrainingDefaults"):
+        elif hasattr(train, "run_training"):
             self.res["train"] = {
                 mode: self.train_steps(train, low)
                 for mode, low in (("default", False), ("low_memory", True))
@@ -382,10 +382,11 @@ class Bench:
 
         from backends.local.accel import Accel
         from backends.local.models import load_model
+        from backends.local.training_recipe import TrainingDefaults, TrainJob
 
         a = self.args
         steps, photos = (3, 2) if a.tiny else (30, 10)
-        defaults = train.TrainingDefaults.from_env({})
+        defaults = TrainingDefaults.from_env({})
         settings = dataclasses.replace(defaults, steps=steps, low_memory=low_memory)
         rng = np.random.default_rng(0)
         crops = [
@@ -394,7 +395,7 @@ class Bench:
             )
             for _ in range(photos)
         ]
-        job = train.TrainJob(0, "ohwx", "man", BASE, a.spec, [], steps, None, Path(), a.device)
+        job = TrainJob(0, "ohwx", "man", BASE, a.spec, [], steps, None, Path(), a.device)
         start = time.perf_counter()
         model = load_model(a.spec, a.device, Accel.off())
         sync(a.device)

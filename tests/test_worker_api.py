@@ -27,9 +27,11 @@ from backends.base import (
     TuneRequest,
     ValidationError,
 )
-from backends.local import Worker, WorkerConfig, train
+from backends.local import Worker, WorkerConfig
 from backends.local.errors import PhotoError, TrainerUnavailable
 from backends.local.store import QUEUED
+from backends.local.train import TrainContext
+from backends.local.training_recipe import TrainJob
 from tests.imagegen import png_claiming_size
 from tests.worker_fixtures import (
     API_KEY,
@@ -230,7 +232,7 @@ async def test_json_suffix_json_body_and_astria_shapes(worker: Worker) -> None:
         assert (await http.get(f"/prompts/{body['id']}")).status_code == 404
 
 
-def _no_trainer(job: train.TrainJob, ctx: train.TrainContext) -> None:
+def _no_trainer(job: TrainJob, ctx: TrainContext) -> None:
     """A worker build without training (test_worker_train.py covers the real trainer)."""
     raise TrainerUnavailable("Training is not available on this worker")
 
@@ -271,7 +273,7 @@ async def test_tune_is_stored_and_fails_honestly_without_a_trainer(tmp_path: Pat
         await worker.stop()
 
 
-def _refusing_trainer(job: train.TrainJob, ctx: train.TrainContext) -> None:
+def _refusing_trainer(job: TrainJob, ctx: TrainContext) -> None:
     """What the trainer does with a photo it cannot use (test_worker_train.py shows it does)."""
     raise PhotoError("photo 2: me.jpg is 900x1200 px")
 

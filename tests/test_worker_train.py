@@ -28,6 +28,7 @@ from backends.base import (
 from backends.local import Worker
 from backends.local.accel import Accel
 from backends.local.artefacts import load_artefacts
+from backends.local.errors import TrainingFailed
 from backends.local.generate import Engine
 from backends.local.models import ModelCache, load_model
 from backends.local.store import QUEUED
@@ -35,14 +36,12 @@ from backends.local.train import (
     KOHYA_FILE,
     TrainContext,
     TrainedTune,
-    TrainingDefaults,
-    TrainingFailed,
-    TrainJob,
     run_training,
     save_tune,
     train_tune,
 )
 from backends.local.training_data import crops, encode_latents, load_photo, prepare, regions
+from backends.local.training_recipe import TrainingDefaults, TrainJob
 from tests.fakes.threaded_server import free_port
 from tests.imagegen import jpeg_bytes
 from tests.worker_fixtures import API_KEY, face_image, run_uvicorn, worker_config

@@ -23,7 +23,7 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image, UnidentifiedImageError
 from starlette.applications import Starlette
@@ -43,7 +43,9 @@ from backends.local.store import DONE, now_iso
 from backends.local.training_data import MIN_PHOTO_SIDE, too_small_message
 
 if TYPE_CHECKING:
-    from backends.local import Worker
+    from backends.local.config import WorkerConfig
+    from backends.local.queue import JobRunner
+    from backends.local.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,20 @@ OPEN_PATHS = frozenset({"/healthz"})
 KEY = re.compile(r"^(?P<root>[a-z_]+)\[(?P<name>[a-z_]+)\](?P<list>\[\])?$")
 
 
-def create_app(worker: Worker) -> ASGIApp:
+class Served(Protocol):
+    """What the HTTP face needs of a worker (`worker.Worker`): its parts and its lifecycle."""
+
+    config: WorkerConfig
+    store: Store
+    runner: JobRunner
+    started_at: str | None
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def create_app(worker: Served) -> ASGIApp:
     """The ASGI app of `worker` (its lifespan starts/stops the worker when uvicorn runs it)."""
     api = _Api(worker)
     routes = [
@@ -146,7 +161,7 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
 class _Api:
     """The endpoint handlers; each turns HTTPError/RequestError into Astria's error JSON."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Served) -> None:
         self.worker = worker
         self.config = worker.config
 
@@ -287,7 +302,8 @@ class _Api:
     # -- health --------------------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
-        report = await health(self.worker)
+        w = self.worker
+        report = await health(w.store, w.runner, w.config.sdxl_model, w.started_at)
         return JSONResponse(report, status_code=200 if report["ok"] else 503)
 
     # -- files ---------------------------------------------------------------------------

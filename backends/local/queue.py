@@ -39,6 +39,7 @@ from backends.local.params import PromptParams
 from backends.local.pngwriter import PngWriter
 from backends.local.serialize import prompt_json, tune_json
 from backends.local.store import DONE, FAILED, QUEUED, RUNNING, Store, now_iso
+from backends.local.training_recipe import TrainJob
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class JobRunner:
         store: Store,
         config: WorkerConfig,
         engine_factory: EngineFactory | None = None,
-        trainer: Callable[[train.TrainJob, train.TrainContext], None] | None = None,
+        trainer: train.Trainer | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -262,7 +263,7 @@ class JobRunner:
         key = ("tune", tune_id)
         self.running = key
         self.progress[key] = 0.0
-        job = train.TrainJob(
+        job = TrainJob(
             tune_id=tune_id,
             token=row["token"],
             class_word=row["name"],
