@@ -29,7 +29,7 @@ from backends.base import (
 )
 from backends.local import Worker, WorkerConfig
 from backends.local.errors import PhotoError, TrainerUnavailable
-from backends.local.store import QUEUED
+from backends.local.records import JobState
 from backends.local.train import TrainContext
 from backends.local.training_recipe import TrainJob
 from tests.imagegen import png_claiming_size
@@ -337,7 +337,7 @@ async def test_training_yields_the_gpu_to_prompts_between_steps(tmp_path: Path) 
             row = await worker.store.get_prompt(prompt.id)
             tune_row = await worker.store.get_tune(tune.id)
             assert row and tune_row and row["finished_at"] <= tune_row["updated_at"]
-            assert tune_row["state"] != QUEUED
+            assert tune_row["state"] != JobState.QUEUED
     finally:
         await worker.stop()
 

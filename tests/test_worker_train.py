@@ -31,7 +31,7 @@ from backends.local.artefacts import load_artefacts
 from backends.local.errors import TrainingFailed
 from backends.local.generate import Engine
 from backends.local.models import ModelCache, load_model
-from backends.local.store import QUEUED
+from backends.local.records import JobState
 from backends.local.train import (
     KOHYA_FILE,
     TrainContext,
@@ -111,7 +111,7 @@ async def test_tune_trains_over_http_survives_a_restart_and_prompts(
     await first.store.open()  # uvicorn is down: the interrupted training went back to the queue
     row = await first.store.get_tune(tune.id)
     await first.store.close()
-    assert row is not None and row["state"] == QUEUED and row["trained_at"] is None
+    assert row is not None and row["state"] == JobState.QUEUED and row["trained_at"] is None
 
     second = Worker(worker_config(data, api_key=API_KEY))
     async with run_uvicorn(second.app, port) as url, AstriaClient(API_KEY, url) as client:

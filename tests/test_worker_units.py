@@ -9,7 +9,8 @@ import pytest
 
 from backends.local import Worker
 from backends.local.params import RequestError, parse_prompt, parse_tune
-from backends.local.store import QUEUED, Store
+from backends.local.records import JobState
+from backends.local.store import Store
 from tests.worker_fixtures import worker_config
 
 NATIVE = {"native_size": 1024, "max_side": 2048, "random_seed": 99}
@@ -149,7 +150,7 @@ async def test_a_broken_queued_prompt_fails_instead_of_blocking_the_queue(tmp_pa
         worker.runner.wake()
         for _ in range(600):  # up to 30 s
             row = await worker.store.get_prompt(broken["id"])
-            if row["state"] != QUEUED:
+            if row["state"] != JobState.QUEUED:
                 break
             await asyncio.sleep(0.05)
         assert row["state"] == "failed" and "internal error" in row["user_error"]

@@ -33,13 +33,14 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from backends.base import SDXL_BASE_TUNE_ID
+from backends.base import SDXL_BASE_TUNE_ID, JobStatus
 from backends.local import params as validate
 from backends.local.errors import HTTPError
 from backends.local.health import health
 from backends.local.models import native_size
+from backends.local.records import JobKind, JobState, Row
 from backends.local.serialize import prompt_json, tune_json
-from backends.local.store import DONE, now_iso
+from backends.local.store import now_iso
 from backends.local.training_data import MIN_PHOTO_SIDE, too_small_message
 
 if TYPE_CHECKING:
@@ -169,7 +170,7 @@ class _Api:
 
     async def create_tune(self, request: Request) -> Response:
         async def handle() -> Response:
-            fields, files = await _read_body(request, "tune")
+            fields, files = await _read_body(request, JobKind.TUNE)
             uploads = [f for f in files.get("images", [])]
             tune = validate.parse_tune(
                 fields, n_images=len(uploads), base_ids=set(self.config.base_models())
@@ -229,7 +230,9 @@ class _Api:
             await self._tune_row(tune_id)
             await self.worker.store.delete_tune(tune_id)
             shutil.rmtree(self.config.tunes_dir / str(tune_id), ignore_errors=True)
-            shutil.rmtree(self.config.files_dir / "tunes" / str(tune_id), ignore_errors=True)
+            shutil.rmtree(
+                self.config.files_dir / JobKind.TUNE.table / str(tune_id), ignore_errors=True
+            )
             return JSONResponse({"message": "Tune successfully deleted"})
 
         return await _guard(handle)
@@ -244,10 +247,10 @@ class _Api:
                 spec = base_models[tune_id]
             else:
                 url_tune = await self._tune_row(tune_id)
-                if url_tune["state"] != DONE:
+                if url_tune["state"] != JobState.DONE:
                     raise validate.RequestError(f"tune {tune_id} is not trained")
                 spec = base_models.get(url_tune["base_tune_id"], "")
-            fields, _ = await _read_body(request, "prompt")
+            fields, _ = await _read_body(request, JobKind.PROMPT)
             prompt = validate.parse_prompt(
                 fields,
                 native_size=native_size(spec),
@@ -258,7 +261,7 @@ class _Api:
                 lora = await self.worker.store.get_tune(prompt.lora_tune_id)
                 if lora is None:
                     raise validate.RequestError(f"unknown LoRA tune {prompt.lora_tune_id}")
-                if lora["state"] != DONE:
+                if lora["state"] != JobState.DONE:
                     raise validate.RequestError(f"tune {prompt.lora_tune_id} is not trained")
                 if tune_id not in base_models and prompt.lora_tune_id != tune_id:
                     raise validate.RequestError("prompt a LoRA tune through a base model id")
@@ -294,7 +297,9 @@ class _Api:
         async def handle() -> Response:
             row = await self._prompt_row(request)
             await self.worker.store.delete_prompt(row["id"])
-            shutil.rmtree(self.config.files_dir / "prompts" / str(row["id"]), ignore_errors=True)
+            shutil.rmtree(
+                self.config.files_dir / JobKind.PROMPT.table / str(row["id"]), ignore_errors=True
+            )
             return JSONResponse({"message": "Prompt successfully deleted"})
 
         return await _guard(handle)
@@ -320,7 +325,7 @@ class _Api:
     def _base(self, request: Request) -> str:
         return (self.config.public_url or str(request.base_url)).rstrip("/")
 
-    async def _tune_row(self, tune_id: int) -> dict[str, Any]:
+    async def _tune_row(self, tune_id: int) -> Row:
         row = await self.worker.store.get_tune(tune_id)
         if row is None:
             raise HTTPError(404, f"Tune {tune_id} not found")
@@ -335,16 +340,18 @@ class _Api:
         return row
 
     def _tune(self, row: dict[str, Any], request: Request) -> dict[str, Any]:
-        key = ("tune", row["id"])
+        key = (JobKind.TUNE, row["id"])
         data = tune_json(row, self._base(request), self.worker.runner.progress.get(key))
-        if data["status"] == "processing":  # Astria's `eta`: when the training should be done
+        if (
+            data["status"] == JobStatus.PROCESSING
+        ):  # Astria's `eta`: when the training should be done
             data["eta"] = self.worker.runner.eta.get(key)
         return data
 
     async def _prompt(self, row: dict[str, Any], request: Request) -> dict[str, Any]:
         runner = self.worker.runner
         position = await runner.queue_position(row["id"])
-        progress = runner.progress.get(("prompt", row["id"]))
+        progress = runner.progress.get((JobKind.PROMPT, row["id"]))
         return prompt_json(row, self._base(request), progress, position)
 
     def _base_tune(self, tune_id: int, request: Request) -> dict[str, Any]:
@@ -368,12 +375,12 @@ class _Api:
             "face_crop": None,
             "images": [],
             "error": None,
-            "state": DONE,
+            "state": JobState.DONE,
         }
         return tune_json(row, self._base(request))
 
     def _save_training_images(self, tune_id: int, images: list[tuple[bytes, str]]) -> list[str]:
-        folder = Path("tunes") / str(tune_id)
+        folder = Path(JobKind.TUNE.table) / str(tune_id)
         (self.config.files_dir / folder).mkdir(parents=True, exist_ok=True)
         paths = []
         for i, (content, ext) in enumerate(images):
