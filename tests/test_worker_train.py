@@ -99,7 +99,7 @@ async def test_tune_trains_over_http_survives_a_restart_and_prompts(
     request = TuneRequest(
         title="me", name="man", images=[photo(i) for i in range(4)], steps=12, face_crop=True
     )
-    first = Worker(worker_config(data, api_key=API_KEY))
+    first = Worker(worker_config(data, api_key=API_KEY, training=TrainingDefaults.from_env()))
     async with run_uvicorn(first.app, port) as url, AstriaClient(API_KEY, url) as client:
         tune = await client.create_tune(request)
         assert tune.token == "ohwx" and tune.raw["steps"] == 12
@@ -113,7 +113,7 @@ async def test_tune_trains_over_http_survives_a_restart_and_prompts(
     await first.store.close()
     assert row is not None and row["state"] == JobState.QUEUED and row["trained_at"] is None
 
-    second = Worker(worker_config(data, api_key=API_KEY))
+    second = Worker(worker_config(data, api_key=API_KEY, training=TrainingDefaults.from_env()))
     async with run_uvicorn(second.app, port) as url, AstriaClient(API_KEY, url) as client:
         done = await wait_for_tune(client, tune.id, lambda t: t["trained_at"], seconds=180)
         assert done["progress"] == 1.0 and done["eta"] is None and done["error"] is None

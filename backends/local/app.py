@@ -46,7 +46,7 @@ from backends.local.training_data import MIN_PHOTO_SIDE, too_small_message
 if TYPE_CHECKING:
     from backends.local.config import WorkerConfig
     from backends.local.queue import JobRunner
-    from backends.local.store import Store
+    from backends.local.store import WorkerStore
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Served(Protocol):
     """What the HTTP face needs of a worker (`worker.Worker`): its parts and its lifecycle."""
 
     config: WorkerConfig
-    store: Store
+    store: WorkerStore
     runner: JobRunner
     started_at: str | None
 

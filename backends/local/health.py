@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from backends.local.queue import JobRunner
-    from backends.local.store import Store
+    from backends.local.store import WorkerStore
 
 
 async def health(
-    store: Store, runner: JobRunner, model: str, started_at: str | None
+    store: WorkerStore, runner: JobRunner, model: str, started_at: str | None
 ) -> dict[str, Any]:
     """The health document of a worker serving `model` since `started_at`; `ok` is False while
     it is not serving (store closed)."""

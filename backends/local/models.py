@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +37,8 @@ TINY = "tiny"
 RANDOM_FULL = "random"
 TINY_SEED = 0
 TINY_NATIVE_SIZE = 128
+HUB_SDXL_BASE = "stabilityai/stable-diffusion-xl-base-1.0"
+"""Where single-file checkpoints get their configs without SDXL_CONFIG_DIR (needs internet)."""
 
 
 def native_size(spec: str) -> int:
@@ -82,9 +83,16 @@ def pick_device(requested: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_model(spec: str, device: str | None = None, accel: Accel | None = None) -> LoadedModel:
+def load_model(
+    spec: str,
+    device: str | None = None,
+    accel: Accel | None = None,
+    *,
+    config_dir: str | None = None,
+) -> LoadedModel:
     """Build or load the pipeline named by `spec` on `device` (None: CUDA if present), with the
-    speed levers `accel` (None: the defaults for the device) applied and compiled now."""
+    speed levers `accel` (None: the defaults for the device) applied and compiled now.
+    `config_dir`: SDXL_CONFIG_DIR, the configs a single-file checkpoint is read with."""
     import torch
     from diffusers import StableDiffusionXLImg2ImgPipeline
 
@@ -100,7 +108,7 @@ def load_model(spec: str, device: str | None = None, accel: Accel | None = None)
         pipe = build_random_full_pipeline(device, dtype)
         log.warning("SDXL_MODEL=random: full-size SDXL with RANDOM weights (timing only; noise).")
     else:
-        pipe = _load_real(spec, dtype)
+        pipe = _load_real(spec, dtype, config_dir)
         log.info("loaded base model %s", spec)
     levers = (accel or Accel()).resolve(device)
     accel_mod.place(pipe, device, dtype, levers)
@@ -138,7 +146,7 @@ def _compile(model: LoadedModel) -> Accel:
         return replace(accel, compile="off")
 
 
-def _load_real(spec: str, dtype: Any) -> Any:
+def _load_real(spec: str, dtype: Any, config_dir: str | None) -> Any:
     from diffusers import StableDiffusionXLPipeline
 
     path = Path(spec).expanduser()
@@ -147,7 +155,7 @@ def _load_real(spec: str, dtype: Any) -> Any:
     if path.suffix in (".safetensors", ".ckpt"):
         if not path.is_file():
             raise FileNotFoundError(f"SDXL checkpoint {path} does not exist")
-        config = os.environ.get("SDXL_CONFIG_DIR") or "stabilityai/stable-diffusion-xl-base-1.0"
+        config = config_dir or HUB_SDXL_BASE
         return StableDiffusionXLPipeline.from_single_file(path, torch_dtype=dtype, config=config)
     return StableDiffusionXLPipeline.from_pretrained(spec, torch_dtype=dtype)
 
@@ -355,11 +363,17 @@ class ModelCache:
     """
 
     def __init__(
-        self, specs: dict[int, str], device: str | None, accel: Accel | None = None
+        self,
+        specs: dict[int, str],
+        device: str | None,
+        accel: Accel | None = None,
+        *,
+        config_dir: str | None = None,
     ) -> None:
         self.specs = specs
         self.device = device
         self.accel = accel
+        self.config_dir = config_dir
         self._loaded: tuple[int, LoadedModel] | None = None
 
     def get(self, base_tune_id: int) -> LoadedModel:
@@ -370,7 +384,7 @@ class ModelCache:
             compiled = self._loaded[1].accel.compiled
             self._loaded = None
             _free_memory(compiled)
-        model = load_model(spec, self.device, self.accel)
+        model = load_model(spec, self.device, self.accel, config_dir=self.config_dir)
         self._loaded = (base_tune_id, model)
         return model
 

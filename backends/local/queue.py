@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import shutil
@@ -39,7 +40,7 @@ from backends.local.params import PromptParams
 from backends.local.pngwriter import PngWriter
 from backends.local.records import JobKind, JobState, Row
 from backends.local.serialize import prompt_json, tune_json
-from backends.local.store import Store, now_iso
+from backends.local.store import WorkerStore, now_iso
 from backends.local.training_recipe import TrainJob
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class JobRunner:
 
     def __init__(
         self,
-        store: Store,
+        store: WorkerStore,
         config: WorkerConfig,
         engine_factory: EngineFactory | None = None,
         trainer: train.Trainer | None = None,
@@ -64,7 +65,7 @@ class JobRunner:
         self.config = config
         self._engine_factory = engine_factory or self._default_engine
         self._engine: Engine | None = None
-        self._trainer = trainer or train.train_tune
+        self._trainer = trainer or functools.partial(train.train_tune, defaults=config.training)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -275,6 +276,7 @@ class JobRunner:
             face_crop=None if row["face_crop"] is None else bool(row["face_crop"]),
             out_dir=self.config.tunes_dir / str(tune_id),
             device=self.config.device,
+            config_dir=self.config.sdxl_config_dir,
         )
         ctx = train.TrainContext(between_steps=lambda f: self._between_steps(key, f))
         try:
@@ -364,7 +366,12 @@ class JobRunner:
 
     def _default_engine(self) -> Engine:
         return Engine(
-            ModelCache(self.config.base_models(), self.config.device, self.config.accel),
+            ModelCache(
+                self.config.base_models(),
+                self.config.device,
+                self.config.accel,
+                config_dir=self.config.sdxl_config_dir,
+            ),
             sr_scale=self.config.sr_scale,
             upscaler_model=self.config.upscaler_model,
         )

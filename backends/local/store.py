@@ -73,7 +73,7 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class Store:
+class WorkerStore:
     """Async access to the worker database. One connection; aiosqlite serialises the calls."""
 
     def __init__(self, path: Path) -> None:

@@ -65,12 +65,13 @@ class TrainedTune:
 
 
 def train_tune(job: TrainJob, ctx: TrainContext, defaults: TrainingDefaults | None = None) -> None:
-    """TRAINING HOOK: train `job` and write its artefacts to `job.out_dir`."""
+    """TRAINING HOOK: train `job` and write its artefacts to `job.out_dir`. `defaults`: the
+    worker's knobs (WorkerConfig.training, which the queue binds); None: the recipe's own."""
     import torch
 
     from backends.local.models import load_model, native_size
 
-    settings = (defaults or TrainingDefaults.from_env()).for_job(job)
+    settings = (defaults or TrainingDefaults()).for_job(job)
     size = settings.resolution or native_size(job.base_model)
     # the photos first: a bad one fails the tune (PhotoError) before a model is loaded
     crops = training_data.prepare(job.images, size, job.face_crop)
@@ -84,7 +85,7 @@ def train_tune(job: TrainJob, ctx: TrainContext, defaults: TrainingDefaults | No
         len(job.images),
     )
     # the plain pipeline: no compile, fused QKV or LoRA hot-swap slot (generation's levers)
-    model = load_model(job.base_model, job.device, Accel.off())
+    model = load_model(job.base_model, job.device, Accel.off(), config_dir=job.config_dir)
     try:
         trained = run_training(model, job, settings, crops, ctx.between_steps)
         save_tune(trained, job.out_dir)

@@ -8,8 +8,8 @@ the LoRA goes on. The numbers follow cog-sdxl / diffusers' advanced SDXL script 
 Kept apart from train.py (the hook the queue calls) and train_loop.py (how one step runs), which
 both read it, so the numbers read in one place and neither of them imports the other's.
 
-Per-worker defaults come from the environment (WorkerConfig is the generation side's; these
-are the trainer's own): `WORKER_TRAIN_<FIELD>` for every TrainingDefaults field, e.g.
+Per-worker defaults come from the environment, read with the rest of WorkerConfig at start (a
+bad value stops the worker there): `WORKER_TRAIN_<FIELD>` for every TrainingDefaults field, e.g.
 `WORKER_TRAIN_STEPS=1500`, `WORKER_TRAIN_RANK=16`, `WORKER_TRAIN_UNET_LR=5e-5`,
 `WORKER_TRAIN_RESOLUTION=768`; and `WORKER_LOW_MEMORY=1` (the switch accel.py reads for
 generation) also turns on gradient checkpointing (~+50 % compute per step, far less memory).
@@ -19,14 +19,13 @@ A tune's own `steps` wins over the worker default.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from backends.local.accel import parse_low_memory
-from backends.local.errors import TrainingFailed
+from backends.local.accel import LOW_MEMORY_SPELLINGS
+from backends.local.env import EnvReader
+from backends.local.errors import ConfigError, TrainingFailed
 from backends.local.models import TINY
 
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -51,6 +50,8 @@ class TrainJob:
     face_crop: bool | None
     out_dir: Path
     device: str | None
+    config_dir: str | None = None
+    """SDXL_CONFIG_DIR, for a base model that is a single-file checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -83,24 +84,30 @@ class TrainingDefaults:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TrainingDefaults:
-        """Defaults overridden by `WORKER_TRAIN_<FIELD>` and `WORKER_LOW_MEMORY`."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name == "low_memory":  # not a WORKER_TRAIN_ name: see below
-                continue
-            name = f"WORKER_TRAIN_{f.name.upper()}"
-            raw = env.get(name, "").strip()
-            if not raw:
-                continue
-            kind = type(getattr(cls(), f.name))
-            try:
-                values[f.name] = kind(raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-        # the generation side's switch (accel.py): any low-memory mode also means checkpointing
-        low = parse_low_memory(env.get("WORKER_LOW_MEMORY", "")) != "off"
-        return cls(**values, low_memory=low)
+        """Defaults overridden by `WORKER_TRAIN_<FIELD>` and `WORKER_LOW_MEMORY`, each checked."""
+        read = EnvReader(environ)
+        resolution = read.integer("WORKER_TRAIN_RESOLUTION", cls.resolution, minimum=0)
+        if resolution % 8:
+            raise ConfigError(f"WORKER_TRAIN_RESOLUTION={resolution}: use a multiple of 8")
+        return cls(
+            steps=read.integer("WORKER_TRAIN_STEPS", cls.steps, minimum=0, maximum=MAX_STEPS),
+            batch_size=read.integer("WORKER_TRAIN_BATCH_SIZE", cls.batch_size, minimum=1),
+            rank=read.integer("WORKER_TRAIN_RANK", cls.rank, minimum=1),
+            alpha=read.number("WORKER_TRAIN_ALPHA", cls.alpha, minimum=0),
+            unet_lr=read.number("WORKER_TRAIN_UNET_LR", cls.unet_lr, minimum=0),
+            embedding_lr=read.number("WORKER_TRAIN_EMBEDDING_LR", cls.embedding_lr, minimum=0),
+            weight_decay=read.number("WORKER_TRAIN_WEIGHT_DECAY", cls.weight_decay, minimum=0),
+            embedding_weight_decay=read.number(
+                "WORKER_TRAIN_EMBEDDING_WEIGHT_DECAY", cls.embedding_weight_decay, minimum=0
+            ),
+            pivot=read.number("WORKER_TRAIN_PIVOT", cls.pivot, minimum=0, maximum=1),
+            n_tokens=read.integer("WORKER_TRAIN_N_TOKENS", cls.n_tokens, minimum=1),
+            grad_clip=read.number("WORKER_TRAIN_GRAD_CLIP", cls.grad_clip, minimum=0),
+            seed=read.integer("WORKER_TRAIN_SEED", cls.seed, minimum=0),
+            resolution=resolution,
+            # the generation side's switch (accel.py): any low-memory mode also checkpoints
+            low_memory=read.choice("WORKER_LOW_MEMORY", LOW_MEMORY_SPELLINGS, "off") != "off",
+        )
 
     def for_job(self, job: TrainJob) -> TrainingDefaults:
         """The tune's own `steps` wins; refuse nonsense rather than train for a day."""

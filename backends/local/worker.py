@@ -13,7 +13,7 @@ import logging
 from backends.local.app import create_app
 from backends.local.config import WorkerConfig
 from backends.local.queue import EngineFactory, JobRunner
-from backends.local.store import Store, now_iso
+from backends.local.store import WorkerStore, now_iso
 from backends.local.train import Trainer
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class Worker:
         trainer: Trainer | None = None,
     ) -> None:
         self.config = config
-        self.store = Store(config.db_path)
+        self.store = WorkerStore(config.db_path)
         self.runner = JobRunner(self.store, config, engine_factory, trainer)
         self.app = create_app(self)
         self.started_at: str | None = None
