@@ -280,19 +280,21 @@ class Bench:
 
     def row_switch(self) -> None:
         """Tune A -> tune B -> A ...: time to apply and release a tune (no generation)."""
+        from backends.local.tune_binding import tune_applied
+
         a = self.args
         row: dict[str, Any] = {}
         for side, engine, model in (
             ("stock_tune", self.stock, self.stock_model),
             ("ours", self.ours, self.model),
         ):
-            loaded = [engine._load_tune(t) for t in self.tunes]
+            loaded = [engine.tunes.load(t) for t in self.tunes]
             times = []
             for i in range(6):
                 tune, key = loaded[i % 2]
                 sync(a.device)
                 start = time.perf_counter()
-                with engine.tune_applied(model, tune, 0.8, key=key):
+                with tune_applied(model, tune, 0.8, key=key):
                     sync(a.device)
                 times.append(time.perf_counter() - start)
             row[f"{side}_ms"] = 1000 * statistics.median(times[1:])

@@ -24,6 +24,7 @@ from backends.base import (
     NotFoundError,
     PromptRequest,
     TrainingImage,
+    Tune,
     TuneRequest,
     ValidationError,
 )
@@ -195,6 +196,20 @@ async def test_unknown_ids_are_404(worker: Worker) -> None:
         assert (await http.get("/nothing")).json() == {"error": "Not found"}
 
 
+async def test_a_bug_is_logged_once_and_answered_as_json_500(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker whose store was never opened stands in for a bug: the in-process client gets a
+    500 in Astria's error shape (not the exception), and the log one stack trace."""
+    worker = Worker(worker_config(tmp_path))  # not started: its store is closed
+    async with raw_client(worker) as http:
+        response = await http.get("/tunes")
+    assert response.status_code == 500
+    assert response.json() == {"error": "Internal server error"}
+    traces = [r for r in caplog.records if r.exc_info]
+    assert [r.getMessage() for r in traces] == ["GET /tunes failed"]
+
+
 # -- shapes ------------------------------------------------------------------------------
 
 
@@ -232,6 +247,16 @@ async def test_json_suffix_json_body_and_astria_shapes(worker: Worker) -> None:
         assert (await http.get(f"/prompts/{body['id']}")).status_code == 404
 
 
+async def until_failed(client: AstriaClient, tune: Tune) -> Tune:
+    """The tune once it failed, polled for up to 10 s (the caller asserts that it did)."""
+    for _ in range(200):
+        tune = await client.get_tune(tune.id)
+        if tune.failed:
+            break
+        await asyncio.sleep(0.05)
+    return tune
+
+
 def _no_trainer(job: TrainJob, ctx: TrainContext) -> None:
     """A worker build without training (test_worker_train.py covers the real trainer)."""
     raise TrainerUnavailable("Training is not available on this worker")
@@ -252,11 +277,7 @@ async def test_tune_is_stored_and_fails_honestly_without_a_trainer(tmp_path: Pat
             assert len(tune.raw["orig_images"]) == 3
             again = await client.create_tune(request)  # the title is the idempotency key
             assert again.id == tune.id
-            for _ in range(200):
-                tune = await client.get_tune(tune.id)
-                if tune.failed:
-                    break
-                await asyncio.sleep(0.05)
+            tune = await until_failed(client, tune)
             assert tune.failed and not tune.done
             assert "Training is not available" in (tune.error or "")
             await asyncio.wait_for(sink.event.wait(), 5)
@@ -287,11 +308,7 @@ async def test_a_users_training_error_is_one_line_not_a_stack_trace(
         async with client_for(worker) as client:
             images = [TrainingImage("1.png", png_bytes(), "image/png")]
             tune = await client.create_tune(TuneRequest(title="t", name="man", images=images))
-            for _ in range(200):
-                tune = await client.get_tune(tune.id)
-                if tune.failed:
-                    break
-                await asyncio.sleep(0.05)
+            tune = await until_failed(client, tune)
     finally:
         await worker.stop()
     assert tune.error == "training failed: photo 2: me.jpg is 900x1200 px"

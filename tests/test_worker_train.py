@@ -29,8 +29,7 @@ from backends.local import Worker
 from backends.local.accel import Accel
 from backends.local.artefacts import load_artefacts
 from backends.local.errors import TrainingFailed
-from backends.local.generate import Engine
-from backends.local.models import ModelCache, load_model
+from backends.local.models import load_model
 from backends.local.records import JobState
 from backends.local.train import (
     KOHYA_FILE,
@@ -42,6 +41,7 @@ from backends.local.train import (
 )
 from backends.local.training_data import crops, encode_latents, load_photo, prepare, regions
 from backends.local.training_recipe import TrainingDefaults, TrainJob
+from backends.local.tune_binding import tune_applied
 from tests.fakes.threaded_server import free_port
 from tests.imagegen import jpeg_bytes
 from tests.worker_fixtures import API_KEY, face_image, run_uvicorn, worker_config
@@ -246,11 +246,10 @@ def test_saved_tune_reloads_into_a_fresh_pipeline_with_the_same_image(
     expected = sample(colour_tune.trained.pipe, 5)
 
     fresh = load_model("tiny", "cpu")  # the worker's own levers (its LoRA slot included)
-    engine = Engine(ModelCache({SDXL_BASE_TUNE_ID: "tiny"}, "cpu"))
-    with engine.tune_applied(fresh, tune, 1.0, ("colour", 1)):
+    with tune_applied(fresh, tune, 1.0, ("colour", 1)):
         again = sample(fresh.pipe, 5)
         image = sample(fresh.pipe, 5, "np")
-    with engine.tune_applied(fresh, None, 1.0, None):  # a prompt without a tune, as the worker
+    with tune_applied(fresh, None, 1.0, None):  # a prompt without a tune, as the worker
         without = sample(fresh.pipe, 5)
     assert float((again - expected).abs().max()) < 1e-4
     # the kohya export is the same LoRA: diffusers' kohya loader + the embeddings give the image

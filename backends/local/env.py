@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from backends.local.errors import ConfigError
+
+N = TypeVar("N", int, float)
 
 
 class EnvReader:
@@ -43,15 +46,7 @@ class EnvReader:
     def integer(
         self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
     ) -> int:
-        value = self.text(name)
-        if not value:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            raise ConfigError(f"{name}={value!r} is not a whole number") from None
-        _check_range(name, number, minimum, maximum)
-        return number
+        return self._numeric(name, int, "a whole number", default, minimum, maximum)
 
     def number(
         self,
@@ -61,15 +56,26 @@ class EnvReader:
         minimum: float | None = None,
         maximum: float | None = None,
     ) -> float:
+        return self._numeric(name, float, "a number", default, minimum, maximum)
+
+    def _numeric(
+        self,
+        name: str,
+        convert: Callable[[str], N],
+        what: str,
+        default: N,
+        minimum: N | None,
+        maximum: N | None,
+    ) -> N:
         value = self.text(name)
         if not value:
             return default
         try:
-            number = float(value)
+            number = convert(value)
         except ValueError:
-            raise ConfigError(f"{name}={value!r} is not a number") from None
+            raise ConfigError(f"{name}={value!r} is not {what}") from None
         if not math.isfinite(number):
-            raise ConfigError(f"{name}={value!r} is not a finite number")
+            raise ConfigError(f"{name}={value!r} is not {what}")
         _check_range(name, number, minimum, maximum)
         return number
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.base import JobStatus
+from backends.base import SDXL_BASE_TUNE_ID, JobStatus
 from backends.local.records import JobState, Row
 
 STATUS = {
@@ -53,6 +53,30 @@ def tune_json(row: Row, base: str, progress: float | None = None) -> dict[str, A
         "status": STATUS[state],
         "progress": 1.0 if state == JobState.DONE else (progress or 0.0),
     }
+
+
+def base_tune_json(tune_id: int, base: str, created_at: str) -> dict[str, Any]:
+    """A base model, shown as Astria shows its gallery tunes: trained, no token."""
+    row = {
+        "id": tune_id,
+        "title": "SDXL 1.0" if tune_id == SDXL_BASE_TUNE_ID else f"Base model {tune_id}",
+        "name": None,
+        "token": None,
+        "callback": None,
+        "trained_at": created_at,
+        "started_training_at": created_at,
+        "created_at": created_at,
+        "updated_at": created_at,
+        "model_type": None,
+        "base_tune_id": None,
+        "branch": "sdxl1",
+        "steps": None,
+        "face_crop": None,
+        "images": [],
+        "error": None,
+        "state": JobState.DONE,
+    }
+    return tune_json(row, base)
 
 
 def prompt_json(
