@@ -33,7 +33,7 @@ from backends.local.http import (
     read_page,
     read_training_images,
 )
-from backends.local.models import native_size
+from backends.local.model_specs import native_size
 from backends.local.params import parse_prompt, parse_tune
 from backends.local.records import JobKind, JobState, Row
 from backends.local.serialize import base_tune_json, prompt_json, tune_json

@@ -25,8 +25,8 @@ from typing import Any
 from PIL import Image
 
 from backends.local import faces, upscale
-from backends.local.accel import enable_vae_memory_savers
 from backends.local.errors import Aborted, GenerationError
+from backends.local.levers import enable_vae_memory_savers
 from backends.local.models import LoadedModel, ModelCache
 from backends.local.params import PromptParams
 from backends.local.tune_binding import TuneCache, tune_applied

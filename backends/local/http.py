@@ -29,8 +29,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
 
 from backends.local.errors import HTTPError, RequestError
+from backends.local.params import MIN_PHOTO_SIDE, too_small_message
 from backends.local.records import JobKind
-from backends.local.training_data import MIN_PHOTO_SIDE, too_small_message
 
 log = logging.getLogger(__name__)
 

@@ -27,23 +27,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from backends.local import accel as accel_mod
-from backends.local.accel import Accel
+from backends.local import levers
+from backends.local.accel import Accel, parse_warmup
 from backends.local.lora_slot import LoraSlot
+from backends.local.model_specs import (
+    RANDOM_FULL,
+    TINY,
+    TINY_NATIVE_SIZE,
+    makes_noise,
+    native_size,
+)
 
 log = logging.getLogger(__name__)
 
-TINY = "tiny"
-RANDOM_FULL = "random"
 TINY_SEED = 0
-TINY_NATIVE_SIZE = 128
 HUB_SDXL_BASE = "stabilityai/stable-diffusion-xl-base-1.0"
 """Where single-file checkpoints get their configs without SDXL_CONFIG_DIR (needs internet)."""
-
-
-def native_size(spec: str) -> int:
-    """The side a model was trained at: default w/h and the face-redraw resolution."""
-    return TINY_NATIVE_SIZE if spec == TINY else 1024
 
 
 @dataclass
@@ -72,7 +71,7 @@ class LoadedModel:
 
     @property
     def is_noise(self) -> bool:
-        return self.spec in (TINY, RANDOM_FULL)
+        return makes_noise(self.spec)
 
 
 def pick_device(requested: str | None) -> str:
@@ -110,19 +109,19 @@ def load_model(
     else:
         pipe = _load_real(spec, dtype, config_dir)
         log.info("loaded base model %s", spec)
-    levers = (accel or Accel()).resolve(device)
-    accel_mod.place(pipe, device, dtype, levers)
-    accel_mod.apply_static(pipe, dtype, levers)
+    resolved = (accel or Accel()).resolve(device)
+    levers.place(pipe, device, dtype, resolved)
+    levers.apply_static(pipe, dtype, resolved)
     slot = None
-    if levers.lora_hotswap:
-        slot = LoraSlot(pipe.unet, levers.max_lora_rank, dtype, resizable=not levers.compiled)
+    if resolved.lora_hotswap:
+        slot = LoraSlot(pipe.unet, resolved.max_lora_rank, dtype, resizable=not resolved.compiled)
     pipe.set_progress_bar_config(disable=True)
     img2img = StableDiffusionXLImg2ImgPipeline.from_pipe(pipe)
     img2img.set_progress_bar_config(disable=True)
-    model = LoadedModel(spec, pipe, img2img, device, dtype, native_size(spec), levers, slot)
-    if levers.compiled:
+    model = LoadedModel(spec, pipe, img2img, device, dtype, native_size(spec), resolved, slot)
+    if resolved.compiled:
         model.accel = _compile(model)
-    log.info("model %s on %s: %s", spec, device, levers)
+    log.info("model %s on %s: %s", spec, device, resolved)
     return model
 
 
@@ -130,9 +129,9 @@ def _compile(model: LoadedModel) -> Accel:
     """Compile the UNet and warm it up over the usual shapes; on failure stay eager."""
     accel = model.accel
     try:
-        accel_mod.compile_unet(model.pipe, accel)
-        shapes = accel_mod.parse_warmup(accel.compile_warmup, model.native_size)
-        seconds = accel_mod.warm_up(model.pipe, shapes, model.device)
+        levers.compile_unet(model.pipe, accel)
+        shapes = parse_warmup(accel.compile_warmup, model.native_size)
+        seconds = levers.warm_up(model.pipe, shapes, model.device)
         log.info(
             "compiled the UNet (%s) and warmed %d shape(s) in %.1fs",
             accel.compile,
@@ -142,7 +141,7 @@ def _compile(model: LoadedModel) -> Accel:
         return accel
     except Exception:
         log.exception("torch.compile failed; the worker runs eager (WORKER_COMPILE=off)")
-        accel_mod.uncompile_unet(model.pipe)
+        levers.uncompile_unet(model.pipe)
         return replace(accel, compile="off")
 
 

@@ -34,6 +34,7 @@ from backends.local import training_data
 from backends.local.accel import Accel
 from backends.local.artefacts import Manifest, save_artefacts
 from backends.local.errors import TrainingFailed
+from backends.local.model_specs import native_size
 from backends.local.training_recipe import TrainingDefaults, TrainJob
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def train_tune(job: TrainJob, ctx: TrainContext, defaults: TrainingDefaults | No
     worker's knobs (WorkerConfig.training, which the queue binds); None: the recipe's own."""
     import torch
 
-    from backends.local.models import load_model, native_size
+    from backends.local.models import load_model
 
     settings = (defaults or TrainingDefaults()).for_job(job)
     size = settings.resolution or native_size(job.base_model)

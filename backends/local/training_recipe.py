@@ -26,7 +26,7 @@ from pathlib import Path
 from backends.local.accel import LOW_MEMORY_SPELLINGS
 from backends.local.env import EnvReader
 from backends.local.errors import ConfigError, TrainingFailed
-from backends.local.models import TINY
+from backends.local.model_specs import TINY
 
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 """The attention projections of every UNet transformer block (self- and cross-attention)."""
