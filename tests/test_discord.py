@@ -222,7 +222,9 @@ async def test_train_in_a_dm_then_imagine_in_a_guild_channel(
     assert fake.identify is not None
     assert fake.identify["intents"] & PRIVILEGED_INTENTS == 0
     commands = {command["name"]: command for command in fake.synced_commands["global"]}
-    assert set(commands) == {"help", "train", "imagine", "models", "status", "cancel", "delete"}
+    assert set(commands) == {
+        "help", "train", "imagine", "models", "status", "cancel", "delete", "language"
+    }  # fmt: skip
     train_options = commands["train"]["options"]
     assert [o["type"] for o in train_options].count(11) == 10  # ten attachment options
 
@@ -415,7 +417,7 @@ async def test_commands_sync_to_the_dev_guild_when_it_is_set(
     async with running_bot(settings):
         pass
     assert list(fake_discord.synced_commands) == [str(GUILD)]
-    assert len(fake_discord.synced_commands[str(GUILD)]) == 7
+    assert len(fake_discord.synced_commands[str(GUILD)]) == 8  # with /language
 
 
 async def test_a_refused_token_stops_the_start_with_a_clear_message(

@@ -20,18 +20,18 @@ from bot.chat.discord.buttons import ButtonSpec, action_view
 from bot.chat.discord.intake import PhotoIntake
 from bot.chat.discord.notifier import DiscordNotifier
 from bot.chat.discord.replies import PLATFORM, Interaction, chat_target, reply, reporting
+from bot.chat.discord.translator import command_name, command_text
 from bot.core.errors import UserError
 from bot.core.photos import MIN_PHOTOS
 from bot.core.records import ActionKind, ChatTarget, JobKind, TuneRecord, TuneState, User
-from bot.core.service import CLASS_NAMES
-from bot.core.texts import text
+from bot.core.service import AUTOMATIC_LANGUAGE, CLASS_NAMES
+from bot.core.texts import languages, text
 from bot.core.views import help_text, models_text
 
 log = logging.getLogger(__name__)
 
 Photo = discord.Attachment | None
 MAX_PROMPT_CHARS = 1000
-CLASS_CHOICES = [app_commands.Choice(name=name, value=name) for name in CLASS_NAMES]
 
 
 def _started_text(tune: TuneRecord) -> str:
@@ -50,25 +50,57 @@ class SlashCommands:
     async def user(self, account: discord.abc.User) -> User:
         return await self._service.user(PLATFORM, str(account.id), account.display_name)
 
+    async def speak(self, interaction: Interaction) -> None:
+        """Answer the interaction in its user's language (Discord's `locale`, unless they chose
+        one with /language)."""
+        account = interaction.user
+        await self._service.speak_to(
+            PLATFORM, str(account.id), account.display_name, interaction.locale.value
+        )
+
     def register(self, tree: app_commands.CommandTree[Any]) -> None:
+        """The commands, with their descriptions' base in DEFAULT_LANGUAGE (see translator)."""
+        with languages.use_language(self._service.default_language):
+            self._register(tree)
+
+    def _register(self, tree: app_commands.CommandTree[Any]) -> None:
         """The commands as closures: discord.py reads their options from the signatures."""
         contexts = app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
         installs = app_commands.allowed_installs(guilds=True, users=False)
+        class_choices = [
+            app_commands.Choice(name=command_text(f"class.{name}"), value=name)
+            for name in CLASS_NAMES
+        ]
+        language_choices = [
+            app_commands.Choice(name=languages.name(code), value=code)
+            for code in languages.languages()
+        ]
+        automatic = command_text("button.language_automatic")
+        language_choices.append(app_commands.Choice(name=automatic, value=AUTOMATIC_LANGUAGE[0]))
 
-        @tree.command(name="help", description=text("discord.command.help"))
+        @tree.command(
+            name=command_name("discord.name.help"),
+            description=command_text("discord.command.help"),
+        )
         @contexts
         @installs
         async def help_(interaction: Interaction) -> None:
             await reply(interaction, help_text(text("discord.photo_hint")))
 
-        @tree.command(name="train", description=text("discord.command.train"))
-        @app_commands.rename(class_name="class")
-        @app_commands.describe(
-            class_name=text("discord.command.train.class"),
-            name=text("discord.command.train.name"),
-            photo1=text("discord.command.train.photo"),
+        @tree.command(
+            name=command_name("discord.name.train"),
+            description=command_text("discord.command.train"),
         )
-        @app_commands.choices(class_name=CLASS_CHOICES)
+        @app_commands.rename(
+            class_name=command_name("discord.option.class"),
+            name=command_name("discord.option.name"),
+        )
+        @app_commands.describe(
+            class_name=command_text("discord.command.train.class"),
+            name=command_text("discord.command.train.name"),
+            photo1=command_text("discord.command.train.photo"),
+        )
+        @app_commands.choices(class_name=class_choices)
         @contexts
         @installs
         async def train(
@@ -90,8 +122,12 @@ class SlashCommands:
             attachments = [photo for photo in (*photos, photo10) if photo is not None]
             await reporting(interaction, self.train(interaction, class_name, name, attachments))
 
-        @tree.command(name="imagine", description=text("discord.command.imagine"))
-        @app_commands.describe(prompt=text("discord.command.imagine.prompt"))
+        @tree.command(
+            name=command_name("discord.name.imagine"),
+            description=command_text("discord.command.imagine"),
+        )
+        @app_commands.rename(prompt=command_name("discord.option.prompt"))
+        @app_commands.describe(prompt=command_text("discord.command.imagine.prompt"))
         @contexts
         @installs
         async def imagine(
@@ -99,29 +135,53 @@ class SlashCommands:
         ) -> None:
             await reporting(interaction, self.imagine(interaction, prompt))
 
-        @tree.command(name="models", description=text("discord.command.models"))
+        @tree.command(
+            name=command_name("discord.name.models"),
+            description=command_text("discord.command.models"),
+        )
         @contexts
         @installs
         async def models(interaction: Interaction) -> None:
             await reporting(interaction, self.models(interaction))
 
-        @tree.command(name="status", description=text("discord.command.status"))
+        @tree.command(
+            name=command_name("discord.name.status"),
+            description=command_text("discord.command.status"),
+        )
         @contexts
         @installs
         async def status(interaction: Interaction) -> None:
             await reporting(interaction, self.status(interaction))
 
-        @tree.command(name="cancel", description=text("discord.command.cancel"))
+        @tree.command(
+            name=command_name("discord.name.cancel"),
+            description=command_text("discord.command.cancel"),
+        )
         @contexts
         @installs
         async def cancel(interaction: Interaction) -> None:
             await reporting(interaction, self.cancel(interaction))
 
-        @tree.command(name="delete", description=text("discord.command.delete"))
+        @tree.command(
+            name=command_name("discord.name.delete"),
+            description=command_text("discord.command.delete"),
+        )
         @contexts
         @installs
         async def delete(interaction: Interaction) -> None:
             await reporting(interaction, self.delete(interaction))
+
+        @tree.command(
+            name=command_name("discord.name.language"),
+            description=command_text("discord.command.language"),
+        )
+        @app_commands.rename(language=command_name("discord.option.language"))
+        @app_commands.describe(language=command_text("discord.command.language.language"))
+        @app_commands.choices(language=language_choices)
+        @contexts
+        @installs
+        async def language(interaction: Interaction, language: str | None = None) -> None:
+            await reporting(interaction, self.language(interaction, language))
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -208,10 +268,23 @@ class SlashCommands:
         view = await action_view(self._service, user.id, [confirm])
         await reply(interaction, text("delete.question"), view=view)
 
+    async def language(self, interaction: Interaction, wanted: str | None) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        user = await self.user(interaction.user)
+        if wanted:
+            await reply(interaction, await self._service.choose_language(user, wanted))
+        else:
+            await reply(interaction, self._service.language_report(user))
+
     # -- photos dropped into the DM ------------------------------------------------------------
 
     async def photos_dropped(self, message: discord.Message) -> None:
-        """Files in a DM join the pending set; an armed /train starts once there are enough."""
+        """Files in a DM join the pending set; an armed /train starts once there are enough.
+
+        A message carries no locale: the user's language is the one stored (their choice, or
+        the locale of their last interaction)."""
+        author = message.author
+        await self._service.speak_to(PLATFORM, str(author.id), author.display_name)
         try:
             answer = await self._photos_dropped(message)
         except UserError as exc:
