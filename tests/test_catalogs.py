@@ -11,6 +11,7 @@ each `bot/locales/<code>/LC_MESSAGES/messages.po`, and run the tests again.
 from __future__ import annotations
 
 import gettext
+import io
 import re
 import string
 from collections.abc import Iterator
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import pytest
 from babel.messages.catalog import Catalog, Message
-from babel.messages.extract import extract_from_file
+from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from bot.core.texts import Plural, text
@@ -189,15 +191,47 @@ def test_command_names_and_descriptions_fit_the_platforms(code: str) -> None:
     assert all(1 <= len(description) <= 256 for description in menus)
 
 
-def test_the_template_is_in_step_with_english_py() -> None:
-    """`bot/locales/messages.pot` holds exactly what the extractor finds now."""
+def in_the_bot(folder: str) -> bool:
+    """Where babel.cfg's patterns can match (walking .venv and data would only be slow)."""
+    return Path(folder).resolve().is_relative_to(ROOT / "bot")
+
+
+def test_the_template_is_in_step_with_the_english() -> None:
+    """`bot/locales/messages.pot` holds exactly what `pybabel extract -F babel.cfg` finds now,
+    and that is every message `text()` knows."""
+    with (ROOT / "babel.cfg").open() as config:
+        method_map, options_map = parse_mapping_cfg(config)
     extracted = {
         (context, msgid)
-        for _, msgid, _, context in extract_from_file(
-            extract_messages, str(ROOT / "bot" / "core" / "texts" / "english.py")
+        for _, _, msgid, _, context in extract_from_dir(
+            str(ROOT), method_map, options_map, directory_filter=in_the_bot
         )
     }
     with (LOCALES_DIR / "messages.pot").open("rb") as template:
         pot = {(m.context, m.id) for m in entries(read_po(template))}
     assert extracted == pot, UPDATE_HINT
     assert {context for context, _ in extracted} == set(MESSAGES)
+
+
+def test_the_extractor_reads_every_form_of_entry() -> None:
+    source = b"""
+MESSAGES: Catalog = {
+    "a.plain": "One sentence.",
+    "a.joined": (
+        "Two parts, "
+        "one sentence."
+    ),
+    "a.keywords": Plural(one="{count} photo", other="{count} photos"),
+    "a.positional": Plural("{count} model", "{count} models"),
+}
+OTHER = {"not.extracted": "Not a catalog."}
+"""
+    found = [entry[1:3] for entry in extract_messages(io.BytesIO(source), {}, (), {})]
+    assert found == [
+        ("pgettext", ("a.plain", "One sentence.")),
+        ("pgettext", ("a.joined", "Two parts, one sentence.")),
+        ("npgettext", ("a.keywords", "{count} photo", "{count} photos")),
+        ("npgettext", ("a.positional", "{count} model", "{count} models")),
+    ]
+    with pytest.raises(ValueError, match="spell every key out"):
+        list(extract_messages(io.BytesIO(b"MESSAGES = {**OTHER}"), {}, (), {}))

@@ -3,9 +3,10 @@
 It reads a module's `MESSAGES = {key: "English", key: Plural(one=..., other=...)}` with `ast`
 (nothing is imported) and hands Babel one `pgettext(key, English)` per sentence and one
 `npgettext(key, one, other)` per plural, so every key becomes a `msgctxt` and the English its
-`msgid` in `bot/locales/messages.pot`. Any module of `bot/core/texts/` holding such a dict is
-extracted (babel.cfg), so a new catalog of words (pack titles and descriptions, say) needs no
-new tooling: a `MESSAGES` dict there, merged into `bot.core.texts.english.MESSAGES`.
+`msgid` in `bot/locales/messages.pot`. Every module of `bot/core/texts/` holding such a dict
+is extracted (babel.cfg), so words kept apart (pack titles and descriptions, say) need no new
+tooling: a `MESSAGES` dict in their own module, merged into `english.MESSAGES` (which is what
+`text()` reads).
 """
 
 from __future__ import annotations
