@@ -17,6 +17,7 @@ from bot.core.prompts import TuneRef, compose_prompt
 from bot.core.store import Store
 from bot.core.texts import text
 from bot.core.texts.languages import current_language, match, pick, use_language
+from bot.doctor import configuration
 from tests.conftest import chat, write_photos
 
 TUNE = TuneRef(backend_id=7, token="ohwx", class_name="man")
@@ -215,3 +216,9 @@ async def test_an_unknown_choice_is_refused_and_changes_nothing(
         assert await service.choose_language(stored, "Português (Brasil)") == (
             "A partir de agora falo com você em Português (Brasil)."
         )
+
+
+def test_doctor_names_a_default_language_we_lack(make_settings: Callable[..., Settings]) -> None:
+    check = configuration(make_settings(default_language="fr"))
+    assert check.problem is not None and check.problem.startswith("DEFAULT_LANGUAGE: 'fr'")
+    assert "default language pt_BR" in configuration(make_settings(default_language="pt-BR")).detail

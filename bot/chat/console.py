@@ -256,4 +256,5 @@ class ConsoleChat:
             return
         self._confirm_delete = False
         self._notifier.say(await self._service.delete_everything(self.user))
-        self._user = await self._service.user(PLATFORM, self.user.platform_user_id)
+        name = self.user.platform_user_id
+        self._user = await self._service.user(PLATFORM, name, name, system_language())
