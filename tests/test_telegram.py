@@ -448,3 +448,15 @@ async def test_an_app_language_we_lack_gets_the_default_language(
         await fake_tg.wait_for(sent_text(BOB, "Gerade läuft nichts."))
     default = {c["command"]: c["description"] for c in fake_tg.command_menus["all_group_chats", ""]}
     assert default["status"] == "lo que está en marcha"
+
+
+async def test_group_members_are_answered_in_their_language_and_not_recorded(
+    fake_tg: FakeTelegram, users: Users, tg_settings: Settings
+) -> None:
+    """The language comes with each update; nobody is stored just for talking in a group."""
+    users.languages[BOB] = "de"
+    async with running_bot(tg_settings) as core:
+        users.message(BOB, GROUP, "hallo zusammen")
+        users.message(BOB, GROUP, "/help")
+        await fake_tg.wait_for(sent_text(GROUP, "/imagine <Prompt> macht hier Bilder von dir"))
+        assert await core.store.find_user("telegram", str(BOB)) is None

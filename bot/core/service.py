@@ -143,24 +143,19 @@ class PhotoshootService:
         return languages.pick(user.language, user.platform_language, self._config.default_language)
 
     async def speak_to(
-        self,
-        platform: str,
-        platform_user_id: str,
-        name: str | None = None,
-        language: str | None = None,
-    ) -> User | None:
+        self, platform: str, platform_user_id: str, language: str | None = None
+    ) -> None:
         """Speak the language of an update's sender for the rest of that update (its asyncio
-        task): the user's choice, else what the platform sent (kept: see `user`), else the
-        default. Returns the user, or None for an account ALLOWED_IDS leaves out (the
-        handlers refuse those; the refusal is in the language their platform sent)."""
-        try:
-            user = await self.user(platform, platform_user_id, name, language)
-        except UserError:
-            default = self._config.default_language
-            languages.set_language(languages.pick(None, language, default))
-            return None
-        languages.set_language(self.language(user))
-        return user
+        task): their /language choice, else the `language` their platform sent with it, else
+        the one it sent last, else the default. Nothing is created for a stranger (a group
+        member who never used the bot); a known user's new platform language is kept, so
+        news sent later (a finished training) speaks it."""
+        user = await self.store.find_user(platform, platform_user_id)
+        if user is not None and language not in (None, user.platform_language):
+            user = await self.store.get_or_create_user(platform, platform_user_id, None, language)
+        chosen, stored = (user.language, user.platform_language) if user else (None, None)
+        default = self._config.default_language
+        languages.set_language(languages.pick(chosen, language or stored, default))
 
     async def user_by_id(self, user_id: int) -> User | None:
         """A user as stored (frontends that deliver to them need their chat account)."""

@@ -147,16 +147,12 @@ class Store:
     ) -> User:
         """Every update asks this: from memory mostly, a write only for a new user, or a new
         name or platform language (None for either: unknown, keep what is stored)."""
-        user = self._users.get((platform, platform_user_id))
-        if user is None:
-            user = await self._find_user(platform, platform_user_id)
+        user = await self.find_user(platform, platform_user_id)
         if (
             user is not None
             and display_name in (None, user.display_name)
             and platform_language in (None, user.platform_language)
         ):
-            self._users[(platform, platform_user_id)] = user
-            self._user_keys[user.id] = (platform, platform_user_id)
             return user
         try:
             async with self._transaction() as db:
@@ -174,6 +170,17 @@ class Store:
             self._forget_user((platform, platform_user_id))
         written: User = _USER.convert(row, User)
         return written
+
+    async def find_user(self, platform: str, platform_user_id: str) -> User | None:
+        """The user of a chat account, or None: nothing is created. From memory mostly."""
+        key = (platform, platform_user_id)
+        user = self._users.get(key)
+        if user is None:
+            user = await self._find_user(platform, platform_user_id)
+        if user is not None:
+            self._users[key] = user
+            self._user_keys[user.id] = key
+        return user
 
     async def _find_user(self, platform: str, platform_user_id: str) -> User | None:
         return await self._one(

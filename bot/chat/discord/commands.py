@@ -8,6 +8,7 @@ where it was asked; its deferred response becomes the job's status message.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -47,16 +48,19 @@ class SlashCommands:
         self._notifier = notifier
         self._intake = intake
 
-    async def user(self, account: discord.abc.User) -> User:
-        return await self._service.user(PLATFORM, str(account.id), account.display_name)
+    async def user(self, interaction: Interaction) -> User:
+        """The user who interacts (their Discord locale kept, for news sent later)."""
+        account, locale = interaction.user, interaction.locale.value
+        return await self._service.user(PLATFORM, str(account.id), account.display_name, locale)
 
     async def speak(self, interaction: Interaction) -> None:
         """Answer the interaction in its user's language (Discord's `locale`, unless they chose
-        one with /language)."""
+        one with /language). An interaction is always meant for the bot, so its user is
+        recorded with the locale: messages dropped into the DM later carry none."""
+        with contextlib.suppress(UserError):  # ALLOWED_IDS: the handler itself refuses
+            await self.user(interaction)
         account = interaction.user
-        await self._service.speak_to(
-            PLATFORM, str(account.id), account.display_name, interaction.locale.value
-        )
+        await self._service.speak_to(PLATFORM, str(account.id), interaction.locale.value)
 
     def register(self, tree: app_commands.CommandTree[Any]) -> None:
         """The commands, with their descriptions' base in DEFAULT_LANGUAGE (see translator)."""
@@ -193,7 +197,7 @@ class SlashCommands:
         attachments: Sequence[discord.Attachment],
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)  # before downloading
-        user = await self.user(interaction.user)
+        user = await self.user(interaction)
         summary = ""
         if attachments:
             summary = (await self._intake.add(user, attachments)).summary() + "\n"
@@ -225,7 +229,7 @@ class SlashCommands:
 
     async def imagine(self, interaction: Interaction, prompt: str) -> None:
         response = await interaction.response.defer(thinking=True)  # public: results are shown
-        user = await self.user(interaction.user)
+        user = await self.user(interaction)
         target = chat_target(interaction, reply_to=response.message_id if response else None)
         started = await self._service.generate(user, prompt, target)
         asked = text("discord.asked", prompt=started.generation.prompt_typed)
@@ -234,7 +238,7 @@ class SlashCommands:
 
     async def models(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        user = await self.user(interaction.user)
+        user = await self.user(interaction)
         tunes = await self._service.list_models(user)
         choices = [
             ButtonSpec(
@@ -250,18 +254,18 @@ class SlashCommands:
 
     async def status(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        report = await self._service.status(await self.user(interaction.user))
+        report = await self._service.status(await self.user(interaction))
         await reply(interaction, report.text)
 
     async def cancel(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        user = await self.user(interaction.user)
+        user = await self.user(interaction)
         self._intake.disarm(user)
         await reply(interaction, await self._service.cancel(user))
 
     async def delete(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        user = await self.user(interaction.user)
+        user = await self.user(interaction)
         confirm = ButtonSpec(
             text("button.delete_everything"), ActionKind.DELETE, style=discord.ButtonStyle.danger
         )
@@ -270,7 +274,7 @@ class SlashCommands:
 
     async def language(self, interaction: Interaction, wanted: str | None) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        user = await self.user(interaction.user)
+        user = await self.user(interaction)
         if wanted:
             await reply(interaction, await self._service.choose_language(user, wanted))
         else:
@@ -283,8 +287,7 @@ class SlashCommands:
 
         A message carries no locale: the user's language is the one stored (their choice, or
         the locale of their last interaction)."""
-        author = message.author
-        await self._service.speak_to(PLATFORM, str(author.id), author.display_name)
+        await self._service.speak_to(PLATFORM, str(message.author.id))
         try:
             answer = await self._photos_dropped(message)
         except UserError as exc:
@@ -295,7 +298,8 @@ class SlashCommands:
         await message.reply(answer, mention_author=False)
 
     async def _photos_dropped(self, message: discord.Message) -> str:
-        user = await self.user(message.author)
+        author = message.author
+        user = await self._service.user(PLATFORM, str(author.id), author.display_name)
         summary = (await self._intake.add(user, message.attachments)).summary()
         armed = self._intake.armed(user)
         if armed is None or await self._service.pending_photo_count(user) < MIN_PHOTOS:

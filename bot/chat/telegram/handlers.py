@@ -110,14 +110,14 @@ class TelegramHandlers:
         they chose one with /language)."""
         account = update.effective_user
         if account is not None:
-            await self._service.speak_to(
-                PLATFORM, str(account.id), account.full_name, account.language_code
-            )
+            await self._service.speak_to(PLATFORM, str(account.id), account.language_code)
 
     async def _user(self, update: Update) -> User:
         account = update.effective_user
         assert account is not None, "handled updates always have a sender"
-        return await self._service.user(PLATFORM, str(account.id), account.full_name)
+        return await self._service.user(
+            PLATFORM, str(account.id), account.full_name, account.language_code
+        )
 
     # -- commands ----------------------------------------------------------------------------
 
