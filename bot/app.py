@@ -24,6 +24,7 @@ from bot.config import ConfigError, Settings
 from bot.core.jobs import JobTracker, TrackerConfig
 from bot.core.service import PhotoshootService, ServiceConfig
 from bot.core.store import Store
+from bot.core.texts import languages
 from bot.web import WebServer
 
 if TYPE_CHECKING:
@@ -92,11 +93,21 @@ async def backend_client(settings: Settings) -> AsyncIterator[Backend]:
         yield client
 
 
+def default_language(settings: Settings) -> str:
+    """DEFAULT_LANGUAGE as a catalog the bot has (`pt-BR` -> `pt_BR`); else a ConfigError.
+    Checked here, not in Settings: the catalogs belong to bot.core, above the configuration."""
+    try:
+        return languages.require(settings.default_language)
+    except ValueError as exc:
+        raise ConfigError(f"Bad configuration: DEFAULT_LANGUAGE: {exc}") from None
+
+
 @contextlib.asynccontextmanager
 async def running_core(settings: Settings) -> AsyncIterator[Core]:
     """Everything but the frontends; closes it all in reverse order. With PUBLIC_URL set, the
     HTTP server (callbacks, /healthz, and the Telegram webhook once that frontend starts)
     listens on CALLBACK_PORT."""
+    language = default_language(settings)
     store = await Store.open(settings.database_path, settings.data_dir)
     try:
         async with backend_client(settings) as backend:
@@ -104,14 +115,20 @@ async def running_core(settings: Settings) -> AsyncIterator[Core]:
                 store,
                 backend,
                 TrackerConfig(
-                    poll_interval_s=settings.poll_interval_s, public_url=settings.public_url
+                    poll_interval_s=settings.poll_interval_s,
+                    public_url=settings.public_url,
+                    default_language=language,
                 ),
             )
             service = PhotoshootService(
                 store,
                 backend,
                 tracker,
-                ServiceConfig(lora_strength=settings.lora_strength, is_allowed=settings.is_allowed),
+                ServiceConfig(
+                    lora_strength=settings.lora_strength,
+                    is_allowed=settings.is_allowed,
+                    default_language=language,
+                ),
             )
             web = WebServer(port=settings.callback_port)
             web.add_route(callback_route(tracker))

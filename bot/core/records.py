@@ -62,6 +62,7 @@ class ActionKind(StrEnum):
     TRAIN = "train"
     MODEL = "model"
     DELETE = "delete"
+    LANGUAGE = "language"
 
 
 TUNE_UNFINISHED = (TuneState.CREATING, TuneState.TRAINING)
@@ -84,6 +85,10 @@ class User:
     platform_user_id: str
     display_name: str | None
     active_tune_id: int | None
+    language: str | None = None
+    """Chosen with /language; None = follow the platform's language."""
+    platform_language: str | None = None
+    """The language tag the platform last sent for this user (`ru`, `pt-BR`), if any."""
 
     @property
     def key(self) -> str:

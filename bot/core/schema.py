@@ -110,6 +110,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX generations_unfinished ON generations (id)
         WHERE state IN ('queued', 'submitted');
     """,
+    # 4: languages. `language` is the user's own choice (/language; NULL = follow the
+    # platform), `platform_language` the tag their platform last sent (Telegram's
+    # language_code, Discord's locale), kept for messages sent outside an update (job news,
+    # Discord DMs, which carry no locale).
+    """
+    ALTER TABLE users ADD COLUMN language TEXT;
+    ALTER TABLE users ADD COLUMN platform_language TEXT;
+    """,
 )
 
 

@@ -28,7 +28,7 @@ from bot.chat.telegram.processor import PerChatUpdateProcessor
 from bot.chat.telegram.transport import AiohttpRequest
 from bot.chat.telegram.webhook import WEBHOOK_PATH, webhook_route, webhook_secret
 from bot.config import ConfigError
-from bot.core.texts import text
+from bot.core.texts import languages, text
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +45,37 @@ PRIVATE_COMMANDS = {
     "status": "command.status",
     "cancel": "command.cancel",
     "delete": "command.delete",
+    "language": "command.language",
     "help": "command.help",
 }
 GROUP_COMMANDS = {
     "imagine": "command.imagine",
     "train": "command.train_in_group",
     "status": "command.status",
+    "language": "command.language",
     "help": "command.help",
 }
 """The command menus Telegram shows: each command and the text key of its description."""
+MENUS = (
+    (PRIVATE_COMMANDS, BotCommandScopeAllPrivateChats()),
+    (GROUP_COMMANDS, BotCommandScopeAllGroupChats()),
+)
 
 
 def command_menu(commands: dict[str, str]) -> list[BotCommand]:
+    """The menu in the current language."""
     return [BotCommand(name, text(key)) for name, key in commands.items()]
+
+
+def menu_languages(default: str) -> dict[str | None, str]:
+    """Telegram's `language_code` of each menu (None: everyone else) -> our language.
+
+    Telegram takes two-letter codes only, so `pt_BR` serves every `pt` user; where two of our
+    languages share a code, the first keeps it."""
+    menus: dict[str | None, str] = {None: default}
+    for code in languages.languages():
+        menus.setdefault(code.split("_")[0], code)
+    return menus
 
 
 class TelegramFrontend:
@@ -103,12 +121,7 @@ class TelegramFrontend:
         application = self.application
         await application.initialize()
         self._core.tracker.register_notifier(PLATFORM, self.notifier)
-        await application.bot.set_my_commands(
-            command_menu(PRIVATE_COMMANDS), BotCommandScopeAllPrivateChats()
-        )
-        await application.bot.set_my_commands(
-            command_menu(GROUP_COMMANDS), BotCommandScopeAllGroupChats()
-        )
+        await self._set_command_menus()
         await application.start()
         if self._webhook is not None:
             self._core.web.add_route(self._webhook)
@@ -123,6 +136,15 @@ class TelegramFrontend:
                 poll_interval=0, timeout=LONG_POLL_TIMEOUT_S, allowed_updates=ALLOWED_UPDATES
             )
             log.info("Telegram: receiving updates by long polling as @%s", application.bot.username)
+
+    async def _set_command_menus(self) -> None:
+        """The command menus in every language we speak, and in the default for the rest."""
+        bot = self.application.bot
+        for telegram_code, language in menu_languages(self._core.service.default_language).items():
+            for commands, scope in MENUS:
+                with languages.use_language(language):
+                    menu = command_menu(commands)
+                await bot.set_my_commands(menu, scope, language_code=telegram_code)
 
     async def stop(self) -> None:
         application = self.application
