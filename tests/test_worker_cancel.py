@@ -128,7 +128,13 @@ def test_the_face_redraw_checks_at_every_denoising_step(tmp_path: Path) -> None:
     """A face redraw is one img2img call: a cancel must reach it at its next step, not after."""
     model = load_model("tiny", "cpu")
     params = parse_prompt(
-        {"text": "portrait", "steps": 20, "seed": 3, "inpaint_faces": True},
+        {
+            "text": "portrait",
+            "steps": 20,
+            "seed": 3,
+            "super_resolution": True,
+            "inpaint_faces": True,
+        },
         native_size=model.native_size,
         max_side=2048,
         random_seed=0,
