@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import uvicorn
 from PIL import Image, ImageDraw, ImageFilter
 from starlette.applications import Starlette
@@ -162,3 +163,15 @@ class CallbackSink:
             return JSONResponse({})
 
         self.app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+
+
+async def until(condition: Callable[[], Any], what: str, seconds: float = 120) -> Any:
+    """Poll an async `condition` until it returns something truthy; a hang fails the test."""
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                if value := await condition():
+                    return value
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        pytest.fail(f"timed out waiting for {what}")

@@ -1,4 +1,4 @@
-"""Our own GPU worker: an Astria-compatible HTTP server over diffusers (design.md §2-§3).
+"""Our own GPU worker: an Astria-compatible HTTP server over diffusers (docs/architecture.md §2-§3).
 
 Two ways to run it:
 - standalone: `photoshoot-bot worker --host --port` -> `serve(host, port, config)` (uvicorn;

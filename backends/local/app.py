@@ -1,4 +1,4 @@
-"""The HTTP face of the worker: the Astria API subset of design.md §2, over Starlette.
+"""The HTTP face of the worker: the Astria API subset of docs/architecture.md §2, over Starlette.
 
 The routes are plain handlers: they parse with `params`, read and write the store, wake the
 runner and answer Astria's JSON shapes (`serialize`). What every route shares lives in http.py:
@@ -157,6 +157,7 @@ class _Api:
         tune_id = request.path_params["tune_id"]
         await self._tune_row(tune_id)
         await self.store.delete_tune(tune_id)
+        self.worker.runner.cancel(JobKind.TUNE, tune_id)  # a running training frees the GPU
         shutil.rmtree(self.config.tunes_dir / str(tune_id), ignore_errors=True)
         photos = self.config.files_dir / JobKind.TUNE.table / str(tune_id)
         shutil.rmtree(photos, ignore_errors=True)
@@ -210,6 +211,7 @@ class _Api:
     async def delete_prompt(self, request: Request) -> Response:
         row = await self._prompt_row(request)
         await self.store.delete_prompt(row["id"])
+        self.worker.runner.cancel(JobKind.PROMPT, row["id"])  # no hires pass, no face redraw
         images = self.config.files_dir / JobKind.PROMPT.table / str(row["id"])
         shutil.rmtree(images, ignore_errors=True)
         return JSONResponse({"message": "Prompt successfully deleted"})

@@ -59,6 +59,8 @@ class WorkerConfig:
     see `accel.py`. Their compile cache defaults to `data_dir/compile-cache`."""
     training: TrainingDefaults = field(default_factory=TrainingDefaults)
     """The trainer's knobs (WORKER_TRAIN_*; a tune's own `steps` wins), see training_recipe.py."""
+    training_share: float = 0.25
+    """The GPU share a training keeps while prompts never stop coming (fair_share.py)."""
 
     def __post_init__(self) -> None:
         if self.accel.compile_cache_dir is None:
@@ -89,9 +91,9 @@ class WorkerConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerConfig:
         """Every worker variable, checked now (a ConfigError naming the variable): DATA_DIR,
         SDXL_MODEL, SDXL_CONFIG_DIR, WORKER_API_KEY, WORKER_PUBLIC_URL, SDXL_EXTRA_MODELS,
-        WORKER_DEVICE, WORKER_UPSCALER_MODEL (design.md §5 names where they exist), the speed
+        WORKER_DEVICE, WORKER_UPSCALER_MODEL (docs/configuration.md), the speed
         switches of `Accel.from_env` (WORKER_COMPILE, WORKER_LOW_MEMORY, ...) and the trainer's
-        knobs of `TrainingDefaults.from_env` (WORKER_TRAIN_STEPS, ...)."""
+        knobs of `TrainingDefaults.from_env` (WORKER_TRAIN_STEPS, ...) and WORKER_TRAINING_SHARE."""
         read = EnvReader(environ)
         data_dir = (read.path("DATA_DIR") or Path("./data")) / "worker"
         device = read.optional("WORKER_DEVICE")
@@ -108,6 +110,9 @@ class WorkerConfig:
             upscaler_model=read.optional("WORKER_UPSCALER_MODEL"),
             accel=Accel.from_env(environ, data_dir),
             training=TrainingDefaults.from_env(environ),
+            training_share=read.number(
+                "WORKER_TRAINING_SHARE", cls.training_share, minimum=0, maximum=0.9
+            ),
         )
 
 

@@ -37,7 +37,8 @@ FACE_STRENGTH = 0.4
 
 
 Progress = Callable[[float], None]
-"""Called with the finished fraction 0..1; raises Aborted to stop the work."""
+"""Called with the finished fraction 0..1 at every check (each denoising step of every pipeline
+call, each stage and face); raises Aborted to stop the work (the job was deleted)."""
 
 OnImage = Callable[[int, Image.Image], None]
 """Called with (index, image) as soon as an image is final (before `run_prompt` returns)."""
@@ -103,7 +104,8 @@ class Engine:
     ) -> list[Image.Image]:
         """All stages of one prompt; returns the final images, in seed order."""
         params = job.params
-        model = self.models.get(job.base_tune_id)
+        # a load is only cut short by a stop: the next job would need the same model anyway
+        model = self.models.get(job.base_tune_id, check=self._check_stop)
         if model.is_noise:
             log.warning("prompt %s: the %s model makes noise images", job.prompt_id, model.spec)
         tune, key = self.tunes.load(job.tune_dir) if job.tune_dir else (None, None)
@@ -115,13 +117,16 @@ class Engine:
             stages.append(("sr", 0.6))
         if params.inpaint_faces:
             stages.append(("faces", 0.4))
-        plan = _Plan(stages, progress, self.abort)
+        plan = StagePlan(stages, progress, self.abort)
+        plan.check()
         with tune_applied(model, tune, params.lora_strength, key=key):
             self._set_scheduler(model, params.scheduler)
             images = self._txt2img(model, params, plan)
             if params.super_resolution:
+                plan.check()
                 images = self._super_resolve(model, params, images, plan)
             if params.inpaint_faces:
+                plan.check()
                 redrawn = []
                 for i, image in enumerate(images):
                     redrawn.append(self.redraw_faces(model, params, image, params.seed + i, plan))
@@ -139,7 +144,7 @@ class Engine:
         params: PromptParams,
         image: Image.Image,
         seed: int,
-        plan: _Plan | None = None,
+        plan: StagePlan | None = None,
     ) -> Image.Image:
         """The face stage alone, on any image (the caller applies the tune). Test seam too:
         the tiny model draws no faces, so tests feed a drawn face through this stage."""
@@ -151,15 +156,17 @@ class Engine:
         log.info("inpaint_faces: %d face(s) in a %dx%d image", len(boxes), *image.size)
 
         def redraw(crop: Image.Image, index: int) -> Image.Image:
+            kwargs = self._call_kwargs(model, params, [seed + 1000 * (index + 1)])
             if plan:
                 plan.check()
+                kwargs["callback_on_step_end"] = plan.checker()
             out = model.img2img(
                 image=crop,
                 strength=FACE_STRENGTH,
                 num_inference_steps=max(params.steps, 5),
                 width=crop.width,
                 height=crop.height,
-                **self._call_kwargs(model, params, [seed + 1000 * (index + 1)]),
+                **kwargs,
             ).images[0]
             if plan:
                 plan.step("faces", index + 1, len(boxes))
@@ -170,7 +177,9 @@ class Engine:
 
     # -- stages --------------------------------------------------------------------------
 
-    def _txt2img(self, model: LoadedModel, params: PromptParams, plan: _Plan) -> list[Image.Image]:
+    def _txt2img(
+        self, model: LoadedModel, params: PromptParams, plan: StagePlan
+    ) -> list[Image.Image]:
         seeds = [params.seed + i for i in range(params.num_images)]
         kwargs = self._call_kwargs(model, params, seeds)
 
@@ -188,7 +197,7 @@ class Engine:
         return list(result.images)
 
     def _super_resolve(
-        self, model: LoadedModel, params: PromptParams, images: list[Image.Image], plan: _Plan
+        self, model: LoadedModel, params: PromptParams, images: list[Image.Image], plan: StagePlan
     ) -> list[Image.Image]:
         size = upscale.target_size(params.w, params.h, self.sr_scale)
         strength = upscale.DETAIL_STRENGTH if params.hires_fix else upscale.STRENGTH
@@ -226,6 +235,10 @@ class Engine:
             "generator": generators,
         }
 
+    def _check_stop(self) -> None:
+        if self.abort.is_set():
+            raise Aborted("the worker is stopping")
+
     def _set_scheduler(self, model: LoadedModel, name: str) -> None:
         scheduler = make_scheduler(name, model.scheduler_config)
         model.pipe.scheduler = scheduler
@@ -239,8 +252,9 @@ class Engine:
         return self._upscaler
 
 
-class _Plan:
-    """Maps stage-local step counts onto one 0..1 progress figure and checks for abort."""
+class StagePlan:
+    """Maps stage-local step counts onto one 0..1 progress figure and checks for abort: the
+    worker's stop flag here, the job's own cancellation in `report` (the queue's)."""
 
     def __init__(
         self, stages: list[tuple[str, float]], report: Progress, abort: threading.Event
@@ -255,16 +269,28 @@ class _Plan:
             acc += weight
         self._report = report
         self._abort = abort
+        self._fraction = 0.0
 
     def check(self) -> None:
+        """Raise Aborted if the worker stops or the job was cancelled (progress unchanged)."""
         if self._abort.is_set():
             raise Aborted("the worker is stopping")
+        self._report(self._fraction)
+
+    def checker(self) -> Callable[..., dict]:
+        """A `callback_on_step_end` that only checks: for calls without their own progress."""
+
+        def on_step(pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
+            self.check()
+            return tensors
+
+        return on_step
 
     def step(self, stage: str, done: int, total: int) -> None:
-        self.check()
         if stage in self._start:
             fraction = self._start[stage] + self._weight[stage] * min(1.0, done / max(1, total))
-            self._report(min(0.99, fraction))
+            self._fraction = min(0.99, fraction)
+        self.check()
 
     def done(self) -> None:
         self._report(1.0)

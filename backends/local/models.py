@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -88,10 +89,13 @@ def load_model(
     accel: Accel | None = None,
     *,
     config_dir: str | None = None,
+    check: Callable[[], None] = lambda: None,
 ) -> LoadedModel:
     """Build or load the pipeline named by `spec` on `device` (None: CUDA if present), with the
     speed levers `accel` (None: the defaults for the device) applied and compiled now.
-    `config_dir`: SDXL_CONFIG_DIR, the configs a single-file checkpoint is read with."""
+    `config_dir`: SDXL_CONFIG_DIR, the configs a single-file checkpoint is read with.
+    `check` runs between the sub-steps (read, place, compile) and raises Aborted to give up:
+    a load takes minutes on a big model, a stop must not wait for all of it."""
     import torch
     from diffusers import StableDiffusionXLImg2ImgPipeline
 
@@ -109,8 +113,10 @@ def load_model(
     else:
         pipe = _load_real(spec, dtype, config_dir)
         log.info("loaded base model %s", spec)
+    check()
     resolved = (accel or Accel()).resolve(device)
     levers.place(pipe, device, dtype, resolved)
+    check()
     levers.apply_static(pipe, dtype, resolved)
     slot = None
     if resolved.lora_hotswap:
@@ -120,6 +126,7 @@ def load_model(
     img2img.set_progress_bar_config(disable=True)
     model = LoadedModel(spec, pipe, img2img, device, dtype, native_size(spec), resolved, slot)
     if resolved.compiled:
+        check()
         model.accel = _compile(model)
     log.info("model %s on %s: %s", spec, device, resolved)
     return model
@@ -375,7 +382,9 @@ class ModelCache:
         self.config_dir = config_dir
         self._loaded: tuple[int, LoadedModel] | None = None
 
-    def get(self, base_tune_id: int) -> LoadedModel:
+    def get(self, base_tune_id: int, check: Callable[[], None] = lambda: None) -> LoadedModel:
+        """The model of `base_tune_id`, loaded now if another (or none) is resident; `check`
+        as in `load_model` (an aborted load leaves no model resident)."""
         if self._loaded is not None and self._loaded[0] == base_tune_id:
             return self._loaded[1]
         spec = self.specs[base_tune_id]
@@ -383,7 +392,7 @@ class ModelCache:
             compiled = self._loaded[1].accel.compiled
             self._loaded = None
             _free_memory(compiled)
-        model = load_model(spec, self.device, self.accel, config_dir=self.config_dir)
+        model = load_model(spec, self.device, self.accel, config_dir=self.config_dir, check=check)
         self._loaded = (base_tune_id, model)
         return model
 

@@ -6,9 +6,16 @@
   seconds, a training minutes.
 - A training that is running does not block prompts either: the trainer calls
   `ctx.between_steps()` after every step, which runs the queued prompts on the same GPU before
-  the training continues (see `_between_steps`). Prompts never wait for more than one step.
-- stop(): sets an abort flag that the running job sees at its next step; the job stays queued
-  and starts over at the next start() (a prompt's seed is stored, so it gives the same images).
+  the training continues (see `_between_steps`). Prompts wait for at most one step, plus the
+  training's guaranteed share when prompts never stop coming (fair_share.py: no starvation).
+- stop(): sets an abort flag that the running job sees at its next check; the job stays queued
+  and starts over at the next start() (a prompt's seed is stored, so it gives the same images;
+  a training resumes from its last checkpoint, see checkpoint.py).
+- cancel(): DELETE of a running prompt or tune (the row is already gone) stops that job at its
+  next check, so its hires pass or face redraw never runs and a training frees the GPU for the
+  next job. Checks: every denoising step of every pipeline call (txt2img, hires img2img, face
+  img2img), between stages and faces, between the sub-steps of a model load, every training
+  step. An aborted job whose row is gone is dropped (its files removed), never requeued.
 - Callbacks are POSTed once, after the result is committed (`claim_callback` makes the at-most-
   once decision in SQLite before the POST; a worker killed between the two sends none, as Astria
   does not retry either). A client that must not miss an event polls as well.
@@ -34,6 +41,7 @@ from backends.local import train
 from backends.local.artefacts import has_artefacts
 from backends.local.config import WorkerConfig
 from backends.local.errors import Aborted, GenerationError, TrainerUnavailable, TrainingFailed
+from backends.local.fair_share import TrainingTurns
 from backends.local.generate import Engine, PromptJob
 from backends.local.models import ModelCache
 from backends.local.params import PromptParams
@@ -76,7 +84,16 @@ class JobRunner:
         self.eta: dict[tuple[JobKind, int], str] = {}
         """A running training's expected end (ISO time), extrapolated from its steps so far."""
         self._clock: dict[tuple[JobKind, int], tuple[float, float]] = {}
-        self.running: tuple[JobKind, int] | None = None
+        self._active: list[tuple[JobKind, int]] = []
+        """Jobs under way, outermost first: a training, and a prompt it let through."""
+        self._cancelled: set[tuple[JobKind, int]] = set()
+        self._turns = TrainingTurns(config.training_share)
+        """Active jobs whose rows were deleted: they stop at their next check."""
+
+    @property
+    def running(self) -> tuple[JobKind, int] | None:
+        """The job on the GPU now (a prompt served between training steps wins); /healthz."""
+        return self._active[-1] if self._active else None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -111,6 +128,20 @@ class JobRunner:
     def wake(self) -> None:
         """Something was queued: look at the store now."""
         self._wake.set()
+
+    def cancel(self, kind: JobKind, row_id: int) -> None:
+        """The job's row was deleted: if it is under way, stop it at its next check."""
+        key = (kind, row_id)
+        if key in self._active:
+            self._cancelled.add(key)
+            log.info("%s %s: deleted while running, stopping it", kind, row_id)
+
+    def check(self, key: tuple[JobKind, int]) -> None:
+        """Raise Aborted if the worker is stopping or the job `key` was deleted (any thread)."""
+        if self._stopping:
+            raise Aborted("the worker is stopping")
+        if key in self._cancelled:
+            raise Aborted(f"{key[0]} {key[1]} was deleted")
 
     def engine(self) -> Engine:
         """The engine, built on first use (the model itself loads on the first job)."""
@@ -178,14 +209,17 @@ class JobRunner:
             return
         await self.store.update_prompt(prompt_id, state=JobState.RUNNING, started_at=now_iso())
         key = (JobKind.PROMPT, prompt_id)
-        self.running = key
-        self.progress[key] = 0.0
+        self._begin(key)
         log.info("prompt %s: %d image(s) %dx%d", prompt_id, params.num_images, params.w, params.h)
         try:
             images = await asyncio.to_thread(self._generate_and_save, job, key)
         except Aborted:
-            await self.store.update_prompt(prompt_id, state=JobState.QUEUED)
-            log.info("prompt %s: interrupted, stays queued", prompt_id)
+            if await self.store.get_prompt(prompt_id) is None:
+                self._drop_files(JobKind.PROMPT, prompt_id)
+                log.info("prompt %s: deleted, stopped", prompt_id)
+            else:
+                await self.store.update_prompt(prompt_id, state=JobState.QUEUED)
+                log.info("prompt %s: interrupted, stays queued", prompt_id)
         except GenerationError as exc:
             await self._finish_prompt(prompt_id, error=exc.user_message)
         except Exception as exc:
@@ -194,8 +228,7 @@ class JobRunner:
         else:
             await self._finish_prompt(prompt_id, images=images)
         finally:
-            self.running = None
-            self.progress.pop(key, None)
+            self._end(key)
 
     async def _prompt_job(self, row: Row, params: PromptParams) -> PromptJob:
         """Resolve the base model and the tune folder; the tune may be gone since acceptance."""
@@ -229,10 +262,12 @@ class JobRunner:
             writer.submit(image, self.config.files_dir / rel)
             paths[index] = rel.as_posix()
 
+        def progress(fraction: float) -> None:
+            self.check(key)
+            self.progress[key] = fraction
+
         try:
-            images = self.engine().run_prompt(
-                job, lambda f: self.progress.__setitem__(key, f), on_image
-            )
+            images = self.engine().run_prompt(job, progress, on_image)
         finally:
             writer.wait()
         return [paths[i] for i in range(len(images))]
@@ -241,8 +276,7 @@ class JobRunner:
         self, prompt_id: int, *, images: list[str] | None = None, error: str | None = None
     ) -> None:
         if await self.store.get_prompt(prompt_id) is None:  # deleted while running
-            if images:
-                shutil.rmtree(self.config.files_dir / JobKind.PROMPT.table / str(prompt_id), True)
+            self._drop_files(JobKind.PROMPT, prompt_id)
             return
         if error is not None:
             log.warning("prompt %s failed: %s", prompt_id, error)
@@ -263,8 +297,7 @@ class JobRunner:
             return
         await self.store.update_tune(tune_id, state=JobState.RUNNING, started_training_at=now_iso())
         key = (JobKind.TUNE, tune_id)
-        self.running = key
-        self.progress[key] = 0.0
+        self._begin(key)
         job = TrainJob(
             tune_id=tune_id,
             token=row["token"],
@@ -278,12 +311,22 @@ class JobRunner:
             device=self.config.device,
             config_dir=self.config.sdxl_config_dir,
         )
-        ctx = train.TrainContext(between_steps=lambda f: self._between_steps(key, f))
+        self._turns = TrainingTurns(self.config.training_share)
+        ctx = train.TrainContext(
+            between_steps=lambda f: self._between_steps(key, f),
+            check=lambda: self.check(key),
+        )
         try:
             await asyncio.to_thread(self._trainer, job, ctx)
         except Aborted:
-            await self.store.update_tune(tune_id, state=JobState.QUEUED, started_training_at=None)
-            log.info("tune %s: interrupted, stays queued", tune_id)
+            if await self.store.get_tune(tune_id) is None:
+                self._drop_files(JobKind.TUNE, tune_id)
+                log.info("tune %s: deleted, training stopped", tune_id)
+            else:
+                await self.store.update_tune(
+                    tune_id, state=JobState.QUEUED, started_training_at=None
+                )
+                log.info("tune %s: interrupted, stays queued", tune_id)
         except TrainerUnavailable as exc:
             log.error("tune %s cannot train: %s", tune_id, exc)
             await self._finish_tune(tune_id, error=exc.user_message)
@@ -299,10 +342,25 @@ class JobRunner:
             else:
                 await self._finish_tune(tune_id, error="training wrote no model files")
         finally:
-            self.running = None
-            self.progress.pop(key, None)
+            self._end(key)
             self.eta.pop(key, None)
             self._clock.pop(key, None)
+
+    def _begin(self, key: tuple[JobKind, int]) -> None:
+        self._active.append(key)
+        self.progress[key] = 0.0
+
+    def _end(self, key: tuple[JobKind, int]) -> None:
+        self._active.remove(key)
+        self._cancelled.discard(key)
+        self.progress.pop(key, None)
+
+    def _drop_files(self, kind: JobKind, row_id: int) -> None:
+        """What a deleted job left: a prompt's images, a tune's model folder."""
+        if kind == JobKind.PROMPT:
+            shutil.rmtree(self.config.files_dir / kind.table / str(row_id), ignore_errors=True)
+        else:
+            shutil.rmtree(self.config.tunes_dir / str(row_id), ignore_errors=True)
 
     def _note_progress(self, key: tuple[JobKind, int], fraction: float) -> None:
         """Progress, and an ETA from the rate since the trainer's first report (so model load
@@ -316,23 +374,30 @@ class JobRunner:
             self.eta[key] = end.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def _between_steps(self, key: tuple[JobKind, int], fraction: float) -> None:
-        """Called by the trainer (in its thread) after each step: run queued prompts first."""
+        """Called by the trainer (in its thread) after each step: run queued prompts first,
+        unless the training is owed its share (fair_share.py)."""
         self._note_progress(key, fraction)
-        if self._stopping:
-            raise Aborted("the worker is stopping")
+        self._turns.step_done()
+        self.check(key)
         assert self._loop is not None
-        while not self._stopping:
-            prompt_id = asyncio.run_coroutine_threadsafe(
-                self.store.next_prompt(), self._loop
-            ).result()
-            if prompt_id is None:
-                return
-            asyncio.run_coroutine_threadsafe(self._run_prompt(prompt_id), self._loop).result()
-        raise Aborted("the worker is stopping")
+        try:
+            while not self._turns.training_owed():
+                prompt_id = asyncio.run_coroutine_threadsafe(
+                    self.store.next_prompt(), self._loop
+                ).result()
+                if prompt_id is None:
+                    self._turns.no_prompt_waiting()
+                    return
+                started = time.monotonic()
+                asyncio.run_coroutine_threadsafe(self._run_prompt(prompt_id), self._loop).result()
+                self._turns.prompt_served(time.monotonic() - started)
+                self.check(key)  # stopped, or the tune deleted, while the prompt ran
+        finally:
+            self._turns.resume()
 
     async def _finish_tune(self, tune_id: int, *, error: str | None = None) -> None:
         if await self.store.get_tune(tune_id) is None:  # deleted while it trained
-            shutil.rmtree(self.config.tunes_dir / str(tune_id), ignore_errors=True)
+            self._drop_files(JobKind.TUNE, tune_id)
             return
         if error is not None:
             await self.store.update_tune(tune_id, state=JobState.FAILED, error=error)

@@ -1,4 +1,4 @@
-"""Store rows -> Astria's JSON shapes (reference/astria-api.md §3.3, §4.2).
+"""Store rows -> Astria's JSON shapes (docs/architecture.md §2).
 
 Beyond Astria's fields, both objects carry `status` (`JobStatus`: queued/processing/done/failed) and
 `progress` (0..1), and prompts a `queue_position` (0 = running or done), so a client can show

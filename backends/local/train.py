@@ -1,6 +1,6 @@
 """Training: the hook the queue calls for a tune, and the pivotal-tuning loop behind it.
 
-What a tune trains (design.md §3, reference/sdxl-worker.md §7): a PEFT LoRA on the UNet's
+What a tune trains (docs/architecture.md §3): a PEFT LoRA on the UNet's
 attention projections (to_q, to_k, to_v, to_out.0) plus new token embeddings for the user's
 token in both text encoders (pivotal.py); the embeddings learn for the first `pivot` share of the
 steps, then freeze while the LoRA goes on. Data, crops and cached latents: training_data.py.
@@ -13,7 +13,9 @@ token rows are cast on the way in); on the CPU everything is fp32.
 Contract with the queue (so generation never starves behind a long training):
 - `ctx.between_steps(fraction)` after every optimizer step: it reports progress (the queue turns
   it into the tune's `progress` and `eta`), raises Aborted when the worker stops (the tune
-  goes back to the queue and starts over), and runs queued prompts before returning;
+  goes back to the queue and resumes from its last checkpoint, checkpoint.py) or the tune was
+  deleted, and runs queued prompts before returning; `ctx.check()` raises the same between
+  the sub-steps before the first step (photos, model load);
 - the result goes to `job.out_dir` via `artefacts.save_artefacts`, plus `lora_kohya.safetensors`
   (the same LoRA in kohya keys, for A1111/ComfyUI); the queue then marks the tune trained.
 - a TrainingFailed message is written for the user (too small photo, out of GPU memory ...).
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.local import training_data
+from backends.local import checkpoint, training_data
 from backends.local.accel import Accel
 from backends.local.artefacts import Manifest, save_artefacts
 from backends.local.errors import TrainingFailed
@@ -48,6 +50,9 @@ class TrainContext:
 
     between_steps: Callable[[float], None]
     """Call with the fraction done after each step: yields the GPU to queued prompts."""
+    check: Callable[[], None] = lambda: None
+    """Raises Aborted when the worker stops or the tune was deleted: called between the
+    sub-steps before the first step (photos, model load, latents), so a cancel frees the GPU."""
 
 
 Trainer = Callable[[TrainJob, TrainContext], None]
@@ -76,6 +81,7 @@ def train_tune(job: TrainJob, ctx: TrainContext, defaults: TrainingDefaults | No
     size = settings.resolution or native_size(job.base_model)
     # the photos first: a bad one fails the tune (PhotoError) before a model is loaded
     crops = training_data.prepare(job.images, size, job.face_crop)
+    ctx.check()
     log.info(
         "tune %s: %d steps at %d px, rank %d, %d crops from %d photos",
         job.tune_id,
@@ -86,10 +92,13 @@ def train_tune(job: TrainJob, ctx: TrainContext, defaults: TrainingDefaults | No
         len(job.images),
     )
     # the plain pipeline: no compile, fused QKV or LoRA hot-swap slot (generation's levers)
-    model = load_model(job.base_model, job.device, Accel.off(), config_dir=job.config_dir)
+    model = load_model(
+        job.base_model, job.device, Accel.off(), config_dir=job.config_dir, check=ctx.check
+    )
     try:
         trained = run_training(model, job, settings, crops, ctx.between_steps)
         save_tune(trained, job.out_dir)
+        checkpoint.remove(job.out_dir)
     except torch.OutOfMemoryError:
         raise TrainingFailed(
             "the GPU ran out of memory while training; the operator can set WORKER_LOW_MEMORY=1"
@@ -117,10 +126,16 @@ def run_training(
 
     generator = torch.Generator().manual_seed(settings.seed)
     latents = training_data.encode_latents(model.pipe.vae, crops, model.device)
-    between_steps(0.0)  # the data is ready: let waiting prompts through before the long part
     tokens = TokenEmbeddings(model.pipe, job.token, settings.n_tokens, generator)
     loop = Loop(model, tokens, latents, job.class_word, settings, generator)
-    loss = loop.run(between_steps)
+    tag = checkpoint.fingerprint(job, settings, len(latents))
+    saved = checkpoint.load(job.out_dir, tag)
+    if saved is not None:
+        loop.restore(saved)
+        log.info("tune %s: resuming at step %d of %d", job.tune_id, saved.step, settings.steps)
+    # the data is ready: let waiting prompts through before the long part
+    between_steps(loop.start / settings.steps)
+    loss = loop.run(between_steps, lambda state: checkpoint.save(job.out_dir, state, tag))
     tokens.bind()
     manifest = Manifest(
         token=job.token,

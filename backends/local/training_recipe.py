@@ -1,6 +1,6 @@
 """The training recipe: what a tune trains, with which numbers, and the per-worker knobs.
 
-What a tune trains (design.md §3, reference/sdxl-worker.md §7): a PEFT LoRA on the UNet's
+What a tune trains (docs/architecture.md §3): a PEFT LoRA on the UNet's
 attention projections (`LORA_TARGETS`) plus new token embeddings for the user's token in both
 text encoders; the embeddings learn for the first `pivot` share of the steps, then freeze while
 the LoRA goes on. The numbers follow cog-sdxl / diffusers' advanced SDXL script (AdamW flavour).
@@ -77,6 +77,9 @@ class TrainingDefaults:
     """Training side in px; 0 = the base model's native size (1024 for SDXL, 128 for `tiny`).
     768 roughly halves the step cost (cog-sdxl's choice) at some loss of detail."""
     low_memory: bool = False
+    checkpoint_steps: int = 50
+    """Save the training state every this many steps (0: never); a stopped or killed training
+    resumes from its last checkpoint (checkpoint.py) instead of step 0."""
 
     @property
     def lora_alpha(self) -> float:
@@ -107,6 +110,9 @@ class TrainingDefaults:
             resolution=resolution,
             # the generation side's switch (accel.py): any low-memory mode also checkpoints
             low_memory=read.choice("WORKER_LOW_MEMORY", LOW_MEMORY_SPELLINGS, "off") != "off",
+            checkpoint_steps=read.integer(
+                "WORKER_TRAIN_CHECKPOINT_STEPS", cls.checkpoint_steps, minimum=0
+            ),
         )
 
     def for_job(self, job: TrainJob) -> TrainingDefaults:
