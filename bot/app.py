@@ -24,6 +24,7 @@ from bot.config import ConfigError, Settings
 from bot.core.jobs import JobTracker, TrackerConfig
 from bot.core.service import PhotoshootService, ServiceConfig
 from bot.core.store import Store
+from bot.warmup import warm_up
 
 if TYPE_CHECKING:
     from backends.local import WorkerConfig
@@ -172,6 +173,7 @@ async def serving(core: Core, frontends: Sequence[Frontend]) -> AsyncIterator[Co
             await frontend.start()
             started.append(frontend)
         await core.start_jobs()
+        warm_up()
         # Everything made so far (modules, libraries, the started frontends) lives as long as
         # the process: out of the collector's sight, a full collection no longer walks it. At
         # 300 updates/s those walks took 50-95 ms each, the bot's longest stalls.
