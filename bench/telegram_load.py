@@ -167,8 +167,10 @@ class Load:
         self._waiting: deque[tuple[float, int]] = deque()
 
     def push_one(self, at: float) -> Pushed:
-        """Push one update of the mix now, `at` being time.monotonic() (one clock for every
-        phase: a chat's last message of the previous phase counts).
+        """Push one update of the mix now, `at` being time.monotonic() just before (one clock
+        for every phase: a chat's last message of the previous phase counts). `at` is also the
+        update's time: a reply can arrive before the push returns (this thread may lose the
+        GIL to the fake serving it), and must still count, and count from the push.
 
         A chat gets a new message update only when its last one is MESSAGE_GAP_S old; when no
         chat is free (a burst larger than the users), a button press is pushed instead.
@@ -177,11 +179,11 @@ class Load:
         while self._waiting and at - self._waiting[0][0] >= MESSAGE_GAP_S:
             self._free.append(self._waiting.popleft()[1])
         if not self._free:
-            return self._press(rnd.choice(self._pressers))
+            return self._press(rnd.choice(self._pressers), at)
         index = rnd.randrange(len(self._free))
         user = self._free[index]
         if user in self.keyboards and rnd.random() < 0.25:
-            return self._press(user)
+            return self._press(user, at)
         self._free[index] = self._free[-1]  # the chat waits its gap now: O(1) removal
         self._free.pop()
         self._waiting.append((at, user))
@@ -203,13 +205,13 @@ class Load:
             self.users.message(user, text="/models")
         else:
             self.users.message(user, text="/help")
-        return Pushed(user, None, time.monotonic())
+        return Pushed(user, None, at)
 
-    def _press(self, user: int) -> Pushed:
+    def _press(self, user: int, at: float) -> Pushed:
         message, labels = self.keyboards[user]
         label = self.random.choice([k for k in labels if k.startswith("✨")] + ["🔁 Reroll"])
         query = self.users.press(user, message, labels[label])
-        return Pushed(None, query["id"], time.monotonic())
+        return Pushed(None, query["id"], at)
 
 
 def trained_users(count: int) -> list[int]:
