@@ -25,6 +25,7 @@ from bot.core.jobs import JobTracker, TrackerConfig
 from bot.core.service import PhotoshootService, ServiceConfig
 from bot.core.store import Store
 from bot.core.texts import languages
+from bot.warmup import warm_up
 from bot.web import WebServer
 
 if TYPE_CHECKING:
@@ -168,6 +169,7 @@ async def serving(core: Core, frontends: Sequence[Frontend]) -> AsyncIterator[Co
             await frontend.start()
             started.append(frontend)
         await core.start_jobs()
+        warm_up()
         # Everything made so far (modules, libraries, the started frontends) lives as long as
         # the process: out of the collector's sight, a full collection no longer walks it. At
         # 300 updates/s those walks took 50-95 ms each, the bot's longest stalls.
