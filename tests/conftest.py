@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import pytest
 from bot.app import running_core
 from bot.chat.console import LOCALE_VARIABLES, ConsoleChat
 from bot.config import Settings, load_settings
+from tests import pg
 from tests.fakes.astria_server import FakeAstria
+from tests.fakes.s3 import FakeS3
 from tests.imagegen import jpeg_bytes
 
 FAKE_KEY = "sd_test_key_0123456789"
@@ -66,3 +69,34 @@ async def chat(settings: Settings, script: str) -> str:
     async with running_core(settings) as core:
         await ConsoleChat(core, stdin=io.StringIO(script), stdout=out).run()
     return out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The test PostgreSQL server's URL (tests/pg.py): skips, or fails in CI, without one."""
+    url = pg.server_url()
+    pg.require_server(url)
+    return url
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A throwaway database of this test's own on the real server."""
+    with pg.throwaway_database(pg_server) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def fake_s3() -> Iterator[FakeS3]:
+    with FakeS3() as s3:
+        yield s3
+
+
+@pytest.fixture
+def s3_bucket(fake_s3: FakeS3, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new bucket on the S3 fake, with the AWS_* variables aimed at the fake."""
+    for name, value in fake_s3.env.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"bucket-{uuid.uuid4().hex[:12]}"
+    fake_s3.create_bucket(bucket)
+    return bucket
