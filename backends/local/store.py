@@ -1,5 +1,10 @@
 """The worker's persistent state: tunes, prompts and their job state, in one SQLite file.
 
+`JobStore` is the contract: every query, written once in portable SQL over three primitives
+(`_execute`, `_insert`, `_all`). `WorkerStore` runs it on SQLite (single-machine mode, the
+default); `backends.local.pg_store.PgWorkerStore` on PostgreSQL (the fleet). One contract test
+suite (tests/test_worker_store_contract.py) runs against both.
+
 The tables are the queue: a tune or prompt whose `state` is `queued` is a pending job. An accepted
 request is committed before the HTTP answer goes out, so a crash or restart loses nothing; on
 start-up `running` rows go back to `queued` and run again from the beginning (generation is
@@ -9,6 +14,7 @@ deterministic given the stored seed, so a re-run yields the same images).
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,50 +79,47 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class WorkerStore:
-    """Async access to the worker database. One connection; aiosqlite serialises the calls."""
+class JobStore(ABC):
+    """The worker store's contract: tunes, prompts and the queue order, on any SQL database.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: aiosqlite.Connection | None = None
+    Queries use `?` placeholders; each statement commits on its own. A subclass supplies the
+    connection (`open`, `close`) and the three primitives below.
+    """
 
+    @abstractmethod
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path)
-        self._db.row_factory = aiosqlite.Row
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        await self._db.executescript(SCHEMA)
-        await self._db.commit()
+        """Connect and create the tables that are missing."""
 
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+    @abstractmethod
+    async def close(self) -> None: ...
 
-    @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise RuntimeError("store is not open")
-        return self._db
+    @abstractmethod
+    async def _execute(self, sql: str, args: tuple[Any, ...]) -> int:
+        """Run one statement and commit it; the number of rows it changed."""
+
+    @abstractmethod
+    async def _insert(self, sql: str, args: tuple[Any, ...]) -> int:
+        """Run one INSERT and commit it; the new row's id."""
+
+    @abstractmethod
+    async def _all(self, sql: str, args: tuple[Any, ...]) -> list[Row]:
+        """The rows of one query, as dicts (JSON columns still encoded)."""
 
     async def requeue_interrupted(self) -> int:
         """Put jobs that were running when the worker stopped back in the queue."""
         n = 0
         for kind in JobKind:
-            cursor = await self.db.execute(
+            n += await self._execute(
                 f"UPDATE {kind.table} SET state = ? WHERE state = ?",
                 (JobState.QUEUED, JobState.RUNNING),
             )
-            n += cursor.rowcount
-        await self.db.commit()
         return n
 
     # -- tunes -------------------------------------------------------------------------
 
     async def create_tune(self, fields: Row, images: list[str], origin: str | None) -> Row:
         now = now_iso()
-        cursor = await self.db.execute(
+        tune_id = await self._insert(
             "INSERT INTO tunes (title, name, token, base_tune_id, model_type, steps, face_crop,"
             " branch, callback, state, images, origin, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -137,17 +140,15 @@ class WorkerStore:
                 now,
             ),
         )
-        await self.db.commit()
-        row = await self.get_tune(int(cursor.lastrowid or 0))
+        row = await self.get_tune(tune_id)
         assert row is not None
         return row
 
     async def set_tune_images(self, tune_id: int, images: list[str]) -> None:
-        await self.db.execute(
+        await self._execute(
             "UPDATE tunes SET images = ?, updated_at = ? WHERE id = ?",
             (json.dumps(images), now_iso(), tune_id),
         )
-        await self.db.commit()
 
     async def get_tune(self, tune_id: int) -> Row | None:
         return await self._one("SELECT * FROM tunes WHERE id = ?", (tune_id,))
@@ -162,21 +163,18 @@ class WorkerStore:
         await self._update(TUNES, tune_id, values)
 
     async def delete_tune(self, tune_id: int) -> bool:
-        cursor = await self.db.execute("DELETE FROM tunes WHERE id = ?", (tune_id,))
-        await self.db.commit()
-        return cursor.rowcount > 0
+        return await self._execute("DELETE FROM tunes WHERE id = ?", (tune_id,)) > 0
 
     # -- prompts -----------------------------------------------------------------------
 
     async def create_prompt(self, tune_id: int, params: Row, origin: str | None) -> Row:
         now = now_iso()
-        cursor = await self.db.execute(
+        prompt_id = await self._insert(
             "INSERT INTO prompts (tune_id, params, state, origin, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (tune_id, json.dumps(params), JobState.QUEUED, origin, now, now),
         )
-        await self.db.commit()
-        row = await self.get_prompt(int(cursor.lastrowid or 0))
+        row = await self.get_prompt(prompt_id)
         assert row is not None
         return row
 
@@ -192,13 +190,11 @@ class WorkerStore:
         await self._update(PROMPTS, prompt_id, values)
 
     async def delete_prompt(self, prompt_id: int) -> bool:
-        cursor = await self.db.execute("DELETE FROM prompts WHERE id = ?", (prompt_id,))
-        await self.db.commit()
-        return cursor.rowcount > 0
+        return await self._execute("DELETE FROM prompts WHERE id = ?", (prompt_id,)) > 0
 
     async def prompts_using_tune(self, tune_id: int) -> list[Row]:
         """Prompts that name `tune_id` (URL or LoRA tag) and have not run yet."""
-        rows = await self._all("SELECT * FROM prompts WHERE state = ?", (JobState.QUEUED,))
+        rows = await self._rows("SELECT * FROM prompts WHERE state = ?", (JobState.QUEUED,))
         return [
             r for r in rows if r["tune_id"] == tune_id or r["params"].get("lora_tune_id") == tune_id
         ]
@@ -237,31 +233,30 @@ class WorkerStore:
         return depth
 
     async def queued_prompt_ids(self) -> list[int]:
-        rows = await self._all(
+        rows = await self._rows(
             "SELECT id FROM prompts WHERE state = ? ORDER BY id", (JobState.QUEUED,)
         )
         return [r["id"] for r in rows]
 
     async def claim_callback(self, kind: JobKind, row_id: int) -> bool:
         """Mark the callback of a finished row as sent; True once only (POSTed once)."""
-        cursor = await self.db.execute(
+        changed = await self._execute(
             f"UPDATE {kind.table} SET callback_sent = 1 WHERE id = ? AND callback_sent = 0",
             (row_id,),
         )
-        await self.db.commit()
-        return cursor.rowcount > 0
+        return changed > 0
 
     async def unsent_callbacks(self) -> list[tuple[JobKind, int]]:
         """Finished rows whose callback was not yet claimed (the worker stopped in between)."""
         finished = (JobState.DONE, JobState.FAILED)
         out: list[tuple[JobKind, int]] = []
-        tunes = await self._all(
+        tunes = await self._rows(
             "SELECT id FROM tunes WHERE callback_sent = 0 AND state IN (?, ?)"
             " AND callback IS NOT NULL",
             finished,
         )
         out += [(JobKind.TUNE, r["id"]) for r in tunes]
-        prompts = await self._all(
+        prompts = await self._rows(
             "SELECT id, params FROM prompts WHERE callback_sent = 0 AND state IN (?, ?)",
             finished,
         )
@@ -276,8 +271,7 @@ class WorkerStore:
             if key in values and not isinstance(values[key], str):
                 values[key] = json.dumps(values[key])
         cols = ", ".join(f"{k} = ?" for k in values)
-        await self.db.execute(f"UPDATE {table} SET {cols} WHERE id = ?", (*values.values(), row_id))
-        await self.db.commit()
+        await self._execute(f"UPDATE {table} SET {cols} WHERE id = ?", (*values.values(), row_id))
 
     async def _page(
         self,
@@ -291,19 +285,60 @@ class WorkerStore:
         if before_id is not None:
             where += " AND id < ?"
             args = (*args, before_id)
-        return await self._all(
+        return await self._rows(
             f"SELECT * FROM {table} WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
             (*args, limit, offset),
         )
 
     async def _one(self, sql: str, args: tuple[Any, ...]) -> Row | None:
-        rows = await self._all(sql, args)
+        rows = await self._rows(sql, args)
         return rows[0] if rows else None
+
+    async def _rows(self, sql: str, args: tuple[Any, ...]) -> list[Row]:
+        return [_decode(row) for row in await self._all(sql, args)]
+
+
+class WorkerStore(JobStore):
+    """The store on one SQLite file. One connection; aiosqlite serialises the calls."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        self._db.row_factory = aiosqlite.Row
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.executescript(SCHEMA)
+        await self._db.commit()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def _execute(self, sql: str, args: tuple[Any, ...]) -> int:
+        cursor = await self.db.execute(sql, args)
+        await self.db.commit()
+        return cursor.rowcount
+
+    async def _insert(self, sql: str, args: tuple[Any, ...]) -> int:
+        cursor = await self.db.execute(sql, args)
+        await self.db.commit()
+        return int(cursor.lastrowid or 0)
 
     async def _all(self, sql: str, args: tuple[Any, ...]) -> list[Row]:
         async with self.db.execute(sql, args) as cursor:
             rows = await cursor.fetchall()
-        return [_decode(dict(r)) for r in rows]
+        return [dict(r) for r in rows]
 
 
 def _decode(row: Row) -> Row:
