@@ -93,10 +93,8 @@ def fake_s3() -> Iterator[FakeS3]:
 
 
 @pytest.fixture
-def s3_bucket(fake_s3: FakeS3, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A new bucket on the S3 fake, with the AWS_* variables aimed at the fake."""
-    for name, value in fake_s3.env.items():
-        monkeypatch.setenv(name, value)
+def s3_bucket(fake_s3: FakeS3) -> str:
+    """A new bucket on the S3 fake (`fake_s3.env` are the AWS_* variables that reach it)."""
     bucket = f"bucket-{uuid.uuid4().hex[:12]}"
     fake_s3.create_bucket(bucket)
     return bucket
