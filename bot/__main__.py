@@ -83,6 +83,25 @@ def run_worker(settings: Settings, host: str, port: int) -> None:
     serve(host, port, worker_config(settings, api_key=key))
 
 
+def run_worker_migrate() -> None:
+    """`worker migrate`: the fleet's PostgreSQL schema (WORKER_DATABASE_URL, from the
+    environment or `.env`)."""
+    try:
+        from backends.local.migrate import run_migrate
+    except ImportError as exc:
+        raise ConfigError(
+            f"The worker fleet needs its extra: pip install -e '.[fleet]' (missing: {exc.name})."
+        ) from None
+    from dotenv import load_dotenv
+
+    load_dotenv(".env", override=False)
+    try:
+        applied = run_migrate()
+    except ValueError as exc:  # the worker's ConfigError: no, a bad or an unreachable database
+        raise ConfigError(str(exc)) from None
+    print(f"migrated: {', '.join(applied)}" if applied else "the worker database is up to date")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="photoshoot-bot", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
@@ -95,6 +114,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     worker = commands.add_parser("worker", help="serve the Astria-compatible GPU worker API")
     worker.add_argument("--host", default="127.0.0.1")
     worker.add_argument("--port", type=int, default=7860)
+    worker_commands = worker.add_subparsers(dest="worker_command")
+    worker_commands.add_parser(
+        "migrate", help="apply the fleet's PostgreSQL schema (WORKER_DATABASE_URL)"
+    )
     commands.add_parser("doctor", help="check the configuration, backend, chat tokens, data dir")
     return parser.parse_args(argv)
 
@@ -107,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return doctor()
     try:
+        if args.command == "worker" and args.worker_command == "migrate":
+            run_worker_migrate()  # needs no bot settings: the fleet's database only
+            return 0
         settings = load_settings()
         add_secrets(*secrets_of(settings))
         if args.command == "worker":

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from backends.local.errors import ConfigError
+from backends.local.fleet_config import FleetConfig
 from backends.local.storage import (
     BadKey,
     FileMissing,
@@ -114,3 +115,17 @@ def test_a_bad_endpoint_is_refused_by_name(tmp_path: Path) -> None:
         storage_from_env(
             tmp_path, {"WORKER_STORAGE_URL": "s3://b/p", "AWS_ENDPOINT_URL": "localhost:9000"}
         )
+
+
+def test_the_fleet_config_keeps_its_secrets_out_of_its_repr() -> None:
+    config = FleetConfig.from_env(
+        {
+            "WORKER_DATABASE_URL": "postgresql://u:db-secret@h/db",
+            "WORKER_STORAGE_URL": "s3://b/p",
+            "AWS_SECRET_ACCESS_KEY": "s3-secret",
+            "AWS_REGION": " eu-west-3 ",
+        }
+    )
+    assert (config.storage_url, config.s3_region) == ("s3://b/p", "eu-west-3")
+    assert config.s3_secret_access_key == "s3-secret"
+    assert "db-secret" not in repr(config) and "s3-secret" not in repr(config)

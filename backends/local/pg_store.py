@@ -61,6 +61,7 @@ CREATE INDEX IF NOT EXISTS prompts_tune ON prompts(tune_id);
 """
 
 MIGRATE_HINT = "run `photoshoot-bot worker migrate` against WORKER_DATABASE_URL first"
+WORKER_TABLES = tuple(kind.table for kind in JobKind)
 
 
 async def apply_schema(conninfo: str) -> None:
@@ -69,16 +70,22 @@ async def apply_schema(conninfo: str) -> None:
         await conn.execute(SCHEMA)
 
 
-async def missing_tables(conninfo: str) -> list[str]:
-    """The worker tables the database at `conninfo` lacks (empty: migrated)."""
-    async with await psycopg.AsyncConnection.connect(conninfo) as conn:
-        cursor = await conn.execute(
-            "SELECT table_name FROM information_schema.tables"
-            " WHERE table_schema = current_schema() AND table_name = ANY(%s)",
-            ([kind.table for kind in JobKind],),
-        )
-        present = {row[0] for row in await cursor.fetchall()}
-    return [kind.table for kind in JobKind if kind.table not in present]
+async def missing_tables(conninfo: str, names: tuple[str, ...] = WORKER_TABLES) -> list[str]:
+    """Which of the tables `names` the database at `conninfo` lacks (empty: all there).
+
+    A server that cannot be reached is a ConfigError naming WORKER_DATABASE_URL (the error text
+    names host and user, never the password)."""
+    try:
+        async with await psycopg.AsyncConnection.connect(conninfo) as conn:
+            cursor = await conn.execute(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = current_schema() AND table_name = ANY(%s)",
+                (list(names),),
+            )
+            present = {row[0] for row in await cursor.fetchall()}
+    except psycopg.OperationalError as error:
+        raise ConfigError(f"cannot reach WORKER_DATABASE_URL: {error}".strip()) from error
+    return [name for name in names if name not in present]
 
 
 class PgWorkerStore(JobStore):
@@ -90,10 +97,7 @@ class PgWorkerStore(JobStore):
         self._pool: AsyncConnectionPool | None = None
 
     async def open(self) -> None:
-        try:
-            missing = await missing_tables(self.conninfo)
-        except psycopg.OperationalError as error:
-            raise ConfigError(f"cannot reach WORKER_DATABASE_URL: {error}".strip()) from error
+        missing = await missing_tables(self.conninfo)
         if missing:
             raise ConfigError(f"the worker database lacks {', '.join(missing)}: {MIGRATE_HINT}")
         self._pool = AsyncConnectionPool(

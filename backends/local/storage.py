@@ -19,12 +19,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from backends.local.env import EnvReader
 from backends.local.errors import ConfigError
+from backends.local.fleet_config import STORAGE_VARIABLE, FleetConfig
 
 S3Client = Any
 """boto3's S3 client: a class boto3 builds at run time, so it has no importable type."""
-STORAGE_VARIABLE = "WORKER_STORAGE_URL"
 PRESIGNED_SECONDS = 3600
 """How long a presigned link stays valid: long enough for a client to fetch its images."""
 
@@ -172,31 +171,34 @@ class S3Storage(FileStorage):
 
 def storage_from_env(files_dir: Path, environ: Mapping[str, str] | None = None) -> FileStorage:
     """The storage WORKER_STORAGE_URL names; unset: the local `files_dir` (single machine)."""
-    env = EnvReader(environ)
-    url = env.optional(STORAGE_VARIABLE)
+    return open_storage(files_dir, FleetConfig.from_env(environ))
+
+
+def open_storage(files_dir: Path, config: FleetConfig) -> FileStorage:
+    url = config.storage_url
     if url is None:
         return LocalStorage(files_dir)
     parts = urlsplit(url)
     if parts.scheme != "s3" or not parts.netloc:
         raise ConfigError(f"{STORAGE_VARIABLE}={url!r}: use s3://bucket/prefix")
-    return S3Storage(s3_client(env), parts.netloc, parts.path)
+    return S3Storage(s3_client(config), parts.netloc, parts.path)
 
 
-def s3_client(env: EnvReader) -> S3Client:
+def s3_client(config: FleetConfig) -> S3Client:
     """A boto3 S3 client from the standard variables; without AWS_ACCESS_KEY_ID and
     AWS_SECRET_ACCESS_KEY, boto3's own chain finds the keys (a profile, an instance role)."""
     import boto3  # the fleet extra: single-machine mode never loads it
     from botocore.config import Config
 
-    endpoint = env.url("AWS_ENDPOINT_URL")
+    endpoint = config.s3_endpoint_url
     options: dict[str, Any] = {"retries": {"mode": "standard"}}
     if endpoint:  # S3-compatible servers (SeaweedFS, Garage) serve buckets by path
         options["s3"] = {"addressing_style": "path"}
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
-        aws_access_key_id=env.optional("AWS_ACCESS_KEY_ID"),
-        aws_secret_access_key=env.optional("AWS_SECRET_ACCESS_KEY"),
-        region_name=env.text("AWS_REGION") or env.text("AWS_DEFAULT_REGION", "us-east-1"),
+        aws_access_key_id=config.s3_access_key_id,
+        aws_secret_access_key=config.s3_secret_access_key,
+        region_name=config.s3_region,
         config=Config(**options),
     )
