@@ -21,7 +21,12 @@ from backends.base import Backend
 from bot.callbacks import callback_route
 from bot.chat.base import Core, Frontend
 from bot.config import ConfigError, Settings
+from bot.core.admin import AdminDesk, Bans
+from bot.core.credits import Credits, CreditsConfig, Prices
 from bot.core.jobs import JobTracker, TrackerConfig
+from bot.core.ledger import Ledger
+from bot.core.limits import Limits
+from bot.core.payments import Package, Payments
 from bot.core.service import PhotoshootService, ServiceConfig
 from bot.core.store import Store
 from bot.web import WebServer
@@ -92,6 +97,22 @@ async def backend_client(settings: Settings) -> AsyncIterator[Backend]:
         yield client
 
 
+def credits_config(settings: Settings) -> CreditsConfig:
+    """Who is charged what, from CREDITS, the prices and the limits (bot/core/credits.py)."""
+    return CreditsConfig(
+        enabled=settings.credits_enabled,
+        prices=Prices(training=settings.price_training, image=settings.price_image),
+        limits=Limits(
+            running_prompts=settings.limit_running_prompts,
+            running_trainings=settings.limit_running_trainings,
+            images_per_day=settings.limit_images_per_day,
+            trainings_per_day=settings.limit_trainings_per_day,
+        ),
+        exempt=settings.never_charged,
+        can_buy=bool(settings.credit_packages or settings.discord_sku_credits),
+    )
+
+
 @contextlib.asynccontextmanager
 async def running_core(settings: Settings) -> AsyncIterator[Core]:
     """Everything but the frontends; closes it all in reverse order. With PUBLIC_URL set, the
@@ -100,25 +121,41 @@ async def running_core(settings: Settings) -> AsyncIterator[Core]:
     store = await Store.open(settings.database_path, settings.data_dir)
     try:
         async with backend_client(settings) as backend:
+            bans = Bans(store)
+            await bans.load()
+            ledger = Ledger(store, free_credits=settings.free_credits)
             tracker = JobTracker(
                 store,
                 backend,
                 TrackerConfig(
                     poll_interval_s=settings.poll_interval_s, public_url=settings.public_url
                 ),
+                ledger=ledger,
             )
             service = PhotoshootService(
                 store,
                 backend,
                 tracker,
-                ServiceConfig(lora_strength=settings.lora_strength, is_allowed=settings.is_allowed),
+                ServiceConfig(
+                    lora_strength=settings.lora_strength,
+                    is_allowed=settings.is_allowed,
+                    is_banned=bans.__contains__,
+                ),
+                Credits(ledger, credits_config(settings)),
             )
+            payments = Payments(
+                service.credits,
+                packages=[Package(credits, stars) for credits, stars in settings.credit_packages],
+                sku_credits=settings.discord_sku_credits,
+                may_buy=lambda account: settings.is_allowed(account) and account not in bans,
+            )
+            admin = AdminDesk(store, service, payments, bans, settings.admin_ids.__contains__)
             web = WebServer(port=settings.callback_port)
             web.add_route(callback_route(tracker))
             if settings.public_url:
                 await web.start()
             try:
-                yield Core(settings, store, backend, tracker, service, web)
+                yield Core(settings, store, backend, tracker, service, web, payments, admin)
             finally:
                 await tracker.stop()
                 await web.stop()

@@ -39,6 +39,10 @@ def make_settings(tmp_path: Path, fake_astria: FakeAstria) -> Callable[..., Sett
             "astria_api_url": fake_astria.url,
             "data_dir": tmp_path / "data",
             "poll_interval_s": 0.05,
+            # Open to everyone with a paid backend, the bot would charge credits by default
+            # (CREDITS=auto); tests of other features run it unmetered, as an ALLOWED_IDS
+            # deployment does. tests/test_credits*.py turn credits on.
+            "credits": "off",
         }
         values.update(overrides)
         return load_settings(**values)

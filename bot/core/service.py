@@ -20,9 +20,11 @@ from pathlib import Path
 
 from backends.base import DEFAULT_TOKEN, Backend, BackendError
 from bot.core import photos as photo_intake
+from bot.core.credits import Credits, CreditsConfig, Quote, amount
 from bot.core.errors import UserError
 from bot.core.jobs import JobTracker
-from bot.core.prompts import TuneRef, compose_prompt
+from bot.core.ledger import Ledger
+from bot.core.prompts import ComposedPrompt, TuneRef, compose_prompt
 from bot.core.records import (
     Action,
     ActionKind,
@@ -48,6 +50,10 @@ def _everyone(user_key: str) -> bool:
     return True
 
 
+def _nobody(user_key: str) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     lora_strength: float = 0.8
@@ -56,6 +62,8 @@ class ServiceConfig:
     inpaint_faces: bool = True
     is_allowed: Callable[[str], bool] = _everyone
     """Who may use the bot, by `platform:id` (the wiring passes `Settings.is_allowed`)."""
+    is_banned: Callable[[str], bool] = _nobody
+    """Who an admin banned, by `platform:id` (bot.core.admin.Bans)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,38 @@ class GenerationStarted:
     generation: GenerationRecord
     delivery: Delivery
     notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a prompt would make, and its price: plain text in a private chat spends nothing
+    until the user confirms (a stray "clear" once made four images)."""
+
+    prompt: str
+    model: str
+    images: int
+    quote: Quote | None
+    """None when the user is not charged."""
+    notes: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        question = text("imagine.preview", count=self.images, prompt=self.prompt, model=self.model)
+        if self.quote is None:
+            return question
+        price = text(
+            "imagine.preview_price",
+            price=amount(self.quote.price),
+            balance=amount(self.quote.balance),
+        )
+        return f"{question} {price}"
+
+    @property
+    def button(self) -> str:
+        """The label of the button that makes it."""
+        if self.quote is None:
+            return text("button.make_it")
+        return text("button.make_it_for", price=amount(self.quote.price))
 
 
 @dataclass(frozen=True)
@@ -106,18 +146,29 @@ class PhotoshootService:
     """See the module docstring. One instance serves every frontend."""
 
     def __init__(
-        self, store: Store, backend: Backend, tracker: JobTracker, config: ServiceConfig
+        self,
+        store: Store,
+        backend: Backend,
+        tracker: JobTracker,
+        config: ServiceConfig,
+        credits: Credits | None = None,
     ) -> None:
         self.store = store
         self._backend = backend
         self._tracker = tracker
         self._config = config
+        self.credits = credits or Credits(Ledger(store), CreditsConfig())
+        """Who is charged what (bot.core.credits); off unless the wiring turns it on."""
         self._user_locks: dict[int, asyncio.Lock] = {}
 
     async def user(self, platform: str, platform_user_id: str, name: str | None = None) -> User:
-        """The user behind a chat account; refuses accounts that ALLOWED_IDS leaves out."""
-        if not self._config.is_allowed(f"{platform}:{platform_user_id}"):
+        """The user behind a chat account; refuses accounts that ALLOWED_IDS leaves out, and
+        banned ones."""
+        key = f"{platform}:{platform_user_id}"
+        if not self._config.is_allowed(key):
             raise UserError(text("access.private"))
+        if self._config.is_banned(key):
+            raise UserError(text("access.banned"))
         return await self.store.get_or_create_user(platform, platform_user_id, name)
 
     async def user_by_id(self, user_id: int) -> User | None:
@@ -193,6 +244,7 @@ class PhotoshootService:
                 token=DEFAULT_TOKEN,
                 label=(label or "").strip()[:MAX_LABEL_CHARS] or None,
                 photo_ids=[photo.id for photo in pending],
+                also=self.credits.for_training(user),
             )
             await self.store.add_delivery(JobKind.TUNE, tune.id, target)
         log.info("user %s started tune %s with %d photos", user.id, tune.id, len(pending))
@@ -231,6 +283,33 @@ class PhotoshootService:
         upscale: bool,
         tune_id: int | None,
     ) -> GenerationStarted:
+        composed, tune = await self._compose(user, prompt, tune_id)
+        images = num_images or self._config.num_images
+        options = {
+            "num_images": images,
+            "super_resolution": self._config.super_resolution,
+            "inpaint_faces": self._config.inpaint_faces and self._config.super_resolution,
+        }
+        if upscale:
+            options.update(super_resolution=True, inpaint_faces=True, hires_fix=True)
+        generation, delivery = await self.store.create_generation(
+            user.id,
+            tune_id=tune.id,
+            prompt_typed=composed.user_text,
+            prompt_sent=composed.text,
+            negative_prompt=composed.negative_prompt,
+            options=options,
+            seed=seed if seed is not None else random.randrange(2**32),
+            target=target,
+            also=self.credits.for_generation(user, images),
+        )
+        self._tracker.track_generation(generation.id)
+        return GenerationStarted(generation, delivery, composed.notes)
+
+    async def _compose(
+        self, user: User, prompt: str, tune_id: int | None
+    ) -> tuple[ComposedPrompt, TuneRecord]:
+        """The prompt composed with one of the user's trained models, and that model."""
         tunes = await self.store.user_tunes(user.id)
         trained = {t.backend_id: t for t in tunes if t.state == TuneState.TRAINED and t.backend_id}
         if not trained:
@@ -247,26 +326,19 @@ class PhotoshootService:
             owned={backend_id: _tune_ref(t) for backend_id, t in trained.items()},
             default_strength=self._config.lora_strength,
         )
-        tune = trained[composed.tune_id]
-        options = {
-            "num_images": num_images or self._config.num_images,
-            "super_resolution": self._config.super_resolution,
-            "inpaint_faces": self._config.inpaint_faces and self._config.super_resolution,
-        }
-        if upscale:
-            options.update(super_resolution=True, inpaint_faces=True, hires_fix=True)
-        generation, delivery = await self.store.create_generation(
-            user.id,
-            tune_id=tune.id,
-            prompt_typed=composed.user_text,
-            prompt_sent=composed.text,
-            negative_prompt=composed.negative_prompt,
-            options=options,
-            seed=seed if seed is not None else random.randrange(2**32),
-            target=target,
-        )
-        self._tracker.track_generation(generation.id)
-        return GenerationStarted(generation, delivery, composed.notes)
+        return composed, trained[composed.tune_id]
+
+    async def preview(self, user: User, prompt: str) -> Preview:
+        """What `generate` would make of the prompt, and its price; nothing is recorded."""
+        user = await self.store.get_user(user.id) or user  # the active model may have changed
+        composed, tune = await self._compose(user, prompt, None)
+        images = self._config.num_images
+        quote = await self.credits.quote(user, self.credits.config.prices.generation(images))
+        return Preview(composed.user_text, tune.display_name, images, quote, composed.notes)
+
+    async def account(self, user: User) -> str:
+        """What /credits shows: the balance, the prices and the last movements."""
+        return await self.credits.summary(user, set_size=self._config.num_images)
 
     async def reroll(self, user: User, generation_id: int, target: ChatTarget) -> GenerationStarted:
         """The same prompt again, with the same model and a new seed."""
@@ -314,6 +386,17 @@ class PhotoshootService:
 
     async def cancel(self, user: User) -> str:
         """Cancel unfinished generations and trainings; with none running, drop pending photos."""
+        cancelled = await self.cancel_jobs(user)
+        if cancelled:
+            return text("cancel.done", jobs=", ".join(cancelled))
+        dropped = await self.store.delete_pending_photos(user.id)
+        self._remove_files([photo.path for photo in dropped])
+        if dropped:
+            return text("cancel.dropped_photos", count=len(dropped))
+        return text("cancel.nothing")
+
+    async def cancel_jobs(self, user: User) -> list[str]:
+        """Cancel the user's unfinished jobs (their holds come back); what was cancelled."""
         cancelled: list[str] = []
         for generation in await self.store.user_generations(user.id):
             if generation.state.unfinished:
@@ -323,13 +406,7 @@ class PhotoshootService:
             if tune.state.unfinished:
                 await self._tracker.cancel(JobKind.TUNE, tune.id)
                 cancelled.append(text("cancel.training", model=tune.display_name))
-        if cancelled:
-            return text("cancel.done", jobs=", ".join(cancelled))
-        dropped = await self.store.delete_pending_photos(user.id)
-        self._remove_files([photo.path for photo in dropped])
-        if dropped:
-            return text("cancel.dropped_photos", count=len(dropped))
-        return text("cancel.nothing")
+        return cancelled
 
     async def delete_everything(self, user: User) -> str:
         """Delete the user's photos, models and images, here and on the backend.
@@ -355,7 +432,7 @@ class PhotoshootService:
                 await self._tracker.start()  # resume what was stopped above
                 raise UserError(text("delete.kept", failures=failures))
             photos = await self.store.user_photos(user.id)
-            await self.store.delete_user_data(user.id)
+            await self.store.delete_user_data(user.id, also=self.credits.releasing_all(user))
             self._remove_files([photo.path for photo in photos])
             for generation in generations:
                 shutil.rmtree(self.store.data_dir / "images" / str(generation.id), True)

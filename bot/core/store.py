@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -43,6 +43,12 @@ from bot.core.records import (
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+Also = Callable[[aiosqlite.Connection, int], Awaitable[None]]
+"""More writes of one use case, run inside its transaction with the id of the row it made
+(or deletes): a job's credit hold commits with the job's own row, or neither commits
+(bot/core/credits.py). Raising refuses the whole write."""
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -175,6 +181,10 @@ class Store:
     async def get_user(self, user_id: int) -> User | None:
         return await self._one("SELECT * FROM users WHERE id = ?", (user_id,), _USER, User)
 
+    async def find_user(self, platform: str, platform_user_id: str) -> User | None:
+        """A user by chat account, without creating one (admin look-ups)."""
+        return await self._find_user(platform, platform_user_id)
+
     async def set_active_tune(self, user_id: int, tune_id: int | None) -> None:
         try:
             await self._write(
@@ -190,10 +200,12 @@ class Store:
         if cached is not None:
             del self._user_keys[cached.id]
 
-    async def delete_user_data(self, user_id: int) -> None:
+    async def delete_user_data(self, user_id: int, *, also: Also | None = None) -> None:
         """Remove every row of the user (the cascade takes photos, tunes, generations)."""
         try:
             async with self._transaction() as db:
+                if also is not None:
+                    await also(db, user_id)
                 await db.execute(
                     f"DELETE FROM deliveries WHERE (job_kind = '{JobKind.TUNE.value}' AND job_id IN"
                     " (SELECT id FROM tunes WHERE user_id = ?)) OR"
@@ -247,6 +259,7 @@ class Store:
         token: str,
         label: str | None,
         photo_ids: Iterable[int],
+        also: Also | None = None,
     ) -> TuneRecord:
         """Record a training before it is sent, and bind the pending photos to it atomically."""
         now = _iso(utcnow())
@@ -275,6 +288,8 @@ class Store:
                 "UPDATE photos SET tune_id = ? WHERE id = ? AND user_id = ?",
                 [(tune.id, photo_id, user_id) for photo_id in photo_ids],
             )
+            if also is not None:
+                await also(db, tune.id)
         return tune
 
     async def get_tune(self, tune_id: int) -> TuneRecord | None:
@@ -327,6 +342,7 @@ class Store:
         options: dict[str, Any],
         seed: int,
         target: ChatTarget,
+        also: Also | None = None,
     ) -> tuple[GenerationRecord, Delivery]:
         """Record a generation and its delivery together, before anything is sent."""
         now = _iso(utcnow())
@@ -352,6 +368,8 @@ class Store:
             )
             generation: GenerationRecord = _GENERATION.convert(row, GenerationRecord)
             delivery = await self._insert_delivery(db, JobKind.GENERATION, generation.id, target)
+            if also is not None:
+                await also(db, generation.id)
         return generation, delivery
 
     async def generation_by_backend_id(self, backend_id: int) -> GenerationRecord | None:
@@ -503,6 +521,15 @@ class Store:
             f"UPDATE {table} SET {assignments} WHERE id = ? RETURNING *",
             (*changes.values(), row_id),
         )
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
+        """The one write transaction, for the modules that keep tables of their own in this
+        database (the ledger, bans): their writes take the same lock as every other."""
+        return self._transaction()
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        """A read for those modules (see `transaction`)."""
+        return await self._rows(sql, params)
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
