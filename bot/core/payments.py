@@ -136,11 +136,16 @@ class Payments:
     async def paid(self, account: str, payload: str, currency: str, total: int, charge: str) -> str:
         """A successful payment: credited once per charge id; the answer for the payer."""
         package, _ = _parse(payload)
-        reference = f"{account.partition(':')[0]}:{charge}"
+        platform, _, account_id = account.partition(":")
+        reference = f"{platform}:{charge}"
         if package is None or currency != STARS or total != package.stars:
             log.warning("payment %s matches no offer (%r); refunding it", reference, payload)
-            await self._refunds[account.partition(":")[0]](account.partition(":")[2], charge)
+            await self._refunds[platform](account_id, charge)
             return text("buy.refunded_unmatched", stars=total)
+        if not self._may_buy(account):  # banned (or left out) since the checkout
+            log.warning("payment %s of %s, who may not buy; refunding it", reference, account)
+            await self._refunds[platform](account_id, charge)
+            return text("buy.refunded_blocked", stars=total)
         credits = amount(package.credits)
         try:
             balance = await self._ledger.purchase(

@@ -62,6 +62,10 @@ class ActionKind(StrEnum):
     TRAIN = "train"
     MODEL = "model"
     DELETE = "delete"
+    IMAGINE = "imagine"
+    """Make what a plain-text prompt previewed (the argument is the text)."""
+    BUY = "buy"
+    """Send the invoice of a credit package (the argument is `credits:stars`)."""
 
 
 TUNE_UNFINISHED = (TuneState.CREATING, TuneState.TRAINING)

@@ -21,9 +21,11 @@ from telegram import (
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter
 
 from bot.chat.base import Core
+from bot.chat.telegram.admin import AdminCommands
 from bot.chat.telegram.handlers import PLATFORM, TelegramHandlers
 from bot.chat.telegram.intake import ALBUM_WAIT_S, PhotoIntake
 from bot.chat.telegram.notifier import TelegramNotifier
+from bot.chat.telegram.payments import StarsPayments
 from bot.chat.telegram.processor import PerChatUpdateProcessor
 from bot.chat.telegram.transport import AiohttpRequest
 from bot.chat.telegram.webhook import WEBHOOK_PATH, webhook_route, webhook_secret
@@ -37,7 +39,7 @@ CONNECTION_POOL_SIZE = 64
 POOL_TIMEOUT_S = 30.0
 """Under a burst, a call waits this long for a free connection rather than fail the update."""
 LONG_POLL_TIMEOUT_S = 30
-ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.PRE_CHECKOUT_QUERY]
 PRIVATE_COMMANDS = {
     "imagine": "command.imagine",
     "train": "command.train",
@@ -45,6 +47,8 @@ PRIVATE_COMMANDS = {
     "status": "command.status",
     "cancel": "command.cancel",
     "delete": "command.delete",
+    "credits": "command.credits",
+    "buy": "command.buy",
     "help": "command.help",
 }
 GROUP_COMMANDS = {
@@ -92,7 +96,15 @@ class TelegramFrontend:
         )
         bot = self.application.bot
         self.intake = PhotoIntake(core.service, bot, wait_s=album_wait_s)
-        TelegramHandlers(core, self.intake).register(self.application)
+        payments = StarsPayments(core, bot)
+        admin = AdminCommands(core)
+        TelegramHandlers(
+            core,
+            self.intake,
+            more_commands={**payments.commands, **admin.commands},
+            more_buttons=payments.buttons,
+        ).register(self.application)
+        payments.register(self.application)
         self.notifier = TelegramNotifier(bot, core.service)
         self._webhook: Route | None = None
         if settings.public_url:

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 PLATFORM = "telegram"
 Context = ContextTypes.DEFAULT_TYPE
 ButtonHandler = Callable[[User, Action, ChatTarget, CallbackQuery], Awaitable[str | None]]
+Callback = Callable[[Update, Context], Awaitable[None]]
 
 
 def chat_target(message: Message) -> ChatTarget:
@@ -63,9 +64,20 @@ def command_argument(text: str | None) -> str:
 class TelegramHandlers:
     """Every handler of the bot; `register` adds them to an Application."""
 
-    def __init__(self, core: Core, intake: PhotoIntake) -> None:
+    def __init__(
+        self,
+        core: Core,
+        intake: PhotoIntake,
+        *,
+        more_commands: dict[str, Callback] | None = None,
+        more_buttons: dict[str, ButtonHandler] | None = None,
+    ) -> None:
+        """`more_commands` and `more_buttons`: the handlers of other modules (payments,
+        admin commands), registered here so that the catch-all for unknown commands stays
+        last."""
         self._service = core.service
         self._intake = intake
+        self._more_commands = more_commands or {}
         self._buttons: dict[str, ButtonHandler] = {
             ActionKind.REROLL: self._reroll,
             ActionKind.VARIATION: self._variation,
@@ -73,11 +85,13 @@ class TelegramHandlers:
             ActionKind.TRAIN: self._train_button,
             ActionKind.MODEL: self._model_button,
             ActionKind.DELETE: self._delete_button,
+            ActionKind.IMAGINE: self._imagine_button,
+            **(more_buttons or {}),
         }
 
     def register(self, application: Application) -> None:  # type: ignore[type-arg]
         private = filters.ChatType.PRIVATE
-        commands: dict[str, Callable[[Update, Context], Awaitable[None]]] = {
+        commands: dict[str, Callback] = {
             "start": self.help,
             "help": self.help,
             "train": self.train,
@@ -86,6 +100,9 @@ class TelegramHandlers:
             "status": self.status,
             "cancel": self.cancel,
             "delete": self.delete,
+            "credits": self.credits,
+            "balance": self.credits,
+            **self._more_commands,
         }
         for name, callback in commands.items():
             application.add_handler(CommandHandler(name, callback))
@@ -142,8 +159,20 @@ class TelegramHandlers:
         await self._generate(update, prompt)
 
     async def plain_text(self, update: Update, context: Context) -> None:
-        """Plain text in a private chat is a prompt."""
-        await self._generate(update, _message(update).text or "")
+        """Plain text in a private chat: what it would make and its price, with a button that
+        makes it. Nothing is spent without a command or a press."""
+        message = _message(update)
+        user = await self._user(update)
+        preview = await self._service.preview(user, message.text or "")
+        keyboard = await confirm_keyboard(
+            self._service, user.id, preview.button, ActionKind.IMAGINE, argument=message.text
+        )
+        notes = [text("note", note=note) for note in preview.notes]
+        await message.reply_text("\n".join([preview.text, *notes]), reply_markup=keyboard)
+
+    async def credits(self, update: Update, context: Context) -> None:
+        user = await self._user(update)
+        await _message(update).reply_text(await self._service.account(user))
 
     async def _generate(self, update: Update, prompt: str) -> None:
         message = _message(update)
@@ -211,6 +240,13 @@ class TelegramHandlers:
         index = int(action.argument or 1)
         await self._service.variation(user, _generation(action), index, target)
         return text("button.more_like_started", number=index)
+
+    async def _imagine_button(
+        self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
+    ) -> str:
+        await self._service.generate(user, action.argument or "", target)
+        await query.edit_message_reply_markup(None)  # one press makes one set
+        return text("button.making")
 
     async def _files(
         self, user: User, action: Action, target: ChatTarget, query: CallbackQuery

@@ -328,6 +328,9 @@ MESSAGES: Catalog = {
         "I could not match this payment to an offer of mine, so your {stars} Stars were "
         "refunded. Send /buy for the current offers."
     ),
+    "buy.refunded_blocked": (
+        "This account cannot buy credits here, so your {stars} Stars were refunded."
+    ),
     "checkout.unknown": "This invoice is not one of mine. Send /buy for a new one.",
     "checkout.stale": "This offer has expired or its price changed. Send /buy for a new one.",
     "checkout.blocked": "This account cannot buy credits here.",
