@@ -15,11 +15,12 @@ import glob
 import logging
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from bot.chat.base import Core
+from bot.core.admin import COMMANDS as ADMIN_COMMANDS
 from bot.core.errors import UserError
 from bot.core.photos import MAX_FILE_BYTES
 from bot.core.records import ChatTarget, Delivery, GenerationRecord, User
@@ -129,6 +130,10 @@ class ConsoleChat:
             "/cancel": self._cancel,
             "/delete": self._delete,
             "/wait": self._wait,
+            "/credits": self._credits,
+            "/balance": self._credits,
+            "/buy": self._buy,
+            **{f"/{name}": self._admin_command(name) for name in (*ADMIN_COMMANDS, "admin")},
         }
 
     async def run(self) -> None:
@@ -156,8 +161,8 @@ class ConsoleChat:
         if handler is None and command.startswith("/"):
             self._notifier.say(text("console.unknown_command", command=command))
             return
-        if handler is None:
-            handler, argument = self._imagine, line
+        if handler is None:  # plain text: what it would make, and its price
+            handler, argument = self._preview, line
         if command.lower() != "/delete":
             self._confirm_delete = False
         try:
@@ -200,6 +205,28 @@ class ConsoleChat:
         started = await self._service.generate(self.user, argument, self._target)
         for note in started.notes:
             self._notifier.say(text("note", note=note))
+
+    async def _preview(self, argument: str) -> None:
+        """Plain text spends nothing: it says what /imagine would make of it, and the price."""
+        preview = await self._service.preview(self.user, argument)
+        notes = [text("note", note=note) for note in preview.notes]
+        self._notifier.say(
+            "\n".join([preview.text, *notes, text("console.make_it", prompt=argument)])
+        )
+
+    async def _credits(self, _: str) -> None:
+        self._notifier.say(await self._service.account(self.user))
+
+    async def _buy(self, _: str) -> None:
+        self._notifier.say(text("buy.not_here"))
+
+    def _admin_command(self, name: str) -> Callable[[str], Awaitable[None]]:
+        """An admin command (ADMIN_IDS may name console:<user>); the console is private."""
+
+        async def run(argument: str) -> None:
+            self._notifier.say(await self._core.admin.run(self.user, name, argument, private=True))
+
+        return run
 
     async def _models(self, argument: str) -> None:
         if argument:
