@@ -245,7 +245,7 @@ class JobTracker:
         if self._stopping or (key in self._tasks and not self._tasks[key].done()):
             return
         runner = self._run_tune if kind == JobKind.TUNE else self._run_generation
-        task = asyncio.create_task(self._guard(kind, job_id, runner(job_id)))
+        task = asyncio.create_task(self._guard(kind, job_id, runner))
         self._tasks[key] = task
         task.add_done_callback(lambda _: self._forget(key, task))
 
@@ -259,10 +259,13 @@ class JobTracker:
         self._wakeups.pop(key, None)
         self._last_status_edit.pop(key, None)
 
-    async def _guard(self, kind: JobKind, job_id: int, work: Awaitable[None]) -> None:
-        """Log a crash of one job instead of losing it silently; the store keeps it for later."""
+    async def _guard(
+        self, kind: JobKind, job_id: int, runner: Callable[[int], Awaitable[None]]
+    ) -> None:
+        """Log a crash of one job instead of losing it silently; the store keeps it for later.
+        (The runner starts here: a task cancelled before it ran leaves no coroutine behind.)"""
         try:
-            await work
+            await runner(job_id)
         except asyncio.CancelledError:
             raise
         except Exception:

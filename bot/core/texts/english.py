@@ -261,7 +261,9 @@ MESSAGES: Catalog = {
     # -- credits ----------------------------------------------------------------------------
     "credits.amount": Plural(one="{count} credit", other="{count} credits"),
     "credits.free": "Nothing is charged here: this bot is free to use.",
-    "credits.exempt": "You are an admin of this bot: nothing is charged for you.",
+    "credits.exempt": (
+        "Nothing is charged for you here (admins and the operator's console never pay)."
+    ),
     "credits.balance": "Your balance: {balance}.",
     "credits.prices": "Training a model costs {training}; a set of {images} images {set_price}.",
     "credits.movements": "Last movements (UTC):",
@@ -282,14 +284,14 @@ MESSAGES: Catalog = {
     "ledger.take": "taken by the bot's operator",
     "ledger.purchase": "bought",
     "ledger.refund": "purchase refunded",
-    "ledger.hold": "held for",
+    "ledger.hold": "for",
     "ledger.capture": "spent on",
     "ledger.release": "given back for",
     "ledger.for_job": "{what} {job}",
     "ledger.with_reference": "{what} ({reference})",
     "ledger.job.tune": "training #{id}",
     "ledger.job.generation": "image set #{id}",
-    "ledger.hold_state.hold": ", until it is delivered",
+    "ledger.hold_state.hold": ", held until it is delivered",
     "ledger.hold_state.capture": ", delivered",
     "ledger.hold_state.release": ", given back",
     "limits.running_prompts": Plural(
