@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bot import doctor
 from bot.app import running_core
 from bot.chat.base import Core
 from bot.chat.console import ConsoleNotifier
@@ -303,3 +304,25 @@ async def test_the_console_is_free_under_auto(
     assert settings.credits_enabled  # open, with (fake) hosted Astria: charging ...
     output = await chat(settings, "/credits\n")
     assert "Nothing is charged for you here" in output  # ... but not at the console
+
+
+# -- doctor ------------------------------------------------------------------------------------
+
+
+def test_doctor_warns_about_an_open_bot_that_charges_nothing() -> None:
+    open_free = load_settings(astria_api_key="sd_x", telegram_bot_token="1:x", credits="off")
+    check = doctor.credits(open_free)
+    assert check.ok and check.warning is not None and "open to everyone" in check.warning
+    out = io.StringIO()
+    assert doctor.report([check], out) == 0
+    assert out.getvalue().startswith("warn  credits: the bot is open to everyone")
+
+    in_process = load_settings(telegram_bot_token="1:x")  # auto, but nothing paid: off
+    assert "CREDITS=auto" in (doctor.credits(in_process).warning or "")
+    private = load_settings(telegram_bot_token="1:x", allowed_ids="telegram:1", credits="off")
+    assert doctor.credits(private).warning is None
+    charging = load_settings(astria_api_key="sd_x", telegram_bot_token="1:x")
+    assert doctor.credits(charging).warning is None
+    assert "a training costs 50, an image 1" in doctor.credits(charging).detail
+    nothing_on_sale = load_settings(astria_api_key="sd_x", credit_packages="")
+    assert "nothing is on sale" in (doctor.credits(nothing_on_sale).warning or "")

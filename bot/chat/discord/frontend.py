@@ -52,7 +52,8 @@ class PhotoshootClient(discord.Client):
         self.gateway_up = asyncio.Event()
         self.presses: ButtonPresses | None = None
         self.slash: SlashCommands | None = None
-        self.entitlements: Entitlements | None = None
+        self.purchases: Entitlements | None = None
+        """(Not `entitlements`: that is discord.Client's method listing them.)"""
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(ActionButton)  # presses on any earlier message find their way
@@ -62,16 +63,16 @@ class PhotoshootClient(discord.Client):
 
     async def on_ready(self) -> None:
         """Each (re)connect: credit what was bought while the bot was away."""
-        if self.entitlements is not None:
+        if self.purchases is not None:
             try:
-                await self.entitlements.sweep()
+                await self.purchases.sweep()
             except discord.HTTPException as exc:
                 log.warning("listing Discord entitlements failed: %s", exc)
 
     async def on_entitlement_create(self, entitlement: discord.Entitlement) -> None:
         """A purchase of a premium SKU (DISCORD_SKU_CREDITS)."""
-        if self.entitlements is not None:
-            await self.entitlements.received(entitlement)
+        if self.purchases is not None:
+            await self.purchases.received(entitlement)
 
     async def button_pressed(self, interaction: discord.Interaction[Any], token: str) -> None:
         assert self.presses is not None, "set before connecting"
@@ -112,7 +113,7 @@ class DiscordFrontend:
         entitlements = Entitlements(core, self.client)
         AccountCommands(core, commands, entitlements).register(self.client.tree)
         self.client.slash = commands
-        self.client.entitlements = entitlements
+        self.client.purchases = entitlements
         self.client.presses = ButtonPresses(core.service, self.notifier, commands)
         self._task: asyncio.Task[None] | None = None
 
