@@ -350,3 +350,23 @@ async def test_admin_commands_and_their_bad_input(
             (f"telegram:{ADMIN}", "ban", f"telegram:{ALICE}"),
             (f"telegram:{ADMIN}", "unban", f"telegram:{ALICE}"),
         ]
+
+
+async def test_a_banned_user_can_neither_check_out_nor_keep_a_payment(
+    fake_tg: FakeTelegram, users: Users, paid_settings: Settings
+) -> None:
+    async with running_bot(paid_settings) as core:
+        users.message(BOB, text="/credits")
+        await answer(fake_tg, BOB, "Your balance: 50 credits.")
+        invoice = await buy(fake_tg, users, BOB, "60 credits for 150 ⭐")
+        users.message(ADMIN, text=f"/ban telegram:{BOB}")
+        await answer(fake_tg, ADMIN, "Banned")
+        assert await users.pay(BOB, invoice) is None  # refused at checkout
+        [verdict] = fake_tg.checkout_answers.values()
+        assert verdict["error_message"] == "This account cannot buy credits here."
+        # A payment that got through before the ban (or any other way) is given back.
+        users.successful_payment(BOB, invoice["payload"], 150, charge_id="stxLate")
+        said = await answer(fake_tg, BOB, "refunded")
+        assert said == "This account cannot buy credits here, so your 150 Stars were refunded."
+        assert fake_tg.charges["stxLate"]["refunded"]
+        assert await balance(core, BOB) == 50

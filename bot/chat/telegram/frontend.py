@@ -58,6 +58,8 @@ GROUP_COMMANDS = {
     "help": "command.help",
 }
 """The command menus Telegram shows: each command and the text key of its description."""
+PAID_ONLY = ("credits", "buy")
+"""Shown only when the bot charges credits."""
 
 
 def command_menu(commands: dict[str, str]) -> list[BotCommand]:
@@ -115,8 +117,13 @@ class TelegramFrontend:
         application = self.application
         await application.initialize()
         self._core.tracker.register_notifier(PLATFORM, self.notifier)
+        private = {
+            name: key
+            for name, key in PRIVATE_COMMANDS.items()
+            if self._core.settings.credits_enabled or name not in PAID_ONLY
+        }
         await application.bot.set_my_commands(
-            command_menu(PRIVATE_COMMANDS), BotCommandScopeAllPrivateChats()
+            command_menu(private), BotCommandScopeAllPrivateChats()
         )
         await application.bot.set_my_commands(
             command_menu(GROUP_COMMANDS), BotCommandScopeAllGroupChats()

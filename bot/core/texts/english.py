@@ -383,7 +383,10 @@ MESSAGES: Catalog = {
         "{who} has only {balance} of the {credits} bought; a refund takes them all back. "
         "Nothing was refunded."
     ),
-    "admin.refund_elsewhere": "{platform} purchases are refunded on {platform}, not by me.",
+    "admin.refund_elsewhere": (
+        "I can't refund {platform} purchases here: Telegram Stars are refunded by my Telegram "
+        "side (while it runs), Discord purchases in Discord."
+    ),
     "admin.refund_refused": "The refund was refused: {reason}",
     "admin.refunded": "Refunded {reference} to {who} and took back {credits}; balance {balance}.",
     # -- the image service ------------------------------------------------------------------
