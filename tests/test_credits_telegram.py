@@ -68,6 +68,14 @@ async def buy(fake: FakeTelegram, users: Users, user_id: int, package: str) -> d
     return fake.find("sendInvoice", user_id)[-1].params
 
 
+async def bought(fake: FakeTelegram, users: Users, user_id: int, package: str) -> str:
+    """Buy a package and pay it; the charge id, once the bot said thanks."""
+    charge = await users.pay(user_id, await buy(fake, users, user_id, package))
+    await answer(fake, user_id, "Thank you!")
+    assert charge is not None
+    return charge
+
+
 async def test_stars_from_buy_to_credits_and_a_duplicate_credits_once(
     fake_tg: FakeTelegram,
     users: Users,
@@ -141,9 +149,7 @@ async def test_admin_refund_takes_the_credits_back_once(
     paid_settings: Settings,
 ) -> None:
     async with running_bot(paid_settings) as core:
-        invoice = await buy(fake_tg, users, ALICE, "150 credits for 350 ⭐")
-        charge = await users.pay(ALICE, invoice)
-        await answer(fake_tg, ALICE, "Thank you!")
+        charge = await bought(fake_tg, users, ALICE, "150 credits for 350 ⭐")
         assert await balance(core, ALICE) == 200
 
         users.message(ALICE, text=f"/refund telegram:{charge}")
@@ -177,9 +183,7 @@ async def test_a_refund_of_spent_credits_is_refused_and_nothing_moves(
     fake_astria: FakeAstria,
 ) -> None:
     async with running_bot(paid_settings) as core:
-        invoice = await buy(fake_tg, users, ALICE, "60 credits for 150 ⭐")
-        charge = await users.pay(ALICE, invoice)
-        await answer(fake_tg, ALICE, "Thank you!")
+        charge = await bought(fake_tg, users, ALICE, "60 credits for 150 ⭐")
         await train_model(fake_tg, users, ALICE)  # 50 of the 110
         users.message(ALICE, text="/imagine astronaut")  # 4 more: 56 left of the 60 bought
         await fake_tg.wait_for(method_in("sendMediaGroup", ALICE))
@@ -188,7 +192,7 @@ async def test_a_refund_of_spent_credits_is_refused_and_nothing_moves(
         assert said.startswith(f"telegram:{ALICE} has only 56 credits of the 60 credits bought")
         assert await balance(core, ALICE) == 56
     assert not fake_tg.find("refundStarPayment")
-    assert not fake_tg.charges[charge or ""]["refunded"]
+    assert not fake_tg.charges[charge]["refunded"]
 
 
 # -- spending ----------------------------------------------------------------------------------

@@ -7,11 +7,13 @@ button press), so no handler repeats that plumbing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from telegram import CallbackQuery, Message, Update
 from telegram.constants import ChatType
+from telegram.error import BadRequest
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -245,7 +247,8 @@ class TelegramHandlers:
         self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
     ) -> str:
         await self._service.generate(user, action.argument or "", target)
-        await query.edit_message_reply_markup(None)  # one press makes one set
+        with contextlib.suppress(BadRequest):  # one press makes one set: the button goes
+            await query.edit_message_reply_markup(None)
         return text("button.making")
 
     async def _files(
