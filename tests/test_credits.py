@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -21,8 +23,9 @@ from bot.core.errors import UserError
 from bot.core.ledger import Entry
 from bot.core.records import ChatTarget, GenerationState, JobKind, User
 from bot.core.service import IncomingPhoto
-from tests.conftest import chat
+from tests.conftest import FAKE_KEY, chat
 from tests.fakes.astria_server import FakeAstria
+from tests.processes import BotProcess
 
 CONSOLE = ChatTarget("console", "console")
 PROMPTS = "/tunes/666678/prompts"
@@ -270,6 +273,40 @@ async def test_a_crash_between_delivery_and_capture_is_mended_at_start(
         async with bot(settings) as core:
             assert await balance(core, user) == 8
             assert (await kinds(core, user)).count(Entry.CAPTURE) == 2
+
+
+@pytest.mark.slow
+def test_a_killed_bot_neither_loses_nor_doubles_a_hold(
+    fake_astria: FakeAstria, photo_dir: Path, tmp_path: Path
+) -> None:
+    """SIGKILL (no clean-up at all) while a charged training runs; the restart finishes it."""
+    env = {
+        **{k: v for k, v in os.environ.items() if k.upper() not in Settings.model_fields},
+        "ASTRIA_API_KEY": FAKE_KEY,
+        "ASTRIA_API_URL": fake_astria.url,
+        "DATA_DIR": str(tmp_path / "data"),
+        "POLL_INTERVAL_S": "0.05",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "CREDITS": "on",
+        "FREE_CREDITS": "54",
+    }
+    fake_astria.hold_training()
+    first = BotProcess(["chat"], env, tmp_path, stdin=True)
+    first.send(f"/photos {photo_dir}\n/train man\n/credits\n")
+    first.wait_for(r"Training .* in progress")
+    first.wait_for(r"Your balance: 4 credits\.")  # the training's 50 are held
+    first.popen.send_signal(signal.SIGKILL)
+    first.popen.wait(30)
+
+    fake_astria.release_training()
+    second = BotProcess(["chat"], env, tmp_path, stdin=True)
+    second.wait_for(r"is ready")
+    second.send("/imagine astronaut\n/wait\n/credits\n")
+    after = second.close_input_and_wait()
+    assert after.count("is ready") == 1 and len(fake_astria.tunes) == 1
+    assert after.count("4 saved") == 1
+    assert "Your balance: 0 credits." in after
+    assert "-50 for training #1, delivered" in after and "-4 for image set #1, delivered" in after
 
 
 # -- the console -------------------------------------------------------------------------------
