@@ -244,9 +244,9 @@ class PhotoshootService:
                 token=DEFAULT_TOKEN,
                 label=(label or "").strip()[:MAX_LABEL_CHARS] or None,
                 photo_ids=[photo.id for photo in pending],
+                target=target,
                 also=self.credits.for_training(user),
             )
-            await self.store.add_delivery(JobKind.TUNE, tune.id, target)
         log.info("user %s started tune %s with %d photos", user.id, tune.id, len(pending))
         self._tracker.track_tune(tune.id)
         return tune

@@ -259,9 +259,11 @@ class Store:
         token: str,
         label: str | None,
         photo_ids: Iterable[int],
+        target: ChatTarget | None = None,
         also: Also | None = None,
     ) -> TuneRecord:
-        """Record a training before it is sent, and bind the pending photos to it atomically."""
+        """Record a training before it is sent, and bind the pending photos to it atomically;
+        with `target`, its delivery too (so a crash cannot leave a tune nobody resumes)."""
         now = _iso(utcnow())
         async with self._transaction() as db:
             tune: TuneRecord = _TUNE.convert(
@@ -288,6 +290,8 @@ class Store:
                 "UPDATE photos SET tune_id = ? WHERE id = ? AND user_id = ?",
                 [(tune.id, photo_id, user_id) for photo_id in photo_ids],
             )
+            if target is not None:
+                await self._insert_delivery(db, JobKind.TUNE, tune.id, target)
             if also is not None:
                 await also(db, tune.id)
         return tune
