@@ -17,9 +17,10 @@ removes a user's photos, models and images, not what they paid for.
 The balance never goes below zero, whoever writes: `balances` is kept by a trigger and has a
 CHECK, so an overdrawing statement fails inside SQLite and its transaction rolls back. At most
 one settlement per hold, one credit and one refund per payment, one welcome per account: unique
-indexes. Every write goes through the store's one write transaction (its lock); ledger-only
-writes begin it with `BEGIN IMMEDIATE`, so their reads and writes are one serialised step even
-with a second process on the database.
+indexes. Every write goes through the store's one write transaction (its lock). Ledger-only
+writes of several statements begin it with `BEGIN IMMEDIATE`, so their reads and writes are one
+serialised step even with a second process on the database; settling a hold is one statement
+(find the open hold and settle it), atomic by itself.
 """
 
 from __future__ import annotations
@@ -122,6 +123,9 @@ class Ledger:
         self._store = store
         self.free_credits = free_credits
         self._clock = clock
+        self._welcomed: set[str] = set()
+        """Accounts whose welcome row is committed (rows are never deleted): their writes
+        skip the welcome statement."""
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -210,20 +214,24 @@ class Ledger:
 
     async def settle(self, job_kind: JobKind, job_id: int, *, capture: bool) -> int:
         """Capture or release the job's open hold, once; returns the credits given back
-        (0 for a capture, or when the job holds nothing: unmetered, or settled before)."""
-        async with self._write() as db:
-            rows = list(
-                await db.execute_fetchall(
-                    f"SELECT h.* FROM ledger h WHERE h.kind = '{_HOLD}' AND h.job_kind = ?"
-                    f" AND h.job_id = ? AND {_unsettled()} ORDER BY h.id DESC LIMIT 1",
-                    (job_kind, job_id),
+        (0 for a capture, or when the job holds nothing: unmetered, or settled before).
+
+        One statement finds the open hold and settles it, so it is atomic on its own (every
+        job end pays for it: no more trips than marking the delivery)."""
+        kind = Entry.CAPTURE if capture else Entry.RELEASE
+        try:
+            async with self._store.transaction() as db:
+                rows = await db.execute_fetchall(
+                    "INSERT INTO ledger (account, kind, amount, units, job_kind, job_id, hold_id,"
+                    " created_at) SELECT account, ?, CASE WHEN ? THEN 0 ELSE -amount END, units,"
+                    f" job_kind, job_id, id, ? FROM ledger h WHERE h.kind = '{_HOLD}'"
+                    f" AND h.job_kind = ? AND h.job_id = ? AND {_unsettled()}"
+                    " ORDER BY h.id DESC LIMIT 1 RETURNING amount",
+                    (kind, capture, self._now(), job_kind, job_id),
                 )
-            )
-            if not rows:
-                return 0
-            hold = _entry(rows[0])
-            await self._settle(db, hold, capture=capture)
-        return 0 if capture else -hold.amount
+        except sqlite3.IntegrityError:  # settled by another process meanwhile
+            return 0
+        return next((int(row[0]) for row in rows), 0)
 
     async def reconcile(self) -> int:
         """Settle the holds whose job ended while nothing settled them (a restart between a
@@ -270,29 +278,28 @@ class Ledger:
         )
 
     @staticmethod
-    async def open_holds(db: aiosqlite.Connection, account: str, job_kind: JobKind) -> int:
-        """Jobs of the account accepted and not yet settled: its running jobs."""
+    async def usage(
+        db: aiosqlite.Connection,
+        account: str,
+        job_kind: JobKind,
+        since: datetime,
+        *,
+        everyone: bool = False,
+    ) -> tuple[int, int]:
+        """What the limits count, in one read: the account's jobs of this kind accepted and not
+        settled yet (its running jobs), and the units (images, trainings) held since `since`
+        and not given back, by the account or (`everyone`) by all accounts."""
         rows = await db.execute_fetchall(
-            f"SELECT COUNT(*) FROM ledger h WHERE account = ? AND kind = '{_HOLD}'"
-            f" AND job_kind = ? AND {_unsettled()}",
-            (account, job_kind),
+            f"SELECT (SELECT COUNT(*) FROM ledger h WHERE account = ? AND kind = '{_HOLD}'"
+            f" AND job_kind = ? AND {_unsettled()}),"
+            " (SELECT COALESCE(SUM(units), 0) FROM ledger h"
+            f" WHERE kind = '{_HOLD}' AND job_kind = ? AND created_at >= ? AND (? OR account = ?)"
+            " AND NOT EXISTS (SELECT 1 FROM ledger s WHERE s.hold_id = h.id"
+            f" AND s.kind = '{Entry.RELEASE.value}'))",
+            (account, job_kind, job_kind, since.isoformat(), everyone, account),
         )
-        return int(next(iter(rows))[0])
-
-    @staticmethod
-    async def units_since(
-        db: aiosqlite.Connection, job_kind: JobKind, since: datetime, account: str | None = None
-    ) -> int:
-        """Images (or trainings) held since `since` and not given back: of one account, or
-        of everyone."""
-        rows = await db.execute_fetchall(
-            "SELECT COALESCE(SUM(units), 0) FROM ledger h"
-            f" WHERE kind = '{_HOLD}' AND job_kind = ? AND created_at >= ? AND (? IS NULL OR"
-            f" account = ?) AND NOT EXISTS (SELECT 1 FROM ledger s WHERE s.hold_id = h.id"
-            f" AND s.kind = '{Entry.RELEASE.value}')",
-            (job_kind, since.isoformat(), account, account),
-        )
-        return int(next(iter(rows))[0])
+        running, units = next(iter(rows))
+        return int(running), int(units)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -339,10 +346,13 @@ class Ledger:
             "INSERT INTO ledger (account, kind, amount, units, job_kind, job_id, hold_id,"
             " payment_ref, actor, note, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
-        await db.execute(
-            insert + " ON CONFLICT DO NOTHING",
-            (account, Entry.WELCOME, self.free_credits, 0, None, None, None, None, None, None, now),
-        )
+        if account not in self._welcomed:
+            welcome = await db.execute(
+                insert + " ON CONFLICT DO NOTHING",
+                (account, Entry.WELCOME, self.free_credits, 0, *[None] * 6, now),
+            )
+            if welcome.rowcount == 0:  # welcomed by an earlier, committed write
+                self._welcomed.add(account)
         row = (account, kind, amount, units, job_kind, job_id, hold_id, payment_ref, actor, note)
         try:
             await db.execute(insert, (*row, now))

@@ -45,42 +45,44 @@ async def check_generation(
     db: aiosqlite.Connection, limits: Limits, account: str, images: int, now: datetime
 ) -> None:
     """Inside the job's transaction, before its hold: may the account start this set?"""
-    running = await Ledger.open_holds(db, account, JobKind.GENERATION)
+    if not (limits.running_prompts or limits.images_per_day):
+        return
+    running, used = await Ledger.usage(db, account, JobKind.GENERATION, start_of_day(now))
     if limits.running_prompts and running >= limits.running_prompts:
         raise LimitReached(
             text("limits.running_prompts", count=running, limit=limits.running_prompts)
         )
-    if limits.images_per_day:
-        used = await Ledger.units_since(db, JobKind.GENERATION, start_of_day(now), account)
-        if used + images > limits.images_per_day:
-            raise LimitReached(
-                text(
-                    "limits.images_per_day",
-                    count=limits.images_per_day,
-                    used=used,
-                    wanted=images,
-                    resets_in=resets_in(now),
-                )
+    if limits.images_per_day and used + images > limits.images_per_day:
+        raise LimitReached(
+            text(
+                "limits.images_per_day",
+                count=limits.images_per_day,
+                used=used,
+                wanted=images,
+                resets_in=resets_in(now),
             )
+        )
 
 
 async def check_training(
     db: aiosqlite.Connection, limits: Limits, account: str, now: datetime
 ) -> None:
     """Inside the tune's transaction, before its hold: may the account start a training?"""
-    running = await Ledger.open_holds(db, account, JobKind.TUNE)
+    if not (limits.running_trainings or limits.trainings_per_day):
+        return
+    running, started = await Ledger.usage(
+        db, account, JobKind.TUNE, start_of_day(now), everyone=True
+    )
     if limits.running_trainings and running >= limits.running_trainings:
         raise LimitReached(text("limits.running_trainings", count=limits.running_trainings))
-    if limits.trainings_per_day:
-        started = await Ledger.units_since(db, JobKind.TUNE, start_of_day(now))
-        if started >= limits.trainings_per_day:
-            raise LimitReached(
-                text(
-                    "limits.trainings_per_day",
-                    count=limits.trainings_per_day,
-                    resets_in=resets_in(now),
-                )
+    if limits.trainings_per_day and started >= limits.trainings_per_day:
+        raise LimitReached(
+            text(
+                "limits.trainings_per_day",
+                count=limits.trainings_per_day,
+                resets_in=resets_in(now),
             )
+        )
 
 
 def resets_in(now: datetime) -> str:
