@@ -122,13 +122,20 @@ class StarsPayments:
         assert message is not None and message.successful_payment is not None
         assert message.from_user is not None
         payment = message.successful_payment
-        answer = await self._payments.paid(
-            f"{PLATFORM}:{message.from_user.id}",
-            payment.invoice_payload,
-            payment.currency,
-            payment.total_amount,
-            payment.telegram_payment_charge_id,
-        )
+        account = f"{PLATFORM}:{message.from_user.id}"
+        charge = payment.telegram_payment_charge_id
+        try:
+            answer = await self._payments.paid(
+                account, payment.invoice_payload, payment.currency, payment.total_amount, charge
+            )
+        except Exception:  # Telegram sends it once: say what to mend by hand
+            log.exception(
+                "payment telegram:%s of %s (%s) was not credited: /grant it or /refund it",
+                charge,
+                account,
+                payment.invoice_payload,
+            )
+            raise
         await message.reply_text(answer)
 
     async def refund(self, user_id: str, charge_id: str) -> None:
