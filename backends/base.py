@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 SDXL_BASE_TUNE_ID = 666678
@@ -17,6 +18,16 @@ SDXL_BASE_TUNE_ID = 666678
 
 DEFAULT_TOKEN = "ohwx"
 SCHEDULERS = ("euler_a", "euler", "dpm++2m", "dpm++2m_karras", "dpm++sde", "dpm++sde_karras")
+
+
+class JobStatus(StrEnum):
+    """The `status` of a tune or prompt as our worker reports it beside Astria's fields (hosted
+    Astria sends none: there `trained_at`, `images` and `user_error` tell the same)."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
 
 
 class BackendError(Exception):

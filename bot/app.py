@@ -29,6 +29,8 @@ from bot.core.limits import Limits
 from bot.core.payments import Package, Payments
 from bot.core.service import PhotoshootService, ServiceConfig
 from bot.core.store import Store
+from bot.core.texts import languages
+from bot.warmup import warm_up
 from bot.web import WebServer
 
 if TYPE_CHECKING:
@@ -113,11 +115,21 @@ def credits_config(settings: Settings) -> CreditsConfig:
     )
 
 
+def default_language(settings: Settings) -> str:
+    """DEFAULT_LANGUAGE as a catalog the bot has (`pt-BR` -> `pt_BR`); else a ConfigError.
+    Checked here, not in Settings: the catalogs belong to bot.core, above the configuration."""
+    try:
+        return languages.require(settings.default_language)
+    except ValueError as exc:
+        raise ConfigError(f"Bad configuration: DEFAULT_LANGUAGE: {exc}") from None
+
+
 @contextlib.asynccontextmanager
 async def running_core(settings: Settings) -> AsyncIterator[Core]:
     """Everything but the frontends; closes it all in reverse order. With PUBLIC_URL set, the
     HTTP server (callbacks, /healthz, and the Telegram webhook once that frontend starts)
     listens on CALLBACK_PORT."""
+    language = default_language(settings)
     store = await Store.open(settings.database_path, settings.data_dir)
     try:
         async with backend_client(settings) as backend:
@@ -128,7 +140,9 @@ async def running_core(settings: Settings) -> AsyncIterator[Core]:
                 store,
                 backend,
                 TrackerConfig(
-                    poll_interval_s=settings.poll_interval_s, public_url=settings.public_url
+                    poll_interval_s=settings.poll_interval_s,
+                    public_url=settings.public_url,
+                    default_language=language,
                 ),
                 ledger=ledger,
             )
@@ -140,6 +154,7 @@ async def running_core(settings: Settings) -> AsyncIterator[Core]:
                     lora_strength=settings.lora_strength,
                     is_allowed=settings.is_allowed,
                     is_banned=bans.__contains__,
+                    default_language=language,
                 ),
                 Credits(ledger, credits_config(settings)),
             )
@@ -188,6 +203,7 @@ async def serving(core: Core, frontends: Sequence[Frontend]) -> AsyncIterator[Co
             await frontend.start()
             started.append(frontend)
         await core.start_jobs()
+        warm_up()
         # Everything made so far (modules, libraries, the started frontends) lives as long as
         # the process: out of the collector's sight, a full collection no longer walks it. At
         # 300 updates/s those walks took 50-95 ms each, the bot's longest stalls.

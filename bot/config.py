@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     lora_strength: float = Field(
         0.8, ge=0, le=2, description="LoRA strength used when a prompt does not give one."
     )
+    default_language: str = Field(
+        "en",
+        description="The language for users whose own language the bot does not speak (and "
+        "for command lists shown to everyone else): en, ru, es, de or pt_BR.",
+    )
     credits: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Charge credits: `on`, `off` (unlimited), or `auto`: on when the bot is open "

@@ -7,7 +7,7 @@ import io
 import time
 
 import pytest
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, ImageFile
 
 from bot.core.photos import (
     MAX_FILE_BYTES,
@@ -107,6 +107,24 @@ def test_gps_and_other_metadata_are_stripped() -> None:
     assert not image.getexif()
     assert "exif" not in image.info
     assert not image.getexif().get_ifd(ExifTags.IFD.GPSInfo)
+
+
+def test_the_jpeg_is_encoded_into_a_file_descriptor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow releases the GIL only while it encodes into a real file (`fh`); into a BytesIO
+    it holds it for the whole encode, and the bot's event loop stands still meanwhile."""
+    descriptors: list[int | None] = []
+    encode_tile = ImageFile._encode_tile
+
+    def recording(im: Image.Image, fp: object, tile: object, bufsize: int, fh: int | None,
+                  exc: BaseException | None = None) -> None:  # fmt: skip
+        descriptors.append(fh)
+        encode_tile(im, fp, tile, bufsize, fh, exc)  # type: ignore[arg-type]
+
+    data = imagegen.jpeg_bytes(1100, 1024, seed=5)
+    monkeypatch.setattr(ImageFile, "_encode_tile", recording)
+    photo = prepare_photo(data)
+    assert descriptors and all(fh is not None for fh in descriptors)
+    assert decoded(photo).size == (1100, 1024)
 
 
 def test_sha256_is_of_the_original_bytes() -> None:

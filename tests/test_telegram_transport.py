@@ -10,7 +10,7 @@ import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from telegram import Bot
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import NetworkError, TimedOut
 
 from bot.chat.telegram.transport import AiohttpRequest
@@ -68,6 +68,18 @@ async def test_sends_forms_and_uploads_through_the_bot_api() -> None:
     assert (message.params["text"], sent.text) == ("hello", "hello")
     assert upload.files["photo"] == b"\xff\xd8 not really a jpeg"
     assert (upload.params["caption"], photo.caption) == ("c", "c")
+
+
+async def test_forms_we_url_encode_ourselves_arrive_intact() -> None:
+    text = "“Quotes”, & ampersands = signs + plus, ünïcödé and 🔁 emoji\non two lines"
+    keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("✨ #1", callback_data="a:x&y=z")]])
+    with FakeTelegram() as fake:
+        async with bot_on(fake.api_url, AiohttpRequest(4)) as bot:
+            await bot.send_message(-1001234, text, reply_markup=keyboard)
+    [call] = fake.find("sendMessage")
+    assert call.params["text"] == text and call.chat_id == -1001234
+    button = call.params["reply_markup"]["inline_keyboard"][0][0]
+    assert button == {"text": "✨ #1", "callback_data": "a:x&y=z"}
 
 
 @pytest.mark.parametrize("answer", [b"", b"NOT HTTP AT ALL\r\n\r\n"], ids=["hang-up", "junk"])

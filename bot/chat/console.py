@@ -13,6 +13,7 @@ import asyncio
 import getpass
 import glob
 import logging
+import os
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,13 +26,23 @@ from bot.core.errors import UserError
 from bot.core.photos import MAX_FILE_BYTES
 from bot.core.records import ChatTarget, Delivery, GenerationRecord, User
 from bot.core.service import IncomingPhoto
-from bot.core.texts import text
+from bot.core.texts import languages, text
 from bot.core.views import help_text, models_text
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "console"
 PROGRESS_LINE_INTERVAL_S = 5.0
+LOCALE_VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
+"""Where a terminal says its language, in gettext's order (`LANGUAGE` may list several)."""
+
+
+def system_language() -> str | None:
+    """The terminal's language tag (`de_DE.UTF-8`), the console's "platform language"."""
+    for name in LOCALE_VARIABLES:
+        if value := os.environ.get(name, "").split(":")[0]:
+            return value
+    return None
 
 
 class ConsoleNotifier:
@@ -129,6 +140,7 @@ class ConsoleChat:
             "/status": self._status,
             "/cancel": self._cancel,
             "/delete": self._delete,
+            "/language": self._language,
             "/wait": self._wait,
             "/credits": self._credits,
             "/balance": self._credits,
@@ -138,7 +150,9 @@ class ConsoleChat:
 
     async def run(self) -> None:
         self._core.tracker.register_notifier(PLATFORM, self._notifier)
-        self._user = await self._service.user(PLATFORM, getpass.getuser(), getpass.getuser())
+        name = getpass.getuser()
+        self._user = await self._service.user(PLATFORM, name, name, system_language())
+        languages.set_language(self._service.language(self._user))
         await self._core.start_jobs()
         self._notifier.say(text("console.welcome"))
         lines = read_lines_in_background(self._stdin)
@@ -249,6 +263,13 @@ class ConsoleChat:
     async def _cancel(self, _: str) -> None:
         self._notifier.say(await self._service.cancel(self.user))
 
+    async def _language(self, argument: str) -> None:
+        if argument:
+            self._notifier.say(await self._service.choose_language(self.user, argument))
+        else:
+            self._notifier.say(self._service.language_report(self.user))
+        self._user = await self._service.user(PLATFORM, self.user.platform_user_id)
+
     async def _wait(self, _: str) -> None:
         """Console only: block until running jobs finish, so scripts can train then imagine."""
         if self._core.tracker.has_jobs():
@@ -262,4 +283,5 @@ class ConsoleChat:
             return
         self._confirm_delete = False
         self._notifier.say(await self._service.delete_everything(self.user))
-        self._user = await self._service.user(PLATFORM, self.user.platform_user_id)
+        name = self.user.platform_user_id
+        self._user = await self._service.user(PLATFORM, name, name, system_language())

@@ -154,7 +154,7 @@ class Credits:
             text(
                 "credits.prices",
                 training=amount(prices.training),
-                images=set_size,
+                count=set_size,
                 set_price=amount(prices.generation(set_size)),
             ),
         ]

@@ -44,7 +44,7 @@ from bot.core.records import (
     TuneState,
 )
 from bot.core.store import Store, utcnow
-from bot.core.texts import text
+from bot.core.texts import languages, text
 from bot.logs import job_context
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,8 @@ class Notifier(Protocol):
 class TrackerConfig:
     poll_interval_s: float = 10.0
     public_url: str | None = None
+    default_language: str = languages.SOURCE_LANGUAGE
+    """DEFAULT_LANGUAGE, for job news to users whose platform language the bot doesn't speak."""
 
 
 class JobTracker:
@@ -333,6 +335,7 @@ class JobTracker:
         delivery = await self._store.get_delivery(JobKind.TUNE, tune_id)
         if tune is None or delivery is None:
             return
+        await self._speak_to(tune.user_id)
         try:
             if tune.state == TuneState.CREATING:
                 tune = await self._submit_tune(tune)
@@ -414,6 +417,7 @@ class JobTracker:
         return tune
 
     async def _finish_tune(self, tune: TuneRecord, delivery: Delivery) -> None:
+        await self._speak_to(tune.user_id)  # a /language during a long training counts
         model = tune.display_name
         if tune.state == TuneState.TRAINED:
             user = await self._store.get_user(tune.user_id)
@@ -444,6 +448,7 @@ class JobTracker:
         delivery = await self._store.get_delivery(JobKind.GENERATION, generation_id)
         if generation is None or delivery is None:
             return
+        await self._speak_to(generation.user_id)
         try:
             remote: Prompt | None = None
             if generation.state == GenerationState.QUEUED:  # the create's answer: the first poll
@@ -567,6 +572,14 @@ class JobTracker:
 
     # -- chat side ---------------------------------------------------------------------------
 
+    async def _speak_to(self, user_id: int) -> None:
+        """The job's task speaks its owner's language: their /language choice, else their
+        platform's, else the default. Read when the task starts (after a restart too) and
+        again before a training's news, so a /language meanwhile counts."""
+        user = await self._store.get_user(user_id)
+        chosen, platform = (user.language, user.platform_language) if user else (None, None)
+        languages.set_language(languages.pick(chosen, platform, self._config.default_language))
+
     async def _status(self, delivery: Delivery, text: str, *, force: bool = False) -> Delivery:
         """Edit the job's status message when its text changed, at most once per interval;
         returns the delivery as it is now. Only this writes the status fields, and each job
@@ -629,7 +642,7 @@ def prompt_status_text(prompt: Prompt) -> str:
     if prompt.started_training_at is None and not progress:
         return text("generation.queued")
     if isinstance(progress, int | float) and 0 < progress <= 1:
-        return text("generation.progress", percent=round(progress * 100))
+        return text("generation.progress", progress=progress)
     return text("generation.running")
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.core.errors import UserError
+from bot.core.prompt_language import looks_english
 from bot.core.texts import text
 
 LORA_TAG = re.compile(r"<\s*lora\s*:(?P<body>[^<>]*)>", re.IGNORECASE)
@@ -95,6 +96,8 @@ def compose_prompt(
         raise PromptError(text("prompt.empty", token=tune.token, class_name=tune.class_name))
     if len(positive.split()) > LONG_PROMPT_WORDS:
         notes.append(text("prompt.short_is_better", token=tune.token, class_name=tune.class_name))
+    if not looks_english(positive):  # used as typed all the same: only the user knows the intent
+        notes.append(text("prompt.not_english"))
     sent = f"<lora:{tune.backend_id}:{strength:g}> {_with_subject(positive, tune)}"
     negative = _clean_negative(negative, notes)
     return ComposedPrompt(sent, negative, tune.backend_id, strength, tuple(notes), user_text)

@@ -66,6 +66,7 @@ class ActionKind(StrEnum):
     """Make what a plain-text prompt previewed (the argument is the text)."""
     BUY = "buy"
     """Send the invoice of a credit package (the argument is `credits:stars`)."""
+    LANGUAGE = "language"
 
 
 TUNE_UNFINISHED = (TuneState.CREATING, TuneState.TRAINING)
@@ -88,6 +89,10 @@ class User:
     platform_user_id: str
     display_name: str | None
     active_tune_id: int | None
+    language: str | None = None
+    """Chosen with /language; None = follow the platform's language."""
+    platform_language: str | None = None
+    """The language tag the platform last sent for this user (`ru`, `pt-BR`), if any."""
 
     @property
     def key(self) -> str:

@@ -110,7 +110,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX generations_unfinished ON generations (id)
         WHERE state IN ('queued', 'submitted');
     """,
-    # 4: credits (bot/core/ledger.py). An append-only ledger keyed by the chat account
+    # 4: languages. `language` is the user's own choice (/language; NULL = follow the
+    # platform), `platform_language` the tag their platform last sent (Telegram's
+    # language_code, Discord's locale), kept for messages sent outside an update (job news,
+    # Discord DMs, which carry no locale).
+    """
+    ALTER TABLE users ADD COLUMN language TEXT;
+    ALTER TABLE users ADD COLUMN platform_language TEXT;
+    """,
+    # 5: credits (bot/core/ledger.py). An append-only ledger keyed by the chat account
     # (`telegram:42`, so it outlives /delete); `balances` is its running sum, kept by a trigger
     # and never below zero (CHECK), so no write of any process can overdraw an account. A hold
     # is settled at most once (captured or released), a payment is credited and refunded at

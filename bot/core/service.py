@@ -38,12 +38,14 @@ from bot.core.records import (
     User,
 )
 from bot.core.store import Store
-from bot.core.texts import text
+from bot.core.texts import languages, text
 
 log = logging.getLogger(__name__)
 
 CLASS_NAMES = ("man", "woman", "boy", "girl", "person", "child", "baby", "dog", "cat", "couple")
 MAX_LABEL_CHARS = 40
+AUTOMATIC_LANGUAGE = ("auto", "automatic")
+"""What `/language` takes (beside a language) to follow the platform's language again."""
 
 
 def _everyone(user_key: str) -> bool:
@@ -64,6 +66,8 @@ class ServiceConfig:
     """Who may use the bot, by `platform:id` (the wiring passes `Settings.is_allowed`)."""
     is_banned: Callable[[str], bool] = _nobody
     """Who an admin banned, by `platform:id` (bot.core.admin.Bans)."""
+    default_language: str = languages.SOURCE_LANGUAGE
+    """DEFAULT_LANGUAGE: for users whose platform language the bot does not speak."""
 
 
 @dataclass(frozen=True)
@@ -161,15 +165,48 @@ class PhotoshootService:
         """Who is charged what (bot.core.credits); off unless the wiring turns it on."""
         self._user_locks: dict[int, asyncio.Lock] = {}
 
-    async def user(self, platform: str, platform_user_id: str, name: str | None = None) -> User:
+    async def user(
+        self,
+        platform: str,
+        platform_user_id: str,
+        name: str | None = None,
+        language: str | None = None,
+    ) -> User:
         """The user behind a chat account; refuses accounts that ALLOWED_IDS leaves out, and
-        banned ones."""
+        banned ones.
+
+        `language` is the tag the platform sent with this update (None: it sent none); it is
+        kept, so news sent later (a finished training) speaks the same language."""
         key = f"{platform}:{platform_user_id}"
         if not self._config.is_allowed(key):
             raise UserError(text("access.private"))
         if self._config.is_banned(key):
             raise UserError(text("access.banned"))
-        return await self.store.get_or_create_user(platform, platform_user_id, name)
+        return await self.store.get_or_create_user(platform, platform_user_id, name, language)
+
+    @property
+    def default_language(self) -> str:
+        """DEFAULT_LANGUAGE, as a language the bot speaks."""
+        return self._config.default_language
+
+    def language(self, user: User) -> str:
+        """The language to speak with `user`: chosen, else the platform's, else the default."""
+        return languages.pick(user.language, user.platform_language, self._config.default_language)
+
+    async def speak_to(
+        self, platform: str, platform_user_id: str, language: str | None = None
+    ) -> None:
+        """Speak the language of an update's sender for the rest of that update (its asyncio
+        task): their /language choice, else the `language` their platform sent with it, else
+        the one it sent last, else the default. Nothing is created for a stranger (a group
+        member who never used the bot); a known user's new platform language is kept, so
+        news sent later (a finished training) speaks it."""
+        user = await self.store.find_user(platform, platform_user_id)
+        if user is not None and language not in (None, user.platform_language):
+            user = await self.store.get_or_create_user(platform, platform_user_id, None, language)
+        chosen, stored = (user.language, user.platform_language) if user else (None, None)
+        default = self._config.default_language
+        languages.set_language(languages.pick(chosen, language or stored, default))
 
     async def user_by_id(self, user_id: int) -> User | None:
         """A user as stored (frontends that deliver to them need their chat account)."""
@@ -217,13 +254,45 @@ class PhotoshootService:
     async def pending_photo_count(self, user: User) -> int:
         return len(await self.store.pending_photos(user.id))
 
+    # -- languages ---------------------------------------------------------------------------
+
+    def language_report(self, user: User) -> str:
+        """`/language` with no choice: what is spoken now, why, and how to change it."""
+        if languages.match(user.language):
+            reason = "language.reason.chosen"
+        elif languages.match(user.platform_language):
+            reason = "language.reason.platform"
+        else:
+            reason = "language.reason.default"
+        current = text(
+            "language.current", language=languages.name(self.language(user)), reason=text(reason)
+        )
+        usage = text("language.usage", codes=", ".join(languages.languages()))
+        return f"{current}\n{usage}"
+
+    async def choose_language(self, user: User, wanted: str) -> str:
+        """`/language <code or name>`, or `auto`: stored, and spoken from this answer on."""
+        wanted = wanted.strip()
+        if wanted.lower() in AUTOMATIC_LANGUAGE:
+            chosen = None
+        else:
+            chosen = languages.match(wanted) or _language_by_name(wanted)
+            if chosen is None:
+                spoken = ", ".join(languages.name(code) for code in languages.languages())
+                raise UserError(text("language.unknown", wanted=wanted, languages=spoken))
+        await self.store.set_language(user.id, chosen)
+        user = await self.store.get_user(user.id) or user
+        languages.set_language(self.language(user))
+        key = "language.now" if chosen else "language.now_automatic"
+        return text(key, language=languages.name(self.language(user)))
+
     # -- training ----------------------------------------------------------------------------
 
     async def start_training(
         self, user: User, class_name: str, target: ChatTarget, label: str | None = None
     ) -> TuneRecord:
         """Turn the pending photos into a tune; the tracker uploads it and reports progress."""
-        class_name = class_name.strip().lower()
+        class_name = _class_word(class_name.strip().lower())
         if not class_name:
             raise UserError(text("train.no_class", classes=", ".join(CLASS_NAMES)))
         if not class_name.isalpha() or len(class_name) > 20:
@@ -430,7 +499,7 @@ class PhotoshootService:
                     log.warning("deleting %s %s on the backend failed: %s", kind, job_id, exc)
             if failures:
                 await self._tracker.start()  # resume what was stopped above
-                raise UserError(text("delete.kept", failures=failures))
+                raise UserError(text("delete.kept", count=failures))
             photos = await self.store.user_photos(user.id)
             await self.store.delete_user_data(user.id, also=self.credits.releasing_all(user))
             self._remove_files([photo.path for photo in photos])
@@ -507,6 +576,21 @@ class PhotoshootService:
         if not all(path.exists() for path in paths):
             raise UserError(text("images.deleted"))
         return paths
+
+
+def _class_word(typed: str) -> str:
+    """The English class word SDXL knows for what was typed: the word itself, or a class's
+    name in the user's language (`/train мужчина` trains a "man")."""
+    return next((name for name in CLASS_NAMES if typed == text(f"class.{name}").lower()), typed)
+
+
+def _language_by_name(wanted: str) -> str | None:
+    """A language given by its own name ("Deutsch"), as `/language` lists them."""
+    wanted = wanted.casefold()
+    return next(
+        (code for code in languages.languages() if languages.name(code).casefold() == wanted),
+        None,
+    )
 
 
 def _image_seed(generation: GenerationRecord, index: int) -> int:

@@ -145,30 +145,49 @@ class Store:
     # -- users -------------------------------------------------------------------------------
 
     async def get_or_create_user(
-        self, platform: str, platform_user_id: str, display_name: str | None = None
+        self,
+        platform: str,
+        platform_user_id: str,
+        display_name: str | None = None,
+        platform_language: str | None = None,
     ) -> User:
-        """Every update asks this: from memory mostly, a write only for a new user or name."""
-        user = self._users.get((platform, platform_user_id))
-        if user is None:
-            user = await self._find_user(platform, platform_user_id)
-        if user is not None and display_name in (None, user.display_name):
-            self._users[(platform, platform_user_id)] = user
-            self._user_keys[user.id] = (platform, platform_user_id)
+        """Every update asks this: from memory mostly, a write only for a new user, or a new
+        name or platform language (None for either: unknown, keep what is stored)."""
+        user = await self.find_user(platform, platform_user_id)
+        if (
+            user is not None
+            and display_name in (None, user.display_name)
+            and platform_language in (None, user.platform_language)
+        ):
             return user
         try:
             async with self._transaction() as db:
                 row = await _returned(
                     db,
-                    "INSERT INTO users (platform, platform_user_id, display_name, created_at)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT (platform, platform_user_id)"
-                    " DO UPDATE SET display_name = COALESCE(excluded.display_name, display_name)"
+                    "INSERT INTO users (platform, platform_user_id, display_name,"
+                    " platform_language, created_at) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (platform, platform_user_id) DO UPDATE SET"
+                    " display_name = COALESCE(excluded.display_name, display_name),"
+                    " platform_language = COALESCE(excluded.platform_language, platform_language)"
                     " RETURNING *",
-                    (platform, platform_user_id, display_name, _iso(utcnow())),
+                    (platform, platform_user_id, display_name, platform_language, _iso(utcnow())),
                 )
         finally:
             self._forget_user((platform, platform_user_id))
         written: User = _USER.convert(row, User)
         return written
+
+    async def find_user(self, platform: str, platform_user_id: str) -> User | None:
+        """The user of a chat account, or None: nothing is created (admin look-ups, the
+        language of an update). From memory mostly."""
+        key = (platform, platform_user_id)
+        user = self._users.get(key)
+        if user is None:
+            user = await self._find_user(platform, platform_user_id)
+        if user is not None:
+            self._users[key] = user
+            self._user_keys[user.id] = key
+        return user
 
     async def _find_user(self, platform: str, platform_user_id: str) -> User | None:
         return await self._one(
@@ -181,15 +200,18 @@ class Store:
     async def get_user(self, user_id: int) -> User | None:
         return await self._one("SELECT * FROM users WHERE id = ?", (user_id,), _USER, User)
 
-    async def find_user(self, platform: str, platform_user_id: str) -> User | None:
-        """A user by chat account, without creating one (admin look-ups)."""
-        return await self._find_user(platform, platform_user_id)
-
     async def set_active_tune(self, user_id: int, tune_id: int | None) -> None:
         try:
             await self._write(
                 "UPDATE users SET active_tune_id = ? WHERE id = ?", (tune_id, user_id)
             )
+        finally:
+            self._forget_user(self._user_keys.get(user_id))
+
+    async def set_language(self, user_id: int, language: str | None) -> None:
+        """The user's own language choice (None: follow the platform's again)."""
+        try:
+            await self._write("UPDATE users SET language = ? WHERE id = ?", (language, user_id))
         finally:
             self._forget_user(self._user_keys.get(user_id))
 

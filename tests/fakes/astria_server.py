@@ -264,6 +264,13 @@ class FakeAstria:
         """Prompts created from now on end with this `user_error` and no images (None = succeed)."""
         self._prompt_error = user_error
 
+    def drop_unfinished_prompts(self) -> None:
+        """Forget every prompt still queued, as if never created: a benchmark starts each of
+        its measurements from the same state instead of one that grows run after run."""
+        with self._lock:
+            for prompt_id in [p["id"] for p in self.prompts.values() if not p["trained_at"]]:
+                self._drop_prompt(prompt_id)
+
     def find_requests(self, method: str, path_prefix: str = "/") -> list[RecordedRequest]:
         with self._lock:
             return [

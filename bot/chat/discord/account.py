@@ -13,8 +13,9 @@ from bot.chat.base import Core
 from bot.chat.discord.commands import SlashCommands
 from bot.chat.discord.entitlements import Entitlements
 from bot.chat.discord.replies import PLATFORM, Interaction, reply, reporting
+from bot.chat.discord.translator import command_name, command_text
 from bot.core.errors import UserError
-from bot.core.texts import text
+from bot.core.texts import languages, text
 
 MAX_ADMIN_CHARS = 500
 
@@ -31,17 +32,28 @@ class AccountCommands:
         self._has_admins = any(key.startswith(f"{PLATFORM}:") for key in core.settings.admin_ids)
 
     def register(self, tree: app_commands.CommandTree[Any]) -> None:
+        """The commands, localised like the others (see bot/chat/discord/translator.py)."""
+        with languages.use_language(self._service.default_language):
+            self._register(tree)
+
+    def _register(self, tree: app_commands.CommandTree[Any]) -> None:
         contexts = app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
         installs = app_commands.allowed_installs(guilds=True, users=False)
         if self._charging:
 
-            @tree.command(name="credits", description=text("discord.command.credits"))
+            @tree.command(
+                name=command_name("discord.name.credits"),
+                description=command_text("discord.command.credits"),
+            )
             @contexts
             @installs
             async def credits(interaction: Interaction) -> None:
                 await reporting(interaction, self.credits(interaction))
 
-            @tree.command(name="buy", description=text("discord.command.buy"))
+            @tree.command(
+                name=command_name("discord.name.buy"),
+                description=command_text("discord.command.buy"),
+            )
             @contexts
             @installs
             async def buy(interaction: Interaction) -> None:
@@ -49,8 +61,12 @@ class AccountCommands:
 
         if self._has_admins:
 
-            @tree.command(name="admin", description=text("discord.command.admin"))
-            @app_commands.describe(command=text("discord.command.admin.command"))
+            @tree.command(
+                name=command_name("discord.name.admin"),
+                description=command_text("discord.command.admin"),
+            )
+            @app_commands.rename(command=command_name("discord.option.command"))
+            @app_commands.describe(command=command_text("discord.command.admin.command"))
             @app_commands.allowed_contexts(guilds=False, dms=True, private_channels=False)
             @installs
             async def admin(
@@ -60,12 +76,12 @@ class AccountCommands:
 
     async def credits(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        user = await self._commands.user(interaction.user)
+        user = await self._commands.user(interaction)
         await reply(interaction, await self._service.account(user))
 
     async def buy(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        user = await self._commands.user(interaction.user)
+        user = await self._commands.user(interaction)
         if not self._service.credits.metered(user):
             raise UserError(text("buy.not_needed"))
         if not self._entitlements.on_sale:
@@ -74,7 +90,7 @@ class AccountCommands:
 
     async def admin(self, interaction: Interaction, line: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        user = await self._commands.user(interaction.user)
+        user = await self._commands.user(interaction)
         command, _, argument = line.strip().lstrip("/").partition(" ")
         private = interaction.guild_id is None
         await reply(interaction, await self._admin.run(user, command, argument, private=private))

@@ -8,6 +8,7 @@ where it was asked; its deferred response becomes the job's status message.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -20,18 +21,18 @@ from bot.chat.discord.buttons import ButtonSpec, action_view
 from bot.chat.discord.intake import PhotoIntake
 from bot.chat.discord.notifier import DiscordNotifier
 from bot.chat.discord.replies import PLATFORM, Interaction, chat_target, reply, reporting
+from bot.chat.discord.translator import command_name, command_text
 from bot.core.errors import UserError
 from bot.core.photos import MIN_PHOTOS
 from bot.core.records import ActionKind, ChatTarget, JobKind, TuneRecord, TuneState, User
-from bot.core.service import CLASS_NAMES
-from bot.core.texts import text
+from bot.core.service import AUTOMATIC_LANGUAGE, CLASS_NAMES
+from bot.core.texts import languages, text
 from bot.core.views import help_text, models_text
 
 log = logging.getLogger(__name__)
 
 Photo = discord.Attachment | None
 MAX_PROMPT_CHARS = 1000
-CLASS_CHOICES = [app_commands.Choice(name=name, value=name) for name in CLASS_NAMES]
 
 
 def _started_text(tune: TuneRecord) -> str:
@@ -47,28 +48,63 @@ class SlashCommands:
         self._notifier = notifier
         self._intake = intake
 
-    async def user(self, account: discord.abc.User) -> User:
-        return await self._service.user(PLATFORM, str(account.id), account.display_name)
+    async def user(self, interaction: Interaction) -> User:
+        """The user who interacts (their Discord locale kept, for news sent later)."""
+        account, locale = interaction.user, interaction.locale.value
+        return await self._service.user(PLATFORM, str(account.id), account.display_name, locale)
+
+    async def speak(self, interaction: Interaction) -> None:
+        """Answer the interaction in its user's language (Discord's `locale`, unless they chose
+        one with /language). An interaction is always meant for the bot, so its user is
+        recorded with the locale: messages dropped into the DM later carry none."""
+        with contextlib.suppress(UserError):  # ALLOWED_IDS: the handler itself refuses
+            await self.user(interaction)
+        account = interaction.user
+        await self._service.speak_to(PLATFORM, str(account.id), interaction.locale.value)
 
     def register(self, tree: app_commands.CommandTree[Any]) -> None:
+        """The commands, with their descriptions' base in DEFAULT_LANGUAGE (see translator)."""
+        with languages.use_language(self._service.default_language):
+            self._register(tree)
+
+    def _register(self, tree: app_commands.CommandTree[Any]) -> None:
         """The commands as closures: discord.py reads their options from the signatures."""
         contexts = app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
         installs = app_commands.allowed_installs(guilds=True, users=False)
+        class_choices = [
+            app_commands.Choice(name=command_text(f"class.{name}"), value=name)
+            for name in CLASS_NAMES
+        ]
+        language_choices = [
+            app_commands.Choice(name=languages.name(code), value=code)
+            for code in languages.languages()
+        ]
+        automatic = command_text("button.language_automatic")
+        language_choices.append(app_commands.Choice(name=automatic, value=AUTOMATIC_LANGUAGE[0]))
 
-        @tree.command(name="help", description=text("discord.command.help"))
+        @tree.command(
+            name=command_name("discord.name.help"),
+            description=command_text("discord.command.help"),
+        )
         @contexts
         @installs
         async def help_(interaction: Interaction) -> None:
             await reply(interaction, help_text(text("discord.photo_hint")))
 
-        @tree.command(name="train", description=text("discord.command.train"))
-        @app_commands.rename(class_name="class")
-        @app_commands.describe(
-            class_name=text("discord.command.train.class"),
-            name=text("discord.command.train.name"),
-            photo1=text("discord.command.train.photo"),
+        @tree.command(
+            name=command_name("discord.name.train"),
+            description=command_text("discord.command.train"),
         )
-        @app_commands.choices(class_name=CLASS_CHOICES)
+        @app_commands.rename(
+            class_name=command_name("discord.option.class"),
+            name=command_name("discord.option.name"),
+        )
+        @app_commands.describe(
+            class_name=command_text("discord.command.train.class"),
+            name=command_text("discord.command.train.name"),
+            photo1=command_text("discord.command.train.photo"),
+        )
+        @app_commands.choices(class_name=class_choices)
         @contexts
         @installs
         async def train(
@@ -90,8 +126,12 @@ class SlashCommands:
             attachments = [photo for photo in (*photos, photo10) if photo is not None]
             await reporting(interaction, self.train(interaction, class_name, name, attachments))
 
-        @tree.command(name="imagine", description=text("discord.command.imagine"))
-        @app_commands.describe(prompt=text("discord.command.imagine.prompt"))
+        @tree.command(
+            name=command_name("discord.name.imagine"),
+            description=command_text("discord.command.imagine"),
+        )
+        @app_commands.rename(prompt=command_name("discord.option.prompt"))
+        @app_commands.describe(prompt=command_text("discord.command.imagine.prompt"))
         @contexts
         @installs
         async def imagine(
@@ -99,29 +139,53 @@ class SlashCommands:
         ) -> None:
             await reporting(interaction, self.imagine(interaction, prompt))
 
-        @tree.command(name="models", description=text("discord.command.models"))
+        @tree.command(
+            name=command_name("discord.name.models"),
+            description=command_text("discord.command.models"),
+        )
         @contexts
         @installs
         async def models(interaction: Interaction) -> None:
             await reporting(interaction, self.models(interaction))
 
-        @tree.command(name="status", description=text("discord.command.status"))
+        @tree.command(
+            name=command_name("discord.name.status"),
+            description=command_text("discord.command.status"),
+        )
         @contexts
         @installs
         async def status(interaction: Interaction) -> None:
             await reporting(interaction, self.status(interaction))
 
-        @tree.command(name="cancel", description=text("discord.command.cancel"))
+        @tree.command(
+            name=command_name("discord.name.cancel"),
+            description=command_text("discord.command.cancel"),
+        )
         @contexts
         @installs
         async def cancel(interaction: Interaction) -> None:
             await reporting(interaction, self.cancel(interaction))
 
-        @tree.command(name="delete", description=text("discord.command.delete"))
+        @tree.command(
+            name=command_name("discord.name.delete"),
+            description=command_text("discord.command.delete"),
+        )
         @contexts
         @installs
         async def delete(interaction: Interaction) -> None:
             await reporting(interaction, self.delete(interaction))
+
+        @tree.command(
+            name=command_name("discord.name.language"),
+            description=command_text("discord.command.language"),
+        )
+        @app_commands.rename(language=command_name("discord.option.language"))
+        @app_commands.describe(language=command_text("discord.command.language.language"))
+        @app_commands.choices(language=language_choices)
+        @contexts
+        @installs
+        async def language(interaction: Interaction, language: str | None = None) -> None:
+            await reporting(interaction, self.language(interaction, language))
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -133,7 +197,7 @@ class SlashCommands:
         attachments: Sequence[discord.Attachment],
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)  # before downloading
-        user = await self.user(interaction.user)
+        user = await self.user(interaction)
         summary = ""
         if attachments:
             summary = (await self._intake.add(user, attachments)).summary() + "\n"
@@ -165,7 +229,7 @@ class SlashCommands:
 
     async def imagine(self, interaction: Interaction, prompt: str) -> None:
         response = await interaction.response.defer(thinking=True)  # public: results are shown
-        user = await self.user(interaction.user)
+        user = await self.user(interaction)
         target = chat_target(interaction, reply_to=response.message_id if response else None)
         started = await self._service.generate(user, prompt, target)
         asked = text("discord.asked", prompt=started.generation.prompt_typed)
@@ -174,7 +238,7 @@ class SlashCommands:
 
     async def models(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        user = await self.user(interaction.user)
+        user = await self.user(interaction)
         tunes = await self._service.list_models(user)
         choices = [
             ButtonSpec(
@@ -190,28 +254,40 @@ class SlashCommands:
 
     async def status(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        report = await self._service.status(await self.user(interaction.user))
+        report = await self._service.status(await self.user(interaction))
         await reply(interaction, report.text)
 
     async def cancel(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        user = await self.user(interaction.user)
+        user = await self.user(interaction)
         self._intake.disarm(user)
         await reply(interaction, await self._service.cancel(user))
 
     async def delete(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        user = await self.user(interaction.user)
+        user = await self.user(interaction)
         confirm = ButtonSpec(
             text("button.delete_everything"), ActionKind.DELETE, style=discord.ButtonStyle.danger
         )
         view = await action_view(self._service, user.id, [confirm])
         await reply(interaction, text("delete.question"), view=view)
 
+    async def language(self, interaction: Interaction, wanted: str | None) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        user = await self.user(interaction)
+        if wanted:
+            await reply(interaction, await self._service.choose_language(user, wanted))
+        else:
+            await reply(interaction, self._service.language_report(user))
+
     # -- photos dropped into the DM ------------------------------------------------------------
 
     async def photos_dropped(self, message: discord.Message) -> None:
-        """Files in a DM join the pending set; an armed /train starts once there are enough."""
+        """Files in a DM join the pending set; an armed /train starts once there are enough.
+
+        A message carries no locale: the user's language is the one stored (their choice, or
+        the locale of their last interaction)."""
+        await self._service.speak_to(PLATFORM, str(message.author.id))
         try:
             answer = await self._photos_dropped(message)
         except UserError as exc:
@@ -222,7 +298,8 @@ class SlashCommands:
         await message.reply(answer, mention_author=False)
 
     async def _photos_dropped(self, message: discord.Message) -> str:
-        user = await self.user(message.author)
+        author = message.author
+        user = await self._service.user(PLATFORM, str(author.id), author.display_name)
         summary = (await self._intake.add(user, message.attachments)).summary()
         armed = self._intake.armed(user)
         if armed is None or await self._service.pending_photo_count(user) < MIN_PHOTOS:

@@ -30,6 +30,7 @@ class Entitlements:
 
     def __init__(self, core: Core, client: discord.Client) -> None:
         self._payments = core.payments
+        self._service = core.service
         self._client = client
 
     @property
@@ -73,6 +74,8 @@ class Entitlements:
         return view
 
     async def _thank(self, user_id: int, credited: Credited) -> None:
+        """A DM in the buyer's language (a gateway event carries no locale: the stored one)."""
+        await self._service.speak_to(PLATFORM, str(user_id))
         try:
             channel = await self._client.create_dm(discord.Object(user_id))
             await channel.send(

@@ -46,7 +46,7 @@ class ButtonPresses:
         await reporting(interaction, self._pressed(interaction, token))
 
     async def _pressed(self, interaction: Interaction, token: str) -> None:
-        user = await self._commands.user(interaction.user)
+        user = await self._commands.user(interaction)
         action = await self._service.own_action(user, token)  # refusals are not deferred yet
         if action.kind in self._jobs:
             await self._start_job(interaction, user, action)

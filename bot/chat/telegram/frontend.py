@@ -30,7 +30,7 @@ from bot.chat.telegram.processor import PerChatUpdateProcessor
 from bot.chat.telegram.transport import AiohttpRequest
 from bot.chat.telegram.webhook import WEBHOOK_PATH, webhook_route, webhook_secret
 from bot.config import ConfigError
-from bot.core.texts import text
+from bot.core.texts import languages, text
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,14 @@ PRIVATE_COMMANDS = {
     "delete": "command.delete",
     "credits": "command.credits",
     "buy": "command.buy",
+    "language": "command.language",
     "help": "command.help",
 }
 GROUP_COMMANDS = {
     "imagine": "command.imagine",
     "train": "command.train_in_group",
     "status": "command.status",
+    "language": "command.language",
     "help": "command.help",
 }
 """The command menus Telegram shows: each command and the text key of its description."""
@@ -63,7 +65,19 @@ PAID_ONLY = ("credits", "buy")
 
 
 def command_menu(commands: dict[str, str]) -> list[BotCommand]:
+    """The menu in the current language."""
     return [BotCommand(name, text(key)) for name, key in commands.items()]
+
+
+def menu_languages(default: str) -> dict[str | None, str]:
+    """Telegram's `language_code` of each menu (None: everyone else) -> our language.
+
+    Telegram takes two-letter codes only, so `pt_BR` serves every `pt` user; where two of our
+    languages share a code, the first keeps it."""
+    menus: dict[str | None, str] = {None: default}
+    for code in languages.languages():
+        menus.setdefault(code.split("_")[0], code)
+    return menus
 
 
 class TelegramFrontend:
@@ -117,17 +131,7 @@ class TelegramFrontend:
         application = self.application
         await application.initialize()
         self._core.tracker.register_notifier(PLATFORM, self.notifier)
-        private = {
-            name: key
-            for name, key in PRIVATE_COMMANDS.items()
-            if self._core.settings.credits_enabled or name not in PAID_ONLY
-        }
-        await application.bot.set_my_commands(
-            command_menu(private), BotCommandScopeAllPrivateChats()
-        )
-        await application.bot.set_my_commands(
-            command_menu(GROUP_COMMANDS), BotCommandScopeAllGroupChats()
-        )
+        await self._set_command_menus()
         await application.start()
         if self._webhook is not None:
             self._core.web.add_route(self._webhook)
@@ -142,6 +146,25 @@ class TelegramFrontend:
                 poll_interval=0, timeout=LONG_POLL_TIMEOUT_S, allowed_updates=ALLOWED_UPDATES
             )
             log.info("Telegram: receiving updates by long polling as @%s", application.bot.username)
+
+    async def _set_command_menus(self) -> None:
+        """The command menus in every language we speak, and in the default for the rest;
+        /credits and /buy only when the bot charges credits."""
+        bot = self.application.bot
+        private = {
+            name: key
+            for name, key in PRIVATE_COMMANDS.items()
+            if self._core.settings.credits_enabled or name not in PAID_ONLY
+        }
+        menus = (
+            (private, BotCommandScopeAllPrivateChats()),
+            (GROUP_COMMANDS, BotCommandScopeAllGroupChats()),
+        )
+        for telegram_code, language in menu_languages(self._core.service.default_language).items():
+            for commands, scope in menus:
+                with languages.use_language(language):
+                    menu = command_menu(commands)
+                await bot.set_my_commands(menu, scope, language_code=telegram_code)
 
     async def stop(self) -> None:
         application = self.application

@@ -20,6 +20,7 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
@@ -29,6 +30,7 @@ from bot.chat.telegram.render import (
     CALLBACK_PREFIX,
     class_keyboard,
     confirm_keyboard,
+    language_keyboard,
     link_keyboard,
     models_keyboard,
     reply_to,
@@ -88,6 +90,7 @@ class TelegramHandlers:
             ActionKind.MODEL: self._model_button,
             ActionKind.DELETE: self._delete_button,
             ActionKind.IMAGINE: self._imagine_button,
+            ActionKind.LANGUAGE: self._language_button,
             **(more_buttons or {}),
         }
 
@@ -104,8 +107,12 @@ class TelegramHandlers:
             "delete": self.delete,
             "credits": self.credits,
             "balance": self.credits,
+            "language": self.language,
             **self._more_commands,
         }
+        # Group -1 runs first, in the update's own task, for every update: the language is
+        # set before any handler (or the error handler) says a word.
+        application.add_handler(TypeHandler(Update, self.speak), group=-1)
         for name, callback in commands.items():
             application.add_handler(CommandHandler(name, callback))
         photos = filters.PHOTO | filters.Document.ALL
@@ -117,10 +124,19 @@ class TelegramHandlers:
         application.add_handler(CallbackQueryHandler(self.button, pattern=f"^{CALLBACK_PREFIX}"))
         application.add_error_handler(self.error)
 
+    async def speak(self, update: Update, context: Context) -> None:
+        """Answer this update in its sender's language (Telegram's `language_code`, unless
+        they chose one with /language)."""
+        account = update.effective_user
+        if account is not None:
+            await self._service.speak_to(PLATFORM, str(account.id), account.language_code)
+
     async def _user(self, update: Update) -> User:
         account = update.effective_user
         assert account is not None, "handled updates always have a sender"
-        return await self._service.user(PLATFORM, str(account.id), account.full_name)
+        return await self._service.user(
+            PLATFORM, str(account.id), account.full_name, account.language_code
+        )
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -206,6 +222,17 @@ class TelegramHandlers:
         )
         await _message(update).reply_text(text("delete.question"), reply_markup=keyboard)
 
+    async def language(self, update: Update, context: Context) -> None:
+        """`/language de` switches; `/language` alone says which and offers buttons."""
+        message = _message(update)
+        user = await self._user(update)
+        wanted = command_argument(message.text)
+        if wanted:
+            await message.reply_text(await self._service.choose_language(user, wanted))
+            return
+        keyboard = await language_keyboard(self._service, user.id)
+        await message.reply_text(self._service.language_report(user), reply_markup=keyboard)
+
     async def unknown(self, update: Update, context: Context) -> None:
         await _message(update).reply_text(text("telegram.unknown_command"))
 
@@ -288,6 +315,13 @@ class TelegramHandlers:
     ) -> str:
         await query.edit_message_text(await self._service.delete_everything(user))
         return text("button.deleted")
+
+    async def _language_button(
+        self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
+    ) -> str:
+        answer = await self._service.choose_language(user, action.argument or "auto")
+        await query.edit_message_text(answer)
+        return answer
 
     # -- errors ------------------------------------------------------------------------------
 

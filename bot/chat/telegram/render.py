@@ -23,8 +23,8 @@ from telegram import (
 from telegram.constants import FileSizeLimit, MediaGroupLimit, MessageLimit
 
 from bot.core.records import ActionKind, GenerationRecord, TuneRecord, TuneState
-from bot.core.service import CLASS_NAMES, PhotoshootService
-from bot.core.texts import text
+from bot.core.service import AUTOMATIC_LANGUAGE, CLASS_NAMES, PhotoshootService
+from bot.core.texts import languages, text
 
 CALLBACK_PREFIX = "a:"
 PHOTO_UPLOAD_LIMIT = FileSizeLimit.PHOTOSIZE_UPLOAD
@@ -82,10 +82,28 @@ async def result_keyboard(
 async def class_keyboard(service: PhotoshootService, user_id: int) -> InlineKeyboardMarkup:
     """/train without a class word: one button per class."""
     buttons = [
-        await _button(service, user_id, name, ActionKind.TRAIN, argument=name)
+        await _button(service, user_id, text(f"class.{name}"), ActionKind.TRAIN, argument=name)
         for name in CLASS_NAMES
     ]
     return InlineKeyboardMarkup([buttons[i : i + 5] for i in range(0, len(buttons), 5)])
+
+
+async def language_keyboard(service: PhotoshootService, user_id: int) -> InlineKeyboardMarkup:
+    """/language: one button per language (named in itself), then "automatic"."""
+    buttons = [
+        await _button(service, user_id, languages.name(code), ActionKind.LANGUAGE, argument=code)
+        for code in languages.languages()
+    ]
+    automatic = await _button(
+        service,
+        user_id,
+        text("button.language_automatic"),
+        ActionKind.LANGUAGE,
+        argument=AUTOMATIC_LANGUAGE[0],
+    )
+    return InlineKeyboardMarkup(
+        [*(buttons[i : i + 3] for i in range(0, len(buttons), 3)), [automatic]]
+    )
 
 
 async def models_keyboard(

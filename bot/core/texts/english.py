@@ -24,8 +24,8 @@ MESSAGES: Catalog = {
         "3. /imagine astronaut on the moon makes pictures of you.\n\n"
         "More: /models lists your models (and picks the active one), /status shows what is "
         "running, /cancel stops running jobs or drops photos not yet trained, /delete removes "
-        "everything of yours, here and on the image service. /credits shows your balance and "
-        "what things cost.\n"
+        "everything of yours, here and on the image service, /language changes the language "
+        "I speak with you. /credits shows your balance and what things cost.\n"
         "Tip: short prompts work best. Add --no <things> to keep things out of the picture."
     ),
     "command.imagine": "make pictures of you: /imagine astronaut on the moon",
@@ -38,11 +38,12 @@ MESSAGES: Catalog = {
     "command.help": "how this works",
     "command.credits": "your balance, the prices and your last movements",
     "command.buy": "buy credits",
+    "command.language": "choose the language I speak with you",
     # -- photos -----------------------------------------------------------------------------
     "photo.subject": "This photo",
     "photo.subject_named": "“{filename}”",
     "photo.file_too_large": (
-        "{subject} is {megabytes:.0f} MB; the limit is 20 MB. Export it smaller and send it again."
+        "{subject} is {megabytes:.0n} MB; the limit is 20 MB. Export it smaller and send it again."
     ),
     "photo.corrupt": (
         "{subject} is damaged or incomplete (maybe the upload was cut off). Please send it again."
@@ -93,16 +94,24 @@ MESSAGES: Catalog = {
         one="{count} too small (send it as a file to keep full size)",
         other="{count} too small (send those as files to keep full size)",
     ),
-    "photos.refused.not_an_image": "{count} not a readable image (send JPEG or PNG)",
+    "photos.refused.not_an_image": Plural(
+        one="{count} not a readable image (send JPEG or PNG)",
+        other="{count} not readable images (send JPEG or PNG)",
+    ),
     "photos.refused.corrupt": Plural(
         one="{count} damaged or cut off (send it again)", other="{count} damaged or cut off"
     ),
-    "photos.refused.file_too_large": "{count} over 20 MB",
-    "photos.refused.too_many_pixels": "{count} over {megapixels} megapixels",
+    "photos.refused.file_too_large": Plural(one="{count} over 20 MB", other="{count} over 20 MB"),
+    "photos.refused.too_many_pixels": Plural(
+        one="{count} over {megapixels} megapixels", other="{count} over {megapixels} megapixels"
+    ),
     "photos.refused.duplicate": Plural(
         one="{count} duplicate skipped", other="{count} duplicates skipped"
     ),
-    "photos.refused.over_cap": "{count} over the {max_photos}-photo limit",
+    "photos.refused.over_cap": Plural(
+        one="{count} over the {max_photos}-photo limit",
+        other="{count} over the {max_photos}-photo limit",
+    ),
     "photos.send_more": ("Send {missing} more (at least {min_photos}), then /train <class>."),
     "photos.set_full": "Your set is full: /train <class> now (e.g. /train woman).",
     "photos.ready": ("Ready: /train <class> (e.g. /train man), or add up to {room} more."),
@@ -142,6 +151,16 @@ MESSAGES: Catalog = {
     "tune.failed_because": (
         "Training of {model} failed: {reason}. Your photos are kept; send /train again to retry."
     ),
+    "class.man": "man",
+    "class.woman": "woman",
+    "class.boy": "boy",
+    "class.girl": "girl",
+    "class.person": "person",
+    "class.child": "child",
+    "class.baby": "baby",
+    "class.dog": "dog",
+    "class.cat": "cat",
+    "class.couple": "couple",
     # -- imagining --------------------------------------------------------------------------
     "imagine.empty": "What should I make? For example: /imagine astronaut on the moon",
     "imagine.still_training": "Your model is still training. I'll message you when it's ready.",
@@ -151,7 +170,7 @@ MESSAGES: Catalog = {
     ),
     "generation.queued": "Queued: waiting for a free GPU…",
     "generation.running": "Generating…",
-    "generation.progress": "Generating… {percent}%",
+    "generation.progress": "Generating… {progress:%}",
     "generation.done": "Done.",
     "generation.failed": "Failed.",
     "generation.failed_because": (
@@ -178,7 +197,7 @@ MESSAGES: Catalog = {
     "prompt.bad_strength": (
         "The strength in <lora:{ref}:…> must be a number from 0 to 2, e.g. 0.8."
     ),
-    "prompt.strength_clamped": "Model strength {strength:g} is outside 0–2; used {used:g}.",
+    "prompt.strength_clamped": "Model strength {strength:n} is outside 0–2; used {used:n}.",
     "prompt.pick_a_model": (
         "Pick the model to use in /models (or name it in the prompt as <lora:ID>)."
     ),
@@ -188,6 +207,10 @@ MESSAGES: Catalog = {
     "prompt.tags_removed": "Removed {tags}: only your own model (see /models) is used.",
     "prompt.embeddings_removed": (
         "Removed {names}: SD1.5 embeddings that do nothing on SDXL (they'd be read as plain words)."
+    ),
+    "prompt.not_english": (
+        "Tip: the image model understands English best. Your prompt is used as you wrote it; "
+        "in English it would come out closer to what you mean."
     ),
     "prompt.negative_shortened": (
         "Your negative prompt was long; I used its first {words} words "
@@ -207,27 +230,48 @@ MESSAGES: Catalog = {
     "tune_state.trained": "ready",
     "tune_state.failed": "failed",
     "tune_state.cancelled": "cancelled",
+    # -- languages -------------------------------------------------------------------------
+    "language.current": "I speak {language} with you ({reason}).",
+    "language.reason.chosen": "your choice",
+    "language.reason.platform": "your app's language",
+    "language.reason.default": "the bot's default language",
+    "language.usage": (
+        "To change it: /language <code> (one of: {codes}), or /language auto to follow your "
+        "app's language."
+    ),
+    "language.now": "From now on I speak {language} with you.",
+    "language.now_automatic": "I follow your app's language again: {language}.",
+    "language.unknown": "I don't speak “{wanted}”. I speak: {languages}.",
+    "button.language_automatic": "Automatic (your app's language)",
     # -- status, cancel, delete -------------------------------------------------------------
-    "status.pending_photos": "Photos waiting for /train: {count}.",
+    "status.pending_photos": Plural(
+        one="Photos waiting for /train: {count}.", other="Photos waiting for /train: {count}."
+    ),
     "status.training": "Training {model}.",
-    "status.training_until": "Training {model}, ready about {eta:%H:%M} UTC.",
-    "status.image_waiting": "Image #{id} “{prompt}”: {count} ahead of it.",
+    "status.training_until": "Training {model}, ready about {eta:time} UTC.",
+    "status.image_waiting": Plural(
+        one="Image #{id} “{prompt}”: {count} ahead of it.",
+        other="Image #{id} “{prompt}”: {count} ahead of it.",
+    ),
     "status.image_next": "Image #{id} “{prompt}”: next in line.",
     "status.idle": "Nothing is running.",
     "status.active_model": "Active model: {model}.",
     "cancel.done": "Cancelled: {jobs}.",
     "cancel.image": "image #{id}",
     "cancel.training": "training of {model}",
-    "cancel.dropped_photos": (
-        "Dropped your {count} pending photos. Send new ones whenever you like."
+    "cancel.dropped_photos": Plural(
+        one="Dropped your {count} pending photo. Send new ones whenever you like.",
+        other="Dropped your {count} pending photos. Send new ones whenever you like.",
     ),
     "cancel.nothing": "Nothing to cancel: no job is running and no photos are waiting.",
     "delete.question": (
         "This deletes all your photos, models and images, here and on the image service."
     ),
-    "delete.kept": (
-        "The image service could not delete {failures} item(s) right now, so I "
-        "kept everything here for the moment. Send /delete again in a few minutes."
+    "delete.kept": Plural(
+        one="The image service could not delete {count} item right now, so I "
+        "kept everything here for the moment. Send /delete again in a few minutes.",
+        other="The image service could not delete {count} items right now, so I "
+        "kept everything here for the moment. Send /delete again in a few minutes.",
     ),
     "delete.done": (
         "Deleted {photos} photos, {models} models and "
@@ -265,7 +309,10 @@ MESSAGES: Catalog = {
         "Nothing is charged for you here (admins and the operator's console never pay)."
     ),
     "credits.balance": "Your balance: {balance}.",
-    "credits.prices": "Training a model costs {training}; a set of {images} images {set_price}.",
+    "credits.prices": Plural(
+        one="Training a model costs {training}; an image {set_price}.",
+        other="Training a model costs {training}; a set of {count} images {set_price}.",
+    ),
     "credits.movements": "Last movements (UTC):",
     "credits.buy_hint": "/buy gets more credits.",
     "credits.ask_admin": "Ask the bot's operator for more credits.",
@@ -278,7 +325,7 @@ MESSAGES: Catalog = {
         one="The {count} credit held for it is back in your balance: it cost you nothing.",
         other="The {count} credits held for it are back in your balance: it cost you nothing.",
     ),
-    "ledger.line": "{when:%d %b %H:%M} {amount:+d} {what}",
+    "ledger.line": "{when:date} {when:time} {amount:+n} {what}",
     "ledger.welcome": "welcome credits",
     "ledger.grant": "from the bot's operator",
     "ledger.take": "taken by the bot's operator",
@@ -304,13 +351,17 @@ MESSAGES: Catalog = {
         one="You already have a training running; one at a time is the limit. /status shows it.",
         other="You have {count} trainings running, the most at a time. /status shows them.",
     ),
-    "limits.images_per_day": (
-        "That would make {wanted} more images today; the limit is {count} a day and you have "
-        "made {used}. It resets at 00:00 UTC, in {resets_in}."
+    "limits.images_per_day": Plural(
+        one="That would make {wanted} more images today; the limit is {count} a day and you "
+        "have made {used}. It resets at 00:00 UTC, in {resets_in}.",
+        other="That would make {wanted} more images today; the limit is {count} a day and you "
+        "have made {used}. It resets at 00:00 UTC, in {resets_in}.",
     ),
-    "limits.trainings_per_day": (
-        "The bot has started its {count} trainings for today, its daily limit. It resets at "
-        "00:00 UTC, in {resets_in}; please try again then. Your photos are kept."
+    "limits.trainings_per_day": Plural(
+        one="The bot has started its {count} training for today, its daily limit. It resets "
+        "at 00:00 UTC, in {resets_in}; please try again then. Your photos are kept.",
+        other="The bot has started its {count} trainings for today, its daily limit. It resets "
+        "at 00:00 UTC, in {resets_in}; please try again then. Your photos are kept.",
     ),
     "limits.duration": "{hours} h {minutes} min",
     # -- buying credits ---------------------------------------------------------------------
@@ -359,7 +410,7 @@ MESSAGES: Catalog = {
     "admin.ban_admin": "{who} is an admin. Take them out of ADMIN_IDS first.",
     "admin.banned": "Banned {who}. Cancelled: {jobs}.",
     "admin.banned_idle": "Banned {who}. Nothing of theirs was running.",
-    "admin.already_banned": "{who} is banned already (since {since:%d %b %Y}).",
+    "admin.already_banned": "{who} is banned already (since {since:date}).",
     "admin.unbanned": "Unbanned {who}.",
     "admin.not_banned": "{who} is not banned.",
     "admin.user": (
@@ -367,7 +418,7 @@ MESSAGES: Catalog = {
         "Balance: {balance}. Models: {models}; image sets: {sets} ({running} running).\n"
         "{banned}"
     ),
-    "admin.user_banned": "Banned since {since:%d %b %Y} by {actor}.",
+    "admin.user_banned": "Banned since {since:date} by {actor}.",
     "admin.user_not_banned": "Not banned.",
     "admin.stats": (
         "Users: {users} ({users_today} new today).\n"
@@ -378,7 +429,7 @@ MESSAGES: Catalog = {
         "all; given by admins: {granted}."
     ),
     "admin.no_payment": "No purchase has the reference {reference}.",
-    "admin.refunded_before": "That purchase was refunded already, on {when:%d %b %Y}.",
+    "admin.refunded_before": "That purchase was refunded already, on {when:date}.",
     "admin.refund_spent": (
         "{who} has only {balance} of the {credits} bought; a refund takes them all back. "
         "Nothing was refunded."
@@ -424,7 +475,7 @@ MESSAGES: Catalog = {
         "{subject} is {size}; Telegram lets me download at most 20 MB. "
         "Export it smaller (e.g. 4000 px on the long side) and send it again."
     ),
-    "telegram.megabytes": "{megabytes:.0f} MB",
+    "telegram.megabytes": "{megabytes:.0n} MB",
     "telegram.over_20_mb": "over 20 MB",
     "telegram.result_hint": (
         "Image #{id}: Tap ✨ #n for more like one of them, 🔁 for a new set, "
@@ -452,15 +503,39 @@ MESSAGES: Catalog = {
     "discord.command.buy": "Buy credits",
     "discord.command.admin": "Admin commands (admins only, in a DM)",
     "discord.command.admin.command": "e.g. grant discord:123 50, ban discord:123, stats",
-    "discord.needs_photos_here": (
-        "You have {count} of the {min_photos} photos training needs. Drop {missing} or more "
-        "here (as files, at least 1024 px) and I'll start training your {class_name} model "
-        "right away."
+    "discord.command.language": "Choose the language I speak with you",
+    "discord.command.language.language": "the language; leave it out to see the current one",
+    "discord.name.help": "help",
+    "discord.name.train": "train",
+    "discord.name.imagine": "imagine",
+    "discord.name.models": "models",
+    "discord.name.status": "status",
+    "discord.name.cancel": "cancel",
+    "discord.name.delete": "delete",
+    "discord.name.language": "language",
+    "discord.name.credits": "credits",
+    "discord.name.buy": "buy",
+    "discord.name.admin": "admin",
+    "discord.option.class": "class",
+    "discord.option.name": "name",
+    "discord.option.prompt": "prompt",
+    "discord.option.language": "language",
+    "discord.option.command": "command",
+    "discord.needs_photos_here": Plural(
+        one="You have {count} of the {min_photos} photos training needs. Drop {missing} or "
+        "more here (as files, at least 1024 px) and I'll start training your {class_name} "
+        "model right away.",
+        other="You have {count} of the {min_photos} photos training needs. Drop {missing} or "
+        "more here (as files, at least 1024 px) and I'll start training your {class_name} "
+        "model right away.",
     ),
-    "discord.needs_photos_in_dm": (
-        "You have {count} of the {min_photos} photos training needs. Drop {missing} or more "
-        "into a DM with me (as files, at least 1024 px) and I'll start training your "
-        "{class_name} model right away."
+    "discord.needs_photos_in_dm": Plural(
+        one="You have {count} of the {min_photos} photos training needs. Drop {missing} or "
+        "more into a DM with me (as files, at least 1024 px) and I'll start training your "
+        "{class_name} model right away.",
+        other="You have {count} of the {min_photos} photos training needs. Drop {missing} or "
+        "more into a DM with me (as files, at least 1024 px) and I'll start training your "
+        "{class_name} model right away.",
     ),
     "discord.asked": "“{prompt}”",
     "discord.new_set_of": "🔁 New set of “{prompt}”",
@@ -482,6 +557,8 @@ MESSAGES: Catalog = {
         "This deletes all your photos, models and images, here and on the image "
         "service. Send /delete confirm (or /delete again) to go ahead."
     ),
-    "console.images_saved": "Image #{id} “{prompt}”: {count} saved:",
+    "console.images_saved": Plural(
+        one="Image #{id} “{prompt}”: {count} saved:", other="Image #{id} “{prompt}”: {count} saved:"
+    ),
     "console.make_it": "Send /imagine {prompt} to make them.",
 }

@@ -1,0 +1,75 @@
+"""Who used the CPU during a benchmark phase: the bot, the harness, or someone else.
+
+On a shared 2-core machine a slow phase can mean a slow bot, a load generator or fake that
+starved it, or another job on the machine. The load benchmark reads these counters around
+each phase and prints CPU milliseconds per handled update for the bot and for the harness
+(load generator and fakes, one process), and how many cores everything else took meanwhile.
+Linux /proc only; elsewhere the figures are None and the benchmark still runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of process `pid` (all its threads) so far."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def machine_busy_s() -> float | None:
+    """CPU seconds all cores spent busy since boot (idle and I/O wait left out)."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    ticks = [int(value) for value in first[1:9]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / _TICKS
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The counters at one moment."""
+
+    at: float
+    bot: float | None
+    harness: float
+    machine: float | None
+
+    @classmethod
+    def now(cls, bot_pid: int) -> Reading:
+        return cls(time.monotonic(), process_cpu_s(bot_pid), time.process_time(), machine_busy_s())
+
+
+@dataclass(frozen=True)
+class Usage:
+    """CPU used between two readings, per handled update and by everyone else."""
+
+    bot_ms_per_update: float | None
+    harness_ms_per_update: float
+    other_cores: float | None  # cores busy outside the bot and the harness, on average
+
+    @classmethod
+    def between(cls, start: Reading, end: Reading, handled: int) -> Usage:
+        per = 1000 / max(handled, 1)
+        bot = None if start.bot is None or end.bot is None else end.bot - start.bot
+        harness = end.harness - start.harness
+        others = None
+        if bot is not None and start.machine is not None and end.machine is not None:
+            wall = max(end.at - start.at, 1e-9)
+            others = max(0.0, (end.machine - start.machine - bot - harness) / wall)
+        return cls(
+            bot_ms_per_update=None if bot is None else round(bot * per, 2),
+            harness_ms_per_update=round(harness * per, 2),
+            other_cores=None if others is None else round(others, 2),
+        )
