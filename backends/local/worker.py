@@ -14,6 +14,7 @@ from backends.local.app import create_app
 from backends.local.config import WorkerConfig
 from backends.local.queue import EngineFactory, JobRunner
 from backends.local.store import WorkerStore, now_iso
+from backends.local.sweep import remove_orphans
 from backends.local.train import Trainer
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class Worker:
             for folder in (self.config.data_dir, self.config.files_dir, self.config.tunes_dir):
                 folder.mkdir(parents=True, exist_ok=True)
             await self.store.open()
+            await remove_orphans(self.store, self.config)
             if self.config.eager_load:
                 await asyncio.to_thread(self.runner.load_model_now)
             await self.runner.start()
