@@ -50,6 +50,8 @@ it streams in, so a client cannot make the worker hold more (uploads spool to di
 and photos are checked one at a time)."""
 MAX_JSON_BYTES = 1024 * 1024
 """A JSON body, and any non-file form field: prompts and tune fields are a few KB."""
+BODY_IDLE_TIMEOUT_S = 30.0
+"""A request body that sends nothing for this long is answered 408 (a stalled upload)."""
 DISK_FULL = "the worker's disk is full; nothing was saved, try again later"
 MAX_JSON_DEPTH = 32
 """Nesting of a JSON body: Astria's bodies are two levels deep; 1000 made json.loads recurse."""
@@ -226,11 +228,18 @@ class BodyLimit:
             await too_big(scope, receive, send)
             return
         received = 0
+        complete = False
 
         async def counted() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # the body is in: what follows is the wait for a disconnect
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), BODY_IDLE_TIMEOUT_S)
+            except TimeoutError:
+                raise HTTPError(408, "the request body stalled") from None
             received += len(message.get("body", b""))
+            complete = not message.get("more_body", False)
             if received > self.max_bytes:
                 raise HTTPError(413, self._message)
             return message

@@ -16,6 +16,7 @@ from backends.local.queue import EngineFactory, JobRunner
 from backends.local.store import WorkerStore, now_iso
 from backends.local.sweep import remove_orphans
 from backends.local.train import Trainer
+from backends.server_limits import raise_open_files_limit, server_options
 
 log = logging.getLogger(__name__)
 
@@ -86,4 +87,8 @@ def serve(host: str, port: int, config: WorkerConfig) -> None:
     # SIGTERM: uvicorn stops accepting, finishes open requests, then the lifespan stops the
     # worker (the running job stays queued); then it re-raises the signal, so the exit status
     # says "terminated by SIGTERM", which service managers count as a clean stop.
-    uvicorn.run(worker.app, host=host, port=port, log_level="info", log_config=None)
+    # Limits against slow and flooding clients: backends/server_limits.py.
+    raise_open_files_limit()
+    uvicorn.run(
+        worker.app, host=host, port=port, log_level="info", log_config=None, **server_options()
+    )
