@@ -223,10 +223,12 @@ class _Api:
 
     async def get_file(self, request: Request) -> Response:
         root = self.config.files_dir.resolve()
-        if "\x00" in request.path_params["path"]:  # no file has one; resolve() would raise
-            raise HTTPError(404, "Not found")
-        path = (root / request.path_params["path"]).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
+        try:  # a NUL or a name too long for the filesystem: no such file either
+            path = (root / request.path_params["path"]).resolve()
+            found = path.is_relative_to(root) and path.is_file()
+        except (OSError, ValueError):
+            found = False
+        if not found:
             raise HTTPError(404, "Not found")
         return FileResponse(path, headers={"Cache-Control": "private, max-age=86400"})
 
