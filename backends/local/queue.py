@@ -27,6 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -396,5 +397,7 @@ class JobRunner:
 
 
 def _no_query(url: str) -> str:
-    """Callback URLs often carry a secret in the query: keep it out of logs."""
-    return url.split("?", 1)[0]
+    """Callback URLs carry a secret, in the query or (the bot's) in the path: only the scheme
+    and host reach the log."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/..."
