@@ -17,6 +17,7 @@ import logging
 import re
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 _SECRET_PATTERNS = (
     re.compile(r"(bot)\d{5,}:[A-Za-z0-9_-]{20,}"),  # Telegram token inside URLs
@@ -32,7 +33,10 @@ _known_secrets: set[str] = set()
 
 def add_secrets(*values: str | None) -> None:
     """Redact these exact values from every log line from now on (configured tokens, keys)."""
-    _known_secrets.update(value for value in values if value and len(value) >= 4)
+    for value in values:
+        if value and len(value) >= 4:  # as sent, and percent-encoded (`+/=` in a URL or form)
+            encoded = (quote(value, safe=""), quote(value), quote_plus(value, safe=""))
+            _known_secrets.update({value, *encoded})
 
 
 def secrets_of(settings: object) -> list[str]:

@@ -36,12 +36,14 @@ _unet_cache: dict[str, Any] = {}
 
 
 @contextlib.asynccontextmanager
-async def run_uvicorn(app: Any, port: int | None = None) -> AsyncIterator[str]:
-    """Serve `app` on 127.0.0.1 in this event loop (lifespan on); yields the base URL."""
+async def run_uvicorn(app: Any, port: int | None = None, **options: Any) -> AsyncIterator[str]:
+    """Serve `app` on 127.0.0.1 in this event loop (lifespan on); yields the base URL.
+    `options` go to uvicorn.Config (the production limits: server_limits.server_options())."""
     port = port or free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **options
     )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started or task.done():

@@ -14,7 +14,7 @@ import logging
 import random
 import secrets
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,16 +28,18 @@ from backends.local.errors import HTTPError, RequestError
 from backends.local.health import health
 from backends.local.http import (
     EXCEPTION_HANDLERS,
+    MAX_TRAINING_IMAGES,
+    Undo,
     middlewares,
     read_body,
     read_page,
-    read_training_images,
+    read_training_image,
 )
 from backends.local.model_specs import native_size
 from backends.local.params import parse_prompt, parse_tune
 from backends.local.records import JobKind, JobState, Row
 from backends.local.serialize import base_tune_json, prompt_json, tune_json
-from backends.local.store import now_iso
+from backends.local.store import now_iso, recording_creations
 
 if TYPE_CHECKING:
     from backends.local.config import WorkerConfig
@@ -66,16 +68,14 @@ def create_app(worker: Served) -> Starlette:
     routes = [
         Route("/tunes", api.create_tune, methods=["POST"]),
         Route("/tunes", api.list_tunes, methods=["GET"]),
-        Route("/tunes/{tune_id:int}", api.get_tune, methods=["GET"]),
-        Route("/tunes/{tune_id:int}", api.delete_tune, methods=["DELETE"]),
-        Route("/tunes/{tune_id:int}/prompts", api.create_prompt, methods=["POST"]),
-        Route("/tunes/{tune_id:int}/prompts", api.list_prompts, methods=["GET"]),
-        Route("/tunes/{tune_id:int}/prompts/{prompt_id:int}", api.get_prompt, methods=["GET"]),
-        Route(
-            "/tunes/{tune_id:int}/prompts/{prompt_id:int}", api.delete_prompt, methods=["DELETE"]
-        ),
-        Route("/prompts/{prompt_id:int}", api.get_prompt, methods=["GET"]),
-        Route("/prompts/{prompt_id:int}", api.delete_prompt, methods=["DELETE"]),
+        Route("/tunes/{tune_id:id}", api.get_tune, methods=["GET"]),
+        Route("/tunes/{tune_id:id}", api.delete_tune, methods=["DELETE"]),
+        Route("/tunes/{tune_id:id}/prompts", api.create_prompt, methods=["POST"]),
+        Route("/tunes/{tune_id:id}/prompts", api.list_prompts, methods=["GET"]),
+        Route("/tunes/{tune_id:id}/prompts/{prompt_id:id}", api.get_prompt, methods=["GET"]),
+        Route("/tunes/{tune_id:id}/prompts/{prompt_id:id}", api.delete_prompt, methods=["DELETE"]),
+        Route("/prompts/{prompt_id:id}", api.get_prompt, methods=["GET"]),
+        Route("/prompts/{prompt_id:id}", api.delete_prompt, methods=["DELETE"]),
         Route("/files/{path:path}", api.get_file, methods=["GET", "HEAD"]),
         Route("/healthz", api.healthz, methods=["GET", "HEAD"]),
     ]
@@ -90,7 +90,7 @@ def create_app(worker: Served) -> Starlette:
 
     return Starlette(
         routes=routes,
-        middleware=middlewares(worker.config.api_key),
+        middleware=middlewares(worker.config.api_key, api.undo_scope),
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
@@ -113,27 +113,35 @@ class _Api:
         tune = parse_tune(
             body.fields, n_images=len(uploads), base_ids=set(self.config.base_models())
         )
-        images = await read_training_images(uploads)
+        if len(uploads) > MAX_TRAINING_IMAGES:
+            raise RequestError(f"at most {MAX_TRAINING_IMAGES} images per tune")
         existing = await self.store.find_tune_by_title(tune.title)
         if existing is not None:  # Astria's idempotency: the same title is the same tune
             return JSONResponse(tune_json(existing, self._base(request)), status_code=201)
-        row = await self.store.create_tune(
-            {
-                "title": tune.title,
-                "name": tune.name,
-                "token": tune.token,
-                "base_tune_id": tune.base_tune_id,
-                "model_type": tune.model_type,
-                "steps": tune.steps,
-                "face_crop": tune.face_crop,
-                "branch": tune.branch,
-                "callback": tune.callback,
-            },
-            [],
-            origin=self._base(request),
-        )
-        paths = self._save_training_images(row["id"], images)
-        await self.store.set_tune_images(row["id"], paths)
+        # The photos go to a fresh folder first, the row naming them is then committed in one
+        # INSERT: a tune exists with all its photos or not at all. A crash in between leaves a
+        # folder no row names, which the next start removes (sweep.py).
+        folder = Path(JobKind.TUNE.table) / secrets.token_hex(8)
+        try:
+            paths = await self._save_training_images(folder, uploads)
+            row = await self.store.create_tune(
+                {
+                    "title": tune.title,
+                    "name": tune.name,
+                    "token": tune.token,
+                    "base_tune_id": tune.base_tune_id,
+                    "model_type": tune.model_type,
+                    "steps": tune.steps,
+                    "face_crop": tune.face_crop,
+                    "branch": tune.branch,
+                    "callback": tune.callback,
+                },
+                paths,
+                origin=self._base(request),
+            )
+        except BaseException:
+            shutil.rmtree(self.config.files_dir / folder, ignore_errors=True)
+            raise
         self.worker.runner.wake()
         row = await self._tune_row(row["id"])
         log.info("tune %s queued with %d images", row["id"], len(paths))
@@ -154,13 +162,7 @@ class _Api:
         return JSONResponse(self._tune(await self._tune_row(tune_id), request))
 
     async def delete_tune(self, request: Request) -> Response:
-        tune_id = request.path_params["tune_id"]
-        await self._tune_row(tune_id)
-        await self.store.delete_tune(tune_id)
-        self.worker.runner.cancel(JobKind.TUNE, tune_id)  # a running training frees the GPU
-        shutil.rmtree(self.config.tunes_dir / str(tune_id), ignore_errors=True)
-        photos = self.config.files_dir / JobKind.TUNE.table / str(tune_id)
-        shutil.rmtree(photos, ignore_errors=True)
+        await self._forget(await self._tune_row(request.path_params["tune_id"]), JobKind.TUNE)
         return JSONResponse({"message": "Tune successfully deleted"})
 
     # -- prompts -------------------------------------------------------------------------
@@ -209,11 +211,7 @@ class _Api:
         return JSONResponse(await self._prompt(row, request))
 
     async def delete_prompt(self, request: Request) -> Response:
-        row = await self._prompt_row(request)
-        await self.store.delete_prompt(row["id"])
-        self.worker.runner.cancel(JobKind.PROMPT, row["id"])  # no hires pass, no face redraw
-        images = self.config.files_dir / JobKind.PROMPT.table / str(row["id"])
-        shutil.rmtree(images, ignore_errors=True)
+        await self._forget(await self._prompt_row(request), JobKind.PROMPT)
         return JSONResponse({"message": "Prompt successfully deleted"})
 
     # -- health and files ----------------------------------------------------------------
@@ -225,12 +223,48 @@ class _Api:
 
     async def get_file(self, request: Request) -> Response:
         root = self.config.files_dir.resolve()
-        path = (root / request.path_params["path"]).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
+        try:  # a NUL or a name too long for the filesystem: no such file either
+            path = (root / request.path_params["path"]).resolve()
+            found = path.is_relative_to(root) and path.is_file()
+        except (OSError, ValueError):
+            found = False
+        if not found:
             raise HTTPError(404, "Not found")
         return FileResponse(path, headers={"Cache-Control": "private, max-age=86400"})
 
     # -- helpers -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def undo_scope(self) -> Iterator[Undo]:
+        """For http.ServerErrors: a request that fails after committing a row takes it back."""
+        with recording_creations() as created:
+
+            async def undo() -> None:
+                for kind, row_id in created:
+                    get = self.store.get_tune if kind == JobKind.TUNE else self.store.get_prompt
+                    row = await get(row_id)
+                    if row is not None:
+                        log.warning("taking back %s %s of the failed request", kind, row_id)
+                        await self._forget(row, kind)
+
+            yield undo
+
+    async def _forget(self, row: Row, kind: JobKind) -> None:
+        """Delete a tune or prompt: its row, then its files (a file left by a crash in between
+        names no row, and the next start removes it)."""
+        if kind == JobKind.TUNE:
+            await self.store.delete_tune(row["id"])
+        else:
+            await self.store.delete_prompt(row["id"])
+        # A running job stops at its next check: a training frees the GPU, a prompt skips its
+        # hires pass and face redraw.
+        self.worker.runner.cancel(kind, row["id"])
+        if kind == JobKind.TUNE:
+            shutil.rmtree(self.config.tunes_dir / str(row["id"]), ignore_errors=True)
+        folders = {(self.config.files_dir / p).parent for p in row["images"]}
+        folders.add(self.config.files_dir / kind.table / str(row["id"]))
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _base(self, request: Request) -> str:
         return (self.config.public_url or str(request.base_url)).rstrip("/")
@@ -262,11 +296,13 @@ class _Api:
         progress = runner.progress.get((JobKind.PROMPT, row["id"]))
         return prompt_json(row, self._base(request), progress, position)
 
-    def _save_training_images(self, tune_id: int, images: list[tuple[bytes, str]]) -> list[str]:
-        folder = Path(JobKind.TUNE.table) / str(tune_id)
+    async def _save_training_images(self, folder: Path, uploads: list[Any]) -> list[str]:
+        """Check each upload and write it under `folder`, one at a time (so at most one photo
+        is held in memory); the relative paths, for the tune's row."""
         (self.config.files_dir / folder).mkdir(parents=True, exist_ok=True)
         paths = []
-        for i, (content, ext) in enumerate(images):
+        for i, upload in enumerate(uploads):
+            content, ext = await read_training_image(upload)
             rel = folder / f"{secrets.token_hex(8)}-{i}.{ext}"
             (self.config.files_dir / rel).write_bytes(content)
             paths.append(rel.as_posix())

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -55,6 +56,12 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 5.0
 """The runner also re-checks the store this often when nobody woke it (belt and braces)."""
+
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 60.0
+"""After consecutive failures of the loop itself (a full disk, a broken job that cannot even be
+marked failed), the runner waits 0.5 s, 1 s, 2 s ... up to a minute: a few log lines a minute,
+not thousands a second."""
 
 EngineFactory = Callable[[], Engine]
 
@@ -169,22 +176,34 @@ class JobRunner:
     # -- the loop ------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        failures = 0
         while not self._stopping:
             self._wake.clear()
-            job = await self.store.next_job()
-            if job is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
-                continue
-            kind, row_id = job
             try:
-                if kind == JobKind.PROMPT:
-                    await self._run_prompt(row_id)
-                else:
-                    await self._run_tune(row_id)
-            except Exception as exc:  # a bug must not kill the runner, nor be retried forever
-                log.exception("%s %s crashed the runner", kind, row_id)
-                await self._fail_broken_job(kind, row_id, exc)
+                job = await self.store.next_job()
+                if job is None:
+                    await self._idle(IDLE_POLL_S)
+                    continue
+                kind, row_id = job
+                try:
+                    if kind == JobKind.PROMPT:
+                        await self._run_prompt(row_id)
+                    else:
+                        await self._run_tune(row_id)
+                except Exception as exc:  # a bug must not kill the runner, nor loop forever
+                    log.exception("%s %s crashed the runner", kind, row_id)
+                    await self._fail_broken_job(kind, row_id, exc)
+                    raise
+            except Exception:  # the store itself fails (disk full ...): wait, then retry
+                failures += 1
+                await self._idle(min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (failures - 1)))
+            else:
+                failures = 0
+
+    async def _idle(self, seconds: float) -> None:
+        """Wait `seconds`, or less if woken (a new job, stop())."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _fail_broken_job(self, kind: JobKind, row_id: int, exc: Exception) -> None:
         """Mark a job that crashed the runner failed, so the next pick is another job."""
@@ -443,5 +462,7 @@ class JobRunner:
 
 
 def _no_query(url: str) -> str:
-    """Callback URLs often carry a secret in the query: keep it out of logs."""
-    return url.split("?", 1)[0]
+    """Callback URLs carry a secret, in the query or (the bot's) in the path: only the scheme
+    and host reach the log."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/..."

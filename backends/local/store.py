@@ -8,7 +8,10 @@ deterministic given the stored seed, so a re-run yields the same images).
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,27 @@ INSERT INTO sqlite_sequence(name, seq)
     SELECT 'prompts', {FIRST_TUNE_ID - 1}
     WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'prompts');
 """
+
+
+_created: ContextVar[list[tuple[JobKind, int]] | None] = ContextVar("created", default=None)
+
+
+@contextlib.contextmanager
+def recording_creations() -> Iterator[list[tuple[JobKind, int]]]:
+    """Collects the rows created in this context (one HTTP request), so that a request that
+    fails after committing can take them back."""
+    created: list[tuple[JobKind, int]] = []
+    token = _created.set(created)
+    try:
+        yield created
+    finally:
+        _created.reset(token)
+
+
+def _record(kind: JobKind, row_id: int) -> None:
+    created = _created.get()
+    if created is not None:
+        created.append((kind, row_id))
 
 
 def now_iso() -> str:
@@ -138,6 +162,7 @@ class WorkerStore:
             ),
         )
         await self.db.commit()
+        _record(JobKind.TUNE, int(cursor.lastrowid or 0))
         row = await self.get_tune(int(cursor.lastrowid or 0))
         assert row is not None
         return row
@@ -176,6 +201,7 @@ class WorkerStore:
             (tune_id, json.dumps(params), JobState.QUEUED, origin, now, now),
         )
         await self.db.commit()
+        _record(JobKind.PROMPT, int(cursor.lastrowid or 0))
         row = await self.get_prompt(int(cursor.lastrowid or 0))
         assert row is not None
         return row
@@ -202,6 +228,17 @@ class WorkerStore:
         return [
             r for r in rows if r["tune_id"] == tune_id or r["params"].get("lora_tune_id") == tune_id
         ]
+
+    async def referenced_files(self) -> set[str]:
+        """Every file path (relative to the files folder) a tune or prompt row names."""
+        paths: set[str] = set()
+        for kind in JobKind:
+            for row in await self._all(f"SELECT images FROM {kind.table}", ()):
+                paths.update(row["images"])
+        return paths
+
+    async def tune_ids(self) -> set[int]:
+        return {r["id"] for r in await self._all("SELECT id FROM tunes", ())}
 
     # -- queue -------------------------------------------------------------------------
 

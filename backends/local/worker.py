@@ -14,7 +14,9 @@ from backends.local.app import create_app
 from backends.local.config import WorkerConfig
 from backends.local.queue import EngineFactory, JobRunner
 from backends.local.store import WorkerStore, now_iso
+from backends.local.sweep import remove_orphans
 from backends.local.train import Trainer
+from backends.server_limits import raise_open_files_limit, server_options
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class Worker:
             for folder in (self.config.data_dir, self.config.files_dir, self.config.tunes_dir):
                 folder.mkdir(parents=True, exist_ok=True)
             await self.store.open()
+            await remove_orphans(self.store, self.config)
             if self.config.eager_load:
                 await asyncio.to_thread(self.runner.load_model_now)
             await self.runner.start()
@@ -84,4 +87,8 @@ def serve(host: str, port: int, config: WorkerConfig) -> None:
     # SIGTERM: uvicorn stops accepting, finishes open requests, then the lifespan stops the
     # worker (the running job stays queued); then it re-raises the signal, so the exit status
     # says "terminated by SIGTERM", which service managers count as a clean stop.
-    uvicorn.run(worker.app, host=host, port=port, log_level="info", log_config=None)
+    # Limits against slow and flooding clients: backends/server_limits.py.
+    raise_open_files_limit()
+    uvicorn.run(
+        worker.app, host=host, port=port, log_level="info", log_config=None, **server_options()
+    )
