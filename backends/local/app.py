@@ -14,18 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import io
 import ipaddress
 import logging
 import random
 import re
-import secrets
 import shutil
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PIL import Image, UnidentifiedImageError
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -37,17 +33,21 @@ from backends.base import SDXL_BASE_TUNE_ID
 from backends.local import params as validate
 from backends.local.health import health
 from backends.local.models import native_size
+from backends.local.packs.runs import attributes_plan
 from backends.local.serialize import prompt_json, tune_json
 from backends.local.store import DONE, now_iso
-from backends.local.training_data import MIN_PHOTO_SIDE, too_small_message
+from backends.local.tune_intake import (
+    MAX_IMAGE_BYTES,
+    MAX_TRAINING_IMAGES,
+    TuneIntake,
+    read_tune_fields,
+)
 
 if TYPE_CHECKING:
     from backends.local import Worker
 
 log = logging.getLogger(__name__)
 
-MAX_IMAGE_BYTES = 30 * 1024 * 1024
-MAX_TRAINING_IMAGES = 50
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 120
 OPEN_PATHS = frozenset({"/healthz"})
@@ -63,8 +63,12 @@ class HTTPError(Exception):
 
 def create_app(worker: Worker) -> ASGIApp:
     """The ASGI app of `worker` (its lifespan starts/stops the worker when uvicorn runs it)."""
-    api = _Api(worker)
+    from backends.local import pack_routes  # it builds on this module's helpers
+
+    intake = TuneIntake(worker)
+    api = _Api(worker, intake)
     routes = [
+        *pack_routes.routes(worker, intake),  # first: /files/models/... before /files/...
         Route("/tunes", api.create_tune, methods=["POST"]),
         Route("/tunes", api.list_tunes, methods=["GET"]),
         Route("/tunes/{tune_id:int}", api.get_tune, methods=["GET"]),
@@ -151,48 +155,21 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
 class _Api:
     """The endpoint handlers; each turns HTTPError/RequestError into Astria's error JSON."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, intake: TuneIntake) -> None:
         self.worker = worker
         self.config = worker.config
+        self.intake = intake
 
     # -- tunes ---------------------------------------------------------------------------
 
     async def create_tune(self, request: Request) -> Response:
         async def handle() -> Response:
-            fields, files = await _read_body(request, "tune")
-            uploads = [f for f in files.get("images", [])]
-            tune = validate.parse_tune(
-                fields, n_images=len(uploads), base_ids=set(self.config.base_models())
+            fields = await read_tune_fields(request)
+            attributes = fields.get("prompts_attributes")
+            accepted = await self.intake.accept(
+                fields, self._base(request), lambda tune: attributes_plan(attributes, tune.name)
             )
-            if len(uploads) > MAX_TRAINING_IMAGES:
-                raise validate.RequestError(f"at most {MAX_TRAINING_IMAGES} images per tune")
-            images = [await _read_image(u) for u in uploads]
-            store = self.worker.store
-            existing = await store.find_tune_by_title(tune.title)
-            if existing is not None:  # Astria's idempotency: the same title is the same tune
-                return JSONResponse(tune_json(existing, self._base(request)), status_code=201)
-            row = await store.create_tune(
-                {
-                    "title": tune.title,
-                    "name": tune.name,
-                    "token": tune.token,
-                    "base_tune_id": tune.base_tune_id,
-                    "model_type": tune.model_type,
-                    "steps": tune.steps,
-                    "face_crop": tune.face_crop,
-                    "branch": tune.branch,
-                    "callback": tune.callback,
-                },
-                [],
-                origin=self._base(request),
-            )
-            paths = self._save_training_images(row["id"], images)
-            await store.set_tune_images(row["id"], paths)
-            self.worker.runner.wake()
-            row = await store.get_tune(row["id"])
-            assert row is not None
-            log.info("tune %s queued with %d images", row["id"], len(paths))
-            return JSONResponse(tune_json(row, self._base(request)), status_code=201)
+            return JSONResponse(tune_json(accepted.tune, self._base(request)), status_code=201)
 
         return await _guard(handle)
 
@@ -361,16 +338,6 @@ class _Api:
         }
         return tune_json(row, self._base(request))
 
-    def _save_training_images(self, tune_id: int, images: list[tuple[bytes, str]]) -> list[str]:
-        folder = Path("tunes") / str(tune_id)
-        (self.config.files_dir / folder).mkdir(parents=True, exist_ok=True)
-        paths = []
-        for i, (content, ext) in enumerate(images):
-            rel = folder / f"{secrets.token_hex(8)}-{i}.{ext}"
-            (self.config.files_dir / rel).write_bytes(content)
-            paths.append(rel.as_posix())
-        return paths
-
 
 async def _guard(handle: Any) -> Response:
     try:
@@ -413,23 +380,6 @@ async def _read_body(request: Request, root: str) -> tuple[dict[str, Any], dict[
         else:
             fields[name] = value
     return fields, files
-
-
-async def _read_image(upload: UploadFile) -> tuple[bytes, str]:
-    """The upload's bytes and a file extension, after checking it really is an image."""
-    content = await upload.read()
-    if len(content) > MAX_IMAGE_BYTES:
-        raise validate.RequestError(f"{upload.filename}: larger than {MAX_IMAGE_BYTES} bytes")
-    try:
-        with Image.open(io.BytesIO(content)) as image:
-            kind = (image.format or "").lower()
-            size = image.size
-            image.verify()
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
-        raise validate.RequestError(f"{upload.filename}: not a readable image") from None
-    if min(size) < MIN_PHOTO_SIDE:  # SDXL trains at 1024: an upscaled photo teaches blur
-        raise validate.RequestError(too_small_message(upload.filename or "a photo", *size))
-    return content, {"jpeg": "jpg"}.get(kind, kind or "img")
 
 
 def _page(request: Request) -> tuple[int, int, int | None]:

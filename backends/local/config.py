@@ -10,6 +10,7 @@ LoRA and embeddings. Env form: `SDXL_EXTRA_MODELS="1000001=/models/zavy.safetens
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -43,6 +44,10 @@ class WorkerConfig:
     max_side: int = 2048
     """Largest w or h accepted for the base pass (before super_resolution)."""
     callback_timeout_s: float = 10.0
+    packs_dir: Path | None = None
+    """WORKER_PACKS_DIR: the operator's pack files, added to the shipped ones (`packs`)."""
+    fetch_urls: bool = False
+    """WORKER_FETCH_URLS: fetch `tune[image_urls][]` (public http(s) only, see fetch_urls.py)."""
     accel: Accel = field(default_factory=Accel)
     """Generation speed levers (compile, channels_last, fused QKV, LoRA hot-swap, low memory);
     see `accel.py`. Their compile cache defaults to `data_dir/compile-cache`."""
@@ -75,8 +80,9 @@ class WorkerConfig:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> WorkerConfig:
         """Read DATA_DIR, SDXL_MODEL, WORKER_API_KEY, WORKER_PUBLIC_URL, SDXL_EXTRA_MODELS,
-        WORKER_DEVICE, WORKER_UPSCALER_MODEL (design.md §5 names where they exist), and the
-        speed switches of `Accel.from_env` (WORKER_COMPILE, WORKER_LOW_MEMORY, ...)."""
+        WORKER_DEVICE, WORKER_UPSCALER_MODEL, WORKER_PACKS_DIR, WORKER_FETCH_URLS (design.md §5
+        and §6 names where they exist), and the speed switches of `Accel.from_env`
+        (WORKER_COMPILE, WORKER_LOW_MEMORY, ...)."""
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("DATA_DIR") or "./data") / "worker"
         return cls(
@@ -88,7 +94,19 @@ class WorkerConfig:
             device=env.get("WORKER_DEVICE") or None,
             upscaler_model=env.get("WORKER_UPSCALER_MODEL") or None,
             accel=Accel.from_env(env, data_dir),
+            packs_dir=Path(env["WORKER_PACKS_DIR"]) if env.get("WORKER_PACKS_DIR") else None,
+            fetch_urls=parse_switch(env, "WORKER_FETCH_URLS"),
         )
+
+
+def parse_switch(env: Mapping[str, str], name: str) -> bool:
+    """An on/off variable: `1`, `true`, `on`, `yes` or `0`, `false`, `off`, `no`, empty."""
+    value = (env.get(name) or "").strip().lower()
+    if value in ("1", "true", "on", "yes"):
+        return True
+    if value in ("", "0", "false", "off", "no"):
+        return False
+    raise ValueError(f"{name}={value!r}: use on or off")
 
 
 def parse_extra_models(value: str) -> dict[int, str]:

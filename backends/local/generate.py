@@ -5,9 +5,10 @@ txt2img (one batch, a seed per image) -> super_resolution (hires fix) -> inpaint
 
 The tune's LoRA is copied into the model's hot-swap slot (`lora_slot`: no recompilation, a
 few milliseconds) at the prompt's strength, or, with the slot switched off, loaded as a PEFT
-adapter and deleted after the prompt. Its embeddings are bound to its token in both text
-encoders for the prompt and unbound after it, so the next prompt (another user's tune) starts
-from the clean base model. Finished images are handed to `on_image` as soon as each is final,
+adapter. Its embeddings are bound to its token in both text encoders. Both stay bound after the
+prompt while the next prompt uses the same tune (a pack's 40 images bind once: `binds` counts);
+a prompt of another tune, or of none, unbinds them first, so it starts from the clean base
+model. Finished images are handed to `on_image` as soon as each is final,
 so the caller can encode and write them while the GPU works on the next one.
 
 Determinism: image i uses seed `params.seed + i` on its own torch.Generator, for the latents and
@@ -111,6 +112,9 @@ class Engine:
         self._upscaler: upscale.SpandrelUpscaler | None = None
         self._tunes: dict[tuple[str, int, int], TuneArtefacts] = {}
         self.abort = threading.Event()
+        self.binds = 0
+        """Times a tune's LoRA was written into the model (a slot copy or a PEFT load): once per
+        change of tune (or, with the slot, of strength), not once per prompt."""
 
     # -- public --------------------------------------------------------------------------
 
@@ -192,28 +196,35 @@ class Engine:
         strength: float,
         key: Hashable | None = None,
     ) -> Iterator[None]:
-        """Load the tune's LoRA (at `strength`) and embeddings for the duration of a prompt.
-        `key` names the tune's files: the slot skips the copy when it already holds them."""
+        """Have the tune's LoRA (at `strength`) and embeddings bound for a prompt (None: the
+        clean base model). `key` names the tune's files: what is bound stays bound after the
+        prompt, and a next prompt of the same key binds nothing again."""
         if model.slot is not None:
             with self._slot_applied(model, tune, strength, key):
                 yield
             return
-        if tune is None:
-            yield
-            return
-        pipe = model.pipe
-        tokens = self._load_embeddings(model, tune)
-        try:
-            pipe.load_lora_weights(_scaled_lora(tune), adapter_name=ADAPTER)
-            pipe.set_adapters([ADAPTER], adapter_weights=[strength])
-            yield
-        finally:
-            if ADAPTER in _adapters(pipe):
-                pipe.unload_lora_weights()  # takes the LoRA layers out too: a clean UNet
-            for encoder, tokenizer in _encoders(pipe):
-                pipe.unload_textual_inversion(
-                    tokens=tokens, text_encoder=encoder, tokenizer=tokenizer
-                )
+        if tune is None or model.bound_tune != key:
+            self._release_adapter(model)
+        if tune is not None and model.bound_tune != key:
+            pipe = model.pipe
+            try:
+                model.bound_tokens = self._load_embeddings(model, tune)
+                pipe.load_lora_weights(_scaled_lora(tune), adapter_name=ADAPTER)
+            except BaseException:
+                self._release_adapter(model)
+                raise
+            model.bound_tune = key
+            self.binds += 1
+        if tune is not None:
+            model.pipe.set_adapters([ADAPTER], adapter_weights=[strength])
+        yield
+
+    def _release_adapter(self, model: LoadedModel) -> None:
+        """The PEFT path's unbind: the LoRA layers out of the UNet, the tokens out of CLIP."""
+        if ADAPTER in _adapters(model.pipe):
+            model.pipe.unload_lora_weights()  # takes the LoRA layers out too: a clean UNet
+        self._unbind_tokens(model)
+        model.bound_tune = None
 
     @contextmanager
     def _slot_applied(
@@ -228,11 +239,15 @@ class Engine:
         if tune is None:
             slot.clear()
             self._unbind_tokens(model)
+            model.bound_tune = None
             yield
             return
         scale = strength * tune.manifest.lora_alpha / tune.manifest.rank
+        slot_key = None if key is None else (key, scale)
         try:
-            slot.load(tune.lora, scale, None if key is None else (key, scale))
+            if slot_key is None or slot_key != slot.loaded:
+                self.binds += 1
+            slot.load(tune.lora, scale, slot_key)
         except SlotMisfit as exc:
             slot.clear()
             raise GenerationError(f"the tune's LoRA does not fit this worker: {exc}") from exc
@@ -240,7 +255,10 @@ class Engine:
             slot.clear()
             raise
         try:
-            self._bind_tokens(model, tune)
+            if key is None or model.bound_tune != key:
+                model.bound_tune = None
+                self._bind_tokens(model, tune)
+                model.bound_tune = key
         except BaseException:
             self._unbind_tokens(model)
             raise
@@ -261,6 +279,7 @@ class Engine:
 
     def _unbind_tokens(self, model: LoadedModel) -> None:
         tokens, model.bound_tokens = model.bound_tokens, []
+        model.bound_tune = None
         if tokens:
             for encoder, tokenizer in _encoders(model.pipe):
                 model.pipe.unload_textual_inversion(

@@ -34,8 +34,11 @@ from backends.local.artefacts import has_artefacts
 from backends.local.config import WorkerConfig
 from backends.local.generate import Engine, GenerationError, JobAborted, PromptJob
 from backends.local.models import ModelCache
+from backends.local.packs.callbacks import RunCallbacks
+from backends.local.packs.records import SCHEMA as PACK_SCHEMA
 from backends.local.params import PromptParams
 from backends.local.pngwriter import PngWriter
+from backends.local.schedule import Scheduler
 from backends.local.serialize import prompt_json, tune_json
 from backends.local.store import DONE, FAILED, QUEUED, RUNNING, Store, now_iso
 
@@ -73,6 +76,8 @@ class JobRunner:
         """A running training's expected end (ISO time), extrapolated from its steps so far."""
         self._clock: dict[tuple[str, int], tuple[float, float]] = {}
         self.running: tuple[str, int] | None = None
+        self.schedule = Scheduler(store)
+        self.runs = RunCallbacks(store, config, self._post_later)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -82,11 +87,13 @@ class JobRunner:
         if self._engine is not None:
             self._engine.abort.clear()
         self._http = httpx.AsyncClient(timeout=self.config.callback_timeout_s)
+        await self.store.db.executescript(PACK_SCHEMA)  # the run and like tables (packs/)
         resumed = await self.store.requeue_interrupted()
         if resumed:
             log.info("resuming %d interrupted job(s)", resumed)
         for table, row_id in await self.store.unsent_callbacks():
             await self._send_callback(table, row_id)
+        await self.runs.send_unsent()
         self._task = asyncio.create_task(self._run(), name="worker-jobs")
 
     async def stop(self) -> None:
@@ -126,6 +133,11 @@ class JobRunner:
         loaded = self._engine.models._loaded if self._engine is not None else None
         return loaded[0] if loaded is not None else None
 
+    @property
+    def binds(self) -> int:
+        """How often a tune's LoRA was bound into the model so far (`Engine.binds`; /healthz)."""
+        return self._engine.binds if self._engine is not None else 0
+
     async def queue_position(self, prompt_id: int) -> int:
         """1 = next to run; 0 = running or finished."""
         ids = await self.store.queued_prompt_ids()
@@ -136,7 +148,7 @@ class JobRunner:
     async def _run(self) -> None:
         while not self._stopping:
             self._wake.clear()
-            job = await self.store.next_job()
+            job = await self.schedule.next_job()
             if job is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
@@ -250,6 +262,7 @@ class JobRunner:
                 prompt_id, state=DONE, images=images or [], finished_at=now_iso()
             )
         await self._send_callback("prompts", prompt_id)
+        await self.runs.prompt_ended(prompt_id)
 
     # -- training ------------------------------------------------------------------------
 
@@ -315,7 +328,7 @@ class JobRunner:
         assert self._loop is not None
         while not self._stopping:
             prompt_id = asyncio.run_coroutine_threadsafe(
-                self.store.next_prompt(), self._loop
+                self.schedule.next_prompt(), self._loop
             ).result()
             if prompt_id is None:
                 return
@@ -328,6 +341,8 @@ class JobRunner:
             return
         if error is not None:
             await self.store.update_tune(tune_id, state=FAILED, error=error)
+            for prompt in await self.store.prompts_using_tune(tune_id):  # waiting for it
+                await self._finish_prompt(prompt["id"], error=f"the tune failed: {error}")
         else:
             await self.store.update_tune(tune_id, state=DONE, trained_at=now_iso())
         await self._send_callback("tunes", tune_id)
@@ -349,11 +364,14 @@ class JobRunner:
             if table == "tunes"
             else {"prompt": prompt_json(row, base)}
         )
+        self._post_later(url, body)
+
+    def _post_later(self, url: str, body: Any) -> None:
         task = asyncio.create_task(self._post(url, body))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _post(self, url: str, body: dict[str, Any]) -> None:
+    async def _post(self, url: str, body: Any) -> None:
         assert self._http is not None
         try:
             response = await self._http.post(url, json=body)

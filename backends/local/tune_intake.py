@@ -1,0 +1,160 @@
+"""Accepting a new tune: `POST /tunes`, and `POST /p/:id/tunes` without `tune_ids`.
+
+Everything that can be refused is refused before anything is stored: the tune's fields, the
+prompts that come with it (`tune[prompts_attributes][]`, or the pack's), then the photos
+(uploaded parts, and `tune[image_urls][]` fetched under `fetch_urls.py`'s rules when
+`WORKER_FETCH_URLS` is on). Then the tune row, its prompts (waiting for the training) and its
+photos are written, the photos last: a tune counts as ready for training only once they are.
+
+Astria's idempotency: a title seen before returns that tune, and nothing new is made.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image, UnidentifiedImageError
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from backends.local import params as validate
+from backends.local.fetch_urls import UrlFetcher
+from backends.local.models import native_size
+from backends.local.nested_params import read_nested
+from backends.local.packs import runs
+from backends.local.packs.records import PackRecords
+from backends.local.store import Row
+from backends.local.training_data import MIN_PHOTO_SIDE, too_small_message
+
+if TYPE_CHECKING:
+    from backends.local import Worker
+
+log = logging.getLogger(__name__)
+
+MAX_IMAGE_BYTES = 30 * 1024 * 1024
+MAX_TRAINING_IMAGES = 50
+
+Planner = Callable[[validate.TuneParams], runs.RunPlan | None]
+"""The prompts a new tune comes with, given its validated fields (class, token ...)."""
+
+
+async def read_tune_fields(request: Request) -> dict[str, Any]:
+    """The `tune` part of a JSON or (multipart) form body, nested (`nested_params`)."""
+    return await read_nested(
+        request, "tune", max_files=MAX_TRAINING_IMAGES + 1, max_part_size=MAX_IMAGE_BYTES
+    )
+
+
+@dataclass(frozen=True)
+class Accepted:
+    tune: Row
+    prompts: list[Row]
+    created: bool
+    """False when the title named an existing tune (nothing was made)."""
+
+
+class TuneIntake:
+    def __init__(self, worker: Worker, fetcher: UrlFetcher | None = None) -> None:
+        self.worker = worker
+        self.config = worker.config
+        self.fetcher = fetcher or UrlFetcher(MAX_IMAGE_BYTES)
+
+    async def accept(
+        self, fields: dict[str, Any], origin: str, plan: Planner | None = None
+    ) -> Accepted:
+        """`fields`: the request's `tune` tree (`nested_params`), files as UploadFiles."""
+        uploads = [f for f in _list(fields.get("images")) if isinstance(f, UploadFile)]
+        urls = [str(u) for u in _list(fields.get("image_urls")) if str(u).strip()]
+        flat = {k: v for k, v in fields.items() if k not in ("images", "image_urls")}
+        tune = validate.parse_tune(
+            flat, n_images=len(uploads) + len(urls), base_ids=set(self.config.base_models())
+        )
+        if len(uploads) + len(urls) > MAX_TRAINING_IMAGES:
+            raise validate.RequestError(f"at most {MAX_TRAINING_IMAGES} images per tune")
+        run_plan = plan(tune) if plan else None
+        size = native_size(self.config.base_models()[tune.base_tune_id])
+        if run_plan is not None:
+            runs.check(run_plan, token=tune.token, native_size=size, max_side=self.config.max_side)
+        store = self.worker.store
+        existing = await store.find_tune_by_title(tune.title)
+        if existing is not None:
+            return Accepted(existing, [], created=False)
+        if urls and not self.config.fetch_urls:
+            raise validate.RequestError(
+                "image_urls are off on this worker (WORKER_FETCH_URLS); upload the files"
+            )
+        images = [check_image(await u.read(), u.filename or "a photo") for u in uploads]
+        for url in urls:
+            images.append(check_image(await self.fetcher.fetch(url), url.split("?")[0]))
+        row = await store.create_tune(
+            {
+                "title": tune.title,
+                "name": tune.name,
+                "token": tune.token,
+                "base_tune_id": tune.base_tune_id,
+                "model_type": tune.model_type,
+                "steps": tune.steps,
+                "face_crop": tune.face_crop,
+                "branch": tune.branch,
+                "callback": tune.callback,
+            },
+            [],
+            origin=origin,
+        )
+        prompts: list[Row] = []
+        if run_plan is not None:
+            records = PackRecords(store)
+            prompts = await runs.queue(
+                store,
+                records,
+                row,
+                run_plan,
+                native_size=size,
+                max_side=self.config.max_side,
+                origin=origin,
+            )
+        paths = self._save_training_images(row["id"], images)
+        await store.set_tune_images(row["id"], paths)
+        self.worker.runner.wake()
+        fresh = await store.get_tune(row["id"])
+        assert fresh is not None
+        log.info("tune %s queued with %d images, %d prompts", row["id"], len(paths), len(prompts))
+        return Accepted(fresh, prompts, created=True)
+
+    def _save_training_images(self, tune_id: int, images: list[tuple[bytes, str]]) -> list[str]:
+        folder = Path("tunes") / str(tune_id)
+        (self.config.files_dir / folder).mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i, (content, ext) in enumerate(images):
+            rel = folder / f"{secrets.token_hex(8)}-{i}.{ext}"
+            (self.config.files_dir / rel).write_bytes(content)
+            paths.append(rel.as_posix())
+        return paths
+
+
+def check_image(content: bytes, name: str) -> tuple[bytes, str]:
+    """The photo's bytes and a file extension, after checking it really is a big enough image."""
+    if len(content) > MAX_IMAGE_BYTES:
+        raise validate.RequestError(f"{name}: larger than {MAX_IMAGE_BYTES} bytes")
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            kind = (image.format or "").lower()
+            size = image.size
+            image.verify()
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
+        raise validate.RequestError(f"{name}: not a readable image") from None
+    if min(size) < MIN_PHOTO_SIDE:  # SDXL trains at 1024: an upscaled photo teaches blur
+        raise validate.RequestError(too_small_message(name, *size))
+    return content, {"jpeg": "jpg"}.get(kind, kind or "img")
+
+
+def _list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
