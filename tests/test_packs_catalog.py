@@ -137,6 +137,14 @@ def test_a_bad_pack_file_names_the_file_and_the_field(
     assert message in str(caught.value)
 
 
+def test_the_readme_example_pack_file_is_valid(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text().split("\n## Packs\n", 1)[1]
+    [example] = re.findall(r"```toml\n(.*?)```", readme, re.DOTALL)
+    pack = load_pack_file(write(tmp_path, "example.toml", example))
+    assert (pack.id, pack.slug) == (201, "office-party")
+    assert pack.num_images("man") == 4 and pack.num_images("woman") == 2
+
+
 def test_defaults_apply_and_a_prompt_overrides_them(tmp_path: Path) -> None:
     pack = load_pack_file(write(tmp_path, "two.toml", PACK + "num_images = 3\n"))
     assert pack.slug == "two" and pack.title == "Test pack"

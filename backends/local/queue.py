@@ -3,12 +3,14 @@
 - The queue is the store (tunes and prompts in state `queued`), so it survives restarts.
 - One asyncio task takes the next job and runs the GPU work in a worker thread (the event loop
   keeps answering HTTP meanwhile). Prompts always go first: a user is waiting, and a prompt takes
-  seconds, a training minutes.
+  seconds, a training minutes. Which prompt is `schedule.py`'s choice (a pack's run kept
+  together, single prompts let in between its prompts, prompts of an untrained tune waiting).
 - A training that is running does not block prompts either: the trainer calls
   `ctx.between_steps()` after every step, which runs the queued prompts on the same GPU before
   the training continues (see `_between_steps`). Prompts never wait for more than one step.
 - stop(): sets an abort flag that the running job sees at its next step; the job stays queued
   and starts over at the next start() (a prompt's seed is stored, so it gives the same images).
+- A training that fails takes the prompts waiting for it along (failed, with its error).
 - Callbacks are POSTed once, after the result is committed (`claim_callback` makes the at-most-
   once decision in SQLite before the POST; a worker killed between the two sends none, as Astria
   does not retry either). A client that must not miss an event polls as well.
