@@ -360,3 +360,35 @@ async def test_a_trained_tunes_model_files_are_downloadable_with_the_key(started
         assert (await client.get_tune(untrained["id"])).raw["ckpt_urls"] == []
         with pytest.raises(NotFoundError):
             await client.download(f"/files/models/{untrained['id']}/lora.safetensors")
+
+
+# -- restart -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_a_pack_interrupted_by_a_restart_completes_and_calls_back_once(
+    tmp_path: Path,
+) -> None:
+    config = worker_config(tmp_path / "w", packs_dir=packs_dir(tmp_path))
+    sink = CallbackSink()
+    async with run_uvicorn(sink.app) as sink_url:
+        first = Worker(config)
+        await first.start()
+        tune_id = await add_trained_tune(first)
+        async with client_for(first) as client:
+            request = PackRunRequest(tune_ids=[tune_id], prompts_callback=f"{sink_url}/hook")
+            run = await client.run_pack((await client.get_pack("quick")).id, request)
+        await first.stop()  # at once: the run is at most one prompt in
+
+        second = Worker(config)
+        await second.start()
+        try:
+            async with client_for(second) as client:
+                prompts = await settled(client, tune_id, 3)
+            await asyncio.wait_for(sink.event.wait(), 10)
+            await asyncio.sleep(0.5)  # a second POST would arrive by now
+        finally:
+            await second.stop()
+    assert all(p.done for p in prompts) and len(run.prompts) == 3
+    [body] = sink.received
+    assert sorted(p["id"] for p in body) == sorted(p.id for p in run.prompts)
