@@ -571,22 +571,19 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _float_or_none(value: Any) -> float | None:
+    """A number from JSON that may hold one as a string ("3.0"); None for anything else."""
     if isinstance(value, bool):
         return None
     try:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    number = _float_or_none(value)
+    return int(number) if number is not None and number.is_integer() else None
 
 
 def _mapping(value: Any) -> dict[Any, Any]:

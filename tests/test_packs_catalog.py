@@ -182,3 +182,19 @@ def test_clashes_and_a_missing_folder_are_errors(tmp_path: Path) -> None:
         load_catalog(mine)
     with pytest.raises(CatalogError, match="is not a folder"):
         load_catalog(tmp_path / "nowhere")
+
+
+def test_a_bad_operator_pack_stops_the_worker_config_with_one_line(tmp_path: Path) -> None:
+    from backends.local.config import WorkerConfig
+
+    mine = tmp_path / "packs"
+    write(mine, "bad.toml", PACK.replace("num_images = 2", "num_images = 0"))
+    env = {"DATA_DIR": str(tmp_path), "WORKER_PACKS_DIR": str(mine)}
+    with pytest.raises(ValueError, match=r"bad\.toml: defaults\.num_images: Input should be"):
+        WorkerConfig.from_env(env)
+    env["WORKER_PACKS_DIR"] = str(tmp_path / "missing")
+    with pytest.raises(ValueError, match="is not a folder"):
+        WorkerConfig.from_env(env)
+    assert WorkerConfig.from_env({"WORKER_FETCH_URLS": "1"}).fetch_urls is True
+    with pytest.raises(ValueError, match="WORKER_FETCH_URLS"):
+        WorkerConfig.from_env({"WORKER_FETCH_URLS": "maybe"})

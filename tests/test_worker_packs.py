@@ -243,7 +243,7 @@ async def test_prompts_attributes_of_a_new_tune_run_after_its_training(started) 
     texts = sorted(p.text for p in prompts)
     assert texts == [
         f"<lora:{tune_id}:0.7> ohwx woman on a boat",
-        f"<lora:{tune_id}:1> ohwx woman, in a garden",
+        f"<lora:{tune_id}:1> in a garden",  # as sent: no subject is added
     ]
     assert all(p.done for p in prompts)
 

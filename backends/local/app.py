@@ -165,10 +165,8 @@ class _Api:
     async def create_tune(self, request: Request) -> Response:
         async def handle() -> Response:
             fields = await read_tune_fields(request)
-            attributes = fields.get("prompts_attributes")
-            accepted = await self.intake.accept(
-                fields, self._base(request), lambda tune: attributes_plan(attributes, tune.name)
-            )
+            plan = attributes_plan(fields.get("prompts_attributes"))
+            accepted = await self.intake.accept(fields, self._base(request), lambda _: plan)
             return JSONResponse(tune_json(accepted.tune, self._base(request)), status_code=201)
 
         return await _guard(handle)

@@ -85,6 +85,11 @@ class WorkerConfig:
         (WORKER_COMPILE, WORKER_LOW_MEMORY, ...)."""
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("DATA_DIR") or "./data") / "worker"
+        packs_dir = Path(env["WORKER_PACKS_DIR"]) if env.get("WORKER_PACKS_DIR") else None
+        if packs_dir is not None:
+            from backends.local.packs.catalog import load_catalog
+
+            load_catalog(packs_dir)  # a bad pack file is a bad value: stop at start, one line
         return cls(
             data_dir=data_dir,
             sdxl_model=env.get("SDXL_MODEL") or "tiny",
@@ -94,7 +99,7 @@ class WorkerConfig:
             device=env.get("WORKER_DEVICE") or None,
             upscaler_model=env.get("WORKER_UPSCALER_MODEL") or None,
             accel=Accel.from_env(env, data_dir),
-            packs_dir=Path(env["WORKER_PACKS_DIR"]) if env.get("WORKER_PACKS_DIR") else None,
+            packs_dir=packs_dir,
             fetch_urls=parse_switch(env, "WORKER_FETCH_URLS"),
         )
 

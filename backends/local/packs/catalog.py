@@ -66,8 +66,10 @@ CLASS_NAME = r"^[a-z][a-z_]{1,23}$"
 SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 
 
-class CatalogError(Exception):
-    """A pack file is unreadable or invalid; the message names the file and the field."""
+class CatalogError(ValueError):
+    """A pack file is unreadable or invalid; the message names the file and the field. A
+    ValueError, as every bad configuration value is (`WorkerConfig.from_env` checks the
+    operator's folder, so the CLI stops with this one line)."""
 
 
 class _Options(BaseModel):

@@ -92,10 +92,11 @@ def pack_plan(pack: Pack, class_name: str, request: Mapping[str, Any]) -> RunPla
     return RunPlan(planned, pack.id, _text(request.get("prompts_callback")))
 
 
-def attributes_plan(items: Any, class_name: str) -> RunPlan | None:
+def attributes_plan(items: Any) -> RunPlan | None:
     """`tune[prompts_attributes][]` of `POST /tunes`: prompts made with the tune, run once it
-    is trained. A `<lora:...>` tag in their text (Astria's examples write `<lora:...>` for
-    "this tune") is replaced by the new tune's; its strength, or `lora_scale`, is kept."""
+    is trained, their text as sent (write the subject, `ohwx man`, as on Astria). A
+    `<lora:...>` tag in it (Astria's examples write `<lora:...>` for "this tune") is replaced
+    by the new tune's; its strength, or `lora_scale`, is kept (default 1)."""
     if items in (None, "", [], {}):
         return None
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
@@ -112,8 +113,6 @@ def attributes_plan(items: Any, class_name: str) -> RunPlan | None:
         text = " ".join(ANY_LORA_TAG.sub(" ", text).split())
         if not text:
             raise validate.RequestError(f"prompts_attributes[{index}]: text is required")
-        if not re.search(rf"(?<!\w){SUBJECT_TOKEN}(?!\w)", text):
-            text = f"{SUBJECT_TOKEN} {class_name}, {text}"  # the tune's subject, as a pack has
         options = {k: v for k, v in item.items() if k not in ("text", "lora_scale")}
         planned.append(PlannedPrompt(text, options, _strength(strength, index)))
     return RunPlan(tuple(planned))
