@@ -169,7 +169,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from backends.astria import AstriaClient
     from backends.local import Worker, WorkerConfig
     from backends.local.accel import Accel
-    from backends.local.store import DONE, now_iso
+    from backends.local.records import JobState
+    from backends.local.store import now_iso
     from bench.gpu import write_tune
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -194,7 +195,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                      "model_type": "pti"}, [], None)  # fmt: skip
                 pipe = await asyncio.to_thread(lambda: worker.runner.engine().models.get(BASE).pipe)
                 write_tune(config.tunes_dir / str(tune["id"]), pipe, rank=4, seed=1)
-                await worker.store.update_tune(tune["id"], state=DONE, trained_at=now_iso())
+                await worker.store.update_tune(
+                    tune["id"], state=JobState.DONE, trained_at=now_iso()
+                )
                 bench = Bench(args, worker, client, tune["id"])
                 await bench.warm_up()
                 sides: dict[str, list[dict[str, Any]]] = {"separate": [], "pack": []}

@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from backends.local.errors import RequestError
 from backends.local.fetch_urls import UrlFetcher, is_public
-from backends.local.params import RequestError
 from tests.worker_fixtures import run_uvicorn
 
 PHOTO = b"\x89PNG fake photo bytes"

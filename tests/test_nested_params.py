@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from backends.local.errors import RequestError
 from backends.local.nested_params import nest
-from backends.local.params import RequestError
 
 
 def test_values_lists_groups_and_both_list_of_hash_styles() -> None:

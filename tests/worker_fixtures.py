@@ -23,7 +23,8 @@ from starlette.routing import Route
 
 from backends.base import SDXL_BASE_TUNE_ID
 from backends.local import Worker, WorkerConfig
-from backends.local.store import DONE, now_iso
+from backends.local.records import JobState
+from backends.local.store import now_iso
 from tests.fakes.threaded_server import free_port
 
 API_KEY = "sd_test_key"
@@ -112,7 +113,9 @@ async def add_trained_tune(worker: Worker, *, seed: int = 1, title: str = "t") -
     )
     write_random_tune(worker.config.tunes_dir / str(row["id"]), seed=seed)
     now = now_iso()
-    await worker.store.update_tune(row["id"], state=DONE, started_training_at=now, trained_at=now)
+    await worker.store.update_tune(
+        row["id"], state=JobState.DONE, started_training_at=now, trained_at=now
+    )
     return int(row["id"])
 
 

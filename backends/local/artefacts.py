@@ -24,19 +24,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from backends.local.errors import ArtefactError
+
 if TYPE_CHECKING:
     import torch
 
 FORMAT_VERSION = 1
 LORA_FILE = "lora.safetensors"
 EMBEDDINGS_FILE = "embeddings.safetensors"
+KOHYA_FILE = "lora_kohya.safetensors"
+"""The LoRA again in kohya's key format, what A1111 and ComfyUI load (`tune_files`)."""
 MANIFEST_FILE = "manifest.json"
 EMBEDDING_KEYS = ("clip_l", "clip_g")
 LORA_KEY_PREFIX = "unet."
-
-
-class ArtefactError(Exception):
-    """The tune folder is missing a file or holds something of the wrong shape."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""The worker's configuration: one dataclass, built by the bot's Settings or from the environment.
+"""The worker's configuration: one dataclass, built from the environment at start (env.py reads
+and checks every variable), with the bot's Settings filling in what they share when the bot
+runs the worker (DATA_DIR, SDXL_MODEL, WORKER_API_KEY).
 
 Base models: `sdxl_model` serves the SDXL base tune id 666678 (what LoRA+TI tunes are trained on
 and prompted through, as on Astria). `extra_models` maps further base tune ids to other SDXL
@@ -9,16 +11,26 @@ LoRA and embeddings. Env form: `SDXL_EXTRA_MODELS="1000001=/models/zavy.safetens
 
 from __future__ import annotations
 
-import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from backends.base import SDXL_BASE_TUNE_ID
 from backends.local.accel import Accel
+from backends.local.env import EnvReader
+from backends.local.errors import ConfigError
+from backends.local.records import FIRST_TUNE_ID
+from backends.local.training_recipe import TrainingDefaults
 
-FIRST_TUNE_ID = 100_000_001
-"""Our own tune ids start here, far above any base-model id an operator would pick by hand."""
+DEVICE = re.compile(r"[a-z]+(:\d+)?")
+"""A torch device name (`cuda`, `cuda:1`, `cpu`, `mps`); torch itself is only loaded by a job."""
+
+ON_OFF = {
+    **dict.fromkeys(("1", "true", "on", "yes"), "on"),
+    **dict.fromkeys(("0", "false", "off", "no"), "off"),
+}
+"""How an on/off variable (WORKER_FETCH_URLS) may be spelled."""
 
 
 @dataclass
@@ -27,6 +39,9 @@ class WorkerConfig:
 
     data_dir: Path
     sdxl_model: str = "tiny"
+    sdxl_config_dir: str | None = None
+    """SDXL configs for single-file checkpoints (a diffusers folder without weights is enough);
+    None: the hub's SDXL base configs, which needs internet."""
     api_key: str | None = None
     public_url: str | None = None
     """Base URL put in front of `/files/...` image URLs; None: the URL of the incoming request."""
@@ -51,6 +66,8 @@ class WorkerConfig:
     accel: Accel = field(default_factory=Accel)
     """Generation speed levers (compile, channels_last, fused QKV, LoRA hot-swap, low memory);
     see `accel.py`. Their compile cache defaults to `data_dir/compile-cache`."""
+    training: TrainingDefaults = field(default_factory=TrainingDefaults)
+    """The trainer's knobs (WORKER_TRAIN_*; a tune's own `steps` wins), see training_recipe.py."""
 
     def __post_init__(self) -> None:
         if self.accel.compile_cache_dir is None:
@@ -78,40 +95,40 @@ class WorkerConfig:
         return self.data_dir / "tunes"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> WorkerConfig:
-        """Read DATA_DIR, SDXL_MODEL, WORKER_API_KEY, WORKER_PUBLIC_URL, SDXL_EXTRA_MODELS,
-        WORKER_DEVICE, WORKER_UPSCALER_MODEL, WORKER_PACKS_DIR, WORKER_FETCH_URLS (design.md §5
-        and §6 names where they exist), and the speed switches of `Accel.from_env`
-        (WORKER_COMPILE, WORKER_LOW_MEMORY, ...)."""
-        env = os.environ if environ is None else environ
-        data_dir = Path(env.get("DATA_DIR") or "./data") / "worker"
-        packs_dir = Path(env["WORKER_PACKS_DIR"]) if env.get("WORKER_PACKS_DIR") else None
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerConfig:
+        """Every worker variable, checked now (a ConfigError naming the variable): DATA_DIR,
+        SDXL_MODEL, SDXL_CONFIG_DIR, WORKER_API_KEY, WORKER_PUBLIC_URL, SDXL_EXTRA_MODELS,
+        WORKER_DEVICE, WORKER_UPSCALER_MODEL (design.md §5 names where they exist),
+        WORKER_PACKS_DIR, WORKER_FETCH_URLS, the speed switches of `Accel.from_env`
+        (WORKER_COMPILE, WORKER_LOW_MEMORY, ...) and the trainer's knobs of
+        `TrainingDefaults.from_env` (WORKER_TRAIN_STEPS, ...)."""
+        read = EnvReader(environ)
+        data_dir = (read.path("DATA_DIR") or Path("./data")) / "worker"
+        device = read.optional("WORKER_DEVICE")
+        if device is not None and not DEVICE.fullmatch(device):
+            raise ConfigError(f"WORKER_DEVICE={device!r}: use a torch device: cuda, cuda:1, cpu")
+        packs_dir = read.path("WORKER_PACKS_DIR")
         if packs_dir is not None:
-            from backends.local.packs.catalog import load_catalog
+            from backends.local.packs.catalog import CatalogError, load_catalog
 
-            load_catalog(packs_dir)  # a bad pack file is a bad value: stop at start, one line
+            try:  # a bad pack file is a bad value: stop at start, one line
+                load_catalog(packs_dir)
+            except CatalogError as exc:
+                raise ConfigError(str(exc)) from None
         return cls(
             data_dir=data_dir,
-            sdxl_model=env.get("SDXL_MODEL") or "tiny",
-            api_key=env.get("WORKER_API_KEY") or None,
-            public_url=env.get("WORKER_PUBLIC_URL") or None,
-            extra_models=parse_extra_models(env.get("SDXL_EXTRA_MODELS", "")),
-            device=env.get("WORKER_DEVICE") or None,
-            upscaler_model=env.get("WORKER_UPSCALER_MODEL") or None,
-            accel=Accel.from_env(env, data_dir),
+            sdxl_model=read.text("SDXL_MODEL", "tiny"),
+            sdxl_config_dir=read.optional("SDXL_CONFIG_DIR"),
+            api_key=read.optional("WORKER_API_KEY"),
+            public_url=read.url("WORKER_PUBLIC_URL"),
+            extra_models=parse_extra_models(read.text("SDXL_EXTRA_MODELS")),
+            device=device,
+            upscaler_model=read.optional("WORKER_UPSCALER_MODEL"),
+            accel=Accel.from_env(environ, data_dir),
+            training=TrainingDefaults.from_env(environ),
             packs_dir=packs_dir,
-            fetch_urls=parse_switch(env, "WORKER_FETCH_URLS"),
+            fetch_urls=read.choice("WORKER_FETCH_URLS", ON_OFF, "off") == "on",
         )
-
-
-def parse_switch(env: Mapping[str, str], name: str) -> bool:
-    """An on/off variable: `1`, `true`, `on`, `yes` or `0`, `false`, `off`, `no`, empty."""
-    value = (env.get(name) or "").strip().lower()
-    if value in ("1", "true", "on", "yes"):
-        return True
-    if value in ("", "0", "false", "off", "no"):
-        return False
-    raise ValueError(f"{name}={value!r}: use on or off")
 
 
 def parse_extra_models(value: str) -> dict[int, str]:
@@ -123,9 +140,9 @@ def parse_extra_models(value: str) -> dict[int, str]:
             continue
         key, sep, spec = item.partition("=")
         if not sep or not key.strip().isdigit() or not spec.strip():
-            raise ValueError(f"SDXL_EXTRA_MODELS item {item!r} is not of the form ID=MODEL")
+            raise ConfigError(f"SDXL_EXTRA_MODELS item {item!r} is not of the form ID=MODEL")
         tune_id = int(key)
         if tune_id == SDXL_BASE_TUNE_ID or tune_id >= FIRST_TUNE_ID:
-            raise ValueError(f"SDXL_EXTRA_MODELS id {tune_id} collides with the base or tune ids")
+            raise ConfigError(f"SDXL_EXTRA_MODELS id {tune_id} collides with the base or tune ids")
         models[tune_id] = spec.strip()
     return models

@@ -26,7 +26,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from backends.local.params import RequestError
+from backends.local.errors import RequestError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_REDIRECTS = 3

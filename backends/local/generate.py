@@ -3,13 +3,11 @@
 Order of stages (as ADetailer after a hires fix, and Astria's own flags):
 txt2img (one batch, a seed per image) -> super_resolution (hires fix) -> inpaint_faces.
 
-The tune's LoRA is copied into the model's hot-swap slot (`lora_slot`: no recompilation, a
-few milliseconds) at the prompt's strength, or, with the slot switched off, loaded as a PEFT
-adapter. Its embeddings are bound to its token in both text encoders. Both stay bound after the
-prompt while the next prompt uses the same tune (a pack's 40 images bind once: `binds` counts);
-a prompt of another tune, or of none, unbinds them first, so it starts from the clean base
-model. Finished images are handed to `on_image` as soon as each is final,
-so the caller can encode and write them while the GPU works on the next one.
+The tune (its LoRA at the prompt's strength and its token embeddings) is bound on the model by
+`tune_binding.tune_applied`, and stays bound while the next prompt uses the same tune (a pack's
+40 images bind once: `binds` counts); a prompt of another tune, or of none, unbinds it first.
+Finished images are handed to `on_image` as soon as each is final, so the caller can encode and
+write them while the GPU works on the next one.
 
 Determinism: image i uses seed `params.seed + i` on its own torch.Generator, for the latents and
 every stage after, so the same request with the same seed on the same device gives the same
@@ -21,8 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,31 +27,19 @@ from typing import Any
 from PIL import Image
 
 from backends.local import faces, upscale
-from backends.local.accel import enable_vae_memory_savers
-from backends.local.artefacts import LORA_FILE, ArtefactError, TuneArtefacts, load_artefacts
-from backends.local.lora_slot import SlotMisfit
+from backends.local.errors import Aborted, GenerationError
+from backends.local.levers import enable_vae_memory_savers
 from backends.local.models import LoadedModel, ModelCache
 from backends.local.params import PromptParams
+from backends.local.tune_binding import TuneCache, tune_applied
 
 log = logging.getLogger(__name__)
 
 FACE_STRENGTH = 0.4
-ADAPTER = "tune"
-TUNE_CACHE_SIZE = 8
-"""Tunes kept in host memory (a rank-32 SDXL LoRA is ~90 MB): a user's next prompt re-reads
-nothing from disk."""
-
-
-class JobAborted(Exception):
-    """The worker is stopping (or the prompt was deleted): drop the work, keep the job."""
-
-
-class GenerationError(Exception):
-    """The prompt cannot be run; the message becomes the prompt's `user_error`."""
 
 
 Progress = Callable[[float], None]
-"""Called with the finished fraction 0..1; raises JobAborted to stop the work."""
+"""Called with the finished fraction 0..1; raises Aborted to stop the work."""
 
 OnImage = Callable[[int, Image.Image], None]
 """Called with (index, image) as soon as an image is final (before `run_prompt` returns)."""
@@ -110,7 +95,7 @@ class Engine:
         self.sr_scale = sr_scale
         self.upscaler_model = upscaler_model
         self._upscaler: upscale.SpandrelUpscaler | None = None
-        self._tunes: dict[tuple[str, int, int], TuneArtefacts] = {}
+        self.tunes = TuneCache()
         self.abort = threading.Event()
         self.binds = 0
         """Times a tune's LoRA was written into the model (a slot copy or a PEFT load): once per
@@ -126,7 +111,7 @@ class Engine:
         model = self.models.get(job.base_tune_id)
         if model.is_noise:
             log.warning("prompt %s: the %s model makes noise images", job.prompt_id, model.spec)
-        tune, key = self._load_tune(job.tune_dir) if job.tune_dir else (None, None)
+        tune, key = self.tunes.load(job.tune_dir) if job.tune_dir else (None, None)
         if model.accel.low_memory != "off":
             enable_vae_memory_savers(model.pipe.vae)  # the hires pass turns tiling off after it
         emit = on_image or (lambda index, image: None)
@@ -136,7 +121,8 @@ class Engine:
         if params.inpaint_faces:
             stages.append(("faces", 0.4))
         plan = _Plan(stages, progress, self.abort)
-        with self.tune_applied(model, tune, params.lora_strength, key=key):
+        with tune_applied(model, tune, params.lora_strength, key=key) as bound:
+            self.binds += bound
             self._set_scheduler(model, params.scheduler)
             images = self._txt2img(model, params, plan)
             if params.super_resolution:
@@ -187,104 +173,6 @@ class Engine:
 
         result, _ = faces.inpaint_faces(image, redraw, native_size=model.native_size, boxes=boxes)
         return result
-
-    @contextmanager
-    def tune_applied(
-        self,
-        model: LoadedModel,
-        tune: TuneArtefacts | None,
-        strength: float,
-        key: Hashable | None = None,
-    ) -> Iterator[None]:
-        """Have the tune's LoRA (at `strength`) and embeddings bound for a prompt (None: the
-        clean base model). `key` names the tune's files: what is bound stays bound after the
-        prompt, and a next prompt of the same key binds nothing again."""
-        if model.slot is not None:
-            with self._slot_applied(model, tune, strength, key):
-                yield
-            return
-        if tune is None or model.bound_tune != key:
-            self._release_adapter(model)
-        if tune is not None and model.bound_tune != key:
-            pipe = model.pipe
-            try:
-                model.bound_tokens = self._load_embeddings(model, tune)
-                pipe.load_lora_weights(_scaled_lora(tune), adapter_name=ADAPTER)
-            except BaseException:
-                self._release_adapter(model)
-                raise
-            model.bound_tune = key
-            self.binds += 1
-        if tune is not None:
-            model.pipe.set_adapters([ADAPTER], adapter_weights=[strength])
-        yield
-
-    def _release_adapter(self, model: LoadedModel) -> None:
-        """The PEFT path's unbind: the LoRA layers out of the UNet, the tokens out of CLIP."""
-        if ADAPTER in _adapters(model.pipe):
-            model.pipe.unload_lora_weights()  # takes the LoRA layers out too: a clean UNet
-        self._unbind_tokens(model)
-        model.bound_tune = None
-
-    @contextmanager
-    def _slot_applied(
-        self, model: LoadedModel, tune: TuneArtefacts | None, strength: float, key: Hashable
-    ) -> Iterator[None]:
-        """The hot-swap path: the LoRA stays in the slot after the prompt (the next prompt of
-        the same tune and strength copies nothing), and so do the tune's tokens (the next tune
-        with the same token overwrites their embedding rows instead of resizing both
-        encoders' vocabularies twice); a prompt without a tune clears both."""
-        slot = model.slot
-        assert slot is not None
-        if tune is None:
-            slot.clear()
-            self._unbind_tokens(model)
-            model.bound_tune = None
-            yield
-            return
-        scale = strength * tune.manifest.lora_alpha / tune.manifest.rank
-        slot_key = None if key is None else (key, scale)
-        try:
-            if slot_key is None or slot_key != slot.loaded:
-                self.binds += 1
-            slot.load(tune.lora, scale, slot_key)
-        except SlotMisfit as exc:
-            slot.clear()
-            raise GenerationError(f"the tune's LoRA does not fit this worker: {exc}") from exc
-        except BaseException:
-            slot.clear()
-            raise
-        try:
-            if key is None or model.bound_tune != key:
-                model.bound_tune = None
-                self._bind_tokens(model, tune)
-                model.bound_tune = key
-        except BaseException:
-            self._unbind_tokens(model)
-            raise
-        yield
-
-    def _bind_tokens(self, model: LoadedModel, tune: TuneArtefacts) -> None:
-        if model.bound_tokens != _token_names(tune):
-            self._unbind_tokens(model)
-            model.bound_tokens = self._load_embeddings(model, tune)
-            return
-        for key, (encoder, tokenizer) in zip(
-            ("clip_l", "clip_g"), _encoders(model.pipe), strict=True
-        ):
-            emb = _checked_embedding(tune, key, encoder)
-            ids = tokenizer.convert_tokens_to_ids(model.bound_tokens)
-            weight = encoder.get_input_embeddings().weight
-            weight.data[ids] = emb.to(device=weight.device, dtype=weight.dtype)
-
-    def _unbind_tokens(self, model: LoadedModel) -> None:
-        tokens, model.bound_tokens = model.bound_tokens, []
-        model.bound_tune = None
-        if tokens:
-            for encoder, tokenizer in _encoders(model.pipe):
-                model.pipe.unload_textual_inversion(
-                    tokens=tokens, text_encoder=encoder, tokenizer=tokenizer
-                )
 
     # -- stages --------------------------------------------------------------------------
 
@@ -349,43 +237,6 @@ class Engine:
         model.pipe.scheduler = scheduler
         model.img2img.scheduler = scheduler
 
-    def _load_tune(self, folder: Path) -> tuple[TuneArtefacts, tuple[str, int, int]]:
-        """The tune's artefacts from a small in-memory cache keyed by path and file times (a
-        retrained tune has new files, hence a new key)."""
-        try:
-            stat = (folder / LORA_FILE).stat()
-            key = (str(folder.resolve()), stat.st_mtime_ns, stat.st_size)
-            if key not in self._tunes:
-                while len(self._tunes) >= TUNE_CACHE_SIZE:
-                    self._tunes.pop(next(iter(self._tunes)))
-                self._tunes[key] = load_artefacts(folder)
-            return self._tunes[key], key
-        except (ArtefactError, OSError) as exc:
-            raise GenerationError(f"the tune's model files are unusable: {exc}") from exc
-
-    def _load_embeddings(self, model: LoadedModel, tune: TuneArtefacts) -> list[str]:
-        """Bind `token`, `token_1`, ... to the embedding rows in both encoders."""
-        pipe = model.pipe
-        token = tune.manifest.token
-        tokens = _token_names(tune)
-        loaded: list[tuple[Any, Any]] = []
-        try:
-            for key, (encoder, tokenizer) in zip(
-                ("clip_l", "clip_g"), _encoders(pipe), strict=True
-            ):
-                emb = _checked_embedding(tune, key, encoder)
-                pipe.load_textual_inversion(
-                    emb.to(model.dtype), token=token, text_encoder=encoder, tokenizer=tokenizer
-                )
-                loaded.append((encoder, tokenizer))
-        except Exception:
-            for encoder, tokenizer in loaded:
-                pipe.unload_textual_inversion(
-                    tokens=tokens, text_encoder=encoder, tokenizer=tokenizer
-                )
-            raise
-        return tokens
-
     def _get_upscaler(self, model: LoadedModel) -> upscale.SpandrelUpscaler | None:
         if not self.upscaler_model:
             return None
@@ -413,7 +264,7 @@ class _Plan:
 
     def check(self) -> None:
         if self._abort.is_set():
-            raise JobAborted("the worker is stopping")
+            raise Aborted("the worker is stopping")
 
     def step(self, stage: str, done: int, total: int) -> None:
         self.check()
@@ -423,39 +274,3 @@ class _Plan:
 
     def done(self) -> None:
         self._report(1.0)
-
-
-def _encoders(pipe: Any) -> list[tuple[Any, Any]]:
-    return [(pipe.text_encoder, pipe.tokenizer), (pipe.text_encoder_2, pipe.tokenizer_2)]
-
-
-def _token_names(tune: TuneArtefacts) -> list[str]:
-    """What `load_textual_inversion` binds for n rows: `ohwx`, `ohwx_1`, ..."""
-    token = tune.manifest.token
-    return [token] + [f"{token}_{i}" for i in range(1, tune.manifest.n_tokens)]
-
-
-def _checked_embedding(tune: TuneArtefacts, key: str, encoder: Any) -> Any:
-    emb = tune.embeddings[key]
-    dim = encoder.get_input_embeddings().weight.shape[1]
-    if emb.shape[1] != dim:
-        raise GenerationError(
-            f"the tune's {key} embedding has width {emb.shape[1]}, this base model"
-            f" {dim}: it was trained for another model"
-        )
-    return emb
-
-
-def _adapters(pipe: Any) -> set[str]:
-    try:
-        return {name for names in pipe.get_list_adapters().values() for name in names}
-    except Exception:  # no PEFT layers injected yet
-        return set()
-
-
-def _scaled_lora(tune: TuneArtefacts) -> dict[str, Any]:
-    """The LoRA state dict with alpha/rank folded into the up weights (diffusers assumes 1)."""
-    factor = tune.manifest.lora_alpha / tune.manifest.rank
-    if factor == 1.0:
-        return dict(tune.lora)
-    return {k: (v * factor if ".lora_B." in k else v) for k, v in tune.lora.items()}

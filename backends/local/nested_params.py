@@ -16,7 +16,7 @@ from typing import Any
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from backends.local.params import RequestError
+from backends.local.errors import RequestError
 
 SEGMENT = re.compile(r"\[([^\[\]]*)\]")
 

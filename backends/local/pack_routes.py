@@ -20,29 +20,26 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from backends.base import SDXL_BASE_TUNE_ID
-from backends.local import params as validate
 from backends.local import tune_files
-from backends.local.app import HTTPError, _guard
-from backends.local.models import native_size
+from backends.local.errors import HTTPError, RequestError
+from backends.local.http import Served
+from backends.local.model_specs import native_size
 from backends.local.packs import runs
 from backends.local.packs.catalog import SUBJECT_TOKEN, Catalog, Pack, load_catalog
 from backends.local.packs.records import PackRecords
+from backends.local.records import JobState
 from backends.local.serialize import prompt_json, tune_json
-from backends.local.store import FAILED
 from backends.local.tune_intake import TuneIntake, read_tune_fields
 
-if TYPE_CHECKING:
-    from backends.local import Worker
 
-
-def routes(worker: Worker, intake: TuneIntake) -> list[Route]:
+def routes(worker: Served, intake: TuneIntake) -> list[Route]:
     """The routes, with the catalog loaded now: a bad pack file stops the worker at start."""
     api = PackApi(worker, intake, load_catalog(worker.config.packs_dir))
     return [
@@ -57,7 +54,7 @@ def routes(worker: Worker, intake: TuneIntake) -> list[Route]:
 
 
 class PackApi:
-    def __init__(self, worker: Worker, intake: TuneIntake, catalog: Catalog) -> None:
+    def __init__(self, worker: Served, intake: TuneIntake, catalog: Catalog) -> None:
         self.worker = worker
         self.config = worker.config
         self.intake = intake
@@ -65,42 +62,33 @@ class PackApi:
         self.records = PackRecords(worker.store)
 
     async def list_packs(self, request: Request) -> Response:
-        async def handle() -> Response:
-            likes = await self.records.likes_per_pack_prompt()
-            packs = list(self.catalog.packs)
-            order = request.query_params.get("order", "")
-            if order == "likes":
-                packs.sort(key=lambda p: -_pack_likes(p, likes))
-            elif order not in ("", "id"):
-                raise validate.RequestError("order must be likes or id")
-            return JSONResponse([pack_json(p, likes) for p in packs])
-
-        return await _guard(handle)
+        likes = await self.records.likes_per_pack_prompt()
+        packs = list(self.catalog.packs)
+        order = request.query_params.get("order", "")
+        if order == "likes":
+            packs.sort(key=lambda p: -_pack_likes(p, likes))
+        elif order not in ("", "id"):
+            raise RequestError("order must be likes or id")
+        return JSONResponse([pack_json(p, likes) for p in packs])
 
     async def get_pack(self, request: Request) -> Response:
-        async def handle() -> Response:
-            pack = self._pack(request)
-            likes = await self.records.likes_per_pack_prompt()
-            return JSONResponse(pack_json(pack, likes, with_prompts=True))
-
-        return await _guard(handle)
+        pack = self._pack(request)
+        likes = await self.records.likes_per_pack_prompt()
+        return JSONResponse(pack_json(pack, likes, with_prompts=True))
 
     async def run_pack(self, request: Request) -> Response:
-        async def handle() -> Response:
-            pack = self._pack(request)
-            fields = await read_tune_fields(request)
-            base = _base(self.config.public_url, request)
-            tune_ids = runs.parse_ids(fields.get("tune_ids"), "tune_ids")
-            if tune_ids:
-                return await self._on_existing_tunes(pack, tune_ids, fields, base)
-            accepted = await self.intake.accept(
-                fields, base, lambda tune: runs.pack_plan(pack, tune.name, fields)
-            )
-            body = tune_json(accepted.tune, base)
-            body["prompts"] = [prompt_json(row, base) for row in accepted.prompts]
-            return JSONResponse(body, status_code=201)
-
-        return await _guard(handle)
+        pack = self._pack(request)
+        fields = await read_tune_fields(request)
+        base = _base(self.config.public_url, request)
+        tune_ids = runs.parse_ids(fields.get("tune_ids"), "tune_ids")
+        if tune_ids:
+            return await self._on_existing_tunes(pack, tune_ids, fields, base)
+        accepted = await self.intake.accept(
+            fields, base, lambda tune: runs.pack_plan(pack, tune.name, fields)
+        )
+        body = tune_json(accepted.tune, base)
+        body["prompts"] = [prompt_json(row, base) for row in accepted.prompts]
+        return JSONResponse(body, status_code=201)
 
     async def _on_existing_tunes(
         self, pack: Pack, tune_ids: list[int], fields: dict[str, Any], base: str
@@ -111,8 +99,8 @@ class PackApi:
             tune = await store.get_tune(tune_id)
             if tune is None:
                 raise HTTPError(404, f"Tune {tune_id} not found")
-            if tune["state"] == FAILED:
-                raise validate.RequestError(f"tune {tune_id} failed to train: {tune['error']}")
+            if tune["state"] == JobState.FAILED:
+                raise RequestError(f"tune {tune_id} failed to train: {tune['error']}")
             plan = runs.pack_plan(pack, tune["name"], fields)
             size = self._native_size(tune)
             runs.check(plan, token=tune["token"], native_size=size, max_side=self.config.max_side)
@@ -137,21 +125,24 @@ class PackApi:
         return JSONResponse(body, status_code=201)
 
     async def like(self, request: Request) -> Response:
-        async def handle() -> Response:
-            prompt_id = request.path_params["prompt_id"]
-            prompt = await self.worker.store.get_prompt(prompt_id)
-            if prompt is None:
-                raise HTTPError(404, f"Prompt {prompt_id} not found")
-            if request.method == "POST":
-                await self.records.like(prompt)
-            else:
-                await self.records.unlike(prompt_id)
-            return Response(status_code=201)
-
-        return await _guard(handle)
+        prompt_id = request.path_params["prompt_id"]
+        prompt = await self.worker.store.get_prompt(prompt_id)
+        if prompt is None:
+            raise HTTPError(404, f"Prompt {prompt_id} not found")
+        if request.method == "POST":
+            await self.records.like(prompt)
+        else:
+            await self.records.unlike(prompt_id)
+        return Response(status_code=201)
 
     async def model_file(self, request: Request) -> Response:
-        return await tune_files.download(self.worker, request)
+        """GET /files/models/:tune_id/:name: one of a trained tune's model files."""
+        tune_id, name = request.path_params["tune_id"], request.path_params["name"]
+        row = await self.worker.store.get_tune(tune_id)
+        path = tune_files.model_file(row, self.config.tunes_dir, name)
+        return FileResponse(
+            path, media_type="application/octet-stream", filename=f"{tune_id}-{name}"
+        )
 
     def _pack(self, request: Request) -> Pack:
         key = request.path_params["key"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import shutil
@@ -34,15 +35,18 @@ import httpx
 from backends.local import train
 from backends.local.artefacts import has_artefacts
 from backends.local.config import WorkerConfig
-from backends.local.generate import Engine, GenerationError, JobAborted, PromptJob
+from backends.local.errors import Aborted, GenerationError, TrainerUnavailable, TrainingFailed
+from backends.local.generate import Engine, PromptJob
 from backends.local.models import ModelCache
 from backends.local.packs.callbacks import RunCallbacks
 from backends.local.packs.records import SCHEMA as PACK_SCHEMA
 from backends.local.params import PromptParams
 from backends.local.pngwriter import PngWriter
+from backends.local.records import JobKind, JobState, Row
 from backends.local.schedule import Scheduler
 from backends.local.serialize import prompt_json, tune_json
-from backends.local.store import DONE, FAILED, QUEUED, RUNNING, Store, now_iso
+from backends.local.store import WorkerStore, now_iso
+from backends.local.training_recipe import TrainJob
 
 log = logging.getLogger(__name__)
 
@@ -57,29 +61,29 @@ class JobRunner:
 
     def __init__(
         self,
-        store: Store,
+        store: WorkerStore,
         config: WorkerConfig,
         engine_factory: EngineFactory | None = None,
-        trainer: Callable[[train.TrainJob, train.TrainContext], None] | None = None,
+        trainer: train.Trainer | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self._engine_factory = engine_factory or self._default_engine
         self._engine: Engine | None = None
-        self._trainer = trainer or train.train_tune
+        self._trainer = trainer or functools.partial(train.train_tune, defaults=config.training)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: httpx.AsyncClient | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self.progress: dict[tuple[str, int], float] = {}
-        self.eta: dict[tuple[str, int], str] = {}
+        self.progress: dict[tuple[JobKind, int], float] = {}
+        self.eta: dict[tuple[JobKind, int], str] = {}
         """A running training's expected end (ISO time), extrapolated from its steps so far."""
-        self._clock: dict[tuple[str, int], tuple[float, float]] = {}
-        self.running: tuple[str, int] | None = None
+        self._clock: dict[tuple[JobKind, int], tuple[float, float]] = {}
+        self.running: tuple[JobKind, int] | None = None
         self.schedule = Scheduler(store)
-        self.runs = RunCallbacks(store, config, self._post_later)
+        self.runs = RunCallbacks(store, config.public_url, self._post_later)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -93,8 +97,8 @@ class JobRunner:
         resumed = await self.store.requeue_interrupted()
         if resumed:
             log.info("resuming %d interrupted job(s)", resumed)
-        for table, row_id in await self.store.unsent_callbacks():
-            await self._send_callback(table, row_id)
+        for kind, row_id in await self.store.unsent_callbacks():
+            await self._send_callback(kind, row_id)
         await self.runs.send_unsent()
         self._task = asyncio.create_task(self._run(), name="worker-jobs")
 
@@ -157,7 +161,7 @@ class JobRunner:
                 continue
             kind, row_id = job
             try:
-                if kind == "prompt":
+                if kind == JobKind.PROMPT:
                     await self._run_prompt(row_id)
                 else:
                     await self._run_tune(row_id)
@@ -165,11 +169,11 @@ class JobRunner:
                 log.exception("%s %s crashed the runner", kind, row_id)
                 await self._fail_broken_job(kind, row_id, exc)
 
-    async def _fail_broken_job(self, kind: str, row_id: int, exc: Exception) -> None:
+    async def _fail_broken_job(self, kind: JobKind, row_id: int, exc: Exception) -> None:
         """Mark a job that crashed the runner failed, so the next pick is another job."""
         error = f"internal error in the worker ({type(exc).__name__}); please try again"
         try:
-            if kind == "prompt":
+            if kind == JobKind.PROMPT:
                 await self._finish_prompt(row_id, error=error)
             else:
                 await self._finish_tune(row_id, error=error)
@@ -178,26 +182,26 @@ class JobRunner:
 
     async def _run_prompt(self, prompt_id: int) -> None:
         row = await self.store.get_prompt(prompt_id)
-        if row is None or row["state"] != QUEUED:
+        if row is None or row["state"] != JobState.QUEUED:
             return
         params = PromptParams.from_json(row["params"])
         try:
             job = await self._prompt_job(row, params)
         except GenerationError as exc:
-            await self._finish_prompt(prompt_id, error=str(exc))
+            await self._finish_prompt(prompt_id, error=exc.user_message)
             return
-        await self.store.update_prompt(prompt_id, state=RUNNING, started_at=now_iso())
-        key = ("prompt", prompt_id)
+        await self.store.update_prompt(prompt_id, state=JobState.RUNNING, started_at=now_iso())
+        key = (JobKind.PROMPT, prompt_id)
         self.running = key
         self.progress[key] = 0.0
         log.info("prompt %s: %d image(s) %dx%d", prompt_id, params.num_images, params.w, params.h)
         try:
             images = await asyncio.to_thread(self._generate_and_save, job, key)
-        except JobAborted:
-            await self.store.update_prompt(prompt_id, state=QUEUED)
+        except Aborted:
+            await self.store.update_prompt(prompt_id, state=JobState.QUEUED)
             log.info("prompt %s: interrupted, stays queued", prompt_id)
         except GenerationError as exc:
-            await self._finish_prompt(prompt_id, error=str(exc))
+            await self._finish_prompt(prompt_id, error=exc.user_message)
         except Exception as exc:
             log.exception("prompt %s failed", prompt_id)
             await self._finish_prompt(prompt_id, error=f"generation failed: {exc}")
@@ -207,7 +211,7 @@ class JobRunner:
             self.running = None
             self.progress.pop(key, None)
 
-    async def _prompt_job(self, row: dict[str, Any], params: PromptParams) -> PromptJob:
+    async def _prompt_job(self, row: Row, params: PromptParams) -> PromptJob:
         """Resolve the base model and the tune folder; the tune may be gone since acceptance."""
         base_id = row["tune_id"]
         lora_id = params.lora_tune_id
@@ -221,14 +225,14 @@ class JobRunner:
         if lora_id is not None:
             tune = await self.store.get_tune(lora_id)
             tune_dir = self.config.tunes_dir / str(lora_id)
-            if tune is None or tune["state"] != DONE or not has_artefacts(tune_dir):
+            if tune is None or tune["state"] != JobState.DONE or not has_artefacts(tune_dir):
                 raise GenerationError(f"tune {lora_id} is not trained (or was deleted)")
         return PromptJob(row["id"], params, base_id, tune_dir)
 
-    def _generate_and_save(self, job: PromptJob, key: tuple[str, int]) -> list[str]:
+    def _generate_and_save(self, job: PromptJob, key: tuple[JobKind, int]) -> list[str]:
         """Runs in the worker thread: generate; each PNG is encoded and written on a
         background thread as soon as its image is final; returns relative paths."""
-        folder = Path("prompts") / str(job.prompt_id)
+        folder = Path(JobKind.PROMPT.table) / str(job.prompt_id)
         (self.config.files_dir / folder).mkdir(parents=True, exist_ok=True)
         stamp = secrets.token_hex(8)  # unguessable names: file URLs are capabilities
         writer = PngWriter(self.config.accel.png_compress_level)
@@ -252,31 +256,31 @@ class JobRunner:
     ) -> None:
         if await self.store.get_prompt(prompt_id) is None:  # deleted while running
             if images:
-                shutil.rmtree(self.config.files_dir / "prompts" / str(prompt_id), True)
+                shutil.rmtree(self.config.files_dir / JobKind.PROMPT.table / str(prompt_id), True)
             return
         if error is not None:
             log.warning("prompt %s failed: %s", prompt_id, error)
             await self.store.update_prompt(
-                prompt_id, state=FAILED, user_error=error, finished_at=now_iso()
+                prompt_id, state=JobState.FAILED, user_error=error, finished_at=now_iso()
             )
         else:
             await self.store.update_prompt(
-                prompt_id, state=DONE, images=images or [], finished_at=now_iso()
+                prompt_id, state=JobState.DONE, images=images or [], finished_at=now_iso()
             )
-        await self._send_callback("prompts", prompt_id)
+        await self._send_callback(JobKind.PROMPT, prompt_id)
         await self.runs.prompt_ended(prompt_id)
 
     # -- training ------------------------------------------------------------------------
 
     async def _run_tune(self, tune_id: int) -> None:
         row = await self.store.get_tune(tune_id)
-        if row is None or row["state"] != QUEUED:
+        if row is None or row["state"] != JobState.QUEUED:
             return
-        await self.store.update_tune(tune_id, state=RUNNING, started_training_at=now_iso())
-        key = ("tune", tune_id)
+        await self.store.update_tune(tune_id, state=JobState.RUNNING, started_training_at=now_iso())
+        key = (JobKind.TUNE, tune_id)
         self.running = key
         self.progress[key] = 0.0
-        job = train.TrainJob(
+        job = TrainJob(
             tune_id=tune_id,
             token=row["token"],
             class_word=row["name"],
@@ -287,16 +291,20 @@ class JobRunner:
             face_crop=None if row["face_crop"] is None else bool(row["face_crop"]),
             out_dir=self.config.tunes_dir / str(tune_id),
             device=self.config.device,
+            config_dir=self.config.sdxl_config_dir,
         )
         ctx = train.TrainContext(between_steps=lambda f: self._between_steps(key, f))
         try:
             await asyncio.to_thread(self._trainer, job, ctx)
-        except (train.TrainingAborted, JobAborted):
-            await self.store.update_tune(tune_id, state=QUEUED, started_training_at=None)
+        except Aborted:
+            await self.store.update_tune(tune_id, state=JobState.QUEUED, started_training_at=None)
             log.info("tune %s: interrupted, stays queued", tune_id)
-        except train.TrainerUnavailable as exc:
+        except TrainerUnavailable as exc:
             log.error("tune %s cannot train: %s", tune_id, exc)
-            await self._finish_tune(tune_id, error=str(exc))
+            await self._finish_tune(tune_id, error=exc.user_message)
+        except TrainingFailed as exc:  # the user's photos or request: one line, no stack trace
+            log.warning("tune %s failed: %s", tune_id, exc.user_message)
+            await self._finish_tune(tune_id, error=exc.user_message)
         except Exception as exc:
             log.exception("tune %s failed", tune_id)
             await self._finish_tune(tune_id, error=f"training failed: {exc}")
@@ -311,7 +319,7 @@ class JobRunner:
             self.eta.pop(key, None)
             self._clock.pop(key, None)
 
-    def _note_progress(self, key: tuple[str, int], fraction: float) -> None:
+    def _note_progress(self, key: tuple[JobKind, int], fraction: float) -> None:
         """Progress, and an ETA from the rate since the trainer's first report (so model load
         and latent caching do not skew it; prompts served in between do count, as they delay)."""
         self.progress[key] = fraction
@@ -322,11 +330,11 @@ class JobRunner:
             end = datetime.now(UTC) + timedelta(seconds=left)
             self.eta[key] = end.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    def _between_steps(self, key: tuple[str, int], fraction: float) -> None:
+    def _between_steps(self, key: tuple[JobKind, int], fraction: float) -> None:
         """Called by the trainer (in its thread) after each step: run queued prompts first."""
         self._note_progress(key, fraction)
         if self._stopping:
-            raise train.TrainingAborted("the worker is stopping")
+            raise Aborted("the worker is stopping")
         assert self._loop is not None
         while not self._stopping:
             prompt_id = asyncio.run_coroutine_threadsafe(
@@ -335,37 +343,32 @@ class JobRunner:
             if prompt_id is None:
                 return
             asyncio.run_coroutine_threadsafe(self._run_prompt(prompt_id), self._loop).result()
-        raise train.TrainingAborted("the worker is stopping")
+        raise Aborted("the worker is stopping")
 
     async def _finish_tune(self, tune_id: int, *, error: str | None = None) -> None:
         if await self.store.get_tune(tune_id) is None:  # deleted while it trained
             shutil.rmtree(self.config.tunes_dir / str(tune_id), ignore_errors=True)
             return
         if error is not None:
-            await self.store.update_tune(tune_id, state=FAILED, error=error)
+            await self.store.update_tune(tune_id, state=JobState.FAILED, error=error)
             for prompt in await self.store.prompts_using_tune(tune_id):  # waiting for it
                 await self._finish_prompt(prompt["id"], error=f"the tune failed: {error}")
         else:
-            await self.store.update_tune(tune_id, state=DONE, trained_at=now_iso())
-        await self._send_callback("tunes", tune_id)
+            await self.store.update_tune(tune_id, state=JobState.DONE, trained_at=now_iso())
+        await self._send_callback(JobKind.TUNE, tune_id)
 
     # -- callbacks -----------------------------------------------------------------------
 
-    async def _send_callback(self, table: str, row_id: int) -> None:
-        row = await (
-            self.store.get_tune(row_id) if table == "tunes" else self.store.get_prompt(row_id)
-        )
+    async def _send_callback(self, kind: JobKind, row_id: int) -> None:
+        tune = kind == JobKind.TUNE
+        row = await (self.store.get_tune(row_id) if tune else self.store.get_prompt(row_id))
         if row is None:
             return
-        url = row["callback"] if table == "tunes" else row["params"].get("callback")
-        if not url or not await self.store.claim_callback(table, row_id):
+        url = row["callback"] if tune else row["params"].get("callback")
+        if not url or not await self.store.claim_callback(kind, row_id):
             return
         base = self.config.public_url or row["origin"] or ""
-        body = (
-            {"tune": tune_json(row, base)}
-            if table == "tunes"
-            else {"prompt": prompt_json(row, base)}
-        )
+        body = {kind.value: tune_json(row, base) if tune else prompt_json(row, base)}
         self._post_later(url, body)
 
     def _post_later(self, url: str, body: Any) -> None:
@@ -383,7 +386,12 @@ class JobRunner:
 
     def _default_engine(self) -> Engine:
         return Engine(
-            ModelCache(self.config.base_models(), self.config.device, self.config.accel),
+            ModelCache(
+                self.config.base_models(),
+                self.config.device,
+                self.config.accel,
+                config_dir=self.config.sdxl_config_dir,
+            ),
             sr_scale=self.config.sr_scale,
             upscaler_model=self.config.upscaler_model,
         )

@@ -8,7 +8,7 @@ The rules, in order:
 3. A run (a pack's prompts on one tune) is one unit: once started, its prompts follow one
    another, even when older prompts of another run became ready meanwhile (a tune that just
    finished training). So the tune's LoRA and embeddings stay bound for the whole run: the
-   engine binds a tune only when it differs from the one bound (see `generate.py`).
+   engine binds a tune only when it differs from the one bound (see `tune_binding.py`).
 4. Interleave per prompt: after each prompt of a run, one waiting single prompt (not in a run)
    goes first, so a user's `/imagine` waits for at most one pack prompt, not forty. Each such
    interruption costs the run one more bind when it resumes.
@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import Any
 
 from backends.local.packs.records import RUN_ID
-from backends.local.store import DONE, QUEUED, Store
+from backends.local.records import JobKind, JobState
+from backends.local.store import WorkerStore
 
 READY = f"""
 SELECT p.id AS id, {RUN_ID} AS run_id FROM prompts p
@@ -37,17 +38,17 @@ WHERE p.state = ? AND (t.id IS NULL OR t.state = ?)
 class Scheduler:
     """Picks the next job from the store; one per runner."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: WorkerStore) -> None:
         self.store = store
         self._run: int | None = None
         self._run_went_last = False
 
-    async def next_job(self) -> tuple[str, int] | None:
+    async def next_job(self) -> tuple[JobKind, int] | None:
         prompt = await self.next_prompt()
         if prompt is not None:
-            return ("prompt", prompt)
+            return (JobKind.PROMPT, prompt)
         tune = await self.store.next_tune()
-        return ("tune", tune) if tune is not None else None
+        return (JobKind.TUNE, tune) if tune is not None else None
 
     async def next_prompt(self) -> int | None:
         if self._run is not None:
@@ -70,6 +71,6 @@ class Scheduler:
 
     async def _first(self, condition: str, *args: Any) -> dict[str, Any] | None:
         sql = f"{READY} {condition} ORDER BY p.id LIMIT 1"
-        async with self.store.db.execute(sql, (QUEUED, DONE, *args)) as cursor:
+        async with self.store.db.execute(sql, (JobState.QUEUED, JobState.DONE, *args)) as cursor:
             row = await cursor.fetchone()
         return dict(row) if row is not None else None

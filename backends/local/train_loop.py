@@ -1,9 +1,10 @@
 """The optimisation loop of pivotal tuning: LoRA injection, AdamW, noise, loss, pivot.
 
-Kept apart from train.py so the recipe (what is trained, with which numbers) reads separately
-from the mechanics (how one step runs). One step: pick crops (with mirrored variants) and caption
-templates, take their cached latents, add noise at a uniform timestep, predict it
-with the UNet conditioned on the captions, MSE, clip, step, retract the token rows.
+Kept apart from train.py (the hook) and training_recipe.py (what is trained, with which
+numbers), so the mechanics (how one step runs) read separately. One step: pick crops (with
+mirrored variants) and caption templates, take their cached latents, add noise at a uniform
+timestep, predict it with the UNet conditioned on the captions, MSE, clip, step, retract the
+token rows.
 
 After the pivot the text encoders are frozen entirely, so the caption embeddings are computed
 once and reused: the steps after the pivot run the UNet only.
@@ -19,14 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from backends.local.training_data import CAPTION_TEMPLATES, LatentCache
-
-LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
-"""The attention projections of every UNet transformer block (self- and cross-attention)."""
+from backends.local.training_recipe import LORA_TARGETS, TrainingDefaults
 
 if TYPE_CHECKING:
     from backends.local.models import LoadedModel
     from backends.local.pivotal import TokenEmbeddings
-    from backends.local.train import TrainingDefaults
 
 
 class Loop:

@@ -9,17 +9,12 @@ are served, and only for a trained tune.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
-
-from backends.local.artefacts import EMBEDDINGS_FILE, LORA_FILE
-from backends.local.store import DONE, Row
-from backends.local.train import KOHYA_FILE
-
-if TYPE_CHECKING:
-    from backends.local import Worker
+from backends.local.artefacts import EMBEDDINGS_FILE, KOHYA_FILE, LORA_FILE
+from backends.local.errors import HTTPError
+from backends.local.records import JobState, Row
 
 MODEL_FILES = (KOHYA_FILE, LORA_FILE, EMBEDDINGS_FILE)
 """What a tune's folder offers for download, `ckpt_url` first."""
@@ -28,17 +23,16 @@ ROUTE = "/files/models/{tune_id:int}/{name}"
 
 def model_file_urls(row: Row, base: str) -> dict[str, Any]:
     """`ckpt_url` and `ckpt_urls` of a tune: null and empty until it is trained."""
-    if row["state"] != DONE:
+    if row["state"] != JobState.DONE:
         return {"ckpt_url": None, "ckpt_urls": []}
     urls = [f"{base.rstrip('/')}/files/models/{row['id']}/{name}" for name in MODEL_FILES]
     return {"ckpt_url": urls[0], "ckpt_urls": urls}
 
 
-async def download(worker: Worker, request: Request) -> Response:
-    """GET /files/models/:tune_id/:name: one of a trained tune's model files."""
-    tune_id, name = request.path_params["tune_id"], request.path_params["name"]
-    row = await worker.store.get_tune(tune_id)
-    path = worker.config.tunes_dir / str(tune_id) / name
-    if row is None or row["state"] != DONE or name not in MODEL_FILES or not path.is_file():
-        return JSONResponse({"error": "Not found"}, status_code=404)
-    return FileResponse(path, media_type="application/octet-stream", filename=f"{tune_id}-{name}")
+def model_file(row: Row | None, tunes_dir: Path, name: str) -> Path:
+    """The path of one of a trained tune's model files; a 404 for anything else."""
+    path = tunes_dir / str(row["id"]) / name if row is not None else None
+    trained = row is not None and row["state"] == JobState.DONE
+    if path is None or not trained or name not in MODEL_FILES or not path.is_file():
+        raise HTTPError(404, "Not found")
+    return path

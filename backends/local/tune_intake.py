@@ -11,34 +11,33 @@ Astria's idempotency: a title seen before returns that tune, and nothing new is 
 
 from __future__ import annotations
 
-import io
 import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from backends.local import params as validate
+from backends.local.errors import RequestError
 from backends.local.fetch_urls import UrlFetcher
-from backends.local.models import native_size
+from backends.local.http import (
+    MAX_IMAGE_BYTES,
+    MAX_TRAINING_IMAGES,
+    Served,
+    check_image,
+    read_training_images,
+)
+from backends.local.model_specs import native_size
 from backends.local.nested_params import read_nested
 from backends.local.packs import runs
 from backends.local.packs.records import PackRecords
-from backends.local.store import Row
-from backends.local.training_data import MIN_PHOTO_SIDE, too_small_message
-
-if TYPE_CHECKING:
-    from backends.local import Worker
+from backends.local.records import JobKind, Row
 
 log = logging.getLogger(__name__)
-
-MAX_IMAGE_BYTES = 30 * 1024 * 1024
-MAX_TRAINING_IMAGES = 50
 
 Planner = Callable[[validate.TuneParams], runs.RunPlan | None]
 """The prompts a new tune comes with, given its validated fields (class, token ...)."""
@@ -60,7 +59,7 @@ class Accepted:
 
 
 class TuneIntake:
-    def __init__(self, worker: Worker, fetcher: UrlFetcher | None = None) -> None:
+    def __init__(self, worker: Served, fetcher: UrlFetcher | None = None) -> None:
         self.worker = worker
         self.config = worker.config
         self.fetcher = fetcher or UrlFetcher(MAX_IMAGE_BYTES)
@@ -76,7 +75,7 @@ class TuneIntake:
             flat, n_images=len(uploads) + len(urls), base_ids=set(self.config.base_models())
         )
         if len(uploads) + len(urls) > MAX_TRAINING_IMAGES:
-            raise validate.RequestError(f"at most {MAX_TRAINING_IMAGES} images per tune")
+            raise RequestError(f"at most {MAX_TRAINING_IMAGES} images per tune")
         run_plan = plan(tune) if plan else None
         size = native_size(self.config.base_models()[tune.base_tune_id])
         if run_plan is not None:
@@ -86,10 +85,10 @@ class TuneIntake:
         if existing is not None:
             return Accepted(existing, [], created=False)
         if urls and not self.config.fetch_urls:
-            raise validate.RequestError(
+            raise RequestError(
                 "image_urls are off on this worker (WORKER_FETCH_URLS); upload the files"
             )
-        images = [check_image(await u.read(), u.filename or "a photo") for u in uploads]
+        images = await read_training_images(uploads)
         for url in urls:
             images.append(check_image(await self.fetcher.fetch(url), url.split("?")[0]))
         row = await store.create_tune(
@@ -128,7 +127,7 @@ class TuneIntake:
         return Accepted(fresh, prompts, created=True)
 
     def _save_training_images(self, tune_id: int, images: list[tuple[bytes, str]]) -> list[str]:
-        folder = Path("tunes") / str(tune_id)
+        folder = Path(JobKind.TUNE.table) / str(tune_id)
         (self.config.files_dir / folder).mkdir(parents=True, exist_ok=True)
         paths = []
         for i, (content, ext) in enumerate(images):
@@ -136,22 +135,6 @@ class TuneIntake:
             (self.config.files_dir / rel).write_bytes(content)
             paths.append(rel.as_posix())
         return paths
-
-
-def check_image(content: bytes, name: str) -> tuple[bytes, str]:
-    """The photo's bytes and a file extension, after checking it really is a big enough image."""
-    if len(content) > MAX_IMAGE_BYTES:
-        raise validate.RequestError(f"{name}: larger than {MAX_IMAGE_BYTES} bytes")
-    try:
-        with Image.open(io.BytesIO(content)) as image:
-            kind = (image.format or "").lower()
-            size = image.size
-            image.verify()
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
-        raise validate.RequestError(f"{name}: not a readable image") from None
-    if min(size) < MIN_PHOTO_SIDE:  # SDXL trains at 1024: an upscaled photo teaches blur
-        raise validate.RequestError(too_small_message(name, *size))
-    return content, {"jpeg": "jpg"}.get(kind, kind or "img")
 
 
 def _list(value: Any) -> list[Any]:

@@ -10,19 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from backends.local.config import WorkerConfig
 from backends.local.packs.records import PackRecords
 from backends.local.serialize import prompt_json
-from backends.local.store import Store
+from backends.local.store import WorkerStore
 
 PostLater = Callable[[str, Any], None]
 """POSTs a JSON body to a URL in the background (the runner's callback client)."""
 
 
 class RunCallbacks:
-    def __init__(self, store: Store, config: WorkerConfig, post_later: PostLater) -> None:
+    def __init__(self, store: WorkerStore, public_url: str | None, post_later: PostLater) -> None:
         self.store = store
-        self.config = config
+        self.public_url = public_url
         self.records = PackRecords(store)
         self.post_later = post_later
 
@@ -44,6 +43,6 @@ class RunCallbacks:
             return
         if not await self.records.claim_run_callback(run_id):
             return
-        base = self.config.public_url or run["origin"] or ""
+        base = self.public_url or run["origin"] or ""
         rows = [await self.store.get_prompt(i) for i in await self.records.run_prompt_ids(run_id)]
         self.post_later(run["prompts_callback"], [prompt_json(r, base) for r in rows if r])

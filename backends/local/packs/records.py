@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.local.store import DONE, FAILED, Row, Store, now_iso
+from backends.local.records import JobState, Row
+from backends.local.store import WorkerStore, now_iso
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pack_runs (
@@ -40,7 +41,7 @@ RUN_ID = "json_extract(params, '$.run_id')"
 class PackRecords:
     """Queries on the run and like tables, through the worker store's connection."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: WorkerStore) -> None:
         self.store = store
 
     async def create_run(
@@ -66,7 +67,7 @@ class PackRecords:
         """True when none of the run's prompts is queued or running any more."""
         rows = await self._rows(
             f"SELECT COUNT(*) AS n FROM prompts WHERE {RUN_ID} = ? AND state NOT IN (?, ?)",
-            (run_id, DONE, FAILED),
+            (run_id, JobState.DONE, JobState.FAILED),
         )
         return rows[0]["n"] == 0
 

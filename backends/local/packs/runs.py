@@ -25,7 +25,8 @@ from typing import Any
 from backends.local import params as validate
 from backends.local.packs.catalog import PLACEHOLDER, SUBJECT_TOKEN, Pack
 from backends.local.packs.records import PackRecords
-from backends.local.store import Row, Store
+from backends.local.records import Row
+from backends.local.store import WorkerStore
 
 MAX_CHARACTERISTICS = 20
 MAX_CHARACTERISTIC_CHARS = 100
@@ -128,7 +129,7 @@ def check(plan: RunPlan, *, token: str, native_size: int, max_side: int) -> None
 
 
 async def queue(
-    store: Store,
+    store: WorkerStore,
     records: PackRecords,
     tune: Row,
     plan: RunPlan,
