@@ -12,11 +12,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,44 +26,31 @@ from backends.local.errors import HTTPError, RequestError
 from backends.local.health import health
 from backends.local.http import (
     EXCEPTION_HANDLERS,
-    MAX_TRAINING_IMAGES,
+    Served,
     Undo,
     middlewares,
     read_body,
     read_page,
-    read_training_image,
 )
 from backends.local.model_specs import native_size
-from backends.local.params import parse_prompt, parse_tune
+from backends.local.packs.runs import attributes_plan
+from backends.local.params import parse_prompt
 from backends.local.records import JobKind, JobState, Row
 from backends.local.serialize import base_tune_json, prompt_json, tune_json
 from backends.local.store import now_iso, recording_creations
-
-if TYPE_CHECKING:
-    from backends.local.config import WorkerConfig
-    from backends.local.queue import JobRunner
-    from backends.local.store import WorkerStore
+from backends.local.tune_intake import TuneIntake, read_tune_fields
 
 log = logging.getLogger(__name__)
 
 
-class Served(Protocol):
-    """What the HTTP face needs of a worker (`worker.Worker`): its parts and its lifecycle."""
-
-    config: WorkerConfig
-    store: WorkerStore
-    runner: JobRunner
-    started_at: str | None
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
 def create_app(worker: Served) -> Starlette:
     """The ASGI app of `worker` (its lifespan starts/stops the worker when uvicorn runs it)."""
-    api = _Api(worker)
+    from backends.local import pack_routes  # its routes come first (see below)
+
+    intake = TuneIntake(worker)
+    api = _Api(worker, intake)
     routes = [
+        *pack_routes.routes(worker, intake),  # first: /files/models/... before /files/...
         Route("/tunes", api.create_tune, methods=["POST"]),
         Route("/tunes", api.list_tunes, methods=["GET"]),
         Route("/tunes/{tune_id:id}", api.get_tune, methods=["GET"]),
@@ -100,52 +85,19 @@ class _Api:
     """The endpoint handlers; errors are raised (HTTPError, RequestError) and answered by
     http.py's exception handlers."""
 
-    def __init__(self, worker: Served) -> None:
+    def __init__(self, worker: Served, intake: TuneIntake) -> None:
         self.worker = worker
         self.config = worker.config
         self.store = worker.store
+        self.intake = intake
 
     # -- tunes ---------------------------------------------------------------------------
 
     async def create_tune(self, request: Request) -> Response:
-        body = await read_body(request, JobKind.TUNE)
-        uploads = body.files.get("images", [])
-        tune = parse_tune(
-            body.fields, n_images=len(uploads), base_ids=set(self.config.base_models())
-        )
-        if len(uploads) > MAX_TRAINING_IMAGES:
-            raise RequestError(f"at most {MAX_TRAINING_IMAGES} images per tune")
-        existing = await self.store.find_tune_by_title(tune.title)
-        if existing is not None:  # Astria's idempotency: the same title is the same tune
-            return JSONResponse(tune_json(existing, self._base(request)), status_code=201)
-        # The photos go to a fresh folder first, the row naming them is then committed in one
-        # INSERT: a tune exists with all its photos or not at all. A crash in between leaves a
-        # folder no row names, which the next start removes (sweep.py).
-        folder = Path(JobKind.TUNE.table) / secrets.token_hex(8)
-        try:
-            paths = await self._save_training_images(folder, uploads)
-            row = await self.store.create_tune(
-                {
-                    "title": tune.title,
-                    "name": tune.name,
-                    "token": tune.token,
-                    "base_tune_id": tune.base_tune_id,
-                    "model_type": tune.model_type,
-                    "steps": tune.steps,
-                    "face_crop": tune.face_crop,
-                    "branch": tune.branch,
-                    "callback": tune.callback,
-                },
-                paths,
-                origin=self._base(request),
-            )
-        except BaseException:
-            shutil.rmtree(self.config.files_dir / folder, ignore_errors=True)
-            raise
-        self.worker.runner.wake()
-        row = await self._tune_row(row["id"])
-        log.info("tune %s queued with %d images", row["id"], len(paths))
-        return JSONResponse(tune_json(row, self._base(request)), status_code=201)
+        fields = await read_tune_fields(request)
+        plan = attributes_plan(fields.get("prompts_attributes"))
+        accepted = await self.intake.accept(fields, self._base(request), lambda _: plan)
+        return JSONResponse(tune_json(accepted.tune, self._base(request)), status_code=201)
 
     async def list_tunes(self, request: Request) -> Response:
         page = read_page(request)
@@ -295,15 +247,3 @@ class _Api:
         position = await runner.queue_position(row["id"])
         progress = runner.progress.get((JobKind.PROMPT, row["id"]))
         return prompt_json(row, self._base(request), progress, position)
-
-    async def _save_training_images(self, folder: Path, uploads: list[Any]) -> list[str]:
-        """Check each upload and write it under `folder`, one at a time (so at most one photo
-        is held in memory); the relative paths, for the tune's row."""
-        (self.config.files_dir / folder).mkdir(parents=True, exist_ok=True)
-        paths = []
-        for i, upload in enumerate(uploads):
-            content, ext = await read_training_image(upload)
-            rel = folder / f"{secrets.token_hex(8)}-{i}.{ext}"
-            (self.config.files_dir / rel).write_bytes(content)
-            paths.append(rel.as_posix())
-        return paths

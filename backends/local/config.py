@@ -20,12 +20,17 @@ from backends.base import SDXL_BASE_TUNE_ID
 from backends.local.accel import Accel
 from backends.local.env import EnvReader
 from backends.local.errors import ConfigError
+from backends.local.records import FIRST_TUNE_ID
 from backends.local.training_recipe import TrainingDefaults
 
-FIRST_TUNE_ID = 100_000_001
-"""Our own tune ids start here, far above any base-model id an operator would pick by hand."""
 DEVICE = re.compile(r"[a-z]+(:\d+)?")
 """A torch device name (`cuda`, `cuda:1`, `cpu`, `mps`); torch itself is only loaded by a job."""
+
+ON_OFF = {
+    **dict.fromkeys(("1", "true", "on", "yes"), "on"),
+    **dict.fromkeys(("0", "false", "off", "no"), "off"),
+}
+"""How an on/off variable (WORKER_FETCH_URLS) may be spelled."""
 
 
 @dataclass
@@ -54,6 +59,10 @@ class WorkerConfig:
     max_side: int = 2048
     """Largest w or h accepted for the base pass (before super_resolution)."""
     callback_timeout_s: float = 10.0
+    packs_dir: Path | None = None
+    """WORKER_PACKS_DIR: the operator's pack files, added to the shipped ones (`packs`)."""
+    fetch_urls: bool = False
+    """WORKER_FETCH_URLS: fetch `tune[image_urls][]` (public http(s) only, see fetch_urls.py)."""
     accel: Accel = field(default_factory=Accel)
     """Generation speed levers (compile, channels_last, fused QKV, LoRA hot-swap, low memory);
     see `accel.py`. Their compile cache defaults to `data_dir/compile-cache`."""
@@ -91,14 +100,23 @@ class WorkerConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerConfig:
         """Every worker variable, checked now (a ConfigError naming the variable): DATA_DIR,
         SDXL_MODEL, SDXL_CONFIG_DIR, WORKER_API_KEY, WORKER_PUBLIC_URL, SDXL_EXTRA_MODELS,
-        WORKER_DEVICE, WORKER_UPSCALER_MODEL (docs/configuration.md), the speed
-        switches of `Accel.from_env` (WORKER_COMPILE, WORKER_LOW_MEMORY, ...) and the trainer's
-        knobs of `TrainingDefaults.from_env` (WORKER_TRAIN_STEPS, ...) and WORKER_TRAINING_SHARE."""
+        WORKER_DEVICE, WORKER_UPSCALER_MODEL (docs/configuration.md), WORKER_PACKS_DIR,
+        WORKER_FETCH_URLS, the speed switches of `Accel.from_env` (WORKER_COMPILE,
+        WORKER_LOW_MEMORY, ...), the trainer's knobs of `TrainingDefaults.from_env`
+        (WORKER_TRAIN_STEPS, ...) and WORKER_TRAINING_SHARE."""
         read = EnvReader(environ)
         data_dir = (read.path("DATA_DIR") or Path("./data")) / "worker"
         device = read.optional("WORKER_DEVICE")
         if device is not None and not DEVICE.fullmatch(device):
             raise ConfigError(f"WORKER_DEVICE={device!r}: use a torch device: cuda, cuda:1, cpu")
+        packs_dir = read.path("WORKER_PACKS_DIR")
+        if packs_dir is not None:
+            from backends.local.packs.catalog import CatalogError, load_catalog
+
+            try:  # a bad pack file is a bad value: stop at start, one line
+                load_catalog(packs_dir)
+            except CatalogError as exc:
+                raise ConfigError(str(exc)) from None
         return cls(
             data_dir=data_dir,
             sdxl_model=read.text("SDXL_MODEL", "tiny"),
@@ -113,6 +131,8 @@ class WorkerConfig:
             training_share=read.number(
                 "WORKER_TRAINING_SHARE", cls.training_share, minimum=0, maximum=0.9
             ),
+            packs_dir=packs_dir,
+            fetch_urls=read.choice("WORKER_FETCH_URLS", ON_OFF, "off") == "on",
         )
 
 

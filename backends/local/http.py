@@ -25,7 +25,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
@@ -38,6 +38,11 @@ from backends.local.errors import HTTPError, RequestError
 from backends.local.params import MIN_PHOTO_SIDE, too_small_message
 from backends.local.records import JobKind
 from backends.routing import MAX_ID  # importing it registers the `{name:id}` route convertor
+
+if TYPE_CHECKING:
+    from backends.local.config import WorkerConfig
+    from backends.local.queue import JobRunner
+    from backends.local.store import WorkerStore
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,19 @@ FORM_KEY = re.compile(r"^(?P<root>[a-z_]+)\[(?P<name>[a-z_]+)\](?P<list>\[\])?$"
 """`tune[name]`, `tune[images][]`: Rails-style form keys, as Astria's own clients send them."""
 
 
+class Served(Protocol):
+    """What the HTTP face needs of a worker (`worker.Worker`): its parts and its lifecycle."""
+
+    config: WorkerConfig
+    store: WorkerStore
+    runner: JobRunner
+    started_at: str | None
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 @dataclass
 class Body:
     """A request body without its root key: plain fields, and file parts by field name."""
@@ -83,7 +101,7 @@ class Page:
 async def read_body(request: Request, root: JobKind) -> Body:
     """Fields and file parts of a JSON, urlencoded or multipart body, without the `root` key."""
     if request.headers.get("content-type", "").startswith("application/json"):
-        return Body(fields=await _json_fields(request, root))
+        return Body(fields=await read_json_object(request, root))
     try:
         form = await request.form(
             max_files=MAX_TRAINING_IMAGES + 1,
@@ -109,7 +127,10 @@ async def read_body(request: Request, root: JobKind) -> Body:
     return body
 
 
-async def _json_fields(request: Request, root: JobKind) -> dict[str, Any]:
+async def read_json_object(request: Request, root: str) -> dict[str, Any]:
+    """The object under `root` of a JSON body (or the body itself), within the size and
+    nesting caps (a body nested 1000 deep made json.loads recurse out of the stack)."""
+    root = str(root)
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
@@ -122,10 +143,10 @@ async def _json_fields(request: Request, root: JobKind) -> dict[str, Any]:
     except ValueError:  # UnicodeDecodeError and JSONDecodeError included
         raise RequestError("the body is not valid JSON") from None
     if not isinstance(body, dict):
-        raise RequestError(f"the body must be a JSON object with {root.value!r}")
+        raise RequestError(f"the body must be a JSON object with {root!r}")
     inner = body.get(root, body)
     if not isinstance(inner, dict):
-        raise RequestError(f"{root.value!r} must be an object")
+        raise RequestError(f"{root!r} must be an object")
     return inner
 
 
@@ -154,14 +175,20 @@ def _nesting(raw: bytes) -> int:
 async def read_training_image(upload: UploadFile) -> tuple[bytes, str]:
     """One upload's bytes and extension, decoded in full (in a thread: a 20 MB JPEG takes a
     while) so a truncated file is refused now, not minutes later by the trainer."""
+    name = upload.filename or "a photo"
     if upload.size is not None and upload.size > MAX_IMAGE_BYTES:
-        raise RequestError(f"{upload.filename}: larger than {MAX_IMAGE_BYTES} bytes")
-    content = await upload.read()
+        raise RequestError(f"{name}: larger than {MAX_IMAGE_BYTES} bytes")
+    return await asyncio.to_thread(check_image, await upload.read(), name)
+
+
+def check_image(content: bytes, name: str) -> tuple[bytes, str]:
+    """The photo's bytes and a file extension, after checking it really is a big enough image
+    that decodes in full (an upload, or a fetched `image_urls` photo)."""
     if len(content) > MAX_IMAGE_BYTES:
-        raise RequestError(f"{upload.filename}: larger than {MAX_IMAGE_BYTES} bytes")
-    kind, size = await asyncio.to_thread(_decode, content, upload.filename or "a photo")
+        raise RequestError(f"{name}: larger than {MAX_IMAGE_BYTES} bytes")
+    kind, size = _decode(content, name)
     if min(size) < MIN_PHOTO_SIDE:  # SDXL trains at 1024: an upscaled photo teaches blur
-        raise RequestError(too_small_message(upload.filename or "a photo", *size))
+        raise RequestError(too_small_message(name, *size))
     return content, {"jpeg": "jpg"}.get(kind, kind or "img")
 
 

@@ -61,7 +61,9 @@ class LoadedModel:
     slot: LoraSlot | None = None
     """The LoRA hot-swap slot, when `accel.lora_hotswap` is on."""
     bound_tokens: list[str] = field(default_factory=list)
-    """Tune tokens left bound in the text encoders by the hot-swap path (`generate`)."""
+    """Tune tokens left bound in the text encoders (`tune_binding`)."""
+    bound_tune: Any = None
+    """The key of the tune whose LoRA and embeddings are bound now (`tune_binding`), or None."""
     scheduler_config: Any = None
     """The checkpoint's own scheduler config, as loaded: every prompt's scheduler is built
     from it, so one prompt's choice (e.g. Karras sigmas) never carries into the next."""

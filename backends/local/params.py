@@ -83,6 +83,11 @@ class PromptParams:
     lora_tune_id: int | None
     lora_strength: float
     callback: str | None
+    pack_id: int | None = None
+    """Made by a pack run (`POST /p/:id/tunes`): the pack, and below the pack's own prompt."""
+    orig_prompt_id: int | None = None
+    run_id: int | None = None
+    """The run (a pack or `prompts_attributes` on one tune) it belongs to; see `packs`."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,9 +196,7 @@ def parse_tune(fields: dict[str, Any], *, n_images: int, base_ids: set[int]) -> 
     if not name:
         raise RequestError("name (the class word: man, woman, ...) is required")
     if n_images < 1:
-        raise RequestError("images are required (tune[images][] file parts)")
-    if fields.get("image_urls"):
-        raise RequestError("image_urls are not supported by this worker; upload the files")
+        raise RequestError("images are required (tune[images][] file parts or image_urls)")
     base = _int(fields.get("base_tune_id"), "base_tune_id", default=min(base_ids))
     if base not in base_ids:
         raise RequestError(f"base_tune_id {base} is not a base model of this worker")

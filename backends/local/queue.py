@@ -3,7 +3,8 @@
 - The queue is the store (tunes and prompts in state `queued`), so it survives restarts.
 - One asyncio task takes the next job and runs the GPU work in a worker thread (the event loop
   keeps answering HTTP meanwhile). Prompts always go first: a user is waiting, and a prompt takes
-  seconds, a training minutes.
+  seconds, a training minutes. Which prompt is `schedule.py`'s choice (a pack's run kept
+  together, single prompts let in between its prompts, prompts of an untrained tune waiting).
 - A training that is running does not block prompts either: the trainer calls
   `ctx.between_steps()` after every step, which runs the queued prompts on the same GPU before
   the training continues (see `_between_steps`). Prompts wait for at most one step, plus the
@@ -16,6 +17,7 @@
   next job. Checks: every denoising step of every pipeline call (txt2img, hires img2img, face
   img2img), between stages and faces, between the sub-steps of a model load, every training
   step. An aborted job whose row is gone is dropped (its files removed), never requeued.
+- A training that fails takes the prompts waiting for it along (failed, with its error).
 - Callbacks are POSTed once, after the result is committed (`claim_callback` makes the at-most-
   once decision in SQLite before the POST; a worker killed between the two sends none, as Astria
   does not retry either). A client that must not miss an event polls as well.
@@ -45,9 +47,12 @@ from backends.local.errors import Aborted, GenerationError, TrainerUnavailable, 
 from backends.local.fair_share import TrainingTurns
 from backends.local.generate import Engine, PromptJob
 from backends.local.models import ModelCache
+from backends.local.packs.callbacks import RunCallbacks
+from backends.local.packs.records import SCHEMA as PACK_SCHEMA
 from backends.local.params import PromptParams
 from backends.local.pngwriter import PngWriter
 from backends.local.records import JobKind, JobState, Row
+from backends.local.schedule import Scheduler
 from backends.local.serialize import prompt_json, tune_json
 from backends.local.store import WorkerStore, now_iso
 from backends.local.training_recipe import TrainJob
@@ -94,8 +99,10 @@ class JobRunner:
         self._active: list[tuple[JobKind, int]] = []
         """Jobs under way, outermost first: a training, and a prompt it let through."""
         self._cancelled: set[tuple[JobKind, int]] = set()
-        self._turns = TrainingTurns(config.training_share)
         """Active jobs whose rows were deleted: they stop at their next check."""
+        self._turns = TrainingTurns(config.training_share)
+        self.schedule = Scheduler(store)
+        self.runs = RunCallbacks(store, config.public_url, self._post_later)
 
     @property
     def running(self) -> tuple[JobKind, int] | None:
@@ -110,11 +117,13 @@ class JobRunner:
         if self._engine is not None:
             self._engine.abort.clear()
         self._http = httpx.AsyncClient(timeout=self.config.callback_timeout_s)
+        await self.store.db.executescript(PACK_SCHEMA)  # the run and like tables (packs/)
         resumed = await self.store.requeue_interrupted()
         if resumed:
             log.info("resuming %d interrupted job(s)", resumed)
         for kind, row_id in await self.store.unsent_callbacks():
             await self._send_callback(kind, row_id)
+        await self.runs.send_unsent()
         self._task = asyncio.create_task(self._run(), name="worker-jobs")
 
     async def stop(self) -> None:
@@ -168,6 +177,11 @@ class JobRunner:
         loaded = self._engine.models._loaded if self._engine is not None else None
         return loaded[0] if loaded is not None else None
 
+    @property
+    def binds(self) -> int:
+        """How often a tune's LoRA was bound into the model so far (`Engine.binds`; /healthz)."""
+        return self._engine.binds if self._engine is not None else 0
+
     async def queue_position(self, prompt_id: int) -> int:
         """1 = next to run; 0 = running or finished."""
         ids = await self.store.queued_prompt_ids()
@@ -180,7 +194,7 @@ class JobRunner:
         while not self._stopping:
             self._wake.clear()
             try:
-                job = await self.store.next_job()
+                job = await self.schedule.next_job()
                 if job is None:
                     await self._idle(IDLE_POLL_S)
                     continue
@@ -307,6 +321,7 @@ class JobRunner:
                 prompt_id, state=JobState.DONE, images=images or [], finished_at=now_iso()
             )
         await self._send_callback(JobKind.PROMPT, prompt_id)
+        await self.runs.prompt_ended(prompt_id)
 
     # -- training ------------------------------------------------------------------------
 
@@ -402,7 +417,7 @@ class JobRunner:
         try:
             while not self._turns.training_owed():
                 prompt_id = asyncio.run_coroutine_threadsafe(
-                    self.store.next_prompt(), self._loop
+                    self.schedule.next_prompt(), self._loop
                 ).result()
                 if prompt_id is None:
                     self._turns.no_prompt_waiting()
@@ -420,6 +435,8 @@ class JobRunner:
             return
         if error is not None:
             await self.store.update_tune(tune_id, state=JobState.FAILED, error=error)
+            for prompt in await self.store.prompts_using_tune(tune_id):  # waiting for it
+                await self._finish_prompt(prompt["id"], error=f"the tune failed: {error}")
         else:
             await self.store.update_tune(tune_id, state=JobState.DONE, trained_at=now_iso())
         await self._send_callback(JobKind.TUNE, tune_id)
@@ -436,11 +453,14 @@ class JobRunner:
             return
         base = self.config.public_url or row["origin"] or ""
         body = {kind.value: tune_json(row, base) if tune else prompt_json(row, base)}
+        self._post_later(url, body)
+
+    def _post_later(self, url: str, body: Any) -> None:
         task = asyncio.create_task(self._post(url, body))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _post(self, url: str, body: dict[str, Any]) -> None:
+    async def _post(self, url: str, body: Any) -> None:
         assert self._http is not None
         try:
             response = await self._http.post(url, json=body)

@@ -18,8 +18,7 @@ from typing import Any
 
 import aiosqlite
 
-from backends.local.config import FIRST_TUNE_ID
-from backends.local.records import JobKind, JobState, Row
+from backends.local.records import FIRST_TUNE_ID, JobKind, JobState, Row
 
 TUNES, PROMPTS = JobKind.TUNE.table, JobKind.PROMPT.table
 
@@ -251,15 +250,23 @@ class WorkerStore:
         prompt = await self.next_prompt()
         if prompt is not None:
             return (JobKind.PROMPT, prompt)
+        tune = await self.next_tune()
+        return (JobKind.TUNE, tune) if tune is not None else None
+
+    async def next_prompt(self) -> int | None:
+        """The oldest queued prompt that can run: not one waiting for its tune's training
+        (the runner's own order, runs and interleaving, is `schedule.py`)."""
+        row = await self._one(
+            "SELECT p.id FROM prompts p LEFT JOIN tunes t ON t.id = p.tune_id"
+            " WHERE p.state = ? AND (t.id IS NULL OR t.state = ?) ORDER BY p.id LIMIT 1",
+            (JobState.QUEUED, JobState.DONE),
+        )
+        return row["id"] if row else None
+
+    async def next_tune(self) -> int | None:
         row = await self._one(  # a tune whose photos are still being written is not ready
             "SELECT id FROM tunes WHERE state = ? AND images != '[]' ORDER BY id LIMIT 1",
             (JobState.QUEUED,),
-        )
-        return (JobKind.TUNE, row["id"]) if row else None
-
-    async def next_prompt(self) -> int | None:
-        row = await self._one(
-            "SELECT id FROM prompts WHERE state = ? ORDER BY id LIMIT 1", (JobState.QUEUED,)
         )
         return row["id"] if row else None
 

@@ -2,7 +2,7 @@
 
 `Worker` wires them and owns their lifecycle; `serve` runs one under uvicorn (the CLI's
 `photoshoot-bot worker`). The HTTP face (app.py) is built here from the worker and sees it only
-through `app.Served`, so it never imports this module.
+through `http.Served`, so it never imports this module.
 """
 
 from __future__ import annotations

@@ -140,6 +140,7 @@ class ConsoleChat:
             "/cancel": self._cancel,
             "/delete": self._delete,
             "/language": self._language,
+            "/packs": self._packs,
             "/wait": self._wait,
         }
 
@@ -229,6 +230,15 @@ class ConsoleChat:
         self._notifier.say(models_text(tunes, self.user.active_tune_id))
         if len(tunes) > 1:
             self._notifier.say(text("console.models_hint"))
+
+    async def _packs(self, argument: str) -> None:
+        """`/packs` lists; `/packs <number|slug>` shows one, with what running it makes."""
+        if not argument:
+            self._notifier.say(await self._service.list_packs(self.user))
+            self._notifier.say(text("console.packs_hint"))
+            return
+        offer = await self._service.pick_pack(self.user, argument)
+        self._notifier.say(offer.details)
 
     async def _status(self, _: str) -> None:
         self._notifier.say((await self._service.status(self.user)).text)

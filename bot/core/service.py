@@ -20,6 +20,7 @@ from pathlib import Path
 
 from backends.base import DEFAULT_TOKEN, Backend, BackendError
 from bot.core import photos as photo_intake
+from bot.core import shoots
 from bot.core.errors import UserError
 from bot.core.jobs import JobTracker
 from bot.core.prompts import TuneRef, compose_prompt
@@ -499,6 +500,18 @@ class PhotoshootService:
         if not all(path.exists() for path in paths):
             raise UserError(text("images.deleted"))
         return paths
+
+    # -- packs (bot/core/shoots.py) --------------------------------------------------------
+
+    async def list_packs(self, user: User) -> str:
+        """`/packs`: the packs for the class of the user's model, with size and price."""
+        model = shoots.pack_model(await self.store.user_tunes(user.id), user.active_tune_id)
+        return shoots.offers_text(await shoots.offers(self._backend, model), model)
+
+    async def pick_pack(self, user: User, wanted: str) -> shoots.PackOffer:
+        """A pick from `/packs` (its number, slug or id): the pack, for the confirm button."""
+        model = shoots.pack_model(await self.store.user_tunes(user.id), user.active_tune_id)
+        return await shoots.pick(self._backend, model, wanted)
 
 
 def _class_word(typed: str) -> str:

@@ -52,6 +52,8 @@ BRANCHES = {666678: "sdxl1", 1504944: "flux1", 690204: "sd15"}
 TUNE_OFFSET_CAP = 200
 PROMPT_OFFSET_CAP = 10_000
 TICK_S = 0.02
+NO_CONTENT = object()
+"""A route's body meaning "answer with an empty body" (likes: `201 Created`, nothing else)."""
 
 
 @dataclass
@@ -176,6 +178,10 @@ class FakeAstria:
         self._prompt_fate: dict[int, str | None] = {}  # user_error to end with, or None
         self._png_cache: dict[str, bytes] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        from tests.fakes.astria_packs import FakePacks  # it builds on this module
+
+        self.packs = FakePacks(self)
+        self.packs.add_default_gallery()
         self.app = Starlette(
             routes=[
                 Route(
@@ -342,6 +348,8 @@ class FakeAstria:
                 status, body = self._route(method, path, record)
         except _HttpError as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        if body is NO_CONTENT:
+            return Response(status_code=status)
         return JSONResponse(body, status_code=status)
 
     async def _delay(self, seconds: float) -> None:
@@ -387,6 +395,8 @@ class FakeAstria:
 
     def _route(self, method: str, path: str, rec: RecordedRequest) -> tuple[int, Any]:
         parts = path.strip("/").split("/")
+        if (answer := self.packs.route(method, parts, rec)) is not None:
+            return answer
         ids = [int(p) if p.isdigit() else None for p in parts]
         match (method, parts[0] if parts else "", len(parts)):
             case ("POST", "tunes", 1):
@@ -455,14 +465,21 @@ class FakeAstria:
 
     @staticmethod
     def _params(root: str, rec: RecordedRequest) -> tuple[dict[str, Any], bool]:
-        """Rails params under `root`: `root[key]`, `root[key][]` or JSON `{root: {...}}`."""
+        """Rails params under `root`: `root[key]`, `root[key][]`, `root[key][sub]` (one level
+        of nesting: `tune[characteristics][eye_color]`) or JSON `{root: {...}}`."""
         params: dict[str, Any] = {}
         if isinstance(rec.json, dict) and isinstance(rec.json.get(root), dict):
             params.update(rec.json[root])
-        pattern = re.compile(rf"^{root}\[([^\]]+)\](\[\])?$")
+        pattern = re.compile(rf"^{root}\[([^\]]+)\](?:\[([^\]]*)\])?$")
         for key, values in rec.form.items():
-            if m := pattern.match(key):
-                params[m.group(1)] = list(values) if m.group(2) else values[-1]
+            if not (m := pattern.match(key)):
+                continue
+            if m.group(2) is None:
+                params[m.group(1)] = values[-1]
+            elif m.group(2) == "":
+                params[m.group(1)] = list(values)
+            else:
+                params.setdefault(m.group(1), {})[m.group(2)] = values[-1]
         has_files = any(pattern.match(f) and f.endswith("[]") for f, _, _ in rec.files)
         return params, has_files
 
@@ -659,6 +676,7 @@ class FakeAstria:
             if ready is None:
                 error = "The fine-tune used by this prompt was deleted"
             self._finish_prompt(prompt, now, error, notify=True)
+        self.packs.after_tick()
 
     def _finish_prompt(
         self, prompt: dict[str, Any], now: datetime, error: str | None, *, notify: bool

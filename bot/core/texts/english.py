@@ -158,6 +158,25 @@ MESSAGES: Catalog = {
     "class.dog": "dog",
     "class.cat": "cat",
     "class.couple": "couple",
+    # -- packs ------------------------------------------------------------------------------
+    "packs.heading": "Photoshoot packs for {model} ({class_name}):",
+    "packs.item": Plural(
+        one="{number}. {title}: {count} image",
+        other="{number}. {title}: {count} images",
+    ),
+    "packs.item_priced": Plural(
+        one="{number}. {title}: {count} image, ${price}",
+        other="{number}. {title}: {count} images, ${price}",
+    ),
+    "packs.makes": Plural(
+        one="It makes {count} image of {model}.",
+        other="It makes {count} images of {model}.",
+    ),
+    "packs.confirm": Plural(one="Make {count} image", other="Make {count} images"),
+    "packs.none_for_class": "There is no photoshoot pack for a {class_name} yet.",
+    "packs.unknown": "There is no pack called “{pack}”. /packs lists them.",
+    "packs.unsupported": ("{title} has no prompts for a {class_name}. Packs that have: {packs}."),
+    "packs.unsupported_none": "none yet",
     # -- imagining --------------------------------------------------------------------------
     "imagine.empty": "What should I make? For example: /imagine astronaut on the moon",
     "imagine.still_training": "Your model is still training. I'll message you when it's ready.",
@@ -394,6 +413,7 @@ MESSAGES: Catalog = {
     "console.unreadable_file": "Cannot read {path}: {reason}.",
     "console.models_usage": "Choose a model by its number: /models 3",
     "console.models_hint": "Choose the active one with /models <number>.",
+    "console.packs_hint": "See one with /packs <number>.",
     "console.no_jobs": "No job is running.",
     "console.delete_question": (
         "This deletes all your photos, models and images, here and on the image "
