@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import gc
 import logging
+import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -68,6 +69,13 @@ async def in_process_worker(settings: Settings) -> AsyncIterator[httpx.AsyncBase
         yield httpx.ASGITransport(app=worker.app, client=("127.0.0.1", 0))
     finally:
         await worker.stop()
+
+
+def worker_threads_left() -> bool:
+    """Whether the in-process worker left a GPU step running when it stopped (it waits only
+    `WORKER_STOP_GRACE_S` for a step that checks no abort flag; its job stays queued)."""
+    threads = sys.modules.get("backends.local.threads")
+    return bool(threads and threads.left_behind())
 
 
 @contextlib.asynccontextmanager

@@ -54,6 +54,9 @@ class WorkerConfig:
     max_side: int = 2048
     """Largest w or h accepted for the base pass (before super_resolution)."""
     callback_timeout_s: float = 10.0
+    stop_grace_s: float = 10.0
+    """How long a stop waits for the running job to reach its next abort check; then the job
+    is left behind (queued again) so the process ends well within a 30 s stop timeout."""
     accel: Accel = field(default_factory=Accel)
     """Generation speed levers (compile, channels_last, fused QKV, LoRA hot-swap, low memory);
     see `accel.py`. Their compile cache defaults to `data_dir/compile-cache`."""
@@ -93,7 +96,8 @@ class WorkerConfig:
         SDXL_MODEL, SDXL_CONFIG_DIR, WORKER_API_KEY, WORKER_PUBLIC_URL, SDXL_EXTRA_MODELS,
         WORKER_DEVICE, WORKER_UPSCALER_MODEL (docs/configuration.md), the speed
         switches of `Accel.from_env` (WORKER_COMPILE, WORKER_LOW_MEMORY, ...) and the trainer's
-        knobs of `TrainingDefaults.from_env` (WORKER_TRAIN_STEPS, ...) and WORKER_TRAINING_SHARE."""
+        knobs of `TrainingDefaults.from_env` (WORKER_TRAIN_STEPS, ...), WORKER_TRAINING_SHARE and
+        WORKER_STOP_GRACE_S."""
         read = EnvReader(environ)
         data_dir = (read.path("DATA_DIR") or Path("./data")) / "worker"
         device = read.optional("WORKER_DEVICE")
@@ -112,6 +116,9 @@ class WorkerConfig:
             training=TrainingDefaults.from_env(environ),
             training_share=read.number(
                 "WORKER_TRAINING_SHARE", cls.training_share, minimum=0, maximum=0.9
+            ),
+            stop_grace_s=read.number(
+                "WORKER_STOP_GRACE_S", cls.stop_grace_s, minimum=0, maximum=25
             ),
         )
 

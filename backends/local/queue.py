@@ -49,6 +49,7 @@ from backends.local.pngwriter import PngWriter
 from backends.local.records import JobKind, JobState, Row
 from backends.local.serialize import prompt_json, tune_json
 from backends.local.store import WorkerStore, now_iso
+from backends.local.threads import run_in_daemon_thread
 from backends.local.training_recipe import TrainJob
 
 log = logging.getLogger(__name__)
@@ -117,13 +118,31 @@ class JobRunner:
             self._engine.abort.set()
         self._wake.set()
         if self._task is not None:
-            await self._task
+            await self._wait_for_running_job()
             self._task = None
         for task in list(self._background):
             await asyncio.wait([task], timeout=self.config.callback_timeout_s)
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+
+    async def _wait_for_running_job(self) -> None:
+        """Give the running job `stop_grace_s` to reach its next abort check; a step that
+        checks no flag (a model load, a long GPU call) is left running on its daemon thread
+        and its job put back in the queue, so the process exits within its stop timeout."""
+        assert self._task is not None
+        done, _ = await asyncio.wait([self._task], timeout=self.config.stop_grace_s)
+        if done:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        requeued = await self.store.requeue_interrupted()
+        log.warning(
+            "the running job did not stop within %.0f s: left behind, %d job(s) stay queued",
+            self.config.stop_grace_s,
+            requeued,
+        )
 
     def wake(self) -> None:
         """Something was queued: look at the store now."""
@@ -212,7 +231,7 @@ class JobRunner:
         self._begin(key)
         log.info("prompt %s: %d image(s) %dx%d", prompt_id, params.num_images, params.w, params.h)
         try:
-            images = await asyncio.to_thread(self._generate_and_save, job, key)
+            images = await run_in_daemon_thread(self._generate_and_save, job, key)
         except Aborted:
             if await self.store.get_prompt(prompt_id) is None:
                 self._drop_files(JobKind.PROMPT, prompt_id)
@@ -317,7 +336,7 @@ class JobRunner:
             check=lambda: self.check(key),
         )
         try:
-            await asyncio.to_thread(self._trainer, job, ctx)
+            await run_in_daemon_thread(self._trainer, job, ctx)
         except Aborted:
             if await self.store.get_tune(tune_id) is None:
                 self._drop_files(JobKind.TUNE, tune_id)
