@@ -12,12 +12,10 @@ object per line, tracebacks inside it, for log collectors).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import logging
+import os
 import re
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -116,8 +114,8 @@ def setup_logging(level: str = "INFO", fmt: str = "text", *, file: Path | None =
     """Log one line per event: `text` for people, `json` for log collectors.
 
     To stderr; with `file` (the console chat, whose terminal shows the conversation) to that
-    file instead, with only errors still on stderr; Python `warnings` and the libraries' own
-    loggers (diffusers, transformers print to stderr by themselves) go there too."""
+    file instead, with only errors still on stderr; Python `warnings` go there too, and
+    diffusers' and transformers' own stderr handlers keep only errors."""
     formatter = JsonFormatter() if fmt == "json" else TextFormatter()
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if file is not None:
@@ -134,24 +132,12 @@ def setup_logging(level: str = "INFO", fmt: str = "text", *, file: Path | None =
     # httpx logs every request URL at INFO: Telegram URLs hold the token. Keep it quiet.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
-    libraries = [name for name in LIBRARIES_WITH_OWN_HANDLERS if importlib.util.find_spec(name)]
-    if file is not None and libraries:  # their import takes seconds: not on the way to a chat
-        threading.Thread(
-            target=_adopt_library_loggers, args=(libraries,), name="adopt-loggers", daemon=True
-        ).start()
+    if file is not None:
+        # Their own stderr handlers would print into the chat: only their errors, there.
+        for library in LIBRARIES_WITH_OWN_HANDLERS:
+            os.environ.setdefault(f"{library.upper()}_VERBOSITY", "error")
 
 
 LIBRARIES_WITH_OWN_HANDLERS = ("transformers", "diffusers")
-"""They add a stderr handler to their root logger and stop propagation on first use."""
-
-
-def _adopt_library_loggers(names: list[str]) -> None:
-    """Route the libraries' loggers through ours: configure each now (else it does so on its
-    first log call), remove its stderr handler and let its records propagate."""
-    for name in names:
-        try:
-            module = importlib.import_module(f"{name}.utils.logging")
-        except Exception:  # a broken optional library: the worker reports it when used
-            continue
-        module.disable_default_handler()
-        module.enable_propagation()
+"""They print through their own stderr handler (not ours) from their first log call on;
+`<NAME>_VERBOSITY` sets its level, read at that call."""

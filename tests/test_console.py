@@ -199,7 +199,7 @@ def test_console_prints_the_conversation_and_logs_to_a_file(
         "OMP_NUM_THREADS": "1",
         "POLL_INTERVAL_S": "0.2",
     }
-    script = f"/photos {photo_dir}\n/train man\n/wait\n/imagine astronaut\n/wait\n"
+    script = f"/photos {photo_dir}\n/train man\n/wait\n/status\n"
     done = subprocess.run(
         [sys.executable, "-m", "bot", "chat"],
         input=script,
@@ -214,7 +214,6 @@ def test_console_prints_the_conversation_and_logs_to_a_file(
     lines = done.stdout.splitlines()
     assert [line for line in lines if not line.startswith("bot> ")] == []
     assert any("is ready" in line for line in lines)
-    assert len(SAVED_PATH.findall(done.stdout)) == 4
     assert done.stderr == ""
     log = (data / "logs" / "bot.log").read_text()
     assert "INFO backends.local.worker: worker started" in log
