@@ -10,7 +10,9 @@
   training's guaranteed share when prompts never stop coming (fair_share.py: no starvation).
 - stop(): sets an abort flag that the running job sees at its next check; the job stays queued
   and starts over at the next start() (a prompt's seed is stored, so it gives the same images;
-  a training resumes from its last checkpoint, see checkpoint.py).
+  a training resumes from its last checkpoint, see checkpoint.py). A step that checks no
+  flag gets `stop_grace_s`, then is left behind on its daemon thread (threads.py), its job
+  queued again, so a stop ends within the service manager's timeout.
 - cancel(): DELETE of a running prompt or tune (the row is already gone) stops that job at its
   next check, so its hires pass or face redraw never runs and a training frees the GPU for the
   next job. Checks: every denoising step of every pipeline call (txt2img, hires img2img, face
