@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "console"
 PROGRESS_LINE_INTERVAL_S = 5.0
-ANSWERED_DURING_WAIT = ("/cancel", "/status")
-"""Commands that act while /wait waits; other lines run after it, in order."""
+ANSWERED_DURING_WAIT = ("/cancel",)
+"""Commands that act while /wait waits; other lines (a script's next steps) run after it."""
 LOCALE_VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
 """Where a terminal says its language, in gettext's order (`LANGUAGE` may list several)."""
 
@@ -252,8 +252,8 @@ class ConsoleChat:
     async def _wait(self, _: str) -> None:
         """Console only: block until running jobs finish, so scripts can train then imagine.
 
-        Lines typed meanwhile keep their order and run after the wait, except /cancel and
-        /status, which act at once (a /cancel ends the wait)."""
+        Lines typed meanwhile keep their order and run after the wait, except /cancel, which
+        acts at once (and so ends the wait)."""
         if self._core.tracker.has_jobs():
             idle = asyncio.ensure_future(self._core.tracker.wait_idle())
             try:
