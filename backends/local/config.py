@@ -54,9 +54,10 @@ class WorkerConfig:
     max_side: int = 2048
     """Largest w or h accepted for the base pass (before super_resolution)."""
     callback_timeout_s: float = 10.0
-    stop_grace_s: float = 10.0
+    stop_grace_s: float = 60.0
     """How long a stop waits for the running job to reach its next abort check; then the job
-    is left behind (queued again) so the process ends well within a 30 s stop timeout."""
+    is left behind (queued again), so the process ends within its unit's stop timeout (90 s;
+    the bot runs its in-process worker with 10 s of its 30)."""
     accel: Accel = field(default_factory=Accel)
     """Generation speed levers (compile, channels_last, fused QKV, LoRA hot-swap, low memory);
     see `accel.py`. Their compile cache defaults to `data_dir/compile-cache`."""
