@@ -10,6 +10,8 @@ import contextlib
 import dataclasses
 import gc
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
     from backends.local import WorkerConfig
 
 log = logging.getLogger(__name__)
+
+IN_PROCESS_STOP_GRACE_S = 10.0
+"""WORKER_STOP_GRACE_S's default for the worker inside the bot (see `in_process_worker`)."""
 
 
 def worker_config(settings: Settings, *, api_key: str | None) -> WorkerConfig:
@@ -63,12 +68,22 @@ async def in_process_worker(settings: Settings) -> AsyncIterator[httpx.AsyncBase
             "to run it in-process: pip install torch==2.13.0 -e '.[worker]' "
             f"(missing: {exc.name})."
         ) from None
-    worker = create_worker(worker_config(settings, api_key=None))
+    config = worker_config(settings, api_key=None)
+    if "WORKER_STOP_GRACE_S" not in os.environ:  # the bot's unit allows 30 s, not the worker's 90
+        config = dataclasses.replace(config, stop_grace_s=IN_PROCESS_STOP_GRACE_S)
+    worker = create_worker(config)
     await worker.start()
     try:
         yield httpx.ASGITransport(app=worker.app, client=("127.0.0.1", 0))
     finally:
         await worker.stop()
+
+
+def worker_threads_left() -> bool:
+    """Whether the in-process worker left a GPU step running when it stopped (it waits only
+    `WORKER_STOP_GRACE_S` for a step that checks no abort flag; its job stays queued)."""
+    threads = sys.modules.get("backends.local.threads")
+    return bool(threads and threads.left_behind())
 
 
 @contextlib.asynccontextmanager

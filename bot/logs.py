@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -112,14 +114,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
-    """Log to stderr, one line per event: `text` for people, `json` for log collectors."""
-    handler = logging.StreamHandler()
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+def setup_logging(level: str = "INFO", fmt: str = "text", *, file: Path | None = None) -> None:
+    """Log one line per event: `text` for people, `json` for log collectors.
+
+    To stderr; with `file` (the console chat, whose terminal shows the conversation) to that
+    file instead, with only errors still on stderr; Python `warnings` go there too, and
+    diffusers' and transformers' own stderr handlers keep only errors."""
+    formatter = JsonFormatter() if fmt == "json" else TextFormatter()
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handlers[0].setLevel(logging.ERROR)
+        handlers.append(logging.FileHandler(file, encoding="utf-8"))
+    for handler in handlers:
+        handler.addFilter(RedactingFilter())
+        handler.setFormatter(formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = handlers
     root.setLevel(level.upper())
+    logging.captureWarnings(True)
     # httpx logs every request URL at INFO: Telegram URLs hold the token. Keep it quiet.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    if file is not None:
+        # Their own stderr handlers would print into the chat: only their errors, there.
+        for library in LIBRARIES_WITH_OWN_HANDLERS:
+            os.environ.setdefault(f"{library.upper()}_VERBOSITY", "error")
+
+
+LIBRARIES_WITH_OWN_HANDLERS = ("transformers", "diffusers")
+"""They print through their own stderr handler (not ours) from their first log call on;
+`<NAME>_VERBOSITY` sets its level, read at that call."""

@@ -63,6 +63,10 @@ class WorkerConfig:
     """WORKER_PACKS_DIR: the operator's pack files, added to the shipped ones (`packs`)."""
     fetch_urls: bool = False
     """WORKER_FETCH_URLS: fetch `tune[image_urls][]` (public http(s) only, see fetch_urls.py)."""
+    stop_grace_s: float = 60.0
+    """How long a stop waits for the running job to reach its next abort check; then the job
+    is left behind (queued again), so the process ends within its unit's stop timeout (90 s;
+    the bot runs its in-process worker with 10 s of its 30)."""
     accel: Accel = field(default_factory=Accel)
     """Generation speed levers (compile, channels_last, fused QKV, LoRA hot-swap, low memory);
     see `accel.py`. Their compile cache defaults to `data_dir/compile-cache`."""
@@ -103,7 +107,7 @@ class WorkerConfig:
         WORKER_DEVICE, WORKER_UPSCALER_MODEL (docs/configuration.md), WORKER_PACKS_DIR,
         WORKER_FETCH_URLS, the speed switches of `Accel.from_env` (WORKER_COMPILE,
         WORKER_LOW_MEMORY, ...), the trainer's knobs of `TrainingDefaults.from_env`
-        (WORKER_TRAIN_STEPS, ...) and WORKER_TRAINING_SHARE."""
+        (WORKER_TRAIN_STEPS, ...), WORKER_TRAINING_SHARE and WORKER_STOP_GRACE_S."""
         read = EnvReader(environ)
         data_dir = (read.path("DATA_DIR") or Path("./data")) / "worker"
         device = read.optional("WORKER_DEVICE")
@@ -133,6 +137,9 @@ class WorkerConfig:
             ),
             packs_dir=packs_dir,
             fetch_urls=read.choice("WORKER_FETCH_URLS", ON_OFF, "off") == "on",
+            stop_grace_s=read.number(
+                "WORKER_STOP_GRACE_S", cls.stop_grace_s, minimum=0, maximum=80
+            ),
         )
 
 

@@ -11,7 +11,9 @@
   training's guaranteed share when prompts never stop coming (fair_share.py: no starvation).
 - stop(): sets an abort flag that the running job sees at its next check; the job stays queued
   and starts over at the next start() (a prompt's seed is stored, so it gives the same images;
-  a training resumes from its last checkpoint, see checkpoint.py).
+  a training resumes from its last checkpoint, see checkpoint.py). A step that checks no
+  flag gets `stop_grace_s`, then is left behind on its daemon thread (threads.py), its job
+  queued again, so a stop ends within the service manager's timeout.
 - cancel(): DELETE of a running prompt or tune (the row is already gone) stops that job at its
   next check, so its hires pass or face redraw never runs and a training frees the GPU for the
   next job. Checks: every denoising step of every pipeline call (txt2img, hires img2img, face
@@ -55,6 +57,7 @@ from backends.local.records import JobKind, JobState, Row
 from backends.local.schedule import Scheduler
 from backends.local.serialize import prompt_json, tune_json
 from backends.local.store import WorkerStore, now_iso
+from backends.local.threads import run_in_daemon_thread
 from backends.local.training_recipe import TrainJob
 
 log = logging.getLogger(__name__)
@@ -133,13 +136,31 @@ class JobRunner:
             self._engine.abort.set()
         self._wake.set()
         if self._task is not None:
-            await self._task
+            await self._wait_for_running_job()
             self._task = None
         for task in list(self._background):
             await asyncio.wait([task], timeout=self.config.callback_timeout_s)
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+
+    async def _wait_for_running_job(self) -> None:
+        """Give the running job `stop_grace_s` to reach its next abort check; a step that
+        checks no flag (a model load, a long GPU call) is left running on its daemon thread
+        and its job put back in the queue, so the process exits within its stop timeout."""
+        assert self._task is not None
+        done, _ = await asyncio.wait([self._task], timeout=self.config.stop_grace_s)
+        if done:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        requeued = await self.store.requeue_interrupted()
+        log.warning(
+            "the running job did not stop within %.0f s: left behind, %d job(s) stay queued",
+            self.config.stop_grace_s,
+            requeued,
+        )
 
     def wake(self) -> None:
         """Something was queued: look at the store now."""
@@ -245,7 +266,7 @@ class JobRunner:
         self._begin(key)
         log.info("prompt %s: %d image(s) %dx%d", prompt_id, params.num_images, params.w, params.h)
         try:
-            images = await asyncio.to_thread(self._generate_and_save, job, key)
+            images = await run_in_daemon_thread(self._generate_and_save, job, key)
         except Aborted:
             if await self.store.get_prompt(prompt_id) is None:
                 self._drop_files(JobKind.PROMPT, prompt_id)
@@ -351,7 +372,7 @@ class JobRunner:
             check=lambda: self.check(key),
         )
         try:
-            await asyncio.to_thread(self._trainer, job, ctx)
+            await run_in_daemon_thread(self._trainer, job, ctx)
         except Aborted:
             if await self.store.get_tune(tune_id) is None:
                 self._drop_files(JobKind.TUNE, tune_id)
