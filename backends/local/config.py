@@ -43,6 +43,11 @@ class WorkerConfig:
     max_side: int = 2048
     """Largest w or h accepted for the base pass (before super_resolution)."""
     callback_timeout_s: float = 10.0
+    overgenerate: float = 1.0
+    """OVERGENERATE: make this many times the images asked and deliver the best (best_of.py);
+    1 = off."""
+    face_detector: str = "auto"
+    """FACE_DETECTOR: `auto` (dlib if installed, else haar), `dlib` or `haar` (face_detect.py)."""
     accel: Accel = field(default_factory=Accel)
     """Generation speed levers (compile, channels_last, fused QKV, LoRA hot-swap, low memory);
     see `accel.py`. Their compile cache defaults to `data_dir/compile-cache`."""
@@ -75,8 +80,8 @@ class WorkerConfig:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> WorkerConfig:
         """Read DATA_DIR, SDXL_MODEL, WORKER_API_KEY, WORKER_PUBLIC_URL, SDXL_EXTRA_MODELS,
-        WORKER_DEVICE, WORKER_UPSCALER_MODEL (design.md §5 names where they exist), and the
-        speed switches of `Accel.from_env` (WORKER_COMPILE, WORKER_LOW_MEMORY, ...)."""
+        WORKER_DEVICE, WORKER_UPSCALER_MODEL, OVERGENERATE, FACE_DETECTOR (design.md §5 names
+        where they exist), and the speed switches of `Accel.from_env` (WORKER_COMPILE, ...)."""
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("DATA_DIR") or "./data") / "worker"
         return cls(
@@ -87,6 +92,8 @@ class WorkerConfig:
             extra_models=parse_extra_models(env.get("SDXL_EXTRA_MODELS", "")),
             device=env.get("WORKER_DEVICE") or None,
             upscaler_model=env.get("WORKER_UPSCALER_MODEL") or None,
+            overgenerate=parse_overgenerate(env.get("OVERGENERATE", "")),
+            face_detector=parse_face_detector(env.get("FACE_DETECTOR", "")),
             accel=Accel.from_env(env, data_dir),
         )
 
@@ -106,3 +113,24 @@ def parse_extra_models(value: str) -> dict[int, str]:
             raise ValueError(f"SDXL_EXTRA_MODELS id {tune_id} collides with the base or tune ids")
         models[tune_id] = spec.strip()
     return models
+
+
+def parse_overgenerate(value: str) -> float:
+    """`OVERGENERATE`: empty or `1` = off; `2` or `2.0` = make twice the images (max 4)."""
+    if not value.strip():
+        return 1.0
+    try:
+        factor = float(value)
+    except ValueError:
+        raise ValueError(f"OVERGENERATE={value!r} is not a number (e.g. 2 or 1.5)") from None
+    if not 1.0 <= factor <= 4.0:
+        raise ValueError(f"OVERGENERATE={value!r} must be between 1 (off) and 4")
+    return factor
+
+
+def parse_face_detector(value: str) -> str:
+    """`FACE_DETECTOR`: `auto` (default), `dlib` or `haar`."""
+    choice = value.strip().lower() or "auto"
+    if choice not in ("auto", "dlib", "haar"):
+        raise ValueError(f"FACE_DETECTOR={value!r} must be auto, dlib or haar")
+    return choice

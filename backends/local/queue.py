@@ -31,6 +31,7 @@ import httpx
 
 from backends.local import train
 from backends.local.artefacts import has_artefacts
+from backends.local.best_of import BestOfSelector
 from backends.local.config import WorkerConfig
 from backends.local.generate import Engine, GenerationError, JobAborted, PromptJob
 from backends.local.models import ModelCache
@@ -73,6 +74,7 @@ class JobRunner:
         """A running training's expected end (ISO time), extrapolated from its steps so far."""
         self._clock: dict[tuple[str, int], tuple[float, float]] = {}
         self.running: tuple[str, int] | None = None
+        self._selector: BestOfSelector | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -178,7 +180,7 @@ class JobRunner:
         self.progress[key] = 0.0
         log.info("prompt %s: %d image(s) %dx%d", prompt_id, params.num_images, params.w, params.h)
         try:
-            images = await asyncio.to_thread(self._generate_and_save, job, key)
+            images, scores = await asyncio.to_thread(self._generate_and_save, job, key)
         except JobAborted:
             await self.store.update_prompt(prompt_id, state=QUEUED)
             log.info("prompt %s: interrupted, stays queued", prompt_id)
@@ -188,7 +190,7 @@ class JobRunner:
             log.exception("prompt %s failed", prompt_id)
             await self._finish_prompt(prompt_id, error=f"generation failed: {exc}")
         else:
-            await self._finish_prompt(prompt_id, images=images)
+            await self._finish_prompt(prompt_id, images=images, scores=scores)
         finally:
             self.running = None
             self.progress.pop(key, None)
@@ -211,9 +213,12 @@ class JobRunner:
                 raise GenerationError(f"tune {lora_id} is not trained (or was deleted)")
         return PromptJob(row["id"], params, base_id, tune_dir)
 
-    def _generate_and_save(self, job: PromptJob, key: tuple[str, int]) -> list[str]:
+    def _generate_and_save(
+        self, job: PromptJob, key: tuple[str, int]
+    ) -> tuple[list[str], dict[str, Any] | None]:
         """Runs in the worker thread: generate; each PNG is encoded and written on a
-        background thread as soon as its image is final; returns relative paths."""
+        background thread as soon as its image is final; returns relative paths, and the
+        best-of scores when OVERGENERATE is on (the kept images only, best first)."""
         folder = Path("prompts") / str(job.prompt_id)
         (self.config.files_dir / folder).mkdir(parents=True, exist_ok=True)
         stamp = secrets.token_hex(8)  # unguessable names: file URLs are capabilities
@@ -225,16 +230,37 @@ class JobRunner:
             writer.submit(image, self.config.files_dir / rel)
             paths[index] = rel.as_posix()
 
+        def report(fraction: float) -> None:
+            self.progress[key] = fraction
+
+        scores = None
         try:
-            images = self.engine().run_prompt(
-                job, lambda f: self.progress.__setitem__(key, f), on_image
-            )
+            if self.config.overgenerate > 1:  # best-of (issue 15): choose, then write
+                best = self._best_of().run(self.engine(), job, report)
+                for index, image in enumerate(best.images):
+                    on_image(index, image)
+                images, scores = best.images, best.to_json()
+            else:
+                images = self.engine().run_prompt(job, report, on_image)
         finally:
             writer.wait()
-        return [paths[i] for i in range(len(images))]
+        return [paths[i] for i in range(len(images))], scores
+
+    def _best_of(self) -> BestOfSelector:
+        if self._selector is None:
+            config = self.config
+            self._selector = BestOfSelector(
+                config.overgenerate, config.face_detector, config.files_dir
+            )
+        return self._selector
 
     async def _finish_prompt(
-        self, prompt_id: int, *, images: list[str] | None = None, error: str | None = None
+        self,
+        prompt_id: int,
+        *,
+        images: list[str] | None = None,
+        error: str | None = None,
+        scores: dict[str, Any] | None = None,
     ) -> None:
         if await self.store.get_prompt(prompt_id) is None:  # deleted while running
             if images:
@@ -247,7 +273,7 @@ class JobRunner:
             )
         else:
             await self.store.update_prompt(
-                prompt_id, state=DONE, images=images or [], finished_at=now_iso()
+                prompt_id, state=DONE, images=images or [], finished_at=now_iso(), scores=scores
             )
         await self._send_callback("prompts", prompt_id)
 
