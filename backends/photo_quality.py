@@ -25,11 +25,12 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from backends.findings import PERSON_CLASSES, Finding
 
 ANALYSIS_SIDE = 1024
 """Short side (pixels) at which every measure is taken: SDXL's training resolution."""
@@ -54,30 +55,6 @@ MAX_STRETCH = 4.0
 "detail")."""
 MAX_PIXELS = 40_000_000
 """Largest photo decoded (a 40 MP camera is fine; a decompression bomb is not)."""
-
-PERSON_CLASSES = frozenset({"man", "woman", "boy", "girl", "baby", "person", "couple"})
-"""Class names whose photos must show a human face (pets and styles need none)."""
-
-
-class Finding(StrEnum):
-    """Something wrong with a training photo. The bot words each one for the user."""
-
-    NO_FACE = "no_face"
-    MULTIPLE_FACES = "multiple_faces"
-    FACE_TOO_SMALL = "face_too_small"
-    BLURRY = "blurry"
-    TOO_DARK = "too_dark"
-    TOO_BRIGHT = "too_bright"
-    CLIPPED = "clipped"
-    NEAR_DUPLICATE = "near_duplicate"
-    SUNGLASSES = "sunglasses"
-    """Only hosted Astria's inspect tells this (no packaged model here can)."""
-    HAT = "hat"
-    """Only hosted Astria's inspect tells this."""
-    FUNNY_FACE = "funny_face"
-    """Only hosted Astria's inspect tells this."""
-    WRONG_CLASS = "wrong_class"
-    """Hosted Astria saw another class (e.g. asked for `man`, saw `woman` or a dog)."""
 
 
 class PhotoError(ValueError):

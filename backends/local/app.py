@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from backends.base import SDXL_BASE_TUNE_ID
 from backends.local import params as validate
 from backends.local.health import health
+from backends.local.inspection import inspect_endpoint
 from backends.local.models import native_size
 from backends.local.serialize import prompt_json, tune_json
 from backends.local.store import DONE, now_iso
@@ -77,6 +78,7 @@ def create_app(worker: Worker) -> ASGIApp:
         ),
         Route("/prompts/{prompt_id:int}", api.get_prompt, methods=["GET"]),
         Route("/prompts/{prompt_id:int}", api.delete_prompt, methods=["DELETE"]),
+        Route("/images/inspect", inspect_endpoint(worker.config.face_detector), methods=["POST"]),
         Route("/files/{path:path}", api.get_file, methods=["GET", "HEAD"]),
         Route("/healthz", api.healthz, methods=["GET", "HEAD"]),
     ]

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from backends.findings import PERSON_CLASSES
 from backends.local.artefacts import MANIFEST_FILE, ArtefactError, Manifest
 from backends.local.face_detect import DetectorName, FaceDetector, make_detector
 from backends.local.generate import Engine, Progress, PromptJob
@@ -41,7 +42,7 @@ from backends.local.likeness import (
     load_embedder,
     reference_embeddings,
 )
-from backends.photo_quality import BLURRY_BELOW_FACE, PERSON_CLASSES, sharpness
+from backends.photo_quality import BLURRY_BELOW_FACE, sharpness
 
 log = logging.getLogger(__name__)
 
