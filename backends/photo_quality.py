@@ -161,7 +161,12 @@ def open_photo(content: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
             image = ImageOps.exif_transpose(probe).convert("RGB")
     except PhotoError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        raise PhotoError(
+            f"the photo has too many pixels; at most {max_pixels // 1_000_000} megapixels"
+            " are accepted"
+        ) from None
+    except UnidentifiedImageError:
         raise PhotoError("the file is not an image we can read (send a JPEG or PNG)") from None
     except (OSError, SyntaxError, ValueError, EOFError):
         raise PhotoError("the image is damaged or cut short; please send it again") from None
@@ -174,7 +179,7 @@ def training_scale(image: Image.Image) -> tuple[Image.Image, float]:
     if factor == 1.0:
         return image, 1.0
     size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
-    return image.resize(size, Image.BILINEAR, reducing_gap=2.0), factor
+    return image.resize(size, Image.LANCZOS, reducing_gap=3.0), factor
 
 
 def sharpness(image: Image.Image, face: Region | None = None) -> float:
