@@ -15,7 +15,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 TRAINING_SIDE = 1024
 
 
-def _packaged(name: str) -> Image.Image:
+def packaged(name: str) -> Image.Image:
     from skimage import data
 
     image = Image.fromarray(getattr(data, name)()).convert("RGB")
@@ -26,22 +26,22 @@ def _packaged(name: str) -> Image.Image:
 
 @cache
 def astronaut() -> Image.Image:
-    return _packaged("astronaut")
+    return packaged("astronaut")
 
 
 @cache
 def cameraman() -> Image.Image:
-    return _packaged("camera")
+    return packaged("camera")
 
 
 @cache
 def cat() -> Image.Image:
-    return _packaged("chelsea")
+    return packaged("chelsea")
 
 
 @cache
 def coffee() -> Image.Image:
-    return _packaged("coffee")
+    return packaged("coffee")
 
 
 @cache

@@ -4,7 +4,7 @@ Two detectors, picked by `FACE_DETECTOR` (`auto`, the default, takes the best on
 
 - `dlib`: dlib's HOG + linear SVM frontal detector. Its model is compiled into dlib itself
   (the `dlib-bin` wheel, in the worker extra): nothing to download. Run on the photo brought to
-  `DLIB_SIDE` px on its long side with one pyramid up-sampling, so faces down to ~6 % of the
+  `DLIB_SIDE` px on its short side with one pyramid up-sampling, so faces down to ~6 % of the
   frame are found in well under a second on one CPU core.
 - `haar`: OpenCV's frontal-face Haar cascade (weights in the `opencv-python-headless` wheel),
   the floor, as used by the inpaint_faces stage (`faces.py`).
@@ -33,7 +33,8 @@ from backends.photo_quality import Region
 log = logging.getLogger(__name__)
 
 DLIB_SIDE = 640
-"""Long side (px) dlib's detector sees; with one up-sampling it finds faces of ~40 px there."""
+"""Short side (px) dlib's detector sees; with one up-sampling it finds faces of ~40 px there
+(6 % of the frame)."""
 
 
 class DetectorName(StrEnum):
@@ -70,7 +71,7 @@ class DlibDetector:
         self._detector = dlib.get_frontal_face_detector()
 
     def detect(self, image: Image.Image) -> list[Region]:
-        factor = min(1.0, DLIB_SIDE / max(image.size))
+        factor = min(1.0, DLIB_SIDE / min(image.size))
         small = image.convert("RGB")
         if factor < 1.0:
             size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
