@@ -136,7 +136,7 @@ class Inspector:
         self._detector: FaceDetector | None = None
         self._one_at_a_time = asyncio.Semaphore(1)
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         try:
             class_name, content, others = await _read_request(request)
             async with self._one_at_a_time:
@@ -152,7 +152,7 @@ class Inspector:
 
 
 def inspect_endpoint(detector_choice: str) -> Callable[[Request], Awaitable[Response]]:
-    return Inspector(detector_choice)
+    return Inspector(detector_choice).handle
 
 
 async def _read_request(request: Request) -> tuple[str, bytes, list[PhotoHash]]:
