@@ -55,7 +55,7 @@ async def test_one_person_is_a_good_photo(worker: Worker) -> None:
     assert raw["sharpness_on"] == "face"
     assert raw["width"] == raw["height"] == 1024
     [[x, y, w, h]] = raw["face_boxes"]
-    assert 330 < x < 390 and 140 < y < 200 and 140 < w < 220
+    assert 330 < x < 390 and 140 < y < 200 and 140 < w < 220 and abs(w - h) < 20
     assert "wearing_sunglasses" not in raw  # unknown booleans are left out
 
 
