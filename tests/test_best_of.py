@@ -19,7 +19,7 @@ from backends.local.face_detect import make_detector
 from backends.local.likeness import load_embedder
 from tests.photos import astronaut, blurred, cameraman, cat, jpeg
 from tests.test_worker_api import client_for
-from tests.worker_fixtures import add_trained_tune, worker_config
+from tests.worker_fixtures import add_trained_tune, started, worker_config
 
 pytest.importorskip("cv2")
 pytestmark = pytest.mark.slow  # face detection and embedding on 1024 px photos
@@ -83,10 +83,8 @@ def test_pets_are_scored_by_sharpness_alone() -> None:
 @pytest.fixture
 async def overgenerating(tmp_path: Path) -> AsyncIterator[Worker]:
     pytest.importorskip("torch")
-    worker = Worker(worker_config(tmp_path / "worker", overgenerate=2.0))
-    await worker.start()
-    yield worker
-    await worker.stop()
+    async with started(worker_config(tmp_path / "worker", overgenerate=2.0)) as worker:
+        yield worker
 
 
 async def finished(worker: Worker, tune_id: int, text: str, n: int) -> tuple[Prompt, list]:

@@ -16,7 +16,7 @@ from backends.local import Worker
 from tests.imagegen import png_claiming_size
 from tests.photos import astronaut, blurred, cat, darkened, jpeg, two_people
 from tests.test_worker_api import client_for, raw_client
-from tests.worker_fixtures import API_KEY, worker_config
+from tests.worker_fixtures import API_KEY, started, worker_config
 
 pytest.importorskip("cv2")
 pytestmark = pytest.mark.slow  # a face detection per photo (~0.5 s on one core)
@@ -24,10 +24,8 @@ pytestmark = pytest.mark.slow  # a face detection per photo (~0.5 s on one core)
 
 @pytest.fixture
 async def worker(tmp_path: Path) -> AsyncIterator[Worker]:
-    w = Worker(worker_config(tmp_path / "worker"))
-    await w.start()
-    yield w
-    await w.stop()
+    async with started(worker_config(tmp_path / "worker")) as running:
+        yield running
 
 
 def photo(image, name: str = "photo.jpg", quality: int = 90) -> TrainingImage:
@@ -134,14 +132,10 @@ async def test_json_and_huge_bodies_are_422_before_anything_is_decoded(worker: W
 
 
 async def test_the_client_raises_validation_error_and_auth_is_required(tmp_path: Path) -> None:
-    worker = Worker(worker_config(tmp_path, api_key=API_KEY))
-    await worker.start()
-    try:
+    async with started(worker_config(tmp_path, api_key=API_KEY)) as worker:
         async with client_for(worker) as client:
             with pytest.raises(AuthError):
                 await client.inspect_image("man", photo(cat()))
         async with client_for(worker, API_KEY) as client:
             with pytest.raises(ValidationError, match="not an image"):
                 await client.inspect_image("man", TrainingImage("x.jpg", b"junk"))
-    finally:
-        await worker.stop()

@@ -159,3 +159,14 @@ class CallbackSink:
             return JSONResponse({})
 
         self.app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+
+
+@contextlib.asynccontextmanager
+async def started(config: WorkerConfig) -> AsyncIterator[Worker]:
+    """A worker started on `config`, stopped on the way out."""
+    worker = Worker(config)
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop()
