@@ -6,8 +6,8 @@ a 5-point landmark model to align the face (CC0) and the 128-d ResNet embedding 
 own threshold). Without the extra, `load_embedder()` is None and best-of selection scores by
 face presence and sharpness alone (see best_of.py).
 
-The package's own `__init__` imports the long-removed `pkg_resources`; only its data files are
-used here, found without importing it.
+The package's own `__init__` imports `pkg_resources`, which recent setuptools no longer has
+(the import fails); only its data files are used here, found without importing it.
 """
 
 from __future__ import annotations
