@@ -1,8 +1,8 @@
 """Async client of the Astria API: the hosted service or our own Astria-compatible worker.
 
-One client drives both backends (design.md §2), so it speaks only the documented API
-(reference/astria-api.md): Rails-style form fields (`tune[...]`, `prompt[...]`), JSON
-responses, `Authorization: Bearer`.
+One client drives both backends (docs/architecture.md §2), so it speaks only the documented API
+(docs.astria.ai): Rails-style form fields (`tune[...]`, `prompt[...]`), JSON responses,
+`Authorization: Bearer`.
 
 Retry policy, and why:
 - Reads and idempotent calls (GET, DELETE) retry 429, 5xx and network failures with

@@ -1,8 +1,8 @@
 """The backend contract: the Backend protocol, the records it returns and the errors it raises.
 
-The contract is the Astria API (design.md §2). Both the hosted Astria service and our own GPU
-worker are reached through one client, so these types mirror Astria's tune and prompt objects,
-reduced to what the bot needs, with the raw JSON kept for anything else.
+The contract is the Astria API (docs/architecture.md §2). Both the hosted Astria service and our
+own GPU worker are reached through one client, so these types mirror Astria's tune and prompt
+objects, reduced to what the bot needs, with the raw JSON kept for anything else.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from backends.findings import Finding
@@ -19,6 +20,16 @@ SDXL_BASE_TUNE_ID = 666678
 
 DEFAULT_TOKEN = "ohwx"
 SCHEDULERS = ("euler_a", "euler", "dpm++2m", "dpm++2m_karras", "dpm++sde", "dpm++sde_karras")
+
+
+class JobStatus(StrEnum):
+    """The `status` of a tune or prompt as our worker reports it beside Astria's fields (hosted
+    Astria sends none: there `trained_at`, `images` and `user_error` tell the same)."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
 
 
 class BackendError(Exception):

@@ -280,19 +280,21 @@ class Bench:
 
     def row_switch(self) -> None:
         """Tune A -> tune B -> A ...: time to apply and release a tune (no generation)."""
+        from backends.local.tune_binding import tune_applied
+
         a = self.args
         row: dict[str, Any] = {}
         for side, engine, model in (
             ("stock_tune", self.stock, self.stock_model),
             ("ours", self.ours, self.model),
         ):
-            loaded = [engine._load_tune(t) for t in self.tunes]
+            loaded = [engine.tunes.load(t) for t in self.tunes]
             times = []
             for i in range(6):
                 tune, key = loaded[i % 2]
                 sync(a.device)
                 start = time.perf_counter()
-                with engine.tune_applied(model, tune, 0.8, key=key):
+                with tune_applied(model, tune, 0.8, key=key):
                     sync(a.device)
                 times.append(time.perf_counter() - start)
             row[f"{side}_ms"] = 1000 * statistics.median(times[1:])
@@ -364,7 +366,7 @@ class Bench:
         hook = getattr(train, "benchmark", None)
         if hook is not None:
             self.res["train"] = hook(device=self.args.device, tiny=self.args.tiny)
-        elif hasattr(train, "run_training") and hasattr(train, "TrainingDefaults"):
+        elif hasattr(train, "run_training"):
             self.res["train"] = {
                 mode: self.train_steps(train, low)
                 for mode, low in (("default", False), ("low_memory", True))
@@ -382,10 +384,11 @@ class Bench:
 
         from backends.local.accel import Accel
         from backends.local.models import load_model
+        from backends.local.training_recipe import TrainingDefaults, TrainJob
 
         a = self.args
         steps, photos = (3, 2) if a.tiny else (30, 10)
-        defaults = train.TrainingDefaults.from_env({})
+        defaults = TrainingDefaults.from_env({})
         settings = dataclasses.replace(defaults, steps=steps, low_memory=low_memory)
         rng = np.random.default_rng(0)
         crops = [
@@ -394,7 +397,7 @@ class Bench:
             )
             for _ in range(photos)
         ]
-        job = train.TrainJob(0, "ohwx", "man", BASE, a.spec, [], steps, None, Path(), a.device)
+        job = TrainJob(0, "ohwx", "man", BASE, a.spec, [], steps, None, Path(), a.device)
         start = time.perf_counter()
         model = load_model(a.spec, a.device, Accel.off())
         sync(a.device)

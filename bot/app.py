@@ -1,7 +1,7 @@
 """Wiring: builds the store, the backend client, the job tracker and the service from Settings.
 
-The only module that knows every part; frontends receive a ready `Core` and register their
-notifiers before the tracker starts, so resumed jobs find their chat.
+The only module that knows every part; frontends receive a ready `Core` (bot.chat.base) and
+register their notifiers before the tracker starts, so resumed jobs find their chat.
 """
 
 from __future__ import annotations
@@ -11,37 +11,26 @@ import dataclasses
 import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import httpx
 from dotenv import load_dotenv
 
 from backends.astria import AstriaClient
 from backends.base import Backend
-from bot.callbacks import CallbackServer
+from bot.callbacks import callback_route
+from bot.chat.base import Core, Frontend
 from bot.config import ConfigError, Settings
 from bot.core.jobs import JobTracker, TrackerConfig
 from bot.core.service import PhotoshootService, ServiceConfig
 from bot.core.store import Store
+from bot.core.texts import languages
+from bot.web import WebServer
 
 if TYPE_CHECKING:
     from backends.local import WorkerConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Core:
-    settings: Settings
-    store: Store
-    backend: Backend
-    tracker: JobTracker
-    service: PhotoshootService
-
-    async def start_jobs(self) -> None:
-        """Resume unfinished jobs; call after every frontend registered its notifier."""
-        await self.tracker.start()
 
 
 def worker_config(settings: Settings, *, api_key: str | None) -> WorkerConfig:
@@ -104,17 +93,31 @@ async def backend_client(settings: Settings) -> AsyncIterator[Backend]:
         yield client
 
 
+def default_language(settings: Settings) -> str:
+    """DEFAULT_LANGUAGE as a catalog the bot has (`pt-BR` -> `pt_BR`); else a ConfigError.
+    Checked here, not in Settings: the catalogs belong to bot.core, above the configuration."""
+    try:
+        return languages.require(settings.default_language)
+    except ValueError as exc:
+        raise ConfigError(f"Bad configuration: DEFAULT_LANGUAGE: {exc}") from None
+
+
 @contextlib.asynccontextmanager
 async def running_core(settings: Settings) -> AsyncIterator[Core]:
-    """Everything but the frontends; closes it all in reverse order."""
-    store = await Store.open(settings.data_dir)
+    """Everything but the frontends; closes it all in reverse order. With PUBLIC_URL set, the
+    HTTP server (callbacks, /healthz, and the Telegram webhook once that frontend starts)
+    listens on CALLBACK_PORT."""
+    language = default_language(settings)
+    store = await Store.open(settings.database_path, settings.data_dir)
     try:
         async with backend_client(settings) as backend:
             tracker = JobTracker(
                 store,
                 backend,
                 TrackerConfig(
-                    poll_interval_s=settings.poll_interval_s, public_url=settings.public_url
+                    poll_interval_s=settings.poll_interval_s,
+                    public_url=settings.public_url,
+                    default_language=language,
                 ),
             )
             service = PhotoshootService(
@@ -123,28 +126,21 @@ async def running_core(settings: Settings) -> AsyncIterator[Core]:
                 tracker,
                 ServiceConfig(
                     lora_strength=settings.lora_strength,
-                    allowed_ids=tuple(settings.allowed_ids),
-                    admin_ids=tuple(settings.admin_ids),
+                    is_allowed=settings.is_allowed,
+                    default_language=language,
                 ),
             )
-            callbacks = CallbackServer(tracker, port=settings.callback_port)
+            web = WebServer(port=settings.callback_port)
+            web.add_route(callback_route(tracker))
             if settings.public_url:
-                await callbacks.start()
+                await web.start()
             try:
-                yield Core(settings, store, backend, tracker, service)
+                yield Core(settings, store, backend, tracker, service, web)
             finally:
                 await tracker.stop()
-                await callbacks.stop()
+                await web.stop()
     finally:
         await store.close()
-
-
-class Frontend(Protocol):
-    """A chat platform adapter: `start()` registers its notifier and begins receiving."""
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 def chat_frontends(core: Core) -> list[Frontend]:

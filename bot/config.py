@@ -1,6 +1,7 @@
 """One Settings object, read once at start-up from the environment and `.env`, passed down.
 
-Variable names are a contract (design.md §5): deployment files and outside tests set them.
+Variable names are a contract (docs/configuration.md): deployment files and outside tests set
+them.
 """
 
 from __future__ import annotations
@@ -38,7 +39,18 @@ def _parse_id_list(value: object) -> list[str]:
 
 
 class Settings(BaseSettings):
-    """Every setting of the bot and of the local worker."""
+    """The bot's settings, and the few it shares with the worker it may run in-process.
+
+    It owns the variables of docs/configuration.md's "Bot" table (chat tokens, backend choice
+    and keys, DATA_DIR, PUBLIC_URL, CALLBACK_PORT, the allow-lists, LORA_STRENGTH ...).
+    Shared with the worker: DATA_DIR (the worker uses DATA_DIR/worker), SDXL_MODEL and
+    WORKER_API_KEY; `bot.app.worker_config` hands these over.
+
+    The worker's own knobs (WORKER_DEVICE, WORKER_COMPILE, WORKER_TRAIN_*, SDXL_EXTRA_MODELS
+    ...) are not here: `backends.local` reads them itself from the environment and `.env`, so
+    the worker runs the same standalone (`photoshoot-bot worker`) and in the bot's process, and
+    never imports the bot. docs/configuration.md lists both sets.
+    """
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
@@ -87,8 +99,17 @@ class Settings(BaseSettings):
     lora_strength: float = Field(
         0.8, ge=0, le=2, description="LoRA strength used when a prompt does not give one."
     )
+    default_language: str = Field(
+        "en",
+        description="The language for users whose own language the bot does not speak (and "
+        "for command lists shown to everyone else): en, ru, es, de or pt_BR.",
+    )
     callback_port: int = Field(
-        8080, ge=1, le=65535, description="Port of the callback server when PUBLIC_URL is set."
+        8080,
+        ge=1,
+        le=65535,
+        description="Port of the bot's HTTP server (backend callbacks, the Telegram webhook, "
+        "/healthz), which runs when PUBLIC_URL is set.",
     )
 
     @field_validator("admin_ids", "allowed_ids", mode="before")
@@ -128,6 +149,7 @@ class Settings(BaseSettings):
 
     @property
     def database_path(self) -> Path:
+        """The bot's SQLite database: always inside DATA_DIR, beside the media it indexes."""
         return self.data_dir / "photoshoot.sqlite3"
 
     def is_allowed(self, user_key: str) -> bool:

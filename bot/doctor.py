@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from bot.app import default_language
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import add_secrets, redact, secrets_of
 
@@ -79,9 +80,15 @@ def configuration(settings: Settings) -> Check:
         return Check(
             "configuration",
             problem=f"PUBLIC_URL {public} must start with https://: Telegram delivers webhooks "
-            "only over HTTPS (put a TLS proxy in front of CALLBACK_PORT and the port after it)",
+            "only over HTTPS (put a TLS proxy in front of CALLBACK_PORT)",
         )
-    return Check("configuration", f"loaded; images by {where}; chats: {chats}")
+    try:
+        language = default_language(settings)
+    except ConfigError as exc:
+        return Check("configuration", problem=str(exc).removeprefix("Bad configuration: "))
+    return Check(
+        "configuration", f"loaded; images by {where}; chats: {chats}; default language {language}"
+    )
 
 
 async def backend(settings: Settings, http: httpx.AsyncClient) -> Check:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import running_core
-from bot.chat.console import ConsoleChat
+from bot.chat.console import LOCALE_VARIABLES, ConsoleChat
 from bot.config import Settings, load_settings
 from tests.fakes.astria_server import FakeAstria
 from tests.imagegen import jpeg_bytes
@@ -25,9 +25,9 @@ def fake_astria() -> Iterator[FakeAstria]:
 
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Tests never read the developer's `.env` or environment."""
+    """Tests never read the developer's `.env` or environment (their language included)."""
     monkeypatch.chdir(tmp_path)
-    for name in Settings.model_fields:
+    for name in (*Settings.model_fields, *LOCALE_VARIABLES):
         monkeypatch.delenv(name.upper(), raising=False)
 
 

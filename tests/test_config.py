@@ -1,4 +1,4 @@
-"""Settings: design.md §5 names, `.env` loading, and one clear message for bad values."""
+"""Settings: the contract's variable names, `.env` loading, one clear message for bad values."""
 
 from __future__ import annotations
 

@@ -18,12 +18,20 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from PIL import Image
 
-from bot.app import Core, chat_frontends, running_core, serving
+from bot.app import chat_frontends, running_core, serving
+from bot.chat.base import Core
 from bot.chat.discord import DiscordFrontend
 from bot.chat.discord.uploads import batches, fit_all
 from bot.config import ConfigError, Settings
 from tests.fakes.astria_server import FakeAstria
-from tests.fakes.discord_api import Call, FakeDiscord, Json, Posted, user_payload
+from tests.fakes.discord_api import (
+    Call,
+    FakeDiscord,
+    Json,
+    Posted,
+    _command_problems,
+    user_payload,
+)
 from tests.imagegen import jpeg_bytes
 
 ALICE = user_payload(310_000_000_000_000_001, "alice")
@@ -221,7 +229,9 @@ async def test_train_in_a_dm_then_imagine_in_a_guild_channel(
     assert fake.identify is not None
     assert fake.identify["intents"] & PRIVILEGED_INTENTS == 0
     commands = {command["name"]: command for command in fake.synced_commands["global"]}
-    assert set(commands) == {"help", "train", "imagine", "models", "status", "cancel", "delete"}
+    assert set(commands) == {
+        "help", "train", "imagine", "models", "status", "cancel", "delete", "language"
+    }  # fmt: skip
     train_options = commands["train"]["options"]
     assert [o["type"] for o in train_options].count(11) == 10  # ten attachment options
 
@@ -414,7 +424,7 @@ async def test_commands_sync_to_the_dev_guild_when_it_is_set(
     async with running_bot(settings):
         pass
     assert list(fake_discord.synced_commands) == [str(GUILD)]
-    assert len(fake_discord.synced_commands[str(GUILD)]) == 7
+    assert len(fake_discord.synced_commands[str(GUILD)]) == 8  # with /language
 
 
 async def test_a_refused_token_stops_the_start_with_a_clear_message(
@@ -439,3 +449,59 @@ def test_results_go_out_ten_files_a_message_within_the_request_size(tmp_path: Pa
     uploads = fit_all([big, big, big, big], 10 * 1024 * 1024)
     assert [len(batch) for batch in batches(uploads)] == [2, 2]  # 25 MiB a request at most
     assert [upload.filename for upload in uploads] == ["1.png", "2.png", "3.png", "4.png"]
+
+
+# -- languages ---------------------------------------------------------------------------------
+
+
+async def test_a_german_discord_client_gets_german_end_to_end(
+    fake_discord: FakeDiscord, dc_settings: Settings, fake_astria: FakeAstria
+) -> None:
+    """The interaction's `locale` "de": answers, DM photo summaries (messages carry no locale:
+    the one of the last interaction is kept), and the commands as Discord shows them."""
+    fake = fake_discord
+    async with running_bot(dc_settings):
+        asked = await slash(fake, "help", [], user=ALICE, channel_id=ALICE_DM, locale="de")
+        await wait_response(fake, asked, "Ich mache Fotoshootings von dir. Drei Schritte")
+
+        drop = fake.dm_message(ALICE, ALICE_DM, photos(fake, 2))
+        await fake.dispatch("MESSAGE_CREATE", drop)
+        summary = await fake.wait_for(lambda: fake.find_message(ALICE_DM, "erhalten", after=drop))
+        assert summary.content.startswith("2 Fotos erhalten: 2 hinzugefügt (2 von 20")
+
+        status = await slash(fake, "status", [], user=ALICE, channel_id=ALICE_DM, locale="de")
+        await wait_response(fake, status, "Fotos, die auf /train warten: 2.")
+
+        chosen = await slash(
+            fake, "language", [option("language", "ru")], user=ALICE, channel_id=ALICE_DM,
+            locale="de",
+        )  # fmt: skip
+        await wait_response(fake, chosen, "Теперь я говорю с вами на языке: Русский.")
+        status = await slash(fake, "status", [], user=ALICE, channel_id=ALICE_DM, locale="de")
+        await wait_response(fake, status, "Фото ждут /train: 2.")  # the choice beats the locale
+
+    commands = {command["name"]: command for command in fake.synced_commands["global"]}
+    assert commands["help"]["name_localizations"]["de"] == "hilfe"
+    assert commands["help"]["description_localizations"]["de"] == (
+        "Was dieser Bot macht und wie man ihn nutzt"
+    )
+    assert commands["imagine"]["name_localizations"]["ru"] == "создать"
+    assert commands["imagine"]["name_localizations"]["pt-BR"] == "imaginar"
+    assert commands["imagine"]["name_localizations"]["es-419"] == "imaginar"
+    assert "fr" not in commands["imagine"]["name_localizations"]  # Discord shows the base
+    [class_option] = [o for o in commands["train"]["options"] if o["name"] == "class"]
+    assert class_option["name_localizations"]["de"] == "klasse"
+    man = next(choice for choice in class_option["choices"] if choice["value"] == "man")
+    assert man["name_localizations"]["de"] == "Mann"
+
+
+def test_the_fake_refuses_commands_discord_would_refuse() -> None:
+    """So the sync above passing means Discord would take our localisations too."""
+    command = {
+        "name": "Hilfe",  # upper case
+        "description": "x" * 101,
+        "name_localizations": {"xx": "hilfe"},  # no such locale
+        "options": [{"name": "mit leerzeichen", "description": "d", "type": 3}],
+    }
+    assert len(_command_problems(command)) == 4
+    assert _command_problems({"name": "hilfe", "description": "Hilfe", "options": []}) == []

@@ -1,4 +1,4 @@
-"""`GET /healthz` on the worker and on the bot's callback server: open, informative, no secrets."""
+"""`GET /healthz` on the worker and on the bot's HTTP server: open, informative, no secrets."""
 
 from __future__ import annotations
 

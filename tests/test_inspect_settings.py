@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from backends.local.config import WorkerConfig
-from backends.local.store import SCHEMA, Store
+from backends.local.store import SCHEMA, WorkerStore
 
 
 def test_defaults_are_off_and_auto(tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ async def test_a_database_from_before_best_of_gains_the_scores_column(tmp_path: 
             "INSERT INTO prompts (tune_id, params, state, created_at, updated_at)"
             " VALUES (1, '{}', 'done', 'x', 'x')"
         )
-    store = Store(path)
+    store = WorkerStore(path)
     await store.open()
     try:
         [row] = await store.list_prompts(1, limit=5, offset=0, before_id=None)
@@ -58,6 +58,6 @@ async def test_a_database_from_before_best_of_gains_the_scores_column(tmp_path: 
         assert (await store.get_prompt(row["id"]))["scores"] == {"generated": 2, "scores": []}
     finally:
         await store.close()
-    reopened = Store(path)  # opening again adds nothing twice
+    reopened = WorkerStore(path)  # opening again adds nothing twice
     await reopened.open()
     await reopened.close()

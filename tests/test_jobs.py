@@ -17,8 +17,8 @@ from bot.app import running_core
 from bot.chat.console import ConsoleNotifier
 from bot.config import Settings
 from bot.core.jobs import MAX_SUBMITTING
+from bot.core.records import ChatTarget
 from bot.core.service import IncomingPhoto
-from bot.core.store import ChatTarget
 from tests.conftest import chat
 from tests.fakes.astria_server import FakeAstria
 from tests.fakes.threaded_server import free_port

@@ -11,8 +11,8 @@ import pytest
 
 from bot.app import running_core
 from bot.config import Settings
-from bot.core.service import UserError
-from bot.core.store import ChatTarget
+from bot.core.errors import UserError
+from bot.core.records import ChatTarget
 from tests.conftest import chat
 from tests.fakes.astria_server import FakeAstria
 

@@ -23,8 +23,8 @@ import pytest
 from bot.app import running_core
 from bot.chat.console import ConsoleNotifier
 from bot.config import Settings
+from bot.core.records import ChatTarget, Delivery
 from bot.core.service import IncomingPhoto
-from bot.core.store import ChatTarget, Delivery
 from tests.conftest import FAKE_KEY
 from tests.fakes.astria_server import FakeAstria
 from tests.fakes.telegram_api import TOKEN, FakeTelegram, Users

@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError
-from bot.core.store import MIGRATIONS, ChatTarget, Store
+from bot.core.records import ChatTarget
+from bot.core.schema import MIGRATIONS
+from bot.core.store import Store
 
 DM = ChatTarget("telegram", "42", is_private=True, reply_to_message_id="7")
 
 
 async def test_fresh_database_gets_every_migration_and_wal(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path)
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
     try:
         assert await store.schema_version() == len(MIGRATIONS)
     finally:
@@ -34,7 +36,7 @@ async def test_existing_version_1_database_is_upgraded_and_keeps_its_rows(tmp_pa
             "INSERT INTO users (platform, platform_user_id, display_name, created_at)"
             " VALUES ('telegram', '42', 'Ann', '2026-01-01T00:00:00+00:00')"
         )
-    store = await Store.open(tmp_path)
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
     try:
         assert await store.schema_version() == len(MIGRATIONS) >= 2
         user = await store.get_or_create_user("telegram", "42")
@@ -46,10 +48,10 @@ async def test_existing_version_1_database_is_upgraded_and_keeps_its_rows(tmp_pa
 
 
 async def test_reopening_applies_nothing_twice(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path)
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
     user = await store.get_or_create_user("discord", "9", "Bo")
     await store.close()
-    store = await Store.open(tmp_path)
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
     try:
         assert await store.get_or_create_user("discord", "9") == user
     finally:
@@ -57,7 +59,7 @@ async def test_reopening_applies_nothing_twice(tmp_path: Path) -> None:
 
 
 async def test_tune_binds_pending_photos_and_delivery_is_claimed_once(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path)
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
     try:
         user = await store.get_or_create_user("telegram", "42")
         other = await store.get_or_create_user("telegram", "43")
@@ -92,7 +94,7 @@ async def test_tune_binds_pending_photos_and_delivery_is_claimed_once(tmp_path: 
 
 
 async def test_delete_user_data_removes_rows_of_that_user_only(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path)
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
     try:
         user = await store.get_or_create_user("telegram", "1")
         other = await store.get_or_create_user("telegram", "2")
@@ -117,7 +119,7 @@ async def test_delete_user_data_removes_rows_of_that_user_only(tmp_path: Path) -
 async def test_concurrent_use_cases_each_commit_whole(tmp_path: Path) -> None:
     """Many handlers share one connection: a training binding its photos while others write
     (a burst of updates) must neither fail nor bind someone else's photos."""
-    store = await Store.open(tmp_path)
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
     try:
         users = [await store.get_or_create_user("telegram", str(n)) for n in range(30)]
 
@@ -152,7 +154,7 @@ async def test_concurrent_use_cases_each_commit_whole(tmp_path: Path) -> None:
 
 async def test_users_read_from_memory_stay_true_to_every_write(tmp_path: Path) -> None:
     """Senders are kept in memory (every update asks for one); each write must show."""
-    store = await Store.open(tmp_path)
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
     try:
         ann = await store.get_or_create_user("telegram", "42", "Ann")
         assert await store.get_or_create_user("telegram", "42", "Ann") == ann
@@ -174,7 +176,7 @@ async def test_users_read_from_memory_stay_true_to_every_write(tmp_path: Path) -
 async def test_a_rename_under_way_is_not_hidden_by_a_copy_read_meanwhile(tmp_path: Path) -> None:
     """Bob's write holds the lock; Ann's rename waits for it while another update of Ann
     reads her (old) row: once the rename commits, the new name must be what is read."""
-    store = await Store.open(tmp_path)
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
     try:
         await store.get_or_create_user("telegram", "42", "Old")
         bob = await store.get_or_create_user("telegram", "43", "Bob")
@@ -194,4 +196,4 @@ async def test_an_old_sqlite_is_refused_with_a_clear_message(
     monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
     monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
     with pytest.raises(ConfigError, match=r"SQLite is 3\.31\.1; the bot needs 3\.35\.0"):
-        await Store.open(tmp_path)
+        await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)

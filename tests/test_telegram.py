@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.app import Core, running_core, serving
+from bot.app import running_core, serving
+from bot.chat.base import Core
 from bot.chat.telegram import TelegramFrontend
 from bot.chat.telegram.webhook import SECRET_HEADER, WEBHOOK_PATH
 from bot.config import Settings
@@ -139,7 +140,9 @@ async def test_dm_album_is_counted_in_one_message_then_train_and_imagine(
         assert done.method == "editMessageText"
         assert int(done.params["message_id"]) == status.result["message_id"]
 
-    scopes = [call.params["scope"]["type"] for call in fake_tg.find("setMyCommands")]
+    menus = fake_tg.find("setMyCommands")
+    defaults = [call for call in menus if "language_code" not in call.params]  # the rest: i18n
+    scopes = [call.params["scope"]["type"] for call in defaults]
     assert sorted(scopes) == ["all_group_chats", "all_private_chats"]
     assert_token_never_leaves(fake_tg, fake_astria)
 
@@ -285,23 +288,34 @@ async def test_a_chat_that_blocked_the_bot_is_given_up_not_retried_forever(
     assert len(fake_tg.find("sendMediaGroup", ALICE, ok_only=False)) == attempts == 1
 
 
-async def test_webhook_mode_when_public_url_is_set(
-    fake_tg: FakeTelegram, make_settings: Callable[..., Settings]
-) -> None:
-    settings = make_settings(
+def help_update(update_id: int = 1) -> dict[str, Any]:
+    """The update Telegram POSTs when Alice sends /help in her private chat."""
+    return {"update_id": update_id, "message": {
+        "message_id": 4 + update_id, "date": int(time.time()), "text": "/help",
+        "chat": {"id": ALICE, "type": "private"}, "from": Users.user(ALICE),
+        "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
+    }}  # fmt: skip
+
+
+def webhook_settings(
+    fake_tg: FakeTelegram, make_settings: Callable[..., Settings], port: int
+) -> Settings:
+    return make_settings(
         telegram_bot_token=TOKEN,
         telegram_api_url=fake_tg.api_url,
         telegram_file_url=fake_tg.file_url,
         public_url="https://bot.example.org",
-        callback_port=free_port(),
+        callback_port=port,
     )
-    port = free_port()
-    update = {"update_id": 1, "message": {
-        "message_id": 5, "date": int(time.time()), "text": "/help",
-        "chat": {"id": ALICE, "type": "private"}, "from": Users.user(ALICE),
-        "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
-    }}  # fmt: skip
-    async with running_bot(settings, webhook_host="127.0.0.1", webhook_port=port):
+
+
+async def test_webhook_mode_when_public_url_is_set(
+    fake_tg: FakeTelegram, make_settings: Callable[..., Settings]
+) -> None:
+    port = free_port()  # the webhook shares CALLBACK_PORT with the callbacks
+    settings = webhook_settings(fake_tg, make_settings, port)
+    update = help_update()
+    async with running_bot(settings):
         assert fake_tg.webhook is not None
         assert fake_tg.webhook["url"] == f"https://bot.example.org{WEBHOOK_PATH}"
         url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
@@ -313,3 +327,136 @@ async def test_webhook_mode_when_public_url_is_set(
             assert accepted.status_code == 200
         await fake_tg.wait_for(sent_text(ALICE, "photoshoots"))
     assert not fake_tg.find("getUpdates")
+
+
+async def test_webhook_callbacks_and_healthz_answer_on_one_port(
+    fake_tg: FakeTelegram, make_settings: Callable[..., Settings]
+) -> None:
+    """One public URL behind one proxy: Telegram's updates and the backend's callbacks both
+    reach the bot on CALLBACK_PORT."""
+    port = free_port()
+    settings = webhook_settings(fake_tg, make_settings, port)
+    async with running_bot(settings) as core, httpx.AsyncClient() as client:
+        user = await core.store.get_or_create_user("telegram", str(ALICE))
+        tune = await core.store.create_tune(
+            user.id, title="t", class_name="man", token="ohwx", label=None, photo_ids=[]
+        )
+        base = f"http://127.0.0.1:{port}"
+        assert fake_tg.webhook is not None
+        update = await client.post(
+            f"{base}{WEBHOOK_PATH}",
+            json=help_update(),
+            headers={SECRET_HEADER: fake_tg.webhook["secret_token"]},
+        )
+        callback = await client.post(
+            f"{base}/callbacks/tune/{tune.id}/{tune.callback_secret}", json={"tune": {}}
+        )
+        health = await client.get(f"{base}/healthz")
+        await fake_tg.wait_for(sent_text(ALICE, "photoshoots"))
+    assert update.status_code == 200
+    assert (callback.status_code, callback.json()) == (200, {"ok": True})
+    assert health.status_code == 200
+
+
+# -- languages ---------------------------------------------------------------------------------
+
+
+async def test_a_russian_speaking_user_gets_russian_end_to_end(
+    fake_tg: FakeTelegram, users: Users, tg_settings: Settings, fake_astria: FakeAstria
+) -> None:
+    """Telegram's `language_code` "ru": help, plural forms, a class word, the training's news
+    (sent by the job tracker, outside any update), the prompt tip, buttons, command menus."""
+    users.languages[ALICE] = "ru"
+    async with running_bot(tg_settings):
+        users.message(ALICE, text="/help")
+        await fake_tg.wait_for(sent_text(ALICE, "Я делаю фотосессии с вами. Три шага"))
+        for seed in range(2):
+            users.document(ALICE, jpeg_bytes(1024, 1024, seed=seed), name=f"{seed}.jpg", album="a")
+        await fake_tg.wait_for(sent_text(ALICE, "Получены 2 фотографии: добавлено: 2"))
+        for seed in range(2, 7):
+            users.document(ALICE, jpeg_bytes(1024, 1024, seed=seed), name=f"{seed}.jpg", album="b")
+        await fake_tg.wait_for(sent_text(ALICE, "Получено 5 фотографий: добавлено: 5"))
+
+        users.message(ALICE, text="/train мужчина")
+        await fake_tg.wait_for(sent_text(ALICE, "Обучение man #1 началось"))
+        await fake_tg.wait_for(sent_text(ALICE, "Ваша модель man #1 готова и активна"))
+        [tune] = fake_astria.tunes.values()
+        assert tune["name"] == "man"  # the class word SDXL knows
+
+        users.message(ALICE, text="/imagine астронавт на луне")
+        await fake_tg.wait_for(sent_text(ALICE, "лучше всего понимает английский"))
+        hint = await fake_tg.wait_for(sent_text(ALICE, "Картинка #1: нажмите ✨ #n"))
+        assert {"🔁 Заново", "📁 Оригиналы", "✨ #1"} <= set(buttons(hint.params))
+        [prompt] = fake_astria.prompts.values()
+        assert prompt["text"].endswith("ohwx man астронавт на луне")  # used as typed
+
+    menus = {(scope, code) for scope, code in fake_tg.command_menus}
+    codes = {"", "en", "de", "es", "pt", "ru"}
+    assert menus == {(s, c) for s in ("all_private_chats", "all_group_chats") for c in codes}
+    russian = {
+        c["command"]: c["description"] for c in fake_tg.command_menus["all_private_chats", "ru"]
+    }
+    assert russian["language"] == "выбрать язык, на котором я с вами говорю"
+    default = {
+        c["command"]: c["description"] for c in fake_tg.command_menus["all_private_chats", ""]
+    }
+    assert default["language"] == "choose the language I speak with you"
+
+
+async def test_language_switches_with_a_button_and_survives_a_restart(
+    fake_tg: FakeTelegram, users: Users, tg_settings: Settings
+) -> None:
+    users.languages[BOB] = "ru"
+    async with running_bot(tg_settings):
+        users.message(BOB, text="/language")
+        menu = await fake_tg.wait_for(
+            sent_text(BOB, "Я говорю с вами на языке: Русский (язык вашего приложения)")
+        )
+        choices = buttons(menu.params)
+        assert list(choices) == [
+            "English", "Deutsch", "Español", "Português (Brasil)", "Русский",
+            "Автоматически (язык приложения)",
+        ]  # fmt: skip
+        users.press(BOB, menu.result, choices["Deutsch"])
+        await fake_tg.wait_for(sent_text(BOB, "Ab jetzt spreche ich Deutsch mit dir."))
+        users.message(BOB, text="/status")
+        await fake_tg.wait_for(sent_text(BOB, "Gerade läuft nichts."))
+
+    async with running_bot(tg_settings):  # a new process; Bob's app still says "ru"
+        users.message(BOB, text="/cancel")
+        await fake_tg.wait_for(sent_text(BOB, "Nichts abzubrechen"))
+        users.message(BOB, text="/language auto")
+        await fake_tg.wait_for(sent_text(BOB, "Снова следую языку вашего приложения: Русский."))
+        users.message(BOB, text="/status")
+        await fake_tg.wait_for(sent_text(BOB, "Сейчас ничего не выполняется."))
+
+
+async def test_an_app_language_we_lack_gets_the_default_language(
+    fake_tg: FakeTelegram, users: Users, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(
+        telegram_bot_token=TOKEN,
+        telegram_api_url=fake_tg.api_url,
+        telegram_file_url=fake_tg.file_url,
+        default_language="es",
+    )
+    users.languages[ALICE], users.languages[BOB] = "fr", "de"
+    async with running_bot(settings):
+        users.message(ALICE, text="/status")
+        users.message(BOB, text="/status")
+        await fake_tg.wait_for(sent_text(ALICE, "No hay nada en marcha."))
+        await fake_tg.wait_for(sent_text(BOB, "Gerade läuft nichts."))
+    default = {c["command"]: c["description"] for c in fake_tg.command_menus["all_group_chats", ""]}
+    assert default["status"] == "lo que está en marcha"
+
+
+async def test_group_members_are_answered_in_their_language_and_not_recorded(
+    fake_tg: FakeTelegram, users: Users, tg_settings: Settings
+) -> None:
+    """The language comes with each update; nobody is stored just for talking in a group."""
+    users.languages[BOB] = "de"
+    async with running_bot(tg_settings) as core:
+        users.message(BOB, GROUP, "hallo zusammen")
+        users.message(BOB, GROUP, "/help")
+        await fake_tg.wait_for(sent_text(GROUP, "/imagine <Prompt> macht hier Bilder von dir"))
+        assert await core.store.find_user("telegram", str(BOB)) is None

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backends.local.accel import Accel, parse_low_memory, parse_warmup, place
+from backends.local.accel import Accel, parse_low_memory, parse_warmup
 from backends.local.config import WorkerConfig
+from backends.local.levers import place
 from backends.local.pngwriter import PngWriter
 from tests.worker_fixtures import write_random_tune
 
@@ -168,7 +169,7 @@ def test_fused_qkv_with_the_lora_slot_computes_the_same_unet() -> None:
 def test_compiled_unet_matches_eager_and_swaps_without_recompiling() -> None:
     from torch._dynamo.utils import counters
 
-    from backends.local.accel import apply_static, compile_unet
+    from backends.local.levers import apply_static, compile_unet
 
     pipe = build_tiny_pipeline()
     unet = pipe.unet
@@ -200,13 +201,13 @@ def test_compiled_unet_matches_eager_and_swaps_without_recompiling() -> None:
 
 
 def test_a_failed_compile_leaves_a_working_eager_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    from backends.local import accel as accel_mod
+    from backends.local import levers
     from backends.local.models import load_model
 
     def broken(*args: Any, **kwargs: Any) -> float:
         raise RuntimeError("inductor is unhappy")
 
-    monkeypatch.setattr(accel_mod, "warm_up", broken)
+    monkeypatch.setattr(levers, "warm_up", broken)
     model = load_model("tiny", "cpu", Accel(compile="default"))
     assert model.accel.compile == "off"
     assert getattr(model.pipe.unet, "_compiled_call_impl", None) is None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,11 +24,15 @@ from backends.base import (
     NotFoundError,
     PromptRequest,
     TrainingImage,
+    Tune,
     TuneRequest,
     ValidationError,
 )
-from backends.local import Worker, WorkerConfig, train
-from backends.local.store import QUEUED
+from backends.local import Worker, WorkerConfig
+from backends.local.errors import PhotoError, TrainerUnavailable
+from backends.local.records import JobState
+from backends.local.train import TrainContext
+from backends.local.training_recipe import TrainJob
 from tests.imagegen import png_claiming_size
 from tests.worker_fixtures import (
     API_KEY,
@@ -191,6 +196,20 @@ async def test_unknown_ids_are_404(worker: Worker) -> None:
         assert (await http.get("/nothing")).json() == {"error": "Not found"}
 
 
+async def test_a_bug_is_logged_once_and_answered_as_json_500(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker whose store was never opened stands in for a bug: the in-process client gets a
+    500 in Astria's error shape (not the exception), and the log one stack trace."""
+    worker = Worker(worker_config(tmp_path))  # not started: its store is closed
+    async with raw_client(worker) as http:
+        response = await http.get("/tunes")
+    assert response.status_code == 500
+    assert response.json() == {"error": "Internal server error"}
+    traces = [r for r in caplog.records if r.exc_info]
+    assert [r.getMessage() for r in traces] == ["GET /tunes failed"]
+
+
 # -- shapes ------------------------------------------------------------------------------
 
 
@@ -228,9 +247,19 @@ async def test_json_suffix_json_body_and_astria_shapes(worker: Worker) -> None:
         assert (await http.get(f"/prompts/{body['id']}")).status_code == 404
 
 
-def _no_trainer(job: train.TrainJob, ctx: train.TrainContext) -> None:
+async def until_failed(client: AstriaClient, tune: Tune) -> Tune:
+    """The tune once it failed, polled for up to 10 s (the caller asserts that it did)."""
+    for _ in range(200):
+        tune = await client.get_tune(tune.id)
+        if tune.failed:
+            break
+        await asyncio.sleep(0.05)
+    return tune
+
+
+def _no_trainer(job: TrainJob, ctx: TrainContext) -> None:
     """A worker build without training (test_worker_train.py covers the real trainer)."""
-    raise train.TrainerUnavailable("Training is not available on this worker")
+    raise TrainerUnavailable("Training is not available on this worker")
 
 
 async def test_tune_is_stored_and_fails_honestly_without_a_trainer(tmp_path: Path) -> None:
@@ -248,11 +277,7 @@ async def test_tune_is_stored_and_fails_honestly_without_a_trainer(tmp_path: Pat
             assert len(tune.raw["orig_images"]) == 3
             again = await client.create_tune(request)  # the title is the idempotency key
             assert again.id == tune.id
-            for _ in range(200):
-                tune = await client.get_tune(tune.id)
-                if tune.failed:
-                    break
-                await asyncio.sleep(0.05)
+            tune = await until_failed(client, tune)
             assert tune.failed and not tune.done
             assert "Training is not available" in (tune.error or "")
             await asyncio.wait_for(sink.event.wait(), 5)
@@ -267,6 +292,30 @@ async def test_tune_is_stored_and_fails_honestly_without_a_trainer(tmp_path: Pat
                 await client.get_tune(tune.id)
     finally:
         await worker.stop()
+
+
+def _refusing_trainer(job: TrainJob, ctx: TrainContext) -> None:
+    """What the trainer does with a photo it cannot use (test_worker_train.py shows it does)."""
+    raise PhotoError("photo 2: me.jpg is 900x1200 px")
+
+
+async def test_a_users_training_error_is_one_line_not_a_stack_trace(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = Worker(worker_config(tmp_path / "w"), trainer=_refusing_trainer)
+    await worker.start()
+    try:
+        async with client_for(worker) as client:
+            images = [TrainingImage("1.png", png_bytes(), "image/png")]
+            tune = await client.create_tune(TuneRequest(title="t", name="man", images=images))
+            tune = await until_failed(client, tune)
+    finally:
+        await worker.stop()
+    assert tune.error == "training failed: photo 2: me.jpg is 900x1200 px"
+    records = [r for r in caplog.records if r.name.startswith("backends.local")]
+    failed = [r for r in records if "me.jpg" in r.getMessage()]
+    assert [r.levelno for r in failed] == [logging.WARNING]
+    assert not any(r.exc_info for r in records)
 
 
 @pytest.mark.slow
@@ -305,7 +354,7 @@ async def test_training_yields_the_gpu_to_prompts_between_steps(tmp_path: Path) 
             row = await worker.store.get_prompt(prompt.id)
             tune_row = await worker.store.get_tune(tune.id)
             assert row and tune_row and row["finished_at"] <= tune_row["updated_at"]
-            assert tune_row["state"] != QUEUED
+            assert tune_row["state"] != JobState.QUEUED
     finally:
         await worker.stop()
 

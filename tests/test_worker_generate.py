@@ -22,6 +22,7 @@ from backends.local import Worker
 from backends.local.artefacts import load_artefacts
 from backends.local.faces import detect_faces, feather_mask
 from backends.local.params import parse_prompt
+from backends.local.tune_binding import tune_applied
 from tests.worker_fixtures import (
     API_KEY,
     CallbackSink,
@@ -187,7 +188,7 @@ async def test_inpaint_faces_changes_only_the_detected_face_box(tmp_path: Path) 
         [box] = detect_faces(image)
 
         def redraw() -> Image.Image:
-            with engine.tune_applied(model, tune, params.lora_strength):
+            with tune_applied(model, tune, params.lora_strength):
                 return engine.redraw_faces(model, params, image, params.seed)
 
         out = await asyncio.to_thread(redraw)

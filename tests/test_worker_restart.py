@@ -10,7 +10,7 @@ import pytest
 from backends.astria import AstriaClient
 from backends.base import SDXL_BASE_TUNE_ID, PromptRequest
 from backends.local import Worker
-from backends.local.store import QUEUED
+from backends.local.records import JobState
 from tests.fakes.threaded_server import free_port
 from tests.worker_fixtures import API_KEY, add_trained_tune, run_uvicorn, worker_config
 
@@ -42,7 +42,7 @@ async def test_prompt_queued_at_stop_completes_after_restart(tmp_path: Path) -> 
     await second.store.open()
     row = await second.store.get_prompt(prompt.id)
     await second.store.close()
-    assert row is not None and row["state"] == QUEUED and row["images"] == []
+    assert row is not None and row["state"] == JobState.QUEUED and row["images"] == []
 
     async with run_uvicorn(second.app, port) as url, AstriaClient(API_KEY, url) as client:
         for _ in range(600):

@@ -28,21 +28,20 @@ from backends.base import (
 from backends.local import Worker
 from backends.local.accel import Accel
 from backends.local.artefacts import load_artefacts
-from backends.local.generate import Engine
-from backends.local.models import ModelCache, load_model
-from backends.local.store import QUEUED
+from backends.local.errors import TrainingFailed
+from backends.local.models import load_model
+from backends.local.records import JobState
 from backends.local.train import (
     KOHYA_FILE,
     TrainContext,
     TrainedTune,
-    TrainingDefaults,
-    TrainingFailed,
-    TrainJob,
     run_training,
     save_tune,
     train_tune,
 )
 from backends.local.training_data import crops, encode_latents, load_photo, prepare, regions
+from backends.local.training_recipe import TrainingDefaults, TrainJob
+from backends.local.tune_binding import tune_applied
 from tests.fakes.threaded_server import free_port
 from tests.imagegen import jpeg_bytes
 from tests.worker_fixtures import API_KEY, face_image, run_uvicorn, worker_config
@@ -100,7 +99,7 @@ async def test_tune_trains_over_http_survives_a_restart_and_prompts(
     request = TuneRequest(
         title="me", name="man", images=[photo(i) for i in range(4)], steps=12, face_crop=True
     )
-    first = Worker(worker_config(data, api_key=API_KEY))
+    first = Worker(worker_config(data, api_key=API_KEY, training=TrainingDefaults.from_env()))
     async with run_uvicorn(first.app, port) as url, AstriaClient(API_KEY, url) as client:
         tune = await client.create_tune(request)
         assert tune.token == "ohwx" and tune.raw["steps"] == 12
@@ -112,9 +111,9 @@ async def test_tune_trains_over_http_survives_a_restart_and_prompts(
     await first.store.open()  # uvicorn is down: the interrupted training went back to the queue
     row = await first.store.get_tune(tune.id)
     await first.store.close()
-    assert row is not None and row["state"] == QUEUED and row["trained_at"] is None
+    assert row is not None and row["state"] == JobState.QUEUED and row["trained_at"] is None
 
-    second = Worker(worker_config(data, api_key=API_KEY))
+    second = Worker(worker_config(data, api_key=API_KEY, training=TrainingDefaults.from_env()))
     async with run_uvicorn(second.app, port) as url, AstriaClient(API_KEY, url) as client:
         done = await wait_for_tune(client, tune.id, lambda t: t["trained_at"], seconds=180)
         assert done["progress"] == 1.0 and done["eta"] is None and done["error"] is None
@@ -247,11 +246,10 @@ def test_saved_tune_reloads_into_a_fresh_pipeline_with_the_same_image(
     expected = sample(colour_tune.trained.pipe, 5)
 
     fresh = load_model("tiny", "cpu")  # the worker's own levers (its LoRA slot included)
-    engine = Engine(ModelCache({SDXL_BASE_TUNE_ID: "tiny"}, "cpu"))
-    with engine.tune_applied(fresh, tune, 1.0, ("colour", 1)):
+    with tune_applied(fresh, tune, 1.0, ("colour", 1)):
         again = sample(fresh.pipe, 5)
         image = sample(fresh.pipe, 5, "np")
-    with engine.tune_applied(fresh, None, 1.0, None):  # a prompt without a tune, as the worker
+    with tune_applied(fresh, None, 1.0, None):  # a prompt without a tune, as the worker
         without = sample(fresh.pipe, 5)
     assert float((again - expected).abs().max()) < 1e-4
     # the kohya export is the same LoRA: diffusers' kohya loader + the embeddings give the image

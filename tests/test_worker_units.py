@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from backends.local import Worker
+from backends.local import Worker, WorkerConfig
+from backends.local.errors import ConfigError
 from backends.local.params import RequestError, parse_prompt, parse_tune
-from backends.local.store import QUEUED, Store
+from backends.local.records import JobState
+from backends.local.store import WorkerStore
 from tests.worker_fixtures import worker_config
 
 NATIVE = {"native_size": 1024, "max_side": 2048, "random_seed": 99}
@@ -112,7 +114,7 @@ def test_artefacts_round_trip_and_alias(tmp_path: Path) -> None:
 
 
 async def test_store_runs_prompts_before_trainings_and_requeues(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db.sqlite3")
+    store = WorkerStore(tmp_path / "db.sqlite3")
     await store.open()
     try:
         tune = await store.create_tune(
@@ -149,9 +151,43 @@ async def test_a_broken_queued_prompt_fails_instead_of_blocking_the_queue(tmp_pa
         worker.runner.wake()
         for _ in range(600):  # up to 30 s
             row = await worker.store.get_prompt(broken["id"])
-            if row["state"] != QUEUED:
+            if row["state"] != JobState.QUEUED:
                 break
             await asyncio.sleep(0.05)
         assert row["state"] == "failed" and "internal error" in row["user_error"]
     finally:
         await worker.stop()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("WORKER_TRAIN_STEPS", "abc", "not a whole number"),
+        ("WORKER_TRAIN_STEPS", "20000", "between 0 and 10000"),
+        ("WORKER_TRAIN_PIVOT", "1.5", "between 0 and 1"),
+        ("WORKER_TRAIN_UNET_LR", "fast", "not a number"),
+        ("WORKER_TRAIN_RESOLUTION", "1020", "multiple of 8"),
+        ("WORKER_LORA_MAX_RANK", "x", "not a whole number"),
+        ("WORKER_PNG_COMPRESS", "10", "between 0 and 9"),
+        ("WORKER_COMPILE_WARMUP", "1024x1024", "WxHxB"),
+        ("WORKER_FUSE_QKV", "sometimes", "use one of"),
+        ("WORKER_PUBLIC_URL", "gpu.example.org", "http"),
+        ("WORKER_DEVICE", "cuda 1", "torch device"),
+        ("SDXL_EXTRA_MODELS", "zavy", "ID=MODEL"),
+    ],
+)
+def test_a_bad_variable_stops_the_worker_at_start_naming_it(
+    name: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        WorkerConfig.from_env({name: value})
+    assert str(info.value).startswith(name)
+
+
+def test_the_trainers_knobs_are_read_with_the_rest_of_the_config(tmp_path: Path) -> None:
+    env = {"DATA_DIR": str(tmp_path), "WORKER_TRAIN_STEPS": " 1500 ", "WORKER_LOW_MEMORY": "1"}
+    env |= {"SDXL_CONFIG_DIR": "/m/sdxl-configs", "WORKER_TRAIN_RANK": ""}  # empty: unset
+    config = WorkerConfig.from_env(env)
+    assert (config.training.steps, config.training.rank) == (1500, 32)
+    assert config.training.low_memory and config.low_memory
+    assert config.sdxl_config_dir == "/m/sdxl-configs"

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import uvicorn
 from PIL import Image, ImageDraw, ImageFilter
 from starlette.applications import Starlette
@@ -23,7 +24,8 @@ from starlette.routing import Route
 
 from backends.base import SDXL_BASE_TUNE_ID
 from backends.local import Worker, WorkerConfig
-from backends.local.store import DONE, now_iso
+from backends.local.records import JobState
+from backends.local.store import now_iso
 from tests.fakes.threaded_server import free_port
 
 API_KEY = "sd_test_key"
@@ -112,7 +114,9 @@ async def add_trained_tune(worker: Worker, *, seed: int = 1, title: str = "t") -
     )
     write_random_tune(worker.config.tunes_dir / str(row["id"]), seed=seed)
     now = now_iso()
-    await worker.store.update_tune(row["id"], state=DONE, started_training_at=now, trained_at=now)
+    await worker.store.update_tune(
+        row["id"], state=JobState.DONE, started_training_at=now, trained_at=now
+    )
     return int(row["id"])
 
 
@@ -170,3 +174,15 @@ async def started(config: WorkerConfig) -> AsyncIterator[Worker]:
         yield worker
     finally:
         await worker.stop()
+
+
+async def until(condition: Callable[[], Any], what: str, seconds: float = 120) -> Any:
+    """Poll an async `condition` until it returns something truthy; a hang fails the test."""
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                if value := await condition():
+                    return value
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        pytest.fail(f"timed out waiting for {what}")

@@ -1,4 +1,4 @@
-"""Our own GPU worker: an Astria-compatible HTTP server over diffusers (design.md §2-§3).
+"""Our own GPU worker: an Astria-compatible HTTP server over diffusers (docs/architecture.md §2-§3).
 
 Two ways to run it:
 - standalone: `photoshoot-bot worker --host --port` -> `serve(host, port, config)` (uvicorn;
@@ -11,86 +11,7 @@ with `WorkerConfig(eager_load=True)` (a GPU box: the first user does not pay the
 Importing this package does not import torch; the first job does.
 """
 
-from __future__ import annotations
-
-import asyncio
-import logging
-from typing import Any
-
 from backends.local.config import WorkerConfig
-from backends.local.queue import EngineFactory, JobRunner
-from backends.local.store import Store, now_iso
+from backends.local.worker import Worker, create_worker, serve
 
 __all__ = ["Worker", "WorkerConfig", "create_worker", "serve"]
-
-log = logging.getLogger(__name__)
-
-
-class Worker:
-    """Owns the store, the job runner (and through it the model) and the ASGI app."""
-
-    def __init__(
-        self,
-        config: WorkerConfig,
-        *,
-        engine_factory: EngineFactory | None = None,
-        trainer: Any = None,
-    ) -> None:
-        from backends.local.app import create_app
-
-        self.config = config
-        self.store = Store(config.db_path)
-        self.runner = JobRunner(self.store, config, engine_factory, trainer)
-        self.app = create_app(self)
-        self.started_at: str | None = None
-        self._started = False
-        self._lock = asyncio.Lock()
-
-    async def start(self) -> None:
-        """Open the store, requeue interrupted jobs, start the runner. Idempotent."""
-        async with self._lock:
-            if self._started:
-                return
-            for folder in (self.config.data_dir, self.config.files_dir, self.config.tunes_dir):
-                folder.mkdir(parents=True, exist_ok=True)
-            await self.store.open()
-            if self.config.eager_load:
-                await asyncio.to_thread(self.runner.load_model_now)
-            await self.runner.start()
-            self.started_at = now_iso()
-            self._started = True
-            log.info(
-                "worker started: data %s, model %s, auth %s",
-                self.config.data_dir,
-                self.config.sdxl_model,
-                "bearer key" if self.config.api_key else "loopback clients only",
-            )
-
-    async def stop(self) -> None:
-        """Stop taking work, abort the running job at its next step (it stays queued), close."""
-        async with self._lock:
-            if not self._started:
-                return
-            await self.runner.stop()
-            await self.store.close()
-            self._started = False
-            log.info("worker stopped")
-
-
-def create_worker(config: WorkerConfig) -> Worker:
-    return Worker(config)
-
-
-def serve(host: str, port: int, config: WorkerConfig) -> None:
-    """Run the worker under uvicorn until interrupted (blocking); used by the CLI."""
-    import uvicorn
-
-    worker = create_worker(config)
-    if config.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("no WORKER_API_KEY: only loopback clients will be served on %s", host)
-    # log_config=None: uvicorn's records go through the process's handlers (the bot's: one
-    # line per event, secrets redacted, JSON when asked) instead of uvicorn's own format.
-    # SIGTERM: uvicorn stops accepting, finishes open requests, then the lifespan stops the
-    # worker (the running job stays queued); then it re-raises the signal, so the exit status
-    # says "terminated by SIGTERM", which service managers count as a clean stop.
-    uvicorn.run(worker.app, host=host, port=port, log_level="info", log_config=None)

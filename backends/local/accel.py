@@ -1,4 +1,5 @@
-"""Generation speed levers, each behind a switch, applied once when a base model loads.
+"""Generation speed levers: the switches, and why each one exists (levers.py applies them once,
+when a base model loads).
 
 Why each one (numbers come from `bench/gpu.py` on a GPU; none were measured in this version):
 - torch.compile of the UNet (`compile`): the UNet is ~95 % of a 30-step image. Compiled once,
@@ -22,18 +23,27 @@ Why each one (numbers come from `bench/gpu.py` on a GPU; none were measured in t
 from __future__ import annotations
 
 import logging
-import os
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+
+from backends.local.env import EnvReader, pick
+from backends.local.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-LOW_MEMORY_MODES = ("off", "offload", "sequential")
 AUTO = "auto"
+_OFF = dict.fromkeys(("0", "off", "false", "no"), "off")
+_ON = dict.fromkeys(("1", "on", "true", "yes"), "on")
+SWITCH_SPELLINGS = {**_ON, **_OFF, AUTO: AUTO}
+"""On/off/auto switches (WORKER_CHANNELS_LAST, ...): how each spelling reads."""
+COMPILE_SPELLINGS = {**{mode: mode for mode in COMPILE_MODES}, AUTO: AUTO, **_OFF, "none": "off"}
+LOW_MEMORY_SPELLINGS = {
+    **_OFF,
+    **dict.fromkeys(("1", "on", "true", "yes", "offload", "model"), "offload"),
+    "sequential": "sequential",
+}
 
 
 @dataclass(frozen=True)
@@ -90,59 +100,37 @@ class Accel:
         )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], data_dir: Path | None = None) -> Accel:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, data_dir: Path | None = None
+    ) -> Accel:
         """WORKER_COMPILE, WORKER_COMPILE_CACHE_DIR, WORKER_COMPILE_WARMUP, WORKER_CHANNELS_LAST,
         WORKER_FUSE_QKV, WORKER_BF16_VAE, WORKER_LORA_HOTSWAP, WORKER_LORA_MAX_RANK,
-        WORKER_LOW_MEMORY, WORKER_PNG_COMPRESS."""
-        compile_mode = (env.get("WORKER_COMPILE") or AUTO).strip().lower()
-        if compile_mode in ("0", "false", "no", "none"):
-            compile_mode = "off"
-        if compile_mode not in (*COMPILE_MODES, AUTO):
-            raise ValueError(f"WORKER_COMPILE={compile_mode!r}: one of {', '.join(COMPILE_MODES)}")
-        cache = env.get("WORKER_COMPILE_CACHE_DIR")
-        cache_dir = Path(cache) if cache else (data_dir / "compile-cache" if data_dir else None)
-        rank = int(env.get("WORKER_LORA_MAX_RANK") or cls.max_lora_rank)
-        png = int(env.get("WORKER_PNG_COMPRESS") or cls.png_compress_level)
-        if rank < 1 or not 0 <= png <= 9:
-            raise ValueError("WORKER_LORA_MAX_RANK must be >= 1 and WORKER_PNG_COMPRESS 0..9")
+        WORKER_LOW_MEMORY, WORKER_PNG_COMPRESS; the cache defaults to `data_dir/compile-cache`."""
+        read = EnvReader(environ)
+        default_cache = data_dir / "compile-cache" if data_dir else None
+        warmup = read.text("WORKER_COMPILE_WARMUP")
+        parse_warmup(warmup, native=1024)  # a bad shape list is refused now, not at model load
         return cls(
-            compile=compile_mode,
-            compile_cache_dir=cache_dir,
-            compile_warmup=(env.get("WORKER_COMPILE_WARMUP") or "").strip(),
-            channels_last=_tri(env, "WORKER_CHANNELS_LAST"),
-            fuse_qkv=_tri(env, "WORKER_FUSE_QKV"),
-            bf16_vae=_tri(env, "WORKER_BF16_VAE"),
-            lora_hotswap=_tri(env, "WORKER_LORA_HOTSWAP") != "off",
-            max_lora_rank=rank,
-            low_memory=parse_low_memory(env.get("WORKER_LOW_MEMORY", "")),
-            png_compress_level=png,
+            compile=read.choice("WORKER_COMPILE", COMPILE_SPELLINGS, AUTO),
+            compile_cache_dir=read.path("WORKER_COMPILE_CACHE_DIR") or default_cache,
+            compile_warmup=warmup,
+            channels_last=read.choice("WORKER_CHANNELS_LAST", SWITCH_SPELLINGS, AUTO),
+            fuse_qkv=read.choice("WORKER_FUSE_QKV", SWITCH_SPELLINGS, AUTO),
+            bf16_vae=read.choice("WORKER_BF16_VAE", SWITCH_SPELLINGS, AUTO),
+            lora_hotswap=read.choice("WORKER_LORA_HOTSWAP", SWITCH_SPELLINGS, AUTO) != "off",
+            max_lora_rank=read.integer("WORKER_LORA_MAX_RANK", cls.max_lora_rank, minimum=1),
+            low_memory=read.choice("WORKER_LOW_MEMORY", LOW_MEMORY_SPELLINGS, "off"),
+            png_compress_level=read.integer(
+                "WORKER_PNG_COMPRESS", cls.png_compress_level, minimum=0, maximum=9
+            ),
         )
-
-
-def _tri(env: Mapping[str, str], name: str) -> str:
-    """`1/on/true` -> on, `0/off/false` -> off, empty/`auto` -> auto."""
-    value = (env.get(name) or AUTO).strip().lower()
-    if value in ("1", "on", "true", "yes"):
-        return "on"
-    if value in ("0", "off", "false", "no"):
-        return "off"
-    if value == AUTO:
-        return AUTO
-    raise ValueError(f"{name}={value!r}: use on, off or auto")
 
 
 def parse_low_memory(value: str) -> str:
     """WORKER_LOW_MEMORY: `1`/`on`/`offload` -> model offload, `sequential`, else off.
 
     The trainer reads the same variable (gradient checkpointing), so `1` means both."""
-    value = value.strip().lower()
-    if value in ("", "0", "off", "false", "no"):
-        return "off"
-    if value in ("1", "on", "true", "yes", "offload", "model"):
-        return "offload"
-    if value == "sequential":
-        return "sequential"
-    raise ValueError(f"WORKER_LOW_MEMORY={value!r}: use 1 (model offload), sequential or 0")
+    return pick("WORKER_LOW_MEMORY", value, LOW_MEMORY_SPELLINGS, "off")
 
 
 def parse_warmup(spec: str, native: int) -> list[tuple[int, int, int]]:
@@ -154,93 +142,7 @@ def parse_warmup(spec: str, native: int) -> list[tuple[int, int, int]]:
     for item in spec.split(","):
         parts = item.strip().lower().split("x")
         if len(parts) != 3 or not all(p.isdigit() for p in parts):
-            raise ValueError(f"WORKER_COMPILE_WARMUP item {item!r} is not WxHxB")
+            raise ConfigError(f"WORKER_COMPILE_WARMUP item {item!r} is not WxHxB")
         w, h, b = (int(p) for p in parts)
         shapes.append((w, h, b))
     return shapes
-
-
-# -- applying the levers -------------------------------------------------------------------
-
-
-def place(pipe: Any, device: str, dtype: Any, accel: Accel) -> None:
-    """Move the pipeline to `device`, or set up CPU offload in low-memory mode."""
-    if accel.low_memory == "off" or not device.startswith("cuda"):
-        pipe.to(device=device, dtype=dtype)
-    else:
-        pipe.to(dtype=dtype)
-        if accel.low_memory == "sequential":
-            pipe.enable_sequential_cpu_offload(device=device)
-        else:
-            pipe.enable_model_cpu_offload(device=device)
-    if accel.low_memory != "off":
-        enable_vae_memory_savers(pipe.vae)
-
-
-def enable_vae_memory_savers(vae: Any) -> None:
-    """Decode a batch one image at a time, and large images in tiles (bounded VAE memory)."""
-    vae.enable_slicing()
-    vae.enable_tiling()
-
-
-def apply_static(pipe: Any, dtype: Any, accel: Accel) -> None:
-    """The levers that change modules in place (before any LoRA slot or compile)."""
-    import torch
-
-    if accel.bf16_vae == "on" and dtype == torch.bfloat16:
-        pipe.vae.register_to_config(force_upcast=False)
-    elif accel.bf16_vae == "off" and dtype != torch.float32:
-        pipe.vae.register_to_config(force_upcast=True)
-    if accel.fuse_qkv == "on":
-        pipe.unet.fuse_qkv_projections()
-    if accel.channels_last == "on":
-        pipe.unet.to(memory_format=torch.channels_last)
-        pipe.vae.to(memory_format=torch.channels_last)
-
-
-def set_compile_cache(cache_dir: Path | None) -> None:
-    """Point Inductor's (and Triton's) caches at a folder that survives restarts."""
-    if cache_dir is None:
-        return
-    import torch
-
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir))
-    os.environ.setdefault("TRITON_CACHE_DIR", str(cache_dir / "triton"))
-    torch._inductor.config.fx_graph_cache = True
-    torch._functorch.config.enable_autograd_cache = True
-
-
-def compile_unet(pipe: Any, accel: Accel) -> None:
-    """Compile the UNet in place (the module keeps its identity, so PEFT and the pipelines
-    still see the same object). Static shapes: each warm-up shape gets its own kernels."""
-    set_compile_cache(accel.compile_cache_dir)
-    pipe.unet.compile(mode=accel.compile, fullgraph=True, dynamic=False)
-
-
-def uncompile_unet(pipe: Any) -> None:
-    """Drop a compiled forward (warm-up failed): back to eager, never a broken worker."""
-    unet = pipe.unet
-    if getattr(unet, "_compiled_call_impl", None) is not None:
-        unet._compiled_call_impl = None
-
-
-def warm_up(pipe: Any, shapes: list[tuple[int, int, int]], device: str) -> float:
-    """Run two denoising steps per shape so compilation happens here, at load; seconds taken."""
-    import torch
-
-    start = time.perf_counter()
-    for w, h, batch in shapes:
-        t0 = time.perf_counter()
-        pipe(
-            prompt=["warm-up"] * batch,
-            negative_prompt=[""] * batch,
-            width=w,
-            height=h,
-            num_inference_steps=2,
-            guidance_scale=5.0,
-            generator=[torch.Generator(device).manual_seed(i) for i in range(batch)],
-            output_type="latent",
-        )
-        log.info("warm-up %dx%d x%d: %.1fs", w, h, batch, time.perf_counter() - t0)
-    return time.perf_counter() - start

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from backends.local.errors import ArtefactError
+
 if TYPE_CHECKING:
     import torch
 
@@ -33,10 +35,6 @@ EMBEDDINGS_FILE = "embeddings.safetensors"
 MANIFEST_FILE = "manifest.json"
 EMBEDDING_KEYS = ("clip_l", "clip_g")
 LORA_KEY_PREFIX = "unet."
-
-
-class ArtefactError(Exception):
-    """The tune folder is missing a file or holds something of the wrong shape."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""The worker's configuration: one dataclass, built by the bot's Settings or from the environment.
+"""The worker's configuration: one dataclass, built from the environment at start (env.py reads
+and checks every variable), with the bot's Settings filling in what they share when the bot
+runs the worker (DATA_DIR, SDXL_MODEL, WORKER_API_KEY).
 
 Base models: `sdxl_model` serves the SDXL base tune id 666678 (what LoRA+TI tunes are trained on
 and prompted through, as on Astria). `extra_models` maps further base tune ids to other SDXL
@@ -9,15 +11,21 @@ LoRA and embeddings. Env form: `SDXL_EXTRA_MODELS="1000001=/models/zavy.safetens
 
 from __future__ import annotations
 
-import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from backends.base import SDXL_BASE_TUNE_ID
 from backends.local.accel import Accel
+from backends.local.env import EnvReader
+from backends.local.errors import ConfigError
+from backends.local.training_recipe import TrainingDefaults
 
 FIRST_TUNE_ID = 100_000_001
 """Our own tune ids start here, far above any base-model id an operator would pick by hand."""
+DEVICE = re.compile(r"[a-z]+(:\d+)?")
+"""A torch device name (`cuda`, `cuda:1`, `cpu`, `mps`); torch itself is only loaded by a job."""
 
 
 @dataclass
@@ -26,6 +34,9 @@ class WorkerConfig:
 
     data_dir: Path
     sdxl_model: str = "tiny"
+    sdxl_config_dir: str | None = None
+    """SDXL configs for single-file checkpoints (a diffusers folder without weights is enough);
+    None: the hub's SDXL base configs, which needs internet."""
     api_key: str | None = None
     public_url: str | None = None
     """Base URL put in front of `/files/...` image URLs; None: the URL of the incoming request."""
@@ -51,6 +62,10 @@ class WorkerConfig:
     accel: Accel = field(default_factory=Accel)
     """Generation speed levers (compile, channels_last, fused QKV, LoRA hot-swap, low memory);
     see `accel.py`. Their compile cache defaults to `data_dir/compile-cache`."""
+    training: TrainingDefaults = field(default_factory=TrainingDefaults)
+    """The trainer's knobs (WORKER_TRAIN_*; a tune's own `steps` wins), see training_recipe.py."""
+    training_share: float = 0.25
+    """The GPU share a training keeps while prompts never stop coming (fair_share.py)."""
 
     def __post_init__(self) -> None:
         if self.accel.compile_cache_dir is None:
@@ -78,23 +93,34 @@ class WorkerConfig:
         return self.data_dir / "tunes"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> WorkerConfig:
-        """Read DATA_DIR, SDXL_MODEL, WORKER_API_KEY, WORKER_PUBLIC_URL, SDXL_EXTRA_MODELS,
-        WORKER_DEVICE, WORKER_UPSCALER_MODEL, OVERGENERATE, FACE_DETECTOR (design.md §5 names
-        where they exist), and the speed switches of `Accel.from_env` (WORKER_COMPILE, ...)."""
-        env = os.environ if environ is None else environ
-        data_dir = Path(env.get("DATA_DIR") or "./data") / "worker"
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerConfig:
+        """Every worker variable, checked now (a ConfigError naming the variable): DATA_DIR,
+        SDXL_MODEL, SDXL_CONFIG_DIR, WORKER_API_KEY, WORKER_PUBLIC_URL, SDXL_EXTRA_MODELS,
+        WORKER_DEVICE, WORKER_UPSCALER_MODEL, OVERGENERATE, FACE_DETECTOR (docs/configuration.md),
+        the speed switches of `Accel.from_env` (WORKER_COMPILE, WORKER_LOW_MEMORY, ...) and the
+        trainer's knobs of `TrainingDefaults.from_env` (WORKER_TRAIN_STEPS, ...) and
+        WORKER_TRAINING_SHARE."""
+        read = EnvReader(environ)
+        data_dir = (read.path("DATA_DIR") or Path("./data")) / "worker"
+        device = read.optional("WORKER_DEVICE")
+        if device is not None and not DEVICE.fullmatch(device):
+            raise ConfigError(f"WORKER_DEVICE={device!r}: use a torch device: cuda, cuda:1, cpu")
         return cls(
             data_dir=data_dir,
-            sdxl_model=env.get("SDXL_MODEL") or "tiny",
-            api_key=env.get("WORKER_API_KEY") or None,
-            public_url=env.get("WORKER_PUBLIC_URL") or None,
-            extra_models=parse_extra_models(env.get("SDXL_EXTRA_MODELS", "")),
-            device=env.get("WORKER_DEVICE") or None,
-            upscaler_model=env.get("WORKER_UPSCALER_MODEL") or None,
-            overgenerate=parse_overgenerate(env.get("OVERGENERATE", "")),
-            face_detector=parse_face_detector(env.get("FACE_DETECTOR", "")),
-            accel=Accel.from_env(env, data_dir),
+            sdxl_model=read.text("SDXL_MODEL", "tiny"),
+            sdxl_config_dir=read.optional("SDXL_CONFIG_DIR"),
+            api_key=read.optional("WORKER_API_KEY"),
+            public_url=read.url("WORKER_PUBLIC_URL"),
+            extra_models=parse_extra_models(read.text("SDXL_EXTRA_MODELS")),
+            device=device,
+            upscaler_model=read.optional("WORKER_UPSCALER_MODEL"),
+            overgenerate=parse_overgenerate(read.text("OVERGENERATE")),
+            face_detector=parse_face_detector(read.text("FACE_DETECTOR")),
+            accel=Accel.from_env(environ, data_dir),
+            training=TrainingDefaults.from_env(environ),
+            training_share=read.number(
+                "WORKER_TRAINING_SHARE", cls.training_share, minimum=0, maximum=0.9
+            ),
         )
 
 
@@ -107,10 +133,10 @@ def parse_extra_models(value: str) -> dict[int, str]:
             continue
         key, sep, spec = item.partition("=")
         if not sep or not key.strip().isdigit() or not spec.strip():
-            raise ValueError(f"SDXL_EXTRA_MODELS item {item!r} is not of the form ID=MODEL")
+            raise ConfigError(f"SDXL_EXTRA_MODELS item {item!r} is not of the form ID=MODEL")
         tune_id = int(key)
         if tune_id == SDXL_BASE_TUNE_ID or tune_id >= FIRST_TUNE_ID:
-            raise ValueError(f"SDXL_EXTRA_MODELS id {tune_id} collides with the base or tune ids")
+            raise ConfigError(f"SDXL_EXTRA_MODELS id {tune_id} collides with the base or tune ids")
         models[tune_id] = spec.strip()
     return models
 
@@ -122,9 +148,9 @@ def parse_overgenerate(value: str) -> float:
     try:
         factor = float(value)
     except ValueError:
-        raise ValueError(f"OVERGENERATE={value!r} is not a number (e.g. 2 or 1.5)") from None
+        raise ConfigError(f"OVERGENERATE={value!r} is not a number (e.g. 2 or 1.5)") from None
     if not 1.0 <= factor <= 4.0:
-        raise ValueError(f"OVERGENERATE={value!r} must be between 1 (off) and 4")
+        raise ConfigError(f"OVERGENERATE={value!r} must be between 1 (off) and 4")
     return factor
 
 
@@ -132,5 +158,5 @@ def parse_face_detector(value: str) -> str:
     """`FACE_DETECTOR`: `auto` (default), `dlib` or `haar`."""
     choice = value.strip().lower() or "auto"
     if choice not in ("auto", "dlib", "haar"):
-        raise ValueError(f"FACE_DETECTOR={value!r} must be auto, dlib or haar")
+        raise ConfigError(f"FACE_DETECTOR={value!r} must be auto, dlib or haar")
     return choice

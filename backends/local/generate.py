@@ -3,12 +3,9 @@
 Order of stages (as ADetailer after a hires fix, and Astria's own flags):
 txt2img (one batch, a seed per image) -> super_resolution (hires fix) -> inpaint_faces.
 
-The tune's LoRA is copied into the model's hot-swap slot (`lora_slot`: no recompilation, a
-few milliseconds) at the prompt's strength, or, with the slot switched off, loaded as a PEFT
-adapter and deleted after the prompt. Its embeddings are bound to its token in both text
-encoders for the prompt and unbound after it, so the next prompt (another user's tune) starts
-from the clean base model. Finished images are handed to `on_image` as soon as each is final,
-so the caller can encode and write them while the GPU works on the next one.
+The tune (its LoRA at the prompt's strength and its token embeddings) is held on the model for
+the prompt by `tune_binding.tune_applied`. Finished images are handed to `on_image` as soon as
+each is final, so the caller can encode and write them while the GPU works on the next one.
 
 Determinism: image i uses seed `params.seed + i` on its own torch.Generator, for the latents and
 every stage after, so the same request with the same seed on the same device gives the same
@@ -20,8 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,31 +25,20 @@ from typing import Any
 from PIL import Image
 
 from backends.local import faces, upscale
-from backends.local.accel import enable_vae_memory_savers
-from backends.local.artefacts import LORA_FILE, ArtefactError, TuneArtefacts, load_artefacts
-from backends.local.lora_slot import SlotMisfit
+from backends.local.errors import Aborted, GenerationError
+from backends.local.levers import enable_vae_memory_savers
 from backends.local.models import LoadedModel, ModelCache
 from backends.local.params import PromptParams
+from backends.local.tune_binding import TuneCache, tune_applied
 
 log = logging.getLogger(__name__)
 
 FACE_STRENGTH = 0.4
-ADAPTER = "tune"
-TUNE_CACHE_SIZE = 8
-"""Tunes kept in host memory (a rank-32 SDXL LoRA is ~90 MB): a user's next prompt re-reads
-nothing from disk."""
-
-
-class JobAborted(Exception):
-    """The worker is stopping (or the prompt was deleted): drop the work, keep the job."""
-
-
-class GenerationError(Exception):
-    """The prompt cannot be run; the message becomes the prompt's `user_error`."""
 
 
 Progress = Callable[[float], None]
-"""Called with the finished fraction 0..1; raises JobAborted to stop the work."""
+"""Called with the finished fraction 0..1 at every check (each denoising step of every pipeline
+call, each stage and face); raises Aborted to stop the work (the job was deleted)."""
 
 OnImage = Callable[[int, Image.Image], None]
 """Called with (index, image) as soon as an image is final (before `run_prompt` returns)."""
@@ -109,7 +94,7 @@ class Engine:
         self.sr_scale = sr_scale
         self.upscaler_model = upscaler_model
         self._upscaler: upscale.SpandrelUpscaler | None = None
-        self._tunes: dict[tuple[str, int, int], TuneArtefacts] = {}
+        self.tunes = TuneCache()
         self.abort = threading.Event()
 
     # -- public --------------------------------------------------------------------------
@@ -119,10 +104,11 @@ class Engine:
     ) -> list[Image.Image]:
         """All stages of one prompt; returns the final images, in seed order."""
         params = job.params
-        model = self.models.get(job.base_tune_id)
+        # a load is only cut short by a stop: the next job would need the same model anyway
+        model = self.models.get(job.base_tune_id, check=self._check_stop)
         if model.is_noise:
             log.warning("prompt %s: the %s model makes noise images", job.prompt_id, model.spec)
-        tune, key = self._load_tune(job.tune_dir) if job.tune_dir else (None, None)
+        tune, key = self.tunes.load(job.tune_dir) if job.tune_dir else (None, None)
         if model.accel.low_memory != "off":
             enable_vae_memory_savers(model.pipe.vae)  # the hires pass turns tiling off after it
         emit = on_image or (lambda index, image: None)
@@ -131,13 +117,16 @@ class Engine:
             stages.append(("sr", 0.6))
         if params.inpaint_faces:
             stages.append(("faces", 0.4))
-        plan = _Plan(stages, progress, self.abort)
-        with self.tune_applied(model, tune, params.lora_strength, key=key):
+        plan = StagePlan(stages, progress, self.abort)
+        plan.check()
+        with tune_applied(model, tune, params.lora_strength, key=key):
             self._set_scheduler(model, params.scheduler)
             images = self._txt2img(model, params, plan)
             if params.super_resolution:
+                plan.check()
                 images = self._super_resolve(model, params, images, plan)
             if params.inpaint_faces:
+                plan.check()
                 redrawn = []
                 for i, image in enumerate(images):
                     redrawn.append(self.redraw_faces(model, params, image, params.seed + i, plan))
@@ -155,7 +144,7 @@ class Engine:
         params: PromptParams,
         image: Image.Image,
         seed: int,
-        plan: _Plan | None = None,
+        plan: StagePlan | None = None,
     ) -> Image.Image:
         """The face stage alone, on any image (the caller applies the tune). Test seam too:
         the tiny model draws no faces, so tests feed a drawn face through this stage."""
@@ -167,15 +156,17 @@ class Engine:
         log.info("inpaint_faces: %d face(s) in a %dx%d image", len(boxes), *image.size)
 
         def redraw(crop: Image.Image, index: int) -> Image.Image:
+            kwargs = self._call_kwargs(model, params, [seed + 1000 * (index + 1)])
             if plan:
                 plan.check()
+                kwargs["callback_on_step_end"] = plan.checker()
             out = model.img2img(
                 image=crop,
                 strength=FACE_STRENGTH,
                 num_inference_steps=max(params.steps, 5),
                 width=crop.width,
                 height=crop.height,
-                **self._call_kwargs(model, params, [seed + 1000 * (index + 1)]),
+                **kwargs,
             ).images[0]
             if plan:
                 plan.step("faces", index + 1, len(boxes))
@@ -184,92 +175,11 @@ class Engine:
         result, _ = faces.inpaint_faces(image, redraw, native_size=model.native_size, boxes=boxes)
         return result
 
-    @contextmanager
-    def tune_applied(
-        self,
-        model: LoadedModel,
-        tune: TuneArtefacts | None,
-        strength: float,
-        key: Hashable | None = None,
-    ) -> Iterator[None]:
-        """Load the tune's LoRA (at `strength`) and embeddings for the duration of a prompt.
-        `key` names the tune's files: the slot skips the copy when it already holds them."""
-        if model.slot is not None:
-            with self._slot_applied(model, tune, strength, key):
-                yield
-            return
-        if tune is None:
-            yield
-            return
-        pipe = model.pipe
-        tokens = self._load_embeddings(model, tune)
-        try:
-            pipe.load_lora_weights(_scaled_lora(tune), adapter_name=ADAPTER)
-            pipe.set_adapters([ADAPTER], adapter_weights=[strength])
-            yield
-        finally:
-            if ADAPTER in _adapters(pipe):
-                pipe.unload_lora_weights()  # takes the LoRA layers out too: a clean UNet
-            for encoder, tokenizer in _encoders(pipe):
-                pipe.unload_textual_inversion(
-                    tokens=tokens, text_encoder=encoder, tokenizer=tokenizer
-                )
-
-    @contextmanager
-    def _slot_applied(
-        self, model: LoadedModel, tune: TuneArtefacts | None, strength: float, key: Hashable
-    ) -> Iterator[None]:
-        """The hot-swap path: the LoRA stays in the slot after the prompt (the next prompt of
-        the same tune and strength copies nothing), and so do the tune's tokens (the next tune
-        with the same token overwrites their embedding rows instead of resizing both
-        encoders' vocabularies twice); a prompt without a tune clears both."""
-        slot = model.slot
-        assert slot is not None
-        if tune is None:
-            slot.clear()
-            self._unbind_tokens(model)
-            yield
-            return
-        scale = strength * tune.manifest.lora_alpha / tune.manifest.rank
-        try:
-            slot.load(tune.lora, scale, None if key is None else (key, scale))
-        except SlotMisfit as exc:
-            slot.clear()
-            raise GenerationError(f"the tune's LoRA does not fit this worker: {exc}") from exc
-        except BaseException:
-            slot.clear()
-            raise
-        try:
-            self._bind_tokens(model, tune)
-        except BaseException:
-            self._unbind_tokens(model)
-            raise
-        yield
-
-    def _bind_tokens(self, model: LoadedModel, tune: TuneArtefacts) -> None:
-        if model.bound_tokens != _token_names(tune):
-            self._unbind_tokens(model)
-            model.bound_tokens = self._load_embeddings(model, tune)
-            return
-        for key, (encoder, tokenizer) in zip(
-            ("clip_l", "clip_g"), _encoders(model.pipe), strict=True
-        ):
-            emb = _checked_embedding(tune, key, encoder)
-            ids = tokenizer.convert_tokens_to_ids(model.bound_tokens)
-            weight = encoder.get_input_embeddings().weight
-            weight.data[ids] = emb.to(device=weight.device, dtype=weight.dtype)
-
-    def _unbind_tokens(self, model: LoadedModel) -> None:
-        tokens, model.bound_tokens = model.bound_tokens, []
-        if tokens:
-            for encoder, tokenizer in _encoders(model.pipe):
-                model.pipe.unload_textual_inversion(
-                    tokens=tokens, text_encoder=encoder, tokenizer=tokenizer
-                )
-
     # -- stages --------------------------------------------------------------------------
 
-    def _txt2img(self, model: LoadedModel, params: PromptParams, plan: _Plan) -> list[Image.Image]:
+    def _txt2img(
+        self, model: LoadedModel, params: PromptParams, plan: StagePlan
+    ) -> list[Image.Image]:
         seeds = [params.seed + i for i in range(params.num_images)]
         kwargs = self._call_kwargs(model, params, seeds)
 
@@ -287,7 +197,7 @@ class Engine:
         return list(result.images)
 
     def _super_resolve(
-        self, model: LoadedModel, params: PromptParams, images: list[Image.Image], plan: _Plan
+        self, model: LoadedModel, params: PromptParams, images: list[Image.Image], plan: StagePlan
     ) -> list[Image.Image]:
         size = upscale.target_size(params.w, params.h, self.sr_scale)
         strength = upscale.DETAIL_STRENGTH if params.hires_fix else upscale.STRENGTH
@@ -325,47 +235,14 @@ class Engine:
             "generator": generators,
         }
 
+    def _check_stop(self) -> None:
+        if self.abort.is_set():
+            raise Aborted("the worker is stopping")
+
     def _set_scheduler(self, model: LoadedModel, name: str) -> None:
         scheduler = make_scheduler(name, model.scheduler_config)
         model.pipe.scheduler = scheduler
         model.img2img.scheduler = scheduler
-
-    def _load_tune(self, folder: Path) -> tuple[TuneArtefacts, tuple[str, int, int]]:
-        """The tune's artefacts from a small in-memory cache keyed by path and file times (a
-        retrained tune has new files, hence a new key)."""
-        try:
-            stat = (folder / LORA_FILE).stat()
-            key = (str(folder.resolve()), stat.st_mtime_ns, stat.st_size)
-            if key not in self._tunes:
-                while len(self._tunes) >= TUNE_CACHE_SIZE:
-                    self._tunes.pop(next(iter(self._tunes)))
-                self._tunes[key] = load_artefacts(folder)
-            return self._tunes[key], key
-        except (ArtefactError, OSError) as exc:
-            raise GenerationError(f"the tune's model files are unusable: {exc}") from exc
-
-    def _load_embeddings(self, model: LoadedModel, tune: TuneArtefacts) -> list[str]:
-        """Bind `token`, `token_1`, ... to the embedding rows in both encoders."""
-        pipe = model.pipe
-        token = tune.manifest.token
-        tokens = _token_names(tune)
-        loaded: list[tuple[Any, Any]] = []
-        try:
-            for key, (encoder, tokenizer) in zip(
-                ("clip_l", "clip_g"), _encoders(pipe), strict=True
-            ):
-                emb = _checked_embedding(tune, key, encoder)
-                pipe.load_textual_inversion(
-                    emb.to(model.dtype), token=token, text_encoder=encoder, tokenizer=tokenizer
-                )
-                loaded.append((encoder, tokenizer))
-        except Exception:
-            for encoder, tokenizer in loaded:
-                pipe.unload_textual_inversion(
-                    tokens=tokens, text_encoder=encoder, tokenizer=tokenizer
-                )
-            raise
-        return tokens
 
     def _get_upscaler(self, model: LoadedModel) -> upscale.SpandrelUpscaler | None:
         if not self.upscaler_model:
@@ -375,8 +252,9 @@ class Engine:
         return self._upscaler
 
 
-class _Plan:
-    """Maps stage-local step counts onto one 0..1 progress figure and checks for abort."""
+class StagePlan:
+    """Maps stage-local step counts onto one 0..1 progress figure and checks for abort: the
+    worker's stop flag here, the job's own cancellation in `report` (the queue's)."""
 
     def __init__(
         self, stages: list[tuple[str, float]], report: Progress, abort: threading.Event
@@ -391,52 +269,28 @@ class _Plan:
             acc += weight
         self._report = report
         self._abort = abort
+        self._fraction = 0.0
 
     def check(self) -> None:
+        """Raise Aborted if the worker stops or the job was cancelled (progress unchanged)."""
         if self._abort.is_set():
-            raise JobAborted("the worker is stopping")
+            raise Aborted("the worker is stopping")
+        self._report(self._fraction)
+
+    def checker(self) -> Callable[..., dict]:
+        """A `callback_on_step_end` that only checks: for calls without their own progress."""
+
+        def on_step(pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
+            self.check()
+            return tensors
+
+        return on_step
 
     def step(self, stage: str, done: int, total: int) -> None:
-        self.check()
         if stage in self._start:
             fraction = self._start[stage] + self._weight[stage] * min(1.0, done / max(1, total))
-            self._report(min(0.99, fraction))
+            self._fraction = min(0.99, fraction)
+        self.check()
 
     def done(self) -> None:
         self._report(1.0)
-
-
-def _encoders(pipe: Any) -> list[tuple[Any, Any]]:
-    return [(pipe.text_encoder, pipe.tokenizer), (pipe.text_encoder_2, pipe.tokenizer_2)]
-
-
-def _token_names(tune: TuneArtefacts) -> list[str]:
-    """What `load_textual_inversion` binds for n rows: `ohwx`, `ohwx_1`, ..."""
-    token = tune.manifest.token
-    return [token] + [f"{token}_{i}" for i in range(1, tune.manifest.n_tokens)]
-
-
-def _checked_embedding(tune: TuneArtefacts, key: str, encoder: Any) -> Any:
-    emb = tune.embeddings[key]
-    dim = encoder.get_input_embeddings().weight.shape[1]
-    if emb.shape[1] != dim:
-        raise GenerationError(
-            f"the tune's {key} embedding has width {emb.shape[1]}, this base model"
-            f" {dim}: it was trained for another model"
-        )
-    return emb
-
-
-def _adapters(pipe: Any) -> set[str]:
-    try:
-        return {name for names in pipe.get_list_adapters().values() for name in names}
-    except Exception:  # no PEFT layers injected yet
-        return set()
-
-
-def _scaled_lora(tune: TuneArtefacts) -> dict[str, Any]:
-    """The LoRA state dict with alpha/rank folded into the up weights (diffusers assumes 1)."""
-    factor = tune.manifest.lora_alpha / tune.manifest.rank
-    if factor == 1.0:
-        return dict(tune.lora)
-    return {k: (v * factor if ".lora_B." in k else v) for k, v in tune.lora.items()}

@@ -11,20 +11,23 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from backends.local import Worker
+    from backends.local.queue import JobRunner
+    from backends.local.store import WorkerStore
 
 
-async def health(worker: Worker) -> dict[str, Any]:
-    """The health document; `ok` is False while the worker is not serving (store closed)."""
-    runner = worker.runner
+async def health(
+    store: WorkerStore, runner: JobRunner, model: str, started_at: str | None
+) -> dict[str, Any]:
+    """The health document of a worker serving `model` since `started_at`; `ok` is False while
+    it is not serving (store closed)."""
     try:
-        queue: dict[str, int] | None = await worker.store.queue_depth()
+        queue: dict[str, int] | None = await store.queue_depth()
     except RuntimeError:  # the store is closed: not started yet, or stopping
         queue = None
     return {
-        "ok": queue is not None and worker.started_at is not None,
-        "started_at": worker.started_at,
-        "model": worker.config.sdxl_model,
+        "ok": queue is not None and started_at is not None,
+        "started_at": started_at,
+        "model": model,
         "model_loaded": runner.loaded_model is not None,
         "running": "{} {}".format(*runner.running) if runner.running else None,
         "queue": queue,

@@ -36,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from backends.findings import PERSON_CLASSES, Finding
+from backends.local.errors import RequestError
 from backends.local.face_detect import FaceDetector, make_detector
 from backends.photo_quality import (
     FACE_TOO_SMALL_BELOW,
@@ -141,8 +142,8 @@ class Inspector:
             class_name, content, others = await _read_request(request)
             async with self._one_at_a_time:
                 report = await asyncio.to_thread(self._inspect, content, class_name, others)
-        except (InspectError, PhotoError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=422)
+        except (InspectError, PhotoError) as exc:  # answered 422 by http.py's handlers
+            raise RequestError(str(exc)) from None
         return JSONResponse(report.to_json())
 
     def _inspect(self, content: bytes, class_name: str, others: list[PhotoHash]) -> PhotoReport:

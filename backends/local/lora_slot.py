@@ -21,15 +21,13 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from backends.local.errors import SlotMisfit
+
 SLOT = "slot"
 _UNKNOWN = object()
 """`loaded` while the slot holds weights that no key names (a load without a key)."""
 PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
 PREFIX = "unet."
-
-
-class SlotMisfit(Exception):
-    """The tune does not fit the slot (a layer outside it, or a rank above the max)."""
 
 
 @dataclass(frozen=True)

@@ -22,27 +22,28 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from backends.local import accel as accel_mod
-from backends.local.accel import Accel
+from backends.local import levers
+from backends.local.accel import Accel, parse_warmup
 from backends.local.lora_slot import LoraSlot
+from backends.local.model_specs import (
+    RANDOM_FULL,
+    TINY,
+    TINY_NATIVE_SIZE,
+    makes_noise,
+    native_size,
+)
 
 log = logging.getLogger(__name__)
 
-TINY = "tiny"
-RANDOM_FULL = "random"
 TINY_SEED = 0
-TINY_NATIVE_SIZE = 128
-
-
-def native_size(spec: str) -> int:
-    """The side a model was trained at: default w/h and the face-redraw resolution."""
-    return TINY_NATIVE_SIZE if spec == TINY else 1024
+HUB_SDXL_BASE = "stabilityai/stable-diffusion-xl-base-1.0"
+"""Where single-file checkpoints get their configs without SDXL_CONFIG_DIR (needs internet)."""
 
 
 @dataclass
@@ -71,7 +72,7 @@ class LoadedModel:
 
     @property
     def is_noise(self) -> bool:
-        return self.spec in (TINY, RANDOM_FULL)
+        return makes_noise(self.spec)
 
 
 def pick_device(requested: str | None) -> str:
@@ -82,9 +83,19 @@ def pick_device(requested: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_model(spec: str, device: str | None = None, accel: Accel | None = None) -> LoadedModel:
+def load_model(
+    spec: str,
+    device: str | None = None,
+    accel: Accel | None = None,
+    *,
+    config_dir: str | None = None,
+    check: Callable[[], None] = lambda: None,
+) -> LoadedModel:
     """Build or load the pipeline named by `spec` on `device` (None: CUDA if present), with the
-    speed levers `accel` (None: the defaults for the device) applied and compiled now."""
+    speed levers `accel` (None: the defaults for the device) applied and compiled now.
+    `config_dir`: SDXL_CONFIG_DIR, the configs a single-file checkpoint is read with.
+    `check` runs between the sub-steps (read, place, compile) and raises Aborted to give up:
+    a load takes minutes on a big model, a stop must not wait for all of it."""
     import torch
     from diffusers import StableDiffusionXLImg2ImgPipeline
 
@@ -100,21 +111,24 @@ def load_model(spec: str, device: str | None = None, accel: Accel | None = None)
         pipe = build_random_full_pipeline(device, dtype)
         log.warning("SDXL_MODEL=random: full-size SDXL with RANDOM weights (timing only; noise).")
     else:
-        pipe = _load_real(spec, dtype)
+        pipe = _load_real(spec, dtype, config_dir)
         log.info("loaded base model %s", spec)
-    levers = (accel or Accel()).resolve(device)
-    accel_mod.place(pipe, device, dtype, levers)
-    accel_mod.apply_static(pipe, dtype, levers)
+    check()
+    resolved = (accel or Accel()).resolve(device)
+    levers.place(pipe, device, dtype, resolved)
+    check()
+    levers.apply_static(pipe, dtype, resolved)
     slot = None
-    if levers.lora_hotswap:
-        slot = LoraSlot(pipe.unet, levers.max_lora_rank, dtype, resizable=not levers.compiled)
+    if resolved.lora_hotswap:
+        slot = LoraSlot(pipe.unet, resolved.max_lora_rank, dtype, resizable=not resolved.compiled)
     pipe.set_progress_bar_config(disable=True)
     img2img = StableDiffusionXLImg2ImgPipeline.from_pipe(pipe)
     img2img.set_progress_bar_config(disable=True)
-    model = LoadedModel(spec, pipe, img2img, device, dtype, native_size(spec), levers, slot)
-    if levers.compiled:
+    model = LoadedModel(spec, pipe, img2img, device, dtype, native_size(spec), resolved, slot)
+    if resolved.compiled:
+        check()
         model.accel = _compile(model)
-    log.info("model %s on %s: %s", spec, device, levers)
+    log.info("model %s on %s: %s", spec, device, resolved)
     return model
 
 
@@ -122,9 +136,9 @@ def _compile(model: LoadedModel) -> Accel:
     """Compile the UNet and warm it up over the usual shapes; on failure stay eager."""
     accel = model.accel
     try:
-        accel_mod.compile_unet(model.pipe, accel)
-        shapes = accel_mod.parse_warmup(accel.compile_warmup, model.native_size)
-        seconds = accel_mod.warm_up(model.pipe, shapes, model.device)
+        levers.compile_unet(model.pipe, accel)
+        shapes = parse_warmup(accel.compile_warmup, model.native_size)
+        seconds = levers.warm_up(model.pipe, shapes, model.device)
         log.info(
             "compiled the UNet (%s) and warmed %d shape(s) in %.1fs",
             accel.compile,
@@ -134,11 +148,11 @@ def _compile(model: LoadedModel) -> Accel:
         return accel
     except Exception:
         log.exception("torch.compile failed; the worker runs eager (WORKER_COMPILE=off)")
-        accel_mod.uncompile_unet(model.pipe)
+        levers.uncompile_unet(model.pipe)
         return replace(accel, compile="off")
 
 
-def _load_real(spec: str, dtype: Any) -> Any:
+def _load_real(spec: str, dtype: Any, config_dir: str | None) -> Any:
     from diffusers import StableDiffusionXLPipeline
 
     path = Path(spec).expanduser()
@@ -147,7 +161,7 @@ def _load_real(spec: str, dtype: Any) -> Any:
     if path.suffix in (".safetensors", ".ckpt"):
         if not path.is_file():
             raise FileNotFoundError(f"SDXL checkpoint {path} does not exist")
-        config = os.environ.get("SDXL_CONFIG_DIR") or "stabilityai/stable-diffusion-xl-base-1.0"
+        config = config_dir or HUB_SDXL_BASE
         return StableDiffusionXLPipeline.from_single_file(path, torch_dtype=dtype, config=config)
     return StableDiffusionXLPipeline.from_pretrained(spec, torch_dtype=dtype)
 
@@ -355,14 +369,22 @@ class ModelCache:
     """
 
     def __init__(
-        self, specs: dict[int, str], device: str | None, accel: Accel | None = None
+        self,
+        specs: dict[int, str],
+        device: str | None,
+        accel: Accel | None = None,
+        *,
+        config_dir: str | None = None,
     ) -> None:
         self.specs = specs
         self.device = device
         self.accel = accel
+        self.config_dir = config_dir
         self._loaded: tuple[int, LoadedModel] | None = None
 
-    def get(self, base_tune_id: int) -> LoadedModel:
+    def get(self, base_tune_id: int, check: Callable[[], None] = lambda: None) -> LoadedModel:
+        """The model of `base_tune_id`, loaded now if another (or none) is resident; `check`
+        as in `load_model` (an aborted load leaves no model resident)."""
         if self._loaded is not None and self._loaded[0] == base_tune_id:
             return self._loaded[1]
         spec = self.specs[base_tune_id]
@@ -370,7 +392,7 @@ class ModelCache:
             compiled = self._loaded[1].accel.compiled
             self._loaded = None
             _free_memory(compiled)
-        model = load_model(spec, self.device, self.accel)
+        model = load_model(spec, self.device, self.accel, config_dir=self.config_dir, check=check)
         self._loaded = (base_tune_id, model)
         return model
 

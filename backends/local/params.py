@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from backends.base import DEFAULT_TOKEN, SCHEDULERS
+from backends.local.errors import RequestError
 
 LORA_TAG = re.compile(r"<lora:([^:>]*):([^>]*)>", re.IGNORECASE)
 OTHER_TAG = re.compile(r"<(faceid|hypernet|embedding):[^>]*>", re.IGNORECASE)
@@ -21,6 +22,8 @@ DEFAULT_STEPS = 30
 MAX_STEPS = 50
 DEFAULT_CFG = 5.0
 MAX_SEED = 2**32 - 1
+MIN_PHOTO_SIDE = 1024
+"""Training photos' short side: SDXL learns at 1024, and an upscaled small photo teaches blur."""
 
 ASPECTS: dict[str, tuple[int, int]] = {
     # SDXL's trained buckets (w, h) at 1024² ≈ 1 MP, scaled for models with another native size.
@@ -42,8 +45,12 @@ ASPECTS: dict[str, tuple[int, int]] = {
 }
 
 
-class RequestError(Exception):
-    """The request is invalid: answered 422 with this message."""
+def too_small_message(name: str, width: int, height: int) -> str:
+    """The one wording for a photo below the minimum, used at acceptance and in the trainer."""
+    return (
+        f"{name} is {width}x{height} px: training photos need at least {MIN_PHOTO_SIDE} px on the"
+        " short side (send the originals as files, not compressed chat photos)"
+    )
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,16 @@
   seconds, a training minutes.
 - A training that is running does not block prompts either: the trainer calls
   `ctx.between_steps()` after every step, which runs the queued prompts on the same GPU before
-  the training continues (see `_between_steps`). Prompts never wait for more than one step.
-- stop(): sets an abort flag that the running job sees at its next step; the job stays queued
-  and starts over at the next start() (a prompt's seed is stored, so it gives the same images).
+  the training continues (see `_between_steps`). Prompts wait for at most one step, plus the
+  training's guaranteed share when prompts never stop coming (fair_share.py: no starvation).
+- stop(): sets an abort flag that the running job sees at its next check; the job stays queued
+  and starts over at the next start() (a prompt's seed is stored, so it gives the same images;
+  a training resumes from its last checkpoint, see checkpoint.py).
+- cancel(): DELETE of a running prompt or tune (the row is already gone) stops that job at its
+  next check, so its hires pass or face redraw never runs and a training frees the GPU for the
+  next job. Checks: every denoising step of every pipeline call (txt2img, hires img2img, face
+  img2img), between stages and faces, between the sub-steps of a model load, every training
+  step. An aborted job whose row is gone is dropped (its files removed), never requeued.
 - Callbacks are POSTed once, after the result is committed (`claim_callback` makes the at-most-
   once decision in SQLite before the POST; a worker killed between the two sends none, as Astria
   does not retry either). A client that must not miss an event polls as well.
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import shutil
@@ -33,12 +41,16 @@ from backends.local import train
 from backends.local.artefacts import has_artefacts
 from backends.local.best_of import BestOfSelector
 from backends.local.config import WorkerConfig
-from backends.local.generate import Engine, GenerationError, JobAborted, PromptJob
+from backends.local.errors import Aborted, GenerationError, TrainerUnavailable, TrainingFailed
+from backends.local.fair_share import TrainingTurns
+from backends.local.generate import Engine, PromptJob
 from backends.local.models import ModelCache
 from backends.local.params import PromptParams
 from backends.local.pngwriter import PngWriter
+from backends.local.records import JobKind, JobState, Row
 from backends.local.serialize import prompt_json, tune_json
-from backends.local.store import DONE, FAILED, QUEUED, RUNNING, Store, now_iso
+from backends.local.store import WorkerStore, now_iso
+from backends.local.training_recipe import TrainJob
 
 log = logging.getLogger(__name__)
 
@@ -53,28 +65,37 @@ class JobRunner:
 
     def __init__(
         self,
-        store: Store,
+        store: WorkerStore,
         config: WorkerConfig,
         engine_factory: EngineFactory | None = None,
-        trainer: Callable[[train.TrainJob, train.TrainContext], None] | None = None,
+        trainer: train.Trainer | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self._engine_factory = engine_factory or self._default_engine
         self._engine: Engine | None = None
-        self._trainer = trainer or train.train_tune
+        self._trainer = trainer or functools.partial(train.train_tune, defaults=config.training)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: httpx.AsyncClient | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self.progress: dict[tuple[str, int], float] = {}
-        self.eta: dict[tuple[str, int], str] = {}
+        self.progress: dict[tuple[JobKind, int], float] = {}
+        self.eta: dict[tuple[JobKind, int], str] = {}
         """A running training's expected end (ISO time), extrapolated from its steps so far."""
-        self._clock: dict[tuple[str, int], tuple[float, float]] = {}
-        self.running: tuple[str, int] | None = None
+        self._clock: dict[tuple[JobKind, int], tuple[float, float]] = {}
+        self._active: list[tuple[JobKind, int]] = []
+        """Jobs under way, outermost first: a training, and a prompt it let through."""
+        self._cancelled: set[tuple[JobKind, int]] = set()
+        self._turns = TrainingTurns(config.training_share)
+        """Active jobs whose rows were deleted: they stop at their next check."""
         self._selector: BestOfSelector | None = None
+
+    @property
+    def running(self) -> tuple[JobKind, int] | None:
+        """The job on the GPU now (a prompt served between training steps wins); /healthz."""
+        return self._active[-1] if self._active else None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -87,8 +108,8 @@ class JobRunner:
         resumed = await self.store.requeue_interrupted()
         if resumed:
             log.info("resuming %d interrupted job(s)", resumed)
-        for table, row_id in await self.store.unsent_callbacks():
-            await self._send_callback(table, row_id)
+        for kind, row_id in await self.store.unsent_callbacks():
+            await self._send_callback(kind, row_id)
         self._task = asyncio.create_task(self._run(), name="worker-jobs")
 
     async def stop(self) -> None:
@@ -109,6 +130,20 @@ class JobRunner:
     def wake(self) -> None:
         """Something was queued: look at the store now."""
         self._wake.set()
+
+    def cancel(self, kind: JobKind, row_id: int) -> None:
+        """The job's row was deleted: if it is under way, stop it at its next check."""
+        key = (kind, row_id)
+        if key in self._active:
+            self._cancelled.add(key)
+            log.info("%s %s: deleted while running, stopping it", kind, row_id)
+
+    def check(self, key: tuple[JobKind, int]) -> None:
+        """Raise Aborted if the worker is stopping or the job `key` was deleted (any thread)."""
+        if self._stopping:
+            raise Aborted("the worker is stopping")
+        if key in self._cancelled:
+            raise Aborted(f"{key[0]} {key[1]} was deleted")
 
     def engine(self) -> Engine:
         """The engine, built on first use (the model itself loads on the first job)."""
@@ -145,7 +180,7 @@ class JobRunner:
                 continue
             kind, row_id = job
             try:
-                if kind == "prompt":
+                if kind == JobKind.PROMPT:
                     await self._run_prompt(row_id)
                 else:
                     await self._run_tune(row_id)
@@ -153,11 +188,11 @@ class JobRunner:
                 log.exception("%s %s crashed the runner", kind, row_id)
                 await self._fail_broken_job(kind, row_id, exc)
 
-    async def _fail_broken_job(self, kind: str, row_id: int, exc: Exception) -> None:
+    async def _fail_broken_job(self, kind: JobKind, row_id: int, exc: Exception) -> None:
         """Mark a job that crashed the runner failed, so the next pick is another job."""
         error = f"internal error in the worker ({type(exc).__name__}); please try again"
         try:
-            if kind == "prompt":
+            if kind == JobKind.PROMPT:
                 await self._finish_prompt(row_id, error=error)
             else:
                 await self._finish_tune(row_id, error=error)
@@ -166,36 +201,38 @@ class JobRunner:
 
     async def _run_prompt(self, prompt_id: int) -> None:
         row = await self.store.get_prompt(prompt_id)
-        if row is None or row["state"] != QUEUED:
+        if row is None or row["state"] != JobState.QUEUED:
             return
         params = PromptParams.from_json(row["params"])
         try:
             job = await self._prompt_job(row, params)
         except GenerationError as exc:
-            await self._finish_prompt(prompt_id, error=str(exc))
+            await self._finish_prompt(prompt_id, error=exc.user_message)
             return
-        await self.store.update_prompt(prompt_id, state=RUNNING, started_at=now_iso())
-        key = ("prompt", prompt_id)
-        self.running = key
-        self.progress[key] = 0.0
+        await self.store.update_prompt(prompt_id, state=JobState.RUNNING, started_at=now_iso())
+        key = (JobKind.PROMPT, prompt_id)
+        self._begin(key)
         log.info("prompt %s: %d image(s) %dx%d", prompt_id, params.num_images, params.w, params.h)
         try:
             images, scores = await asyncio.to_thread(self._generate_and_save, job, key)
-        except JobAborted:
-            await self.store.update_prompt(prompt_id, state=QUEUED)
-            log.info("prompt %s: interrupted, stays queued", prompt_id)
+        except Aborted:
+            if await self.store.get_prompt(prompt_id) is None:
+                self._drop_files(JobKind.PROMPT, prompt_id)
+                log.info("prompt %s: deleted, stopped", prompt_id)
+            else:
+                await self.store.update_prompt(prompt_id, state=JobState.QUEUED)
+                log.info("prompt %s: interrupted, stays queued", prompt_id)
         except GenerationError as exc:
-            await self._finish_prompt(prompt_id, error=str(exc))
+            await self._finish_prompt(prompt_id, error=exc.user_message)
         except Exception as exc:
             log.exception("prompt %s failed", prompt_id)
             await self._finish_prompt(prompt_id, error=f"generation failed: {exc}")
         else:
             await self._finish_prompt(prompt_id, images=images, scores=scores)
         finally:
-            self.running = None
-            self.progress.pop(key, None)
+            self._end(key)
 
-    async def _prompt_job(self, row: dict[str, Any], params: PromptParams) -> PromptJob:
+    async def _prompt_job(self, row: Row, params: PromptParams) -> PromptJob:
         """Resolve the base model and the tune folder; the tune may be gone since acceptance."""
         base_id = row["tune_id"]
         lora_id = params.lora_tune_id
@@ -209,17 +246,17 @@ class JobRunner:
         if lora_id is not None:
             tune = await self.store.get_tune(lora_id)
             tune_dir = self.config.tunes_dir / str(lora_id)
-            if tune is None or tune["state"] != DONE or not has_artefacts(tune_dir):
+            if tune is None or tune["state"] != JobState.DONE or not has_artefacts(tune_dir):
                 raise GenerationError(f"tune {lora_id} is not trained (or was deleted)")
         return PromptJob(row["id"], params, base_id, tune_dir)
 
     def _generate_and_save(
-        self, job: PromptJob, key: tuple[str, int]
+        self, job: PromptJob, key: tuple[JobKind, int]
     ) -> tuple[list[str], dict[str, Any] | None]:
         """Runs in the worker thread: generate; each PNG is encoded and written on a
         background thread as soon as its image is final; returns relative paths, and the
         best-of scores when OVERGENERATE is on (the kept images only, best first)."""
-        folder = Path("prompts") / str(job.prompt_id)
+        folder = Path(JobKind.PROMPT.table) / str(job.prompt_id)
         (self.config.files_dir / folder).mkdir(parents=True, exist_ok=True)
         stamp = secrets.token_hex(8)  # unguessable names: file URLs are capabilities
         writer = PngWriter(self.config.accel.png_compress_level)
@@ -230,18 +267,19 @@ class JobRunner:
             writer.submit(image, self.config.files_dir / rel)
             paths[index] = rel.as_posix()
 
-        def report(fraction: float) -> None:
+        def progress(fraction: float) -> None:
+            self.check(key)
             self.progress[key] = fraction
 
         scores = None
         try:
             if self.config.overgenerate > 1:  # best-of (issue 15): choose, then write
-                best = self._best_of().run(self.engine(), job, report)
+                best = self._best_of().run(self.engine(), job, progress)
                 for index, image in enumerate(best.images):
                     on_image(index, image)
                 images, scores = best.images, best.to_json()
             else:
-                images = self.engine().run_prompt(job, report, on_image)
+                images = self.engine().run_prompt(job, progress, on_image)
         finally:
             writer.wait()
         return [paths[i] for i in range(len(images))], scores
@@ -263,31 +301,33 @@ class JobRunner:
         scores: dict[str, Any] | None = None,
     ) -> None:
         if await self.store.get_prompt(prompt_id) is None:  # deleted while running
-            if images:
-                shutil.rmtree(self.config.files_dir / "prompts" / str(prompt_id), True)
+            self._drop_files(JobKind.PROMPT, prompt_id)
             return
         if error is not None:
             log.warning("prompt %s failed: %s", prompt_id, error)
             await self.store.update_prompt(
-                prompt_id, state=FAILED, user_error=error, finished_at=now_iso()
+                prompt_id, state=JobState.FAILED, user_error=error, finished_at=now_iso()
             )
         else:
             await self.store.update_prompt(
-                prompt_id, state=DONE, images=images or [], finished_at=now_iso(), scores=scores
+                prompt_id,
+                state=JobState.DONE,
+                images=images or [],
+                finished_at=now_iso(),
+                scores=scores,
             )
-        await self._send_callback("prompts", prompt_id)
+        await self._send_callback(JobKind.PROMPT, prompt_id)
 
     # -- training ------------------------------------------------------------------------
 
     async def _run_tune(self, tune_id: int) -> None:
         row = await self.store.get_tune(tune_id)
-        if row is None or row["state"] != QUEUED:
+        if row is None or row["state"] != JobState.QUEUED:
             return
-        await self.store.update_tune(tune_id, state=RUNNING, started_training_at=now_iso())
-        key = ("tune", tune_id)
-        self.running = key
-        self.progress[key] = 0.0
-        job = train.TrainJob(
+        await self.store.update_tune(tune_id, state=JobState.RUNNING, started_training_at=now_iso())
+        key = (JobKind.TUNE, tune_id)
+        self._begin(key)
+        job = TrainJob(
             tune_id=tune_id,
             token=row["token"],
             class_word=row["name"],
@@ -298,16 +338,30 @@ class JobRunner:
             face_crop=None if row["face_crop"] is None else bool(row["face_crop"]),
             out_dir=self.config.tunes_dir / str(tune_id),
             device=self.config.device,
+            config_dir=self.config.sdxl_config_dir,
         )
-        ctx = train.TrainContext(between_steps=lambda f: self._between_steps(key, f))
+        self._turns = TrainingTurns(self.config.training_share)
+        ctx = train.TrainContext(
+            between_steps=lambda f: self._between_steps(key, f),
+            check=lambda: self.check(key),
+        )
         try:
             await asyncio.to_thread(self._trainer, job, ctx)
-        except (train.TrainingAborted, JobAborted):
-            await self.store.update_tune(tune_id, state=QUEUED, started_training_at=None)
-            log.info("tune %s: interrupted, stays queued", tune_id)
-        except train.TrainerUnavailable as exc:
+        except Aborted:
+            if await self.store.get_tune(tune_id) is None:
+                self._drop_files(JobKind.TUNE, tune_id)
+                log.info("tune %s: deleted, training stopped", tune_id)
+            else:
+                await self.store.update_tune(
+                    tune_id, state=JobState.QUEUED, started_training_at=None
+                )
+                log.info("tune %s: interrupted, stays queued", tune_id)
+        except TrainerUnavailable as exc:
             log.error("tune %s cannot train: %s", tune_id, exc)
-            await self._finish_tune(tune_id, error=str(exc))
+            await self._finish_tune(tune_id, error=exc.user_message)
+        except TrainingFailed as exc:  # the user's photos or request: one line, no stack trace
+            log.warning("tune %s failed: %s", tune_id, exc.user_message)
+            await self._finish_tune(tune_id, error=exc.user_message)
         except Exception as exc:
             log.exception("tune %s failed", tune_id)
             await self._finish_tune(tune_id, error=f"training failed: {exc}")
@@ -317,12 +371,27 @@ class JobRunner:
             else:
                 await self._finish_tune(tune_id, error="training wrote no model files")
         finally:
-            self.running = None
-            self.progress.pop(key, None)
+            self._end(key)
             self.eta.pop(key, None)
             self._clock.pop(key, None)
 
-    def _note_progress(self, key: tuple[str, int], fraction: float) -> None:
+    def _begin(self, key: tuple[JobKind, int]) -> None:
+        self._active.append(key)
+        self.progress[key] = 0.0
+
+    def _end(self, key: tuple[JobKind, int]) -> None:
+        self._active.remove(key)
+        self._cancelled.discard(key)
+        self.progress.pop(key, None)
+
+    def _drop_files(self, kind: JobKind, row_id: int) -> None:
+        """What a deleted job left: a prompt's images, a tune's model folder."""
+        if kind == JobKind.PROMPT:
+            shutil.rmtree(self.config.files_dir / kind.table / str(row_id), ignore_errors=True)
+        else:
+            shutil.rmtree(self.config.tunes_dir / str(row_id), ignore_errors=True)
+
+    def _note_progress(self, key: tuple[JobKind, int], fraction: float) -> None:
         """Progress, and an ETA from the rate since the trainer's first report (so model load
         and latent caching do not skew it; prompts served in between do count, as they delay)."""
         self.progress[key] = fraction
@@ -333,48 +402,50 @@ class JobRunner:
             end = datetime.now(UTC) + timedelta(seconds=left)
             self.eta[key] = end.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    def _between_steps(self, key: tuple[str, int], fraction: float) -> None:
-        """Called by the trainer (in its thread) after each step: run queued prompts first."""
+    def _between_steps(self, key: tuple[JobKind, int], fraction: float) -> None:
+        """Called by the trainer (in its thread) after each step: run queued prompts first,
+        unless the training is owed its share (fair_share.py)."""
         self._note_progress(key, fraction)
-        if self._stopping:
-            raise train.TrainingAborted("the worker is stopping")
+        self._turns.step_done()
+        self.check(key)
         assert self._loop is not None
-        while not self._stopping:
-            prompt_id = asyncio.run_coroutine_threadsafe(
-                self.store.next_prompt(), self._loop
-            ).result()
-            if prompt_id is None:
-                return
-            asyncio.run_coroutine_threadsafe(self._run_prompt(prompt_id), self._loop).result()
-        raise train.TrainingAborted("the worker is stopping")
+        try:
+            while not self._turns.training_owed():
+                prompt_id = asyncio.run_coroutine_threadsafe(
+                    self.store.next_prompt(), self._loop
+                ).result()
+                if prompt_id is None:
+                    self._turns.no_prompt_waiting()
+                    return
+                started = time.monotonic()
+                asyncio.run_coroutine_threadsafe(self._run_prompt(prompt_id), self._loop).result()
+                self._turns.prompt_served(time.monotonic() - started)
+                self.check(key)  # stopped, or the tune deleted, while the prompt ran
+        finally:
+            self._turns.resume()
 
     async def _finish_tune(self, tune_id: int, *, error: str | None = None) -> None:
         if await self.store.get_tune(tune_id) is None:  # deleted while it trained
-            shutil.rmtree(self.config.tunes_dir / str(tune_id), ignore_errors=True)
+            self._drop_files(JobKind.TUNE, tune_id)
             return
         if error is not None:
-            await self.store.update_tune(tune_id, state=FAILED, error=error)
+            await self.store.update_tune(tune_id, state=JobState.FAILED, error=error)
         else:
-            await self.store.update_tune(tune_id, state=DONE, trained_at=now_iso())
-        await self._send_callback("tunes", tune_id)
+            await self.store.update_tune(tune_id, state=JobState.DONE, trained_at=now_iso())
+        await self._send_callback(JobKind.TUNE, tune_id)
 
     # -- callbacks -----------------------------------------------------------------------
 
-    async def _send_callback(self, table: str, row_id: int) -> None:
-        row = await (
-            self.store.get_tune(row_id) if table == "tunes" else self.store.get_prompt(row_id)
-        )
+    async def _send_callback(self, kind: JobKind, row_id: int) -> None:
+        tune = kind == JobKind.TUNE
+        row = await (self.store.get_tune(row_id) if tune else self.store.get_prompt(row_id))
         if row is None:
             return
-        url = row["callback"] if table == "tunes" else row["params"].get("callback")
-        if not url or not await self.store.claim_callback(table, row_id):
+        url = row["callback"] if tune else row["params"].get("callback")
+        if not url or not await self.store.claim_callback(kind, row_id):
             return
         base = self.config.public_url or row["origin"] or ""
-        body = (
-            {"tune": tune_json(row, base)}
-            if table == "tunes"
-            else {"prompt": prompt_json(row, base)}
-        )
+        body = {kind.value: tune_json(row, base) if tune else prompt_json(row, base)}
         task = asyncio.create_task(self._post(url, body))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -389,7 +460,12 @@ class JobRunner:
 
     def _default_engine(self) -> Engine:
         return Engine(
-            ModelCache(self.config.base_models(), self.config.device, self.config.accel),
+            ModelCache(
+                self.config.base_models(),
+                self.config.device,
+                self.config.accel,
+                config_dir=self.config.sdxl_config_dir,
+            ),
             sr_scale=self.config.sr_scale,
             upscaler_model=self.config.upscaler_model,
         )

@@ -1,6 +1,6 @@
-"""Store rows -> Astria's JSON shapes (reference/astria-api.md §3.3, §4.2).
+"""Store rows -> Astria's JSON shapes (docs/architecture.md §2).
 
-Beyond Astria's fields, both objects carry `status` (queued/processing/done/failed) and
+Beyond Astria's fields, both objects carry `status` (`JobStatus`: queued/processing/done/failed) and
 `progress` (0..1), and prompts a `queue_position` (0 = running or done), so a client can show
 progress; Astria clients ignore unknown fields.
 """
@@ -9,9 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.local.store import DONE, FAILED, QUEUED, RUNNING, Row
+from backends.base import SDXL_BASE_TUNE_ID, JobStatus
+from backends.local.records import JobState, Row
 
-STATUS = {QUEUED: "queued", RUNNING: "processing", DONE: "done", FAILED: "failed"}
+STATUS = {
+    JobState.QUEUED: JobStatus.QUEUED,
+    JobState.RUNNING: JobStatus.PROCESSING,
+    JobState.DONE: JobStatus.DONE,
+    JobState.FAILED: JobStatus.FAILED,
+}
 
 
 def file_url(base: str, rel_path: str) -> str:
@@ -45,8 +51,32 @@ def tune_json(row: Row, base: str, progress: float | None = None) -> dict[str, A
         "orig_images": [file_url(base, p) for p in row["images"]],
         "error": row["error"],
         "status": STATUS[state],
-        "progress": 1.0 if state == DONE else (progress or 0.0),
+        "progress": 1.0 if state == JobState.DONE else (progress or 0.0),
     }
+
+
+def base_tune_json(tune_id: int, base: str, created_at: str) -> dict[str, Any]:
+    """A base model, shown as Astria shows its gallery tunes: trained, no token."""
+    row = {
+        "id": tune_id,
+        "title": "SDXL 1.0" if tune_id == SDXL_BASE_TUNE_ID else f"Base model {tune_id}",
+        "name": None,
+        "token": None,
+        "callback": None,
+        "trained_at": created_at,
+        "started_training_at": created_at,
+        "created_at": created_at,
+        "updated_at": created_at,
+        "model_type": None,
+        "base_tune_id": None,
+        "branch": "sdxl1",
+        "steps": None,
+        "face_crop": None,
+        "images": [],
+        "error": None,
+        "state": JobState.DONE,
+    }
+    return tune_json(row, base)
 
 
 def prompt_json(
@@ -54,7 +84,7 @@ def prompt_json(
 ) -> dict[str, Any]:
     params = row["params"]
     state = row["state"]
-    images = [file_url(base, p) for p in row["images"]] if state == DONE else []
+    images = [file_url(base, p) for p in row["images"]] if state == JobState.DONE else []
     return {
         "id": row["id"],
         "callback": params.get("callback"),
@@ -63,7 +93,7 @@ def prompt_json(
         "cfg_scale": str(params.get("cfg_scale")),
         "steps": params.get("steps"),
         "seed": params.get("seed"),
-        "trained_at": row["finished_at"] if state == DONE else None,
+        "trained_at": row["finished_at"] if state == JobState.DONE else None,
         "started_training_at": row["started_at"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
@@ -80,9 +110,9 @@ def prompt_json(
         "inpaint_faces": params.get("inpaint_faces"),
         "hires_fix": params.get("hires_fix"),
         "status": STATUS[state],
-        "progress": 1.0 if state == DONE else (progress or 0.0),
+        "progress": 1.0 if state == JobState.DONE else (progress or 0.0),
         "queue_position": queue_position,
-        **_best_of(row if state == DONE else {}),
+        **_best_of(row if state == JobState.DONE else {}),
     }
 
 

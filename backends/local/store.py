@@ -16,8 +16,9 @@ from typing import Any
 import aiosqlite
 
 from backends.local.config import FIRST_TUNE_ID
+from backends.local.records import JobKind, JobState, Row
 
-QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+TUNES, PROMPTS = JobKind.TUNE.table, JobKind.PROMPT.table
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS tunes (
@@ -67,7 +68,6 @@ INSERT INTO sqlite_sequence(name, seq)
     WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'prompts');
 """
 
-Row = dict[str, Any]
 JSON_COLUMNS = ("images", "params", "scores")
 """Columns stored as JSON text (`scores`: best-of scores of a prompt's images, or NULL)."""
 
@@ -77,7 +77,7 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class Store:
+class WorkerStore:
     """Async access to the worker database. One connection; aiosqlite serialises the calls."""
 
     def __init__(self, path: Path) -> None:
@@ -108,9 +108,10 @@ class Store:
     async def requeue_interrupted(self) -> int:
         """Put jobs that were running when the worker stopped back in the queue."""
         n = 0
-        for table in ("tunes", "prompts"):
+        for kind in JobKind:
             cursor = await self.db.execute(
-                f"UPDATE {table} SET state = ? WHERE state = ?", (QUEUED, RUNNING)
+                f"UPDATE {kind.table} SET state = ? WHERE state = ?",
+                (JobState.QUEUED, JobState.RUNNING),
             )
             n += cursor.rowcount
         await self.db.commit()
@@ -134,7 +135,7 @@ class Store:
                 fields.get("face_crop"),
                 fields.get("branch"),
                 fields.get("callback"),
-                fields.get("state", QUEUED),
+                fields.get("state", JobState.QUEUED),
                 json.dumps(images),
                 origin,
                 now,
@@ -160,10 +161,10 @@ class Store:
         return await self._one("SELECT * FROM tunes WHERE title = ? ORDER BY id LIMIT 1", (title,))
 
     async def list_tunes(self, *, limit: int, offset: int, before_id: int | None) -> list[Row]:
-        return await self._page("tunes", "1 = 1", (), limit, offset, before_id)
+        return await self._page(TUNES, "1 = 1", (), limit, offset, before_id)
 
     async def update_tune(self, tune_id: int, **values: Any) -> None:
-        await self._update("tunes", tune_id, values)
+        await self._update(TUNES, tune_id, values)
 
     async def delete_tune(self, tune_id: int) -> bool:
         cursor = await self.db.execute("DELETE FROM tunes WHERE id = ?", (tune_id,))
@@ -177,7 +178,7 @@ class Store:
         cursor = await self.db.execute(
             "INSERT INTO prompts (tune_id, params, state, origin, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (tune_id, json.dumps(params), QUEUED, origin, now, now),
+            (tune_id, json.dumps(params), JobState.QUEUED, origin, now, now),
         )
         await self.db.commit()
         row = await self.get_prompt(int(cursor.lastrowid or 0))
@@ -190,10 +191,10 @@ class Store:
     async def list_prompts(
         self, tune_id: int, *, limit: int, offset: int, before_id: int | None
     ) -> list[Row]:
-        return await self._page("prompts", "tune_id = ?", (tune_id,), limit, offset, before_id)
+        return await self._page(PROMPTS, "tune_id = ?", (tune_id,), limit, offset, before_id)
 
     async def update_prompt(self, prompt_id: int, **values: Any) -> None:
-        await self._update("prompts", prompt_id, values)
+        await self._update(PROMPTS, prompt_id, values)
 
     async def delete_prompt(self, prompt_id: int) -> bool:
         cursor = await self.db.execute("DELETE FROM prompts WHERE id = ?", (prompt_id,))
@@ -202,14 +203,14 @@ class Store:
 
     async def prompts_using_tune(self, tune_id: int) -> list[Row]:
         """Prompts that name `tune_id` (URL or LoRA tag) and have not run yet."""
-        rows = await self._all("SELECT * FROM prompts WHERE state = ?", (QUEUED,))
+        rows = await self._all("SELECT * FROM prompts WHERE state = ?", (JobState.QUEUED,))
         return [
             r for r in rows if r["tune_id"] == tune_id or r["params"].get("lora_tune_id") == tune_id
         ]
 
     # -- queue -------------------------------------------------------------------------
 
-    async def next_job(self) -> tuple[str, int] | None:
+    async def next_job(self) -> tuple[JobKind, int] | None:
         """The next job to run: prompts first (oldest first), then trainings.
 
         Prompts are short and a user is waiting for them, so a queued prompt always goes before a
@@ -217,55 +218,59 @@ class Store:
         """
         prompt = await self.next_prompt()
         if prompt is not None:
-            return ("prompt", prompt)
+            return (JobKind.PROMPT, prompt)
         row = await self._one(  # a tune whose photos are still being written is not ready
             "SELECT id FROM tunes WHERE state = ? AND images != '[]' ORDER BY id LIMIT 1",
-            (QUEUED,),
+            (JobState.QUEUED,),
         )
-        return ("tune", row["id"]) if row else None
+        return (JobKind.TUNE, row["id"]) if row else None
 
     async def next_prompt(self) -> int | None:
         row = await self._one(
-            "SELECT id FROM prompts WHERE state = ? ORDER BY id LIMIT 1", (QUEUED,)
+            "SELECT id FROM prompts WHERE state = ? ORDER BY id LIMIT 1", (JobState.QUEUED,)
         )
         return row["id"] if row else None
 
     async def queue_depth(self) -> dict[str, int]:
         """How many prompts and tunes wait (queued, not running), for /healthz."""
         depth = {}
-        for table in ("prompts", "tunes"):
-            row = await self._one(f"SELECT COUNT(*) AS n FROM {table} WHERE state = ?", (QUEUED,))
-            depth[table] = int(row["n"]) if row else 0
+        for kind in (JobKind.PROMPT, JobKind.TUNE):
+            row = await self._one(
+                f"SELECT COUNT(*) AS n FROM {kind.table} WHERE state = ?", (JobState.QUEUED,)
+            )
+            depth[kind.table] = int(row["n"]) if row else 0
         return depth
 
     async def queued_prompt_ids(self) -> list[int]:
-        rows = await self._all("SELECT id FROM prompts WHERE state = ? ORDER BY id", (QUEUED,))
+        rows = await self._all(
+            "SELECT id FROM prompts WHERE state = ? ORDER BY id", (JobState.QUEUED,)
+        )
         return [r["id"] for r in rows]
 
-    async def claim_callback(self, table: str, row_id: int) -> bool:
+    async def claim_callback(self, kind: JobKind, row_id: int) -> bool:
         """Mark the callback of a finished row as sent; True once only (POSTed once)."""
-        assert table in ("tunes", "prompts")
         cursor = await self.db.execute(
-            f"UPDATE {table} SET callback_sent = 1 WHERE id = ? AND callback_sent = 0",
+            f"UPDATE {kind.table} SET callback_sent = 1 WHERE id = ? AND callback_sent = 0",
             (row_id,),
         )
         await self.db.commit()
         return cursor.rowcount > 0
 
-    async def unsent_callbacks(self) -> list[tuple[str, int]]:
+    async def unsent_callbacks(self) -> list[tuple[JobKind, int]]:
         """Finished rows whose callback was not yet claimed (the worker stopped in between)."""
-        out: list[tuple[str, int]] = []
+        finished = (JobState.DONE, JobState.FAILED)
+        out: list[tuple[JobKind, int]] = []
         tunes = await self._all(
             "SELECT id FROM tunes WHERE callback_sent = 0 AND state IN (?, ?)"
             " AND callback IS NOT NULL",
-            (DONE, FAILED),
+            finished,
         )
-        out += [("tunes", r["id"]) for r in tunes]
+        out += [(JobKind.TUNE, r["id"]) for r in tunes]
         prompts = await self._all(
             "SELECT id, params FROM prompts WHERE callback_sent = 0 AND state IN (?, ?)",
-            (DONE, FAILED),
+            finished,
         )
-        out += [("prompts", r["id"]) for r in prompts if r["params"].get("callback")]
+        out += [(JobKind.PROMPT, r["id"]) for r in prompts if r["params"].get("callback")]
         return out
 
     # -- helpers -----------------------------------------------------------------------

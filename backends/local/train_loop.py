@@ -1,12 +1,16 @@
 """The optimisation loop of pivotal tuning: LoRA injection, AdamW, noise, loss, pivot.
 
-Kept apart from train.py so the recipe (what is trained, with which numbers) reads separately
-from the mechanics (how one step runs). One step: pick crops (with mirrored variants) and caption
-templates, take their cached latents, add noise at a uniform timestep, predict it
-with the UNet conditioned on the captions, MSE, clip, step, retract the token rows.
+Kept apart from train.py (the hook) and training_recipe.py (what is trained, with which
+numbers), so the mechanics (how one step runs) read separately. One step: pick crops (with
+mirrored variants) and caption templates, take their cached latents, add noise at a uniform
+timestep, predict it with the UNet conditioned on the captions, MSE, clip, step, retract the
+token rows.
 
 After the pivot the text encoders are frozen entirely, so the caption embeddings are computed
 once and reused: the steps after the pivot run the UNet only.
+
+`state()`/`restore()` take and put back everything the next step depends on (checkpoint.py):
+a loop restored from step k takes the steps an uninterrupted one would have taken from k.
 """
 
 from __future__ import annotations
@@ -18,15 +22,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from backends.local.checkpoint import TrainingState
 from backends.local.training_data import CAPTION_TEMPLATES, LatentCache
-
-LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
-"""The attention projections of every UNet transformer block (self- and cross-attention)."""
+from backends.local.training_recipe import LORA_TARGETS, TrainingDefaults
 
 if TYPE_CHECKING:
     from backends.local.models import LoadedModel
     from backends.local.pivotal import TokenEmbeddings
-    from backends.local.train import TrainingDefaults
 
 
 class Loop:
@@ -80,6 +82,10 @@ class Loop:
             _tokenize(tok, captions, self.device) for tok in (pipe.tokenizer, pipe.tokenizer_2)
         ]
         self.cached_text: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.start = 0
+        """The first step to take: 0, or the step a checkpoint was restored at."""
+        self.recent: list[float] = []
+        """The last losses (their mean is logged at the end)."""
         size = settings.resolution or model.native_size
         self.time_ids = torch.tensor([[size, size, 0, 0, size, size]], device=self.device)
         self.optimizer = torch.optim.AdamW(
@@ -99,27 +105,67 @@ class Loop:
             foreach=None if self.cuda else True,
         )
 
-    def run(self, between_steps: Callable[[float], None]) -> float:
-        """All steps; returns the mean loss of the last few (for the log)."""
-        steps = self.settings.steps
-        pivot = int(steps * self.settings.pivot)
+    @property
+    def pivot(self) -> int:
+        return int(self.settings.steps * self.settings.pivot)
+
+    def run(
+        self,
+        between_steps: Callable[[float], None],
+        checkpoint: Callable[[TrainingState], None] | None = None,
+    ) -> float:
+        """The steps from `start` on; returns the mean loss of the last few (for the log).
+        `checkpoint` gets the state every `checkpoint_steps` steps (before the GPU is handed
+        to prompts, where a stop lands)."""
+        steps, every = self.settings.steps, self.settings.checkpoint_steps
         unet = self.pipe.unet
         unet.train()
         self.pipe.text_encoder.train(False)
         self.pipe.text_encoder_2.train(False)
-        recent: list[float] = []
         try:
-            for step in range(steps):
-                if step == pivot:
+            for step in range(self.start, steps):
+                if step == self.pivot:
                     self.freeze_embeddings()
-                loss = self.step(embeddings_learn=step < pivot)
-                recent = [*recent, loss][-20:]
-                between_steps((step + 1) / steps)
+                loss = self.step(embeddings_learn=step < self.pivot)
+                self.recent = [*self.recent, loss][-20:]
+                done = step + 1
+                if checkpoint is not None and every and done % every == 0 and done < steps:
+                    checkpoint(self.state(done))
+                between_steps(done / steps)
         finally:
             unet.eval()
             if self.settings.low_memory:
                 unet.disable_gradient_checkpointing()
-        return sum(recent) / max(1, len(recent))
+        return sum(self.recent) / max(1, len(self.recent))
+
+    def state(self, step: int) -> TrainingState:
+        """A copy (on the CPU) of everything step `step` depends on."""
+
+        def cpu(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+            return [t.detach().cpu().clone() for t in tensors]
+
+        return TrainingState(
+            step=step,
+            lora=cpu(self.lora_params),
+            tokens=cpu(self.tokens.parameters()),
+            optimizer=self.optimizer.state_dict(),
+            generator=self.generator.get_state(),
+            recent_losses=list(self.recent),
+        )
+
+    @torch.no_grad()
+    def restore(self, state: TrainingState) -> None:
+        """Continue at `state.step` (the caller checked it belongs to this training)."""
+        for param, saved in zip(self.lora_params, state.lora, strict=True):
+            param.copy_(saved)
+        for row, saved in zip(self.tokens.parameters(), state.tokens, strict=True):
+            row.copy_(saved)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.generator.set_state(state.generator)
+        self.recent = list(state.recent_losses)
+        self.start = state.step
+        if state.step > self.pivot:  # the pivot step itself freezes them in run()
+            self.freeze_embeddings()
 
     def step(self, *, embeddings_learn: bool) -> float:
         batch = self.settings.batch_size

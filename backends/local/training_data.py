@@ -19,9 +19,10 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
+from backends.local.errors import PhotoError
 from backends.local.faces import Box, detect_faces
+from backends.local.params import MIN_PHOTO_SIDE, too_small_message
 
-MIN_PHOTO_SIDE = 1024
 DETECT_SIDE = 1024
 """Faces are searched on a copy this large: Haar cost grows with pixels, faces are big anyway."""
 CLOSE_UP_CONTEXT = 2.5
@@ -37,18 +38,6 @@ CAPTION_TEMPLATES = (
 )
 """Varied wording, so the token (not one sentence) carries the identity; `{token}` is the user's
 token as typed in prompts (generation expands it to the n embedding rows, so does training)."""
-
-
-class PhotoError(Exception):
-    """A training photo is unusable; the message names the photo and says what to do."""
-
-
-def too_small_message(name: str, width: int, height: int) -> str:
-    """The one wording for a photo below the minimum, used at acceptance and in the trainer."""
-    return (
-        f"{name} is {width}x{height} px: training photos need at least {MIN_PHOTO_SIDE} px on the"
-        " short side (send the originals as files, not compressed chat photos)"
-    )
 
 
 def load_photo(path: Path) -> Image.Image:

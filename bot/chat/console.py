@@ -1,4 +1,4 @@
-"""A terminal chat: the design.md §4 commands, read line by line from standard input.
+"""A terminal chat: the commands of docs/architecture.md §4, read line by line from stdin.
 
 It is the quickest way to try the bot without a chat platform, and it is scriptable:
 `printf '/photos ./me\n/train man\n' | photoshoot-bot chat`. Photos are given as paths
@@ -13,22 +13,35 @@ import asyncio
 import getpass
 import glob
 import logging
+import os
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bot.app import Core
+from bot.chat.base import Core
+from bot.core.errors import UserError
 from bot.core.photos import MAX_FILE_BYTES
-from bot.core.service import IncomingPhoto, UserError
-from bot.core.store import ChatTarget, Delivery, GenerationRecord, User
-from bot.core.texts import help_text, models_text
+from bot.core.records import ChatTarget, Delivery, GenerationRecord, User
+from bot.core.service import IncomingPhoto
+from bot.core.texts import languages, text
+from bot.core.views import help_text, models_text
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "console"
 PROGRESS_LINE_INTERVAL_S = 5.0
+LOCALE_VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
+"""Where a terminal says its language, in gettext's order (`LANGUAGE` may list several)."""
+
+
+def system_language() -> str | None:
+    """The terminal's language tag (`de_DE.UTF-8`), the console's "platform language"."""
+    for name in LOCALE_VARIABLES:
+        if value := os.environ.get(name, "").split(":")[0]:
+            return value
+    return None
 
 
 class ConsoleNotifier:
@@ -55,7 +68,14 @@ class ConsoleNotifier:
     async def send_images(
         self, delivery: Delivery, generation: GenerationRecord, files: Sequence[Path]
     ) -> None:
-        self.say(f"Image #{generation.id} “{generation.prompt_typed}”: {len(files)} saved:")
+        self.say(
+            text(
+                "console.images_saved",
+                id=generation.id,
+                prompt=generation.prompt_typed,
+                count=len(files),
+            )
+        )
         for path in files:
             self.say(f"  {path.resolve()}")
 
@@ -119,14 +139,17 @@ class ConsoleChat:
             "/status": self._status,
             "/cancel": self._cancel,
             "/delete": self._delete,
+            "/language": self._language,
             "/wait": self._wait,
         }
 
     async def run(self) -> None:
         self._core.tracker.register_notifier(PLATFORM, self._notifier)
-        self._user = await self._service.user(PLATFORM, getpass.getuser(), getpass.getuser())
+        name = getpass.getuser()
+        self._user = await self._service.user(PLATFORM, name, name, system_language())
+        languages.set_language(self._service.language(self._user))
         await self._core.start_jobs()
-        self._notifier.say("Photoshoot bot console. /help lists the commands; Ctrl-D quits.")
+        self._notifier.say(text("console.welcome"))
         lines = read_lines_in_background(self._stdin)
         while True:
             line = await lines.get()
@@ -138,14 +161,14 @@ class ConsoleChat:
             if line:
                 await self.handle(line)
         if self._core.tracker.has_jobs():
-            self._notifier.say("Waiting for running jobs (Ctrl-C leaves; they resume next time)…")
+            self._notifier.say(text("console.waiting"))
             await self._core.tracker.wait_idle()
 
     async def handle(self, line: str) -> None:
         command, _, argument = line.partition(" ")
         handler = self._handlers.get(command.lower())
         if handler is None and command.startswith("/"):
-            self._notifier.say(f"Unknown command {command}. /help lists what I understand.")
+            self._notifier.say(text("console.unknown_command", command=command))
             return
         if handler is None:
             handler, argument = self._imagine, line
@@ -154,7 +177,7 @@ class ConsoleChat:
         try:
             await handler(argument.strip())
         except UserError as exc:
-            self._notifier.say(str(exc))
+            self._notifier.say(exc.message)
 
     @property
     def user(self) -> User:
@@ -162,15 +185,12 @@ class ConsoleChat:
         return self._user
 
     async def _help(self, _: str) -> None:
-        self._notifier.say(
-            help_text("Here, give their paths: /photos ./me/*.jpg or /photos ./folder")
-            + "\nConsole extras: /wait waits for running jobs (for scripts); /quit leaves."
-        )
+        self._notifier.say(help_text(text("console.photo_hint")) + "\n" + text("console.extras"))
 
     async def _photos(self, argument: str) -> None:
         paths = expand_photo_paths(argument.split())
         if not paths:
-            self._notifier.say("Give photo files or a folder: /photos ./me/*.jpg")
+            self._notifier.say(text("console.photos_usage"))
             return
         incoming = []
         for path in paths:
@@ -179,7 +199,8 @@ class ConsoleChat:
                     IncomingPhoto(await asyncio.to_thread(_read_photo, path), path.name)
                 )
             except OSError as exc:
-                self._notifier.say(f"Cannot read {path}: {exc.strerror or exc}.")
+                reason = exc.strerror or exc
+                self._notifier.say(text("console.unreadable_file", path=path, reason=reason))
         if incoming:
             batch = await self._service.add_photos(self.user, incoming)
             self._notifier.say(batch.summary())
@@ -187,29 +208,27 @@ class ConsoleChat:
     async def _train(self, argument: str) -> None:
         class_name, _, label = argument.partition(" ")
         tune = await self._service.start_training(self.user, class_name, self._target, label)
-        self._notifier.say(
-            f"Training {tune.display_name} started. It takes a while; I'll tell you when it's done."
-        )
+        self._notifier.say(text("train.started_here", model=tune.display_name))
 
     async def _imagine(self, argument: str) -> None:
         started = await self._service.generate(self.user, argument, self._target)
         for note in started.notes:
-            self._notifier.say(f"Note: {note}")
+            self._notifier.say(text("note", note=note))
 
     async def _models(self, argument: str) -> None:
         if argument:
             if not argument.lstrip("#").isdigit():
-                self._notifier.say("Choose a model by its number: /models 3")
+                self._notifier.say(text("console.models_usage"))
                 return
             tune = await self._service.choose_model(self.user, int(argument.lstrip("#")))
             self._user = await self._service.user(PLATFORM, self.user.platform_user_id)
-            self._notifier.say(f"{tune.display_name} is now your active model.")
+            self._notifier.say(text("models.now_active", model=tune.display_name))
             return
         self._user = await self._service.user(PLATFORM, self.user.platform_user_id)
         tunes = await self._service.list_models(self.user)
         self._notifier.say(models_text(tunes, self.user.active_tune_id))
         if len(tunes) > 1:
-            self._notifier.say("Choose the active one with /models <number>.")
+            self._notifier.say(text("console.models_hint"))
 
     async def _status(self, _: str) -> None:
         self._notifier.say((await self._service.status(self.user)).text)
@@ -217,20 +236,25 @@ class ConsoleChat:
     async def _cancel(self, _: str) -> None:
         self._notifier.say(await self._service.cancel(self.user))
 
+    async def _language(self, argument: str) -> None:
+        if argument:
+            self._notifier.say(await self._service.choose_language(self.user, argument))
+        else:
+            self._notifier.say(self._service.language_report(self.user))
+        self._user = await self._service.user(PLATFORM, self.user.platform_user_id)
+
     async def _wait(self, _: str) -> None:
         """Console only: block until running jobs finish, so scripts can train then imagine."""
         if self._core.tracker.has_jobs():
             await self._core.tracker.wait_idle()
-        self._notifier.say("No job is running.")
+        self._notifier.say(text("console.no_jobs"))
 
     async def _delete(self, argument: str) -> None:
         if argument != "confirm" and not self._confirm_delete:
             self._confirm_delete = True
-            self._notifier.say(
-                "This deletes all your photos, models and images, here and on the image "
-                "service. Send /delete confirm (or /delete again) to go ahead."
-            )
+            self._notifier.say(text("console.delete_question"))
             return
         self._confirm_delete = False
         self._notifier.say(await self._service.delete_everything(self.user))
-        self._user = await self._service.user(PLATFORM, self.user.platform_user_id)
+        name = self.user.platform_user_id
+        self._user = await self._service.user(PLATFORM, name, name, system_language())

@@ -16,7 +16,6 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -34,14 +33,24 @@ from backends.base import (
     TuneRequest,
     ValidationError,
 )
-from bot.core.store import Delivery, GenerationRecord, Store, TuneRecord, utcnow
+from bot.core.errors import backend_problem
+from bot.core.records import (
+    Delivery,
+    GenerationRecord,
+    GenerationState,
+    JobKind,
+    TuneRecord,
+    TuneState,
+)
+from bot.core.store import Store, utcnow
+from bot.core.texts import languages, text
 from bot.logs import job_context
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+JobKey = tuple[JobKind, int]
 
 MAX_BACKOFF_FACTOR = 16
-QUEUED_TEXT = "Queued: waiting for a free GPU…"
 MAX_SUBMITTING = 4
 """Creates (a prompt, or a tune with its photos) sent to the backend at once; the rest wait
 their turn here, their status message already out. A slot is held for one attempt only:
@@ -83,6 +92,8 @@ class Notifier(Protocol):
 class TrackerConfig:
     poll_interval_s: float = 10.0
     public_url: str | None = None
+    default_language: str = languages.SOURCE_LANGUAGE
+    """DEFAULT_LANGUAGE, for job news to users whose platform language the bot doesn't speak."""
 
 
 class JobTracker:
@@ -101,14 +112,14 @@ class JobTracker:
         self._config = config
         self._sleep = sleep
         self._notifiers: dict[str, Notifier] = {}
-        self._tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
-        self._wakeups: dict[tuple[str, int], asyncio.Event] = {}
-        self._last_status_edit: dict[tuple[str, int], float] = {}  # (kind, job id) -> time
+        self._tasks: dict[JobKey, asyncio.Task[None]] = {}
+        self._wakeups: dict[JobKey, asyncio.Event] = {}
+        self._last_status_edit: dict[JobKey, float] = {}  # (kind, job id) -> time
         self._stopping = False
         # Jobs recorded by this process and not yet sent: their first create needs no look-up.
         # Anything else (resumed, or retried after an unclear failure) is looked up first.
-        self._fresh: set[tuple[str, int]] = set()
-        self._delivering: set[tuple[str, int]] = set()
+        self._fresh: set[JobKey] = set()
+        self._delivering: set[JobKey] = set()
         self._submitting = asyncio.Semaphore(MAX_SUBMITTING)
 
     def register_notifier(self, platform: str, notifier: Notifier) -> None:
@@ -138,15 +149,15 @@ class JobTracker:
 
     def track_tune(self, tune_id: int) -> None:
         """Track a tune the service just recorded (so it cannot exist on the backend yet)."""
-        self._fresh.add(("tune", tune_id))
-        self._spawn("tune", tune_id)
+        self._fresh.add((JobKind.TUNE, tune_id))
+        self._spawn(JobKind.TUNE, tune_id)
 
     def track_generation(self, generation_id: int) -> None:
         """Track a generation the service just recorded."""
-        self._fresh.add(("generation", generation_id))
-        self._spawn("generation", generation_id)
+        self._fresh.add((JobKind.GENERATION, generation_id))
+        self._spawn(JobKind.GENERATION, generation_id)
 
-    async def stop_job(self, kind: str, job_id: int) -> None:
+    async def stop_job(self, kind: JobKind, job_id: int) -> None:
         """Stop tracking a job and wait until its task has really stopped."""
         task = self._tasks.pop((kind, job_id), None)
         if task:
@@ -154,7 +165,7 @@ class JobTracker:
             await asyncio.gather(task, return_exceptions=True)
         self._drop_job_state((kind, job_id))
 
-    async def cancel(self, kind: str, job_id: int) -> None:
+    async def cancel(self, kind: JobKind, job_id: int) -> None:
         """Stop a job, delete it on the backend (even one created a moment ago), close it."""
         await self.stop_job(kind, job_id)
         try:
@@ -163,18 +174,18 @@ class JobTracker:
             log.warning(
                 "cancelled %s %s could not be deleted on the backend: %s", kind, job_id, exc
             )
-        if kind == "tune":
-            await self._store.update_tune(job_id, state="cancelled")
+        if kind == JobKind.TUNE:
+            await self._store.update_tune(job_id, state=TuneState.CANCELLED)
         else:
-            await self._store.update_generation(job_id, state="cancelled")
+            await self._store.update_generation(job_id, state=GenerationState.CANCELLED)
         delivery = await self._store.get_delivery(kind, job_id)
         if delivery is not None:
             await self._store.mark_delivered(delivery.id)
 
-    async def delete_remote(self, kind: str, job_id: int) -> None:
+    async def delete_remote(self, kind: JobKind, job_id: int) -> None:
         """Delete the job's tune or prompt on the backend; one that is gone already is fine."""
         try:
-            if kind == "tune":
+            if kind == JobKind.TUNE:
                 tune = await self._store.get_tune(job_id)
                 if tune and (remote_id := await self._remote_tune_id(tune)) is not None:
                     await self._backend.delete_tune(remote_id)
@@ -197,9 +208,9 @@ class JobTracker:
         remote = await self._find_remote_prompt(generation)
         return remote.id if remote else None
 
-    async def wake(self, kind: str, job_id: int, secret: str) -> bool:
+    async def wake(self, kind: JobKind, job_id: int, secret: str) -> bool:
         """A callback arrived: check its secret, then make the job poll now."""
-        if kind == "tune":
+        if kind == JobKind.TUNE:
             job: TuneRecord | GenerationRecord | None = await self._store.get_tune(job_id)
         else:
             job = await self._store.get_generation(job_id)
@@ -216,33 +227,33 @@ class JobTracker:
         while self._tasks:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
-    def callback_url(self, kind: str, job_id: int, secret: str) -> str | None:
+    def callback_url(self, kind: JobKind, job_id: int, secret: str) -> str | None:
         if not self._config.public_url:
             return None
         return f"{self._config.public_url.rstrip('/')}/callbacks/{kind}/{job_id}/{secret}"
 
     # -- tasks -------------------------------------------------------------------------------
 
-    def _spawn(self, kind: str, job_id: int) -> None:
+    def _spawn(self, kind: JobKind, job_id: int) -> None:
         key = (kind, job_id)
         if self._stopping or (key in self._tasks and not self._tasks[key].done()):
             return
-        runner = self._run_tune if kind == "tune" else self._run_generation
+        runner = self._run_tune if kind == JobKind.TUNE else self._run_generation
         task = asyncio.create_task(self._guard(kind, job_id, runner(job_id)))
         self._tasks[key] = task
         task.add_done_callback(lambda _: self._forget(key, task))
 
-    def _forget(self, key: tuple[str, int], task: asyncio.Task[None]) -> None:
+    def _forget(self, key: JobKey, task: asyncio.Task[None]) -> None:
         if self._tasks.get(key) is task:
             del self._tasks[key]
             self._drop_job_state(key)
 
-    def _drop_job_state(self, key: tuple[str, int]) -> None:
+    def _drop_job_state(self, key: JobKey) -> None:
         """What the tracker keeps per running job, dropped when the job ends or is stopped."""
         self._wakeups.pop(key, None)
         self._last_status_edit.pop(key, None)
 
-    async def _guard(self, kind: str, job_id: int, work: Awaitable[None]) -> None:
+    async def _guard(self, kind: JobKind, job_id: int, work: Awaitable[None]) -> None:
         """Log a crash of one job instead of losing it silently; the store keeps it for later."""
         try:
             await work
@@ -257,7 +268,7 @@ class JobTracker:
             )
 
     @contextlib.contextmanager
-    def _delivering_phase(self, kind: str, job_id: int) -> Iterator[None]:
+    def _delivering_phase(self, kind: JobKind, job_id: int) -> Iterator[None]:
         """Marks the job as sending its result, which `stop` lets finish."""
         key = (kind, job_id)
         self._delivering.add(key)
@@ -266,10 +277,10 @@ class JobTracker:
         finally:
             self._delivering.discard(key)
 
-    def _wakeup(self, kind: str, job_id: int) -> asyncio.Event:
+    def _wakeup(self, kind: JobKind, job_id: int) -> asyncio.Event:
         return self._wakeups.setdefault((kind, job_id), asyncio.Event())
 
-    async def _pause(self, kind: str, job_id: int, seconds: float) -> None:
+    async def _pause(self, kind: JobKind, job_id: int, seconds: float) -> None:
         """Sleep until the next poll, or less when a callback wakes the job."""
         event = self._wakeup(kind, job_id)
         sleeper = asyncio.ensure_future(self._sleep(seconds))
@@ -281,7 +292,9 @@ class JobTracker:
                 future.cancel()
             event.clear()
 
-    async def _with_backoff(self, kind: str, job_id: int, call: Callable[[], Awaitable[T]]) -> T:
+    async def _with_backoff(
+        self, kind: JobKind, job_id: int, call: Callable[[], Awaitable[T]]
+    ) -> T:
         """Call the backend until it answers; transient failures wait longer each time."""
         factor = 1
         while True:
@@ -308,25 +321,28 @@ class JobTracker:
 
     async def _run_tune(self, tune_id: int) -> None:
         tune = await self._store.get_tune(tune_id)
-        delivery = await self._store.get_delivery("tune", tune_id)
+        delivery = await self._store.get_delivery(JobKind.TUNE, tune_id)
         if tune is None or delivery is None:
             return
+        await self._speak_to(tune.user_id)
         try:
-            if tune.state == "creating":
+            if tune.state == TuneState.CREATING:
                 tune = await self._submit_tune(tune)
                 delivery = await self._status(delivery, tune_status_text(tune))
             backend_id = tune.backend_id or 0
-            while tune.state == "training":
+            while tune.state == TuneState.TRAINING:
                 remote = await self._with_backoff(
-                    "tune", tune_id, lambda: self._backend.get_tune(backend_id)
+                    JobKind.TUNE, tune_id, lambda: self._backend.get_tune(backend_id)
                 )
                 tune = await self._apply_tune(tune, remote)
-                if tune.state == "training":
+                if tune.state == TuneState.TRAINING:
                     delivery = await self._status(delivery, tune_status_text(tune))
-                    await self._pause("tune", tune_id, self._config.poll_interval_s)
+                    await self._pause(JobKind.TUNE, tune_id, self._config.poll_interval_s)
         except (AuthError, NotFoundError, ValidationError) as exc:
-            tune = await self._store.update_tune(tune_id, state="failed", error=exc.user_message)
-        with self._delivering_phase("tune", tune_id):
+            tune = await self._store.update_tune(
+                tune_id, state=TuneState.FAILED, error=backend_problem(exc)
+            )
+        with self._delivering_phase(JobKind.TUNE, tune_id):
             await self._finish_tune(tune, delivery)
 
     async def _submit_tune(self, tune: TuneRecord) -> TuneRecord:
@@ -352,99 +368,99 @@ class JobTracker:
                 name=tune.class_name,
                 images=images,
                 token=tune.token,
-                callback=self.callback_url("tune", tune.id, tune.callback_secret),
+                callback=self.callback_url(JobKind.TUNE, tune.id, tune.callback_secret),
             )
             async with self._submitting:  # one attempt: a backoff wait holds no slot
                 return await self._backend.create_tune(request)
 
-        remote = await self._with_backoff("tune", tune.id, find_or_create)
-        tune = await self._store.update_tune(tune.id, backend_id=remote.id, state="training")
+        remote = await self._with_backoff(JobKind.TUNE, tune.id, find_or_create)
+        tune = await self._store.update_tune(
+            tune.id, backend_id=remote.id, state=TuneState.TRAINING
+        )
         log.info(
             "tune %s created on the backend as %s",
             tune.id,
             remote.id,
-            extra=job_context("tune", tune.id, user=tune.user_id),
+            extra=job_context(JobKind.TUNE, tune.id, user=tune.user_id),
         )
         return await self._apply_tune(tune, remote)
 
     async def _find_remote_tune(self, tune: TuneRecord) -> Tune | None:
         """Look up a tune whose id was never stored (a crash mid-create) by its UUID title."""
-        if ("tune", tune.id) in self._fresh:
-            self._fresh.discard(("tune", tune.id))
+        if (JobKind.TUNE, tune.id) in self._fresh:
+            self._fresh.discard((JobKind.TUNE, tune.id))
             return None
         return next((t for t in await self._backend.list_tunes() if t.title == tune.title), None)
 
     async def _apply_tune(self, tune: TuneRecord, remote: Tune) -> TuneRecord:
         if remote.failed:
-            return await self._store.update_tune(tune.id, state="failed", error=remote.error)
+            return await self._store.update_tune(
+                tune.id, state=TuneState.FAILED, error=remote.error
+            )
         if remote.done:
             return await self._store.update_tune(
-                tune.id, state="trained", trained_at=remote.trained_at, eta=None
+                tune.id, state=TuneState.TRAINED, trained_at=remote.trained_at, eta=None
             )
         if remote.eta != tune.eta:
             return await self._store.update_tune(tune.id, eta=remote.eta)
         return tune
 
     async def _finish_tune(self, tune: TuneRecord, delivery: Delivery) -> None:
-        if tune.state == "trained":
+        await self._speak_to(tune.user_id)  # a /language during a long training counts
+        model = tune.display_name
+        if tune.state == TuneState.TRAINED:
             user = await self._store.get_user(tune.user_id)
             if user is not None:
                 await self._store.set_active_tune(user.id, tune.id)
-            delivery = await self._status(
-                delivery, f"Training of {tune.display_name}: done.", force=True
-            )
+            delivery = await self._status(delivery, text("tune.done", model=model), force=True)
+            await self._final_text(delivery, text("tune.ready", model=model))
+        elif tune.state == TuneState.FAILED:
+            delivery = await self._status(delivery, text("tune.failed", model=model), force=True)
+            reason = tune.error or text("error.unknown_reason")
             await self._final_text(
-                delivery,
-                f"Your model {tune.display_name} is ready and active. Try: "
-                f"/imagine portrait in a sunlit studio",
-            )
-        elif tune.state == "failed":
-            delivery = await self._status(
-                delivery, f"Training of {tune.display_name}: failed.", force=True
-            )
-            await self._final_text(
-                delivery,
-                f"Training of {tune.display_name} failed: {tune.error or 'unknown reason'}. "
-                "Your photos are kept; send /train again to retry.",
+                delivery, text("tune.failed_because", model=model, reason=reason)
             )
         log.info(
             "tune %s finished as %s",
             tune.id,
             tune.state,
-            extra=job_context("tune", tune.id, user=tune.user_id),
+            extra=job_context(JobKind.TUNE, tune.id, user=tune.user_id),
         )
 
     # -- generations -------------------------------------------------------------------------
 
     async def _run_generation(self, generation_id: int) -> None:
         generation = await self._store.get_generation(generation_id)
-        delivery = await self._store.get_delivery("generation", generation_id)
+        delivery = await self._store.get_delivery(JobKind.GENERATION, generation_id)
         if generation is None or delivery is None:
             return
+        await self._speak_to(generation.user_id)
         try:
             remote: Prompt | None = None
-            if generation.state == "queued":  # the create's answer is the first poll's
+            if generation.state == GenerationState.QUEUED:  # the create's answer: the first poll
                 # The status goes out first, saying what the create usually answers: a new
                 # prompt waits for a GPU. So the user hears back at once, and the answer
                 # needs no edit (a DM allows one edit a second: it would be dropped anyway).
-                delivery = await self._status(delivery, QUEUED_TEXT)
+                delivery = await self._status(delivery, text("generation.queued"))
                 generation, remote = await self._submit_generation(generation)
             prompt_id = generation.backend_id or 0
-            while generation.state == "submitted":
+            while generation.state == GenerationState.SUBMITTED:
                 if remote is not None:
                     delivery = await self._status(delivery, prompt_status_text(remote))
-                    await self._pause("generation", generation_id, self._config.poll_interval_s)
+                    await self._pause(
+                        JobKind.GENERATION, generation_id, self._config.poll_interval_s
+                    )
                 remote = await self._with_backoff(
-                    "generation",
+                    JobKind.GENERATION,
                     generation_id,
                     lambda: self._backend.get_prompt(prompt_id, SDXL_BASE_TUNE_ID),
                 )
                 generation = await self._apply_prompt(generation, remote)
         except (AuthError, NotFoundError, ValidationError) as exc:
             generation = await self._store.update_generation(
-                generation_id, state="failed", error=exc.user_message
+                generation_id, state=GenerationState.FAILED, error=backend_problem(exc)
             )
-        with self._delivering_phase("generation", generation_id):
+        with self._delivering_phase(JobKind.GENERATION, generation_id):
             await self._finish_generation(generation, delivery)
 
     async def _submit_generation(
@@ -463,25 +479,25 @@ class JobTracker:
                         negative_prompt=generation.negative_prompt,
                         seed=generation.seed,
                         callback=self.callback_url(
-                            "generation", generation.id, generation.callback_secret
+                            JobKind.GENERATION, generation.id, generation.callback_secret
                         ),
                         **generation.options,
                     )
                     remote = await self._backend.create_prompt(SDXL_BASE_TUNE_ID, request)
                 submitted = await self._store.update_generation(
-                    generation.id, backend_id=remote.id, state="submitted"
+                    generation.id, backend_id=remote.id, state=GenerationState.SUBMITTED
                 )
             return submitted, remote
 
-        submitted, remote = await self._with_backoff("generation", generation.id, submit_once)
+        submitted, remote = await self._with_backoff(JobKind.GENERATION, generation.id, submit_once)
         return await self._apply_prompt(submitted, remote), remote
 
     async def _find_remote_prompt(self, generation: GenerationRecord) -> Prompt | None:
         """Look up a prompt whose id was never stored (newest first): same text, seed and
         options, and not already another generation's (a "more like #1" repeats the text and
         seed of its original)."""
-        if ("generation", generation.id) in self._fresh:
-            self._fresh.discard(("generation", generation.id))
+        if (JobKind.GENERATION, generation.id) in self._fresh:
+            self._fresh.discard((JobKind.GENERATION, generation.id))
             return None
         wanted = {"seed": generation.seed, **generation.options}
         for remote in await self._backend.list_prompts(SDXL_BASE_TUNE_ID):
@@ -495,7 +511,7 @@ class JobTracker:
     async def _apply_prompt(self, generation: GenerationRecord, remote: Prompt) -> GenerationRecord:
         if remote.failed:
             return await self._store.update_generation(
-                generation.id, state="failed", error=remote.user_error
+                generation.id, state=GenerationState.FAILED, error=remote.user_error
             )
         if not remote.done:
             return generation
@@ -504,17 +520,19 @@ class JobTracker:
         folder.mkdir(parents=True, exist_ok=True)
         for index, url in enumerate(remote.images, start=1):
             content = await self._with_backoff(
-                "generation", generation.id, lambda url=url: self._backend.download(url)
+                JobKind.GENERATION, generation.id, lambda url=url: self._backend.download(url)
             )
             path = folder / f"{index}{_image_suffix(content)}"
             await asyncio.to_thread(path.write_bytes, content)
             files.append(str(path.relative_to(self._store.data_dir)))
-        return await self._store.update_generation(generation.id, state="done", result_files=files)
+        return await self._store.update_generation(
+            generation.id, state=GenerationState.DONE, result_files=files
+        )
 
     async def _finish_generation(self, generation: GenerationRecord, delivery: Delivery) -> None:
         notifier = self._notifiers.get(delivery.platform)
-        if generation.state == "done":
-            delivery = await self._status(delivery, "Done.", force=True)
+        if generation.state == GenerationState.DONE:
+            delivery = await self._status(delivery, text("generation.done"), force=True)
             if notifier is None:
                 log.warning(
                     "no %s frontend running; generation %s waits", delivery.platform, generation.id
@@ -523,21 +541,26 @@ class JobTracker:
             files = [self._store.data_dir / name for name in generation.result_files]
             await notifier.send_images(delivery, generation, files)
             await self._store.mark_delivered(delivery.id)
-        elif generation.state == "failed":
-            delivery = await self._status(delivery, "Failed.", force=True)
-            await self._final_text(
-                delivery,
-                f"Sorry, that image failed: {generation.error or 'unknown reason'}. "
-                "Try again, perhaps with a different prompt.",
-            )
+        elif generation.state == GenerationState.FAILED:
+            delivery = await self._status(delivery, text("generation.failed"), force=True)
+            reason = generation.error or text("error.unknown_reason")
+            await self._final_text(delivery, text("generation.failed_because", reason=reason))
         log.info(
             "generation %s finished as %s",
             generation.id,
             generation.state,
-            extra=job_context("generation", generation.id, user=generation.user_id),
+            extra=job_context(JobKind.GENERATION, generation.id, user=generation.user_id),
         )
 
     # -- chat side ---------------------------------------------------------------------------
+
+    async def _speak_to(self, user_id: int) -> None:
+        """The job's task speaks its owner's language: their /language choice, else their
+        platform's, else the default. Read when the task starts (after a restart too) and
+        again before a training's news, so a /language meanwhile counts."""
+        user = await self._store.get_user(user_id)
+        chosen, platform = (user.language, user.platform_language) if user else (None, None)
+        languages.set_language(languages.pick(chosen, platform, self._config.default_language))
 
     async def _status(self, delivery: Delivery, text: str, *, force: bool = False) -> Delivery:
         """Edit the job's status message when its text changed, at most once per interval;
@@ -571,26 +594,24 @@ class JobTracker:
 
 
 def tune_status_text(tune: TuneRecord) -> str:
-    if tune.state == "creating":
-        return f"Training of {tune.display_name}: uploading photos…"
-    eta = _eta_text(tune.eta)
-    return f"Training of {tune.display_name}: in progress{eta}. I'll message you when it's ready."
+    model = tune.display_name
+    if tune.state == TuneState.CREATING:
+        return text("tune.uploading", model=model)
+    if tune.eta is None:
+        return text("tune.in_progress", model=model)
+    minutes = max(0, round((tune.eta - utcnow()).total_seconds() / 60))
+    if minutes == 0:
+        return text("tune.almost_done", model=model)
+    return text("tune.minutes_left", model=model, minutes=minutes)
 
 
 def prompt_status_text(prompt: Prompt) -> str:
     progress = prompt.raw.get("progress")
     if prompt.started_training_at is None and not progress:
-        return QUEUED_TEXT
+        return text("generation.queued")
     if isinstance(progress, int | float) and 0 < progress <= 1:
-        return f"Generating… {round(progress * 100)}%"
-    return "Generating…"
-
-
-def _eta_text(eta: datetime | None) -> str:
-    if eta is None:
-        return ""
-    minutes = max(0, round((eta - utcnow()).total_seconds() / 60))
-    return ", almost done" if minutes == 0 else f", about {minutes} min left"
+        return text("generation.progress", progress=progress)
+    return text("generation.running")
 
 
 def _image_suffix(content: bytes) -> str:

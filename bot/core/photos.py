@@ -21,6 +21,9 @@ from enum import StrEnum
 
 from PIL import Image, ImageOps
 
+from bot.core.errors import UserError
+from bot.core.texts import text
+
 MIN_SIDE_PX = 1024
 MAX_SIDE_PX = 2048
 """Long side of a stored photo; wider panoramas keep MIN_SIDE_PX on the short side instead."""
@@ -30,6 +33,7 @@ MAX_FILE_BYTES = 20 * 1024 * 1024
 """Telegram's Bot API refuses to download bigger files, so nothing bigger can be handled."""
 MAX_PIXELS = 64_000_000
 """Checked from the header before decoding: a 64 MP RGBA decode is already 256 MB of memory."""
+_MEGAPIXELS = MAX_PIXELS // 1_000_000
 JPEG_QUALITY = 95
 
 ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
@@ -53,28 +57,29 @@ class RejectReason(StrEnum):
     OVER_CAP = "over_cap"
 
 
-class PhotoRejected(Exception):
+class PhotoRejected(UserError):
     """A photo that cannot be used; `message` tells the user what went wrong and what to do."""
 
     def __init__(self, reason: RejectReason, message: str, filename: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
-        self.message = message
         self.filename = filename
 
 
-class NotEnoughPhotos(Exception):
+class NotEnoughPhotos(UserError):
     """Training was asked for with too few photos; `message` says how many more to send."""
 
     def __init__(self, count: int) -> None:
         self.count = count
         self.missing = MIN_PHOTOS - count
-        self.message = (
-            f"You have {count} photo{_s(count)} in your set; training needs at least "
-            f"{MIN_PHOTOS} (10-20 varied ones work best: different days, light and angles). "
-            f"Send {self.missing} more, then /train <class>."
+        super().__init__(
+            text("photos.not_enough", count=count, min_photos=MIN_PHOTOS, missing=self.missing)
         )
-        super().__init__(self.message)
+
+
+def photo_subject(filename: str | None) -> str:
+    """How a refusal names the photo: by its file name when it has one."""
+    return text("photo.subject_named", filename=filename) if filename else text("photo.subject")
 
 
 @dataclass(frozen=True)
@@ -101,14 +106,9 @@ def prepare_photo(data: bytes, filename: str | None = None) -> PreparedPhoto:
     Cheap checks run first (byte size, header, pixel count) so hostile files are refused
     before any pixel is decoded.
     """
-    subject = f"“{filename}”" if filename else "This photo"
+    subject = photo_subject(filename)
     if len(data) > MAX_FILE_BYTES:
-        mb = len(data) / 1024 / 1024
-        raise PhotoRejected(
-            RejectReason.FILE_TOO_LARGE,
-            f"{subject} is {mb:.0f} MB; the limit is 20 MB. Export it smaller and send it again.",
-            filename,
-        )
+        raise file_too_large(len(data), filename)
     image = _open(data, subject, filename)
     target = _target_size(*image.size)
     image.draft(None, target)  # JPEG only: decode at a reduced DCT scale, never below target
@@ -153,12 +153,8 @@ def _decode(image: Image.Image, subject: str, filename: str | None) -> None:
     try:
         image.load()
     except Exception as exc:  # Pillow's decoders raise a zoo of types for damaged data
-        raise PhotoRejected(
-            RejectReason.CORRUPT,
-            f"{subject} is damaged or incomplete (maybe the upload was cut off). "
-            "Please send it again.",
-            filename,
-        ) from exc
+        message = text("photo.corrupt", subject=subject)
+        raise PhotoRejected(RejectReason.CORRUPT, message, filename) from exc
 
 
 def _upright(image: Image.Image) -> tuple[Image.Image, bool]:
@@ -186,13 +182,14 @@ def _target_size(width: int, height: int) -> tuple[int, int]:
 def _check_short_side(image: Image.Image, subject: str, filename: str | None) -> None:
     """Measured after rotation, so the size we report is the one the user sees."""
     if min(image.size) < MIN_SIDE_PX:
-        raise PhotoRejected(
-            RejectReason.TOO_SMALL,
-            f"{subject} is {image.width}×{image.height} px; training needs at least "
-            f"{MIN_SIDE_PX} px on the short side. Chat apps shrink photos: send it as a file "
-            "(uncompressed) instead.",
-            filename,
+        message = text(
+            "photo.too_small",
+            subject=subject,
+            width=image.width,
+            height=image.height,
+            min_side=MIN_SIDE_PX,
         )
+        raise PhotoRejected(RejectReason.TOO_SMALL, message, filename)
 
 
 def _normalise(
@@ -202,7 +199,7 @@ def _normalise(
     try:
         out = _to_rgb(image)
     except (ValueError, OSError, KeyError) as exc:
-        message = f"{subject} uses a colour format I can't read. Please send a JPEG or PNG."
+        message = text("photo.unreadable_colours", subject=subject)
         raise PhotoRejected(RejectReason.NOT_AN_IMAGE, message, filename) from exc
     if out.size != target:
         out = out.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
@@ -255,24 +252,26 @@ def _encode_jpeg(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _too_many_pixels(subject: str, filename: str | None) -> PhotoRejected:
-    return PhotoRejected(
-        RejectReason.TOO_MANY_PIXELS,
-        f"{subject} has too many pixels (the limit is {MAX_PIXELS // 1_000_000} megapixels). "
-        "Export it smaller, e.g. 4000 px on the long side, and send it again.",
-        filename,
+def file_too_large(size: int, filename: str | None) -> PhotoRejected:
+    """Over MAX_FILE_BYTES: refused before anything is read (frontends check sizes first)."""
+    message = text(
+        "photo.file_too_large", subject=photo_subject(filename), megabytes=size / 1024 / 1024
     )
+    return PhotoRejected(RejectReason.FILE_TOO_LARGE, message, filename)
+
+
+def _too_many_pixels(subject: str, filename: str | None) -> PhotoRejected:
+    message = text("photo.too_many_pixels", subject=subject, megapixels=_MEGAPIXELS)
+    return PhotoRejected(RejectReason.TOO_MANY_PIXELS, message, filename)
 
 
 def _not_an_image(data: bytes, subject: str, filename: str | None) -> PhotoRejected:
     """HEIC gets its own hint: it is what iPhones send when a photo is shared as a file."""
     heif = data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
     if heif or (filename or "").lower().endswith((".heic", ".heif")):
-        hint = "HEIC photos can't be read here: send it as JPEG (on iPhone: Settings › Camera › "
-        hint += "Formats › Most Compatible) or as a PNG."
+        message = text("photo.not_an_image_heic", subject=subject)
     else:
-        hint = "Please send a photo as JPEG or PNG."
-    message = f"{subject} is not an image I can read. {hint}"
+        message = text("photo.not_an_image", subject=subject)
     return PhotoRejected(RejectReason.NOT_AN_IMAGE, message, filename)
 
 
@@ -287,21 +286,6 @@ class Rejection:
     reason: RejectReason
     message: str
     filename: str | None = None
-
-
-_GROUP_TEXT: dict[RejectReason, tuple[str, str]] = {
-    # reason: (text for one photo, text for several); shown after the count
-    RejectReason.TOO_SMALL: (
-        "too small (send it as a file to keep full size)",
-        "too small (send those as files to keep full size)",
-    ),
-    RejectReason.NOT_AN_IMAGE: ("not a readable image (send JPEG or PNG)",) * 2,
-    RejectReason.CORRUPT: ("damaged or cut off (send it again)", "damaged or cut off"),
-    RejectReason.FILE_TOO_LARGE: ("over 20 MB",) * 2,
-    RejectReason.TOO_MANY_PIXELS: (f"over {MAX_PIXELS // 1_000_000} megapixels",) * 2,
-    RejectReason.DUPLICATE: ("duplicate skipped", "duplicates skipped"),
-    RejectReason.OVER_CAP: (f"over the {MAX_PHOTOS}-photo limit",) * 2,
-}
 
 
 class IntakeBatch:
@@ -342,13 +326,10 @@ class IntakeBatch:
     ) -> PreparedPhoto | None:
         """Apply the set rules (duplicates first, then the cap) to an already prepared photo."""
         if photo.sha256 in self._hashes:
-            self.reject(RejectReason.DUPLICATE, "You already sent this photo; skipped.", filename)
+            self.reject(RejectReason.DUPLICATE, text("photo.duplicate"), filename)
             return None
         if self.set_count >= MAX_PHOTOS:
-            message = (
-                f"Your set already has {MAX_PHOTOS} photos, the most one training uses. "
-                "/train now, or /cancel to start over."
-            )
+            message = text("photo.over_cap", max_photos=MAX_PHOTOS)
             self.reject(RejectReason.OVER_CAP, message, filename)
             return None
         self._hashes.add(photo.sha256)
@@ -361,25 +342,35 @@ class IntakeBatch:
 
     def summary(self) -> str:
         """One message for the whole batch; a lone refused photo gets its full explanation."""
+        next_step = self._next_step()
         if self.received == 1 and self.rejected:
-            return f"{self.rejected[0].message} {self._next_step()}"
-        added = len(self.accepted)
-        parts = [f"{added or 'none'} added ({self.set_count} of {MAX_PHOTOS} in your set)"]
+            return text(
+                "photos.lone_refusal", refusal=self.rejected[0].message, next_step=next_step
+            )
+        added, total = len(self.accepted), self.set_count
+        if added:
+            parts = [text("photos.added", added=added, total=total, max_photos=MAX_PHOTOS)]
+        else:
+            parts = [text("photos.none_added", total=total, max_photos=MAX_PHOTOS)]
         counts = Counter(r.reason for r in self.rejected)
         for reason in RejectReason:  # stable order, whatever order the photos came in
             if n := counts[reason]:
-                parts.append(f"{n} {_GROUP_TEXT[reason][n > 1]}")
-        head = f"{self.received} photo{_s(self.received)} received: " + ", ".join(parts)
-        return f"{head}. {self._next_step()}"
+                parts.append(_refused(reason, n))
+        return text(
+            "photos.summary", count=self.received, parts=", ".join(parts), next_step=next_step
+        )
 
     def _next_step(self) -> str:
         count = self.set_count
         if count < MIN_PHOTOS:
-            return f"Send {MIN_PHOTOS - count} more (at least {MIN_PHOTOS}), then /train <class>."
+            return text("photos.send_more", missing=MIN_PHOTOS - count, min_photos=MIN_PHOTOS)
         if count >= MAX_PHOTOS:
-            return "Your set is full: /train <class> now (e.g. /train woman)."
-        return f"Ready: /train <class> (e.g. /train man), or add up to {MAX_PHOTOS - count} more."
+            return text("photos.set_full")
+        return text("photos.ready", room=MAX_PHOTOS - count)
 
 
-def _s(n: int) -> str:
-    return "" if n == 1 else "s"
+def _refused(reason: RejectReason, count: int) -> str:
+    """How many photos were refused for `reason`, in a few words (a part of the summary)."""
+    return text(
+        f"photos.refused.{reason}", count=count, megapixels=_MEGAPIXELS, max_photos=MAX_PHOTOS
+    )

@@ -14,6 +14,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bot.core.errors import UserError
+from bot.core.prompt_language import looks_english
+from bot.core.texts import text
+
 LORA_TAG = re.compile(r"<\s*lora\s*:(?P<body>[^<>]*)>", re.IGNORECASE)
 """`<lora:ID>` or `<lora:ID:STRENGTH>`, any case, spaces allowed; the body is parsed below."""
 OTHER_TAG = re.compile(r"<[^<>]*:[^<>]*>")
@@ -41,12 +45,8 @@ SD15_EMBEDDING = re.compile(
 )
 
 
-class PromptError(Exception):
+class PromptError(UserError):
     """The prompt can't be used as typed; `message` tells the user how to fix it."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -82,10 +82,7 @@ def compose_prompt(
     notes: list[str] = []
     tags = list(LORA_TAG.finditer(user_text))
     if len(tags) > 1:
-        raise PromptError(
-            "Only one personal model per image: SDXL combines one LoRA + token per prompt. "
-            "Keep a single <lora:ID:strength> tag."
-        )
+        raise PromptError(text("prompt.one_model_only"))
     tune, strength = active, default_strength
     if tags:
         tune, strength = _resolve_tag(tags[0]["body"], owned, default_strength)
@@ -96,16 +93,14 @@ def compose_prompt(
     positive, negative = _split_negative(rest)
     positive = _tidy(positive)
     if not positive:
-        example = f"{tune.token} {tune.class_name} as an astronaut"
-        raise PromptError(f"What should I imagine? For example: /imagine {example}")
+        raise PromptError(text("prompt.empty", token=tune.token, class_name=tune.class_name))
     if len(positive.split()) > LONG_PROMPT_WORDS:
-        notes.append(
-            "Tip: short prompts work best with a personal SDXL model, e.g. "
-            f"“{tune.token} {tune.class_name} as an astronaut”."
-        )
-    text = f"<lora:{tune.backend_id}:{strength:g}> {_with_subject(positive, tune)}"
+        notes.append(text("prompt.short_is_better", token=tune.token, class_name=tune.class_name))
+    if not looks_english(positive):  # used as typed all the same: only the user knows the intent
+        notes.append(text("prompt.not_english"))
+    sent = f"<lora:{tune.backend_id}:{strength:g}> {_with_subject(positive, tune)}"
     negative = _clean_negative(negative, notes)
-    return ComposedPrompt(text, negative, tune.backend_id, strength, tuple(notes), user_text)
+    return ComposedPrompt(sent, negative, tune.backend_id, strength, tuple(notes), user_text)
 
 
 def _resolve_tag(
@@ -114,16 +109,16 @@ def _resolve_tag(
     """The same answer for a name, a stranger's id and an id that doesn't exist: nothing leaks."""
     ref, _, raw_strength = (part.strip() for part in body.partition(":"))
     if ":" in raw_strength:
-        raise PromptError("I couldn't read that tag; write it as <lora:ID:0.8>.")
+        raise PromptError(text("prompt.unreadable_tag"))
     tune = owned.get(int(ref)) if ref.isascii() and ref.isdigit() else None
     if tune is None:
-        raise PromptError("You can only use your own models; see /models for their IDs.")
+        raise PromptError(text("prompt.not_your_model"))
     try:
         strength = float(raw_strength) if raw_strength else default_strength
     except ValueError:
         strength = math.nan
     if not math.isfinite(strength):
-        raise PromptError(f"The strength in <lora:{ref}:…> must be a number from 0 to 2, e.g. 0.8.")
+        raise PromptError(text("prompt.bad_strength", ref=ref))
     return tune, strength
 
 
@@ -131,39 +126,34 @@ def _clamp_strength(strength: float, notes: list[str]) -> float:
     """Above ~1.2 a LoRA burns the image; 0..2 is the range the backends accept."""
     clamped = round(min(MAX_STRENGTH, max(MIN_STRENGTH, strength)), 2)
     if clamped != round(strength, 2):
-        notes.append(f"Model strength {strength:g} is outside 0–2; used {clamped:g}.")
+        notes.append(text("prompt.strength_clamped", strength=strength, used=clamped))
     return clamped
 
 
 def _no_model_message(owned: Mapping[int, TuneRef]) -> str:
-    if owned:
-        return "Pick the model to use in /models (or name it in the prompt as <lora:ID>)."
-    return "You have no model yet: send 4-20 photos of yourself, then /train <class> (e.g. man)."
+    return text("prompt.pick_a_model" if owned else "prompt.no_model")
 
 
-def _remove_other_tags(text: str, notes: list[str]) -> str:
+def _remove_other_tags(prompt: str, notes: list[str]) -> str:
     """Drop `<x:y>` tags, then every stray angle bracket, so no tag can be rebuilt from parts."""
-    removed = OTHER_TAG.findall(text)
+    removed = OTHER_TAG.findall(prompt)
     if removed:
-        notes.append(f"Removed {', '.join(removed)}: only your own model (see /models) is used.")
-    return OTHER_TAG.sub(" ", text).replace("<", " ").replace(">", " ")
+        notes.append(text("prompt.tags_removed", tags=", ".join(removed)))
+    return OTHER_TAG.sub(" ", prompt).replace("<", " ").replace(">", " ")
 
 
-def _split_negative(text: str) -> tuple[str, str]:
+def _split_negative(prompt: str) -> tuple[str, str]:
     """Everything after the first `--no`/`--neg` is the negative prompt."""
-    match = NEGATIVE_FLAG.search(text)
+    match = NEGATIVE_FLAG.search(prompt)
     if match is None:
-        return text, ""
-    return text[: match.start()], NEGATIVE_FLAG.sub(",", text[match.end() :])
+        return prompt, ""
+    return prompt[: match.start()], NEGATIVE_FLAG.sub(",", prompt[match.end() :])
 
 
 def _clean_negative(negative: str, notes: list[str]) -> str:
     removed = [m.group(0).strip() for m in SD15_EMBEDDING.finditer(negative)]
     if removed:
-        notes.append(
-            f"Removed {', '.join(removed)}: SD1.5 embeddings that do nothing on SDXL "
-            "(they'd be read as plain words)."
-        )
+        notes.append(text("prompt.embeddings_removed", names=", ".join(removed)))
     negative = _tidy(SD15_EMBEDDING.sub(",", negative))
     words = negative.split()
     if len(words) > MAX_NEGATIVE_WORDS or len(negative) > MAX_NEGATIVE_CHARS:
@@ -171,18 +161,15 @@ def _clean_negative(negative: str, notes: list[str]) -> str:
         if len(negative) > MAX_NEGATIVE_CHARS:
             negative = negative[: MAX_NEGATIVE_CHARS + 1].rsplit(" ", 1)[0]
         negative = negative.rstrip(" ,")
-        notes.append(
-            f"Your negative prompt was long; I used its first {len(negative.split())} words "
-            "(short negatives work better with SDXL)."
-        )
+        notes.append(text("prompt.negative_shortened", words=len(negative.split())))
     return negative
 
 
-def _tidy(text: str) -> str:
+def _tidy(prompt: str) -> str:
     """Whitespace and commas left behind by removals: `a ,, b ()` -> `a, b`."""
-    text = re.sub(r"\(\s*[\s,]*\)", " ", text)
-    text = re.sub(r"\s*,[\s,]*", ", ", text)
-    return re.sub(r"\s+", " ", text).strip(" ,")
+    prompt = re.sub(r"\(\s*[\s,]*\)", " ", prompt)
+    prompt = re.sub(r"\s*,[\s,]*", ", ", prompt)
+    return re.sub(r"\s+", " ", prompt).strip(" ,")
 
 
 def _with_subject(positive: str, tune: TuneRef) -> str:
@@ -199,6 +186,6 @@ def _with_subject(positive: str, tune: TuneRef) -> str:
     return f"{tune.token} {tune.class_name} {positive}"
 
 
-def _find_word(word: str, text: str) -> int | None:
-    match = re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE)
+def _find_word(word: str, prompt: str) -> int | None:
+    match = re.search(rf"(?<!\w){re.escape(word)}(?!\w)", prompt, re.IGNORECASE)
     return None if match is None else match.start()

@@ -1,8 +1,10 @@
 """The use cases every frontend calls: add photos, train, imagine, list, status, cancel, delete.
 
 Frontends parse chat input and render results; everything that decides something lives here,
-so Telegram, Discord and the console behave the same. Methods raise `UserError` with a message
-meant for the chat when the user asked for something that cannot be done.
+so Telegram, Discord and the console behave the same. Methods raise `UserError` (see
+`bot.core.errors`) with a message meant for the chat when the user asked for something that
+cannot be done. Frontends reach the store only through here: users, jobs and the buttons they
+show (a button is a stored action, see `new_action`).
 """
 
 from __future__ import annotations
@@ -12,32 +14,40 @@ import logging
 import random
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from backends.base import DEFAULT_TOKEN, Backend, BackendError
 from bot.core import photos as photo_intake
+from bot.core.errors import UserError
 from bot.core.jobs import JobTracker
-from bot.core.prompts import PromptError, TuneRef, compose_prompt
-from bot.core.store import (
+from bot.core.prompts import TuneRef, compose_prompt
+from bot.core.records import (
     Action,
+    ActionKind,
     ChatTarget,
     Delivery,
     GenerationRecord,
-    Store,
+    GenerationState,
+    JobKind,
     TuneRecord,
+    TuneState,
     User,
 )
+from bot.core.store import Store
+from bot.core.texts import languages, text
 
 log = logging.getLogger(__name__)
 
 CLASS_NAMES = ("man", "woman", "boy", "girl", "person", "child", "baby", "dog", "cat", "couple")
 MAX_LABEL_CHARS = 40
+AUTOMATIC_LANGUAGE = ("auto", "automatic")
+"""What `/language` takes (beside a language) to follow the platform's language again."""
 
 
-class UserError(Exception):
-    """Something the user asked for cannot be done; the message says why and what to do."""
+def _everyone(user_key: str) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -46,8 +56,10 @@ class ServiceConfig:
     num_images: int = 4
     super_resolution: bool = True
     inpaint_faces: bool = True
-    allowed_ids: tuple[str, ...] = ()
-    admin_ids: tuple[str, ...] = ()
+    is_allowed: Callable[[str], bool] = _everyone
+    """Who may use the bot, by `platform:id` (the wiring passes `Settings.is_allowed`)."""
+    default_language: str = languages.SOURCE_LANGUAGE
+    """DEFAULT_LANGUAGE: for users whose platform language the bot does not speak."""
 
 
 @dataclass(frozen=True)
@@ -74,19 +86,23 @@ class StatusReport:
 
     @property
     def text(self) -> str:
-        lines = [f"Photos waiting for /train: {self.pending_photos}."]
-        running_tunes = [tune for tune in self.tunes if tune.state in ("creating", "training")]
+        lines = [text("status.pending_photos", count=self.pending_photos)]
+        running_tunes = [tune for tune in self.tunes if tune.state.unfinished]
         for tune in running_tunes:
-            eta = f", ready about {tune.eta:%H:%M} UTC" if tune.eta else ""
-            lines.append(f"Training {tune.display_name}{eta}.")
+            if tune.eta:
+                lines.append(text("status.training_until", model=tune.display_name, eta=tune.eta))
+            else:
+                lines.append(text("status.training", model=tune.display_name))
         for generation, position in self.generations:
-            where = f"{position} ahead of it" if position else "next in line"
-            lines.append(f"Image #{generation.id} “{generation.prompt_typed}”: {where}.")
+            key = "status.image_waiting" if position else "status.image_next"
+            lines.append(
+                text(key, id=generation.id, prompt=generation.prompt_typed, count=position)
+            )
         if not running_tunes and not self.generations:
-            lines.append("Nothing is running.")
+            lines.append(text("status.idle"))
         active = next((t for t in self.tunes if t.id == self.active_tune_id), None)
         if active is not None:
-            lines.append(f"Active model: {active.display_name}.")
+            lines.append(text("status.active_model", model=active.display_name))
         return "\n".join(lines)
 
 
@@ -102,15 +118,52 @@ class PhotoshootService:
         self._config = config
         self._user_locks: dict[int, asyncio.Lock] = {}
 
-    async def user(self, platform: str, platform_user_id: str, name: str | None = None) -> User:
-        """The user behind a chat account; refuses accounts that ALLOWED_IDS leaves out."""
-        key = f"{platform}:{platform_user_id}"
-        if self._config.allowed_ids and key not in (
-            *self._config.allowed_ids,
-            *self._config.admin_ids,
-        ):
-            raise UserError("Sorry, this bot is private. Ask its operator to let you in.")
-        return await self.store.get_or_create_user(platform, platform_user_id, name)
+    async def user(
+        self,
+        platform: str,
+        platform_user_id: str,
+        name: str | None = None,
+        language: str | None = None,
+    ) -> User:
+        """The user behind a chat account; refuses accounts that ALLOWED_IDS leaves out.
+
+        `language` is the tag the platform sent with this update (None: it sent none); it is
+        kept, so news sent later (a finished training) speaks the same language."""
+        if not self._config.is_allowed(f"{platform}:{platform_user_id}"):
+            raise UserError(text("access.private"))
+        return await self.store.get_or_create_user(platform, platform_user_id, name, language)
+
+    @property
+    def default_language(self) -> str:
+        """DEFAULT_LANGUAGE, as a language the bot speaks."""
+        return self._config.default_language
+
+    def language(self, user: User) -> str:
+        """The language to speak with `user`: chosen, else the platform's, else the default."""
+        return languages.pick(user.language, user.platform_language, self._config.default_language)
+
+    async def speak_to(
+        self, platform: str, platform_user_id: str, language: str | None = None
+    ) -> None:
+        """Speak the language of an update's sender for the rest of that update (its asyncio
+        task): their /language choice, else the `language` their platform sent with it, else
+        the one it sent last, else the default. Nothing is created for a stranger (a group
+        member who never used the bot); a known user's new platform language is kept, so
+        news sent later (a finished training) speaks it."""
+        user = await self.store.find_user(platform, platform_user_id)
+        if user is not None and language not in (None, user.platform_language):
+            user = await self.store.get_or_create_user(platform, platform_user_id, None, language)
+        chosen, stored = (user.language, user.platform_language) if user else (None, None)
+        default = self._config.default_language
+        languages.set_language(languages.pick(chosen, language or stored, default))
+
+    async def user_by_id(self, user_id: int) -> User | None:
+        """A user as stored (frontends that deliver to them need their chat account)."""
+        return await self.store.get_user(user_id)
+
+    async def tune_owner(self, tune_id: int) -> User | None:
+        tune = await self.store.get_tune(tune_id)
+        return None if tune is None else await self.store.get_user(tune.user_id)
 
     def _lock(self, user: User) -> asyncio.Lock:
         """One operation per user at a time: album photos arrive concurrently."""
@@ -150,38 +203,58 @@ class PhotoshootService:
     async def pending_photo_count(self, user: User) -> int:
         return len(await self.store.pending_photos(user.id))
 
+    # -- languages ---------------------------------------------------------------------------
+
+    def language_report(self, user: User) -> str:
+        """`/language` with no choice: what is spoken now, why, and how to change it."""
+        if languages.match(user.language):
+            reason = "language.reason.chosen"
+        elif languages.match(user.platform_language):
+            reason = "language.reason.platform"
+        else:
+            reason = "language.reason.default"
+        current = text(
+            "language.current", language=languages.name(self.language(user)), reason=text(reason)
+        )
+        usage = text("language.usage", codes=", ".join(languages.languages()))
+        return f"{current}\n{usage}"
+
+    async def choose_language(self, user: User, wanted: str) -> str:
+        """`/language <code or name>`, or `auto`: stored, and spoken from this answer on."""
+        wanted = wanted.strip()
+        if wanted.lower() in AUTOMATIC_LANGUAGE:
+            chosen = None
+        else:
+            chosen = languages.match(wanted) or _language_by_name(wanted)
+            if chosen is None:
+                spoken = ", ".join(languages.name(code) for code in languages.languages())
+                raise UserError(text("language.unknown", wanted=wanted, languages=spoken))
+        await self.store.set_language(user.id, chosen)
+        user = await self.store.get_user(user.id) or user
+        languages.set_language(self.language(user))
+        key = "language.now" if chosen else "language.now_automatic"
+        return text(key, language=languages.name(self.language(user)))
+
     # -- training ----------------------------------------------------------------------------
 
     async def start_training(
         self, user: User, class_name: str, target: ChatTarget, label: str | None = None
     ) -> TuneRecord:
         """Turn the pending photos into a tune; the tracker uploads it and reports progress."""
-        class_name = class_name.strip().lower()
+        class_name = _class_word(class_name.strip().lower())
         if not class_name:
-            raise UserError(
-                "What is in the photos? Say it with the command, e.g. /train man "
-                f"(one of: {', '.join(CLASS_NAMES)})."
-            )
+            raise UserError(text("train.no_class", classes=", ".join(CLASS_NAMES)))
         if not class_name.isalpha() or len(class_name) > 20:
-            raise UserError(
-                f"“{class_name}” is not a class word. Use one word such as "
-                f"{', '.join(CLASS_NAMES[:5])}."
-            )
+            examples = ", ".join(CLASS_NAMES[:5])
+            raise UserError(text("train.not_a_class", word=class_name, examples=examples))
         if not target.is_private:
-            raise UserError(
-                "Training happens in a private chat with me, so your photos stay yours."
-            )
+            raise UserError(text("train.private_only"))
         async with self._lock(user):
             pending = await self.store.pending_photos(user.id)
-            try:
-                photo_intake.check_ready_to_train(len(pending))
-            except photo_intake.NotEnoughPhotos as exc:
-                raise UserError(str(exc)) from None
-            running = [t for t in await self.store.user_tunes(user.id) if t.state == "creating"]
-            if running:
-                raise UserError(
-                    "Your photos are already being uploaded for training. Wait a moment."
-                )
+            photo_intake.check_ready_to_train(len(pending))
+            tunes = await self.store.user_tunes(user.id)
+            if any(t.state == TuneState.CREATING for t in tunes):
+                raise UserError(text("train.uploading_already"))
             tune = await self.store.create_tune(
                 user.id,
                 title=str(uuid.uuid4()),
@@ -190,7 +263,7 @@ class PhotoshootService:
                 label=(label or "").strip()[:MAX_LABEL_CHARS] or None,
                 photo_ids=[photo.id for photo in pending],
             )
-            await self.store.add_delivery("tune", tune.id, target)
+            await self.store.add_delivery(JobKind.TUNE, tune.id, target)
         log.info("user %s started tune %s with %d photos", user.id, tune.id, len(pending))
         self._tracker.track_tune(tune.id)
         return tune
@@ -200,7 +273,7 @@ class PhotoshootService:
     async def generate(
         self,
         user: User,
-        text: str,
+        prompt: str,
         target: ChatTarget,
         *,
         seed: int | None = None,
@@ -215,12 +288,12 @@ class PhotoshootService:
         Under the user's lock: a /delete running meanwhile either sees this job (and deletes
         it here and on the image service) or finishes first (and this finds no model)."""
         async with self._lock(user):
-            return await self._generate(user, text, target, seed, num_images, upscale, tune_id)
+            return await self._generate(user, prompt, target, seed, num_images, upscale, tune_id)
 
     async def _generate(
         self,
         user: User,
-        text: str,
+        prompt: str,
         target: ChatTarget,
         seed: int | None,
         num_images: int | None,
@@ -228,27 +301,21 @@ class PhotoshootService:
         tune_id: int | None,
     ) -> GenerationStarted:
         tunes = await self.store.user_tunes(user.id)
-        trained = {t.backend_id: t for t in tunes if t.state == "trained" and t.backend_id}
+        trained = {t.backend_id: t for t in tunes if t.state == TuneState.TRAINED and t.backend_id}
         if not trained:
-            if any(t.state in ("creating", "training") for t in tunes):
-                raise UserError("Your model is still training. I'll message you when it's ready.")
-            raise UserError(
-                "You have no model yet. In a private chat with me, send 4-20 photos of "
-                "yourself, then /train man (or woman, person, ...)."
-            )
+            if any(t.state.unfinished for t in tunes):
+                raise UserError(text("imagine.still_training"))
+            raise UserError(text("imagine.no_model"))
         wanted = tune_id or user.active_tune_id
         active = next((t for t in trained.values() if t.id == wanted), None)
         if active is None:
             active = max(trained.values(), key=lambda t: t.id)
-        try:
-            composed = compose_prompt(
-                text,
-                active=_tune_ref(active),
-                owned={backend_id: _tune_ref(t) for backend_id, t in trained.items()},
-                default_strength=self._config.lora_strength,
-            )
-        except PromptError as exc:
-            raise UserError(str(exc)) from None
+        composed = compose_prompt(
+            prompt,
+            active=_tune_ref(active),
+            owned={backend_id: _tune_ref(t) for backend_id, t in trained.items()},
+            default_strength=self._config.lora_strength,
+        )
         tune = trained[composed.tune_id]
         options = {
             "num_images": num_images or self._config.num_images,
@@ -278,7 +345,7 @@ class PhotoshootService:
     async def _own_generation(self, user: User, generation_id: int) -> GenerationRecord:
         generation = await self.store.get_generation(generation_id)
         if generation is None or generation.user_id != user.id:
-            raise UserError("That is not one of your images.")
+            raise UserError(text("images.not_yours"))
         return generation
 
     # -- models ------------------------------------------------------------------------------
@@ -290,11 +357,13 @@ class PhotoshootService:
         """Make one of the user's trained tunes the active one (by our id or the backend's)."""
         for tune in await self.store.user_tunes(user.id):
             if tune_id in (tune.id, tune.backend_id):
-                if tune.state != "trained":
-                    raise UserError(f"{tune.display_name} is not trained yet ({tune.state}).")
+                if tune.state != TuneState.TRAINED:
+                    raise UserError(
+                        text("models.not_trained", model=tune.display_name, state=tune.state)
+                    )
                 await self.store.set_active_tune(user.id, tune.id)
                 return tune
-        raise UserError("You have no model with that number. /models lists yours.")
+        raise UserError(text("models.no_such_number"))
 
     # -- status, cancel, delete --------------------------------------------------------------
 
@@ -303,7 +372,7 @@ class PhotoshootService:
         generations = [
             (g, await self.store.queue_position(g.id))
             for g in await self.store.user_generations(user.id)
-            if g.state in ("queued", "submitted")
+            if g.state.unfinished
         ]
         return StatusReport(
             pending_photos=await self.pending_photo_count(user),
@@ -316,20 +385,20 @@ class PhotoshootService:
         """Cancel unfinished generations and trainings; with none running, drop pending photos."""
         cancelled: list[str] = []
         for generation in await self.store.user_generations(user.id):
-            if generation.state in ("queued", "submitted"):
-                await self._tracker.cancel("generation", generation.id)
-                cancelled.append(f"image #{generation.id}")
+            if generation.state.unfinished:
+                await self._tracker.cancel(JobKind.GENERATION, generation.id)
+                cancelled.append(text("cancel.image", id=generation.id))
         for tune in await self.store.user_tunes(user.id):
-            if tune.state in ("creating", "training"):
-                await self._tracker.cancel("tune", tune.id)
-                cancelled.append(f"training of {tune.display_name}")
+            if tune.state.unfinished:
+                await self._tracker.cancel(JobKind.TUNE, tune.id)
+                cancelled.append(text("cancel.training", model=tune.display_name))
         if cancelled:
-            return "Cancelled: " + ", ".join(cancelled) + "."
+            return text("cancel.done", jobs=", ".join(cancelled))
         dropped = await self.store.delete_pending_photos(user.id)
         self._remove_files([photo.path for photo in dropped])
         if dropped:
-            return f"Dropped your {len(dropped)} pending photos. Send new ones whenever you like."
-        return "Nothing to cancel: no job is running and no photos are waiting."
+            return text("cancel.dropped_photos", count=len(dropped))
+        return text("cancel.nothing")
 
     async def delete_everything(self, user: User) -> str:
         """Delete the user's photos, models and images, here and on the backend.
@@ -340,7 +409,8 @@ class PhotoshootService:
         async with self._lock(user):
             tunes = await self.store.user_tunes(user.id)
             generations = await self.store.user_generations(user.id)
-            jobs = [("generation", g.id) for g in generations] + [("tune", t.id) for t in tunes]
+            jobs = [(JobKind.GENERATION, g.id) for g in generations]
+            jobs += [(JobKind.TUNE, t.id) for t in tunes]
             for kind, job_id in jobs:
                 await self._tracker.stop_job(kind, job_id)
             failures = 0
@@ -352,19 +422,13 @@ class PhotoshootService:
                     log.warning("deleting %s %s on the backend failed: %s", kind, job_id, exc)
             if failures:
                 await self._tracker.start()  # resume what was stopped above
-                raise UserError(
-                    f"The image service could not delete {failures} item(s) right now, so I "
-                    "kept everything here for the moment. Send /delete again in a few minutes."
-                )
+                raise UserError(text("delete.kept", count=failures))
             photos = await self.store.user_photos(user.id)
             await self.store.delete_user_data(user.id)
             self._remove_files([photo.path for photo in photos])
             for generation in generations:
                 shutil.rmtree(self.store.data_dir / "images" / str(generation.id), True)
-        return (
-            f"Deleted {len(photos)} photos, {len(tunes)} models and "
-            f"{len(generations)} image jobs, here and on the image service."
-        )
+        return text("delete.done", photos=len(photos), models=len(tunes), jobs=len(generations))
 
     def _remove_files(self, relative_paths: Sequence[str]) -> None:
         for relative in relative_paths:
@@ -372,16 +436,28 @@ class PhotoshootService:
 
     # -- chat buttons (state in the store, so they work after a restart) ---------------------
 
+    async def new_action(
+        self,
+        user_id: int,
+        kind: ActionKind,
+        *,
+        generation_id: int | None = None,
+        argument: str | None = None,
+    ) -> str:
+        """Store what a new button will do, for `user_id` alone; returns the token the button
+        carries (short: it fits Telegram's 64-byte callback data)."""
+        action = await self.store.create_action(
+            user_id, kind, generation_id=generation_id, argument=argument
+        )
+        return action.token
+
     async def own_action(self, user: User, token: str) -> Action:
         """The button behind `token`, if `user` may press it: buttons act for their requester."""
         action = await self.store.get_action(token)
         if action is None:
-            raise UserError("This button no longer works. Send the command again.")
+            raise UserError(text("button.gone"))
         if action.user_id != user.id:
-            raise UserError(
-                "These buttons belong to whoever asked for these pictures. "
-                "Use /imagine to make your own."
-            )
+            raise UserError(text("button.not_yours"))
         return action
 
     async def variation(
@@ -418,17 +494,32 @@ class PhotoshootService:
         """The finished images of one of the user's generations, as stored (full resolution)."""
         generation = await self._own_generation(user, generation_id)
         paths = [self.store.data_dir / name for name in generation.result_files]
-        if generation.state != "done" or not paths:
-            raise UserError("Those images are not ready yet.")
+        if generation.state != GenerationState.DONE or not paths:
+            raise UserError(text("images.not_ready"))
         if not all(path.exists() for path in paths):
-            raise UserError("Those images were deleted. /imagine makes new ones.")
+            raise UserError(text("images.deleted"))
         return paths
+
+
+def _class_word(typed: str) -> str:
+    """The English class word SDXL knows for what was typed: the word itself, or a class's
+    name in the user's language (`/train мужчина` trains a "man")."""
+    return next((name for name in CLASS_NAMES if typed == text(f"class.{name}").lower()), typed)
+
+
+def _language_by_name(wanted: str) -> str | None:
+    """A language given by its own name ("Deutsch"), as `/language` lists them."""
+    wanted = wanted.casefold()
+    return next(
+        (code for code in languages.languages() if languages.name(code).casefold() == wanted),
+        None,
+    )
 
 
 def _image_seed(generation: GenerationRecord, index: int) -> int:
     """The seed of image #index of a set (backends give image n the seed `seed + n - 1`)."""
     if not 1 <= index <= max(1, len(generation.result_files)):
-        raise UserError(f"There is no image #{index} in that set.")
+        raise UserError(text("images.no_such_number", number=index))
     return (generation.seed + index - 1) % 2**32
 
 

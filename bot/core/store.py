@@ -1,8 +1,9 @@
-"""The single source of truth: an aiosqlite database in WAL mode with numbered migrations.
+"""The single source of truth: an aiosqlite database in WAL mode (schema in `schema.py`).
 
 Everything a restart must not lose lives here: users, their pending photo sets, tunes,
 generations, and where each result has to be delivered. Media bytes live as files under
-`DATA_DIR`; the database keeps their paths relative to it, so the folder can move.
+`DATA_DIR`; the database keeps their paths relative to it, so the folder can move. The rows
+come back as the records of `records.py`.
 """
 
 from __future__ import annotations
@@ -11,118 +12,33 @@ import asyncio
 import contextlib
 import json
 import secrets
-import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from bot.config import ConfigError
-
-MIN_SQLITE = (3, 35, 0)
-"""`RETURNING` (one trip to the database thread per write) needs SQLite 3.35 (2021)."""
-
-MIGRATIONS: tuple[str, ...] = (
-    # 1: the initial schema.
-    """
-    CREATE TABLE users (
-        id INTEGER PRIMARY KEY,
-        platform TEXT NOT NULL,
-        platform_user_id TEXT NOT NULL,
-        display_name TEXT,
-        active_tune_id INTEGER,
-        created_at TEXT NOT NULL,
-        UNIQUE (platform, platform_user_id)
-    );
-    CREATE TABLE photos (
-        id INTEGER PRIMARY KEY,
-        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        tune_id INTEGER REFERENCES tunes(id) ON DELETE SET NULL,
-        sha256 TEXT NOT NULL,
-        width INTEGER NOT NULL,
-        height INTEGER NOT NULL,
-        size_bytes INTEGER NOT NULL,
-        path TEXT NOT NULL,
-        created_at TEXT NOT NULL
-    );
-    CREATE INDEX photos_pending ON photos (user_id) WHERE tune_id IS NULL;
-    CREATE TABLE tunes (
-        id INTEGER PRIMARY KEY,
-        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        title TEXT NOT NULL UNIQUE,
-        class_name TEXT NOT NULL,
-        label TEXT,
-        token TEXT NOT NULL,
-        backend_id INTEGER,
-        state TEXT NOT NULL,
-        eta TEXT,
-        error TEXT,
-        callback_secret TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        trained_at TEXT
-    );
-    CREATE TABLE generations (
-        id INTEGER PRIMARY KEY,
-        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        tune_id INTEGER NOT NULL REFERENCES tunes(id) ON DELETE CASCADE,
-        prompt_typed TEXT NOT NULL,
-        prompt_sent TEXT NOT NULL,
-        negative_prompt TEXT NOT NULL DEFAULT '',
-        options TEXT NOT NULL DEFAULT '{}',
-        seed INTEGER NOT NULL,
-        backend_id INTEGER,
-        state TEXT NOT NULL,
-        error TEXT,
-        result_files TEXT NOT NULL DEFAULT '[]',
-        callback_secret TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        finished_at TEXT
-    );
-    CREATE TABLE deliveries (
-        id INTEGER PRIMARY KEY,
-        job_kind TEXT NOT NULL CHECK (job_kind IN ('tune', 'generation')),
-        job_id INTEGER NOT NULL,
-        platform TEXT NOT NULL,
-        chat_id TEXT NOT NULL,
-        is_private INTEGER NOT NULL DEFAULT 1,
-        reply_to_message_id TEXT,
-        status_message_id TEXT,
-        status_text TEXT,
-        delivered_at TEXT,
-        UNIQUE (job_kind, job_id)
-    );
-    """,
-    # 2: chat buttons (reroll, more like #n, upscale ...) keep their state here, not in memory
-    # or in the button itself, so they work after a restart and fit Telegram's 64-byte limit.
-    """
-    CREATE TABLE actions (
-        id INTEGER PRIMARY KEY,
-        token TEXT NOT NULL UNIQUE,
-        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        generation_id INTEGER REFERENCES generations(id) ON DELETE CASCADE,
-        kind TEXT NOT NULL,
-        argument TEXT,
-        created_at TEXT NOT NULL
-    );
-    """,
-    # 3: indexes for what every busy chat asks (/status, /models, the queue position), so
-    # they stay lookups, not scans, as the tables grow.
-    """
-    CREATE INDEX tunes_by_user ON tunes (user_id);
-    CREATE INDEX generations_by_user ON generations (user_id);
-    CREATE INDEX generations_by_backend_id ON generations (backend_id);
-    CREATE INDEX generations_unfinished ON generations (id)
-        WHERE state IN ('queued', 'submitted');
-    """,
+from bot.core import schema
+from bot.core.records import (
+    GENERATION_UNFINISHED,
+    TUNE_GAVE_UP,
+    TUNE_UNFINISHED,
+    Action,
+    ActionKind,
+    ChatTarget,
+    Delivery,
+    GenerationRecord,
+    GenerationState,
+    JobKind,
+    Photo,
+    TuneRecord,
+    TuneState,
+    User,
+    sql_in,
 )
-
-TUNE_UNFINISHED = ("creating", "training")
-GENERATION_UNFINISHED = ("queued", "submitted")
 
 
 def utcnow() -> datetime:
@@ -137,112 +53,6 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-@dataclass(frozen=True)
-class User:
-    id: int
-    platform: str
-    platform_user_id: str
-    display_name: str | None
-    active_tune_id: int | None
-
-    @property
-    def key(self) -> str:
-        """`platform:id`, the form ADMIN_IDS and ALLOWED_IDS use."""
-        return f"{self.platform}:{self.platform_user_id}"
-
-
-@dataclass(frozen=True)
-class Photo:
-    id: int
-    user_id: int
-    sha256: str
-    width: int
-    height: int
-    size_bytes: int
-    path: str
-
-
-@dataclass(frozen=True)
-class TuneRecord:
-    """A user's model. `state`: creating -> training -> trained | failed | cancelled."""
-
-    id: int
-    user_id: int
-    title: str
-    class_name: str
-    label: str | None
-    token: str
-    backend_id: int | None
-    state: str
-    eta: datetime | None
-    error: str | None
-    callback_secret: str
-    created_at: datetime
-    trained_at: datetime | None
-
-    @property
-    def display_name(self) -> str:
-        return self.label or f"{self.class_name} #{self.id}"
-
-
-@dataclass(frozen=True)
-class GenerationRecord:
-    """One `/imagine`. `state`: queued -> submitted -> done | failed | cancelled."""
-
-    id: int
-    user_id: int
-    tune_id: int
-    prompt_typed: str
-    prompt_sent: str
-    negative_prompt: str
-    options: dict[str, Any]
-    seed: int
-    backend_id: int | None
-    state: str
-    error: str | None
-    result_files: list[str]
-    callback_secret: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """Where a job's progress and result go: chat, message to reply to, status message."""
-
-    id: int
-    job_kind: str
-    job_id: int
-    platform: str
-    chat_id: str
-    is_private: bool
-    reply_to_message_id: str | None
-    status_message_id: str | None
-    status_text: str | None
-    delivered_at: datetime | None
-
-
-@dataclass(frozen=True)
-class ChatTarget:
-    """The chat a request came from; becomes a Delivery row."""
-
-    platform: str
-    chat_id: str
-    is_private: bool = True
-    reply_to_message_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Action:
-    """What a chat button does when pressed, and whose it is."""
-
-    id: int
-    token: str
-    user_id: int
-    generation_id: int | None
-    kind: str
-    argument: str | None
-
-
 @dataclass
 class _Columns:
     """Maps a row to a dataclass, converting the columns that are not plain values."""
@@ -250,7 +60,8 @@ class _Columns:
     datetimes: tuple[str, ...] = ()
     json_columns: tuple[str, ...] = ()
     bools: tuple[str, ...] = ()
-    skip: tuple[str, ...] = field(default_factory=tuple)
+    enums: dict[str, type[StrEnum]] = field(default_factory=dict)
+    skip: tuple[str, ...] = ()
 
     def convert(self, row: aiosqlite.Row, cls: type) -> Any:
         values = {key: row[key] for key in row.keys() if key not in self.skip}  # noqa: SIM118
@@ -260,19 +71,28 @@ class _Columns:
             values[key] = json.loads(values[key])
         for key in self.bools:
             values[key] = bool(values[key])
+        for key, enum in self.enums.items():
+            values[key] = enum(values[key])
         return cls(**values)
 
 
 _USER = _Columns(skip=("created_at",))
 _PHOTO = _Columns(skip=("created_at", "tune_id"))
-_TUNE = _Columns(datetimes=("eta", "created_at", "trained_at"), skip=("updated_at",))
+_TUNE = _Columns(
+    datetimes=("eta", "created_at", "trained_at"),
+    enums={"state": TuneState},
+    skip=("updated_at",),
+)
 _GENERATION = _Columns(
     datetimes=("created_at",),
     json_columns=("options", "result_files"),
+    enums={"state": GenerationState},
     skip=("updated_at", "finished_at"),
 )
 _ACTION = _Columns(skip=("created_at",))
-_DELIVERY = _Columns(datetimes=("delivered_at",), bools=("is_private",))
+_DELIVERY = _Columns(
+    datetimes=("delivered_at",), bools=("is_private",), enums={"job_kind": JobKind}
+)
 
 
 class Store:
@@ -293,16 +113,13 @@ class Store:
         self._user_keys: dict[int, tuple[str, str]] = {}
 
     @classmethod
-    async def open(cls, data_dir: Path) -> Store:
-        """Open (or create) the database under `data_dir` and bring its schema up to date."""
-        if sqlite3.sqlite_version_info < MIN_SQLITE:
-            raise ConfigError(
-                f"This Python's SQLite is {sqlite3.sqlite_version}; the bot needs "
-                f"{'.'.join(map(str, MIN_SQLITE))} or newer (writes use RETURNING). Use the "
-                "Docker image, or a Python built with a newer SQLite (python.org, pyenv)."
-            )
+    async def open(cls, database_path: Path, data_dir: Path) -> Store:
+        """Open (or create) the database and bring its schema up to date; media files go
+        under `data_dir` (Settings.database_path and Settings.data_dir)."""
+        schema.check_sqlite_version()
         data_dir.mkdir(parents=True, exist_ok=True)
-        connection = await aiosqlite.connect(data_dir / "photoshoot.sqlite3")
+        database_path.parent.mkdir(parents=True, exist_ok=True)
+        connection = await aiosqlite.connect(database_path)
         connection.row_factory = aiosqlite.Row
         await connection.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a commit survives a crash of the bot (what restarts need) without an
@@ -310,52 +127,60 @@ class Store:
         await connection.execute("PRAGMA synchronous=NORMAL")
         await connection.execute("PRAGMA foreign_keys=ON")
         await connection.execute("PRAGMA busy_timeout=5000")
-        store = cls(connection, data_dir)
-        await store.migrate()
-        return store
+        await schema.migrate(connection)
+        return cls(connection, data_dir)
 
     async def close(self) -> None:
         await self._db.close()
 
     async def schema_version(self) -> int:
-        rows = await self._rows("PRAGMA user_version", ())
-        return int(rows[0][0]) if rows else 0
-
-    async def migrate(self) -> None:
-        """Apply every migration newer than the database's `user_version`, each atomically."""
-        current = await self.schema_version()
-        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            await self._db.executescript(
-                f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
-            )
+        return await schema.schema_version(self._db)
 
     # -- users -------------------------------------------------------------------------------
 
     async def get_or_create_user(
-        self, platform: str, platform_user_id: str, display_name: str | None = None
+        self,
+        platform: str,
+        platform_user_id: str,
+        display_name: str | None = None,
+        platform_language: str | None = None,
     ) -> User:
-        """Every update asks this: from memory mostly, a write only for a new user or name."""
-        user = self._users.get((platform, platform_user_id))
-        if user is None:
-            user = await self._find_user(platform, platform_user_id)
-        if user is not None and display_name in (None, user.display_name):
-            self._users[(platform, platform_user_id)] = user
-            self._user_keys[user.id] = (platform, platform_user_id)
+        """Every update asks this: from memory mostly, a write only for a new user, or a new
+        name or platform language (None for either: unknown, keep what is stored)."""
+        user = await self.find_user(platform, platform_user_id)
+        if (
+            user is not None
+            and display_name in (None, user.display_name)
+            and platform_language in (None, user.platform_language)
+        ):
             return user
         try:
             async with self._transaction() as db:
                 row = await _returned(
                     db,
-                    "INSERT INTO users (platform, platform_user_id, display_name, created_at)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT (platform, platform_user_id)"
-                    " DO UPDATE SET display_name = COALESCE(excluded.display_name, display_name)"
+                    "INSERT INTO users (platform, platform_user_id, display_name,"
+                    " platform_language, created_at) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (platform, platform_user_id) DO UPDATE SET"
+                    " display_name = COALESCE(excluded.display_name, display_name),"
+                    " platform_language = COALESCE(excluded.platform_language, platform_language)"
                     " RETURNING *",
-                    (platform, platform_user_id, display_name, _iso(utcnow())),
+                    (platform, platform_user_id, display_name, platform_language, _iso(utcnow())),
                 )
         finally:
             self._forget_user((platform, platform_user_id))
         written: User = _USER.convert(row, User)
         return written
+
+    async def find_user(self, platform: str, platform_user_id: str) -> User | None:
+        """The user of a chat account, or None: nothing is created. From memory mostly."""
+        key = (platform, platform_user_id)
+        user = self._users.get(key)
+        if user is None:
+            user = await self._find_user(platform, platform_user_id)
+        if user is not None:
+            self._users[key] = user
+            self._user_keys[user.id] = key
+        return user
 
     async def _find_user(self, platform: str, platform_user_id: str) -> User | None:
         return await self._one(
@@ -376,6 +201,13 @@ class Store:
         finally:
             self._forget_user(self._user_keys.get(user_id))
 
+    async def set_language(self, user_id: int, language: str | None) -> None:
+        """The user's own language choice (None: follow the platform's again)."""
+        try:
+            await self._write("UPDATE users SET language = ? WHERE id = ?", (language, user_id))
+        finally:
+            self._forget_user(self._user_keys.get(user_id))
+
     def _forget_user(self, key: tuple[str, str] | None) -> None:
         """Drop the cached copy of a user whose row was written. Called once the write has
         committed or failed: a copy read meanwhile may be stale."""
@@ -388,8 +220,9 @@ class Store:
         try:
             async with self._transaction() as db:
                 await db.execute(
-                    "DELETE FROM deliveries WHERE (job_kind = 'tune' AND job_id IN"
-                    " (SELECT id FROM tunes WHERE user_id = ?)) OR (job_kind = 'generation' AND"
+                    f"DELETE FROM deliveries WHERE (job_kind = '{JobKind.TUNE.value}' AND job_id IN"
+                    " (SELECT id FROM tunes WHERE user_id = ?)) OR"
+                    f" (job_kind = '{JobKind.GENERATION.value}' AND"
                     " job_id IN (SELECT id FROM generations WHERE user_id = ?))",
                     (user_id, user_id),
                 )
@@ -448,8 +281,18 @@ class Store:
                     db,
                     "INSERT INTO tunes (user_id, title, class_name, label, token, state,"
                     " callback_secret, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, 'creating', ?, ?, ?) RETURNING *",
-                    (user_id, title, class_name, label, token, secrets.token_urlsafe(16), now, now),
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                    (
+                        user_id,
+                        title,
+                        class_name,
+                        label,
+                        token,
+                        TuneState.CREATING,
+                        secrets.token_urlsafe(16),
+                        now,
+                        now,
+                    ),
                 ),
                 TuneRecord,
             )
@@ -474,7 +317,7 @@ class Store:
 
     async def unfinished_tunes(self) -> list[TuneRecord]:
         return await self._all(
-            f"SELECT * FROM tunes WHERE state IN {TUNE_UNFINISHED} ORDER BY id",
+            f"SELECT * FROM tunes WHERE state {sql_in(TUNE_UNFINISHED)} ORDER BY id",
             (),
             _TUNE,
             TuneRecord,
@@ -487,7 +330,7 @@ class Store:
             tune: TuneRecord = _TUNE.convert(
                 await self._update(db, "tunes", tune_id, changes), TuneRecord
             )
-            if changes.get("state") in ("failed", "cancelled"):
+            if changes.get("state") in TUNE_GAVE_UP:
                 await db.execute(
                     "UPDATE photos SET tune_id = NULL WHERE tune_id = ? AND sha256 NOT IN"
                     " (SELECT p.sha256 FROM photos p"
@@ -517,7 +360,7 @@ class Store:
                 db,
                 "INSERT INTO generations (user_id, tune_id, prompt_typed, prompt_sent,"
                 " negative_prompt, options, seed, state, callback_secret, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) RETURNING *",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
                 (
                     user_id,
                     tune_id,
@@ -526,13 +369,14 @@ class Store:
                     negative_prompt,
                     json.dumps(options),
                     seed,
+                    GenerationState.QUEUED,
                     secrets.token_urlsafe(16),
                     now,
                     now,
                 ),
             )
             generation: GenerationRecord = _GENERATION.convert(row, GenerationRecord)
-            delivery = await self._insert_delivery(db, "generation", generation.id, target)
+            delivery = await self._insert_delivery(db, JobKind.GENERATION, generation.id, target)
         return generation, delivery
 
     async def generation_by_backend_id(self, backend_id: int) -> GenerationRecord | None:
@@ -557,7 +401,7 @@ class Store:
 
     async def unfinished_generations(self) -> list[GenerationRecord]:
         return await self._all(
-            f"SELECT * FROM generations WHERE state IN {GENERATION_UNFINISHED} ORDER BY id",
+            f"SELECT * FROM generations WHERE state {sql_in(GENERATION_UNFINISHED)} ORDER BY id",
             (),
             _GENERATION,
             GenerationRecord,
@@ -566,7 +410,7 @@ class Store:
     async def update_generation(self, generation_id: int, **changes: Any) -> GenerationRecord:
         if "result_files" in changes:
             changes["result_files"] = json.dumps(changes["result_files"])
-        if changes.get("state") in ("done", "failed", "cancelled"):
+        if "state" in changes and not GenerationState(changes["state"]).unfinished:
             changes.setdefault("finished_at", utcnow())
         async with self._transaction() as db:
             row = await self._update(db, "generations", generation_id, changes)
@@ -576,20 +420,21 @@ class Store:
     async def queue_position(self, generation_id: int) -> int:
         """How many unfinished generations (of anyone) were asked for before this one."""
         rows = await self._rows(
-            f"SELECT COUNT(*) FROM generations WHERE state IN {GENERATION_UNFINISHED} AND id < ?",
+            f"SELECT COUNT(*) FROM generations WHERE state {sql_in(GENERATION_UNFINISHED)}"
+            " AND id < ?",
             (generation_id,),
         )
         return int(rows[0][0]) if rows else 0
 
     # -- deliveries --------------------------------------------------------------------------
 
-    async def add_delivery(self, job_kind: str, job_id: int, target: ChatTarget) -> Delivery:
+    async def add_delivery(self, job_kind: JobKind, job_id: int, target: ChatTarget) -> Delivery:
         async with self._transaction() as db:
             return await self._insert_delivery(db, job_kind, job_id, target)
 
     @staticmethod
     async def _insert_delivery(
-        db: aiosqlite.Connection, job_kind: str, job_id: int, target: ChatTarget
+        db: aiosqlite.Connection, job_kind: JobKind, job_id: int, target: ChatTarget
     ) -> Delivery:
         row = await _returned(
             db,
@@ -607,7 +452,7 @@ class Store:
         delivery: Delivery = _DELIVERY.convert(row, Delivery)
         return delivery
 
-    async def get_delivery(self, job_kind: str, job_id: int) -> Delivery | None:
+    async def get_delivery(self, job_kind: JobKind, job_id: int) -> Delivery | None:
         return await self._one(
             "SELECT * FROM deliveries WHERE job_kind = ? AND job_id = ?",
             (job_kind, job_id),
@@ -644,7 +489,7 @@ class Store:
     async def create_action(
         self,
         user_id: int,
-        kind: str,
+        kind: ActionKind,
         *,
         generation_id: int | None = None,
         argument: str | None = None,

@@ -1,9 +1,10 @@
 """A fake Astria API server for tests: the remote side, over real HTTP.
 
-Follows reference/astria-api.md §10: Bearer auth, Rails-style form or JSON bodies, optional
-`.json` suffix, tunes that train on a short clock, prompts that wait for their LoRA's tune and
-then produce real PNG images served from `/files/`, callbacks POSTed once (never retried), and
-failure injection (`fail_next`, `delay_next`) for the client's error paths.
+Follows Astria's API (docs.astria.ai; our subset: docs/architecture.md §2): Bearer auth,
+Rails-style form or JSON bodies, optional `.json` suffix, tunes that train on a short clock,
+prompts that wait for their LoRA's tune and then produce real PNG images served from `/files/`,
+callbacks POSTed once (never retried), and failure injection (`fail_next`, `delay_next`) for
+the client's error paths.
 
 It runs uvicorn in a background thread with its own event loop, so sync tests, async tests and
 bot subprocesses can all reach it. Standalone (for subprocess tests):

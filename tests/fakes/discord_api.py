@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,14 @@ BOT_USER = {
     "flags": 0,
 }
 Json = dict[str, Any]
+LOCALES = frozenset({
+    "id", "da", "de", "en-GB", "en-US", "es-ES", "es-419", "fr", "hr", "it", "lt", "hu", "nl",
+    "no", "pl", "pt-BR", "ro", "fi", "sv-SE", "vi", "tr", "cs", "el", "bg", "ru", "uk", "hi",
+    "th", "zh-CN", "ja", "zh-TW", "ko",
+})  # fmt: skip
+"""The locales Discord knows: an interaction's `locale`, the keys of `*_localizations`."""
+COMMAND_NAME = re.compile(r"[-_'\w]{1,32}")
+r"""Discord's `^[-_'\p{L}\p{N}...]{1,32}$`, lower case where the script has case."""
 
 
 def snowflake_at(moment: datetime, counter: int = 0) -> int:
@@ -276,12 +285,13 @@ class FakeDiscord:
         guild_id: int | None = None,
         attachments: Sequence[Json] = (),
         created: datetime | None = None,
+        locale: str = "en-US",
     ) -> Json:
-        """INTERACTION_CREATE for a slash command (type 2)."""
+        """INTERACTION_CREATE for a slash command (type 2), from a client set to `locale`."""
         data: Json = {"id": str(self.new_id()), "name": name, "type": 1, "options": options}
         if attachments:
             data["resolved"] = {"attachments": {a["id"]: a for a in attachments}}
-        return self._interaction(2, data, user, channel_id, guild_id, created)
+        return self._interaction(2, data, user, channel_id, guild_id, created, locale)
 
     def button(
         self,
@@ -291,10 +301,11 @@ class FakeDiscord:
         user: Json,
         guild_id: int | None = None,
         created: datetime | None = None,
+        locale: str = "en-US",
     ) -> Json:
         """INTERACTION_CREATE for a button press (type 3) on a message the bot posted."""
         data = {"custom_id": custom_id, "component_type": 2}
-        payload = self._interaction(3, data, user, message.channel_id, guild_id, created)
+        payload = self._interaction(3, data, user, message.channel_id, guild_id, created, locale)
         payload["message"] = self._message_json(message)
         self._interactions[payload["token"]].message_id = message.id
         return payload
@@ -307,7 +318,9 @@ class FakeDiscord:
         channel_id: int,
         guild_id: int | None,
         created: datetime | None,
+        locale: str,
     ) -> Json:
+        assert locale in LOCALES, f"Discord has no locale {locale!r}"
         created = created or datetime.now(UTC)
         interaction_id = self.new_id(created)
         token = f"itoken-{interaction_id}"
@@ -320,7 +333,7 @@ class FakeDiscord:
             "token": token,
             "version": 1,
             "channel_id": str(channel_id),
-            "locale": "en-US",
+            "locale": locale,
             "entitlements": [],
             "app_permissions": "2248473465835073",
             "attachment_size_limit": self.attachment_size_limit,
@@ -421,6 +434,9 @@ class FakeDiscord:
         }
 
     def _sync(self, call: Call, params: dict[str, str]) -> tuple[int, Any]:
+        problems = [problem for command in call.json for problem in _command_problems(command)]
+        if problems:
+            return 400, {"code": 50035, "message": "Invalid Form Body", "errors": problems}
         commands = [
             {**command, "id": str(self.new_id()), "application_id": str(APP_ID), "version": "1"}
             for command in call.json
@@ -564,6 +580,33 @@ def _message(message_id: int, channel_id: int, author: Json, content: str, **fie
         "attachments": [],
         **fields,
     }
+
+
+def _command_problems(item: Json) -> list[str]:
+    """What Discord refuses in a slash command, an option or a choice (and their
+    localisations): names of 1-32 lower-case letters, digits, `-`, `_`; descriptions and
+    choice names of 1-100 characters; localisations keyed by a locale Discord knows."""
+    problems = []
+    is_choice = "value" in item
+    names = [item["name"], *(item.get("name_localizations") or {}).values()]
+    for name in names:
+        ok = 1 <= len(name) <= 100 if is_choice else bool(COMMAND_NAME.fullmatch(name))
+        if not ok or (not is_choice and name != name.lower()):
+            problems.append(f"invalid name {name!r}")
+    descriptions = [
+        item.get("description"),
+        *(item.get("description_localizations") or {}).values(),
+    ]
+    for description in descriptions if not is_choice else ():
+        if not 1 <= len(description or "") <= 100:
+            problems.append(f"description of {item['name']!r} must be 1-100 characters")
+    for localized in ("name_localizations", "description_localizations"):
+        problems += [
+            f"unknown locale {key!r}" for key in item.get(localized) or {} if key not in LOCALES
+        ]
+    for child in (*(item.get("options") or ()), *(item.get("choices") or ())):
+        problems += _command_problems(child)
+    return problems
 
 
 def _match(pattern: str, path: str) -> dict[str, str] | None:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -38,6 +39,8 @@ JSON_FIELDS = frozenset(
     {"reply_markup", "media", "reply_parameters", "commands", "scope", "allowed_updates"}
 )
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
+COMMAND_NAME = re.compile(r"[a-z0-9_]{1,32}")
+MAX_COMMAND_DESCRIPTION = 256
 MAX_LONG_POLL_S = 0.5
 """The fake answers a long poll within this, whatever timeout the bot asks for, so stopping
 the bot never waits on a full Telegram-sized (10 s and more) poll."""
@@ -86,6 +89,8 @@ class FakeTelegram:
         self.calls: list[ApiCall] = []
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.webhook: dict[str, Any] | None = None
+        self.command_menus: dict[tuple[str, str], list[dict[str, str]]] = {}
+        """(scope type, language_code or "") -> the commands setMyCommands last set there."""
         self._files: dict[str, tuple[str, bytes | None, int]] = {}  # id -> (path, data, size)
         self._updates: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
@@ -110,7 +115,7 @@ class FakeTelegram:
             "sendMediaGroup": self._send_media_group,
             "getFile": self._get_file,
             "answerCallbackQuery": lambda p, f: True,
-            "setMyCommands": lambda p, f: True,
+            "setMyCommands": self._set_my_commands,
             "deleteWebhook": self._delete_webhook,
             "setWebhook": self._set_webhook,
             "sendChatAction": lambda p, f: True,
@@ -385,6 +390,21 @@ class FakeTelegram:
         self.webhook = None
         return True
 
+    def _set_my_commands(self, params: dict[str, Any], _: dict[str, bytes]) -> bool:
+        """As the Bot API: names of 1-32 of [a-z0-9_], descriptions of 1-256 characters, and
+        an empty or two-letter ISO 639-1 `language_code`."""
+        language = params.get("language_code", "")
+        if language and not re.fullmatch(r"[a-z]{2}", language):
+            raise _ApiError(400, "Bad Request: invalid language code specified")
+        for command in params["commands"]:
+            if not COMMAND_NAME.fullmatch(command["command"]):
+                raise _ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
+            if not 1 <= len(command["description"]) <= MAX_COMMAND_DESCRIPTION:
+                raise _ApiError(400, "Bad Request: command description is too long")
+        scope = (params.get("scope") or {"type": "default"})["type"]
+        self.command_menus[(scope, language)] = params["commands"]
+        return True
+
     def _set_webhook(self, params: dict[str, Any], _: dict[str, bytes]) -> bool:
         self.webhook = params
         return True
@@ -403,10 +423,16 @@ class Users:
     def __init__(self, fake: FakeTelegram) -> None:
         self._fake = fake
         self._message_ids = itertools.count(1)
+        self.languages: dict[int, str] = {}
+        """user id -> the `language_code` their Telegram app sends (none unless set here)."""
 
     @staticmethod
-    def user(user_id: int, name: str = "") -> dict[str, Any]:
-        return {"id": user_id, "is_bot": False, "first_name": name or f"User{user_id}"}
+    def user(user_id: int, name: str = "", language: str | None = None) -> dict[str, Any]:
+        user = {"id": user_id, "is_bot": False, "first_name": name or f"User{user_id}"}
+        return user if language is None else {**user, "language_code": language}
+
+    def _sender(self, user_id: int) -> dict[str, Any]:
+        return self.user(user_id, language=self.languages.get(user_id))
 
     def message(
         self, user_id: int, chat_id: int | None = None, text: str | None = None, **extra: Any
@@ -417,7 +443,7 @@ class Users:
             "message_id": next(self._message_ids),
             "date": int(time.time()),
             "chat": self._fake._chat(chat_id),
-            "from": self.user(user_id),
+            "from": self._sender(user_id),
             **extra,
         }
         if text is not None:
@@ -458,7 +484,7 @@ class Users:
         """Press the inline button with callback `data` under the bot's `message`."""
         query = {
             "id": str(next(self._message_ids)),
-            "from": self.user(user_id),
+            "from": self._sender(user_id),
             "chat_instance": "ci",
             "message": message,
             "data": data,

@@ -2,8 +2,8 @@
 
 `discord.ui.DynamicItem` rebuilds a button from any custom_id matching its template, so presses
 on messages posted before a restart still arrive. What a button does (reroll, more like #n,
-upscale #n, use a model, confirm deletion) and whose it is live in the store's `actions` table,
-never in memory. Views made only of these items are not kept by discord.py either, so posting
+upscale #n, use a model, confirm deletion) and whose it is are stored (`service.new_action`),
+never kept in memory. Views made only of these items are not kept by discord.py either, so posting
 thousands of results costs no memory.
 """
 
@@ -16,7 +16,9 @@ from typing import Any, Protocol, cast
 
 import discord
 
-from bot.core.store import Store
+from bot.core.records import ActionKind
+from bot.core.service import PhotoshootService
+from bot.core.texts import text
 
 CUSTOM_ID_PREFIX = "ps:"
 BUTTONS_PER_ROW = 5
@@ -66,21 +68,23 @@ class ButtonSpec:
     """A button to store and show: its label, its action kind and what the action needs."""
 
     label: str
-    kind: str
+    kind: ActionKind
     argument: str | None = None
     generation_id: int | None = None
     row: int | None = None
     style: discord.ButtonStyle = discord.ButtonStyle.secondary
 
 
-async def action_view(store: Store, user_id: int, specs: Sequence[ButtonSpec]) -> discord.ui.View:
+async def action_view(
+    service: PhotoshootService, user_id: int, specs: Sequence[ButtonSpec]
+) -> discord.ui.View:
     """Store one action per button (all belong to `user_id`) and lay the buttons out."""
     view = discord.ui.View(timeout=None)
     for spec in specs:
-        action = await store.create_action(
+        token = await service.new_action(
             user_id, spec.kind, generation_id=spec.generation_id, argument=spec.argument
         )
-        view.add_item(ActionButton(action.token, spec.label, spec.row, spec.style))
+        view.add_item(ActionButton(token, spec.label, spec.row, spec.style))
     return view
 
 
@@ -92,11 +96,15 @@ def result_buttons(generation_id: int, numbers: Sequence[int], *, reroll: bool) 
     """
     specs = []
     if reroll:
-        specs.append(ButtonSpec("🔁 Reroll", "reroll", generation_id=generation_id, row=0))
-    for kind, label, first_row in (("variation", "✨ #{n}", 1), ("upscale", "⬆ #{n}", 3)):
+        label = text("button.reroll")
+        specs.append(ButtonSpec(label, ActionKind.REROLL, generation_id=generation_id, row=0))
+    for kind, key, first_row in (
+        (ActionKind.VARIATION, "button.more_like", 1),
+        (ActionKind.UPSCALE, "button.upscale", 3),
+    ):
         specs += [
             ButtonSpec(
-                label.format(n=number),
+                text(key, number=number),
                 kind,
                 argument=str(number),
                 generation_id=generation_id,

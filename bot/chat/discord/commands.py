@@ -1,4 +1,4 @@
-"""Slash commands (design.md §4) and photos dropped into the DM, as service calls.
+"""Slash commands (docs/architecture.md §4) and photos dropped into the DM, as service calls.
 
 Handlers stay thin: defer at once (Discord's 3-second deadline), call the service, answer.
 `/train` is private wherever it is used: in a DM it is a DM, in a guild every answer is
@@ -8,6 +8,7 @@ where it was asked; its deferred response becomes the job's status message.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -15,35 +16,27 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.app import Core
+from bot.chat.base import Core
 from bot.chat.discord.buttons import ButtonSpec, action_view
 from bot.chat.discord.intake import PhotoIntake
 from bot.chat.discord.notifier import DiscordNotifier
-from bot.chat.discord.replies import (
-    PLATFORM,
-    SORRY,
-    Interaction,
-    chat_target,
-    reply,
-    reporting,
-)
+from bot.chat.discord.replies import PLATFORM, Interaction, chat_target, reply, reporting
+from bot.chat.discord.translator import command_name, command_text
+from bot.core.errors import UserError
 from bot.core.photos import MIN_PHOTOS
-from bot.core.service import CLASS_NAMES, UserError
-from bot.core.store import ChatTarget, TuneRecord, User
-from bot.core.texts import help_text, models_text
+from bot.core.records import ActionKind, ChatTarget, JobKind, TuneRecord, TuneState, User
+from bot.core.service import AUTOMATIC_LANGUAGE, CLASS_NAMES
+from bot.core.texts import languages, text
+from bot.core.views import help_text, models_text
 
 log = logging.getLogger(__name__)
 
-PHOTO_HINT = (
-    "Attach them to /train (up to 10 at a time; only you see them), or drop them into a DM with me."
-)
 Photo = discord.Attachment | None
 MAX_PROMPT_CHARS = 1000
-CLASS_CHOICES = [app_commands.Choice(name=name, value=name) for name in CLASS_NAMES]
 
 
 def _started_text(tune: TuneRecord) -> str:
-    return f"Training {tune.display_name} started. It takes a while; I'll DM you when it's done."
+    return text("train.started_dm", model=tune.display_name)
 
 
 class SlashCommands:
@@ -52,32 +45,66 @@ class SlashCommands:
 
     def __init__(self, core: Core, notifier: DiscordNotifier, intake: PhotoIntake) -> None:
         self._service = core.service
-        self._store = core.store
         self._notifier = notifier
         self._intake = intake
 
-    async def user(self, account: discord.abc.User) -> User:
-        return await self._service.user(PLATFORM, str(account.id), account.display_name)
+    async def user(self, interaction: Interaction) -> User:
+        """The user who interacts (their Discord locale kept, for news sent later)."""
+        account, locale = interaction.user, interaction.locale.value
+        return await self._service.user(PLATFORM, str(account.id), account.display_name, locale)
+
+    async def speak(self, interaction: Interaction) -> None:
+        """Answer the interaction in its user's language (Discord's `locale`, unless they chose
+        one with /language). An interaction is always meant for the bot, so its user is
+        recorded with the locale: messages dropped into the DM later carry none."""
+        with contextlib.suppress(UserError):  # ALLOWED_IDS: the handler itself refuses
+            await self.user(interaction)
+        account = interaction.user
+        await self._service.speak_to(PLATFORM, str(account.id), interaction.locale.value)
 
     def register(self, tree: app_commands.CommandTree[Any]) -> None:
+        """The commands, with their descriptions' base in DEFAULT_LANGUAGE (see translator)."""
+        with languages.use_language(self._service.default_language):
+            self._register(tree)
+
+    def _register(self, tree: app_commands.CommandTree[Any]) -> None:
         """The commands as closures: discord.py reads their options from the signatures."""
         contexts = app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
         installs = app_commands.allowed_installs(guilds=True, users=False)
+        class_choices = [
+            app_commands.Choice(name=command_text(f"class.{name}"), value=name)
+            for name in CLASS_NAMES
+        ]
+        language_choices = [
+            app_commands.Choice(name=languages.name(code), value=code)
+            for code in languages.languages()
+        ]
+        automatic = command_text("button.language_automatic")
+        language_choices.append(app_commands.Choice(name=automatic, value=AUTOMATIC_LANGUAGE[0]))
 
-        @tree.command(name="help", description="What this bot does and how to use it")
+        @tree.command(
+            name=command_name("discord.name.help"),
+            description=command_text("discord.command.help"),
+        )
         @contexts
         @installs
         async def help_(interaction: Interaction) -> None:
-            await reply(interaction, help_text(PHOTO_HINT))
+            await reply(interaction, help_text(text("discord.photo_hint")))
 
-        @tree.command(name="train", description="Train your model from photos of you")
-        @app_commands.rename(class_name="class")
-        @app_commands.describe(
-            class_name="what is in the photos",
-            name="a name for this model (optional)",
-            photo1="4-20 photos of you, at least 1024 px; more in photo2 … photo10 or the DM",
+        @tree.command(
+            name=command_name("discord.name.train"),
+            description=command_text("discord.command.train"),
         )
-        @app_commands.choices(class_name=CLASS_CHOICES)
+        @app_commands.rename(
+            class_name=command_name("discord.option.class"),
+            name=command_name("discord.option.name"),
+        )
+        @app_commands.describe(
+            class_name=command_text("discord.command.train.class"),
+            name=command_text("discord.command.train.name"),
+            photo1=command_text("discord.command.train.photo"),
+        )
+        @app_commands.choices(class_name=class_choices)
         @contexts
         @installs
         async def train(
@@ -99,8 +126,12 @@ class SlashCommands:
             attachments = [photo for photo in (*photos, photo10) if photo is not None]
             await reporting(interaction, self.train(interaction, class_name, name, attachments))
 
-        @tree.command(name="imagine", description="Make pictures of you")
-        @app_commands.describe(prompt="what to make, e.g. astronaut on the moon")
+        @tree.command(
+            name=command_name("discord.name.imagine"),
+            description=command_text("discord.command.imagine"),
+        )
+        @app_commands.rename(prompt=command_name("discord.option.prompt"))
+        @app_commands.describe(prompt=command_text("discord.command.imagine.prompt"))
         @contexts
         @installs
         async def imagine(
@@ -108,29 +139,53 @@ class SlashCommands:
         ) -> None:
             await reporting(interaction, self.imagine(interaction, prompt))
 
-        @tree.command(name="models", description="Your models; choose the active one")
+        @tree.command(
+            name=command_name("discord.name.models"),
+            description=command_text("discord.command.models"),
+        )
         @contexts
         @installs
         async def models(interaction: Interaction) -> None:
             await reporting(interaction, self.models(interaction))
 
-        @tree.command(name="status", description="What is running")
+        @tree.command(
+            name=command_name("discord.name.status"),
+            description=command_text("discord.command.status"),
+        )
         @contexts
         @installs
         async def status(interaction: Interaction) -> None:
             await reporting(interaction, self.status(interaction))
 
-        @tree.command(name="cancel", description="Stop running jobs, or drop photos not trained")
+        @tree.command(
+            name=command_name("discord.name.cancel"),
+            description=command_text("discord.command.cancel"),
+        )
         @contexts
         @installs
         async def cancel(interaction: Interaction) -> None:
             await reporting(interaction, self.cancel(interaction))
 
-        @tree.command(name="delete", description="Delete your photos, models and images")
+        @tree.command(
+            name=command_name("discord.name.delete"),
+            description=command_text("discord.command.delete"),
+        )
         @contexts
         @installs
         async def delete(interaction: Interaction) -> None:
             await reporting(interaction, self.delete(interaction))
+
+        @tree.command(
+            name=command_name("discord.name.language"),
+            description=command_text("discord.command.language"),
+        )
+        @app_commands.rename(language=command_name("discord.option.language"))
+        @app_commands.describe(language=command_text("discord.command.language.language"))
+        @app_commands.choices(language=language_choices)
+        @contexts
+        @installs
+        async def language(interaction: Interaction, language: str | None = None) -> None:
+            await reporting(interaction, self.language(interaction, language))
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -142,24 +197,29 @@ class SlashCommands:
         attachments: Sequence[discord.Attachment],
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)  # before downloading
-        user = await self.user(interaction.user)
+        user = await self.user(interaction)
         summary = ""
         if attachments:
             summary = (await self._intake.add(user, attachments)).summary() + "\n"
         count = await self._service.pending_photo_count(user)
         if count < MIN_PHOTOS:
             self._intake.arm(user, class_name, label)
-            where = "here" if interaction.guild_id is None else "into a DM with me"
-            await reply(
-                interaction,
-                f"{summary}You have {count} of the {MIN_PHOTOS} photos training needs. Drop "
-                f"{MIN_PHOTOS - count} or more {where} (as files, at least 1024 px) and I'll "
-                f"start training your {class_name} model right away.",
+            in_dm = interaction.guild_id is None
+            key = "discord.needs_photos_here" if in_dm else "discord.needs_photos_in_dm"
+            needs = text(
+                key,
+                count=count,
+                min_photos=MIN_PHOTOS,
+                missing=MIN_PHOTOS - count,
+                class_name=class_name,
             )
+            await reply(interaction, summary + needs)
             return
         target = chat_target(interaction, private=True)  # a DM, or ephemeral in a guild
         tune = await self.start_training(user, class_name, label, target)
-        await self._notifier.follow("tune", tune.id, interaction, summary + _started_text(tune))
+        await self._notifier.follow(
+            JobKind.TUNE, tune.id, interaction, summary + _started_text(tune)
+        )
 
     async def start_training(
         self, user: User, class_name: str, label: str | None, target: ChatTarget
@@ -169,60 +229,77 @@ class SlashCommands:
 
     async def imagine(self, interaction: Interaction, prompt: str) -> None:
         response = await interaction.response.defer(thinking=True)  # public: results are shown
-        user = await self.user(interaction.user)
+        user = await self.user(interaction)
         target = chat_target(interaction, reply_to=response.message_id if response else None)
         started = await self._service.generate(user, prompt, target)
-        header = "\n".join([f"“{started.generation.prompt_typed}”", *started.notes])
-        await self._notifier.follow("generation", started.generation.id, interaction, header)
+        asked = text("discord.asked", prompt=started.generation.prompt_typed)
+        header = "\n".join([asked, *started.notes])
+        await self._notifier.follow(JobKind.GENERATION, started.generation.id, interaction, header)
 
     async def models(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        user = await self.user(interaction.user)
+        user = await self.user(interaction)
         tunes = await self._service.list_models(user)
         choices = [
-            ButtonSpec(f"Use {tune.display_name}", "model", argument=str(tune.id))
+            ButtonSpec(
+                text("button.use_model", model=tune.display_name),
+                ActionKind.MODEL,
+                argument=str(tune.id),
+            )
             for tune in tunes
-            if tune.state == "trained" and tune.id != user.active_tune_id
+            if tune.state == TuneState.TRAINED and tune.id != user.active_tune_id
         ]
-        view = await action_view(self._store, user.id, choices[:25]) if choices else None
+        view = await action_view(self._service, user.id, choices[:25]) if choices else None
         await reply(interaction, models_text(tunes, user.active_tune_id), view=view)
 
     async def status(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        report = await self._service.status(await self.user(interaction.user))
+        report = await self._service.status(await self.user(interaction))
         await reply(interaction, report.text)
 
     async def cancel(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        user = await self.user(interaction.user)
+        user = await self.user(interaction)
         self._intake.disarm(user)
         await reply(interaction, await self._service.cancel(user))
 
     async def delete(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        user = await self.user(interaction.user)
-        confirm = ButtonSpec("Yes, delete everything", "delete", style=discord.ButtonStyle.danger)
-        await reply(
-            interaction,
-            "This deletes all your photos, models and images, here and on the image service.",
-            view=await action_view(self._store, user.id, [confirm]),
+        user = await self.user(interaction)
+        confirm = ButtonSpec(
+            text("button.delete_everything"), ActionKind.DELETE, style=discord.ButtonStyle.danger
         )
+        view = await action_view(self._service, user.id, [confirm])
+        await reply(interaction, text("delete.question"), view=view)
+
+    async def language(self, interaction: Interaction, wanted: str | None) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        user = await self.user(interaction)
+        if wanted:
+            await reply(interaction, await self._service.choose_language(user, wanted))
+        else:
+            await reply(interaction, self._service.language_report(user))
 
     # -- photos dropped into the DM ------------------------------------------------------------
 
     async def photos_dropped(self, message: discord.Message) -> None:
-        """Files in a DM join the pending set; an armed /train starts once there are enough."""
+        """Files in a DM join the pending set; an armed /train starts once there are enough.
+
+        A message carries no locale: the user's language is the one stored (their choice, or
+        the locale of their last interaction)."""
+        await self._service.speak_to(PLATFORM, str(message.author.id))
         try:
-            text = await self._photos_dropped(message)
+            answer = await self._photos_dropped(message)
         except UserError as exc:
-            text = str(exc)
+            answer = exc.message
         except Exception:
             log.exception("storing photos from a DM failed")
-            text = SORRY
-        await message.reply(text, mention_author=False)
+            answer = text("error.sorry")
+        await message.reply(answer, mention_author=False)
 
     async def _photos_dropped(self, message: discord.Message) -> str:
-        user = await self.user(message.author)
+        author = message.author
+        user = await self._service.user(PLATFORM, str(author.id), author.display_name)
         summary = (await self._intake.add(user, message.attachments)).summary()
         armed = self._intake.armed(user)
         if armed is None or await self._service.pending_photo_count(user) < MIN_PHOTOS:

@@ -12,19 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, cast
 
 import discord
 from discord import app_commands
 
-from bot.app import Core
+from bot.chat.base import Core
 from bot.chat.discord.buttons import ActionButton
 from bot.chat.discord.commands import SlashCommands
 from bot.chat.discord.intake import PhotoIntake
 from bot.chat.discord.notifier import DiscordNotifier
 from bot.chat.discord.presses import ButtonPresses
-from bot.chat.discord.replies import PLATFORM, SORRY, reply
+from bot.chat.discord.replies import PLATFORM, reply
+from bot.chat.discord.translator import CatalogTranslator
 from bot.config import ConfigError
+from bot.core.texts import text
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +40,22 @@ def intents() -> discord.Intents:
     return chosen
 
 
+class SpeakingTree(app_commands.CommandTree[Any]):
+    """The command tree; each command runs in its user's language (set before it runs, in
+    the interaction's own task, so the error handler speaks it too)."""
+
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        await cast(PhotoshootClient, self.client).speak(interaction)
+        return True
+
+
 class PhotoshootClient(discord.Client):
     """The client: routes button presses and DM photos, signals when it is connected."""
 
     def __init__(self) -> None:
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice here
         super().__init__(intents=intents())
-        self.tree: app_commands.CommandTree[Any] = app_commands.CommandTree(self)
+        self.tree: app_commands.CommandTree[Any] = SpeakingTree(self)
         self.tree.error(self._command_failed)
         self.gateway_up = asyncio.Event()
         self.presses: ButtonPresses | None = None
@@ -56,8 +67,13 @@ class PhotoshootClient(discord.Client):
     async def on_connect(self) -> None:
         self.gateway_up.set()
 
+    async def speak(self, interaction: discord.Interaction[Any]) -> None:
+        assert self.slash is not None, "set before connecting"
+        await self.slash.speak(interaction)
+
     async def button_pressed(self, interaction: discord.Interaction[Any], token: str) -> None:
         assert self.presses is not None, "set before connecting"
+        await self.speak(interaction)
         await self.presses.pressed(interaction, token)
 
     async def on_message(self, message: discord.Message) -> None:
@@ -73,7 +89,7 @@ class PhotoshootClient(discord.Client):
         """Errors our handlers did not catch themselves (option conversion and the like)."""
         log.error("slash command failed", exc_info=error)
         with contextlib.suppress(discord.HTTPException):
-            await reply(interaction, SORRY)
+            await reply(interaction, text("error.sorry"))
 
 
 class DiscordFrontend:
@@ -89,7 +105,7 @@ class DiscordFrontend:
         self._token = settings.discord_bot_token.get_secret_value()
         self._dev_guild_id = settings.discord_dev_guild_id
         self.client = PhotoshootClient()
-        self.notifier = DiscordNotifier(self.client, core.store)
+        self.notifier = DiscordNotifier(self.client, core.service)
         commands = SlashCommands(core, self.notifier, PhotoIntake(core.service))
         commands.register(self.client.tree)
         self.client.slash = commands
@@ -130,6 +146,7 @@ class DiscordFrontend:
 
     async def _sync_commands(self) -> None:
         tree = self.client.tree
+        await tree.set_translator(CatalogTranslator())
         if self._dev_guild_id is None:
             synced = await tree.sync()
             log.info("Discord: %d slash commands synced globally", len(synced))

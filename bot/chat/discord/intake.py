@@ -19,9 +19,17 @@ from dataclasses import dataclass
 import aiohttp
 import discord
 
-from bot.core.photos import MAX_FILE_BYTES, IntakeBatch, Rejection, RejectReason
+from bot.core.photos import (
+    MAX_FILE_BYTES,
+    IntakeBatch,
+    Rejection,
+    RejectReason,
+    file_too_large,
+    photo_subject,
+)
+from bot.core.records import User
 from bot.core.service import IncomingPhoto, PhotoshootService
-from bot.core.store import User
+from bot.core.texts import text
 
 log = logging.getLogger(__name__)
 
@@ -75,25 +83,17 @@ async def download(attachment: discord.Attachment) -> Received:
     """The attachment's bytes, or why it can't be used."""
     name = attachment.filename
     if attachment.size > MAX_FILE_BYTES:
-        megabytes = attachment.size / 1024 / 1024
-        return Rejection(
-            RejectReason.FILE_TOO_LARGE,
-            f"“{name}” is {megabytes:.0f} MB; the limit is 20 MB. Export it smaller and send "
-            "it again.",
-            name,
-        )
+        refused = file_too_large(attachment.size, name)
+        return Rejection(refused.reason, refused.message, name)
+    subject = photo_subject(name)
     content_type = (attachment.content_type or "").split(";")[0]
     if content_type and not content_type.startswith("image/"):
-        return Rejection(
-            RejectReason.NOT_AN_IMAGE,
-            f"“{name}” is not a photo ({content_type}). Please send JPEG or PNG photos.",
-            name,
-        )
+        message = text("photo.not_a_photo", subject=subject, content_type=content_type)
+        return Rejection(RejectReason.NOT_AN_IMAGE, message, name)
     try:
         return IncomingPhoto(await attachment.read(), name)
     except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
         # The class name only: the error text could quote the signed URL.
         log.warning("an attachment download failed: %s", type(exc).__name__)
-        return Rejection(
-            RejectReason.CORRUPT, f"“{name}” could not be downloaded. Please send it again.", name
-        )
+        message = text("photo.not_downloaded", subject=subject)
+        return Rejection(RejectReason.CORRUPT, message, name)

@@ -28,7 +28,9 @@ import discord
 from bot.chat.discord.buttons import action_view, result_buttons
 from bot.chat.discord.replies import clip
 from bot.chat.discord.uploads import DEFAULT_LIMIT_BYTES, Upload, batches, fit_all
-from bot.core.store import Delivery, GenerationRecord, Store
+from bot.core.records import Delivery, GenerationRecord, JobKind
+from bot.core.service import PhotoshootService
+from bot.core.texts import text
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ ORIGINAL_PREFIX = "i:"
 TOKEN_USABLE_FOR = timedelta(minutes=14)
 DM_EDIT_INTERVAL_S = 1.0
 CHANNEL_EDIT_INTERVAL_S = 2.0
-JobKey = tuple[str, int]
+JobKey = tuple[JobKind, int]
 MISSING: Any = discord.utils.MISSING
 Messageable = discord.abc.Messageable
 
@@ -64,13 +66,13 @@ class LiveResponse:
 class DiscordNotifier:
     """See the module docstring."""
 
-    def __init__(self, client: discord.Client, store: Store) -> None:
+    def __init__(self, client: discord.Client, service: PhotoshootService) -> None:
         self._client = client
-        self._store = store
+        self._service = service
         self._live: dict[JobKey, LiveResponse] = {}
 
     async def follow(
-        self, kind: str, job_id: int, interaction: discord.Interaction[Any], header: str
+        self, kind: JobKind, job_id: int, interaction: discord.Interaction[Any], header: str
     ) -> None:
         """Let a job just started report through this (deferred) interaction while its token
         lives, and show `header` in its response now.
@@ -124,7 +126,7 @@ class DiscordNotifier:
 
     async def send_text(self, delivery: Delivery, text: str) -> None:
         """A job's closing words: the tracker sends nothing more after them."""
-        if delivery.job_kind == "tune":
+        if delivery.job_kind == JobKind.TUNE:
             self._forget(delivery)
             await self._tell_owner(delivery, text)
             return
@@ -138,14 +140,19 @@ class DiscordNotifier:
         limit = live.interaction.filesize_limit if live else self._channel_limit(delivery)
         uploads = await asyncio.to_thread(fit_all, files, limit)
         owner = await self._platform_user_id(generation.user_id)
-        caption = f"“{generation.prompt_typed}” (image #{generation.id}, seed {generation.seed})"
+        caption = text(
+            "discord.result_caption",
+            prompt=generation.prompt_typed,
+            id=generation.id,
+            seed=generation.seed,
+        )
         if not delivery.is_private:  # in a channel, say whose pictures these are
             caption = f"<@{owner}> {caption}"
         mentions = discord.AllowedMentions(users=[discord.Object(int(owner))])
         for number, batch in enumerate(batches(uploads)):
             numbers = [upload.number for upload in batch]
             buttons = result_buttons(generation.id, numbers, reroll=number == 0)
-            view = await action_view(self._store, generation.user_id, buttons)
+            view = await action_view(self._service, generation.user_id, buttons)
             content = caption if number == 0 else None
             await self._post(delivery, content, batch=batch, view=view, mentions=mentions)
         self._forget(delivery)
@@ -196,19 +203,18 @@ class DiscordNotifier:
         return guild.filesize_limit if guild is not None else DEFAULT_LIMIT_BYTES
 
     async def _status_channel(self, delivery: Delivery) -> Messageable | None:
-        if delivery.job_kind != "tune":
+        if delivery.job_kind != JobKind.TUNE:
             return self._channel(delivery)
         return await self._owner_dm(delivery)
 
     async def _owner_dm(self, delivery: Delivery) -> discord.DMChannel | None:
-        tune = await self._store.get_tune(delivery.job_id)
-        if tune is None:
+        owner = await self._service.tune_owner(delivery.job_id)
+        if owner is None:
             return None
-        user_id = await self._platform_user_id(tune.user_id)
-        return await self._client.create_dm(discord.Object(int(user_id)))
+        return await self._client.create_dm(discord.Object(int(owner.platform_user_id)))
 
     async def _platform_user_id(self, user_id: int) -> str:
-        user = await self._store.get_user(user_id)
+        user = await self._service.user_by_id(user_id)
         if user is None:
             raise LookupError(f"user {user_id} is gone")
         return user.platform_user_id
@@ -234,17 +240,17 @@ class DiscordNotifier:
             log.warning("cannot reach the owner of delivery %s anywhere", delivery.id)
 
 
-async def _send_or_edit(channel: Messageable, message_id: str | None, text: str) -> str | None:
+async def _send_or_edit(channel: Messageable, message_id: str | None, status: str) -> str | None:
     """Edit our ordinary status message, or start one (an original response can't be reused)."""
     try:
         if message_id and not message_id.startswith(ORIGINAL_PREFIX):
             message = channel.get_partial_message(int(message_id))  # type: ignore[attr-defined]
             try:
-                await message.edit(content=text)
+                await message.edit(content=status)
                 return message_id
             except discord.NotFound:
                 pass  # deleted meanwhile: start a new one
-        return str((await channel.send(text)).id)
+        return str((await channel.send(status)).id)
     except discord.Forbidden:
         log.info("no permission to post status in %s", getattr(channel, "id", "?"))
         return message_id

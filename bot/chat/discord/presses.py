@@ -1,4 +1,4 @@
-"""What pressing a button does. The store says what the button means and whose it is.
+"""What pressing a button does. The service says what the button means and whose it is.
 
 Presses by anyone but the button's owner are refused with a message only the presser sees.
 Result buttons (reroll, more like #n, upscale #n) start a new job whose deferred "thinking"
@@ -13,9 +13,11 @@ from collections.abc import Awaitable, Callable
 from bot.chat.discord.commands import SlashCommands
 from bot.chat.discord.notifier import DiscordNotifier
 from bot.chat.discord.replies import Interaction, chat_target, reply, reporting
-from bot.core.service import GenerationStarted, PhotoshootService, UserError
-from bot.core.store import Action, ChatTarget, User
-from bot.core.texts import models_text
+from bot.core.errors import UserError
+from bot.core.records import Action, ActionKind, ChatTarget, JobKind, User
+from bot.core.service import GenerationStarted, PhotoshootService
+from bot.core.texts import text
+from bot.core.views import models_text
 
 JobStarter = Callable[[User, Action, ChatTarget], Awaitable[GenerationStarted]]
 
@@ -30,20 +32,21 @@ class ButtonPresses:
         self._notifier = notifier
         self._commands = commands
         self._jobs: dict[str, tuple[str, JobStarter]] = {
-            "reroll": ("🔁 New set of", self._reroll),
-            "variation": ("✨ More like", self._variation),
-            "upscale": ("⬆ Upscaling", self._upscale),
+            ActionKind.REROLL: ("discord.new_set_of", self._reroll),
+            ActionKind.VARIATION: ("discord.more_like", self._variation),
+            ActionKind.UPSCALE: ("discord.upscaling", self._upscale),
         }
+        """What each result button starts, and the text key of the header it shows."""
         self._edits: dict[str, Callable[[User, Action], Awaitable[str]]] = {
-            "model": self._use_model,
-            "delete": self._delete,
+            ActionKind.MODEL: self._use_model,
+            ActionKind.DELETE: self._delete,
         }
 
     async def pressed(self, interaction: Interaction, token: str) -> None:
         await reporting(interaction, self._pressed(interaction, token))
 
     async def _pressed(self, interaction: Interaction, token: str) -> None:
-        user = await self._commands.user(interaction.user)
+        user = await self._commands.user(interaction)
         action = await self._service.own_action(user, token)  # refusals are not deferred yet
         if action.kind in self._jobs:
             await self._start_job(interaction, user, action)
@@ -51,13 +54,13 @@ class ButtonPresses:
             await interaction.response.defer()  # the message with the button gets the answer
             await reply(interaction, await edit(user, action))
         else:  # a kind another platform made, or one this version no longer has
-            raise UserError("This button no longer works. Send the command again.")
+            raise UserError(text("button.gone"))
 
     async def _use_model(self, user: User, action: Action) -> str:
         tune = await self._service.choose_model(user, int(action.argument or 0))
         tunes = await self._service.list_models(user)
-        text = models_text(tunes, tune.id)
-        return f"{text}\n{tune.display_name} is now your active model."
+        now_active = text("models.now_active", model=tune.display_name)
+        return f"{models_text(tunes, tune.id)}\n{now_active}"
 
     async def _delete(self, user: User, action: Action) -> str:
         return await self._service.delete_everything(user)
@@ -65,11 +68,11 @@ class ButtonPresses:
     async def _start_job(self, interaction: Interaction, user: User, action: Action) -> None:
         response = await interaction.response.defer(thinking=True)
         target = chat_target(interaction, reply_to=response.message_id if response else None)
-        verb, start = self._jobs[action.kind]
+        key, start = self._jobs[action.kind]
         started = await start(user, action, target)
-        what = f"#{action.argument} of " if action.argument else ""
-        header = "\n".join([f"{verb} {what}“{started.generation.prompt_typed}”", *started.notes])
-        await self._notifier.follow("generation", started.generation.id, interaction, header)
+        asked = text(key, number=action.argument, prompt=started.generation.prompt_typed)
+        header = "\n".join([asked, *started.notes])
+        await self._notifier.follow(JobKind.GENERATION, started.generation.id, interaction, header)
 
     async def _reroll(self, user: User, action: Action, target: ChatTarget) -> GenerationStarted:
         return await self._service.reroll(user, _generation(action), target)

@@ -14,20 +14,20 @@ from typing import Any
 
 import discord
 
-from bot.core.service import UserError
-from bot.core.store import ChatTarget
+from bot.core.errors import UserError
+from bot.core.records import ChatTarget
+from bot.core.texts import text
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
 MESSAGE_LIMIT = 2000
-SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
 Interaction = discord.Interaction[Any]
 
 
-def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+def clip(message: str, limit: int = MESSAGE_LIMIT) -> str:
     """Discord refuses longer messages: better the end cut than the message lost."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 def chat_target(
@@ -47,16 +47,16 @@ def chat_target(
 
 
 async def reply(
-    interaction: Interaction, text: str, *, view: discord.ui.View | None = None
+    interaction: Interaction, answer: str, *, view: discord.ui.View | None = None
 ) -> None:
     """The answer: the deferred original response is filled in (and its buttons replaced);
     an interaction not answered yet gets an ephemeral message."""
     if interaction.response.is_done():
-        await interaction.edit_original_response(content=clip(text), view=view)
+        await interaction.edit_original_response(content=clip(answer), view=view)
     elif view is not None:
-        await interaction.response.send_message(clip(text), ephemeral=True, view=view)
+        await interaction.response.send_message(clip(answer), ephemeral=True, view=view)
     else:
-        await interaction.response.send_message(clip(text), ephemeral=True)
+        await interaction.response.send_message(clip(answer), ephemeral=True)
 
 
 async def reporting(interaction: Interaction, work: Awaitable[None]) -> None:
@@ -65,11 +65,11 @@ async def reporting(interaction: Interaction, work: Awaitable[None]) -> None:
         await work
         return
     except UserError as exc:
-        text = str(exc)
+        answer = exc.message
     except Exception:
         log.exception("handling a Discord interaction failed")
-        text = SORRY
+        answer = text("error.sorry")
     try:
-        await reply(interaction, text)
+        await reply(interaction, answer)
     except discord.HTTPException as exc:  # the interaction expired or the chat is gone
         log.warning("could not report an error to the user: %s", exc)

@@ -1,6 +1,7 @@
 """The Telegram frontend: builds the python-telegram-bot Application and runs it.
 
-Long polling by default; with PUBLIC_URL set, Telegram delivers to our webhook instead. The
+Long polling by default; with PUBLIC_URL set, Telegram delivers to our webhook instead, a
+route of the bot's one HTTP server (on CALLBACK_PORT, beside the backend callbacks). The
 Bot API and file URLs come from settings, so a local Bot API server (or the tests' fake) can
 stand in for api.telegram.org. Outgoing calls go through PTB's AIORateLimiter (Telegram allows
 about 30 messages/s, 20 a minute per group); a 429 is waited out and the call retried.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from starlette.routing import Route
 from telegram import (
     BotCommand,
     BotCommandScopeAllGroupChats,
@@ -18,14 +20,15 @@ from telegram import (
 )
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter
 
-from bot.app import Core
+from bot.chat.base import Core
 from bot.chat.telegram.handlers import PLATFORM, TelegramHandlers
 from bot.chat.telegram.intake import ALBUM_WAIT_S, PhotoIntake
 from bot.chat.telegram.notifier import TelegramNotifier
 from bot.chat.telegram.processor import PerChatUpdateProcessor
 from bot.chat.telegram.transport import AiohttpRequest
-from bot.chat.telegram.webhook import WEBHOOK_PATH, WebhookServer, webhook_route, webhook_secret
+from bot.chat.telegram.webhook import WEBHOOK_PATH, webhook_route, webhook_secret
 from bot.config import ConfigError
+from bot.core.texts import languages, text
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +38,44 @@ POOL_TIMEOUT_S = 30.0
 """Under a burst, a call waits this long for a free connection rather than fail the update."""
 LONG_POLL_TIMEOUT_S = 30
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
-PRIVATE_COMMANDS = [
-    BotCommand("imagine", "make pictures of you: /imagine astronaut on the moon"),
-    BotCommand("train", "train your model from the photos you sent: /train man"),
-    BotCommand("models", "your models; choose the active one"),
-    BotCommand("status", "what is running"),
-    BotCommand("cancel", "stop running jobs or drop photos not yet trained"),
-    BotCommand("delete", "delete your photos, models and images"),
-    BotCommand("help", "how this works"),
-]
-GROUP_COMMANDS = [
-    BotCommand("imagine", "make pictures of you: /imagine astronaut on the moon"),
-    BotCommand("train", "train your model (in a private chat with me)"),
-    BotCommand("status", "what is running"),
-    BotCommand("help", "how this works"),
-]
+PRIVATE_COMMANDS = {
+    "imagine": "command.imagine",
+    "train": "command.train",
+    "models": "command.models",
+    "status": "command.status",
+    "cancel": "command.cancel",
+    "delete": "command.delete",
+    "language": "command.language",
+    "help": "command.help",
+}
+GROUP_COMMANDS = {
+    "imagine": "command.imagine",
+    "train": "command.train_in_group",
+    "status": "command.status",
+    "language": "command.language",
+    "help": "command.help",
+}
+"""The command menus Telegram shows: each command and the text key of its description."""
+MENUS = (
+    (PRIVATE_COMMANDS, BotCommandScopeAllPrivateChats()),
+    (GROUP_COMMANDS, BotCommandScopeAllGroupChats()),
+)
+
+
+def command_menu(commands: dict[str, str]) -> list[BotCommand]:
+    """The menu in the current language."""
+    return [BotCommand(name, text(key)) for name, key in commands.items()]
+
+
+def menu_languages(default: str) -> dict[str | None, str]:
+    """Telegram's `language_code` of each menu (None: everyone else) -> our language.
+
+    Telegram takes two-letter codes only, so `pt_BR` serves every `pt` user; where two of our
+    languages share a code, the first keeps it."""
+    menus: dict[str | None, str] = {None: default}
+    for code in languages.languages():
+        menus.setdefault(code.split("_")[0], code)
+    return menus
 
 
 class TelegramFrontend:
@@ -65,8 +91,6 @@ class TelegramFrontend:
         *,
         album_wait_s: float = ALBUM_WAIT_S,
         rate_limiter: BaseRateLimiter | None = None,  # type: ignore[type-arg]
-        webhook_host: str = "0.0.0.0",
-        webhook_port: int | None = None,
     ) -> None:
         settings = core.settings
         if settings.telegram_bot_token is None:
@@ -87,23 +111,20 @@ class TelegramFrontend:
         bot = self.application.bot
         self.intake = PhotoIntake(core.service, bot, wait_s=album_wait_s)
         TelegramHandlers(core, self.intake).register(self.application)
-        self.notifier = TelegramNotifier(bot, core.store)
-        self._webhook: WebhookServer | None = None
+        self.notifier = TelegramNotifier(bot, core.service)
+        self._webhook: Route | None = None
         if settings.public_url:
-            route = webhook_route(self.application, webhook_secret(self._token))
-            port = webhook_port if webhook_port is not None else settings.callback_port + 1
-            self._webhook = WebhookServer(route, webhook_host, port)
+            self._webhook = webhook_route(self.application, webhook_secret(self._token))
 
     async def start(self) -> None:
         """Connect (getMe), register the notifier and commands, start receiving updates."""
         application = self.application
         await application.initialize()
         self._core.tracker.register_notifier(PLATFORM, self.notifier)
-        await application.bot.set_my_commands(PRIVATE_COMMANDS, BotCommandScopeAllPrivateChats())
-        await application.bot.set_my_commands(GROUP_COMMANDS, BotCommandScopeAllGroupChats())
+        await self._set_command_menus()
         await application.start()
         if self._webhook is not None:
-            await self._webhook.start()
+            self._core.web.add_route(self._webhook)
             url = f"{(self._core.settings.public_url or '').rstrip('/')}{WEBHOOK_PATH}"
             await application.bot.set_webhook(
                 url, secret_token=webhook_secret(self._token), allowed_updates=ALLOWED_UPDATES
@@ -116,12 +137,21 @@ class TelegramFrontend:
             )
             log.info("Telegram: receiving updates by long polling as @%s", application.bot.username)
 
+    async def _set_command_menus(self) -> None:
+        """The command menus in every language we speak, and in the default for the rest."""
+        bot = self.application.bot
+        for telegram_code, language in menu_languages(self._core.service.default_language).items():
+            for commands, scope in MENUS:
+                with languages.use_language(language):
+                    menu = command_menu(commands)
+                await bot.set_my_commands(menu, scope, language_code=telegram_code)
+
     async def stop(self) -> None:
         application = self.application
         if application.updater is not None and application.updater.running:
             await application.updater.stop()
         if self._webhook is not None:
-            await self._webhook.stop()
+            self._core.web.remove_route(self._webhook)  # no new updates from now on
         if application.running:
             await application.stop()  # handles the updates already queued
         await self.intake.close()

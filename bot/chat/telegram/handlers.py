@@ -18,30 +18,30 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
-from bot.app import Core
+from bot.chat.base import Core
 from bot.chat.telegram.intake import PhotoIntake
 from bot.chat.telegram.render import (
     CALLBACK_PREFIX,
     class_keyboard,
     confirm_keyboard,
+    language_keyboard,
     link_keyboard,
     models_keyboard,
     reply_to,
     send_album,
 )
-from bot.core.service import UserError
-from bot.core.store import Action, ChatTarget, User
-from bot.core.texts import help_text, models_text
+from bot.core.errors import UserError
+from bot.core.records import Action, ActionKind, ChatTarget, User
+from bot.core.texts import text
+from bot.core.views import help_text, models_text
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
-PHOTO_HINT = (
-    "Send them right here, best as files (📎 › File) so they keep their full size; albums are fine."
-)
 Context = ContextTypes.DEFAULT_TYPE
 ButtonHandler = Callable[[User, Action, ChatTarget, CallbackQuery], Awaitable[str | None]]
 
@@ -66,17 +66,16 @@ class TelegramHandlers:
     """Every handler of the bot; `register` adds them to an Application."""
 
     def __init__(self, core: Core, intake: PhotoIntake) -> None:
-        self._core = core
         self._service = core.service
-        self._store = core.store
         self._intake = intake
         self._buttons: dict[str, ButtonHandler] = {
-            "reroll": self._reroll,
-            "variation": self._variation,
-            "files": self._files,
-            "train": self._train_button,
-            "model": self._model_button,
-            "delete": self._delete_button,
+            ActionKind.REROLL: self._reroll,
+            ActionKind.VARIATION: self._variation,
+            ActionKind.FILES: self._files,
+            ActionKind.TRAIN: self._train_button,
+            ActionKind.MODEL: self._model_button,
+            ActionKind.DELETE: self._delete_button,
+            ActionKind.LANGUAGE: self._language_button,
         }
 
     def register(self, application: Application) -> None:  # type: ignore[type-arg]
@@ -90,40 +89,47 @@ class TelegramHandlers:
             "status": self.status,
             "cancel": self.cancel,
             "delete": self.delete,
+            "language": self.language,
         }
+        # Group -1 runs first, in the update's own task, for every update: the language is
+        # set before any handler (or the error handler) says a word.
+        application.add_handler(TypeHandler(Update, self.speak), group=-1)
         for name, callback in commands.items():
             application.add_handler(CommandHandler(name, callback))
         photos = filters.PHOTO | filters.Document.ALL
         application.add_handler(MessageHandler(private & photos, self.photo))
         application.add_handler(
-            MessageHandler(private & filters.TEXT & ~filters.COMMAND, self.text)
+            MessageHandler(private & filters.TEXT & ~filters.COMMAND, self.plain_text)
         )
         application.add_handler(MessageHandler(private & filters.COMMAND, self.unknown))
         application.add_handler(CallbackQueryHandler(self.button, pattern=f"^{CALLBACK_PREFIX}"))
         application.add_error_handler(self.error)
 
+    async def speak(self, update: Update, context: Context) -> None:
+        """Answer this update in its sender's language (Telegram's `language_code`, unless
+        they chose one with /language)."""
+        account = update.effective_user
+        if account is not None:
+            await self._service.speak_to(PLATFORM, str(account.id), account.language_code)
+
     async def _user(self, update: Update) -> User:
         account = update.effective_user
         assert account is not None, "handled updates always have a sender"
-        return await self._service.user(PLATFORM, str(account.id), account.full_name)
+        return await self._service.user(
+            PLATFORM, str(account.id), account.full_name, account.language_code
+        )
 
     # -- commands ----------------------------------------------------------------------------
 
     async def help(self, update: Update, context: Context) -> None:
         message = _message(update)
-        group_text = (
-            "/imagine <prompt> makes pictures of you here once your model is trained. "
-            "Training happens in a private chat with me:"
-        )
+        group_text = text("telegram.help_in_group")
         if await self._private_only(message, context, group_text, "start"):
-            await message.reply_text(help_text(PHOTO_HINT))
+            await message.reply_text(help_text(text("telegram.photo_hint")))
 
     async def train(self, update: Update, context: Context) -> None:
         message = _message(update)
-        group_text = (
-            "Training happens in a private chat with me, so your photos stay yours. "
-            "Tap below, send your photos there, then /train."
-        )
+        group_text = text("telegram.train_in_group")
         if not await self._private_only(message, context, group_text, "train"):
             return
         user = await self._user(update)
@@ -131,8 +137,8 @@ class TelegramHandlers:
         class_name, _, label = command_argument(message.text).partition(" ")
         if not class_name:
             await message.reply_text(
-                "What is in the photos? Tap one (or type e.g. /train woman Anna).",
-                reply_markup=await class_keyboard(self._store, user.id),
+                text("telegram.pick_a_class"),
+                reply_markup=await class_keyboard(self._service, user.id),
             )
             return
         await message.reply_text(await self._start_training(user, class_name, message, label))
@@ -141,22 +147,17 @@ class TelegramHandlers:
         self, user: User, class_name: str, message: Message, label: str | None = None
     ) -> str:
         tune = await self._service.start_training(user, class_name, chat_target(message), label)
-        return (
-            f"Training {tune.display_name} started. It takes a while; I'll message you "
-            "when it's done."
-        )
+        return text("train.started_message", model=tune.display_name)
 
     async def imagine(self, update: Update, context: Context) -> None:
         message = _message(update)
         prompt = command_argument(message.text)
         if not prompt:
-            await message.reply_text(
-                "What should I make? For example: /imagine astronaut on the moon"
-            )
+            await message.reply_text(text("imagine.empty"))
             return
         await self._generate(update, prompt)
 
-    async def text(self, update: Update, context: Context) -> None:
+    async def plain_text(self, update: Update, context: Context) -> None:
         """Plain text in a private chat is a prompt."""
         await self._generate(update, _message(update).text or "")
 
@@ -166,12 +167,12 @@ class TelegramHandlers:
             await self._user(update), prompt, chat_target(message)
         )
         for note in started.notes:
-            await message.reply_text(f"Note: {note}")
+            await message.reply_text(text("note", note=note))
 
     async def models(self, update: Update, context: Context) -> None:
         user = await self._user(update)
         tunes = await self._service.list_models(user)
-        keyboard = await models_keyboard(self._store, user.id, tunes, user.active_tune_id)
+        keyboard = await models_keyboard(self._service, user.id, tunes, user.active_tune_id)
         await _message(update).reply_text(
             models_text(tunes, user.active_tune_id), reply_markup=keyboard
         )
@@ -185,17 +186,24 @@ class TelegramHandlers:
 
     async def delete(self, update: Update, context: Context) -> None:
         user = await self._user(update)
-        await _message(update).reply_text(
-            "This deletes all your photos, models and images, here and on the image service.",
-            reply_markup=await confirm_keyboard(
-                self._store, user.id, "Yes, delete everything", "delete"
-            ),
+        keyboard = await confirm_keyboard(
+            self._service, user.id, text("button.delete_everything"), ActionKind.DELETE
         )
+        await _message(update).reply_text(text("delete.question"), reply_markup=keyboard)
+
+    async def language(self, update: Update, context: Context) -> None:
+        """`/language de` switches; `/language` alone says which and offers buttons."""
+        message = _message(update)
+        user = await self._user(update)
+        wanted = command_argument(message.text)
+        if wanted:
+            await message.reply_text(await self._service.choose_language(user, wanted))
+            return
+        keyboard = await language_keyboard(self._service, user.id)
+        await message.reply_text(self._service.language_report(user), reply_markup=keyboard)
 
     async def unknown(self, update: Update, context: Context) -> None:
-        await _message(update).reply_text(
-            "I don't know that command. /help lists what I understand."
-        )
+        await _message(update).reply_text(text("telegram.unknown_command"))
 
     async def photo(self, update: Update, context: Context) -> None:
         await self._intake.receive(_message(update), await self._user(update))
@@ -210,8 +218,11 @@ class TelegramHandlers:
         action = await self._service.own_action(user, query.data.removeprefix(CALLBACK_PREFIX))
         message = query.message
         if not isinstance(message, Message):  # too old for Telegram to show us
-            raise UserError("That message is too old to use its buttons. Send the command again.")
-        note = await self._buttons[action.kind](user, action, chat_target(message), query)
+            raise UserError(text("telegram.message_too_old"))
+        handler = self._buttons.get(action.kind)
+        if handler is None:  # a kind another platform made, or one this version no longer has
+            raise UserError(text("button.gone"))
+        note = await handler(user, action, chat_target(message), query)
         if note is not None:
             await query.answer(note)
 
@@ -219,25 +230,25 @@ class TelegramHandlers:
         self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
     ) -> str:
         await self._service.reroll(user, _generation(action), target)
-        return "A new set is on its way."
+        return text("button.reroll_started")
 
     async def _variation(
         self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
     ) -> str:
         index = int(action.argument or 1)
         await self._service.variation(user, _generation(action), index, target)
-        return f"More like #{index} on its way."
+        return text("button.more_like_started", number=index)
 
     async def _files(
         self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
     ) -> None:
         files = await self._service.result_files(user, _generation(action))
-        await query.answer("Sending the full-size files…")
+        await query.answer(text("button.sending_files"))
         await send_album(
             query.get_bot(),
             target.chat_id,
             files,
-            text=None,
+            caption_text=None,
             reply=reply_to(target.reply_to_message_id),
             as_files=True,
         )
@@ -247,9 +258,9 @@ class TelegramHandlers:
     ) -> str:
         assert isinstance(query.message, Message)
         await self._intake.flush(query.message.chat_id)
-        text = await self._start_training(user, action.argument or "", query.message)
-        await query.edit_message_text(text)
-        return "Training started."
+        started = await self._start_training(user, action.argument or "", query.message)
+        await query.edit_message_text(started)
+        return text("button.training_started")
 
     async def _model_button(
         self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
@@ -258,13 +269,20 @@ class TelegramHandlers:
         fresh = await self._service.user(PLATFORM, user.platform_user_id)
         tunes = await self._service.list_models(fresh)
         await query.edit_message_text(models_text(tunes, fresh.active_tune_id))
-        return f"{tune.display_name} is now your active model."
+        return text("models.now_active", model=tune.display_name)
 
     async def _delete_button(
         self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
     ) -> str:
         await query.edit_message_text(await self._service.delete_everything(user))
-        return "Deleted."
+        return text("button.deleted")
+
+    async def _language_button(
+        self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
+    ) -> str:
+        answer = await self._service.choose_language(user, action.argument or "auto")
+        await query.edit_message_text(answer)
+        return answer
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -272,17 +290,17 @@ class TelegramHandlers:
         """Tell the user: their mistake in the service's words, ours as a short apology."""
         error = context.error
         if isinstance(error, UserError):
-            text = str(error)
+            answer = error.message
         else:
             log.error("handling an update failed", exc_info=error)
-            text = "Sorry, something went wrong on my side. Please try again in a moment."
+            answer = text("error.sorry")
         if not isinstance(update, Update):
             return
         try:
             if update.callback_query is not None:
-                await update.callback_query.answer(text[:200], show_alert=True)
+                await update.callback_query.answer(answer[:200], show_alert=True)
             elif update.effective_message is not None:
-                await update.effective_message.reply_text(text)
+                await update.effective_message.reply_text(answer)
         except Exception as exc:  # the chat may be gone; nothing more to do
             log.warning("could not report an error to the user: %s", type(exc).__name__)
 
@@ -294,9 +312,8 @@ class TelegramHandlers:
         if message.chat.type == ChatType.PRIVATE:
             return True
         url = f"https://t.me/{context.bot.username}?start={payload}"
-        await message.reply_text(
-            group_text, reply_markup=link_keyboard("Open a private chat with me", url)
-        )
+        keyboard = link_keyboard(text("telegram.open_private_chat"), url)
+        await message.reply_text(group_text, reply_markup=keyboard)
         return False
 
 

@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from telegram import Bot, Document, Message, PhotoSize
 from telegram.error import BadRequest, TelegramError
 
-from bot.core.photos import MAX_FILE_BYTES, Rejection, RejectReason
+from bot.core.photos import MAX_FILE_BYTES, Rejection, RejectReason, photo_subject
+from bot.core.records import User
 from bot.core.service import IncomingPhoto, PhotoshootService
-from bot.core.store import User
+from bot.core.texts import text
 
 log = logging.getLogger(__name__)
 
 ALBUM_WAIT_S = 1.5
 ALBUM_MAX_WAIT_S = 20.0
-RECEIVING_TEXT = "Receiving your photos…"
 
 Received = IncomingPhoto | Rejection
 
@@ -101,7 +101,7 @@ class PhotoIntake:
             summary = await self._store(batch)
         except Exception:
             log.exception("storing photos of chat %s failed", batch.chat_id)
-            summary = "Sorry, I could not save those photos. Please send them again."
+            summary = text("photos.save_failed")
         await self._report(batch, summary)
 
     async def _store(self, batch: _Batch) -> str:
@@ -115,7 +115,9 @@ class PhotoIntake:
 
     async def _send_counter(self, chat_id: int) -> int | None:
         try:
-            return (await self._bot.send_message(chat_id, RECEIVING_TEXT)).message_id
+            return (
+                await self._bot.send_message(chat_id, text("telegram.receiving_photos"))
+            ).message_id
         except TelegramError as exc:  # the summary then comes as a new message
             log.warning("could not send the photo counter to chat %s: %s", chat_id, exc)
             return None
@@ -134,7 +136,7 @@ class PhotoIntake:
     async def _download(self, message: Message) -> Received:
         """The photo's bytes, or why it can't be had (checked before downloading, when possible)."""
         media, filename = _media_of(message)
-        subject = f"“{filename}”" if filename else "This photo"
+        subject = photo_subject(filename)
         if media.file_size and media.file_size > MAX_FILE_BYTES:
             return _too_big(subject, media.file_size, filename)
         try:
@@ -158,18 +160,16 @@ def _media_of(message: Message) -> tuple[PhotoSize | Document, str | None]:
 
 
 def _too_big(subject: str, size: int | None, filename: str | None) -> Rejection:
-    megabytes = f"{(size or 0) / 1024 / 1024:.0f} MB" if size else "over 20 MB"
-    return Rejection(
-        RejectReason.FILE_TOO_LARGE,
-        f"{subject} is {megabytes}; Telegram lets me download at most 20 MB. "
-        "Export it smaller (e.g. 4000 px on the long side) and send it again.",
-        filename,
-    )
+    if size:
+        size_text = text("telegram.megabytes", megabytes=size / 1024 / 1024)
+    else:
+        size_text = text("telegram.over_20_mb")
+    message = text("telegram.photo_too_big", subject=subject, size=size_text)
+    return Rejection(RejectReason.FILE_TOO_LARGE, message, filename)
 
 
 def _not_downloaded(subject: str, filename: str | None, exc: TelegramError) -> Rejection:
     # The class name only: a message could quote the file URL, which holds the bot token.
     log.warning("a photo download failed: %s", type(exc).__name__)
-    return Rejection(
-        RejectReason.CORRUPT, f"{subject} could not be downloaded. Please send it again.", filename
-    )
+    message = text("photo.not_downloaded", subject=subject)
+    return Rejection(RejectReason.CORRUPT, message, filename)

@@ -17,8 +17,10 @@ from typing import TypeVar
 from telegram import Bot, Message
 from telegram.error import BadRequest, Forbidden, NetworkError
 
-from bot.chat.telegram.render import RESULT_HINT, reply_to, result_keyboard, send_album
-from bot.core.store import Delivery, GenerationRecord, Store
+from bot.chat.telegram.render import reply_to, result_keyboard, send_album
+from bot.core.records import Delivery, GenerationRecord, JobKind
+from bot.core.service import PhotoshootService
+from bot.core.texts import text
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,9 @@ async def with_retries(call: Callable[[], Awaitable[T]], retries: int = NETWORK_
 class TelegramNotifier:
     """Implements bot.core.jobs.Notifier for the platform "telegram"."""
 
-    def __init__(self, bot: Bot, store: Store) -> None:
+    def __init__(self, bot: Bot, service: PhotoshootService) -> None:
         self._bot = bot
-        self._store = store
+        self._service = service
 
     def status_edit_interval(self, delivery: Delivery) -> float:
         """Groups allow 20 messages a minute, so their status is edited less often."""
@@ -87,14 +89,14 @@ class TelegramNotifier:
     async def _send_images(
         self, delivery: Delivery, generation: GenerationRecord, files: Sequence[Path]
     ) -> None:
-        keyboard = await result_keyboard(self._store, generation, len(files))
+        keyboard = await result_keyboard(self._service, generation, len(files))
         reply = reply_to(delivery.reply_to_message_id)
         sent = await with_retries(
             lambda: send_album(
                 self._bot,
                 delivery.chat_id,
                 files,
-                text=generation.prompt_typed,
+                caption_text=generation.prompt_typed,
                 reply=reply,
                 keyboard=keyboard if len(files) == 1 else None,
             )
@@ -103,7 +105,7 @@ class TelegramNotifier:
             await with_retries(
                 lambda: self._bot.send_message(
                     delivery.chat_id,
-                    f"Image #{generation.id}: {RESULT_HINT}",
+                    text("telegram.result_hint", id=generation.id),
                     reply_markup=keyboard,
                     reply_parameters=reply_to(sent[0].message_id),
                 )
@@ -129,5 +131,5 @@ def chat_gone_is_final(delivery: Delivery) -> Iterator[None]:
         log.warning("chat of %s %s is closed to the bot (%s); message dropped", kind, job_id, exc)
 
 
-def _job(delivery: Delivery) -> tuple[str, int]:
+def _job(delivery: Delivery) -> tuple[JobKind, int]:
     return delivery.job_kind, delivery.job_id

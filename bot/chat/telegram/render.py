@@ -1,8 +1,8 @@
 """What the bot's Telegram messages look like: captions, inline keyboards, result albums.
 
 Buttons carry only `a:<token>` (Telegram allows 64 bytes of callback data); what a button
-means (reroll, more like #n, files, a class word ...) is a row in the store, so a button
-pressed days later, after any number of restarts, still does what it said.
+means (reroll, more like #n, files, a class word ...) is an action the service stored, so a
+button pressed days later, after any number of restarts, still does what it said.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from telegram import (
 )
 from telegram.constants import FileSizeLimit, MediaGroupLimit, MessageLimit
 
-from bot.core.service import CLASS_NAMES
-from bot.core.store import GenerationRecord, Store, TuneRecord
+from bot.core.records import ActionKind, GenerationRecord, TuneRecord, TuneState
+from bot.core.service import AUTOMATIC_LANGUAGE, CLASS_NAMES, PhotoshootService
+from bot.core.texts import languages, text
 
 CALLBACK_PREFIX = "a:"
 PHOTO_UPLOAD_LIMIT = FileSizeLimit.PHOTOSIZE_UPLOAD
-RESULT_HINT = "Tap ✨ #n for more like one of them, 🔁 for a new set, 📁 for full-size files."
 
 
 def caption(prompt: str) -> str:
@@ -44,64 +44,98 @@ def reply_to(message_id: str | int | None) -> ReplyParameters | None:
 
 
 async def _button(
-    store: Store,
+    service: PhotoshootService,
     user_id: int,
-    text: str,
-    kind: str,
+    label: str,
+    kind: ActionKind,
     *,
     generation_id: int | None = None,
     argument: str | None = None,
 ) -> InlineKeyboardButton:
-    action = await store.create_action(
-        user_id, kind, generation_id=generation_id, argument=argument
-    )
-    return InlineKeyboardButton(text, callback_data=CALLBACK_PREFIX + action.token)
+    token = await service.new_action(user_id, kind, generation_id=generation_id, argument=argument)
+    return InlineKeyboardButton(label, callback_data=CALLBACK_PREFIX + token)
 
 
 async def result_keyboard(
-    store: Store, generation: GenerationRecord, count: int
+    service: PhotoshootService, generation: GenerationRecord, count: int
 ) -> InlineKeyboardMarkup:
     """Reroll and full-size files on top, one "more like #n" per image below."""
     user, gen = generation.user_id, generation.id
     top = [
-        await _button(store, user, "🔁 Reroll", "reroll", generation_id=gen),
-        await _button(store, user, "📁 Full size", "files", generation_id=gen),
+        await _button(service, user, text("button.reroll"), ActionKind.REROLL, generation_id=gen),
+        await _button(service, user, text("button.full_size"), ActionKind.FILES, generation_id=gen),
     ]
     more = [
-        await _button(store, user, f"✨ #{n}", "variation", generation_id=gen, argument=str(n))
+        await _button(
+            service,
+            user,
+            text("button.more_like", number=n),
+            ActionKind.VARIATION,
+            generation_id=gen,
+            argument=str(n),
+        )
         for n in range(1, count + 1)
     ]
     return InlineKeyboardMarkup([top, *(more[i : i + 5] for i in range(0, len(more), 5))])
 
 
-async def class_keyboard(store: Store, user_id: int) -> InlineKeyboardMarkup:
+async def class_keyboard(service: PhotoshootService, user_id: int) -> InlineKeyboardMarkup:
     """/train without a class word: one button per class."""
-    buttons = [await _button(store, user_id, name, "train", argument=name) for name in CLASS_NAMES]
+    buttons = [
+        await _button(service, user_id, text(f"class.{name}"), ActionKind.TRAIN, argument=name)
+        for name in CLASS_NAMES
+    ]
     return InlineKeyboardMarkup([buttons[i : i + 5] for i in range(0, len(buttons), 5)])
 
 
+async def language_keyboard(service: PhotoshootService, user_id: int) -> InlineKeyboardMarkup:
+    """/language: one button per language (named in itself), then "automatic"."""
+    buttons = [
+        await _button(service, user_id, languages.name(code), ActionKind.LANGUAGE, argument=code)
+        for code in languages.languages()
+    ]
+    automatic = await _button(
+        service,
+        user_id,
+        text("button.language_automatic"),
+        ActionKind.LANGUAGE,
+        argument=AUTOMATIC_LANGUAGE[0],
+    )
+    return InlineKeyboardMarkup(
+        [*(buttons[i : i + 3] for i in range(0, len(buttons), 3)), [automatic]]
+    )
+
+
 async def models_keyboard(
-    store: Store, user_id: int, tunes: Sequence[TuneRecord], active_id: int | None
+    service: PhotoshootService, user_id: int, tunes: Sequence[TuneRecord], active_id: int | None
 ) -> InlineKeyboardMarkup | None:
     """One button per trained model that is not the active one."""
-    choices = [t for t in tunes if t.state == "trained" and t.id != active_id]
+    choices = [t for t in tunes if t.state == TuneState.TRAINED and t.id != active_id]
     if not choices:
         return None
     buttons = [
-        [await _button(store, user_id, f"Use {t.display_name}", "model", argument=str(t.id))]
+        [
+            await _button(
+                service,
+                user_id,
+                text("button.use_model", model=t.display_name),
+                ActionKind.MODEL,
+                argument=str(t.id),
+            )
+        ]
         for t in choices
     ]
     return InlineKeyboardMarkup(buttons)
 
 
 async def confirm_keyboard(
-    store: Store, user_id: int, text: str, kind: str
+    service: PhotoshootService, user_id: int, label: str, kind: ActionKind
 ) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup([[await _button(store, user_id, text, kind)]])
+    return InlineKeyboardMarkup([[await _button(service, user_id, label, kind)]])
 
 
-def link_keyboard(text: str, url: str) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup([[InlineKeyboardButton(text, url=url)]])
+def link_keyboard(label: str, url: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup([[InlineKeyboardButton(label, url=url)]])
 
 
 async def send_album(
@@ -109,12 +143,12 @@ async def send_album(
     chat_id: int | str,
     files: Sequence[Path],
     *,
-    text: str | None,
+    caption_text: str | None,
     reply: ReplyParameters | None,
     as_files: bool = False,
     keyboard: InlineKeyboardMarkup | None = None,
 ) -> list[Message]:
-    """Photos (or documents) in as few messages as Telegram allows, `text` on the first.
+    """Photos (or documents) in as few messages as Telegram allows, `caption_text` on the first.
 
     Only a lone file carries `keyboard`: Telegram refuses markup on albums, so for several
     files the caller sends the keyboard in a message of its own. Photos over Telegram's
@@ -127,7 +161,7 @@ async def send_album(
     size = MediaGroupLimit.MAX_MEDIA_LENGTH
     for start in range(0, len(items), size):
         chunk = items[start : start + size]
-        first = caption(text) if text and start == 0 else None
+        first = caption(caption_text) if caption_text and start == 0 else None
         if len(chunk) == 1:
             path, data = chunk[0]
             send = bot.send_document if as_files else bot.send_photo
@@ -151,8 +185,8 @@ async def send_album(
 
 
 def _media(
-    path: Path, data: bytes, as_file: bool, text: str | None
+    path: Path, data: bytes, as_file: bool, caption_text: str | None
 ) -> InputMediaDocument | InputMediaPhoto:
     if as_file:
-        return InputMediaDocument(data, caption=text, filename=path.name)
-    return InputMediaPhoto(data, caption=text, filename=path.name)
+        return InputMediaDocument(data, caption=caption_text, filename=path.name)
+    return InputMediaPhoto(data, caption=caption_text, filename=path.name)

@@ -1,0 +1,143 @@
+"""The database schema: numbered migrations, and the SQLite version the queries need.
+
+A database records the number of migrations applied in its `user_version`; opening it applies
+the newer ones, each in one transaction, so an existing database is brought up to date and
+keeps its rows. Migrations are only ever appended: a released one never changes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import aiosqlite
+
+from bot.config import ConfigError
+
+MIN_SQLITE = (3, 35, 0)
+"""`RETURNING` (one trip to the database thread per write) needs SQLite 3.35 (2021)."""
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema.
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        platform TEXT NOT NULL,
+        platform_user_id TEXT NOT NULL,
+        display_name TEXT,
+        active_tune_id INTEGER,
+        created_at TEXT NOT NULL,
+        UNIQUE (platform, platform_user_id)
+    );
+    CREATE TABLE photos (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        tune_id INTEGER REFERENCES tunes(id) ON DELETE SET NULL,
+        sha256 TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX photos_pending ON photos (user_id) WHERE tune_id IS NULL;
+    CREATE TABLE tunes (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        title TEXT NOT NULL UNIQUE,
+        class_name TEXT NOT NULL,
+        label TEXT,
+        token TEXT NOT NULL,
+        backend_id INTEGER,
+        state TEXT NOT NULL,
+        eta TEXT,
+        error TEXT,
+        callback_secret TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        trained_at TEXT
+    );
+    CREATE TABLE generations (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        tune_id INTEGER NOT NULL REFERENCES tunes(id) ON DELETE CASCADE,
+        prompt_typed TEXT NOT NULL,
+        prompt_sent TEXT NOT NULL,
+        negative_prompt TEXT NOT NULL DEFAULT '',
+        options TEXT NOT NULL DEFAULT '{}',
+        seed INTEGER NOT NULL,
+        backend_id INTEGER,
+        state TEXT NOT NULL,
+        error TEXT,
+        result_files TEXT NOT NULL DEFAULT '[]',
+        callback_secret TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        finished_at TEXT
+    );
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        job_kind TEXT NOT NULL CHECK (job_kind IN ('tune', 'generation')),
+        job_id INTEGER NOT NULL,
+        platform TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        is_private INTEGER NOT NULL DEFAULT 1,
+        reply_to_message_id TEXT,
+        status_message_id TEXT,
+        status_text TEXT,
+        delivered_at TEXT,
+        UNIQUE (job_kind, job_id)
+    );
+    """,
+    # 2: chat buttons (reroll, more like #n, upscale ...) keep their state here, not in memory
+    # or in the button itself, so they work after a restart and fit Telegram's 64-byte limit.
+    """
+    CREATE TABLE actions (
+        id INTEGER PRIMARY KEY,
+        token TEXT NOT NULL UNIQUE,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        generation_id INTEGER REFERENCES generations(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        argument TEXT,
+        created_at TEXT NOT NULL
+    );
+    """,
+    # 3: indexes for what every busy chat asks (/status, /models, the queue position), so
+    # they stay lookups, not scans, as the tables grow.
+    """
+    CREATE INDEX tunes_by_user ON tunes (user_id);
+    CREATE INDEX generations_by_user ON generations (user_id);
+    CREATE INDEX generations_by_backend_id ON generations (backend_id);
+    CREATE INDEX generations_unfinished ON generations (id)
+        WHERE state IN ('queued', 'submitted');
+    """,
+    # 4: languages. `language` is the user's own choice (/language; NULL = follow the
+    # platform), `platform_language` the tag their platform last sent (Telegram's
+    # language_code, Discord's locale), kept for messages sent outside an update (job news,
+    # Discord DMs, which carry no locale).
+    """
+    ALTER TABLE users ADD COLUMN language TEXT;
+    ALTER TABLE users ADD COLUMN platform_language TEXT;
+    """,
+)
+
+
+def check_sqlite_version() -> None:
+    """Refuse an SQLite too old for our queries, saying how to get a newer one."""
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise ConfigError(
+            f"This Python's SQLite is {sqlite3.sqlite_version}; the bot needs "
+            f"{'.'.join(map(str, MIN_SQLITE))} or newer (writes use RETURNING). Use the "
+            "Docker image, or a Python built with a newer SQLite (python.org, pyenv)."
+        )
+
+
+async def schema_version(db: aiosqlite.Connection) -> int:
+    rows = list(await db.execute_fetchall("PRAGMA user_version"))
+    return int(rows[0][0]) if rows else 0
+
+
+async def migrate(db: aiosqlite.Connection) -> None:
+    """Apply every migration newer than the database's `user_version`, each atomically."""
+    current = await schema_version(db)
+    for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+        await db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")

@@ -1,0 +1,167 @@
+"""Cancel really cancels: a deleted prompt or tune stops at its next check and frees the GPU.
+
+The worker runs for real under uvicorn (tiny SDXL on the CPU); DELETE is the bot's `/cancel`.
+A job cut short logs "deleted, stopped" (never "interrupted, stays queued"), leaves no files,
+and the next job runs. The face stage (the tiny model draws no faces) is driven on a drawn face.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from backends.base import SDXL_BASE_TUNE_ID
+from backends.local import Worker
+from backends.local.errors import Aborted
+from backends.local.generate import StagePlan
+from backends.local.models import ModelCache, load_model
+from backends.local.params import MAX_STEPS, parse_prompt
+from backends.local.records import JobKind
+from backends.local.training_recipe import TrainingDefaults
+from tests.imagegen import jpeg_bytes
+from tests.worker_fixtures import API_KEY, face_image, run_uvicorn, until, worker_config
+
+pytest.importorskip("torch")
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+LOGGER = "backends.local.queue"
+
+
+async def running(http: httpx.AsyncClient) -> str | None:
+    return (await http.get("/healthz")).json()["running"]
+
+
+def prompt_body(**overrides: Any) -> dict[str, Any]:
+    prompt = {"text": "portrait", "num_images": 1, "w": 64, "h": 64, "steps": 3}
+    prompt.update({"super_resolution": False, "inpaint_faces": False, **overrides})
+    return {"prompt": prompt}
+
+
+async def test_deleting_a_running_prompt_stops_it_before_its_hires_pass(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    worker = Worker(worker_config(tmp_path / "worker", api_key=API_KEY))
+    async with (
+        run_uvicorn(worker.app) as url,
+        httpx.AsyncClient(base_url=url, headers=AUTH) as http,
+    ):
+        long = prompt_body(steps=MAX_STEPS, super_resolution=True, inpaint_faces=True)
+        created = await http.post(f"/tunes/{SDXL_BASE_TUNE_ID}/prompts", json=long)
+        prompt_id = created.json()["id"]
+        key = f"prompt {prompt_id}"
+
+        async def denoising() -> bool:
+            return worker.runner.progress.get((JobKind.PROMPT, prompt_id), 0) > 0
+
+        await until(denoising, "the prompt's first denoising steps")
+        assert (await http.delete(f"/prompts/{prompt_id}")).status_code == 200
+
+        async def idle() -> bool:
+            return await running(http) is None
+
+        await until(idle, "the runner to let go of the prompt")
+
+        assert f"prompt {prompt_id}: deleted, stopped" in caplog.text
+        assert f"{key}: interrupted, stays queued" not in caplog.text
+        assert not (worker.config.files_dir / "prompts" / str(prompt_id)).exists()
+        assert (await http.get(f"/prompts/{prompt_id}")).status_code == 404
+
+        # the GPU is free: the next prompt runs to the end
+        second = await http.post(f"/tunes/{SDXL_BASE_TUNE_ID}/prompts", json=prompt_body())
+        second_id = second.json()["id"]
+
+        async def finished() -> bool:
+            return bool((await http.get(f"/prompts/{second_id}")).json()["images"])
+
+        await until(finished, "the next prompt")
+
+
+@pytest.mark.slow
+async def test_deleting_a_running_tune_stops_the_training_and_the_next_tune_trains(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    training = TrainingDefaults(resolution=16, rank=4)  # a CPU step takes tenths of a second
+    worker = Worker(worker_config(tmp_path / "worker", api_key=API_KEY, training=training))
+    photos = [
+        ("tune[images][]", (f"{i}.jpg", jpeg_bytes(1024, 1024, seed=i), "image/jpeg"))
+        for i in range(4)
+    ]
+
+    async with (
+        run_uvicorn(worker.app) as url,
+        httpx.AsyncClient(base_url=url, headers=AUTH) as http,
+    ):
+
+        async def create(title: str, steps: int) -> int:
+            fields = {"tune[title]": title, "tune[name]": "man", "tune[steps]": str(steps)}
+            answer = await http.post("/tunes", data=fields, files=photos)
+            assert answer.status_code == 201, answer.text
+            return int(answer.json()["id"])
+
+        long_id = await create("long", 10_000)
+        short_id = await create("short", 2)
+
+        async def training() -> bool:
+            return bool((await http.get(f"/tunes/{long_id}")).json()["progress"])
+
+        await until(training, "the long training's first steps")
+        assert (await http.delete(f"/tunes/{long_id}")).status_code == 200
+
+        async def short_trained() -> bool:
+            return bool((await http.get(f"/tunes/{short_id}")).json()["trained_at"])
+
+        await until(short_trained, "the next tune to train")
+        assert f"tune {long_id}: deleted, training stopped" in caplog.text
+        assert f"tune {long_id}: interrupted" not in caplog.text
+        assert not (worker.config.tunes_dir / str(long_id)).exists()
+        assert not (worker.config.files_dir / "tunes" / str(long_id)).exists()
+
+
+def test_the_face_redraw_checks_at_every_denoising_step(tmp_path: Path) -> None:
+    """A face redraw is one img2img call: a cancel must reach it at its next step, not after."""
+    model = load_model("tiny", "cpu")
+    params = parse_prompt(
+        {
+            "text": "portrait",
+            "steps": 20,
+            "seed": 3,
+            "super_resolution": True,
+            "inpaint_faces": True,
+        },
+        native_size=model.native_size,
+        max_side=2048,
+        random_seed=0,
+    )
+    worker = Worker(worker_config(tmp_path))
+    engine = worker.runner.engine()
+    reports: list[float] = []
+
+    def report(fraction: float) -> None:
+        reports.append(fraction)
+        if len(reports) == 2:  # the check before the face, then its first denoising step
+            raise Aborted("prompt deleted")
+
+    plan = StagePlan([("faces", 1.0)], report, threading.Event())
+    with pytest.raises(Aborted):
+        engine.redraw_faces(model, params, face_image(160), params.seed, plan)
+    assert len(reports) == 2
+
+
+def test_a_model_load_gives_up_between_its_sub_steps_and_leaves_nothing_resident() -> None:
+    calls: list[int] = []
+
+    def stop() -> None:
+        calls.append(1)
+        raise Aborted("the worker is stopping")
+
+    cache = ModelCache({SDXL_BASE_TUNE_ID: "tiny"}, "cpu")
+    with pytest.raises(Aborted):
+        cache.get(SDXL_BASE_TUNE_ID, check=stop)
+    assert calls == [1] and cache._loaded is None
