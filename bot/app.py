@@ -22,6 +22,7 @@ from bot.callbacks import callback_route
 from bot.chat.base import Core, Frontend
 from bot.config import ConfigError, Settings
 from bot.core.jobs import JobTracker, TrackerConfig
+from bot.core.safety import BlockList, BlockListError
 from bot.core.service import PhotoshootService, ServiceConfig
 from bot.core.store import Store
 from bot.core.texts import languages
@@ -102,6 +103,14 @@ def default_language(settings: Settings) -> str:
         raise ConfigError(f"Bad configuration: DEFAULT_LANGUAGE: {exc}") from None
 
 
+def prompt_blocklist(settings: Settings) -> BlockList:
+    """PROMPT_BLOCKLIST's rules (the packaged default when unset); a bad file stops the start."""
+    try:
+        return BlockList.load(settings.prompt_blocklist)
+    except BlockListError as exc:
+        raise ConfigError(f"Bad configuration: PROMPT_BLOCKLIST: {exc}") from None
+
+
 @contextlib.asynccontextmanager
 async def running_core(settings: Settings) -> AsyncIterator[Core]:
     """Everything but the frontends; closes it all in reverse order. With PUBLIC_URL set, the
@@ -128,6 +137,7 @@ async def running_core(settings: Settings) -> AsyncIterator[Core]:
                     lora_strength=settings.lora_strength,
                     is_allowed=settings.is_allowed,
                     default_language=language,
+                    blocklist=prompt_blocklist(settings),
                 ),
             )
             web = WebServer(port=settings.callback_port)

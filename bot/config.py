@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         description="The language for users whose own language the bot does not speak (and "
         "for command lists shown to everyone else): en, ru, es, de or pt_BR.",
     )
+    prompt_blocklist: Path | None = Field(
+        None,
+        description="A file of prompt rules to refuse (see bot/core/blocklist.txt, the "
+        "default when empty).",
+    )
     callback_port: int = Field(
         8080,
         ge=1,

@@ -15,7 +15,7 @@ import random
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends.base import DEFAULT_TOKEN, Backend, BackendError
@@ -35,6 +35,7 @@ from bot.core.records import (
     TuneState,
     User,
 )
+from bot.core.safety import BlockList
 from bot.core.store import Store
 from bot.core.texts import languages, text
 
@@ -60,6 +61,8 @@ class ServiceConfig:
     """Who may use the bot, by `platform:id` (the wiring passes `Settings.is_allowed`)."""
     default_language: str = languages.SOURCE_LANGUAGE
     """DEFAULT_LANGUAGE: for users whose platform language the bot does not speak."""
+    blocklist: BlockList = field(default_factory=BlockList.load)
+    """PROMPT_BLOCKLIST's rules (safety.py): refused before anything is stored or sent."""
 
 
 @dataclass(frozen=True)
@@ -287,6 +290,7 @@ class PhotoshootService:
 
         Under the user's lock: a /delete running meanwhile either sees this job (and deletes
         it here and on the image service) or finishes first (and this finds no model)."""
+        self._config.blocklist.check(prompt)  # issue 15: before any row, hold or request
         async with self._lock(user):
             return await self._generate(user, prompt, target, seed, num_images, upscale, tune_id)
 

@@ -161,6 +161,9 @@ MESSAGES: Catalog = {
     # -- imagining --------------------------------------------------------------------------
     "imagine.empty": "What should I make? For example: /imagine astronaut on the moon",
     "imagine.still_training": "Your model is still training. I'll message you when it's ready.",
+    "safety.blocked": (
+        "Sorry, I can't make pictures from this prompt. Please try a different one."
+    ),
     "imagine.no_model": (
         "You have no model yet. In a private chat with me, send 4-20 photos of "
         "yourself, then /train man (or woman, person, ...)."
