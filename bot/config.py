@@ -109,6 +109,14 @@ class Settings(BaseSettings):
         description="A file of prompt rules to refuse (see bot/core/blocklist.txt, the "
         "default when empty).",
     )
+    consent_required: bool = Field(
+        True,
+        description="Ask each user once, before their first training, to confirm the photos "
+        "are of themselves or of an adult who agreed.",
+    )
+    consent_text_file: Path | None = Field(
+        None, description="A UTF-8 file with the operator's own consent wording."
+    )
     callback_port: int = Field(
         8080,
         ge=1,

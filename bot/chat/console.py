@@ -139,6 +139,7 @@ class ConsoleChat:
             "/status": self._status,
             "/cancel": self._cancel,
             "/delete": self._delete,
+            "/consent": self._consent,
             "/language": self._language,
             "/wait": self._wait,
         }
@@ -248,6 +249,10 @@ class ConsoleChat:
         if self._core.tracker.has_jobs():
             await self._core.tracker.wait_idle()
         self._notifier.say(text("console.no_jobs"))
+
+    async def _consent(self, _: str) -> None:
+        """The console's consent button (issue 15): asked by /train, answered here."""
+        self._notifier.say(await self._service.give_consent(self.user))
 
     async def _delete(self, argument: str) -> None:
         if argument != "confirm" and not self._confirm_delete:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from backends.base import DEFAULT_TOKEN, Backend, BackendError
 from bot.core import photos as photo_intake
+from bot.core.consent import ConsentNeeded, consent_question
 from bot.core.errors import UserError
 from bot.core.jobs import JobTracker
 from bot.core.prompts import TuneRef, compose_prompt
@@ -63,6 +64,10 @@ class ServiceConfig:
     """DEFAULT_LANGUAGE: for users whose platform language the bot does not speak."""
     blocklist: BlockList = field(default_factory=BlockList.load)
     """PROMPT_BLOCKLIST's rules (safety.py): refused before anything is stored or sent."""
+    consent_required: bool = True
+    """CONSENT_REQUIRED: ask the one-time consent question before a user's first /train."""
+    consent_text: str | None = None
+    """CONSENT_TEXT_FILE's wording; None: the catalogs' `consent.question`."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +257,7 @@ class PhotoshootService:
             raise UserError(text("train.not_a_class", word=class_name, examples=examples))
         if not target.is_private:
             raise UserError(text("train.private_only"))
+        await self._require_consent(user)  # issue 15: no training without it
         async with self._lock(user):
             pending = await self.store.pending_photos(user.id)
             photo_intake.check_ready_to_train(len(pending))
@@ -270,6 +276,25 @@ class PhotoshootService:
         log.info("user %s started tune %s with %d photos", user.id, tune.id, len(pending))
         self._tracker.track_tune(tune.id)
         return tune
+
+    # -- consent (issue 15, consent.py) -------------------------------------------------------
+
+    async def consent_needed(self, user: User) -> str | None:
+        """The consent question when `user` must still answer it (before /train), else None."""
+        fresh = await self.store.get_user(user.id)
+        if not self._config.consent_required or (fresh and fresh.consented_at):
+            return None
+        return consent_question(self._config.consent_text)
+
+    async def _require_consent(self, user: User) -> None:
+        if (question := await self.consent_needed(user)) is not None:
+            raise ConsentNeeded(question)
+
+    async def give_consent(self, user: User) -> str:
+        """Record the user's confirmation (once; its time is kept) and say what comes next."""
+        await self.store.record_consent(user.id)
+        log.info("user %s gave consent", user.id)
+        return text("consent.given")
 
     # -- generation --------------------------------------------------------------------------
 

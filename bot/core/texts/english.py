@@ -161,6 +161,13 @@ MESSAGES: Catalog = {
     # -- imagining --------------------------------------------------------------------------
     "imagine.empty": "What should I make? For example: /imagine astronaut on the moon",
     "imagine.still_training": "Your model is still training. I'll message you when it's ready.",
+    "consent.question": (
+        "Before your first training, please confirm: the photos you send are of yourself, or "
+        "of someone who agreed to this, and that person is an adult (18 or older)."
+    ),
+    "consent.how": "Press the button below to confirm (in the console: /consent).",
+    "consent.given": "Thank you, noted. Now send /train again to start your training.",
+    "button.consent": "✅ I confirm",
     "safety.blocked": (
         "Sorry, I can't make pictures from this prompt. Please try a different one."
     ),
