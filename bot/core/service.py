@@ -18,10 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backends.base import DEFAULT_TOKEN, Backend, BackendError
+from backends.base import DEFAULT_TOKEN, Backend, BackendError, TrainingImage
 from bot.core import photos as photo_intake
 from bot.core.consent import ConsentNeeded, consent_question
 from bot.core.errors import UserError
+from bot.core.inspection import IntakeClass, inspect_for_intake, intake_class
 from bot.core.jobs import JobTracker
 from bot.core.prompts import TuneRef, compose_prompt
 from bot.core.records import (
@@ -188,11 +189,36 @@ class PhotoshootService:
             batch = photo_intake.IntakeBatch(
                 existing_hashes={photo.sha256 for photo in existing}, existing_count=len(existing)
             )
+            inspect_as = intake_class(await self.store.user_tunes(user.id))
+            hashes: list[str] = []
             for item in incoming:
                 prepared = await asyncio.to_thread(batch.add, item.data, item.filename)
-                if prepared is not None:
+                if prepared is not None and await self._inspected(
+                    batch, prepared, item.filename, inspect_as, hashes
+                ):
                     await self._save_photo(user, prepared)
             return batch
+
+    async def _inspected(
+        self,
+        batch: photo_intake.IntakeBatch,
+        photo: photo_intake.PreparedPhoto,
+        filename: str | None,
+        inspect_as: IntakeClass,
+        hashes: list[str],
+    ) -> bool:
+        """Issue 15: the backend's inspection of an accepted photo; False when it refused it
+        (withdrawn from the batch with its reason), else its warnings join the batch's notes."""
+        image = TrainingImage(photo.filename, photo.data)
+        subject = photo_intake.photo_subject(filename)
+        verdict = await inspect_for_intake(self._backend, inspect_as, image, subject, hashes)
+        if verdict.refusal is not None:
+            batch.withdraw(photo, verdict.refusal, filename)
+            return False
+        batch.notes.extend(verdict.warnings)
+        if verdict.phash:
+            hashes.append(verdict.phash)
+        return True
 
     async def _save_photo(self, user: User, prepared: photo_intake.PreparedPhoto) -> None:
         relative = f"photos/{user.id}/{prepared.sha256}.jpg"

@@ -102,6 +102,22 @@ MESSAGES: Catalog = {
     "photos.refused.too_many_pixels": Plural(
         one="{count} over {megapixels} megapixels", other="{count} over {megapixels} megapixels"
     ),
+    "inspect.line": "{subject}: {problem}",
+    "inspect.no_face": "no face found: send a photo where your face is clearly visible",
+    "inspect.multiple_faces": "more than one person: crop to just you",
+    "inspect.face_too_small": "the face is small: send a closer photo or crop it",
+    "inspect.blurry": "blurry: resend a sharper one",
+    "inspect.too_dark": "too dark: send one taken in better light",
+    "inspect.too_bright": "overexposed: send one with less glare",
+    "inspect.clipped": "parts are pure black or white: send one with softer light",
+    "inspect.near_duplicate": "nearly the same as another photo: vary pose or place",
+    "inspect.sunglasses": "sunglasses: send one without them",
+    "inspect.hat": "a hat: send one without it",
+    "inspect.funny_face": "a funny face: send one with a natural expression",
+    "inspect.wrong_class": "looks like something else than what you will train",
+    "photos.refused.unsuitable": Plural(
+        one="{count} unsuitable (see below)", other="{count} unsuitable (see below)"
+    ),
     "photos.refused.duplicate": Plural(
         one="{count} duplicate skipped", other="{count} duplicates skipped"
     ),
