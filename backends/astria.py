@@ -18,11 +18,12 @@ usually live on S3, which must never see our key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,7 @@ from backends.base import (
     DEFAULT_TOKEN,
     AuthError,
     BackendError,
+    Inspection,
     NotFoundError,
     Pack,
     PackCost,
@@ -44,10 +46,12 @@ from backends.base import (
     PromptRequest,
     RateLimitError,
     ServerError,
+    TrainingImage,
     Tune,
     TuneRequest,
     ValidationError,
 )
+from backends.findings import PERSON_CLASSES, Finding
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +228,20 @@ class AstriaClient:
         """DELETE /prompts/:id/likes: takes the like back."""
         await self._request("DELETE", f"/prompts/{prompt_id}/likes")
 
+    # -- photo inspection ----------------------------------------------------------------
+
+    async def inspect_image(
+        self, name: str, image: TrainingImage, *, hashes: Sequence[str] = ()
+    ) -> Inspection:
+        """POST /images/inspect (multipart `name`, `file`). `hashes`: the `phash` of the set's
+        other photos, for our worker's near-duplicate check (Astria ignores the field)."""
+        data: dict[str, Any] = {"name": name}
+        if hashes:
+            data["hashes[]"] = list(hashes)
+        files = [("file", (image.filename, image.content, image.content_type))]
+        response = await self._request("POST", "/images/inspect", data=data, files=files)
+        return parse_inspection(_json_object(response), name)
+
     # -- files ---------------------------------------------------------------------------
 
     async def download(self, url: str) -> bytes:
@@ -276,7 +294,7 @@ class AstriaClient:
         url: str | httpx.URL,
         *,
         params: dict[str, Any] | None = None,
-        data: Mapping[str, str | list[str]] | None = None,
+        data: Mapping[str, Any] | None = None,
         files: list[Any] | None = None,
         auth: bool = True,
         follow_redirects: bool = False,
@@ -415,6 +433,52 @@ def parse_pack(data: dict[str, Any]) -> Pack:
     )
 
 
+ASTRIA_FLAGS = {
+    "blurry": Finding.BLURRY,
+    "includes_multiple_people": Finding.MULTIPLE_FACES,
+    "full_body_image_or_longshot": Finding.FACE_TOO_SMALL,
+    "wearing_sunglasses": Finding.SUNGLASSES,
+    "wearing_hat": Finding.HAT,
+    "funny_face": Finding.FUNNY_FACE,
+}
+"""Astria's inspect booleans that, when true, say something is wrong with the photo."""
+
+
+def parse_inspection(data: dict[str, Any], requested: str) -> Inspection:
+    """An Inspection from Astria's (or our worker's) answer for a photo of class `requested`.
+    Astria's `name` empty or "NONE" means it saw no `requested`; another class is WRONG_CLASS."""
+    findings = {finding for key, finding in ASTRIA_FLAGS.items() if data.get(key) is True}
+    for value in data.get("findings") or ():
+        with contextlib.suppress(ValueError):
+            findings.add(Finding(value))
+    seen = _text(data.get("name"))
+    seen = None if seen is None or seen.upper() == "NONE" else seen.lower()
+    if seen is None and requested.lower() in PERSON_CLASSES:
+        findings.add(Finding.NO_FACE)
+    elif seen is not None and seen != requested.lower():
+        findings.add(Finding.WRONG_CLASS)
+    attributes = {
+        key: value.strip()
+        for key, value in data.items()
+        if key != "name"
+        and isinstance(value, str)
+        and value.strip()
+        and value.strip().upper() != "NONE"
+        and key not in ("phash", "sharpness_on", "detector")
+    }
+    return Inspection(
+        name=seen,
+        attributes=attributes,
+        findings=frozenset(findings),
+        faces=_number(data.get("faces"), int),
+        face_fraction=_number(data.get("face_fraction"), float),
+        sharpness=_number(data.get("sharpness"), float),
+        phash=_text(data.get("phash")),
+        near_duplicate_of=_number(data.get("near_duplicate_of"), int),
+        raw=data,
+    )
+
+
 def parse_pack_run(body: Any) -> PackRun:
     """The answer to `POST /p/:id/tunes`, in any of the shapes seen: a tune object (perhaps
     with our worker's `prompts`), `{"message": "Prompts created", ...}`, or a bare list."""
@@ -474,6 +538,13 @@ def _pack_run_form(request: PackRunRequest) -> dict[str, str | list[str]]:
         )
     )
     return fields
+
+
+def _number(value: Any, kind: type[int] | type[float]) -> Any:
+    """`value` as `kind` when it is a JSON number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return kind(value)
 
 
 def parse_time(value: Any) -> datetime | None:

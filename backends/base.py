@@ -13,6 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from backends.findings import Finding
+
 SDXL_BASE_TUNE_ID = 666678
 """Astria's gallery id of SDXL 1.0: LoRA+TI tunes are trained on it and prompted through it."""
 
@@ -263,6 +265,30 @@ class PackRun:
     raw: Any = field(default=None, repr=False, compare=False)
 
 
+@dataclass(frozen=True)
+class Inspection:
+    """What `POST /images/inspect` said about one photo, on either backend.
+
+    `findings` unifies both: hosted Astria's booleans mapped onto `Finding`s, and our
+    worker's own `findings`. The worker also measures (None from hosted Astria, whose
+    figures the bot takes itself with `backends.photo_quality`)."""
+
+    name: str | None
+    """The class seen (`man`, `cat` ...); None when nothing of the class was seen."""
+    attributes: dict[str, str]
+    """Astria's string attributes that have a value (`eye_color`: `blue eyes` ...): the
+    tune's `characteristics`. Unknown ("NONE") and empty ones are left out."""
+    findings: frozenset[Finding]
+    faces: int | None = None
+    face_fraction: float | None = None
+    sharpness: float | None = None
+    phash: str | None = None
+    """16 hex digits; pass the set's hashes to the next inspect as `hashes`."""
+    near_duplicate_of: int | None = None
+    """Index into the `hashes` sent with the request."""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
 class Backend(Protocol):
     """Everything the bot asks of an image backend (implemented by `backends.astria`)."""
 
@@ -293,6 +319,10 @@ class Backend(Protocol):
     async def like_prompt(self, prompt_id: int) -> None: ...
 
     async def unlike_prompt(self, prompt_id: int) -> None: ...
+
+    async def inspect_image(
+        self, name: str, image: TrainingImage, *, hashes: Sequence[str] = ()
+    ) -> Inspection: ...
 
     async def download(self, url: str) -> bytes: ...
 

@@ -23,7 +23,9 @@ from backends.base import Backend
 from bot.callbacks import callback_route
 from bot.chat.base import Core, Frontend
 from bot.config import ConfigError, Settings
+from bot.core.consent import ConsentTextError, read_consent_text
 from bot.core.jobs import JobTracker, TrackerConfig
+from bot.core.safety import BlockList, BlockListError
 from bot.core.service import PhotoshootService, ServiceConfig
 from bot.core.store import Store
 from bot.core.texts import languages
@@ -118,6 +120,22 @@ def default_language(settings: Settings) -> str:
         raise ConfigError(f"Bad configuration: DEFAULT_LANGUAGE: {exc}") from None
 
 
+def prompt_blocklist(settings: Settings) -> BlockList:
+    """PROMPT_BLOCKLIST's rules (the packaged default when unset); a bad file stops the start."""
+    try:
+        return BlockList.load(settings.prompt_blocklist)
+    except BlockListError as exc:
+        raise ConfigError(f"Bad configuration: PROMPT_BLOCKLIST: {exc}") from None
+
+
+def operator_consent_text(settings: Settings) -> str | None:
+    """CONSENT_TEXT_FILE's wording (None when unset); an unreadable file stops the start."""
+    try:
+        return read_consent_text(settings.consent_text_file)
+    except ConsentTextError as exc:
+        raise ConfigError(f"Bad configuration: CONSENT_TEXT_FILE: {exc}") from None
+
+
 @contextlib.asynccontextmanager
 async def running_core(settings: Settings) -> AsyncIterator[Core]:
     """Everything but the frontends; closes it all in reverse order. With PUBLIC_URL set, the
@@ -144,6 +162,9 @@ async def running_core(settings: Settings) -> AsyncIterator[Core]:
                     lora_strength=settings.lora_strength,
                     is_allowed=settings.is_allowed,
                     default_language=language,
+                    blocklist=prompt_blocklist(settings),
+                    consent_required=settings.consent_required,
+                    consent_text=operator_consent_text(settings),
                 ),
             )
             web = WebServer(port=settings.callback_port)

@@ -39,6 +39,7 @@ def make_settings(tmp_path: Path, fake_astria: FakeAstria) -> Callable[..., Sett
             "astria_api_url": fake_astria.url,
             "data_dir": tmp_path / "data",
             "poll_interval_s": 0.05,
+            "consent_required": False,  # tests/test_consent.py turns it on
         }
         values.update(overrides)
         return load_settings(**values)

@@ -132,6 +132,7 @@ def test_restart_while_training_resumes_and_delivers_once(
         "ASTRIA_API_URL": fake_astria.url,
         "DATA_DIR": str(tmp_path / "data"),
         "POLL_INTERVAL_S": "0.05",
+        "CONSENT_REQUIRED": "false",
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     fake_astria.hold_training()

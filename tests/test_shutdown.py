@@ -83,6 +83,7 @@ def test_bot_sigterm_while_training_resumes_after_restart(
             ASTRIA_API_KEY=FAKE_KEY,
             ASTRIA_API_URL=fake_astria.url,
             POLL_INTERVAL_S="0.05",
+            CONSENT_REQUIRED="false",
         )
 
         def said(*words: str) -> list[str]:

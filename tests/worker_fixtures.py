@@ -167,6 +167,17 @@ class CallbackSink:
         self.app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
 
 
+@contextlib.asynccontextmanager
+async def started(config: WorkerConfig) -> AsyncIterator[Worker]:
+    """A worker started on `config`, stopped on the way out."""
+    worker = Worker(config)
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+
+
 async def until(condition: Callable[[], Any], what: str, seconds: float = 120) -> Any:
     """Poll an async `condition` until it returns something truthy; a hang fails the test."""
     try:

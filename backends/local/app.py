@@ -61,6 +61,7 @@ def create_app(worker: Served) -> Starlette:
         Route("/tunes/{tune_id:id}/prompts/{prompt_id:id}", api.delete_prompt, methods=["DELETE"]),
         Route("/prompts/{prompt_id:id}", api.get_prompt, methods=["GET"]),
         Route("/prompts/{prompt_id:id}", api.delete_prompt, methods=["DELETE"]),
+        Route("/images/inspect", worker.inspect, methods=["POST"]),
         Route("/files/{path:path}", api.get_file, methods=["GET", "HEAD"]),
         Route("/healthz", api.healthz, methods=["GET", "HEAD"]),
     ]

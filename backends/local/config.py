@@ -67,6 +67,11 @@ class WorkerConfig:
     """How long a stop waits for the running job to reach its next abort check; then the job
     is left behind (queued again), so the process ends within its unit's stop timeout (90 s;
     the bot runs its in-process worker with 10 s of its 30)."""
+    overgenerate: float = 1.0
+    """OVERGENERATE: make this many times the images asked and deliver the best (best_of.py);
+    1 = off."""
+    face_detector: str = "auto"
+    """FACE_DETECTOR: `auto` (dlib if installed, else haar), `dlib` or `haar` (face_detect.py)."""
     accel: Accel = field(default_factory=Accel)
     """Generation speed levers (compile, channels_last, fused QKV, LoRA hot-swap, low memory);
     see `accel.py`. Their compile cache defaults to `data_dir/compile-cache`."""
@@ -104,10 +109,11 @@ class WorkerConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerConfig:
         """Every worker variable, checked now (a ConfigError naming the variable): DATA_DIR,
         SDXL_MODEL, SDXL_CONFIG_DIR, WORKER_API_KEY, WORKER_PUBLIC_URL, SDXL_EXTRA_MODELS,
-        WORKER_DEVICE, WORKER_UPSCALER_MODEL (docs/configuration.md), WORKER_PACKS_DIR,
-        WORKER_FETCH_URLS, the speed switches of `Accel.from_env` (WORKER_COMPILE,
-        WORKER_LOW_MEMORY, ...), the trainer's knobs of `TrainingDefaults.from_env`
-        (WORKER_TRAIN_STEPS, ...), WORKER_TRAINING_SHARE and WORKER_STOP_GRACE_S."""
+        WORKER_DEVICE, WORKER_UPSCALER_MODEL, OVERGENERATE, FACE_DETECTOR (docs/configuration.md),
+        WORKER_PACKS_DIR, WORKER_FETCH_URLS, the speed switches of `Accel.from_env`
+        (WORKER_COMPILE, WORKER_LOW_MEMORY, ...), the trainer's knobs of
+        `TrainingDefaults.from_env` (WORKER_TRAIN_STEPS, ...), WORKER_TRAINING_SHARE and
+        WORKER_STOP_GRACE_S."""
         read = EnvReader(environ)
         data_dir = (read.path("DATA_DIR") or Path("./data")) / "worker"
         device = read.optional("WORKER_DEVICE")
@@ -130,6 +136,8 @@ class WorkerConfig:
             extra_models=parse_extra_models(read.text("SDXL_EXTRA_MODELS")),
             device=device,
             upscaler_model=read.optional("WORKER_UPSCALER_MODEL"),
+            overgenerate=parse_overgenerate(read.text("OVERGENERATE")),
+            face_detector=parse_face_detector(read.text("FACE_DETECTOR")),
             accel=Accel.from_env(environ, data_dir),
             training=TrainingDefaults.from_env(environ),
             training_share=read.number(
@@ -158,3 +166,24 @@ def parse_extra_models(value: str) -> dict[int, str]:
             raise ConfigError(f"SDXL_EXTRA_MODELS id {tune_id} collides with the base or tune ids")
         models[tune_id] = spec.strip()
     return models
+
+
+def parse_overgenerate(value: str) -> float:
+    """`OVERGENERATE`: empty or `1` = off; `2` or `2.0` = make twice the images (max 4)."""
+    if not value.strip():
+        return 1.0
+    try:
+        factor = float(value)
+    except ValueError:
+        raise ConfigError(f"OVERGENERATE={value!r} is not a number (e.g. 2 or 1.5)") from None
+    if not 1.0 <= factor <= 4.0:
+        raise ConfigError(f"OVERGENERATE={value!r} must be between 1 (off) and 4")
+    return factor
+
+
+def parse_face_detector(value: str) -> str:
+    """`FACE_DETECTOR`: `auto` (default), `dlib` or `haar`."""
+    choice = value.strip().lower() or "auto"
+    if choice not in ("auto", "dlib", "haar"):
+        raise ConfigError(f"FACE_DETECTOR={value!r} must be auto, dlib or haar")
+    return choice

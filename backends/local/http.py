@@ -75,6 +75,8 @@ class Served(Protocol):
     store: WorkerStore
     runner: JobRunner
     started_at: str | None
+    inspect: Callable[[Request], Awaitable[Response]]
+    """POST /images/inspect (inspection.py, which loads cv2: the wiring builds it)."""
 
     async def start(self) -> None: ...
 

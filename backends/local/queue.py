@@ -44,6 +44,7 @@ import httpx
 
 from backends.local import train
 from backends.local.artefacts import has_artefacts
+from backends.local.best_of import BestOfSelector
 from backends.local.config import WorkerConfig
 from backends.local.errors import Aborted, GenerationError, TrainerUnavailable, TrainingFailed
 from backends.local.fair_share import TrainingTurns
@@ -106,6 +107,7 @@ class JobRunner:
         self._turns = TrainingTurns(config.training_share)
         self.schedule = Scheduler(store)
         self.runs = RunCallbacks(store, config.public_url, self._post_later)
+        self._selector: BestOfSelector | None = None
 
     @property
     def running(self) -> tuple[JobKind, int] | None:
@@ -266,7 +268,7 @@ class JobRunner:
         self._begin(key)
         log.info("prompt %s: %d image(s) %dx%d", prompt_id, params.num_images, params.w, params.h)
         try:
-            images = await run_in_daemon_thread(self._generate_and_save, job, key)
+            images, scores = await run_in_daemon_thread(self._generate_and_save, job, key)
         except Aborted:
             if await self.store.get_prompt(prompt_id) is None:
                 self._drop_files(JobKind.PROMPT, prompt_id)
@@ -280,7 +282,7 @@ class JobRunner:
             log.exception("prompt %s failed", prompt_id)
             await self._finish_prompt(prompt_id, error=f"generation failed: {exc}")
         else:
-            await self._finish_prompt(prompt_id, images=images)
+            await self._finish_prompt(prompt_id, images=images, scores=scores)
         finally:
             self._end(key)
 
@@ -302,9 +304,12 @@ class JobRunner:
                 raise GenerationError(f"tune {lora_id} is not trained (or was deleted)")
         return PromptJob(row["id"], params, base_id, tune_dir)
 
-    def _generate_and_save(self, job: PromptJob, key: tuple[JobKind, int]) -> list[str]:
+    def _generate_and_save(
+        self, job: PromptJob, key: tuple[JobKind, int]
+    ) -> tuple[list[str], dict[str, Any] | None]:
         """Runs in the worker thread: generate; each PNG is encoded and written on a
-        background thread as soon as its image is final; returns relative paths."""
+        background thread as soon as its image is final; returns relative paths, and the
+        best-of scores when OVERGENERATE is on (the kept images only, best first)."""
         folder = Path(JobKind.PROMPT.table) / str(job.prompt_id)
         (self.config.files_dir / folder).mkdir(parents=True, exist_ok=True)
         stamp = secrets.token_hex(8)  # unguessable names: file URLs are capabilities
@@ -320,14 +325,34 @@ class JobRunner:
             self.check(key)
             self.progress[key] = fraction
 
+        scores = None
         try:
-            images = self.engine().run_prompt(job, progress, on_image)
+            if self.config.overgenerate > 1:  # best-of (issue 15): choose, then write
+                best = self._best_of().run(self.engine(), job, progress)
+                for index, image in enumerate(best.images):
+                    on_image(index, image)
+                images, scores = best.images, best.to_json()
+            else:
+                images = self.engine().run_prompt(job, progress, on_image)
         finally:
             writer.wait()
-        return [paths[i] for i in range(len(images))]
+        return [paths[i] for i in range(len(images))], scores
+
+    def _best_of(self) -> BestOfSelector:
+        if self._selector is None:
+            config = self.config
+            self._selector = BestOfSelector(
+                config.overgenerate, config.face_detector, config.files_dir
+            )
+        return self._selector
 
     async def _finish_prompt(
-        self, prompt_id: int, *, images: list[str] | None = None, error: str | None = None
+        self,
+        prompt_id: int,
+        *,
+        images: list[str] | None = None,
+        error: str | None = None,
+        scores: dict[str, Any] | None = None,
     ) -> None:
         if await self.store.get_prompt(prompt_id) is None:  # deleted while running
             self._drop_files(JobKind.PROMPT, prompt_id)
@@ -339,7 +364,11 @@ class JobRunner:
             )
         else:
             await self.store.update_prompt(
-                prompt_id, state=JobState.DONE, images=images or [], finished_at=now_iso()
+                prompt_id,
+                state=JobState.DONE,
+                images=images or [],
+                finished_at=now_iso(),
+                scores=scores,
             )
         await self._send_callback(JobKind.PROMPT, prompt_id)
         await self.runs.prompt_ended(prompt_id)

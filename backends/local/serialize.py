@@ -114,4 +114,12 @@ def prompt_json(
         "status": STATUS[state],
         "progress": 1.0 if state == JobState.DONE else (progress or 0.0),
         "queue_position": queue_position,
+        **_best_of(row if state == JobState.DONE else {}),
     }
+
+
+def _best_of(row: Row) -> dict[str, Any]:
+    """OVERGENERATE's choice: per delivered image (same order as `images`) its score, seed,
+    face count, sharpness and likeness, and how many images were made (best_of.py)."""
+    saved = row.get("scores") or {}
+    return {"scores": saved.get("scores"), "generated_images": saved.get("generated")}

@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS prompts (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     started_at TEXT,
-    finished_at TEXT
+    finished_at TEXT,
+    scores TEXT
 );
 CREATE INDEX IF NOT EXISTS prompts_state ON prompts(state);
 CREATE INDEX IF NOT EXISTS prompts_tune ON prompts(tune_id);
@@ -68,6 +69,9 @@ INSERT INTO sqlite_sequence(name, seq)
     SELECT 'prompts', {FIRST_TUNE_ID - 1}
     WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'prompts');
 """
+
+JSON_COLUMNS = ("images", "params", "scores")
+"""Columns stored as JSON text (`scores`: best-of scores of a prompt's images, or NULL)."""
 
 
 _created: ContextVar[list[tuple[JobKind, int]] | None] = ContextVar("created", default=None)
@@ -110,6 +114,7 @@ class WorkerStore:
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.executescript(SCHEMA)
+        await _add_scores_column(self._db)
         await self._db.commit()
 
     async def close(self) -> None:
@@ -316,8 +321,8 @@ class WorkerStore:
 
     async def _update(self, table: str, row_id: int, values: dict[str, Any]) -> None:
         values = {**values, "updated_at": now_iso()}
-        for key in ("images", "params"):
-            if key in values and not isinstance(values[key], str):
+        for key in JSON_COLUMNS:
+            if key in values and values[key] is not None and not isinstance(values[key], str):
                 values[key] = json.dumps(values[key])
         cols = ", ".join(f"{k} = ?" for k in values)
         await self.db.execute(f"UPDATE {table} SET {cols} WHERE id = ?", (*values.values(), row_id))
@@ -350,8 +355,16 @@ class WorkerStore:
         return [_decode(dict(r)) for r in rows]
 
 
+async def _add_scores_column(db: aiosqlite.Connection) -> None:
+    """Best-of scores (issue 15) came after the first databases: add the column to those."""
+    async with db.execute("PRAGMA table_info(prompts)") as cursor:
+        columns = {row[1] for row in await cursor.fetchall()}
+    if "scores" not in columns:
+        await db.execute("ALTER TABLE prompts ADD COLUMN scores TEXT")
+
+
 def _decode(row: Row) -> Row:
-    for key in ("images", "params"):
+    for key in JSON_COLUMNS:
         if isinstance(row.get(key), str):
             row[key] = json.loads(row[key])
     return row

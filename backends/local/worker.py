@@ -12,6 +12,7 @@ import logging
 
 from backends.local.app import create_app
 from backends.local.config import WorkerConfig
+from backends.local.inspection import inspect_endpoint
 from backends.local.queue import EngineFactory, JobRunner
 from backends.local.store import WorkerStore, now_iso
 from backends.local.sweep import remove_orphans
@@ -34,6 +35,8 @@ class Worker:
         self.config = config
         self.store = WorkerStore(config.db_path)
         self.runner = JobRunner(self.store, config, engine_factory, trainer)
+        self.inspect = inspect_endpoint(config.face_detector)
+        """POST /images/inspect: built here, as it needs cv2, which the routes never import."""
         self.app = create_app(self)
         self.started_at: str | None = None
         self._started = False

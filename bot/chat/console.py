@@ -145,6 +145,7 @@ class ConsoleChat:
             "/status": self._status,
             "/cancel": self._cancel,
             "/delete": self._delete,
+            "/consent": self._consent,
             "/language": self._language,
             "/packs": self._packs,
             "/wait": self._wait,
@@ -288,6 +289,10 @@ class ConsoleChat:
             await self.handle(line.strip())
         else:
             self._typed_ahead.append(line)
+
+    async def _consent(self, _: str) -> None:
+        """The console's consent button (issue 15): asked by /train, answered here."""
+        self._notifier.say(await self._service.give_consent(self.user))
 
     async def _delete(self, argument: str) -> None:
         if argument != "confirm" and not self._confirm_delete:

@@ -63,6 +63,7 @@ class ActionKind(StrEnum):
     MODEL = "model"
     DELETE = "delete"
     LANGUAGE = "language"
+    CONSENT = "consent"
 
 
 TUNE_UNFINISHED = (TuneState.CREATING, TuneState.TRAINING)
@@ -89,6 +90,8 @@ class User:
     """Chosen with /language; None = follow the platform's language."""
     platform_language: str | None = None
     """The language tag the platform last sent for this user (`ru`, `pt-BR`), if any."""
+    consented_at: datetime | None = None
+    """When the user confirmed the photos are of a consenting adult (consent.py); None: not yet."""
 
     @property
     def key(self) -> str:

@@ -118,6 +118,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE users ADD COLUMN language TEXT;
     ALTER TABLE users ADD COLUMN platform_language TEXT;
     """,
+    # 5: consent (issue 15): when the user confirmed, before their first training, that the
+    # photos are of themselves or of an adult who agreed (NULL: not yet; asked at /train).
+    """
+    ALTER TABLE users ADD COLUMN consented_at TEXT;
+    """,
 )
 
 

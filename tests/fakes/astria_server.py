@@ -127,6 +127,31 @@ def _float(value: Any, name: str) -> float | None:
         raise _HttpError(422, f"{name} must be a number") from None
 
 
+INSPECT_DEFAULT: dict[str, Any] = {
+    "age": "30 yo",
+    "blurry": False,
+    "ethnicity": "caucasian",
+    "eye_color": "brown eyes",
+    "facial_hair": "",
+    "full_body_image_or_longshot": False,
+    "funny_face": False,
+    "glasses": "",
+    "hair_color": "brunette",
+    "hair_length": "medium hair",
+    "hair_style": "wavy hair",
+    "includes_multiple_people": False,
+    "is_bald": "",
+    "selfie": True,
+    "wearing_hat": False,
+    "wearing_sunglasses": False,
+}
+"""Astria's documented example answer (its `name` is the class asked for)."""
+
+
+def _sha(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
 def solid_png(size: tuple[int, int], seed: str) -> bytes:
     """A PNG of one colour derived from `seed`: every generated image is distinguishable."""
     r, g, b = hashlib.sha256(seed.encode()).digest()[:3]
@@ -177,6 +202,7 @@ class FakeAstria:
         self._prompt_clock: dict[int, float] = {}
         self._prompt_fate: dict[int, str | None] = {}  # user_error to end with, or None
         self._png_cache: dict[str, bytes] = {}
+        self._inspections: dict[str | None, dict[str, Any]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         from tests.fakes.astria_packs import FakePacks  # it builds on this module
 
@@ -276,6 +302,12 @@ class FakeAstria:
         with self._lock:
             for prompt_id in [p["id"] for p in self.prompts.values() if not p["trained_at"]]:
                 self._drop_prompt(prompt_id)
+
+    def set_inspection(self, attributes: dict[str, Any], photo: bytes | None = None) -> None:
+        """`POST /images/inspect` answers with INSPECT_DEFAULT updated by `attributes`: for
+        this photo's bytes only, or (photo None) for every photo without its own answer."""
+        with self._lock:
+            self._inspections[None if photo is None else _sha(photo)] = dict(attributes)
 
     def find_requests(self, method: str, path_prefix: str = "/") -> list[RecordedRequest]:
         with self._lock:
@@ -428,6 +460,8 @@ class FakeAstria:
                 return 200, self._page(prompts, rec.query, PROMPT_OFFSET_CAP)
             case ("GET" | "DELETE", "prompts", 2) if ids[1] is not None:
                 return self._prompt_action(method, ids[1])
+            case ("POST", "images", 2) if parts[1] == "inspect":
+                return self._inspect(rec)
         raise _HttpError(404, "Not found")
 
     def _prompt_action(self, method: str, prompt_id: int) -> tuple[int, Any]:
@@ -482,6 +516,22 @@ class FakeAstria:
                 params.setdefault(m.group(1), {})[m.group(2)] = values[-1]
         has_files = any(pattern.match(f) and f.endswith("[]") for f, _, _ in rec.files)
         return params, has_files
+
+    # -- images/inspect --------------------------------------------------------------
+
+    def _inspect(self, rec: RecordedRequest) -> tuple[int, Any]:
+        """Astria's inspect (reference D-inspect): multipart `name` + `file` (or `file_url`);
+        answers the documented attribute object, canned (`set_inspection`)."""
+        name = (rec.form.get("name") or [""])[-1].strip()
+        if not name:
+            raise _HttpError(422, "Name can't be blank")
+        photos = [content for key, _, content in rec.files if key == "file"]
+        if not photos and not (rec.form.get("file_url") or [""])[-1]:
+            raise _HttpError(422, "File can't be blank")
+        own = self._inspections.get(_sha(photos[0])) if photos else None
+        answer = {**INSPECT_DEFAULT, "name": name}
+        answer.update(own if own is not None else self._inspections.get(None, {}))
+        return 200, answer
 
     # -- tunes -----------------------------------------------------------------------
 
