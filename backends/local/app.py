@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from backends.base import JobStatus
 from backends.local.errors import HTTPError, RequestError
+from backends.local.faults import FaultPoint, fault_at
 from backends.local.health import health
 from backends.local.http import (
     EXCEPTION_HANDLERS,
@@ -124,6 +125,7 @@ class _Api:
         folder = Path(JobKind.TUNE.table) / secrets.token_hex(8)
         try:
             paths = await self._save_training_images(folder, uploads)
+            fault_at(FaultPoint.TUNE_PHOTOS_WRITTEN)
             row = await self.store.create_tune(
                 {
                     "title": tune.title,
@@ -139,6 +141,7 @@ class _Api:
                 paths,
                 origin=self._base(request),
             )
+            fault_at(FaultPoint.TUNE_INSERTED)
         except BaseException:
             shutil.rmtree(self.config.files_dir / folder, ignore_errors=True)
             raise
@@ -304,6 +307,7 @@ class _Api:
         for i, upload in enumerate(uploads):
             content, ext = await read_training_image(upload)
             rel = folder / f"{secrets.token_hex(8)}-{i}.{ext}"
+            fault_at(FaultPoint.TUNE_PHOTO_WRITE)
             (self.config.files_dir / rel).write_bytes(content)
             paths.append(rel.as_posix())
         return paths
