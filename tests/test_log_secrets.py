@@ -105,15 +105,23 @@ def test_the_worker_logs_no_secret(fmt: str, tmp_path: Path) -> None:
 
 @pytest.fixture
 def json_log() -> Iterator[io.StringIO]:
-    """The bot's JSON logging with its configured secrets, into a stream; restored after."""
+    """The bot's JSON logging with its configured secrets, into a stream; restored after.
+    uvicorn's loggers start as in a fresh process (another test's uvicorn with its default
+    log config may have given them handlers of their own)."""
     root = logging.getLogger()
     handlers, level, saved = root.handlers[:], root.level, set(logs._known_secrets)
+    uvicorn_loggers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    uvicorn_state = [(lg.handlers[:], lg.propagate) for lg in uvicorn_loggers]
+    for lg in uvicorn_loggers:
+        lg.handlers[:], lg.propagate = [], True
     stream = io.StringIO()
     logs.setup_logging("INFO", "json")
     root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
     logs.add_secrets(*SECRETS.values())
     yield stream
     root.handlers[:], root.level = handlers, level
+    for lg, (lg_handlers, propagate) in zip(uvicorn_loggers, uvicorn_state, strict=True):
+        lg.handlers[:], lg.propagate = lg_handlers, propagate
     logs._known_secrets.clear()
     logs._known_secrets.update(saved)
 
