@@ -2,7 +2,9 @@
 and takes the same tune once there is room again.
 
 The test makes a real size-limited filesystem (a 3 MB tmpfs, mounted as root) for the worker's
-data folder; where mounting is not allowed it is skipped with the reason.
+data folder; where mounting is not allowed that case is skipped with the reason, and the same
+assertions run with the test fault hook (`WORKER_FAULT_AT=enospc:tune-photo-write`), which makes
+the photo writes fail with ENOSPC as a full disk does.
 """
 
 from __future__ import annotations
@@ -10,21 +12,41 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from backends.local import Worker
+from backends.local.faults import FAULT_ENV, FaultPoint
 from tests.test_worker_api import raw_client
 from tests.worker_fixtures import worker_config
 
 pytest.importorskip("torch")
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
+@dataclass
+class FullDisk:
+    """A folder for the worker's data, and how to fill its disk and make room again."""
+
+    folder: Path
+    fill: Callable[[], None]
+    make_room: Callable[[], None]
+
+
+@pytest.fixture(params=["tmpfs", "fault-hook"])
+def full_disk(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FullDisk]:
+    if request.param == "fault-hook":
+        yield FullDisk(
+            tmp_path,
+            fill=lambda: monkeypatch.setenv(FAULT_ENV, f"enospc:{FaultPoint.TUNE_PHOTO_WRITE}"),
+            make_room=lambda: monkeypatch.delenv(FAULT_ENV),
+        )
+        return
     mount = tmp_path / "disk"
     mount.mkdir()
     done = subprocess.run(
@@ -32,8 +54,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    filler = mount / "filler"
     try:
-        yield mount
+        yield FullDisk(mount, fill=lambda: fill(filler, leave=256 * 1024), make_room=filler.unlink)
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
@@ -45,21 +68,19 @@ def noise_png() -> bytes:
     return buf.getvalue()
 
 
-def fill(folder: Path, leave: int) -> Path:
-    """A file taking all free space on `folder`'s filesystem but `leave` bytes."""
-    stat = os.statvfs(folder)
-    filler = folder / "filler"
+def fill(filler: Path, leave: int) -> None:
+    """Write `filler` so that it takes all free space on its filesystem but `leave` bytes."""
+    stat = os.statvfs(filler.parent)
     filler.write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave))
-    return filler
 
 
 async def test_a_full_disk_refuses_with_507_and_leaves_nothing_half_written(
-    small_disk: Path,
+    full_disk: FullDisk,
 ) -> None:
-    worker = Worker(worker_config(small_disk / "w"))
+    worker = Worker(worker_config(full_disk.folder / "w"))
     await worker.start()
     try:
-        filler = fill(small_disk, leave=256 * 1024)
+        full_disk.fill()
         photos = [("tune[images][]", (f"{i}.png", noise_png(), "image/png")) for i in range(2)]
         form = {"tune[title]": "full-1", "tune[name]": "man"}
         async with raw_client(worker) as http:
@@ -71,7 +92,7 @@ async def test_a_full_disk_refuses_with_507_and_leaves_nothing_half_written(
             assert (await http.get("/healthz")).status_code in (200, 503)
             assert not [p for p in worker.config.files_dir.rglob("*") if p.is_file()]
 
-            filler.unlink()  # room again: the same request (the same title) is taken
+            full_disk.make_room()  # room again: the same request (the same title) is taken
             taken = await http.post("/tunes", data=form, files=photos)
             assert taken.status_code == 201, taken.text
             assert len(taken.json()["orig_images"]) == 2

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from backends.local import Worker
+from backends.local.http import BODY_IDLE_TIMEOUT_S
 from backends.server_limits import server_options
 from bot.web import WebServer
 from tests.fakes.threaded_server import free_port
@@ -68,3 +69,28 @@ async def test_half_open_connections_do_not_stop_the_callback_server() -> None:
         await healthz_and_cleanup(f"http://127.0.0.1:{port}")
     finally:
         await server.stop()
+
+
+@pytest.mark.slow
+async def test_a_stalled_body_is_answered_408_and_commits_nothing(tmp_path: Path) -> None:
+    """Headers complete, the body stops after a few bytes: after BODY_IDLE_TIMEOUT_S the worker
+    answers 408 instead of holding the connection (and its upload) forever."""
+    pytest.importorskip("torch")
+    worker = Worker(worker_config(tmp_path / "w"))
+    async with run_uvicorn(worker.app, **server_options()) as url:
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(
+                b"POST /tunes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 1000\r\n\r\n{"tune": {'
+            )
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), BODY_IDLE_TIMEOUT_S + 30)
+        finally:
+            writer.close()
+        status_line, _, rest = answer.partition(b"\r\n")
+        assert status_line.split()[1] == b"408", answer
+        assert b"the request body stalled" in rest
+        async with httpx.AsyncClient(base_url=url) as client:
+            assert (await client.get("/tunes")).json() == []

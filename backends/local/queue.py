@@ -48,6 +48,7 @@ from backends.local.best_of import BestOfSelector
 from backends.local.config import WorkerConfig
 from backends.local.errors import Aborted, GenerationError, TrainerUnavailable, TrainingFailed
 from backends.local.fair_share import TrainingTurns
+from backends.local.faults import FaultPoint, fault_at
 from backends.local.generate import Engine, PromptJob
 from backends.local.models import ModelCache
 from backends.local.packs.callbacks import RunCallbacks
@@ -269,6 +270,7 @@ class JobRunner:
         log.info("prompt %s: %d image(s) %dx%d", prompt_id, params.num_images, params.w, params.h)
         try:
             images, scores = await run_in_daemon_thread(self._generate_and_save, job, key)
+            fault_at(FaultPoint.PROMPT_GENERATED)
         except Aborted:
             if await self.store.get_prompt(prompt_id) is None:
                 self._drop_files(JobKind.PROMPT, prompt_id)

@@ -26,6 +26,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from backends.local.errors import RequestError
+from backends.local.faults import FaultPoint, fault_at
 from backends.local.fetch_urls import UrlFetcher
 from backends.local.http import (
     MAX_IMAGE_BYTES,
@@ -96,6 +97,7 @@ class TuneIntake:
         folder = Path(JobKind.TUNE.table) / secrets.token_hex(8)
         try:
             paths = await self._save_training_images(folder, uploads, urls)
+            fault_at(FaultPoint.TUNE_PHOTOS_WRITTEN)
             row = await store.create_tune(
                 {
                     "title": tune.title,
@@ -111,6 +113,7 @@ class TuneIntake:
                 paths,
                 origin=origin,
             )
+            fault_at(FaultPoint.TUNE_INSERTED)
         except BaseException:
             shutil.rmtree(self.config.files_dir / folder, ignore_errors=True)
             raise
@@ -142,6 +145,7 @@ class TuneIntake:
 
         def write(content: bytes, ext: str) -> None:
             rel = folder / f"{secrets.token_hex(8)}-{len(paths)}.{ext}"
+            fault_at(FaultPoint.TUNE_PHOTO_WRITE)
             (self.config.files_dir / rel).write_bytes(content)
             paths.append(rel.as_posix())
 

@@ -13,6 +13,7 @@ import logging
 from backends.local.app import create_app
 from backends.local.config import WorkerConfig
 from backends.local.inspection import inspect_endpoint
+from backends.local.library_logs import route_library_logs
 from backends.local.queue import EngineFactory, JobRunner
 from backends.local.store import WorkerStore, now_iso
 from backends.local.sweep import remove_orphans
@@ -49,6 +50,7 @@ class Worker:
                 return
             for folder in (self.config.data_dir, self.config.files_dir, self.config.tunes_dir):
                 folder.mkdir(parents=True, exist_ok=True)
+            route_library_logs()
             await self.store.open()
             await remove_orphans(self.store, self.config)
             if self.config.eager_load:
