@@ -85,6 +85,7 @@ def write_random_tune(folder: Path, *, seed: int = 1, token: str = "ohwx") -> No
     import torch
 
     from backends.local.artefacts import Manifest, save_artefacts
+    from backends.local.models import TINY_ARCHITECTURE
 
     gen = torch.Generator().manual_seed(seed)
     lora = {}
@@ -92,8 +93,12 @@ def write_random_tune(folder: Path, *, seed: int = 1, token: str = "ohwx") -> No
         lora[f"{name}.lora_A.weight"] = torch.randn(LORA_RANK, fan_in, generator=gen) * 0.5
         lora[f"{name}.lora_B.weight"] = torch.randn(fan_out, LORA_RANK, generator=gen) * 0.5
     embeddings = {
-        "clip_l": torch.randn(N_TOKENS, 32, generator=gen),
-        "clip_g": torch.randn(N_TOKENS, 32, generator=gen),
+        "clip_l": torch.randn(
+            N_TOKENS, TINY_ARCHITECTURE.text_encoder["hidden_size"], generator=gen
+        ),
+        "clip_g": torch.randn(
+            N_TOKENS, TINY_ARCHITECTURE.text_encoder_2["hidden_size"], generator=gen
+        ),
     }
     manifest = Manifest(
         token=token, class_word="man", n_tokens=N_TOKENS, base_model="tiny", rank=LORA_RANK
