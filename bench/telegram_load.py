@@ -394,6 +394,7 @@ async def bot_process(name: str, settings: Settings, fake: FakeTelegram) -> Asyn
         "ASTRIA_API_URL": settings.astria_api_url,
         "DATA_DIR": str(settings.data_dir),
         **{name.upper(): str(getattr(settings, name)) for name in ECONOMICS},
+        "CONSENT_REQUIRED": "false",  # the trained users' one-time question is not the load
     }
     polls = len(fake.find("getUpdates"))
     process = await asyncio.create_subprocess_exec(

@@ -149,6 +149,19 @@ class Settings(BaseSettings):
     limit_trainings_per_day: int = Field(
         50, ge=0, description="Trainings charged users start per day, all together; 0 = none."
     )
+    prompt_blocklist: Path | None = Field(
+        None,
+        description="A file of prompt rules to refuse (see bot/core/blocklist.txt, the "
+        "default when empty).",
+    )
+    consent_required: bool = Field(
+        True,
+        description="Ask each user once, before their first training, to confirm the photos "
+        "are of themselves or of an adult who agreed.",
+    )
+    consent_text_file: Path | None = Field(
+        None, description="A UTF-8 file with the operator's own consent wording."
+    )
     callback_port: int = Field(
         8080,
         ge=1,

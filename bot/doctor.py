@@ -50,6 +50,8 @@ class Check:
 async def run_checks(settings: Settings, *, discord_api: str = DISCORD_API) -> list[Check]:
     """Every check that applies to `settings`, the network ones concurrently."""
     checks = [configuration(settings), credits(settings)]
+    if settings.backend == "astria" or settings.local_worker_url:
+        checks += await asyncio.to_thread(worker_settings, settings)
     async with httpx.AsyncClient(timeout=TIMEOUT_S) as http:
         remote = [backend(settings, http)]
         if settings.telegram_bot_token:
@@ -163,6 +165,21 @@ async def remote_worker(settings: Settings, http: httpx.AsyncClient) -> Check:
         waiting = f"{queue.get('prompts', 0)} prompts, {queue.get('tunes', 0)} tunes queued"
         return Check(name, f"{check.detail}; {health.get('model')}: {loaded}; {waiting}")
     return check
+
+
+def worker_settings(settings: Settings) -> list[Check]:
+    """The worker's own variables (WORKER_TRAIN_STEPS, ...) where the bot does not run it:
+    `photoshoot-bot worker` on this machine reads the same environment and `.env`, and a bad
+    value would only fail when its first job starts. Nothing to check without the worker."""
+    try:
+        from bot.app import worker_config
+
+        worker_config(settings, api_key=None)
+    except ImportError:
+        return []
+    except ConfigError as exc:
+        return [Check("worker settings", problem=str(exc).removeprefix("Bad configuration: "))]
+    return []
 
 
 def in_process_worker(settings: Settings) -> Check:

@@ -43,6 +43,7 @@ def make_settings(tmp_path: Path, fake_astria: FakeAstria) -> Callable[..., Sett
             # (CREDITS=auto); tests of other features run it unmetered, as an ALLOWED_IDS
             # deployment does. tests/test_credits*.py turn credits on.
             "credits": "off",
+            "consent_required": False,  # tests/test_consent.py turns it on
         }
         values.update(overrides)
         return load_settings(**values)

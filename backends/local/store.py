@@ -8,15 +8,17 @@ deterministic given the stored seed, so a re-run yields the same images).
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from backends.local.config import FIRST_TUNE_ID
-from backends.local.records import JobKind, JobState, Row
+from backends.local.records import FIRST_TUNE_ID, JobKind, JobState, Row
 
 TUNES, PROMPTS = JobKind.TUNE.table, JobKind.PROMPT.table
 
@@ -55,7 +57,8 @@ CREATE TABLE IF NOT EXISTS prompts (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     started_at TEXT,
-    finished_at TEXT
+    finished_at TEXT,
+    scores TEXT
 );
 CREATE INDEX IF NOT EXISTS prompts_state ON prompts(state);
 CREATE INDEX IF NOT EXISTS prompts_tune ON prompts(tune_id);
@@ -66,6 +69,30 @@ INSERT INTO sqlite_sequence(name, seq)
     SELECT 'prompts', {FIRST_TUNE_ID - 1}
     WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'prompts');
 """
+
+JSON_COLUMNS = ("images", "params", "scores")
+"""Columns stored as JSON text (`scores`: best-of scores of a prompt's images, or NULL)."""
+
+
+_created: ContextVar[list[tuple[JobKind, int]] | None] = ContextVar("created", default=None)
+
+
+@contextlib.contextmanager
+def recording_creations() -> Iterator[list[tuple[JobKind, int]]]:
+    """Collects the rows created in this context (one HTTP request), so that a request that
+    fails after committing can take them back."""
+    created: list[tuple[JobKind, int]] = []
+    token = _created.set(created)
+    try:
+        yield created
+    finally:
+        _created.reset(token)
+
+
+def _record(kind: JobKind, row_id: int) -> None:
+    created = _created.get()
+    if created is not None:
+        created.append((kind, row_id))
 
 
 def now_iso() -> str:
@@ -87,6 +114,7 @@ class WorkerStore:
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.executescript(SCHEMA)
+        await _add_scores_column(self._db)
         await self._db.commit()
 
     async def close(self) -> None:
@@ -138,6 +166,7 @@ class WorkerStore:
             ),
         )
         await self.db.commit()
+        _record(JobKind.TUNE, int(cursor.lastrowid or 0))
         row = await self.get_tune(int(cursor.lastrowid or 0))
         assert row is not None
         return row
@@ -176,6 +205,7 @@ class WorkerStore:
             (tune_id, json.dumps(params), JobState.QUEUED, origin, now, now),
         )
         await self.db.commit()
+        _record(JobKind.PROMPT, int(cursor.lastrowid or 0))
         row = await self.get_prompt(int(cursor.lastrowid or 0))
         assert row is not None
         return row
@@ -203,6 +233,17 @@ class WorkerStore:
             r for r in rows if r["tune_id"] == tune_id or r["params"].get("lora_tune_id") == tune_id
         ]
 
+    async def referenced_files(self) -> set[str]:
+        """Every file path (relative to the files folder) a tune or prompt row names."""
+        paths: set[str] = set()
+        for kind in JobKind:
+            for row in await self._all(f"SELECT images FROM {kind.table}", ()):
+                paths.update(row["images"])
+        return paths
+
+    async def tune_ids(self) -> set[int]:
+        return {r["id"] for r in await self._all("SELECT id FROM tunes", ())}
+
     # -- queue -------------------------------------------------------------------------
 
     async def next_job(self) -> tuple[JobKind, int] | None:
@@ -214,15 +255,23 @@ class WorkerStore:
         prompt = await self.next_prompt()
         if prompt is not None:
             return (JobKind.PROMPT, prompt)
+        tune = await self.next_tune()
+        return (JobKind.TUNE, tune) if tune is not None else None
+
+    async def next_prompt(self) -> int | None:
+        """The oldest queued prompt that can run: not one waiting for its tune's training
+        (the runner's own order, runs and interleaving, is `schedule.py`)."""
+        row = await self._one(
+            "SELECT p.id FROM prompts p LEFT JOIN tunes t ON t.id = p.tune_id"
+            " WHERE p.state = ? AND (t.id IS NULL OR t.state = ?) ORDER BY p.id LIMIT 1",
+            (JobState.QUEUED, JobState.DONE),
+        )
+        return row["id"] if row else None
+
+    async def next_tune(self) -> int | None:
         row = await self._one(  # a tune whose photos are still being written is not ready
             "SELECT id FROM tunes WHERE state = ? AND images != '[]' ORDER BY id LIMIT 1",
             (JobState.QUEUED,),
-        )
-        return (JobKind.TUNE, row["id"]) if row else None
-
-    async def next_prompt(self) -> int | None:
-        row = await self._one(
-            "SELECT id FROM prompts WHERE state = ? ORDER BY id LIMIT 1", (JobState.QUEUED,)
         )
         return row["id"] if row else None
 
@@ -272,8 +321,8 @@ class WorkerStore:
 
     async def _update(self, table: str, row_id: int, values: dict[str, Any]) -> None:
         values = {**values, "updated_at": now_iso()}
-        for key in ("images", "params"):
-            if key in values and not isinstance(values[key], str):
+        for key in JSON_COLUMNS:
+            if key in values and values[key] is not None and not isinstance(values[key], str):
                 values[key] = json.dumps(values[key])
         cols = ", ".join(f"{k} = ?" for k in values)
         await self.db.execute(f"UPDATE {table} SET {cols} WHERE id = ?", (*values.values(), row_id))
@@ -306,8 +355,16 @@ class WorkerStore:
         return [_decode(dict(r)) for r in rows]
 
 
+async def _add_scores_column(db: aiosqlite.Connection) -> None:
+    """Best-of scores (issue 15) came after the first databases: add the column to those."""
+    async with db.execute("PRAGMA table_info(prompts)") as cursor:
+        columns = {row[1] for row in await cursor.fetchall()}
+    if "scores" not in columns:
+        await db.execute("ALTER TABLE prompts ADD COLUMN scores TEXT")
+
+
 def _decode(row: Row) -> Row:
-    for key in ("images", "params"):
+    for key in JSON_COLUMNS:
         if isinstance(row.get(key), str):
             row[key] = json.loads(row[key])
     return row

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TextIO
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "console"
 PROGRESS_LINE_INTERVAL_S = 5.0
+ANSWERED_DURING_WAIT = ("/cancel",)
+"""Commands that act while /wait waits; other lines (a script's next steps) run after it."""
 LOCALE_VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
 """Where a terminal says its language, in gettext's order (`LANGUAGE` may list several)."""
 
@@ -130,6 +133,9 @@ class ConsoleChat:
         self._target = ChatTarget(PLATFORM, "console", is_private=True)
         self._user: User | None = None
         self._confirm_delete = False
+        self._lines: asyncio.Queue[str | None] = asyncio.Queue()
+        self._typed_ahead: deque[str | None] = deque()
+        """Lines read during a /wait, to run after it (None: the input ended)."""
         self._handlers = {
             "/start": self._help,
             "/help": self._help,
@@ -140,7 +146,9 @@ class ConsoleChat:
             "/status": self._status,
             "/cancel": self._cancel,
             "/delete": self._delete,
+            "/consent": self._consent,
             "/language": self._language,
+            "/packs": self._packs,
             "/wait": self._wait,
             "/credits": self._credits,
             "/balance": self._credits,
@@ -155,9 +163,9 @@ class ConsoleChat:
         languages.set_language(self._service.language(self._user))
         await self._core.start_jobs()
         self._notifier.say(text("console.welcome"))
-        lines = read_lines_in_background(self._stdin)
+        self._lines = read_lines_in_background(self._stdin)
         while True:
-            line = await lines.get()
+            line = self._typed_ahead.popleft() if self._typed_ahead else await self._lines.get()
             if line is None:
                 break
             line = line.strip()
@@ -257,6 +265,15 @@ class ConsoleChat:
         if len(tunes) > 1:
             self._notifier.say(text("console.models_hint"))
 
+    async def _packs(self, argument: str) -> None:
+        """`/packs` lists; `/packs <number|slug>` shows one, with what running it makes."""
+        if not argument:
+            self._notifier.say(await self._service.list_packs(self.user))
+            self._notifier.say(text("console.packs_hint"))
+            return
+        offer = await self._service.pick_pack(self.user, argument)
+        self._notifier.say(offer.details)
+
     async def _status(self, _: str) -> None:
         self._notifier.say((await self._service.status(self.user)).text)
 
@@ -271,10 +288,38 @@ class ConsoleChat:
         self._user = await self._service.user(PLATFORM, self.user.platform_user_id)
 
     async def _wait(self, _: str) -> None:
-        """Console only: block until running jobs finish, so scripts can train then imagine."""
+        """Console only: block until running jobs finish, so scripts can train then imagine.
+
+        Lines typed meanwhile keep their order and run after the wait, except /cancel, which
+        acts at once (and so ends the wait)."""
         if self._core.tracker.has_jobs():
-            await self._core.tracker.wait_idle()
+            idle = asyncio.ensure_future(self._core.tracker.wait_idle())
+            try:
+                while not idle.done():
+                    await self._read_while(idle)
+            finally:
+                idle.cancel()
         self._notifier.say(text("console.no_jobs"))
+
+    async def _read_while(self, idle: asyncio.Future[None]) -> None:
+        """Take the next typed line unless `idle` comes first; run it now if it may jump."""
+        if self._typed_ahead and self._typed_ahead[-1] is None:  # end of input: just wait
+            await idle
+            return
+        typed = asyncio.ensure_future(self._lines.get())
+        await asyncio.wait({idle, typed}, return_when=asyncio.FIRST_COMPLETED)
+        if not typed.done():
+            typed.cancel()
+            return
+        line = typed.result()
+        if line is not None and line.strip().split(" ")[0].lower() in ANSWERED_DURING_WAIT:
+            await self.handle(line.strip())
+        else:
+            self._typed_ahead.append(line)
+
+    async def _consent(self, _: str) -> None:
+        """The console's consent button (issue 15): asked by /train, answered here."""
+        self._notifier.say(await self._service.give_consent(self.user))
 
     async def _delete(self, argument: str) -> None:
         if argument != "confirm" and not self._confirm_delete:

@@ -222,7 +222,9 @@ class JobTracker:
             job: TuneRecord | GenerationRecord | None = await self._store.get_tune(job_id)
         else:
             job = await self._store.get_generation(job_id)
-        if job is None or not secrets.compare_digest(job.callback_secret, secret):
+        # Bytes: compare_digest refuses str with non-ASCII characters (any URL can carry them).
+        given = secret.encode("utf-8", "replace")
+        if job is None or not secrets.compare_digest(job.callback_secret.encode(), given):
             return False
         self._wakeup(kind, job_id).set()
         return True

@@ -118,7 +118,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE users ADD COLUMN language TEXT;
     ALTER TABLE users ADD COLUMN platform_language TEXT;
     """,
-    # 5: credits (bot/core/ledger.py). An append-only ledger keyed by the chat account
+    # 5: consent (issue 15): when the user confirmed, before their first training, that the
+    # photos are of themselves or of an adult who agreed (NULL: not yet; asked at /train).
+    """
+    ALTER TABLE users ADD COLUMN consented_at TEXT;
+    """,
+    # 6: credits (bot/core/ledger.py). An append-only ledger keyed by the chat account
     # (`telegram:42`, so it outlives /delete); `balances` is its running sum, kept by a trigger
     # and never below zero (CHECK), so no write of any process can overdraw an account. A hold
     # is settled at most once (captured or released), a payment is credited and refunded at

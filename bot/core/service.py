@@ -15,13 +15,16 @@ import random
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from backends.base import DEFAULT_TOKEN, Backend, BackendError
+from backends.base import DEFAULT_TOKEN, Backend, BackendError, TrainingImage
 from bot.core import photos as photo_intake
+from bot.core import shoots
+from bot.core.consent import ConsentNeeded, consent_question
 from bot.core.credits import Credits, CreditsConfig, Quote, amount
 from bot.core.errors import UserError
+from bot.core.inspection import IntakeClass, inspect_for_intake, intake_class
 from bot.core.jobs import JobTracker
 from bot.core.ledger import Ledger
 from bot.core.prompts import ComposedPrompt, TuneRef, compose_prompt
@@ -37,6 +40,7 @@ from bot.core.records import (
     TuneState,
     User,
 )
+from bot.core.safety import BlockList
 from bot.core.store import Store
 from bot.core.texts import languages, text
 
@@ -68,6 +72,12 @@ class ServiceConfig:
     """Who an admin banned, by `platform:id` (bot.core.admin.Bans)."""
     default_language: str = languages.SOURCE_LANGUAGE
     """DEFAULT_LANGUAGE: for users whose platform language the bot does not speak."""
+    blocklist: BlockList = field(default_factory=BlockList.load)
+    """PROMPT_BLOCKLIST's rules (safety.py): refused before anything is stored or sent."""
+    consent_required: bool = True
+    """CONSENT_REQUIRED: ask the one-time consent question before a user's first /train."""
+    consent_text: str | None = None
+    """CONSENT_TEXT_FILE's wording; None: the catalogs' `consent.question`."""
 
 
 @dataclass(frozen=True)
@@ -231,11 +241,36 @@ class PhotoshootService:
             batch = photo_intake.IntakeBatch(
                 existing_hashes={photo.sha256 for photo in existing}, existing_count=len(existing)
             )
+            inspect_as = intake_class(await self.store.user_tunes(user.id))
+            hashes: list[str] = []
             for item in incoming:
                 prepared = await asyncio.to_thread(batch.add, item.data, item.filename)
-                if prepared is not None:
+                if prepared is not None and await self._inspected(
+                    batch, prepared, item.filename, inspect_as, hashes
+                ):
                     await self._save_photo(user, prepared)
             return batch
+
+    async def _inspected(
+        self,
+        batch: photo_intake.IntakeBatch,
+        photo: photo_intake.PreparedPhoto,
+        filename: str | None,
+        inspect_as: IntakeClass,
+        hashes: list[str],
+    ) -> bool:
+        """Issue 15: the backend's inspection of an accepted photo; False when it refused it
+        (withdrawn from the batch with its reason), else its warnings join the batch's notes."""
+        image = TrainingImage(photo.filename, photo.data)
+        subject = photo_intake.photo_subject(filename)
+        verdict = await inspect_for_intake(self._backend, inspect_as, image, subject, hashes)
+        if verdict.refusal is not None:
+            batch.withdraw(photo, verdict.refusal, filename)
+            return False
+        batch.notes.extend(verdict.warnings)
+        if verdict.phash:
+            hashes.append(verdict.phash)
+        return True
 
     async def _save_photo(self, user: User, prepared: photo_intake.PreparedPhoto) -> None:
         relative = f"photos/{user.id}/{prepared.sha256}.jpg"
@@ -300,6 +335,7 @@ class PhotoshootService:
             raise UserError(text("train.not_a_class", word=class_name, examples=examples))
         if not target.is_private:
             raise UserError(text("train.private_only"))
+        await self._require_consent(user)  # issue 15: no training without it
         async with self._lock(user):
             pending = await self.store.pending_photos(user.id)
             photo_intake.check_ready_to_train(len(pending))
@@ -320,6 +356,25 @@ class PhotoshootService:
         self._tracker.track_tune(tune.id)
         return tune
 
+    # -- consent (issue 15, consent.py) -------------------------------------------------------
+
+    async def consent_needed(self, user: User) -> str | None:
+        """The consent question when `user` must still answer it (before /train), else None."""
+        fresh = await self.store.get_user(user.id)
+        if not self._config.consent_required or (fresh and fresh.consented_at):
+            return None
+        return consent_question(self._config.consent_text)
+
+    async def _require_consent(self, user: User) -> None:
+        if (question := await self.consent_needed(user)) is not None:
+            raise ConsentNeeded(question)
+
+    async def give_consent(self, user: User) -> str:
+        """Record the user's confirmation (once; its time is kept) and say what comes next."""
+        await self.store.record_consent(user.id)
+        log.info("user %s gave consent", user.id)
+        return text("consent.given")
+
     # -- generation --------------------------------------------------------------------------
 
     async def generate(
@@ -339,6 +394,7 @@ class PhotoshootService:
 
         Under the user's lock: a /delete running meanwhile either sees this job (and deletes
         it here and on the image service) or finishes first (and this finds no model)."""
+        self._config.blocklist.check(prompt)  # issue 15: before any row, hold or request
         async with self._lock(user):
             return await self._generate(user, prompt, target, seed, num_images, upscale, tune_id)
 
@@ -576,6 +632,18 @@ class PhotoshootService:
         if not all(path.exists() for path in paths):
             raise UserError(text("images.deleted"))
         return paths
+
+    # -- packs (bot/core/shoots.py) --------------------------------------------------------
+
+    async def list_packs(self, user: User) -> str:
+        """`/packs`: the packs for the class of the user's model, with size and price."""
+        model = shoots.pack_model(await self.store.user_tunes(user.id), user.active_tune_id)
+        return shoots.offers_text(await shoots.offers(self._backend, model), model)
+
+    async def pick_pack(self, user: User, wanted: str) -> shoots.PackOffer:
+        """A pick from `/packs` (its number, slug or id): the pack, for the confirm button."""
+        model = shoots.pack_model(await self.store.user_tunes(user.id), user.active_tune_id)
+        return await shoots.pick(self._backend, model, wanted)
 
 
 def _class_word(typed: str) -> str:

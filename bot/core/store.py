@@ -82,7 +82,7 @@ class _Columns:
         return cls(**values)
 
 
-_USER = _Columns(skip=("created_at",))
+_USER = _Columns(datetimes=("consented_at",), skip=("created_at",))
 _PHOTO = _Columns(skip=("created_at", "tune_id"))
 _TUNE = _Columns(
     datetimes=("eta", "created_at", "trained_at"),
@@ -212,6 +212,16 @@ class Store:
         """The user's own language choice (None: follow the platform's again)."""
         try:
             await self._write("UPDATE users SET language = ? WHERE id = ?", (language, user_id))
+        finally:
+            self._forget_user(self._user_keys.get(user_id))
+
+    async def record_consent(self, user_id: int) -> None:
+        """Issue 15: the user confirmed the consent question now (kept until /delete)."""
+        try:
+            await self._write(
+                "UPDATE users SET consented_at = COALESCE(consented_at, ?) WHERE id = ?",
+                (_iso(utcnow()), user_id),
+            )
         finally:
             self._forget_user(self._user_keys.get(user_id))
 

@@ -36,6 +36,7 @@ from bot.chat.telegram.render import (
     reply_to,
     send_album,
 )
+from bot.core.consent import ConsentNeeded
 from bot.core.errors import UserError
 from bot.core.records import Action, ActionKind, ChatTarget, User
 from bot.core.texts import text
@@ -91,6 +92,7 @@ class TelegramHandlers:
             ActionKind.DELETE: self._delete_button,
             ActionKind.IMAGINE: self._imagine_button,
             ActionKind.LANGUAGE: self._language_button,
+            ActionKind.CONSENT: self._consent_button,
             **(more_buttons or {}),
         }
 
@@ -323,11 +325,33 @@ class TelegramHandlers:
         await query.edit_message_text(answer)
         return answer
 
+    async def _consent_button(
+        self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
+    ) -> str:
+        answer = await self._service.give_consent(user)
+        await query.edit_message_text(answer)
+        return answer
+
+    async def _ask_consent(self, update: Update, context: Context, question: str) -> None:
+        """/train (or a class button) before consent: the question, with its button."""
+        chat = update.effective_chat
+        assert chat is not None, "a ConsentNeeded comes from a user's own update"
+        user = await self._user(update)
+        keyboard = await confirm_keyboard(
+            self._service, user.id, text("button.consent"), ActionKind.CONSENT
+        )
+        await context.bot.send_message(chat.id, question, reply_markup=keyboard)
+        if update.callback_query is not None:
+            await update.callback_query.answer()
+
     # -- errors ------------------------------------------------------------------------------
 
     async def error(self, update: object, context: Context) -> None:
         """Tell the user: their mistake in the service's words, ours as a short apology."""
         error = context.error
+        if isinstance(error, ConsentNeeded) and isinstance(update, Update):
+            await self._ask_consent(update, context, error.message)
+            return
         if isinstance(error, UserError):
             answer = error.message
         else:

@@ -105,6 +105,22 @@ MESSAGES: Catalog = {
     "photos.refused.too_many_pixels": Plural(
         one="{count} over {megapixels} megapixels", other="{count} over {megapixels} megapixels"
     ),
+    "inspect.line": "{subject}: {problem}",
+    "inspect.no_face": "no face found: send a photo where your face is clearly visible",
+    "inspect.multiple_faces": "more than one person: crop to just you",
+    "inspect.face_too_small": "the face is small: send a closer photo or crop it",
+    "inspect.blurry": "blurry: resend a sharper one",
+    "inspect.too_dark": "too dark: send one taken in better light",
+    "inspect.too_bright": "overexposed: send one with less glare",
+    "inspect.clipped": "parts are pure black or white: send one with softer light",
+    "inspect.near_duplicate": "nearly the same as another photo: vary pose or place",
+    "inspect.sunglasses": "sunglasses: send one without them",
+    "inspect.hat": "a hat: send one without it",
+    "inspect.funny_face": "a funny face: send one with a natural expression",
+    "inspect.wrong_class": "looks like something else than what you will train",
+    "photos.refused.unsuitable": Plural(
+        one="{count} unsuitable (see below)", other="{count} unsuitable (see below)"
+    ),
     "photos.refused.duplicate": Plural(
         one="{count} duplicate skipped", other="{count} duplicates skipped"
     ),
@@ -161,9 +177,38 @@ MESSAGES: Catalog = {
     "class.dog": "dog",
     "class.cat": "cat",
     "class.couple": "couple",
+    # -- packs ------------------------------------------------------------------------------
+    "packs.heading": "Photoshoot packs for {model} ({class_name}):",
+    "packs.item": Plural(
+        one="{number}. {title}: {count} image",
+        other="{number}. {title}: {count} images",
+    ),
+    "packs.item_priced": Plural(
+        one="{number}. {title}: {count} image, ${price}",
+        other="{number}. {title}: {count} images, ${price}",
+    ),
+    "packs.makes": Plural(
+        one="It makes {count} image of {model}.",
+        other="It makes {count} images of {model}.",
+    ),
+    "packs.confirm": Plural(one="Make {count} image", other="Make {count} images"),
+    "packs.none_for_class": "There is no photoshoot pack for a {class_name} yet.",
+    "packs.unknown": "There is no pack called “{pack}”. /packs lists them.",
+    "packs.unsupported": ("{title} has no prompts for a {class_name}. Packs that have: {packs}."),
+    "packs.unsupported_none": "none yet",
     # -- imagining --------------------------------------------------------------------------
     "imagine.empty": "What should I make? For example: /imagine astronaut on the moon",
     "imagine.still_training": "Your model is still training. I'll message you when it's ready.",
+    "consent.question": (
+        "Before your first training, please confirm: the photos you send are of yourself, or "
+        "of someone who agreed to this, and that person is an adult (18 or older)."
+    ),
+    "consent.how": "Press the button below to confirm (in the console: /consent).",
+    "consent.given": "Thank you, noted. Now send /train again to start your training.",
+    "button.consent": "✅ I confirm",
+    "safety.blocked": (
+        "Sorry, I can't make pictures from this prompt. Please try a different one."
+    ),
     "imagine.no_model": (
         "You have no model yet. In a private chat with me, send 4-20 photos of "
         "yourself, then /train man (or woman, person, ...)."
@@ -552,6 +597,7 @@ MESSAGES: Catalog = {
     "console.unreadable_file": "Cannot read {path}: {reason}.",
     "console.models_usage": "Choose a model by its number: /models 3",
     "console.models_hint": "Choose the active one with /models <number>.",
+    "console.packs_hint": "See one with /packs <number>.",
     "console.no_jobs": "No job is running.",
     "console.delete_question": (
         "This deletes all your photos, models and images, here and on the image "
