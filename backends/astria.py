@@ -18,14 +18,16 @@ usually live on S3, which must never see our key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import quote, urljoin
 
 import httpx
 
@@ -33,15 +35,23 @@ from backends.base import (
     DEFAULT_TOKEN,
     AuthError,
     BackendError,
+    Inspection,
     NotFoundError,
+    Pack,
+    PackCost,
+    PackPrompt,
+    PackRun,
+    PackRunRequest,
     Prompt,
     PromptRequest,
     RateLimitError,
     ServerError,
+    TrainingImage,
     Tune,
     TuneRequest,
     ValidationError,
 )
+from backends.findings import PERSON_CLASSES, Finding
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +187,61 @@ class AstriaClient:
     async def delete_prompt(self, prompt_id: int) -> None:
         await self._request("DELETE", f"/prompts/{prompt_id}")
 
+    # -- packs and likes -----------------------------------------------------------------
+
+    async def list_packs(self, *, gallery: bool = False, order: str | None = None) -> list[Pack]:
+        """GET /packs (the account's own packs) or /gallery/packs (the public ones).
+
+        `order="likes"`: most liked first. Our worker sorts; hosted Astria documents no sort
+        parameter, so there the caller should sort by `Pack.likes` itself if it cares.
+        """
+        params = {"order": order} if order else None
+        path = "/gallery/packs" if gallery else "/packs"
+        body = _json(await self._request("GET", path, params=params))
+        if not isinstance(body, list):
+            raise ServerError(f"Astria returned no list for {path}")
+        return [parse_pack(item) for item in body if isinstance(item, dict)]
+
+    async def get_pack(self, pack: int | str) -> Pack:
+        """GET /p/:id, or /p/:slug.json for a slug (`corporate-headshots`)."""
+        path = f"/p/{pack}" if isinstance(pack, int) else f"/p/{quote(pack, safe='')}.json"
+        return parse_pack(_json_object(await self._request("GET", path)))
+
+    async def run_pack(self, pack_id: int, request: PackRunRequest) -> PackRun:
+        """POST /p/:id/tunes: a new tune that runs the pack once trained, or (`tune_ids`) the
+        pack's prompts on existing tunes. Not retried, like every create."""
+        files = [
+            ("tune[images][]", (image.filename, image.content, image.content_type))
+            for image in request.images
+        ]
+        response = await self._request(
+            "POST", f"/p/{pack_id}/tunes", data=_pack_run_form(request), files=files or None
+        )
+        return parse_pack_run(_json(response))
+
+    async def like_prompt(self, prompt_id: int) -> None:
+        """POST /prompts/:id/likes (201, no body). A pack prompt's like also counts for the
+        pack's own prompt it was made from, which is how packs get ordered by likes."""
+        await self._request("POST", f"/prompts/{prompt_id}/likes")
+
+    async def unlike_prompt(self, prompt_id: int) -> None:
+        """DELETE /prompts/:id/likes: takes the like back."""
+        await self._request("DELETE", f"/prompts/{prompt_id}/likes")
+
+    # -- photo inspection ----------------------------------------------------------------
+
+    async def inspect_image(
+        self, name: str, image: TrainingImage, *, hashes: Sequence[str] = ()
+    ) -> Inspection:
+        """POST /images/inspect (multipart `name`, `file`). `hashes`: the `phash` of the set's
+        other photos, for our worker's near-duplicate check (Astria ignores the field)."""
+        data: dict[str, Any] = {"name": name}
+        if hashes:
+            data["hashes[]"] = list(hashes)
+        files = [("file", (image.filename, image.content, image.content_type))]
+        response = await self._request("POST", "/images/inspect", data=data, files=files)
+        return parse_inspection(_json_object(response), name)
+
     # -- files ---------------------------------------------------------------------------
 
     async def download(self, url: str) -> bytes:
@@ -229,7 +294,7 @@ class AstriaClient:
         url: str | httpx.URL,
         *,
         params: dict[str, Any] | None = None,
-        data: dict[str, str] | None = None,
+        data: Mapping[str, Any] | None = None,
         files: list[Any] | None = None,
         auth: bool = True,
         follow_redirects: bool = False,
@@ -326,8 +391,160 @@ def parse_prompt(data: dict[str, Any], tune_id: int | None = None) -> Prompt:
         user_error=_text(data.get("user_error")),
         started_training_at=parse_time(data.get("started_training_at")),
         trained_at=parse_time(data.get("trained_at")),
+        pack_id=_int_or_none(data.get("pack_id")),
+        orig_prompt_id=_int_or_none(data.get("orig_prompt_id")),
         raw=data,
     )
+
+
+def parse_pack(data: dict[str, Any]) -> Pack:
+    """A Pack from Astria JSON: a list item (`cost_mc_hash`, no prompts) or `GET /p/:id`
+    (`costs` per class, `prompts_per_class`). Anything malformed is left out, not fatal."""
+    costs: dict[str, PackCost] = {}
+    for name, cost in _mapping(data.get("costs")).items():
+        if isinstance(cost, dict):
+            costs[str(name)] = PackCost(
+                num_images=_int_or_none(cost.get("num_images")),
+                cost=_float_or_none(cost.get("cost")),
+            )
+    for name, millicents in _mapping(data.get("cost_mc_hash")).items():
+        costs[str(name)] = replace(
+            costs.get(str(name), PackCost()), cost_mc=_int_or_none(millicents)
+        )
+    prompts: dict[str, tuple[PackPrompt, ...]] = {}
+    for name, items in _mapping(data.get("prompts_per_class")).items():
+        if isinstance(items, list):
+            prompts[str(name)] = tuple(
+                _pack_prompt(item)
+                for item in items
+                if isinstance(item, dict) and _int_or_none(item.get("id")) is not None
+            )
+    pack_id = int(data["id"])
+    return Pack(
+        id=pack_id,
+        slug=str(data.get("slug") or ""),
+        title=str(data.get("title") or data.get("slug") or f"Pack {pack_id}"),
+        description=_text(data.get("description")) or "",
+        cover_url=_text(data.get("cover_url")),
+        costs=costs,
+        prompts_per_class=prompts,
+        likes=_int_or_none(data.get("likes")) or 0,
+        raw=data,
+    )
+
+
+ASTRIA_FLAGS = {
+    "blurry": Finding.BLURRY,
+    "includes_multiple_people": Finding.MULTIPLE_FACES,
+    "full_body_image_or_longshot": Finding.FACE_TOO_SMALL,
+    "wearing_sunglasses": Finding.SUNGLASSES,
+    "wearing_hat": Finding.HAT,
+    "funny_face": Finding.FUNNY_FACE,
+}
+"""Astria's inspect booleans that, when true, say something is wrong with the photo."""
+
+
+def parse_inspection(data: dict[str, Any], requested: str) -> Inspection:
+    """An Inspection from Astria's (or our worker's) answer for a photo of class `requested`.
+    Astria's `name` empty or "NONE" means it saw no `requested`; another class is WRONG_CLASS."""
+    findings = {finding for key, finding in ASTRIA_FLAGS.items() if data.get(key) is True}
+    for value in data.get("findings") or ():
+        with contextlib.suppress(ValueError):
+            findings.add(Finding(value))
+    seen = _text(data.get("name"))
+    seen = None if seen is None or seen.upper() == "NONE" else seen.lower()
+    if seen is None and requested.lower() in PERSON_CLASSES:
+        findings.add(Finding.NO_FACE)
+    elif seen is not None and seen != requested.lower():
+        findings.add(Finding.WRONG_CLASS)
+    attributes = {
+        key: value.strip()
+        for key, value in data.items()
+        if key != "name"
+        and isinstance(value, str)
+        and value.strip()
+        and value.strip().upper() != "NONE"
+        and key not in ("phash", "sharpness_on", "detector")
+    }
+    return Inspection(
+        name=seen,
+        attributes=attributes,
+        findings=frozenset(findings),
+        faces=_number(data.get("faces"), int),
+        face_fraction=_number(data.get("face_fraction"), float),
+        sharpness=_number(data.get("sharpness"), float),
+        phash=_text(data.get("phash")),
+        near_duplicate_of=_number(data.get("near_duplicate_of"), int),
+        raw=data,
+    )
+
+
+def parse_pack_run(body: Any) -> PackRun:
+    """The answer to `POST /p/:id/tunes`, in any of the shapes seen: a tune object (perhaps
+    with our worker's `prompts`), `{"message": "Prompts created", ...}`, or a bare list."""
+    if isinstance(body, list):
+        items = [item for item in body if isinstance(item, dict) and "id" in item]
+        prompts = [item for item in items if "text" in item]
+        tunes = [item for item in items if "text" not in item]
+        body = {"tunes": tunes, "prompts": prompts}
+    if not isinstance(body, dict):
+        raise ServerError("Astria returned neither a tune nor a list of prompts for a pack run")
+    tunes = [body] if "id" in body else _dicts(body.get("tunes"))
+    return PackRun(
+        tune=parse_tune(tunes[0]) if tunes else None,
+        prompts=tuple(parse_prompt(p) for p in _dicts(body.get("prompts"))),
+        raw=body,
+    )
+
+
+def _pack_prompt(item: dict[str, Any]) -> PackPrompt:
+    images = tuple(i for i in item.get("images") or () if isinstance(i, str) and i)
+    return PackPrompt(
+        id=int(item["id"]),
+        text=str(item.get("text") or ""),
+        num_images=_int_or_none(item.get("num_images")),
+        images=images,
+        likes=_int_or_none(item.get("likes")) or 0,
+    )
+
+
+def _pack_run_form(request: PackRunRequest) -> dict[str, str | list[str]]:
+    """Rails-style fields of `POST /p/:id/tunes`, as Astria's docs and CLI send them."""
+    fields: dict[str, str | list[str]] = dict(
+        _form(
+            "tune",
+            title=request.title,
+            name=request.name,
+            callback=request.callback,
+            prompts_callback=request.prompts_callback,
+        )
+    )
+    for key, values in (
+        ("image_urls", request.image_urls),
+        ("tune_ids", request.tune_ids),
+        ("prompt_ids", request.prompt_ids),
+    ):
+        if values:
+            fields[f"tune[{key}][]"] = [str(v) for v in values]
+    for key, value in request.characteristics.items():
+        fields[f"tune[characteristics][{key}]"] = str(value)
+    fields.update(
+        _form(
+            "tune[prompt_attributes]",
+            callback=request.prompt_callback,
+            num_images=request.num_images,
+            aspect_ratio=request.aspect_ratio,
+            inpaint_faces=request.inpaint_faces,
+        )
+    )
+    return fields
+
+
+def _number(value: Any, kind: type[int] | type[float]) -> Any:
+    """`value` as `kind` when it is a JSON number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return kind(value)
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -423,6 +640,29 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
+
+
+def _float_or_none(value: Any) -> float | None:
+    """A number from JSON that may hold one as a string ("3.0"); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    number = _float_or_none(value)
+    return int(number) if number is not None and number.is_integer() else None
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:

@@ -7,11 +7,13 @@ objects, reduced to what the bot needs, with the raw JSON kept for anything else
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
+
+from backends.findings import Finding
 
 SDXL_BASE_TUNE_ID = 666678
 """Astria's gallery id of SDXL 1.0: LoRA+TI tunes are trained on it and prompted through it."""
@@ -110,6 +112,10 @@ class Prompt:
     user_error: str | None = None
     started_training_at: datetime | None = None
     trained_at: datetime | None = None
+    pack_id: int | None = None
+    """The pack this prompt was made from (`POST /p/:id/tunes`), else None."""
+    orig_prompt_id: int | None = None
+    """The pack's own prompt (its template) this one was made from: likes add up there."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -165,6 +171,124 @@ class PromptRequest:
     callback: str | None = None
 
 
+@dataclass(frozen=True)
+class PackCost:
+    """What a pack makes for one class: how many images, at what price (the backend's unit;
+    Astria's `costs` give cents, `cost_mc_hash` millicents; None when not given)."""
+
+    num_images: int | None = None
+    cost: float | None = None
+    cost_mc: int | None = None
+
+
+@dataclass(frozen=True)
+class PackPrompt:
+    """One of a pack's prompts for a class. Astria shows only `id` and sample `images`; our
+    worker also shows the text. `likes` is the sum of likes on every image made from it."""
+
+    id: int
+    text: str = ""
+    num_images: int | None = None
+    images: tuple[str, ...] = ()
+    likes: int = 0
+
+
+@dataclass(frozen=True)
+class Pack:
+    """A curated photoshoot: per class (man, woman, ...) a set of prompts, run on a tune."""
+
+    id: int
+    slug: str
+    title: str
+    description: str = ""
+    cover_url: str | None = None
+    costs: Mapping[str, PackCost] = field(default_factory=dict)
+    prompts_per_class: Mapping[str, tuple[PackPrompt, ...]] = field(default_factory=dict)
+    likes: int = 0
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names the pack has prompts for (a pack list item only shows its costs)."""
+        return tuple(dict.fromkeys([*self.costs, *self.prompts_per_class]))
+
+    def supports(self, class_name: str) -> bool:
+        return class_name in self.classes
+
+    def num_images(self, class_name: str) -> int | None:
+        """Images one run makes for `class_name`: the stated cost, else the prompts' sum."""
+        cost = self.costs.get(class_name)
+        if cost is not None and cost.num_images is not None:
+            return cost.num_images
+        prompts = self.prompts_per_class.get(class_name)
+        if not prompts or any(p.num_images is None for p in prompts):
+            return None
+        return sum(p.num_images or 0 for p in prompts)
+
+
+@dataclass(frozen=True)
+class PackRunRequest:
+    """What `run_pack` sends (`POST /p/:id/tunes`).
+
+    Either a new tune (`title`, `name` and `images` or `image_urls`: it trains, then the pack
+    runs on it) or `tune_ids`: the pack's prompts on existing tunes, no training.
+    """
+
+    title: str | None = None
+    name: str | None = None
+    images: Sequence[TrainingImage] = ()
+    image_urls: Sequence[str] = ()
+    tune_ids: Sequence[int] = ()
+    prompt_ids: Sequence[int] = ()
+    """Run only these of the pack's prompts; empty = all of them for the class."""
+    characteristics: Mapping[str, str] = field(default_factory=dict)
+    """Fill the prompts' `{{key}}` placeholders, e.g. {"eye_color": "blue eyes"}."""
+    callback: str | None = None
+    """POSTed `{"tune": ...}` when a new tune has trained."""
+    prompt_callback: str | None = None
+    """Sent as `prompt_attributes[callback]`: POSTed `{"prompt": ...}` per finished prompt."""
+    prompts_callback: str | None = None
+    """POSTed once with the array of the run's prompts when all of them are done."""
+    num_images: int | None = None
+    aspect_ratio: str | None = None
+    inpaint_faces: bool | None = None
+
+
+@dataclass(frozen=True)
+class PackRun:
+    """The answer to `run_pack`: the new tune (None with `tune_ids` where the backend answers
+    only "Prompts created", as Astria may) and the prompts made, when the backend lists them
+    (our worker does; otherwise `list_prompts(tune_id)` shows them, by `pack_id`)."""
+
+    tune: Tune | None
+    prompts: tuple[Prompt, ...] = ()
+    raw: Any = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What `POST /images/inspect` said about one photo, on either backend.
+
+    `findings` unifies both: hosted Astria's booleans mapped onto `Finding`s, and our
+    worker's own `findings`. The worker also measures (None from hosted Astria, whose
+    figures the bot takes itself with `backends.photo_quality`)."""
+
+    name: str | None
+    """The class seen (`man`, `cat` ...); None when nothing of the class was seen."""
+    attributes: dict[str, str]
+    """Astria's string attributes that have a value (`eye_color`: `blue eyes` ...): the
+    tune's `characteristics`. Unknown ("NONE") and empty ones are left out."""
+    findings: frozenset[Finding]
+    faces: int | None = None
+    face_fraction: float | None = None
+    sharpness: float | None = None
+    phash: str | None = None
+    """16 hex digits; pass the set's hashes to the next inspect as `hashes`."""
+    near_duplicate_of: int | None = None
+    """Index into the `hashes` sent with the request."""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
 class Backend(Protocol):
     """Everything the bot asks of an image backend (implemented by `backends.astria`)."""
 
@@ -183,6 +307,22 @@ class Backend(Protocol):
     async def list_prompts(self, tune_id: int) -> list[Prompt]: ...
 
     async def delete_prompt(self, prompt_id: int) -> None: ...
+
+    async def list_packs(
+        self, *, gallery: bool = False, order: str | None = None
+    ) -> list[Pack]: ...
+
+    async def get_pack(self, pack: int | str) -> Pack: ...
+
+    async def run_pack(self, pack_id: int, request: PackRunRequest) -> PackRun: ...
+
+    async def like_prompt(self, prompt_id: int) -> None: ...
+
+    async def unlike_prompt(self, prompt_id: int) -> None: ...
+
+    async def inspect_image(
+        self, name: str, image: TrainingImage, *, hashes: Sequence[str] = ()
+    ) -> Inspection: ...
 
     async def download(self, url: str) -> bytes: ...
 

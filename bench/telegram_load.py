@@ -29,8 +29,13 @@ A message update's reply is the first message the bot sends into its chat after 
 (each chat gets at most one message update at a time; edits of earlier messages don't count); a
 button press's is its answerCallbackQuery.
 
+The bot charges credits, as a public bot does (CREDITS=on): each job takes its hold in its own
+transaction and plain text answers with a priced preview. Every user has plenty of credits and
+there are no limits, so the updates do the same work whatever the balance. `--credits off`
+measures the same bot unmetered (what the ledger costs is the difference).
+
 Usage: python bench/telegram_load.py [--pairs 3] [--updates 3000] [--rate 300] [--burst 600]
-                                     [--json F]
+                                     [--credits on|off] [--json F]
 """
 
 from __future__ import annotations
@@ -272,6 +277,19 @@ def first_replies(calls: Sequence[ApiCall], pushed: Sequence[Pushed]) -> list[fl
     return found
 
 
+PAID_BOT: dict[str, Any] = {
+    "credits": "on",
+    "free_credits": 1_000_000,
+    "limit_running_prompts": 0,
+    "limit_running_trainings": 0,
+    "limit_images_per_day": 0,
+    "limit_trainings_per_day": 0,
+}
+"""A public bot's economics, without a balance or a limit ever refusing the load."""
+ECONOMICS = tuple(PAID_BOT)
+"""The settings the bot's process is given (`--credits off` leaves the others at default)."""
+
+
 @contextlib.asynccontextmanager
 async def our_bot(settings: Settings) -> AsyncIterator[None]:
     async with (
@@ -346,8 +364,12 @@ def _text_in(call: ApiCall, chat_id: int, words: str) -> bool:
     return call.chat_id == chat_id and words in str(call.params.get("text", ""))
 
 
-def bot_settings(fake: FakeTelegram, astria: FakeAstria, data_dir: Path) -> Settings:
+def bot_settings(
+    fake: FakeTelegram, astria: FakeAstria, data_dir: Path, credits: str = "on"
+) -> Settings:
+    """The bot's settings: charged (PAID_BOT) unless `credits` is "off"."""
     return load_settings(
+        **(PAID_BOT if credits == "on" else {"credits": "off"}),
         telegram_bot_token=TOKEN,
         telegram_api_url=fake.api_url,
         telegram_file_url=fake.file_url,
@@ -371,6 +393,8 @@ async def bot_process(name: str, settings: Settings, fake: FakeTelegram) -> Asyn
         "ASTRIA_API_KEY": settings.astria_api_key.get_secret_value(),
         "ASTRIA_API_URL": settings.astria_api_url,
         "DATA_DIR": str(settings.data_dir),
+        **{name.upper(): str(getattr(settings, name)) for name in ECONOMICS},
+        "CONSENT_REQUIRED": "false",  # the trained users' one-time question is not the load
     }
     polls = len(fake.find("getUpdates"))
     process = await asyncio.create_subprocess_exec(
@@ -417,7 +441,7 @@ class Bench:
         started = time.monotonic()
         trained = trained_users(self.args.users)
         with FakeTelegram() as fake:
-            settings = bot_settings(fake, self.astria, self.prepared)
+            settings = bot_settings(fake, self.astria, self.prepared, self.args.credits)
             async with bot_process("ours", settings, fake):
                 self.keyboards = await train_users(fake, Users(fake), trained)
         self.astria.prompt_seconds = 3600.0  # jobs started under load stay queued: no results
@@ -434,7 +458,7 @@ class Bench:
         with FakeTelegram() as fake:
             # the echo bot gets the same updates, button presses under the same messages
             load = Load(Users(fake), args.users, args.seed, self.keyboards)
-            settings = bot_settings(fake, self.astria, data_dir)
+            settings = bot_settings(fake, self.astria, data_dir, args.credits)
             async with bot_process(name, settings, fake) as pid:
                 rate = await run_phase(fake, load, args.updates, args.rate, pid)
                 burst = await run_phase(fake, load, args.burst, None, pid)
@@ -500,6 +524,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--burst", type=int, default=600, help="updates in the burst phase")
     parser.add_argument("--users", type=int, default=300, help="distinct users (chats)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--credits", choices=["on", "off"], default="on", help="charge credits")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--serve", choices=list(BOTS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -8,9 +8,11 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from bot.config import ConfigError, Settings, load_settings
@@ -27,9 +29,14 @@ async def run_console(settings: Settings) -> None:
         await ConsoleChat(core).run()
 
 
+def has_chat_token(settings: Settings) -> bool:
+    """With no chat platform configured, `run` is the console chat."""
+    return bool(settings.telegram_bot_token or settings.discord_bot_token)
+
+
 async def run_frontends(settings: Settings) -> None:
     """Start every frontend whose token is set; with none, fall back to the console."""
-    if not (settings.telegram_bot_token or settings.discord_bot_token):
+    if not has_chat_token(settings):
         log.info("no TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN set: starting the console chat")
         await run_console(settings)
         return
@@ -67,6 +74,26 @@ async def until_signalled(work: Coroutine[Any, Any, None]) -> None:
         await work
     except asyncio.CancelledError:
         log.info("stopped by a signal; unfinished jobs resume on the next start")
+
+
+def run_chat(work: Coroutine[Any, Any, None]) -> None:
+    """Run the bot or the console until the end or a signal. A GPU step the in-process worker
+    left running at the stop would hold up the interpreter's exit (and the unit's 30 s): the
+    stores are closed and the job requeued, so the process ends without waiting for it."""
+    asyncio.run(until_signalled(work))
+    from bot.app import worker_threads_left
+
+    if worker_threads_left():
+        log.info("exiting without waiting for the GPU step left running")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def console_log_file(settings: Settings) -> Path:
+    """Where the console's log goes: its terminal shows the conversation only."""
+    return settings.data_dir / "logs" / "bot.log"
 
 
 def run_worker(settings: Settings, host: str, port: int) -> None:
@@ -137,10 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         add_secrets(*secrets_of(settings))
         if args.command == "worker":
             run_worker(settings, args.host, args.port)
-        elif args.command == "chat":
-            asyncio.run(until_signalled(run_console(settings)))
+            return 0
+        if args.command == "chat" or not has_chat_token(settings):
+            setup_logging(args.log_level, args.log_format, file=console_log_file(settings))
+        if args.command == "chat":
+            run_chat(run_console(settings))
         else:
-            asyncio.run(until_signalled(run_frontends(settings)))
+            run_chat(run_frontends(settings))
     except ConfigError as exc:
         print(f"photoshoot-bot: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,8 @@ import contextlib
 import dataclasses
 import gc
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -21,7 +23,14 @@ from backends.base import Backend
 from bot.callbacks import callback_route
 from bot.chat.base import Core, Frontend
 from bot.config import ConfigError, Settings
+from bot.core.admin import AdminDesk, Bans
+from bot.core.consent import ConsentTextError, read_consent_text
+from bot.core.credits import Credits, CreditsConfig, Prices
 from bot.core.jobs import JobTracker, TrackerConfig
+from bot.core.ledger import Ledger
+from bot.core.limits import Limits
+from bot.core.payments import Package, Payments
+from bot.core.safety import BlockList, BlockListError
 from bot.core.service import PhotoshootService, ServiceConfig
 from bot.core.store import Store
 from bot.core.texts import languages
@@ -32,6 +41,9 @@ if TYPE_CHECKING:
     from backends.local import WorkerConfig
 
 log = logging.getLogger(__name__)
+
+IN_PROCESS_STOP_GRACE_S = 10.0
+"""WORKER_STOP_GRACE_S's default for the worker inside the bot (see `in_process_worker`)."""
 
 
 def worker_config(settings: Settings, *, api_key: str | None) -> WorkerConfig:
@@ -63,12 +75,22 @@ async def in_process_worker(settings: Settings) -> AsyncIterator[httpx.AsyncBase
             "to run it in-process: pip install torch==2.13.0 -e '.[worker]' "
             f"(missing: {exc.name})."
         ) from None
-    worker = create_worker(worker_config(settings, api_key=None))
+    config = worker_config(settings, api_key=None)
+    if "WORKER_STOP_GRACE_S" not in os.environ:  # the bot's unit allows 30 s, not the worker's 90
+        config = dataclasses.replace(config, stop_grace_s=IN_PROCESS_STOP_GRACE_S)
+    worker = create_worker(config)
     await worker.start()
     try:
         yield httpx.ASGITransport(app=worker.app, client=("127.0.0.1", 0))
     finally:
         await worker.stop()
+
+
+def worker_threads_left() -> bool:
+    """Whether the in-process worker left a GPU step running when it stopped (it waits only
+    `WORKER_STOP_GRACE_S` for a step that checks no abort flag; its job stays queued)."""
+    threads = sys.modules.get("backends.local.threads")
+    return bool(threads and threads.left_behind())
 
 
 @contextlib.asynccontextmanager
@@ -94,6 +116,22 @@ async def backend_client(settings: Settings) -> AsyncIterator[Backend]:
         yield client
 
 
+def credits_config(settings: Settings) -> CreditsConfig:
+    """Who is charged what, from CREDITS, the prices and the limits (bot/core/credits.py)."""
+    return CreditsConfig(
+        enabled=settings.credits_enabled,
+        prices=Prices(training=settings.price_training, image=settings.price_image),
+        limits=Limits(
+            running_prompts=settings.limit_running_prompts,
+            running_trainings=settings.limit_running_trainings,
+            images_per_day=settings.limit_images_per_day,
+            trainings_per_day=settings.limit_trainings_per_day,
+        ),
+        exempt=settings.never_charged,
+        can_buy=bool(settings.credit_packages or settings.discord_sku_credits),
+    )
+
+
 def default_language(settings: Settings) -> str:
     """DEFAULT_LANGUAGE as a catalog the bot has (`pt-BR` -> `pt_BR`); else a ConfigError.
     Checked here, not in Settings: the catalogs belong to bot.core, above the configuration."""
@@ -101,6 +139,22 @@ def default_language(settings: Settings) -> str:
         return languages.require(settings.default_language)
     except ValueError as exc:
         raise ConfigError(f"Bad configuration: DEFAULT_LANGUAGE: {exc}") from None
+
+
+def prompt_blocklist(settings: Settings) -> BlockList:
+    """PROMPT_BLOCKLIST's rules (the packaged default when unset); a bad file stops the start."""
+    try:
+        return BlockList.load(settings.prompt_blocklist)
+    except BlockListError as exc:
+        raise ConfigError(f"Bad configuration: PROMPT_BLOCKLIST: {exc}") from None
+
+
+def operator_consent_text(settings: Settings) -> str | None:
+    """CONSENT_TEXT_FILE's wording (None when unset); an unreadable file stops the start."""
+    try:
+        return read_consent_text(settings.consent_text_file)
+    except ConsentTextError as exc:
+        raise ConfigError(f"Bad configuration: CONSENT_TEXT_FILE: {exc}") from None
 
 
 @contextlib.asynccontextmanager
@@ -112,6 +166,9 @@ async def running_core(settings: Settings) -> AsyncIterator[Core]:
     store = await Store.open(settings.database_path, settings.data_dir)
     try:
         async with backend_client(settings) as backend:
+            bans = Bans(store)
+            await bans.load()
+            ledger = Ledger(store, free_credits=settings.free_credits)
             tracker = JobTracker(
                 store,
                 backend,
@@ -120,6 +177,7 @@ async def running_core(settings: Settings) -> AsyncIterator[Core]:
                     public_url=settings.public_url,
                     default_language=language,
                 ),
+                ledger=ledger,
             )
             service = PhotoshootService(
                 store,
@@ -128,15 +186,27 @@ async def running_core(settings: Settings) -> AsyncIterator[Core]:
                 ServiceConfig(
                     lora_strength=settings.lora_strength,
                     is_allowed=settings.is_allowed,
+                    is_banned=bans.__contains__,
                     default_language=language,
+                    blocklist=prompt_blocklist(settings),
+                    consent_required=settings.consent_required,
+                    consent_text=operator_consent_text(settings),
                 ),
+                Credits(ledger, credits_config(settings)),
             )
+            payments = Payments(
+                service.credits,
+                packages=[Package(credits, stars) for credits, stars in settings.credit_packages],
+                sku_credits=settings.discord_sku_credits,
+                may_buy=lambda account: settings.is_allowed(account) and account not in bans,
+            )
+            admin = AdminDesk(store, service, payments, bans, settings.admin_ids.__contains__)
             web = WebServer(port=settings.callback_port)
             web.add_route(callback_route(tracker))
             if settings.public_url:
                 await web.start()
             try:
-                yield Core(settings, store, backend, tracker, service, web)
+                yield Core(settings, store, backend, tracker, service, web, payments, admin)
             finally:
                 await tracker.stop()
                 await web.stop()

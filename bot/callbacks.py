@@ -12,13 +12,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+import backends.routing  # noqa: F401  (registers the `{name:id}` route convertor)
 from bot.core.jobs import JobTracker
 from bot.core.records import JobKind
 
 log = logging.getLogger(__name__)
 
-CALLBACK_PATH = "/callbacks/{kind}/{job_id:int}/{secret}"
-"""What `JobTracker.callback_url` builds after PUBLIC_URL."""
+CALLBACK_PATH = "/callbacks/{kind}/{job_id:id}/{secret}"
+"""What `JobTracker.callback_url` builds after PUBLIC_URL (`id`: a row id SQLite can hold, so a
+20-digit one is a 404, not an overflow in the store)."""
 
 
 def callback_route(tracker: JobTracker) -> Route:

@@ -38,6 +38,22 @@ def _parse_id_list(value: object) -> list[str]:
     return parsed
 
 
+def _parse_pairs(value: object, form: str) -> list[tuple[str, int]]:
+    """Parse `a:1,b:2` (the form named in the error) into pairs with a positive number."""
+    if isinstance(value, list | dict):
+        items = value.items() if isinstance(value, dict) else value
+        return [(str(key), int(number)) for key, number in items]
+    pairs = []
+    for raw in str(value or "").split(","):
+        if not raw.strip():
+            continue
+        key, sep, number = raw.strip().partition(":")
+        if not sep or not key.strip() or not number.strip().isdigit() or int(number) < 1:
+            raise ValueError(f"'{raw.strip()}' is not of the form {form}")
+        pairs.append((key.strip(), int(number)))
+    return pairs
+
+
 class Settings(BaseSettings):
     """The bot's settings, and the few it shares with the worker it may run in-process.
 
@@ -104,6 +120,48 @@ class Settings(BaseSettings):
         description="The language for users whose own language the bot does not speak (and "
         "for command lists shown to everyone else): en, ru, es, de or pt_BR.",
     )
+    credits: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Charge credits: `on`, `off` (unlimited), or `auto`: on when the bot is open "
+        "to everyone (no ALLOWED_IDS) with a paid backend, off for ALLOWED_IDS deployments and "
+        "the console.",
+    )
+    free_credits: int = Field(0, ge=0, description="Credits a new account starts with.")
+    price_training: int = Field(50, ge=0, description="Credits one training costs.")
+    price_image: int = Field(1, ge=0, description="Credits one image costs (a set of 4: 4x).")
+    credit_packages: Annotated[list[tuple[int, int]], NoDecode] = Field(
+        default_factory=lambda: [(60, 150), (150, 350), (400, 800)],
+        description="What /buy sells for Telegram Stars: `credits:stars,...`; empty = nothing.",
+    )
+    discord_sku_credits: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict,
+        description="Discord consumable SKUs and the credits each buys: `sku_id:credits,...`.",
+    )
+    limit_running_prompts: int = Field(
+        2, ge=0, description="Image sets one charged user may have on the way; 0 = no limit."
+    )
+    limit_running_trainings: int = Field(
+        1, ge=0, description="Trainings one charged user may have running; 0 = no limit."
+    )
+    limit_images_per_day: int = Field(
+        100, ge=0, description="Images one charged user may make per day (UTC); 0 = no limit."
+    )
+    limit_trainings_per_day: int = Field(
+        50, ge=0, description="Trainings charged users start per day, all together; 0 = none."
+    )
+    prompt_blocklist: Path | None = Field(
+        None,
+        description="A file of prompt rules to refuse (see bot/core/blocklist.txt, the "
+        "default when empty).",
+    )
+    consent_required: bool = Field(
+        True,
+        description="Ask each user once, before their first training, to confirm the photos "
+        "are of themselves or of an adult who agreed.",
+    )
+    consent_text_file: Path | None = Field(
+        None, description="A UTF-8 file with the operator's own consent wording."
+    )
     callback_port: int = Field(
         8080,
         ge=1,
@@ -116,6 +174,22 @@ class Settings(BaseSettings):
     @classmethod
     def _split_ids(cls, value: object) -> list[str]:
         return _parse_id_list(value)
+
+    @field_validator("credit_packages", mode="before")
+    @classmethod
+    def _split_packages(cls, value: object) -> list[tuple[int, int]]:
+        pairs = _parse_pairs(value, "credits:stars")
+        if any(not credits.isdigit() or int(credits) < 1 for credits, _ in pairs):
+            raise ValueError("credits are whole numbers from 1, as in 100:250 (credits:stars)")
+        return [(int(credits), stars) for credits, stars in pairs]
+
+    @field_validator("discord_sku_credits", mode="before")
+    @classmethod
+    def _split_skus(cls, value: object) -> dict[str, int]:
+        pairs = _parse_pairs(value, "sku_id:credits")
+        if any(not sku.isdigit() for sku, _ in pairs):
+            raise ValueError("SKU ids are numbers (Developer Portal › your app › SKUs)")
+        return dict(pairs)
 
     @field_validator(
         "telegram_api_url", "telegram_file_url", "astria_api_url", "local_worker_url", "public_url"
@@ -151,6 +225,26 @@ class Settings(BaseSettings):
     def database_path(self) -> Path:
         """The bot's SQLite database: always inside DATA_DIR, beside the media it indexes."""
         return self.data_dir / "photoshoot.sqlite3"
+
+    @property
+    def paid_backend(self) -> bool:
+        """Every job costs the operator money: hosted Astria bills each tune and image, and a
+        worker elsewhere (LOCAL_WORKER_URL) is a GPU someone pays for. The in-process worker
+        (one machine, the offline default) is not counted."""
+        return self.backend == "astria" or bool(self.local_worker_url)
+
+    @property
+    def credits_enabled(self) -> bool:
+        """CREDITS resolved: `auto` charges a bot open to everyone with a paid backend."""
+        if self.credits != "auto":
+            return self.credits == "on"
+        return not self.allowed_ids and self.paid_backend
+
+    def never_charged(self, user_key: str) -> bool:
+        """Admins never pay; with CREDITS=auto neither does the console (the operator's own
+        terminal)."""
+        console = self.credits == "auto" and user_key.startswith("console:")
+        return user_key in self.admin_ids or console
 
     def is_allowed(self, user_key: str) -> bool:
         """Empty ALLOWED_IDS lets everyone in; admins are always allowed."""

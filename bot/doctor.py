@@ -34,11 +34,13 @@ TIMEOUT_S = 10.0
 
 @dataclass(frozen=True)
 class Check:
-    """One finding: `problem` says what is wrong (None when fine), `detail` what was seen."""
+    """One finding: `problem` says what is wrong (None when fine), `detail` what was seen;
+    `warning` is a risk worth a look that does not stop the bot (it still counts as ok)."""
 
     name: str
     detail: str = ""
     problem: str | None = None
+    warning: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -47,7 +49,9 @@ class Check:
 
 async def run_checks(settings: Settings, *, discord_api: str = DISCORD_API) -> list[Check]:
     """Every check that applies to `settings`, the network ones concurrently."""
-    checks = [configuration(settings)]
+    checks = [configuration(settings), credits(settings)]
+    if settings.backend == "astria" or settings.local_worker_url:
+        checks += await asyncio.to_thread(worker_settings, settings)
     async with httpx.AsyncClient(timeout=TIMEOUT_S) as http:
         remote = [backend(settings, http)]
         if settings.telegram_bot_token:
@@ -91,6 +95,37 @@ def configuration(settings: Settings) -> Check:
     )
 
 
+def credits(settings: Settings) -> Check:
+    """An open chat bot that charges nothing is an open wallet: warn. A charging bot that sells
+    nothing leaves users stuck: warn too."""
+    name = "credits"
+    open_chat = not settings.allowed_ids and (
+        settings.telegram_bot_token or settings.discord_bot_token
+    )
+    if not settings.credits_enabled:
+        if open_chat:
+            return Check(
+                name,
+                warning="the bot is open to everyone (no ALLOWED_IDS) and charges nothing "
+                f"(CREDITS={settings.credits}): anyone can train and make images at your cost, "
+                "without limits. Set CREDITS=on, or ALLOWED_IDS.",
+            )
+        return Check(name, "off: nothing is charged, nothing is limited")
+    detail = (
+        f"on: a training costs {settings.price_training}, an image {settings.price_image}; "
+        f"new accounts get {settings.free_credits}; {len(settings.credit_packages)} Stars "
+        f"package(s), {len(settings.discord_sku_credits)} Discord SKU(s)"
+    )
+    if not settings.credit_packages and not settings.discord_sku_credits:
+        return Check(
+            name,
+            detail,
+            warning="nothing is on sale (CREDIT_PACKAGES and DISCORD_SKU_CREDITS are empty): "
+            "users get credits only from FREE_CREDITS and admins' /grant",
+        )
+    return Check(name, detail)
+
+
 async def backend(settings: Settings, http: httpx.AsyncClient) -> Check:
     if settings.backend == "astria":
         key = settings.astria_api_key.get_secret_value() if settings.astria_api_key else ""
@@ -130,6 +165,21 @@ async def remote_worker(settings: Settings, http: httpx.AsyncClient) -> Check:
         waiting = f"{queue.get('prompts', 0)} prompts, {queue.get('tunes', 0)} tunes queued"
         return Check(name, f"{check.detail}; {health.get('model')}: {loaded}; {waiting}")
     return check
+
+
+def worker_settings(settings: Settings) -> list[Check]:
+    """The worker's own variables (WORKER_TRAIN_STEPS, ...) where the bot does not run it:
+    `photoshoot-bot worker` on this machine reads the same environment and `.env`, and a bad
+    value would only fail when its first job starts. Nothing to check without the worker."""
+    try:
+        from bot.app import worker_config
+
+        worker_config(settings, api_key=None)
+    except ImportError:
+        return []
+    except ConfigError as exc:
+        return [Check("worker settings", problem=str(exc).removeprefix("Bad configuration: "))]
+    return []
 
 
 def in_process_worker(settings: Settings) -> Check:
@@ -267,6 +317,8 @@ def report(checks: list[Check], out: TextIO) -> int:
     """Print one line per check and a verdict; returns the exit status."""
     for check in checks:
         mark, text = ("ok  ", check.detail) if check.ok else ("FAIL", check.problem)
+        if check.ok and check.warning is not None:
+            mark, text = "warn", check.warning
         print(redact(f"{mark}  {check.name}: {text}"), file=out)
     problems = sum(not check.ok for check in checks)
     if problems:

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 _SECRET_PATTERNS = (
     re.compile(r"(bot)\d{5,}:[A-Za-z0-9_-]{20,}"),  # Telegram token inside URLs
@@ -32,7 +35,10 @@ _known_secrets: set[str] = set()
 
 def add_secrets(*values: str | None) -> None:
     """Redact these exact values from every log line from now on (configured tokens, keys)."""
-    _known_secrets.update(value for value in values if value and len(value) >= 4)
+    for value in values:
+        if value and len(value) >= 4:  # as sent, and percent-encoded (`+/=` in a URL or form)
+            encoded = (quote(value, safe=""), quote(value), quote_plus(value, safe=""))
+            _known_secrets.update({value, *encoded})
 
 
 def secrets_of(settings: object) -> list[str]:
@@ -108,14 +114,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
-    """Log to stderr, one line per event: `text` for people, `json` for log collectors."""
-    handler = logging.StreamHandler()
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+def setup_logging(level: str = "INFO", fmt: str = "text", *, file: Path | None = None) -> None:
+    """Log one line per event: `text` for people, `json` for log collectors.
+
+    To stderr; with `file` (the console chat, whose terminal shows the conversation) to that
+    file instead, with only errors still on stderr; Python `warnings` go there too, and
+    diffusers' and transformers' own stderr handlers keep only errors."""
+    formatter = JsonFormatter() if fmt == "json" else TextFormatter()
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handlers[0].setLevel(logging.ERROR)
+        handlers.append(logging.FileHandler(file, encoding="utf-8"))
+    for handler in handlers:
+        handler.addFilter(RedactingFilter())
+        handler.setFormatter(formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = handlers
     root.setLevel(level.upper())
+    logging.captureWarnings(True)
     # httpx logs every request URL at INFO: Telegram URLs hold the token. Keep it quiet.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    if file is not None:
+        # Their own stderr handlers would print into the chat: only their errors, there.
+        for library in LIBRARIES_WITH_OWN_HANDLERS:
+            os.environ.setdefault(f"{library.upper()}_VERBOSITY", "error")
+
+
+LIBRARIES_WITH_OWN_HANDLERS = ("transformers", "diffusers")
+"""They print through their own stderr handler (not ours) from their first log call on;
+`<NAME>_VERBOSITY` sets its level, read at that call."""

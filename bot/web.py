@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from backends.server_limits import HEADER_TIMEOUT_S, raise_open_files_limit, server_options
+
 
 async def healthz(_: Request) -> JSONResponse:
     return JSONResponse({"ok": True})
@@ -24,9 +26,21 @@ async def healthz(_: Request) -> JSONResponse:
 class WebServer:
     """uvicorn serving one Starlette app; `start()` returns once it listens."""
 
-    def __init__(self, *, host: str = "0.0.0.0", port: int = 8080) -> None:
+    def __init__(
+        self, *, host: str = "0.0.0.0", port: int = 8080, header_timeout_s: float = HEADER_TIMEOUT_S
+    ) -> None:
         self.app = Starlette(routes=[Route("/healthz", healthz)])
-        config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", lifespan="off")
+        # log_config=None: uvicorn's records go through the bot's handlers (redacted, JSON when
+        # asked); server_options: timeouts and limits against slow clients and floods.
+        config = uvicorn.Config(
+            self.app,
+            host=host,
+            port=port,
+            log_level="warning",
+            log_config=None,
+            lifespan="off",
+            **server_options(header_timeout_s),
+        )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 
@@ -40,6 +54,7 @@ class WebServer:
             self.app.router.routes.remove(route)
 
     async def start(self) -> None:
+        raise_open_files_limit()
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
             if self._task.done():

@@ -42,6 +42,11 @@ def make_settings(tmp_path: Path, fake_astria: FakeAstria) -> Callable[..., Sett
             "astria_api_url": fake_astria.url,
             "data_dir": tmp_path / "data",
             "poll_interval_s": 0.05,
+            # Open to everyone with a paid backend, the bot would charge credits by default
+            # (CREDITS=auto); tests of other features run it unmetered, as an ALLOWED_IDS
+            # deployment does. tests/test_credits*.py turn credits on.
+            "credits": "off",
+            "consent_required": False,  # tests/test_consent.py turns it on
         }
         values.update(overrides)
         return load_settings(**values)

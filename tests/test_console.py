@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +16,7 @@ import pytest
 from PIL import Image
 
 from bot.config import Settings
+from bot.core.texts import text
 from tests.conftest import FAKE_KEY, chat, write_photos
 from tests.fakes.astria_server import FakeAstria
 from tests.processes import BotProcess
@@ -128,6 +132,7 @@ def test_restart_while_training_resumes_and_delivers_once(
         "ASTRIA_API_URL": fake_astria.url,
         "DATA_DIR": str(tmp_path / "data"),
         "POLL_INTERVAL_S": "0.05",
+        "CONSENT_REQUIRED": "false",
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     fake_astria.hold_training()
@@ -157,3 +162,61 @@ def test_restart_while_training_resumes_and_delivers_once(
     final = third.close_input_and_wait()
     assert "is ready" not in final
     assert not SAVED_PATH.findall(final)
+
+
+async def test_cancel_acts_while_wait_waits(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    """The training never finishes on its own: only the /cancel typed after /wait ends it."""
+    fake_astria.hold_training()
+    output = await asyncio.wait_for(
+        chat(make_settings(), f"/photos {photo_dir}\n/train man\n/wait\n/cancel\n/status\n"),
+        timeout=60,
+    )
+    lines = output.splitlines()
+    cancelled = next(i for i, line in enumerate(lines) if "Cancelled: training of man #1" in line)
+    waited = lines.index("bot> " + text("console.no_jobs"))
+    assert cancelled < waited  # /cancel ran during the wait and ended it
+    assert "Nothing is running." in "\n".join(lines[waited:])  # /status waited its turn
+    assert fake_astria.tunes == {}  # nothing left training on the backend
+
+
+@pytest.mark.slow
+def test_console_prints_the_conversation_and_logs_to_a_file(
+    photo_dir: Path, tmp_path: Path
+) -> None:
+    """The in-process tiny worker's INFO lines and the libraries' warnings go to the log file;
+    standard output holds the conversation alone."""
+    data = tmp_path / "data"
+    env = {
+        **{k: v for k, v in os.environ.items() if k.upper() not in Settings.model_fields},
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "DATA_DIR": str(data),
+        "BACKEND": "local",
+        "SDXL_MODEL": "tiny",
+        "WORKER_DEVICE": "cpu",
+        "WORKER_COMPILE": "off",
+        "WORKER_TRAIN_STEPS": "2",
+        "OMP_NUM_THREADS": "1",
+        "POLL_INTERVAL_S": "0.2",
+        "CONSENT_REQUIRED": "false",  # tests/test_consent.py asks it
+    }
+    script = f"/photos {photo_dir}\n/train man\n/wait\n/status\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "chat"],
+        input=script,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [line for line in lines if not line.startswith("bot> ")] == []
+    assert any("is ready" in line for line in lines)
+    assert done.stderr == ""
+    log = (data / "logs" / "bot.log").read_text()
+    assert "INFO backends.local.worker: worker started" in log
+    assert "WARNING backends.local.models: SDXL_MODEL=tiny" in log

@@ -160,3 +160,20 @@ def test_the_command_exits_non_zero_only_when_something_is_wrong(
     bad = doctor(POLL_INTERVAL_S="soon")
     assert bad.returncode == 1
     assert "FAIL  configuration" in bad.stdout and "POLL_INTERVAL_S" in bad.stdout
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+async def test_a_bad_worker_setting_fails_with_its_name(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, in_process: bool
+) -> None:
+    """WORKER_TRAIN_STEPS=abc would only fail when a training starts: the doctor says so now,
+    also where the bot uses Astria (`photoshoot-bot worker` reads the same environment)."""
+    pytest.importorskip("torch")
+    settings = (
+        make_settings(backend="local", astria_api_key=None) if in_process else make_settings()
+    )
+    monkeypatch.setenv("WORKER_TRAIN_STEPS", "abc")
+    status, text = printed(await run_checks(settings))
+    assert status == 1, text
+    [line] = [line for line in text.splitlines() if "WORKER_TRAIN_STEPS" in line]
+    assert line.startswith("FAIL") and "abc" in line

@@ -68,3 +68,23 @@ def test_json_lines_are_one_object_per_event(
     assert first["message"] == "prompt sent with [redacted]"
     assert (first["job"], first["user"], first["level"]) == ("generation:2", 7, "INFO")
     assert "ValueError: boom" in second["exception"]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_key_with_url_characters_is_redacted_in_every_encoding(
+    captured: tuple[logging.Logger, io.StringIO], fmt: str
+) -> None:
+    """A key holding `+/=` reaches logs raw, percent-encoded (a URL path or query) or
+    form-encoded (`+` for a space): none of them may show it (issue 13, item 9)."""
+    from urllib.parse import quote, quote_plus
+
+    log, stream = captured
+    use(stream, fmt)
+    key = "sk+abc/def=ghi jkl"
+    logs.add_secrets(key)
+    for shown in (key, quote(key, safe=""), quote_plus(key, safe=""), quote(key)):
+        log.warning("GET /callbacks/tune/5/%s -> 404", shown)
+    text = stream.getvalue()
+    assert text.count("[redacted]") == 4
+    for shown in (key, quote(key, safe=""), quote_plus(key, safe="")):
+        assert shown not in text

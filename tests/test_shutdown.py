@@ -83,6 +83,8 @@ def test_bot_sigterm_while_training_resumes_after_restart(
             ASTRIA_API_KEY=FAKE_KEY,
             ASTRIA_API_URL=fake_astria.url,
             POLL_INTERVAL_S="0.05",
+            CREDITS="off",  # open with a paid backend it would charge (tests/conftest.py)
+            CONSENT_REQUIRED="false",
         )
 
         def said(*words: str) -> list[str]:
@@ -212,3 +214,37 @@ async def test_stop_lets_a_result_being_sent_finish(
 
     assert len(notifier.sent) == 1 and "is ready" in notifier.sent[0]
     assert undelivered == []
+
+
+@pytest.mark.slow
+def test_console_with_in_process_worker_stops_on_sigterm_and_resumes(
+    tmp_path: Path, photo_dir: Path, processes: list[BotProcess]
+) -> None:
+    """The embedded default: the worker's GPU thread may be in a step that checks no abort
+    flag (the model load) when the signal lands. The stop waits WORKER_STOP_GRACE_S for it
+    (short here, so that path runs), leaves it behind, and the training resumes next start."""
+    env = base_env(
+        tmp_path,
+        BACKEND="local",
+        SDXL_MODEL="tiny",
+        WORKER_DEVICE="cpu",
+        WORKER_COMPILE="off",
+        WORKER_TRAIN_STEPS="2",
+        WORKER_STOP_GRACE_S="1",
+        POLL_INTERVAL_S="0.2",
+    )
+    first = BotProcess(["chat"], env, tmp_path, stdin=True)
+    processes.append(first)
+    first.send(f"/photos {photo_dir}\n/train man\n")
+    first.wait_for(r"Training of man #1: in progress", timeout=120)
+
+    assert first.terminate_within(STOP_BOUND_S) == 0, first.output
+    assert "is ready" not in first.output
+    log = (tmp_path / "data" / "logs" / "bot.log").read_text()
+    assert "stopped by a signal" in log
+
+    second = BotProcess(["chat"], env, tmp_path, stdin=True)
+    processes.append(second)
+    second.wait_for("is ready", timeout=240)
+    after = second.close_input_and_wait()
+    assert after.count("is ready") == 1

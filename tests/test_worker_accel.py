@@ -28,7 +28,11 @@ torch = pytest.importorskip("torch")
 
 from backends.local.generate import Engine, GenerationError, PromptJob  # noqa: E402
 from backends.local.lora_slot import LoraSlot, SlotMisfit  # noqa: E402
-from backends.local.models import ModelCache, build_tiny_pipeline  # noqa: E402
+from backends.local.models import (  # noqa: E402
+    TINY_ARCHITECTURE,
+    ModelCache,
+    build_tiny_pipeline,
+)
 from backends.local.params import parse_prompt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,10 +127,12 @@ def test_slot_clears_what_it_loaded_and_names_what_does_not_fit() -> None:
 
 def _unet_inputs(dtype: Any) -> tuple[Any, ...]:
     gen = torch.Generator().manual_seed(0)
+    te1, te2 = TINY_ARCHITECTURE.text_encoder, TINY_ARCHITECTURE.text_encoder_2
     x = torch.randn(2, 4, 8, 8, generator=gen, dtype=dtype)
-    enc = torch.randn(2, 77, 64, generator=gen, dtype=dtype)
+    width = te1["hidden_size"] + te2["hidden_size"]  # both encoders' states, concatenated
+    enc = torch.randn(2, 77, width, generator=gen, dtype=dtype)
     add = {
-        "text_embeds": torch.randn(2, 32, generator=gen, dtype=dtype),
+        "text_embeds": torch.randn(2, te2["projection_dim"], generator=gen, dtype=dtype),
         "time_ids": torch.randn(2, 6, generator=gen, dtype=dtype),
     }
     return x, enc, add

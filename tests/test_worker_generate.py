@@ -116,8 +116,11 @@ async def test_super_resolution_returns_a_larger_image(served: Served) -> None:
     _, [big] = await served.run(request(text, super_resolution=True, inpaint_faces=True))
     assert plain.size == (64, 64)
     assert big.size == (128, 128)  # x2 hires fix; no face in noise, so the face stage no-ops
-    small_again = big.resize(plain.size, Image.LANCZOS)
-    assert np.abs(pixels(small_again) - pixels(plain)).mean() < 40  # same picture, larger
+    # Redrawn by the img2img pass, not only resized. (Whether it is the same picture cannot be
+    # shown with random weights: the random VAE does not carry a picture through encode and
+    # decode, so a hires image is no closer to its own base image than to another seed's.)
+    resized = plain.resize(big.size, Image.LANCZOS)
+    assert np.abs(pixels(big) - pixels(resized)).mean() > 5
 
 
 @pytest.mark.slow

@@ -152,8 +152,9 @@ async def test_the_queue_runs_prompts_first_then_ready_tunes_oldest_first(store:
     assert await store.next_job() == (JobKind.TUNE, ready)
     await store.set_tune_images(waiting["id"], ["tunes/w/0.jpg"])
     assert await store.next_job() == (JobKind.TUNE, waiting["id"])
-    first = await store.create_prompt(ready, {"text": "1"}, None)
-    second = await store.create_prompt(ready, {"text": "2"}, None)
+    # Prompts on the base model (a prompt on a tune still to be trained waits for it: packs).
+    first = await store.create_prompt(666678, {"text": "1"}, None)
+    second = await store.create_prompt(666678, {"text": "2"}, None)
     assert await store.next_job() == (JobKind.PROMPT, first["id"])
     assert await store.next_prompt() == first["id"]
     assert await store.queued_prompt_ids() == [first["id"], second["id"]]

@@ -36,12 +36,14 @@ _unet_cache: dict[str, Any] = {}
 
 
 @contextlib.asynccontextmanager
-async def run_uvicorn(app: Any, port: int | None = None) -> AsyncIterator[str]:
-    """Serve `app` on 127.0.0.1 in this event loop (lifespan on); yields the base URL."""
+async def run_uvicorn(app: Any, port: int | None = None, **options: Any) -> AsyncIterator[str]:
+    """Serve `app` on 127.0.0.1 in this event loop (lifespan on); yields the base URL.
+    `options` go to uvicorn.Config (the production limits: server_limits.server_options())."""
     port = port or free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **options
     )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started or task.done():
@@ -83,6 +85,7 @@ def write_random_tune(folder: Path, *, seed: int = 1, token: str = "ohwx") -> No
     import torch
 
     from backends.local.artefacts import Manifest, save_artefacts
+    from backends.local.models import TINY_ARCHITECTURE
 
     gen = torch.Generator().manual_seed(seed)
     lora = {}
@@ -90,8 +93,12 @@ def write_random_tune(folder: Path, *, seed: int = 1, token: str = "ohwx") -> No
         lora[f"{name}.lora_A.weight"] = torch.randn(LORA_RANK, fan_in, generator=gen) * 0.5
         lora[f"{name}.lora_B.weight"] = torch.randn(fan_out, LORA_RANK, generator=gen) * 0.5
     embeddings = {
-        "clip_l": torch.randn(N_TOKENS, 32, generator=gen),
-        "clip_g": torch.randn(N_TOKENS, 32, generator=gen),
+        "clip_l": torch.randn(
+            N_TOKENS, TINY_ARCHITECTURE.text_encoder["hidden_size"], generator=gen
+        ),
+        "clip_g": torch.randn(
+            N_TOKENS, TINY_ARCHITECTURE.text_encoder_2["hidden_size"], generator=gen
+        ),
     }
     manifest = Manifest(
         token=token, class_word="man", n_tokens=N_TOKENS, base_model="tiny", rank=LORA_RANK
@@ -163,6 +170,17 @@ class CallbackSink:
             return JSONResponse({})
 
         self.app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+
+
+@contextlib.asynccontextmanager
+async def started(config: WorkerConfig) -> AsyncIterator[Worker]:
+    """A worker started on `config`, stopped on the way out."""
+    worker = Worker(config)
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop()
 
 
 async def until(condition: Callable[[], Any], what: str, seconds: float = 120) -> Any:

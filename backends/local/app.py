@@ -12,11 +12,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import secrets
 import shutil
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,54 +26,42 @@ from backends.local.errors import HTTPError, RequestError
 from backends.local.health import health
 from backends.local.http import (
     EXCEPTION_HANDLERS,
+    Served,
+    Undo,
     middlewares,
     read_body,
     read_page,
-    read_training_images,
 )
 from backends.local.model_specs import native_size
-from backends.local.params import parse_prompt, parse_tune
+from backends.local.packs.runs import attributes_plan
+from backends.local.params import parse_prompt
 from backends.local.records import JobKind, JobState, Row
 from backends.local.serialize import base_tune_json, prompt_json, tune_json
-from backends.local.store import now_iso
-
-if TYPE_CHECKING:
-    from backends.local.config import WorkerConfig
-    from backends.local.queue import JobRunner
-    from backends.local.store import WorkerStore
+from backends.local.store import now_iso, recording_creations
+from backends.local.tune_intake import TuneIntake, read_tune_fields
 
 log = logging.getLogger(__name__)
 
 
-class Served(Protocol):
-    """What the HTTP face needs of a worker (`worker.Worker`): its parts and its lifecycle."""
-
-    config: WorkerConfig
-    store: WorkerStore
-    runner: JobRunner
-    started_at: str | None
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
 def create_app(worker: Served) -> Starlette:
     """The ASGI app of `worker` (its lifespan starts/stops the worker when uvicorn runs it)."""
-    api = _Api(worker)
+    from backends.local import pack_routes  # its routes come first (see below)
+
+    intake = TuneIntake(worker)
+    api = _Api(worker, intake)
     routes = [
+        *pack_routes.routes(worker, intake),  # first: /files/models/... before /files/...
         Route("/tunes", api.create_tune, methods=["POST"]),
         Route("/tunes", api.list_tunes, methods=["GET"]),
-        Route("/tunes/{tune_id:int}", api.get_tune, methods=["GET"]),
-        Route("/tunes/{tune_id:int}", api.delete_tune, methods=["DELETE"]),
-        Route("/tunes/{tune_id:int}/prompts", api.create_prompt, methods=["POST"]),
-        Route("/tunes/{tune_id:int}/prompts", api.list_prompts, methods=["GET"]),
-        Route("/tunes/{tune_id:int}/prompts/{prompt_id:int}", api.get_prompt, methods=["GET"]),
-        Route(
-            "/tunes/{tune_id:int}/prompts/{prompt_id:int}", api.delete_prompt, methods=["DELETE"]
-        ),
-        Route("/prompts/{prompt_id:int}", api.get_prompt, methods=["GET"]),
-        Route("/prompts/{prompt_id:int}", api.delete_prompt, methods=["DELETE"]),
+        Route("/tunes/{tune_id:id}", api.get_tune, methods=["GET"]),
+        Route("/tunes/{tune_id:id}", api.delete_tune, methods=["DELETE"]),
+        Route("/tunes/{tune_id:id}/prompts", api.create_prompt, methods=["POST"]),
+        Route("/tunes/{tune_id:id}/prompts", api.list_prompts, methods=["GET"]),
+        Route("/tunes/{tune_id:id}/prompts/{prompt_id:id}", api.get_prompt, methods=["GET"]),
+        Route("/tunes/{tune_id:id}/prompts/{prompt_id:id}", api.delete_prompt, methods=["DELETE"]),
+        Route("/prompts/{prompt_id:id}", api.get_prompt, methods=["GET"]),
+        Route("/prompts/{prompt_id:id}", api.delete_prompt, methods=["DELETE"]),
+        Route("/images/inspect", worker.inspect, methods=["POST"]),
         Route("/files/{path:path}", api.get_file, methods=["GET", "HEAD"]),
         Route("/healthz", api.healthz, methods=["GET", "HEAD"]),
     ]
@@ -90,7 +76,7 @@ def create_app(worker: Served) -> Starlette:
 
     return Starlette(
         routes=routes,
-        middleware=middlewares(worker.config.api_key),
+        middleware=middlewares(worker.config.api_key, api.undo_scope),
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
@@ -100,44 +86,19 @@ class _Api:
     """The endpoint handlers; errors are raised (HTTPError, RequestError) and answered by
     http.py's exception handlers."""
 
-    def __init__(self, worker: Served) -> None:
+    def __init__(self, worker: Served, intake: TuneIntake) -> None:
         self.worker = worker
         self.config = worker.config
         self.store = worker.store
+        self.intake = intake
 
     # -- tunes ---------------------------------------------------------------------------
 
     async def create_tune(self, request: Request) -> Response:
-        body = await read_body(request, JobKind.TUNE)
-        uploads = body.files.get("images", [])
-        tune = parse_tune(
-            body.fields, n_images=len(uploads), base_ids=set(self.config.base_models())
-        )
-        images = await read_training_images(uploads)
-        existing = await self.store.find_tune_by_title(tune.title)
-        if existing is not None:  # Astria's idempotency: the same title is the same tune
-            return JSONResponse(tune_json(existing, self._base(request)), status_code=201)
-        row = await self.store.create_tune(
-            {
-                "title": tune.title,
-                "name": tune.name,
-                "token": tune.token,
-                "base_tune_id": tune.base_tune_id,
-                "model_type": tune.model_type,
-                "steps": tune.steps,
-                "face_crop": tune.face_crop,
-                "branch": tune.branch,
-                "callback": tune.callback,
-            },
-            [],
-            origin=self._base(request),
-        )
-        paths = self._save_training_images(row["id"], images)
-        await self.store.set_tune_images(row["id"], paths)
-        self.worker.runner.wake()
-        row = await self._tune_row(row["id"])
-        log.info("tune %s queued with %d images", row["id"], len(paths))
-        return JSONResponse(tune_json(row, self._base(request)), status_code=201)
+        fields = await read_tune_fields(request)
+        plan = attributes_plan(fields.get("prompts_attributes"))
+        accepted = await self.intake.accept(fields, self._base(request), lambda _: plan)
+        return JSONResponse(tune_json(accepted.tune, self._base(request)), status_code=201)
 
     async def list_tunes(self, request: Request) -> Response:
         page = read_page(request)
@@ -154,13 +115,7 @@ class _Api:
         return JSONResponse(self._tune(await self._tune_row(tune_id), request))
 
     async def delete_tune(self, request: Request) -> Response:
-        tune_id = request.path_params["tune_id"]
-        await self._tune_row(tune_id)
-        await self.store.delete_tune(tune_id)
-        self.worker.runner.cancel(JobKind.TUNE, tune_id)  # a running training frees the GPU
-        shutil.rmtree(self.config.tunes_dir / str(tune_id), ignore_errors=True)
-        photos = self.config.files_dir / JobKind.TUNE.table / str(tune_id)
-        shutil.rmtree(photos, ignore_errors=True)
+        await self._forget(await self._tune_row(request.path_params["tune_id"]), JobKind.TUNE)
         return JSONResponse({"message": "Tune successfully deleted"})
 
     # -- prompts -------------------------------------------------------------------------
@@ -209,11 +164,7 @@ class _Api:
         return JSONResponse(await self._prompt(row, request))
 
     async def delete_prompt(self, request: Request) -> Response:
-        row = await self._prompt_row(request)
-        await self.store.delete_prompt(row["id"])
-        self.worker.runner.cancel(JobKind.PROMPT, row["id"])  # no hires pass, no face redraw
-        images = self.config.files_dir / JobKind.PROMPT.table / str(row["id"])
-        shutil.rmtree(images, ignore_errors=True)
+        await self._forget(await self._prompt_row(request), JobKind.PROMPT)
         return JSONResponse({"message": "Prompt successfully deleted"})
 
     # -- health and files ----------------------------------------------------------------
@@ -225,12 +176,48 @@ class _Api:
 
     async def get_file(self, request: Request) -> Response:
         root = self.config.files_dir.resolve()
-        path = (root / request.path_params["path"]).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
+        try:  # a NUL or a name too long for the filesystem: no such file either
+            path = (root / request.path_params["path"]).resolve()
+            found = path.is_relative_to(root) and path.is_file()
+        except (OSError, ValueError):
+            found = False
+        if not found:
             raise HTTPError(404, "Not found")
         return FileResponse(path, headers={"Cache-Control": "private, max-age=86400"})
 
     # -- helpers -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def undo_scope(self) -> Iterator[Undo]:
+        """For http.ServerErrors: a request that fails after committing a row takes it back."""
+        with recording_creations() as created:
+
+            async def undo() -> None:
+                for kind, row_id in created:
+                    get = self.store.get_tune if kind == JobKind.TUNE else self.store.get_prompt
+                    row = await get(row_id)
+                    if row is not None:
+                        log.warning("taking back %s %s of the failed request", kind, row_id)
+                        await self._forget(row, kind)
+
+            yield undo
+
+    async def _forget(self, row: Row, kind: JobKind) -> None:
+        """Delete a tune or prompt: its row, then its files (a file left by a crash in between
+        names no row, and the next start removes it)."""
+        if kind == JobKind.TUNE:
+            await self.store.delete_tune(row["id"])
+        else:
+            await self.store.delete_prompt(row["id"])
+        # A running job stops at its next check: a training frees the GPU, a prompt skips its
+        # hires pass and face redraw.
+        self.worker.runner.cancel(kind, row["id"])
+        if kind == JobKind.TUNE:
+            shutil.rmtree(self.config.tunes_dir / str(row["id"]), ignore_errors=True)
+        folders = {(self.config.files_dir / p).parent for p in row["images"]}
+        folders.add(self.config.files_dir / kind.table / str(row["id"]))
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _base(self, request: Request) -> str:
         return (self.config.public_url or str(request.base_url)).rstrip("/")
@@ -261,13 +248,3 @@ class _Api:
         position = await runner.queue_position(row["id"])
         progress = runner.progress.get((JobKind.PROMPT, row["id"]))
         return prompt_json(row, self._base(request), progress, position)
-
-    def _save_training_images(self, tune_id: int, images: list[tuple[bytes, str]]) -> list[str]:
-        folder = Path(JobKind.TUNE.table) / str(tune_id)
-        (self.config.files_dir / folder).mkdir(parents=True, exist_ok=True)
-        paths = []
-        for i, (content, ext) in enumerate(images):
-            rel = folder / f"{secrets.token_hex(8)}-{i}.{ext}"
-            (self.config.files_dir / rel).write_bytes(content)
-            paths.append(rel.as_posix())
-        return paths

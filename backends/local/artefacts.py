@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 LORA_FILE = "lora.safetensors"
 EMBEDDINGS_FILE = "embeddings.safetensors"
+KOHYA_FILE = "lora_kohya.safetensors"
+"""The LoRA again in kohya's key format, what A1111 and ComfyUI load (`tune_files`)."""
 MANIFEST_FILE = "manifest.json"
 EMBEDDING_KEYS = ("clip_l", "clip_g")
 LORA_KEY_PREFIX = "unet."

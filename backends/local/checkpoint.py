@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from backends.local.faults import FaultPoint, fault_at
 from backends.local.training_recipe import TrainingDefaults, TrainJob
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def save(folder: Path, state: TrainingState, tag: str) -> None:
     fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
     torch.save({"fingerprint": tag, **fields}, tmp)
     os.replace(tmp, folder / CHECKPOINT_FILE)
+    fault_at(FaultPoint.TRAINING_CHECKPOINTED)
 
 
 def load(folder: Path, tag: str) -> TrainingState | None:

@@ -20,12 +20,17 @@ from backends.base import SDXL_BASE_TUNE_ID
 from backends.local.accel import Accel
 from backends.local.env import EnvReader
 from backends.local.errors import ConfigError
+from backends.local.records import FIRST_TUNE_ID
 from backends.local.training_recipe import TrainingDefaults
 
-FIRST_TUNE_ID = 100_000_001
-"""Our own tune ids start here, far above any base-model id an operator would pick by hand."""
 DEVICE = re.compile(r"[a-z]+(:\d+)?")
 """A torch device name (`cuda`, `cuda:1`, `cpu`, `mps`); torch itself is only loaded by a job."""
+
+ON_OFF = {
+    **dict.fromkeys(("1", "true", "on", "yes"), "on"),
+    **dict.fromkeys(("0", "false", "off", "no"), "off"),
+}
+"""How an on/off variable (WORKER_FETCH_URLS) may be spelled."""
 
 
 @dataclass
@@ -54,6 +59,19 @@ class WorkerConfig:
     max_side: int = 2048
     """Largest w or h accepted for the base pass (before super_resolution)."""
     callback_timeout_s: float = 10.0
+    packs_dir: Path | None = None
+    """WORKER_PACKS_DIR: the operator's pack files, added to the shipped ones (`packs`)."""
+    fetch_urls: bool = False
+    """WORKER_FETCH_URLS: fetch `tune[image_urls][]` (public http(s) only, see fetch_urls.py)."""
+    stop_grace_s: float = 60.0
+    """How long a stop waits for the running job to reach its next abort check; then the job
+    is left behind (queued again), so the process ends within its unit's stop timeout (90 s;
+    the bot runs its in-process worker with 10 s of its 30)."""
+    overgenerate: float = 1.0
+    """OVERGENERATE: make this many times the images asked and deliver the best (best_of.py);
+    1 = off."""
+    face_detector: str = "auto"
+    """FACE_DETECTOR: `auto` (dlib if installed, else haar), `dlib` or `haar` (face_detect.py)."""
     accel: Accel = field(default_factory=Accel)
     """Generation speed levers (compile, channels_last, fused QKV, LoRA hot-swap, low memory);
     see `accel.py`. Their compile cache defaults to `data_dir/compile-cache`."""
@@ -91,14 +109,24 @@ class WorkerConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerConfig:
         """Every worker variable, checked now (a ConfigError naming the variable): DATA_DIR,
         SDXL_MODEL, SDXL_CONFIG_DIR, WORKER_API_KEY, WORKER_PUBLIC_URL, SDXL_EXTRA_MODELS,
-        WORKER_DEVICE, WORKER_UPSCALER_MODEL (docs/configuration.md), the speed
-        switches of `Accel.from_env` (WORKER_COMPILE, WORKER_LOW_MEMORY, ...) and the trainer's
-        knobs of `TrainingDefaults.from_env` (WORKER_TRAIN_STEPS, ...) and WORKER_TRAINING_SHARE."""
+        WORKER_DEVICE, WORKER_UPSCALER_MODEL, OVERGENERATE, FACE_DETECTOR (docs/configuration.md),
+        WORKER_PACKS_DIR, WORKER_FETCH_URLS, the speed switches of `Accel.from_env`
+        (WORKER_COMPILE, WORKER_LOW_MEMORY, ...), the trainer's knobs of
+        `TrainingDefaults.from_env` (WORKER_TRAIN_STEPS, ...), WORKER_TRAINING_SHARE and
+        WORKER_STOP_GRACE_S."""
         read = EnvReader(environ)
         data_dir = (read.path("DATA_DIR") or Path("./data")) / "worker"
         device = read.optional("WORKER_DEVICE")
         if device is not None and not DEVICE.fullmatch(device):
             raise ConfigError(f"WORKER_DEVICE={device!r}: use a torch device: cuda, cuda:1, cpu")
+        packs_dir = read.path("WORKER_PACKS_DIR")
+        if packs_dir is not None:
+            from backends.local.packs.catalog import CatalogError, load_catalog
+
+            try:  # a bad pack file is a bad value: stop at start, one line
+                load_catalog(packs_dir)
+            except CatalogError as exc:
+                raise ConfigError(str(exc)) from None
         return cls(
             data_dir=data_dir,
             sdxl_model=read.text("SDXL_MODEL", "tiny"),
@@ -108,10 +136,17 @@ class WorkerConfig:
             extra_models=parse_extra_models(read.text("SDXL_EXTRA_MODELS")),
             device=device,
             upscaler_model=read.optional("WORKER_UPSCALER_MODEL"),
+            overgenerate=parse_overgenerate(read.text("OVERGENERATE")),
+            face_detector=parse_face_detector(read.text("FACE_DETECTOR")),
             accel=Accel.from_env(environ, data_dir),
             training=TrainingDefaults.from_env(environ),
             training_share=read.number(
                 "WORKER_TRAINING_SHARE", cls.training_share, minimum=0, maximum=0.9
+            ),
+            packs_dir=packs_dir,
+            fetch_urls=read.choice("WORKER_FETCH_URLS", ON_OFF, "off") == "on",
+            stop_grace_s=read.number(
+                "WORKER_STOP_GRACE_S", cls.stop_grace_s, minimum=0, maximum=80
             ),
         )
 
@@ -131,3 +166,24 @@ def parse_extra_models(value: str) -> dict[int, str]:
             raise ConfigError(f"SDXL_EXTRA_MODELS id {tune_id} collides with the base or tune ids")
         models[tune_id] = spec.strip()
     return models
+
+
+def parse_overgenerate(value: str) -> float:
+    """`OVERGENERATE`: empty or `1` = off; `2` or `2.0` = make twice the images (max 4)."""
+    if not value.strip():
+        return 1.0
+    try:
+        factor = float(value)
+    except ValueError:
+        raise ConfigError(f"OVERGENERATE={value!r} is not a number (e.g. 2 or 1.5)") from None
+    if not 1.0 <= factor <= 4.0:
+        raise ConfigError(f"OVERGENERATE={value!r} must be between 1 (off) and 4")
+    return factor
+
+
+def parse_face_detector(value: str) -> str:
+    """`FACE_DETECTOR`: `auto` (default), `dlib` or `haar`."""
+    choice = value.strip().lower() or "auto"
+    if choice not in ("auto", "dlib", "haar"):
+        raise ConfigError(f"FACE_DETECTOR={value!r} must be auto, dlib or haar")
+    return choice

@@ -47,9 +47,13 @@ def detect_faces(image: Image.Image) -> list[Box]:
     found = cascade.detectMultiScale(
         gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side)
     )
-    boxes = sorted((Box(*map(int, f)) for f in found), key=lambda b: -b.area)
+    return merge_overlaps([Box(*map(int, f)) for f in found])
+
+
+def merge_overlaps(boxes: list[Box]) -> list[Box]:
+    """Largest first; a box overlapping a kept one by more than 30 % is the same face."""
     kept: list[Box] = []
-    for box in boxes:
+    for box in sorted(boxes, key=lambda b: -b.area):
         if not any(_overlap(box, k) > 0.3 for k in kept):
             kept.append(box)
     return kept

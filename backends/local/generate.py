@@ -3,9 +3,11 @@
 Order of stages (as ADetailer after a hires fix, and Astria's own flags):
 txt2img (one batch, a seed per image) -> super_resolution (hires fix) -> inpaint_faces.
 
-The tune (its LoRA at the prompt's strength and its token embeddings) is held on the model for
-the prompt by `tune_binding.tune_applied`. Finished images are handed to `on_image` as soon as
-each is final, so the caller can encode and write them while the GPU works on the next one.
+The tune (its LoRA at the prompt's strength and its token embeddings) is bound on the model by
+`tune_binding.tune_applied`, and stays bound while the next prompt uses the same tune (a pack's
+40 images bind once: `binds` counts); a prompt of another tune, or of none, unbinds it first.
+Finished images are handed to `on_image` as soon as each is final, so the caller can encode and
+write them while the GPU works on the next one.
 
 Determinism: image i uses seed `params.seed + i` on its own torch.Generator, for the latents and
 every stage after, so the same request with the same seed on the same device gives the same
@@ -96,6 +98,9 @@ class Engine:
         self._upscaler: upscale.SpandrelUpscaler | None = None
         self.tunes = TuneCache()
         self.abort = threading.Event()
+        self.binds = 0
+        """Times a tune's LoRA was written into the model (a slot copy or a PEFT load): once per
+        change of tune (or, with the slot, of strength), not once per prompt."""
 
     # -- public --------------------------------------------------------------------------
 
@@ -119,7 +124,8 @@ class Engine:
             stages.append(("faces", 0.4))
         plan = StagePlan(stages, progress, self.abort)
         plan.check()
-        with tune_applied(model, tune, params.lora_strength, key=key):
+        with tune_applied(model, tune, params.lora_strength, key=key) as bound:
+            self.binds += bound
             self._set_scheduler(model, params.scheduler)
             images = self._txt2img(model, params, plan)
             if params.super_resolution:

@@ -31,6 +31,7 @@ async def health(
         "model_loaded": runner.loaded_model is not None,
         "running": "{} {}".format(*runner.running) if runner.running else None,
         "queue": queue,
+        "lora_binds": runner.binds,
         "gpu": gpu_memory(),
     }
 

@@ -1,10 +1,12 @@
 """Base-model loading: what `SDXL_MODEL` (and each extra base model) names becomes a pipeline.
 
 Specs understood:
-- `tiny`: a tiny random SDXL built in code (diffusers' own tiny SDXL test configs: 2-level UNet,
-  2-level VAE, two 5-layer CLIP text encoders of width 32) with a byte-level CLIP tokenizer built
-  locally. Deterministic (weights from a fixed seed), no downloads, seconds on a CPU. Its images
-  are noise: it exists for tests and first runs, and it says so in the log.
+- `tiny`: a tiny random SDXL built in code with SDXL's geometry at tiny widths (a VAE that
+  divides by 8, SDXL's three UNet levels with attention only on the lower two, SDXL's dual
+  CLIP-L/CLIP-G conditioning with pooled text embeds and time ids) and a byte-level CLIP
+  tokenizer built locally. Deterministic (weights from a fixed seed), no downloads; a 30-step
+  1024 px image takes seconds on a CPU (`bench/tiny_model.py`). Its images are noise: it exists
+  for tests and first runs, and it says so in the log.
 - `random`: full-size SDXL 1.0 architecture with random weights: the real cost, no weights
   (used to time the GPU path; images are noise too).
 - a folder: a diffusers SDXL folder (`model_index.json`).
@@ -61,7 +63,9 @@ class LoadedModel:
     slot: LoraSlot | None = None
     """The LoRA hot-swap slot, when `accel.lora_hotswap` is on."""
     bound_tokens: list[str] = field(default_factory=list)
-    """Tune tokens left bound in the text encoders by the hot-swap path (`generate`)."""
+    """Tune tokens left bound in the text encoders (`tune_binding`)."""
+    bound_tune: Any = None
+    """The key of the tune whose LoRA and embeddings are bound now (`tune_binding`), or None."""
     scheduler_config: Any = None
     """The checkpoint's own scheduler config, as loaded: every prompt's scheduler is built
     from it, so one prompt's choice (e.g. Karras sigmas) never carries into the next."""
@@ -209,61 +213,18 @@ def _bytes_to_unicode() -> dict[int, str]:
 # -- random pipelines ----------------------------------------------------------------------
 
 
-def build_tiny_pipeline() -> Any:
-    """The tiny SDXL (diffusers' test configs), weights from a fixed seed: same model each time."""
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+@dataclass(frozen=True)
+class Architecture:
+    """The configs of an SDXL's four networks, for building one with random weights."""
 
-    tok1 = build_byte_tokenizer("<|endoftext|>")
-    tok2 = build_byte_tokenizer("!")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_SEED)
-        unet = UNet2DConditionModel(
-            block_out_channels=(32, 64),
-            layers_per_block=2,
-            sample_size=32,
-            in_channels=4,
-            out_channels=4,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            attention_head_dim=(2, 4),
-            use_linear_projection=True,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=8,
-            transformer_layers_per_block=(1, 2),
-            projection_class_embeddings_input_dim=80,  # 6 time ids x 8 + 32 pooled
-            cross_attention_dim=64,  # 32 + 32: both encoders' hidden states concatenated
-            norm_num_groups=32,
-        )
-        vae = AutoencoderKL(
-            block_out_channels=(32, 64),
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            latent_channels=4,
-            sample_size=TINY_NATIVE_SIZE,
-        )
-        text_cfg = {
-            "bos_token_id": 0,
-            "eos_token_id": 2,
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "layer_norm_eps": 1e-05,
-            "num_attention_heads": 4,
-            "num_hidden_layers": 5,
-            "pad_token_id": 1,
-            "vocab_size": len(tok1),
-            "hidden_act": "gelu",
-            "projection_dim": 32,
-        }
-        te1 = CLIPTextModel(CLIPTextConfig(**text_cfg))
-        te2 = CLIPTextModelWithProjection(CLIPTextConfig(**text_cfg))
-    return _assemble(unet, vae, te1, te2, tok1, tok2)
+    unet: dict[str, Any]
+    """`UNet2DConditionModel` arguments."""
+    vae: dict[str, Any]
+    """`AutoencoderKL` arguments."""
+    text_encoder: dict[str, Any]
+    """`CLIPTextConfig` of the CLIP-L encoder (its hidden states only)."""
+    text_encoder_2: dict[str, Any]
+    """`CLIPTextConfig` of the CLIP-G encoder (hidden states plus the pooled projection)."""
 
 
 SDXL_UNET = {
@@ -294,7 +255,16 @@ SDXL_VAE = {
     "scaling_factor": 0.13025,
     "force_upcast": False,
 }
+CLIP_COMMON = {
+    "bos_token_id": 0,
+    "eos_token_id": 2,
+    "pad_token_id": 1,
+    "max_position_embeddings": 77,
+    "layer_norm_eps": 1e-05,
+}
 SDXL_TE1 = {
+    **CLIP_COMMON,
+    "vocab_size": 49408,
     "hidden_size": 768,
     "intermediate_size": 3072,
     "num_attention_heads": 12,
@@ -303,6 +273,7 @@ SDXL_TE1 = {
     "hidden_act": "quick_gelu",
 }
 SDXL_TE2 = {
+    **SDXL_TE1,
     "hidden_size": 1280,
     "intermediate_size": 5120,
     "num_attention_heads": 20,
@@ -310,33 +281,94 @@ SDXL_TE2 = {
     "projection_dim": 1280,
     "hidden_act": "gelu",
 }
+SDXL_ARCHITECTURE = Architecture(SDXL_UNET, SDXL_VAE, SDXL_TE1, SDXL_TE2)
+"""SDXL 1.0 as published: the real cost (`random`)."""
+
+BYTE_VOCAB_SIZE = 2 * 256 + 2
+"""`build_byte_tokenizer`'s vocabulary: every byte, its end-of-word form, start and end."""
+TINY_TE1 = {
+    **SDXL_TE1,
+    "vocab_size": BYTE_VOCAB_SIZE,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 5,
+    "projection_dim": 32,
+}
+TINY_TE2 = {
+    **SDXL_TE2,
+    "vocab_size": BYTE_VOCAB_SIZE,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 5,
+    "projection_dim": 64,
+}
+TINY_TIME_EMBED_DIM = 8
+TINY_ARCHITECTURE = Architecture(
+    unet={
+        **SDXL_UNET,
+        # SDXL's levels and blocks (no attention at the top level, transformers below, more of
+        # them at the bottom), at 1/40 of its widths: the 64x64 level of a 1024 px image is
+        # then one 16-wide attention head, so 30 steps at 1024 px take seconds on a CPU.
+        "block_out_channels": [8, 16, 32],
+        "attention_head_dim": [1, 1, 2],
+        "transformer_layers_per_block": [1, 1, 2],
+        "norm_num_groups": 8,
+        "cross_attention_dim": TINY_TE1["hidden_size"] + TINY_TE2["hidden_size"],
+        "addition_time_embed_dim": TINY_TIME_EMBED_DIM,
+        # SDXL's six time ids (original size, crop, target size), each embedded, + the pooled text
+        "projection_class_embeddings_input_dim": 6 * TINY_TIME_EMBED_DIM
+        + TINY_TE2["projection_dim"],
+        "sample_size": TINY_NATIVE_SIZE // 8,
+    },
+    vae={
+        **SDXL_VAE,
+        # four blocks as SDXL's: the VAE divides by 8; one resnet per block (SDXL: two)
+        "block_out_channels": [8, 8, 16, 16],
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+        "sample_size": TINY_NATIVE_SIZE,
+    },
+    text_encoder=TINY_TE1,
+    text_encoder_2=TINY_TE2,
+)
+"""SDXL's geometry at tiny widths (`tiny`): the same code paths, seconds per image on a CPU."""
+
+
+def build_tiny_pipeline(architecture: Architecture = TINY_ARCHITECTURE) -> Any:
+    """The tiny SDXL on the CPU, weights from a fixed seed: the same model every time."""
+    import torch
+
+    return build_random_pipeline(architecture, "cpu", torch.float32)
 
 
 def build_random_full_pipeline(device: str, dtype: Any) -> Any:
     """SDXL 1.0's architecture (configs as published) with random weights, built on `device`."""
+    return build_random_pipeline(SDXL_ARCHITECTURE, device, dtype)
+
+
+def build_random_pipeline(architecture: Architecture, device: str, dtype: Any) -> Any:
+    """An SDXL pipeline of `architecture` with weights from `TINY_SEED`, built on `device`
+    (construction draws from its own RNG state: the caller's stays untouched)."""
     import torch
-    from diffusers import (
-        AutoencoderKL,
-        UNet2DConditionModel,
-    )
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    common = {
-        "bos_token_id": 0,
-        "eos_token_id": 2,
-        "pad_token_id": 1,
-        "vocab_size": 49408,
-        "max_position_embeddings": 77,
-        "layer_norm_eps": 1e-05,
-    }
     with torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(TINY_SEED)
-        unet = UNet2DConditionModel(**SDXL_UNET).to(dtype)
-        vae = AutoencoderKL(**SDXL_VAE).to(dtype)
-        te1 = CLIPTextModel(CLIPTextConfig(**common, **SDXL_TE1)).to(dtype)
-        te2 = CLIPTextModelWithProjection(CLIPTextConfig(**common, **SDXL_TE2)).to(dtype)
+        unet = _cast(UNet2DConditionModel(**architecture.unet), dtype)
+        vae = _cast(AutoencoderKL(**architecture.vae), dtype)
+        te1 = _cast(CLIPTextModel(CLIPTextConfig(**architecture.text_encoder)), dtype)
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig(**architecture.text_encoder_2))
+        te2 = _cast(te2, dtype)
     tok1, tok2 = build_byte_tokenizer("<|endoftext|>"), build_byte_tokenizer("!")
     return _assemble(unet, vae, te1, te2, tok1, tok2)
+
+
+def _cast(module: Any, dtype: Any) -> Any:
+    """`module` in `dtype`, cast only when it is not (diffusers warns on every cast)."""
+    return module if module.dtype == dtype else module.to(dtype)
 
 
 def _assemble(unet: Any, vae: Any, te1: Any, te2: Any, tok1: Any, tok2: Any) -> Any:

@@ -13,9 +13,17 @@ from typing import Any
 
 from backends.base import DEFAULT_TOKEN, SCHEDULERS
 from backends.local.errors import RequestError
+from backends.local.training_recipe import MAX_STEPS as MAX_TUNE_STEPS
+from backends.routing import MAX_ID
 
-LORA_TAG = re.compile(r"<lora:([^:>]*):([^>]*)>", re.IGNORECASE)
-OTHER_TAG = re.compile(r"<(faceid|hypernet|embedding):[^>]*>", re.IGNORECASE)
+LORA_TAG = re.compile(r"<lora:([^:>]{0,32}):([^:>]{0,32})>", re.IGNORECASE)
+"""Bounded parts: each `<lora:` looks at most ~70 characters ahead, so matching stays linear in
+the text's length (an unbounded `[^>]*` made a text of repeated `<lora:a:` quadratic)."""
+OTHER_TAG = re.compile(r"<(faceid|hypernet|embedding):", re.IGNORECASE)
+MAX_TEXT_CHARS = 4000
+"""A prompt's text and negative prompt: CLIP reads 77 tokens; far beyond that is an abuse."""
+MAX_FIELD_CHARS = 1000
+"""Any other text field (title, name, callback URL, branch)."""
 MAX_IMAGES = 8
 MIN_SIDE = 64
 DEFAULT_STEPS = 30
@@ -75,6 +83,11 @@ class PromptParams:
     lora_tune_id: int | None
     lora_strength: float
     callback: str | None
+    pack_id: int | None = None
+    """Made by a pack run (`POST /p/:id/tunes`): the pack, and below the pack's own prompt."""
+    orig_prompt_id: int | None = None
+    run_id: int | None = None
+    """The run (a pack or `prompts_attributes` on one tune) it belongs to; see `packs`."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,7 +116,7 @@ def parse_prompt(
     fields: dict[str, Any], *, native_size: int, max_side: int, random_seed: int
 ) -> PromptParams:
     """Validate a prompt; `random_seed` is used (and stored) when the client sent none."""
-    text = _str(fields.get("text"))
+    text = _str(fields.get("text"), "text", MAX_TEXT_CHARS)
     if not text.strip():
         raise RequestError("text is required")
     if OTHER_TAG.search(text):
@@ -118,6 +131,10 @@ def parse_prompt(
         if not raw_id.strip().isdigit():
             raise RequestError(f"unknown LoRA {raw_id!r}: use the id of a trained tune")
         lora_id = int(raw_id)
+        if lora_id > MAX_ID:
+            raise RequestError(f"unknown LoRA {raw_id!r}: use the id of a trained tune")
+        if not raw_strength.strip():
+            raise RequestError("lora strength is missing: write <lora:ID:1>")
         strength = _float(raw_strength, "lora strength")
         if not 0.0 <= strength <= 2.0:
             raise RequestError("lora strength must be between 0 and 2")
@@ -126,7 +143,7 @@ def parse_prompt(
     num_images = _int(fields.get("num_images"), "num_images", default=4)
     if not 1 <= num_images <= MAX_IMAGES:
         raise RequestError(f"num_images must be between 1 and {MAX_IMAGES}")
-    scheduler = _str(fields.get("scheduler")).strip() or "euler_a"
+    scheduler = _str(fields.get("scheduler"), "scheduler").strip() or "euler_a"
     if scheduler not in SCHEDULERS:
         raise RequestError(f"unknown scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)}")
     steps = _int(fields.get("steps"), "steps", default=DEFAULT_STEPS) or DEFAULT_STEPS
@@ -147,12 +164,12 @@ def parse_prompt(
     if hires_fix and not super_resolution:
         raise RequestError("hires_fix requires super_resolution")
 
-    ar = _str(fields.get("ar") or fields.get("aspect_ratio")).strip() or None
+    ar = _str(fields.get("ar") or fields.get("aspect_ratio"), "ar").strip() or None
     w, h = _size(fields, ar, native_size=native_size, max_side=max_side)
     return PromptParams(
         text=text,
         clean_text=clean,
-        negative_prompt=_str(fields.get("negative_prompt")),
+        negative_prompt=_str(fields.get("negative_prompt"), "negative_prompt", MAX_TEXT_CHARS),
         num_images=num_images,
         seed=seed,
         steps=steps,
@@ -166,33 +183,34 @@ def parse_prompt(
         ar=ar,
         lora_tune_id=lora_id,
         lora_strength=strength,
-        callback=_str(fields.get("callback")).strip() or None,
+        callback=_str(fields.get("callback"), "callback").strip() or None,
     )
 
 
 def parse_tune(fields: dict[str, Any], *, n_images: int, base_ids: set[int]) -> TuneParams:
     """Validate a tune; only LoRA+TI ("pti"/"lora") tunes on one of our base models train here."""
-    title = _str(fields.get("title")).strip()
-    name = _str(fields.get("name")).strip()
+    title = _str(fields.get("title"), "title").strip()
+    name = _str(fields.get("name"), "name").strip()
     if not title:
         raise RequestError("title is required")
     if not name:
         raise RequestError("name (the class word: man, woman, ...) is required")
     if n_images < 1:
-        raise RequestError("images are required (tune[images][] file parts)")
-    if fields.get("image_urls"):
-        raise RequestError("image_urls are not supported by this worker; upload the files")
+        raise RequestError("images are required (tune[images][] file parts or image_urls)")
     base = _int(fields.get("base_tune_id"), "base_tune_id", default=min(base_ids))
     if base not in base_ids:
         raise RequestError(f"base_tune_id {base} is not a base model of this worker")
-    model_type = _str(fields.get("model_type")).strip() or "pti"
+    model_type = _str(fields.get("model_type"), "model_type").strip() or "pti"
     if model_type not in ("pti", "lora"):
         raise RequestError("only model_type pti (LoRA + text embedding) is trained here")
-    token = _str(fields.get("token")).strip() or DEFAULT_TOKEN
+    token = _str(fields.get("token"), "token").strip() or DEFAULT_TOKEN
     if not re.fullmatch(r"[a-z][a-z0-9]{1,15}", token):
         raise RequestError("token must be 2-16 lowercase letters/digits, starting with a letter")
     steps = _int(fields.get("steps"), "steps", default=0) or None
-    face_crop = None if fields.get("face_crop") in (None, "") else _bool(fields["face_crop"], "x")
+    if steps is not None and not 1 <= steps <= MAX_TUNE_STEPS:
+        raise RequestError(f"steps must be between 1 and {MAX_TUNE_STEPS}")
+    face_crop_value = fields.get("face_crop")
+    face_crop = None if face_crop_value in (None, "") else _bool(face_crop_value, "face_crop")
     return TuneParams(
         title=title,
         name=name,
@@ -201,8 +219,8 @@ def parse_tune(fields: dict[str, Any], *, n_images: int, base_ids: set[int]) -> 
         model_type="pti",
         steps=steps,
         face_crop=face_crop,
-        callback=_str(fields.get("callback")).strip() or None,
-        branch=_str(fields.get("branch")).strip() or None,
+        callback=_str(fields.get("callback"), "callback").strip() or None,
+        branch=_str(fields.get("branch"), "branch").strip() or None,
     )
 
 
@@ -231,8 +249,23 @@ def _round8(value: float) -> int:
     return max(MIN_SIDE, round(value / 8) * 8)
 
 
-def _str(value: Any) -> str:
-    return "" if value is None else str(value)
+def _str(value: Any, name: str, max_chars: int = MAX_FIELD_CHARS) -> str:
+    """Text a client sent: a string or a number, storable as UTF-8 (no lone surrogate, which
+    SQLite stores but no answer can carry), within `max_chars`."""
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        raise RequestError(f"{name} must be text")
+    text = str(value)
+    if len(text) > max_chars:
+        raise RequestError(f"{name} is longer than {max_chars} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError(f"{name} is not valid Unicode text") from None
+    if "\x00" in text:
+        raise RequestError(f"{name} must not contain a null character")
+    return text
 
 
 def _int(value: Any, name: str, default: int) -> int:
@@ -244,8 +277,8 @@ def _int(value: Any, name: str, default: int) -> int:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
         raise RequestError(f"{name} must be an integer") from None
-    if not number.is_integer():
-        raise RequestError(f"{name} must be an integer")
+    if not number.is_integer() or abs(number) > MAX_ID:
+        raise RequestError(f"{name} must be an integer in range")
     return int(number)
 
 
@@ -254,7 +287,7 @@ def _float(value: Any, name: str, default: float = 0.0) -> float:
         return default
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise RequestError(f"{name} must be a number") from None
 
 

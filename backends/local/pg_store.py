@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS prompts (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     started_at TEXT,
-    finished_at TEXT
+    finished_at TEXT,
+    scores JSONB
 );
 CREATE INDEX IF NOT EXISTS prompts_state ON prompts(state);
 CREATE INDEX IF NOT EXISTS prompts_tune ON prompts(tune_id);

@@ -3,19 +3,23 @@
 - The queue is the store (tunes and prompts in state `queued`), so it survives restarts.
 - One asyncio task takes the next job and runs the GPU work in a worker thread (the event loop
   keeps answering HTTP meanwhile). Prompts always go first: a user is waiting, and a prompt takes
-  seconds, a training minutes.
+  seconds, a training minutes. Which prompt is `schedule.py`'s choice (a pack's run kept
+  together, single prompts let in between its prompts, prompts of an untrained tune waiting).
 - A training that is running does not block prompts either: the trainer calls
   `ctx.between_steps()` after every step, which runs the queued prompts on the same GPU before
   the training continues (see `_between_steps`). Prompts wait for at most one step, plus the
   training's guaranteed share when prompts never stop coming (fair_share.py: no starvation).
 - stop(): sets an abort flag that the running job sees at its next check; the job stays queued
   and starts over at the next start() (a prompt's seed is stored, so it gives the same images;
-  a training resumes from its last checkpoint, see checkpoint.py).
+  a training resumes from its last checkpoint, see checkpoint.py). A step that checks no
+  flag gets `stop_grace_s`, then is left behind on its daemon thread (threads.py), its job
+  queued again, so a stop ends within the service manager's timeout.
 - cancel(): DELETE of a running prompt or tune (the row is already gone) stops that job at its
   next check, so its hires pass or face redraw never runs and a training frees the GPU for the
   next job. Checks: every denoising step of every pipeline call (txt2img, hires img2img, face
   img2img), between stages and faces, between the sub-steps of a model load, every training
   step. An aborted job whose row is gone is dropped (its files removed), never requeued.
+- A training that fails takes the prompts waiting for it along (failed, with its error).
 - Callbacks are POSTed once, after the result is committed (`claim_callback` makes the at-most-
   once decision in SQLite before the POST; a worker killed between the two sends none, as Astria
   does not retry either). A client that must not miss an event polls as well.
@@ -34,27 +38,40 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from backends.local import train
 from backends.local.artefacts import has_artefacts
+from backends.local.best_of import BestOfSelector
 from backends.local.config import WorkerConfig
 from backends.local.errors import Aborted, GenerationError, TrainerUnavailable, TrainingFailed
 from backends.local.fair_share import TrainingTurns
+from backends.local.faults import FaultPoint, fault_at
 from backends.local.generate import Engine, PromptJob
 from backends.local.models import ModelCache
+from backends.local.packs.callbacks import RunCallbacks
+from backends.local.packs.records import SCHEMA as PACK_SCHEMA
 from backends.local.params import PromptParams
 from backends.local.pngwriter import PngWriter
 from backends.local.records import JobKind, JobState, Row
+from backends.local.schedule import Scheduler
 from backends.local.serialize import prompt_json, tune_json
 from backends.local.store import WorkerStore, now_iso
+from backends.local.threads import run_in_daemon_thread
 from backends.local.training_recipe import TrainJob
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 5.0
 """The runner also re-checks the store this often when nobody woke it (belt and braces)."""
+
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 60.0
+"""After consecutive failures of the loop itself (a full disk, a broken job that cannot even be
+marked failed), the runner waits 0.5 s, 1 s, 2 s ... up to a minute: a few log lines a minute,
+not thousands a second."""
 
 EngineFactory = Callable[[], Engine]
 
@@ -87,8 +104,11 @@ class JobRunner:
         self._active: list[tuple[JobKind, int]] = []
         """Jobs under way, outermost first: a training, and a prompt it let through."""
         self._cancelled: set[tuple[JobKind, int]] = set()
-        self._turns = TrainingTurns(config.training_share)
         """Active jobs whose rows were deleted: they stop at their next check."""
+        self._turns = TrainingTurns(config.training_share)
+        self.schedule = Scheduler(store)
+        self.runs = RunCallbacks(store, config.public_url, self._post_later)
+        self._selector: BestOfSelector | None = None
 
     @property
     def running(self) -> tuple[JobKind, int] | None:
@@ -103,11 +123,13 @@ class JobRunner:
         if self._engine is not None:
             self._engine.abort.clear()
         self._http = httpx.AsyncClient(timeout=self.config.callback_timeout_s)
+        await self.store.db.executescript(PACK_SCHEMA)  # the run and like tables (packs/)
         resumed = await self.store.requeue_interrupted()
         if resumed:
             log.info("resuming %d interrupted job(s)", resumed)
         for kind, row_id in await self.store.unsent_callbacks():
             await self._send_callback(kind, row_id)
+        await self.runs.send_unsent()
         self._task = asyncio.create_task(self._run(), name="worker-jobs")
 
     async def stop(self) -> None:
@@ -117,13 +139,31 @@ class JobRunner:
             self._engine.abort.set()
         self._wake.set()
         if self._task is not None:
-            await self._task
+            await self._wait_for_running_job()
             self._task = None
         for task in list(self._background):
             await asyncio.wait([task], timeout=self.config.callback_timeout_s)
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+
+    async def _wait_for_running_job(self) -> None:
+        """Give the running job `stop_grace_s` to reach its next abort check; a step that
+        checks no flag (a model load, a long GPU call) is left running on its daemon thread
+        and its job put back in the queue, so the process exits within its stop timeout."""
+        assert self._task is not None
+        done, _ = await asyncio.wait([self._task], timeout=self.config.stop_grace_s)
+        if done:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        requeued = await self.store.requeue_interrupted()
+        log.warning(
+            "the running job did not stop within %.0f s: left behind, %d job(s) stay queued",
+            self.config.stop_grace_s,
+            requeued,
+        )
 
     def wake(self) -> None:
         """Something was queued: look at the store now."""
@@ -161,6 +201,11 @@ class JobRunner:
         loaded = self._engine.models._loaded if self._engine is not None else None
         return loaded[0] if loaded is not None else None
 
+    @property
+    def binds(self) -> int:
+        """How often a tune's LoRA was bound into the model so far (`Engine.binds`; /healthz)."""
+        return self._engine.binds if self._engine is not None else 0
+
     async def queue_position(self, prompt_id: int) -> int:
         """1 = next to run; 0 = running or finished."""
         ids = await self.store.queued_prompt_ids()
@@ -169,22 +214,34 @@ class JobRunner:
     # -- the loop ------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        failures = 0
         while not self._stopping:
             self._wake.clear()
-            job = await self.store.next_job()
-            if job is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
-                continue
-            kind, row_id = job
             try:
-                if kind == JobKind.PROMPT:
-                    await self._run_prompt(row_id)
-                else:
-                    await self._run_tune(row_id)
-            except Exception as exc:  # a bug must not kill the runner, nor be retried forever
-                log.exception("%s %s crashed the runner", kind, row_id)
-                await self._fail_broken_job(kind, row_id, exc)
+                job = await self.schedule.next_job()
+                if job is None:
+                    await self._idle(IDLE_POLL_S)
+                    continue
+                kind, row_id = job
+                try:
+                    if kind == JobKind.PROMPT:
+                        await self._run_prompt(row_id)
+                    else:
+                        await self._run_tune(row_id)
+                except Exception as exc:  # a bug must not kill the runner, nor loop forever
+                    log.exception("%s %s crashed the runner", kind, row_id)
+                    await self._fail_broken_job(kind, row_id, exc)
+                    raise
+            except Exception:  # the store itself fails (disk full ...): wait, then retry
+                failures += 1
+                await self._idle(min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (failures - 1)))
+            else:
+                failures = 0
+
+    async def _idle(self, seconds: float) -> None:
+        """Wait `seconds`, or less if woken (a new job, stop())."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _fail_broken_job(self, kind: JobKind, row_id: int, exc: Exception) -> None:
         """Mark a job that crashed the runner failed, so the next pick is another job."""
@@ -212,7 +269,8 @@ class JobRunner:
         self._begin(key)
         log.info("prompt %s: %d image(s) %dx%d", prompt_id, params.num_images, params.w, params.h)
         try:
-            images = await asyncio.to_thread(self._generate_and_save, job, key)
+            images, scores = await run_in_daemon_thread(self._generate_and_save, job, key)
+            fault_at(FaultPoint.PROMPT_GENERATED)
         except Aborted:
             if await self.store.get_prompt(prompt_id) is None:
                 self._drop_files(JobKind.PROMPT, prompt_id)
@@ -226,7 +284,7 @@ class JobRunner:
             log.exception("prompt %s failed", prompt_id)
             await self._finish_prompt(prompt_id, error=f"generation failed: {exc}")
         else:
-            await self._finish_prompt(prompt_id, images=images)
+            await self._finish_prompt(prompt_id, images=images, scores=scores)
         finally:
             self._end(key)
 
@@ -248,9 +306,12 @@ class JobRunner:
                 raise GenerationError(f"tune {lora_id} is not trained (or was deleted)")
         return PromptJob(row["id"], params, base_id, tune_dir)
 
-    def _generate_and_save(self, job: PromptJob, key: tuple[JobKind, int]) -> list[str]:
+    def _generate_and_save(
+        self, job: PromptJob, key: tuple[JobKind, int]
+    ) -> tuple[list[str], dict[str, Any] | None]:
         """Runs in the worker thread: generate; each PNG is encoded and written on a
-        background thread as soon as its image is final; returns relative paths."""
+        background thread as soon as its image is final; returns relative paths, and the
+        best-of scores when OVERGENERATE is on (the kept images only, best first)."""
         folder = Path(JobKind.PROMPT.table) / str(job.prompt_id)
         (self.config.files_dir / folder).mkdir(parents=True, exist_ok=True)
         stamp = secrets.token_hex(8)  # unguessable names: file URLs are capabilities
@@ -266,14 +327,34 @@ class JobRunner:
             self.check(key)
             self.progress[key] = fraction
 
+        scores = None
         try:
-            images = self.engine().run_prompt(job, progress, on_image)
+            if self.config.overgenerate > 1:  # best-of (issue 15): choose, then write
+                best = self._best_of().run(self.engine(), job, progress)
+                for index, image in enumerate(best.images):
+                    on_image(index, image)
+                images, scores = best.images, best.to_json()
+            else:
+                images = self.engine().run_prompt(job, progress, on_image)
         finally:
             writer.wait()
-        return [paths[i] for i in range(len(images))]
+        return [paths[i] for i in range(len(images))], scores
+
+    def _best_of(self) -> BestOfSelector:
+        if self._selector is None:
+            config = self.config
+            self._selector = BestOfSelector(
+                config.overgenerate, config.face_detector, config.files_dir
+            )
+        return self._selector
 
     async def _finish_prompt(
-        self, prompt_id: int, *, images: list[str] | None = None, error: str | None = None
+        self,
+        prompt_id: int,
+        *,
+        images: list[str] | None = None,
+        error: str | None = None,
+        scores: dict[str, Any] | None = None,
     ) -> None:
         if await self.store.get_prompt(prompt_id) is None:  # deleted while running
             self._drop_files(JobKind.PROMPT, prompt_id)
@@ -285,9 +366,14 @@ class JobRunner:
             )
         else:
             await self.store.update_prompt(
-                prompt_id, state=JobState.DONE, images=images or [], finished_at=now_iso()
+                prompt_id,
+                state=JobState.DONE,
+                images=images or [],
+                finished_at=now_iso(),
+                scores=scores,
             )
         await self._send_callback(JobKind.PROMPT, prompt_id)
+        await self.runs.prompt_ended(prompt_id)
 
     # -- training ------------------------------------------------------------------------
 
@@ -317,7 +403,7 @@ class JobRunner:
             check=lambda: self.check(key),
         )
         try:
-            await asyncio.to_thread(self._trainer, job, ctx)
+            await run_in_daemon_thread(self._trainer, job, ctx)
         except Aborted:
             if await self.store.get_tune(tune_id) is None:
                 self._drop_files(JobKind.TUNE, tune_id)
@@ -383,7 +469,7 @@ class JobRunner:
         try:
             while not self._turns.training_owed():
                 prompt_id = asyncio.run_coroutine_threadsafe(
-                    self.store.next_prompt(), self._loop
+                    self.schedule.next_prompt(), self._loop
                 ).result()
                 if prompt_id is None:
                     self._turns.no_prompt_waiting()
@@ -401,6 +487,8 @@ class JobRunner:
             return
         if error is not None:
             await self.store.update_tune(tune_id, state=JobState.FAILED, error=error)
+            for prompt in await self.store.prompts_using_tune(tune_id):  # waiting for it
+                await self._finish_prompt(prompt["id"], error=f"the tune failed: {error}")
         else:
             await self.store.update_tune(tune_id, state=JobState.DONE, trained_at=now_iso())
         await self._send_callback(JobKind.TUNE, tune_id)
@@ -417,11 +505,14 @@ class JobRunner:
             return
         base = self.config.public_url or row["origin"] or ""
         body = {kind.value: tune_json(row, base) if tune else prompt_json(row, base)}
+        self._post_later(url, body)
+
+    def _post_later(self, url: str, body: Any) -> None:
         task = asyncio.create_task(self._post(url, body))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _post(self, url: str, body: dict[str, Any]) -> None:
+    async def _post(self, url: str, body: Any) -> None:
         assert self._http is not None
         try:
             response = await self._http.post(url, json=body)
@@ -443,5 +534,7 @@ class JobRunner:
 
 
 def _no_query(url: str) -> str:
-    """Callback URLs often carry a secret in the query: keep it out of logs."""
-    return url.split("?", 1)[0]
+    """Callback URLs carry a secret, in the query or (the bot's) in the path: only the scheme
+    and host reach the log."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/..."

@@ -14,6 +14,11 @@ Row = dict[str, Any]
 """One stored tune or prompt, JSON columns decoded (store.py)."""
 
 
+FIRST_TUNE_ID = 100_000_001
+"""Our own tune and prompt ids start here, far above any base-model id an operator would pick
+by hand."""
+
+
 class JobKind(StrEnum):
     """What a job makes: a tune (a training) or a prompt (images). Also Astria's name of the
     resource: the root key of its request and callback bodies."""

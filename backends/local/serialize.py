@@ -11,6 +11,7 @@ from typing import Any
 
 from backends.base import SDXL_BASE_TUNE_ID, JobStatus
 from backends.local.records import JobState, Row
+from backends.local.tune_files import model_file_urls
 
 STATUS = {
     JobState.QUEUED: JobStatus.QUEUED,
@@ -45,8 +46,7 @@ def tune_json(row: Row, base: str, progress: float | None = None) -> dict[str, A
         "args": None,
         "steps": row["steps"],
         "face_crop": None if row["face_crop"] is None else bool(row["face_crop"]),
-        "ckpt_url": None,
-        "ckpt_urls": [],
+        **model_file_urls(row, base),
         "url": f"{base.rstrip('/')}/tunes/{row['id']}.json",
         "orig_images": [file_url(base, p) for p in row["images"]],
         "error": row["error"],
@@ -109,7 +109,17 @@ def prompt_json(
         "super_resolution": params.get("super_resolution"),
         "inpaint_faces": params.get("inpaint_faces"),
         "hires_fix": params.get("hires_fix"),
+        "pack_id": params.get("pack_id"),
+        "orig_prompt_id": params.get("orig_prompt_id"),
         "status": STATUS[state],
         "progress": 1.0 if state == JobState.DONE else (progress or 0.0),
         "queue_position": queue_position,
+        **_best_of(row if state == JobState.DONE else {}),
     }
+
+
+def _best_of(row: Row) -> dict[str, Any]:
+    """OVERGENERATE's choice: per delivered image (same order as `images`) its score, seed,
+    face count, sharpness and likeness, and how many images were made (best_of.py)."""
+    saved = row.get("scores") or {}
+    return {"scores": saved.get("scores"), "generated_images": saved.get("generated")}

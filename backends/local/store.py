@@ -13,16 +13,18 @@ deterministic given the stored seed, so a re-run yields the same images).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from backends.local.config import FIRST_TUNE_ID
-from backends.local.records import JobKind, JobState, Row
+from backends.local.records import FIRST_TUNE_ID, JobKind, JobState, Row
 
 TUNES, PROMPTS = JobKind.TUNE.table, JobKind.PROMPT.table
 
@@ -61,7 +63,8 @@ CREATE TABLE IF NOT EXISTS prompts (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     started_at TEXT,
-    finished_at TEXT
+    finished_at TEXT,
+    scores TEXT
 );
 CREATE INDEX IF NOT EXISTS prompts_state ON prompts(state);
 CREATE INDEX IF NOT EXISTS prompts_tune ON prompts(tune_id);
@@ -72,6 +75,30 @@ INSERT INTO sqlite_sequence(name, seq)
     SELECT 'prompts', {FIRST_TUNE_ID - 1}
     WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'prompts');
 """
+
+JSON_COLUMNS = ("images", "params", "scores")
+"""Columns stored as JSON text (`scores`: best-of scores of a prompt's images, or NULL)."""
+
+
+_created: ContextVar[list[tuple[JobKind, int]] | None] = ContextVar("created", default=None)
+
+
+@contextlib.contextmanager
+def recording_creations() -> Iterator[list[tuple[JobKind, int]]]:
+    """Collects the rows created in this context (one HTTP request), so that a request that
+    fails after committing can take them back."""
+    created: list[tuple[JobKind, int]] = []
+    token = _created.set(created)
+    try:
+        yield created
+    finally:
+        _created.reset(token)
+
+
+def _record(kind: JobKind, row_id: int) -> None:
+    created = _created.get()
+    if created is not None:
+        created.append((kind, row_id))
 
 
 def now_iso() -> str:
@@ -140,6 +167,7 @@ class JobStore(ABC):
                 now,
             ),
         )
+        _record(JobKind.TUNE, tune_id)
         row = await self.get_tune(tune_id)
         assert row is not None
         return row
@@ -174,6 +202,7 @@ class JobStore(ABC):
             " VALUES (?, ?, ?, ?, ?, ?)",
             (tune_id, json.dumps(params), JobState.QUEUED, origin, now, now),
         )
+        _record(JobKind.PROMPT, prompt_id)
         row = await self.get_prompt(prompt_id)
         assert row is not None
         return row
@@ -199,6 +228,17 @@ class JobStore(ABC):
             r for r in rows if r["tune_id"] == tune_id or r["params"].get("lora_tune_id") == tune_id
         ]
 
+    async def referenced_files(self) -> set[str]:
+        """Every file path (relative to the files folder) a tune or prompt row names."""
+        paths: set[str] = set()
+        for kind in JobKind:
+            for row in await self._all(f"SELECT images FROM {kind.table}", ()):
+                paths.update(row["images"])
+        return paths
+
+    async def tune_ids(self) -> set[int]:
+        return {r["id"] for r in await self._all("SELECT id FROM tunes", ())}
+
     # -- queue -------------------------------------------------------------------------
 
     async def next_job(self) -> tuple[JobKind, int] | None:
@@ -210,15 +250,23 @@ class JobStore(ABC):
         prompt = await self.next_prompt()
         if prompt is not None:
             return (JobKind.PROMPT, prompt)
+        tune = await self.next_tune()
+        return (JobKind.TUNE, tune) if tune is not None else None
+
+    async def next_prompt(self) -> int | None:
+        """The oldest queued prompt that can run: not one waiting for its tune's training
+        (the runner's own order, runs and interleaving, is `schedule.py`)."""
+        row = await self._one(
+            "SELECT p.id FROM prompts p LEFT JOIN tunes t ON t.id = p.tune_id"
+            " WHERE p.state = ? AND (t.id IS NULL OR t.state = ?) ORDER BY p.id LIMIT 1",
+            (JobState.QUEUED, JobState.DONE),
+        )
+        return row["id"] if row else None
+
+    async def next_tune(self) -> int | None:
         row = await self._one(  # a tune whose photos are still being written is not ready
             "SELECT id FROM tunes WHERE state = ? AND images != '[]' ORDER BY id LIMIT 1",
             (JobState.QUEUED,),
-        )
-        return (JobKind.TUNE, row["id"]) if row else None
-
-    async def next_prompt(self) -> int | None:
-        row = await self._one(
-            "SELECT id FROM prompts WHERE state = ? ORDER BY id LIMIT 1", (JobState.QUEUED,)
         )
         return row["id"] if row else None
 
@@ -267,8 +315,8 @@ class JobStore(ABC):
 
     async def _update(self, table: str, row_id: int, values: dict[str, Any]) -> None:
         values = {**values, "updated_at": now_iso()}
-        for key in ("images", "params"):
-            if key in values and not isinstance(values[key], str):
+        for key in JSON_COLUMNS:
+            if key in values and values[key] is not None and not isinstance(values[key], str):
                 values[key] = json.dumps(values[key])
         cols = ", ".join(f"{k} = ?" for k in values)
         await self._execute(f"UPDATE {table} SET {cols} WHERE id = ?", (*values.values(), row_id))
@@ -312,6 +360,7 @@ class WorkerStore(JobStore):
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.executescript(SCHEMA)
+        await _add_scores_column(self._db)
         await self._db.commit()
 
     async def close(self) -> None:
@@ -341,8 +390,16 @@ class WorkerStore(JobStore):
         return [dict(r) for r in rows]
 
 
+async def _add_scores_column(db: aiosqlite.Connection) -> None:
+    """Best-of scores (issue 15) came after the first databases: add the column to those."""
+    async with db.execute("PRAGMA table_info(prompts)") as cursor:
+        columns = {row[1] for row in await cursor.fetchall()}
+    if "scores" not in columns:
+        await db.execute("ALTER TABLE prompts ADD COLUMN scores TEXT")
+
+
 def _decode(row: Row) -> Row:
-    for key in ("images", "params"):
+    for key in JSON_COLUMNS:
         if isinstance(row.get(key), str):
             row[key] = json.loads(row[key])
     return row

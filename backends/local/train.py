@@ -34,14 +34,12 @@ from typing import Any
 
 from backends.local import checkpoint, training_data
 from backends.local.accel import Accel
-from backends.local.artefacts import Manifest, save_artefacts
+from backends.local.artefacts import KOHYA_FILE, Manifest, save_artefacts
 from backends.local.errors import TrainingFailed
 from backends.local.model_specs import native_size
 from backends.local.training_recipe import TrainingDefaults, TrainJob
 
 log = logging.getLogger(__name__)
-
-KOHYA_FILE = "lora_kohya.safetensors"
 
 
 @dataclass

@@ -5,9 +5,9 @@
   prompt's strength (a few milliseconds, no recompilation) and stays there after the prompt,
   and so do the tune's tokens; the next prompt of the same tune copies nothing, a prompt
   without a tune clears both;
-- without it: the LoRA is loaded as a PEFT adapter and deleted after the prompt, and the
-  embeddings are bound and unbound around it, so the next prompt (another user's tune) starts
-  from the clean base model.
+- without it: the LoRA is loaded as a PEFT adapter with the tune's embeddings, and both stay
+  while the next prompt uses the same tune (a pack's images bind once); a prompt of another
+  tune, or of none, unloads them first, so it starts from the clean base model.
 The embeddings are bound to the tune's token in both text encoders (`ohwx`, `ohwx_1`, ...:
 what `load_textual_inversion` names n rows), so prompts say `ohwx` here as on Astria.
 
@@ -65,39 +65,43 @@ def tune_applied(
     tune: TuneArtefacts | None,
     strength: float,
     key: Hashable | None = None,
-) -> Iterator[None]:
-    """Load the tune's LoRA (at `strength`) and embeddings for the duration of a prompt.
-    `key` names the tune's files: the slot skips the copy when it already holds them."""
+) -> Iterator[bool]:
+    """Have the tune's LoRA (at `strength`) and embeddings bound for a prompt (None: the clean
+    base model). `key` names the tune's files: what is bound stays bound after the prompt, and
+    a next prompt of the same key binds nothing again. Yields whether the LoRA was written into
+    the model for this prompt (the engine counts binds)."""
     if model.slot is not None:
-        with _slot_applied(model, tune, strength, key):
-            yield
-    elif tune is None:
-        yield
-    else:
-        with _adapter_applied(model, tune, strength):
-            yield
+        with _slot_applied(model, tune, strength, key) as bound:
+            yield bound
+        return
+    bound = False
+    if tune is None or model.bound_tune != key:
+        _release_adapter(model)
+    if tune is not None and model.bound_tune != key:
+        try:
+            model.bound_tokens = _load_embeddings(model, tune)
+            model.pipe.load_lora_weights(_scaled_lora(tune), adapter_name=ADAPTER)
+        except BaseException:
+            _release_adapter(model)
+            raise
+        model.bound_tune = key
+        bound = True
+    if tune is not None:
+        model.pipe.set_adapters([ADAPTER], adapter_weights=[strength])
+    yield bound
 
 
-@contextmanager
-def _adapter_applied(model: LoadedModel, tune: TuneArtefacts, strength: float) -> Iterator[None]:
-    """Without the slot: a PEFT adapter and bound tokens, both removed after the prompt."""
-    pipe = model.pipe
-    tokens = _load_embeddings(model, tune)
-    try:
-        pipe.load_lora_weights(_scaled_lora(tune), adapter_name=ADAPTER)
-        pipe.set_adapters([ADAPTER], adapter_weights=[strength])
-        yield
-    finally:
-        if ADAPTER in _adapters(pipe):
-            pipe.unload_lora_weights()  # takes the LoRA layers out too: a clean UNet
-        for encoder, tokenizer in _encoders(pipe):
-            pipe.unload_textual_inversion(tokens=tokens, text_encoder=encoder, tokenizer=tokenizer)
+def _release_adapter(model: LoadedModel) -> None:
+    """The PEFT path's unbind: the LoRA layers out of the UNet, the tokens out of CLIP."""
+    if ADAPTER in _adapters(model.pipe):
+        model.pipe.unload_lora_weights()  # takes the LoRA layers out too: a clean UNet
+    _unbind_tokens(model)
 
 
 @contextmanager
 def _slot_applied(
     model: LoadedModel, tune: TuneArtefacts | None, strength: float, key: Hashable
-) -> Iterator[None]:
+) -> Iterator[bool]:
     """The hot-swap path: the LoRA stays in the slot after the prompt (the next prompt of
     the same tune and strength copies nothing), and so do the tune's tokens (the next tune
     with the same token overwrites their embedding rows instead of resizing both
@@ -107,11 +111,13 @@ def _slot_applied(
     if tune is None:
         slot.clear()
         _unbind_tokens(model)
-        yield
+        yield False
         return
     scale = strength * tune.manifest.lora_alpha / tune.manifest.rank
+    slot_key = None if key is None else (key, scale)
+    bound = slot_key is None or slot_key != slot.loaded
     try:
-        slot.load(tune.lora, scale, None if key is None else (key, scale))
+        slot.load(tune.lora, scale, slot_key)
     except SlotMisfit as exc:
         slot.clear()
         raise GenerationError(f"the tune's LoRA does not fit this worker: {exc}") from exc
@@ -119,11 +125,14 @@ def _slot_applied(
         slot.clear()
         raise
     try:
-        _bind_tokens(model, tune)
+        if key is None or model.bound_tune != key:
+            model.bound_tune = None
+            _bind_tokens(model, tune)
+            model.bound_tune = key
     except BaseException:
         _unbind_tokens(model)
         raise
-    yield
+    yield bound
 
 
 def _bind_tokens(model: LoadedModel, tune: TuneArtefacts) -> None:
@@ -141,6 +150,7 @@ def _bind_tokens(model: LoadedModel, tune: TuneArtefacts) -> None:
 
 def _unbind_tokens(model: LoadedModel) -> None:
     tokens, model.bound_tokens = model.bound_tokens, []
+    model.bound_tune = None
     if tokens:
         for encoder, tokenizer in _encoders(model.pipe):
             model.pipe.unload_textual_inversion(

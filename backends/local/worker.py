@@ -2,7 +2,7 @@
 
 `Worker` wires them and owns their lifecycle; `serve` runs one under uvicorn (the CLI's
 `photoshoot-bot worker`). The HTTP face (app.py) is built here from the worker and sees it only
-through `app.Served`, so it never imports this module.
+through `http.Served`, so it never imports this module.
 """
 
 from __future__ import annotations
@@ -12,9 +12,13 @@ import logging
 
 from backends.local.app import create_app
 from backends.local.config import WorkerConfig
+from backends.local.inspection import inspect_endpoint
+from backends.local.library_logs import route_library_logs
 from backends.local.queue import EngineFactory, JobRunner
 from backends.local.store import WorkerStore, now_iso
+from backends.local.sweep import remove_orphans
 from backends.local.train import Trainer
+from backends.server_limits import raise_open_files_limit, server_options
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,8 @@ class Worker:
         self.config = config
         self.store = WorkerStore(config.db_path)
         self.runner = JobRunner(self.store, config, engine_factory, trainer)
+        self.inspect = inspect_endpoint(config.face_detector)
+        """POST /images/inspect: built here, as it needs cv2, which the routes never import."""
         self.app = create_app(self)
         self.started_at: str | None = None
         self._started = False
@@ -44,7 +50,9 @@ class Worker:
                 return
             for folder in (self.config.data_dir, self.config.files_dir, self.config.tunes_dir):
                 folder.mkdir(parents=True, exist_ok=True)
+            route_library_logs()
             await self.store.open()
+            await remove_orphans(self.store, self.config)
             if self.config.eager_load:
                 await asyncio.to_thread(self.runner.load_model_now)
             await self.runner.start()
@@ -84,4 +92,8 @@ def serve(host: str, port: int, config: WorkerConfig) -> None:
     # SIGTERM: uvicorn stops accepting, finishes open requests, then the lifespan stops the
     # worker (the running job stays queued); then it re-raises the signal, so the exit status
     # says "terminated by SIGTERM", which service managers count as a clean stop.
-    uvicorn.run(worker.app, host=host, port=port, log_level="info", log_config=None)
+    # Limits against slow and flooding clients: backends/server_limits.py.
+    raise_open_files_limit()
+    uvicorn.run(
+        worker.app, host=host, port=port, log_level="info", log_config=None, **server_options()
+    )

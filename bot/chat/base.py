@@ -13,7 +13,9 @@ from typing import Protocol
 
 from backends.base import Backend
 from bot.config import Settings
+from bot.core.admin import AdminDesk
 from bot.core.jobs import JobTracker
+from bot.core.payments import Payments
 from bot.core.service import PhotoshootService
 from bot.core.store import Store
 from bot.web import WebServer
@@ -30,6 +32,10 @@ class Core:
     service: PhotoshootService
     web: WebServer
     """The HTTP server on CALLBACK_PORT (running when PUBLIC_URL is set): mount webhooks here."""
+    payments: Payments
+    """Selling credits: Telegram Stars invoices, Discord SKUs, refunds."""
+    admin: AdminDesk
+    """Admin commands (ADMIN_IDS, private chats)."""
 
     async def start_jobs(self) -> None:
         """Resume unfinished jobs; call after every frontend registered its notifier."""

@@ -16,11 +16,13 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from bot.chat.base import Core
+from bot.core.admin import COMMANDS as ADMIN_COMMANDS
 from bot.core.errors import UserError
 from bot.core.photos import MAX_FILE_BYTES
 from bot.core.records import ChatTarget, Delivery, GenerationRecord, User
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "console"
 PROGRESS_LINE_INTERVAL_S = 5.0
+ANSWERED_DURING_WAIT = ("/cancel",)
+"""Commands that act while /wait waits; other lines (a script's next steps) run after it."""
 LOCALE_VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
 """Where a terminal says its language, in gettext's order (`LANGUAGE` may list several)."""
 
@@ -129,6 +133,9 @@ class ConsoleChat:
         self._target = ChatTarget(PLATFORM, "console", is_private=True)
         self._user: User | None = None
         self._confirm_delete = False
+        self._lines: asyncio.Queue[str | None] = asyncio.Queue()
+        self._typed_ahead: deque[str | None] = deque()
+        """Lines read during a /wait, to run after it (None: the input ended)."""
         self._handlers = {
             "/start": self._help,
             "/help": self._help,
@@ -139,8 +146,14 @@ class ConsoleChat:
             "/status": self._status,
             "/cancel": self._cancel,
             "/delete": self._delete,
+            "/consent": self._consent,
             "/language": self._language,
+            "/packs": self._packs,
             "/wait": self._wait,
+            "/credits": self._credits,
+            "/balance": self._credits,
+            "/buy": self._buy,
+            **{f"/{name}": self._admin_command(name) for name in (*ADMIN_COMMANDS, "admin")},
         }
 
     async def run(self) -> None:
@@ -150,9 +163,9 @@ class ConsoleChat:
         languages.set_language(self._service.language(self._user))
         await self._core.start_jobs()
         self._notifier.say(text("console.welcome"))
-        lines = read_lines_in_background(self._stdin)
+        self._lines = read_lines_in_background(self._stdin)
         while True:
-            line = await lines.get()
+            line = self._typed_ahead.popleft() if self._typed_ahead else await self._lines.get()
             if line is None:
                 break
             line = line.strip()
@@ -170,8 +183,8 @@ class ConsoleChat:
         if handler is None and command.startswith("/"):
             self._notifier.say(text("console.unknown_command", command=command))
             return
-        if handler is None:
-            handler, argument = self._imagine, line
+        if handler is None:  # plain text: what it would make, and its price
+            handler, argument = self._preview, line
         if command.lower() != "/delete":
             self._confirm_delete = False
         try:
@@ -215,6 +228,28 @@ class ConsoleChat:
         for note in started.notes:
             self._notifier.say(text("note", note=note))
 
+    async def _preview(self, argument: str) -> None:
+        """Plain text spends nothing: it says what /imagine would make of it, and the price."""
+        preview = await self._service.preview(self.user, argument)
+        notes = [text("note", note=note) for note in preview.notes]
+        self._notifier.say(
+            "\n".join([preview.text, *notes, text("console.make_it", prompt=argument)])
+        )
+
+    async def _credits(self, _: str) -> None:
+        self._notifier.say(await self._service.account(self.user))
+
+    async def _buy(self, _: str) -> None:
+        self._notifier.say(text("buy.not_here"))
+
+    def _admin_command(self, name: str) -> Callable[[str], Awaitable[None]]:
+        """An admin command (ADMIN_IDS may name console:<user>); the console is private."""
+
+        async def run(argument: str) -> None:
+            self._notifier.say(await self._core.admin.run(self.user, name, argument, private=True))
+
+        return run
+
     async def _models(self, argument: str) -> None:
         if argument:
             if not argument.lstrip("#").isdigit():
@@ -230,6 +265,15 @@ class ConsoleChat:
         if len(tunes) > 1:
             self._notifier.say(text("console.models_hint"))
 
+    async def _packs(self, argument: str) -> None:
+        """`/packs` lists; `/packs <number|slug>` shows one, with what running it makes."""
+        if not argument:
+            self._notifier.say(await self._service.list_packs(self.user))
+            self._notifier.say(text("console.packs_hint"))
+            return
+        offer = await self._service.pick_pack(self.user, argument)
+        self._notifier.say(offer.details)
+
     async def _status(self, _: str) -> None:
         self._notifier.say((await self._service.status(self.user)).text)
 
@@ -244,10 +288,38 @@ class ConsoleChat:
         self._user = await self._service.user(PLATFORM, self.user.platform_user_id)
 
     async def _wait(self, _: str) -> None:
-        """Console only: block until running jobs finish, so scripts can train then imagine."""
+        """Console only: block until running jobs finish, so scripts can train then imagine.
+
+        Lines typed meanwhile keep their order and run after the wait, except /cancel, which
+        acts at once (and so ends the wait)."""
         if self._core.tracker.has_jobs():
-            await self._core.tracker.wait_idle()
+            idle = asyncio.ensure_future(self._core.tracker.wait_idle())
+            try:
+                while not idle.done():
+                    await self._read_while(idle)
+            finally:
+                idle.cancel()
         self._notifier.say(text("console.no_jobs"))
+
+    async def _read_while(self, idle: asyncio.Future[None]) -> None:
+        """Take the next typed line unless `idle` comes first; run it now if it may jump."""
+        if self._typed_ahead and self._typed_ahead[-1] is None:  # end of input: just wait
+            await idle
+            return
+        typed = asyncio.ensure_future(self._lines.get())
+        await asyncio.wait({idle, typed}, return_when=asyncio.FIRST_COMPLETED)
+        if not typed.done():
+            typed.cancel()
+            return
+        line = typed.result()
+        if line is not None and line.strip().split(" ")[0].lower() in ANSWERED_DURING_WAIT:
+            await self.handle(line.strip())
+        else:
+            self._typed_ahead.append(line)
+
+    async def _consent(self, _: str) -> None:
+        """The console's consent button (issue 15): asked by /train, answered here."""
+        self._notifier.say(await self._service.give_consent(self.user))
 
     async def _delete(self, argument: str) -> None:
         if argument != "confirm" and not self._confirm_delete:

@@ -34,6 +34,7 @@ from backends.base import (
     ValidationError,
 )
 from bot.core.errors import backend_problem
+from bot.core.ledger import Ledger
 from bot.core.records import (
     Delivery,
     GenerationRecord,
@@ -106,8 +107,11 @@ class JobTracker:
         config: TrackerConfig,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        ledger: Ledger | None = None,
     ) -> None:
         self._store = store
+        self._ledger = ledger
+        """Where a job's credit hold is settled when it ends (None: nothing is charged)."""
         self._backend = backend
         self._config = config
         self._sleep = sleep
@@ -126,8 +130,11 @@ class JobTracker:
         self._notifiers[platform] = notifier
 
     async def start(self) -> None:
-        """Resume every job whose result has not been delivered yet."""
+        """Settle the holds of jobs that ended before a restart (`Ledger.reconcile`), then
+        resume every job whose result has not been delivered yet."""
         self._stopping = False
+        if self._ledger is not None:
+            await self._ledger.reconcile()
         for delivery in await self._store.undelivered():
             self._spawn(delivery.job_kind, delivery.job_id)
 
@@ -178,6 +185,7 @@ class JobTracker:
             await self._store.update_tune(job_id, state=TuneState.CANCELLED)
         else:
             await self._store.update_generation(job_id, state=GenerationState.CANCELLED)
+        await self._settle(kind, job_id, capture=False)
         delivery = await self._store.get_delivery(kind, job_id)
         if delivery is not None:
             await self._store.mark_delivered(delivery.id)
@@ -214,7 +222,9 @@ class JobTracker:
             job: TuneRecord | GenerationRecord | None = await self._store.get_tune(job_id)
         else:
             job = await self._store.get_generation(job_id)
-        if job is None or not secrets.compare_digest(job.callback_secret, secret):
+        # Bytes: compare_digest refuses str with non-ASCII characters (any URL can carry them).
+        given = secret.encode("utf-8", "replace")
+        if job is None or not secrets.compare_digest(job.callback_secret.encode(), given):
             return False
         self._wakeup(kind, job_id).set()
         return True
@@ -239,7 +249,7 @@ class JobTracker:
         if self._stopping or (key in self._tasks and not self._tasks[key].done()):
             return
         runner = self._run_tune if kind == JobKind.TUNE else self._run_generation
-        task = asyncio.create_task(self._guard(kind, job_id, runner(job_id)))
+        task = asyncio.create_task(self._guard(kind, job_id, runner))
         self._tasks[key] = task
         task.add_done_callback(lambda _: self._forget(key, task))
 
@@ -253,10 +263,13 @@ class JobTracker:
         self._wakeups.pop(key, None)
         self._last_status_edit.pop(key, None)
 
-    async def _guard(self, kind: JobKind, job_id: int, work: Awaitable[None]) -> None:
-        """Log a crash of one job instead of losing it silently; the store keeps it for later."""
+    async def _guard(
+        self, kind: JobKind, job_id: int, runner: Callable[[int], Awaitable[None]]
+    ) -> None:
+        """Log a crash of one job instead of losing it silently; the store keeps it for later.
+        (The runner starts here: a task cancelled before it ran leaves no coroutine behind.)"""
         try:
-            await work
+            await runner(job_id)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -413,12 +426,15 @@ class JobTracker:
             if user is not None:
                 await self._store.set_active_tune(user.id, tune.id)
             delivery = await self._status(delivery, text("tune.done", model=model), force=True)
-            await self._final_text(delivery, text("tune.ready", model=model))
+            if await self._final_text(delivery, text("tune.ready", model=model)):
+                await self._settle(JobKind.TUNE, tune.id, capture=True)
         elif tune.state == TuneState.FAILED:
+            released = await self._settle(JobKind.TUNE, tune.id, capture=False)
             delivery = await self._status(delivery, text("tune.failed", model=model), force=True)
             reason = tune.error or text("error.unknown_reason")
             await self._final_text(
-                delivery, text("tune.failed_because", model=model, reason=reason)
+                delivery,
+                text("tune.failed_because", model=model, reason=reason) + _released(released),
             )
         log.info(
             "tune %s finished as %s",
@@ -541,10 +557,14 @@ class JobTracker:
             files = [self._store.data_dir / name for name in generation.result_files]
             await notifier.send_images(delivery, generation, files)
             await self._store.mark_delivered(delivery.id)
+            await self._settle(JobKind.GENERATION, generation.id, capture=True)
         elif generation.state == GenerationState.FAILED:
+            released = await self._settle(JobKind.GENERATION, generation.id, capture=False)
             delivery = await self._status(delivery, text("generation.failed"), force=True)
             reason = generation.error or text("error.unknown_reason")
-            await self._final_text(delivery, text("generation.failed_because", reason=reason))
+            await self._final_text(
+                delivery, text("generation.failed_because", reason=reason) + _released(released)
+            )
         log.info(
             "generation %s finished as %s",
             generation.id,
@@ -584,13 +604,27 @@ class JobTracker:
         await self._store.set_status_message(delivery.id, message_id, text)
         return dataclasses.replace(delivery, status_message_id=message_id, status_text=text)
 
-    async def _final_text(self, delivery: Delivery, text: str) -> None:
-        """Send a job's closing message once; an absent frontend leaves it for the next start."""
+    async def _final_text(self, delivery: Delivery, text: str) -> bool:
+        """Send a job's closing message once; an absent frontend leaves it for the next start
+        (False)."""
         notifier = self._notifiers.get(delivery.platform)
         if notifier is None:
-            return
+            return False
         await notifier.send_text(delivery, text)
         await self._store.mark_delivered(delivery.id)
+        return True
+
+    async def _settle(self, kind: JobKind, job_id: int, *, capture: bool) -> int:
+        """Capture the job's hold (delivered) or release it (failed, cancelled); returns the
+        credits given back. Safe to repeat: a hold is settled once."""
+        if self._ledger is None:
+            return 0
+        return await self._ledger.settle(kind, job_id, capture=capture)
+
+
+def _released(credits: int) -> str:
+    """The sentence that tells a user a failed job cost nothing (when it held credits)."""
+    return " " + text("credits.released", count=credits) if credits else ""
 
 
 def tune_status_text(tune: TuneRecord) -> str:

@@ -58,6 +58,8 @@ class RejectReason(StrEnum):
     TOO_MANY_PIXELS = "too_many_pixels"
     DUPLICATE = "duplicate"
     OVER_CAP = "over_cap"
+    UNSUITABLE = "unsuitable"
+    """Inspection refused it (no face, several people): bot.core.inspection."""
 
 
 class PhotoRejected(UserError):
@@ -317,6 +319,8 @@ class IntakeBatch:
         self.existing_count = len(self._hashes) if existing_count is None else existing_count
         self.accepted: list[PreparedPhoto] = []
         self.rejected: list[Rejection] = []
+        self.notes: list[str] = []
+        """Per-photo inspection lines (issue 15): why a photo was refused or what to improve."""
 
     @property
     def received(self) -> int:
@@ -355,8 +359,23 @@ class IntakeBatch:
         """Record a refusal decided elsewhere too, e.g. a file Telegram won't let us download."""
         self.rejected.append(Rejection(reason, message, filename))
 
+    def withdraw(self, photo: PreparedPhoto, refusal: str, filename: str | None = None) -> None:
+        """Inspection refused an accepted photo (issue 15): it leaves the set, with its line."""
+        self.accepted.remove(photo)
+        self._hashes.discard(photo.sha256)
+        self.reject(RejectReason.UNSUITABLE, refusal, filename)
+        self.notes.append(refusal)
+
     def summary(self) -> str:
-        """One message for the whole batch; a lone refused photo gets its full explanation."""
+        """One message for the whole batch, then the inspection's lines; a lone refused photo
+        gets its full explanation."""
+        notes = "".join(f"\n{note}" for note in self.notes if note not in self._lone())
+        return self._counts() + notes
+
+    def _lone(self) -> list[str]:
+        return [self.rejected[0].message] if self.received == 1 and self.rejected else []
+
+    def _counts(self) -> str:
         next_step = self._next_step()
         if self.received == 1 and self.rejected:
             return text(

@@ -62,7 +62,12 @@ class ActionKind(StrEnum):
     TRAIN = "train"
     MODEL = "model"
     DELETE = "delete"
+    IMAGINE = "imagine"
+    """Make what a plain-text prompt previewed (the argument is the text)."""
+    BUY = "buy"
+    """Send the invoice of a credit package (the argument is `credits:stars`)."""
     LANGUAGE = "language"
+    CONSENT = "consent"
 
 
 TUNE_UNFINISHED = (TuneState.CREATING, TuneState.TRAINING)
@@ -89,6 +94,8 @@ class User:
     """Chosen with /language; None = follow the platform's language."""
     platform_language: str | None = None
     """The language tag the platform last sent for this user (`ru`, `pt-BR`), if any."""
+    consented_at: datetime | None = None
+    """When the user confirmed the photos are of a consenting adult (consent.py); None: not yet."""
 
     @property
     def key(self) -> str:

@@ -118,6 +118,69 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE users ADD COLUMN language TEXT;
     ALTER TABLE users ADD COLUMN platform_language TEXT;
     """,
+    # 5: consent (issue 15): when the user confirmed, before their first training, that the
+    # photos are of themselves or of an adult who agreed (NULL: not yet; asked at /train).
+    """
+    ALTER TABLE users ADD COLUMN consented_at TEXT;
+    """,
+    # 6: credits (bot/core/ledger.py). An append-only ledger keyed by the chat account
+    # (`telegram:42`, so it outlives /delete); `balances` is its running sum, kept by a trigger
+    # and never below zero (CHECK), so no write of any process can overdraw an account. A hold
+    # is settled at most once (captured or released), a payment is credited and refunded at
+    # most once, an account is welcomed once: unique indexes say so. Then bans and the log of
+    # what admins did (bot/core/admin.py).
+    """
+    CREATE TABLE ledger (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        units INTEGER NOT NULL DEFAULT 0,
+        job_kind TEXT,
+        job_id INTEGER,
+        hold_id INTEGER REFERENCES ledger(id),
+        payment_ref TEXT,
+        actor TEXT,
+        note TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX ledger_by_account ON ledger (account, id);
+    CREATE INDEX ledger_by_time ON ledger (created_at);
+    CREATE INDEX ledger_holds_by_job ON ledger (job_kind, job_id) WHERE kind = 'hold';
+    CREATE UNIQUE INDEX ledger_one_settlement ON ledger (hold_id) WHERE hold_id IS NOT NULL;
+    CREATE UNIQUE INDEX ledger_one_payment ON ledger (kind, payment_ref)
+        WHERE payment_ref IS NOT NULL;
+    CREATE UNIQUE INDEX ledger_one_welcome ON ledger (account) WHERE kind = 'welcome';
+    CREATE TABLE balances (
+        account TEXT PRIMARY KEY,
+        credits INTEGER NOT NULL CHECK (credits >= 0)
+    );
+    CREATE TRIGGER ledger_keeps_the_balance AFTER INSERT ON ledger BEGIN
+        UPDATE balances SET credits = credits + NEW.amount WHERE account = NEW.account;
+        INSERT INTO balances (account, credits) SELECT NEW.account, NEW.amount
+            WHERE NOT EXISTS (SELECT 1 FROM balances WHERE account = NEW.account);
+    END;
+    CREATE TRIGGER ledger_is_append_only_update BEFORE UPDATE ON ledger BEGIN
+        SELECT RAISE(ABORT, 'the ledger is append-only');
+    END;
+    CREATE TRIGGER ledger_is_append_only_delete BEFORE DELETE ON ledger BEGIN
+        SELECT RAISE(ABORT, 'the ledger is append-only');
+    END;
+    CREATE TABLE bans (
+        account TEXT PRIMARY KEY,
+        actor TEXT NOT NULL,
+        reason TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE admin_log (
+        id INTEGER PRIMARY KEY,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        detail TEXT,
+        created_at TEXT NOT NULL
+    );
+    """,
 )
 
 

@@ -15,14 +15,19 @@ import random
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from backends.base import DEFAULT_TOKEN, Backend, BackendError
+from backends.base import DEFAULT_TOKEN, Backend, BackendError, TrainingImage
 from bot.core import photos as photo_intake
+from bot.core import shoots
+from bot.core.consent import ConsentNeeded, consent_question
+from bot.core.credits import Credits, CreditsConfig, Quote, amount
 from bot.core.errors import UserError
+from bot.core.inspection import IntakeClass, inspect_for_intake, intake_class
 from bot.core.jobs import JobTracker
-from bot.core.prompts import TuneRef, compose_prompt
+from bot.core.ledger import Ledger
+from bot.core.prompts import ComposedPrompt, TuneRef, compose_prompt
 from bot.core.records import (
     Action,
     ActionKind,
@@ -35,6 +40,7 @@ from bot.core.records import (
     TuneState,
     User,
 )
+from bot.core.safety import BlockList
 from bot.core.store import Store
 from bot.core.texts import languages, text
 
@@ -50,6 +56,10 @@ def _everyone(user_key: str) -> bool:
     return True
 
 
+def _nobody(user_key: str) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     lora_strength: float = 0.8
@@ -58,8 +68,16 @@ class ServiceConfig:
     inpaint_faces: bool = True
     is_allowed: Callable[[str], bool] = _everyone
     """Who may use the bot, by `platform:id` (the wiring passes `Settings.is_allowed`)."""
+    is_banned: Callable[[str], bool] = _nobody
+    """Who an admin banned, by `platform:id` (bot.core.admin.Bans)."""
     default_language: str = languages.SOURCE_LANGUAGE
     """DEFAULT_LANGUAGE: for users whose platform language the bot does not speak."""
+    blocklist: BlockList = field(default_factory=BlockList.load)
+    """PROMPT_BLOCKLIST's rules (safety.py): refused before anything is stored or sent."""
+    consent_required: bool = True
+    """CONSENT_REQUIRED: ask the one-time consent question before a user's first /train."""
+    consent_text: str | None = None
+    """CONSENT_TEXT_FILE's wording; None: the catalogs' `consent.question`."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,38 @@ class GenerationStarted:
     generation: GenerationRecord
     delivery: Delivery
     notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a prompt would make, and its price: plain text in a private chat spends nothing
+    until the user confirms (a stray "clear" once made four images)."""
+
+    prompt: str
+    model: str
+    images: int
+    quote: Quote | None
+    """None when the user is not charged."""
+    notes: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        question = text("imagine.preview", count=self.images, prompt=self.prompt, model=self.model)
+        if self.quote is None:
+            return question
+        price = text(
+            "imagine.preview_price",
+            price=amount(self.quote.price),
+            balance=amount(self.quote.balance),
+        )
+        return f"{question} {price}"
+
+    @property
+    def button(self) -> str:
+        """The label of the button that makes it."""
+        if self.quote is None:
+            return text("button.make_it")
+        return text("button.make_it_for", price=amount(self.quote.price))
 
 
 @dataclass(frozen=True)
@@ -110,12 +160,19 @@ class PhotoshootService:
     """See the module docstring. One instance serves every frontend."""
 
     def __init__(
-        self, store: Store, backend: Backend, tracker: JobTracker, config: ServiceConfig
+        self,
+        store: Store,
+        backend: Backend,
+        tracker: JobTracker,
+        config: ServiceConfig,
+        credits: Credits | None = None,
     ) -> None:
         self.store = store
         self._backend = backend
         self._tracker = tracker
         self._config = config
+        self.credits = credits or Credits(Ledger(store), CreditsConfig())
+        """Who is charged what (bot.core.credits); off unless the wiring turns it on."""
         self._user_locks: dict[int, asyncio.Lock] = {}
 
     async def user(
@@ -125,12 +182,16 @@ class PhotoshootService:
         name: str | None = None,
         language: str | None = None,
     ) -> User:
-        """The user behind a chat account; refuses accounts that ALLOWED_IDS leaves out.
+        """The user behind a chat account; refuses accounts that ALLOWED_IDS leaves out, and
+        banned ones.
 
         `language` is the tag the platform sent with this update (None: it sent none); it is
         kept, so news sent later (a finished training) speaks the same language."""
-        if not self._config.is_allowed(f"{platform}:{platform_user_id}"):
+        key = f"{platform}:{platform_user_id}"
+        if not self._config.is_allowed(key):
             raise UserError(text("access.private"))
+        if self._config.is_banned(key):
+            raise UserError(text("access.banned"))
         return await self.store.get_or_create_user(platform, platform_user_id, name, language)
 
     @property
@@ -180,11 +241,36 @@ class PhotoshootService:
             batch = photo_intake.IntakeBatch(
                 existing_hashes={photo.sha256 for photo in existing}, existing_count=len(existing)
             )
+            inspect_as = intake_class(await self.store.user_tunes(user.id))
+            hashes: list[str] = []
             for item in incoming:
                 prepared = await asyncio.to_thread(batch.add, item.data, item.filename)
-                if prepared is not None:
+                if prepared is not None and await self._inspected(
+                    batch, prepared, item.filename, inspect_as, hashes
+                ):
                     await self._save_photo(user, prepared)
             return batch
+
+    async def _inspected(
+        self,
+        batch: photo_intake.IntakeBatch,
+        photo: photo_intake.PreparedPhoto,
+        filename: str | None,
+        inspect_as: IntakeClass,
+        hashes: list[str],
+    ) -> bool:
+        """Issue 15: the backend's inspection of an accepted photo; False when it refused it
+        (withdrawn from the batch with its reason), else its warnings join the batch's notes."""
+        image = TrainingImage(photo.filename, photo.data)
+        subject = photo_intake.photo_subject(filename)
+        verdict = await inspect_for_intake(self._backend, inspect_as, image, subject, hashes)
+        if verdict.refusal is not None:
+            batch.withdraw(photo, verdict.refusal, filename)
+            return False
+        batch.notes.extend(verdict.warnings)
+        if verdict.phash:
+            hashes.append(verdict.phash)
+        return True
 
     async def _save_photo(self, user: User, prepared: photo_intake.PreparedPhoto) -> None:
         relative = f"photos/{user.id}/{prepared.sha256}.jpg"
@@ -249,6 +335,7 @@ class PhotoshootService:
             raise UserError(text("train.not_a_class", word=class_name, examples=examples))
         if not target.is_private:
             raise UserError(text("train.private_only"))
+        await self._require_consent(user)  # issue 15: no training without it
         async with self._lock(user):
             pending = await self.store.pending_photos(user.id)
             photo_intake.check_ready_to_train(len(pending))
@@ -262,11 +349,31 @@ class PhotoshootService:
                 token=DEFAULT_TOKEN,
                 label=(label or "").strip()[:MAX_LABEL_CHARS] or None,
                 photo_ids=[photo.id for photo in pending],
+                target=target,
+                also=self.credits.for_training(user),
             )
-            await self.store.add_delivery(JobKind.TUNE, tune.id, target)
         log.info("user %s started tune %s with %d photos", user.id, tune.id, len(pending))
         self._tracker.track_tune(tune.id)
         return tune
+
+    # -- consent (issue 15, consent.py) -------------------------------------------------------
+
+    async def consent_needed(self, user: User) -> str | None:
+        """The consent question when `user` must still answer it (before /train), else None."""
+        fresh = await self.store.get_user(user.id)
+        if not self._config.consent_required or (fresh and fresh.consented_at):
+            return None
+        return consent_question(self._config.consent_text)
+
+    async def _require_consent(self, user: User) -> None:
+        if (question := await self.consent_needed(user)) is not None:
+            raise ConsentNeeded(question)
+
+    async def give_consent(self, user: User) -> str:
+        """Record the user's confirmation (once; its time is kept) and say what comes next."""
+        await self.store.record_consent(user.id)
+        log.info("user %s gave consent", user.id)
+        return text("consent.given")
 
     # -- generation --------------------------------------------------------------------------
 
@@ -287,6 +394,7 @@ class PhotoshootService:
 
         Under the user's lock: a /delete running meanwhile either sees this job (and deletes
         it here and on the image service) or finishes first (and this finds no model)."""
+        self._config.blocklist.check(prompt)  # issue 15: before any row, hold or request
         async with self._lock(user):
             return await self._generate(user, prompt, target, seed, num_images, upscale, tune_id)
 
@@ -300,6 +408,33 @@ class PhotoshootService:
         upscale: bool,
         tune_id: int | None,
     ) -> GenerationStarted:
+        composed, tune = await self._compose(user, prompt, tune_id)
+        images = num_images or self._config.num_images
+        options = {
+            "num_images": images,
+            "super_resolution": self._config.super_resolution,
+            "inpaint_faces": self._config.inpaint_faces and self._config.super_resolution,
+        }
+        if upscale:
+            options.update(super_resolution=True, inpaint_faces=True, hires_fix=True)
+        generation, delivery = await self.store.create_generation(
+            user.id,
+            tune_id=tune.id,
+            prompt_typed=composed.user_text,
+            prompt_sent=composed.text,
+            negative_prompt=composed.negative_prompt,
+            options=options,
+            seed=seed if seed is not None else random.randrange(2**32),
+            target=target,
+            also=self.credits.for_generation(user, images),
+        )
+        self._tracker.track_generation(generation.id)
+        return GenerationStarted(generation, delivery, composed.notes)
+
+    async def _compose(
+        self, user: User, prompt: str, tune_id: int | None
+    ) -> tuple[ComposedPrompt, TuneRecord]:
+        """The prompt composed with one of the user's trained models, and that model."""
         tunes = await self.store.user_tunes(user.id)
         trained = {t.backend_id: t for t in tunes if t.state == TuneState.TRAINED and t.backend_id}
         if not trained:
@@ -316,26 +451,19 @@ class PhotoshootService:
             owned={backend_id: _tune_ref(t) for backend_id, t in trained.items()},
             default_strength=self._config.lora_strength,
         )
-        tune = trained[composed.tune_id]
-        options = {
-            "num_images": num_images or self._config.num_images,
-            "super_resolution": self._config.super_resolution,
-            "inpaint_faces": self._config.inpaint_faces and self._config.super_resolution,
-        }
-        if upscale:
-            options.update(super_resolution=True, inpaint_faces=True, hires_fix=True)
-        generation, delivery = await self.store.create_generation(
-            user.id,
-            tune_id=tune.id,
-            prompt_typed=composed.user_text,
-            prompt_sent=composed.text,
-            negative_prompt=composed.negative_prompt,
-            options=options,
-            seed=seed if seed is not None else random.randrange(2**32),
-            target=target,
-        )
-        self._tracker.track_generation(generation.id)
-        return GenerationStarted(generation, delivery, composed.notes)
+        return composed, trained[composed.tune_id]
+
+    async def preview(self, user: User, prompt: str) -> Preview:
+        """What `generate` would make of the prompt, and its price; nothing is recorded."""
+        user = await self.store.get_user(user.id) or user  # the active model may have changed
+        composed, tune = await self._compose(user, prompt, None)
+        images = self._config.num_images
+        quote = await self.credits.quote(user, self.credits.config.prices.generation(images))
+        return Preview(composed.user_text, tune.display_name, images, quote, composed.notes)
+
+    async def account(self, user: User) -> str:
+        """What /credits shows: the balance, the prices and the last movements."""
+        return await self.credits.summary(user, set_size=self._config.num_images)
 
     async def reroll(self, user: User, generation_id: int, target: ChatTarget) -> GenerationStarted:
         """The same prompt again, with the same model and a new seed."""
@@ -383,6 +511,17 @@ class PhotoshootService:
 
     async def cancel(self, user: User) -> str:
         """Cancel unfinished generations and trainings; with none running, drop pending photos."""
+        cancelled = await self.cancel_jobs(user)
+        if cancelled:
+            return text("cancel.done", jobs=", ".join(cancelled))
+        dropped = await self.store.delete_pending_photos(user.id)
+        self._remove_files([photo.path for photo in dropped])
+        if dropped:
+            return text("cancel.dropped_photos", count=len(dropped))
+        return text("cancel.nothing")
+
+    async def cancel_jobs(self, user: User) -> list[str]:
+        """Cancel the user's unfinished jobs (their holds come back); what was cancelled."""
         cancelled: list[str] = []
         for generation in await self.store.user_generations(user.id):
             if generation.state.unfinished:
@@ -392,13 +531,7 @@ class PhotoshootService:
             if tune.state.unfinished:
                 await self._tracker.cancel(JobKind.TUNE, tune.id)
                 cancelled.append(text("cancel.training", model=tune.display_name))
-        if cancelled:
-            return text("cancel.done", jobs=", ".join(cancelled))
-        dropped = await self.store.delete_pending_photos(user.id)
-        self._remove_files([photo.path for photo in dropped])
-        if dropped:
-            return text("cancel.dropped_photos", count=len(dropped))
-        return text("cancel.nothing")
+        return cancelled
 
     async def delete_everything(self, user: User) -> str:
         """Delete the user's photos, models and images, here and on the backend.
@@ -424,7 +557,7 @@ class PhotoshootService:
                 await self._tracker.start()  # resume what was stopped above
                 raise UserError(text("delete.kept", count=failures))
             photos = await self.store.user_photos(user.id)
-            await self.store.delete_user_data(user.id)
+            await self.store.delete_user_data(user.id, also=self.credits.releasing_all(user))
             self._remove_files([photo.path for photo in photos])
             for generation in generations:
                 shutil.rmtree(self.store.data_dir / "images" / str(generation.id), True)
@@ -499,6 +632,18 @@ class PhotoshootService:
         if not all(path.exists() for path in paths):
             raise UserError(text("images.deleted"))
         return paths
+
+    # -- packs (bot/core/shoots.py) --------------------------------------------------------
+
+    async def list_packs(self, user: User) -> str:
+        """`/packs`: the packs for the class of the user's model, with size and price."""
+        model = shoots.pack_model(await self.store.user_tunes(user.id), user.active_tune_id)
+        return shoots.offers_text(await shoots.offers(self._backend, model), model)
+
+    async def pick_pack(self, user: User, wanted: str) -> shoots.PackOffer:
+        """A pick from `/packs` (its number, slug or id): the pack, for the confirm button."""
+        model = shoots.pack_model(await self.store.user_tunes(user.id), user.active_tune_id)
+        return await shoots.pick(self._backend, model, wanted)
 
 
 def _class_word(typed: str) -> str:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -43,6 +43,12 @@ from bot.core.records import (
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+Also = Callable[[aiosqlite.Connection, int], Awaitable[None]]
+"""More writes of one use case, run inside its transaction with the id of the row it made
+(or deletes): a job's credit hold commits with the job's own row, or neither commits
+(bot/core/credits.py). Raising refuses the whole write."""
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -76,7 +82,7 @@ class _Columns:
         return cls(**values)
 
 
-_USER = _Columns(skip=("created_at",))
+_USER = _Columns(datetimes=("consented_at",), skip=("created_at",))
 _PHOTO = _Columns(skip=("created_at", "tune_id"))
 _TUNE = _Columns(
     datetimes=("eta", "created_at", "trained_at"),
@@ -172,7 +178,8 @@ class Store:
         return written
 
     async def find_user(self, platform: str, platform_user_id: str) -> User | None:
-        """The user of a chat account, or None: nothing is created. From memory mostly."""
+        """The user of a chat account, or None: nothing is created (admin look-ups, the
+        language of an update). From memory mostly."""
         key = (platform, platform_user_id)
         user = self._users.get(key)
         if user is None:
@@ -208,6 +215,16 @@ class Store:
         finally:
             self._forget_user(self._user_keys.get(user_id))
 
+    async def record_consent(self, user_id: int) -> None:
+        """Issue 15: the user confirmed the consent question now (kept until /delete)."""
+        try:
+            await self._write(
+                "UPDATE users SET consented_at = COALESCE(consented_at, ?) WHERE id = ?",
+                (_iso(utcnow()), user_id),
+            )
+        finally:
+            self._forget_user(self._user_keys.get(user_id))
+
     def _forget_user(self, key: tuple[str, str] | None) -> None:
         """Drop the cached copy of a user whose row was written. Called once the write has
         committed or failed: a copy read meanwhile may be stale."""
@@ -215,10 +232,12 @@ class Store:
         if cached is not None:
             del self._user_keys[cached.id]
 
-    async def delete_user_data(self, user_id: int) -> None:
+    async def delete_user_data(self, user_id: int, *, also: Also | None = None) -> None:
         """Remove every row of the user (the cascade takes photos, tunes, generations)."""
         try:
             async with self._transaction() as db:
+                if also is not None:
+                    await also(db, user_id)
                 await db.execute(
                     f"DELETE FROM deliveries WHERE (job_kind = '{JobKind.TUNE.value}' AND job_id IN"
                     " (SELECT id FROM tunes WHERE user_id = ?)) OR"
@@ -272,8 +291,11 @@ class Store:
         token: str,
         label: str | None,
         photo_ids: Iterable[int],
+        target: ChatTarget | None = None,
+        also: Also | None = None,
     ) -> TuneRecord:
-        """Record a training before it is sent, and bind the pending photos to it atomically."""
+        """Record a training before it is sent, and bind the pending photos to it atomically;
+        with `target`, its delivery too (so a crash cannot leave a tune nobody resumes)."""
         now = _iso(utcnow())
         async with self._transaction() as db:
             tune: TuneRecord = _TUNE.convert(
@@ -300,6 +322,10 @@ class Store:
                 "UPDATE photos SET tune_id = ? WHERE id = ? AND user_id = ?",
                 [(tune.id, photo_id, user_id) for photo_id in photo_ids],
             )
+            if target is not None:
+                await self._insert_delivery(db, JobKind.TUNE, tune.id, target)
+            if also is not None:
+                await also(db, tune.id)
         return tune
 
     async def get_tune(self, tune_id: int) -> TuneRecord | None:
@@ -352,6 +378,7 @@ class Store:
         options: dict[str, Any],
         seed: int,
         target: ChatTarget,
+        also: Also | None = None,
     ) -> tuple[GenerationRecord, Delivery]:
         """Record a generation and its delivery together, before anything is sent."""
         now = _iso(utcnow())
@@ -377,6 +404,8 @@ class Store:
             )
             generation: GenerationRecord = _GENERATION.convert(row, GenerationRecord)
             delivery = await self._insert_delivery(db, JobKind.GENERATION, generation.id, target)
+            if also is not None:
+                await also(db, generation.id)
         return generation, delivery
 
     async def generation_by_backend_id(self, backend_id: int) -> GenerationRecord | None:
@@ -528,6 +557,15 @@ class Store:
             f"UPDATE {table} SET {assignments} WHERE id = ? RETURNING *",
             (*changes.values(), row_id),
         )
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
+        """The one write transaction, for the modules that keep tables of their own in this
+        database (the ledger, bans): their writes take the same lock as every other."""
+        return self._transaction()
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        """A read for those modules (see `transaction`)."""
+        return await self._rows(sql, params)
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:

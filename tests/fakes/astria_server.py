@@ -52,6 +52,8 @@ BRANCHES = {666678: "sdxl1", 1504944: "flux1", 690204: "sd15"}
 TUNE_OFFSET_CAP = 200
 PROMPT_OFFSET_CAP = 10_000
 TICK_S = 0.02
+NO_CONTENT = object()
+"""A route's body meaning "answer with an empty body" (likes: `201 Created`, nothing else)."""
 
 
 @dataclass
@@ -125,6 +127,31 @@ def _float(value: Any, name: str) -> float | None:
         raise _HttpError(422, f"{name} must be a number") from None
 
 
+INSPECT_DEFAULT: dict[str, Any] = {
+    "age": "30 yo",
+    "blurry": False,
+    "ethnicity": "caucasian",
+    "eye_color": "brown eyes",
+    "facial_hair": "",
+    "full_body_image_or_longshot": False,
+    "funny_face": False,
+    "glasses": "",
+    "hair_color": "brunette",
+    "hair_length": "medium hair",
+    "hair_style": "wavy hair",
+    "includes_multiple_people": False,
+    "is_bald": "",
+    "selfie": True,
+    "wearing_hat": False,
+    "wearing_sunglasses": False,
+}
+"""Astria's documented example answer (its `name` is the class asked for)."""
+
+
+def _sha(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
 def solid_png(size: tuple[int, int], seed: str) -> bytes:
     """A PNG of one colour derived from `seed`: every generated image is distinguishable."""
     r, g, b = hashlib.sha256(seed.encode()).digest()[:3]
@@ -175,7 +202,12 @@ class FakeAstria:
         self._prompt_clock: dict[int, float] = {}
         self._prompt_fate: dict[int, str | None] = {}  # user_error to end with, or None
         self._png_cache: dict[str, bytes] = {}
+        self._inspections: dict[str | None, dict[str, Any]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        from tests.fakes.astria_packs import FakePacks  # it builds on this module
+
+        self.packs = FakePacks(self)
+        self.packs.add_default_gallery()
         self.app = Starlette(
             routes=[
                 Route(
@@ -271,6 +303,12 @@ class FakeAstria:
             for prompt_id in [p["id"] for p in self.prompts.values() if not p["trained_at"]]:
                 self._drop_prompt(prompt_id)
 
+    def set_inspection(self, attributes: dict[str, Any], photo: bytes | None = None) -> None:
+        """`POST /images/inspect` answers with INSPECT_DEFAULT updated by `attributes`: for
+        this photo's bytes only, or (photo None) for every photo without its own answer."""
+        with self._lock:
+            self._inspections[None if photo is None else _sha(photo)] = dict(attributes)
+
     def find_requests(self, method: str, path_prefix: str = "/") -> list[RecordedRequest]:
         with self._lock:
             return [
@@ -342,6 +380,8 @@ class FakeAstria:
                 status, body = self._route(method, path, record)
         except _HttpError as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        if body is NO_CONTENT:
+            return Response(status_code=status)
         return JSONResponse(body, status_code=status)
 
     async def _delay(self, seconds: float) -> None:
@@ -387,6 +427,8 @@ class FakeAstria:
 
     def _route(self, method: str, path: str, rec: RecordedRequest) -> tuple[int, Any]:
         parts = path.strip("/").split("/")
+        if (answer := self.packs.route(method, parts, rec)) is not None:
+            return answer
         ids = [int(p) if p.isdigit() else None for p in parts]
         match (method, parts[0] if parts else "", len(parts)):
             case ("POST", "tunes", 1):
@@ -418,6 +460,8 @@ class FakeAstria:
                 return 200, self._page(prompts, rec.query, PROMPT_OFFSET_CAP)
             case ("GET" | "DELETE", "prompts", 2) if ids[1] is not None:
                 return self._prompt_action(method, ids[1])
+            case ("POST", "images", 2) if parts[1] == "inspect":
+                return self._inspect(rec)
         raise _HttpError(404, "Not found")
 
     def _prompt_action(self, method: str, prompt_id: int) -> tuple[int, Any]:
@@ -455,16 +499,39 @@ class FakeAstria:
 
     @staticmethod
     def _params(root: str, rec: RecordedRequest) -> tuple[dict[str, Any], bool]:
-        """Rails params under `root`: `root[key]`, `root[key][]` or JSON `{root: {...}}`."""
+        """Rails params under `root`: `root[key]`, `root[key][]`, `root[key][sub]` (one level
+        of nesting: `tune[characteristics][eye_color]`) or JSON `{root: {...}}`."""
         params: dict[str, Any] = {}
         if isinstance(rec.json, dict) and isinstance(rec.json.get(root), dict):
             params.update(rec.json[root])
-        pattern = re.compile(rf"^{root}\[([^\]]+)\](\[\])?$")
+        pattern = re.compile(rf"^{root}\[([^\]]+)\](?:\[([^\]]*)\])?$")
         for key, values in rec.form.items():
-            if m := pattern.match(key):
-                params[m.group(1)] = list(values) if m.group(2) else values[-1]
+            if not (m := pattern.match(key)):
+                continue
+            if m.group(2) is None:
+                params[m.group(1)] = values[-1]
+            elif m.group(2) == "":
+                params[m.group(1)] = list(values)
+            else:
+                params.setdefault(m.group(1), {})[m.group(2)] = values[-1]
         has_files = any(pattern.match(f) and f.endswith("[]") for f, _, _ in rec.files)
         return params, has_files
+
+    # -- images/inspect --------------------------------------------------------------
+
+    def _inspect(self, rec: RecordedRequest) -> tuple[int, Any]:
+        """Astria's inspect (reference D-inspect): multipart `name` + `file` (or `file_url`);
+        answers the documented attribute object, canned (`set_inspection`)."""
+        name = (rec.form.get("name") or [""])[-1].strip()
+        if not name:
+            raise _HttpError(422, "Name can't be blank")
+        photos = [content for key, _, content in rec.files if key == "file"]
+        if not photos and not (rec.form.get("file_url") or [""])[-1]:
+            raise _HttpError(422, "File can't be blank")
+        own = self._inspections.get(_sha(photos[0])) if photos else None
+        answer = {**INSPECT_DEFAULT, "name": name}
+        answer.update(own if own is not None else self._inspections.get(None, {}))
+        return 200, answer
 
     # -- tunes -----------------------------------------------------------------------
 
@@ -659,6 +726,7 @@ class FakeAstria:
             if ready is None:
                 error = "The fine-tune used by this prompt was deleted"
             self._finish_prompt(prompt, now, error, notify=True)
+        self.packs.after_tick()
 
     def _finish_prompt(
         self, prompt: dict[str, Any], now: datetime, error: str | None, *, notify: bool

@@ -9,6 +9,12 @@ what Discord checks and matters to the bot: the bot token on REST calls, events 
 intents asked for, interaction tokens that die after 15 minutes (401), one acknowledgement per
 interaction, message limits (2000 characters, 10 files, each within the upload limit), and
 closed DMs (403, code 50007). Every request is recorded; `wait_for` waits until one matches.
+
+Premium apps: `buy` makes an entitlement to a SKU, as a purchase in Discord's store does, and
+dispatches ENTITLEMENT_CREATE; the application's entitlements are listed (`GET
+/applications/{app}/entitlements`, with `sku_ids`, `user_id`, `exclude_deleted`) and consumed
+(`POST .../entitlements/{id}/consume`, 204; an unknown one 404, code 10068; consuming twice is
+refused with a 400 of the fake's own making, as Discord's exact answer is not documented).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ DISCORD_EPOCH_MS = 1_420_070_400_000
 TOKEN_LIFETIME = timedelta(minutes=15)
 APP_ID = 900_000_000_000_000_001
 GUILDS, GUILD_MESSAGES, DIRECT_MESSAGES = 1 << 0, 1 << 9, 1 << 12
+PREMIUM_STYLE = 6
+ENTITLEMENT_PURCHASE = 1
 BOT_USER = {
     "id": str(APP_ID),
     "username": "photoshoot",
@@ -95,12 +103,23 @@ class Posted:
 
     @property
     def buttons(self) -> dict[str, str]:
-        """Button label -> custom_id, in the order they are shown."""
+        """Button label -> custom_id, in the order they are shown (premium buttons aside)."""
         return {
             button["label"]: button["custom_id"]
             for row in self.payload.get("components") or []
             for button in row.get("components", [])
+            if "label" in button
         }
+
+    @property
+    def premium_skus(self) -> list[int]:
+        """The SKU ids of Discord's purchase buttons (style 6) on the message."""
+        return [
+            int(button["sku_id"])
+            for row in self.payload.get("components") or []
+            for button in row.get("components", [])
+            if button.get("style") == PREMIUM_STYLE
+        ]
 
     @property
     def ephemeral(self) -> bool:
@@ -134,6 +153,7 @@ class FakeDiscord:
         self.dm_channels: dict[int, int] = {}  # user id -> DM channel id
         self.synced_commands: dict[str, list[Json]] = {}  # "global" or guild id -> commands
         self.attachment_size_limit = 10 * 1024 * 1024
+        self.entitlements: dict[int, Json] = {}
         self._files: dict[str, tuple[bytes, str]] = {}
         self._interactions: dict[str, _Interaction] = {}
         self._ids = itertools.count(1)
@@ -152,6 +172,8 @@ class FakeDiscord:
             ("POST", "channels/{channel}/messages", self._channel_send),
             ("PATCH", "channels/{channel}/messages/{message}", self._channel_edit),
             ("POST", "users/@me/channels", self._open_dm),
+            ("GET", "applications/{app}/entitlements", self._list_entitlements),
+            ("POST", "applications/{app}/entitlements/{id}/consume", self._consume),
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -232,6 +254,50 @@ class FakeDiscord:
             ),
             None,
         )
+
+    # -- premium apps ---------------------------------------------------------------------------
+
+    def entitlement(self, user: Json, sku_id: int) -> Json:
+        """A purchase of a SKU in Discord's store: the entitlement it creates (not yet sent)."""
+        entitlement_id = self.new_id()
+        self.entitlements[entitlement_id] = {
+            "id": str(entitlement_id),
+            "sku_id": str(sku_id),
+            "application_id": str(APP_ID),
+            "user_id": user["id"],
+            "type": ENTITLEMENT_PURCHASE,
+            "deleted": False,
+            "consumed": False,
+        }
+        return self.entitlements[entitlement_id]
+
+    async def buy(self, user: Json, sku_id: int) -> Json:
+        """A user buys a SKU: the entitlement, dispatched as ENTITLEMENT_CREATE."""
+        entitlement = self.entitlement(user, sku_id)
+        await self.dispatch("ENTITLEMENT_CREATE", entitlement)
+        return entitlement
+
+    def _list_entitlements(self, call: Call, params: dict[str, str]) -> tuple[int, Any]:
+        skus = set(filter(None, call.query.get("sku_ids", "").split(",")))
+        user = call.query.get("user_id")
+        keep_deleted = call.query.get("exclude_deleted") == "0"
+        found = [
+            dict(entitlement)
+            for entitlement in self.entitlements.values()
+            if (not skus or entitlement["sku_id"] in skus)
+            and (user is None or entitlement["user_id"] == user)
+            and (keep_deleted or not entitlement["deleted"])
+        ]
+        return 200, found[: int(call.query.get("limit") or 100)]
+
+    def _consume(self, call: Call, params: dict[str, str]) -> tuple[int, Any]:
+        entitlement = self.entitlements.get(int(params["id"]))
+        if entitlement is None:
+            return 404, {"code": 10068, "message": "Unknown Entitlement"}
+        if entitlement["consumed"]:
+            return 400, {"code": 0, "message": "fake: this entitlement was consumed already"}
+        entitlement["consumed"] = True
+        return 204, None
 
     # -- gateway payloads ----------------------------------------------------------------------
 
@@ -641,6 +707,8 @@ async def _read_body(request: web.Request, call: Call) -> None:
 
 def _json(status: int, body: Any) -> web.Response:
     """discord.py only parses bodies whose content type is exactly `application/json`."""
+    if status == 204:
+        return web.Response(status=204)
     return web.Response(
         status=status,
         body=json.dumps(body).encode(),

@@ -7,6 +7,12 @@ bot's `getUpdates` long poll) and register files (served by `getFile` and the do
 uploaded files, so tests assert on what a real chat would show. `inject` answers the next calls
 of a method with an error, e.g. 429 with `retry_after`, as Telegram's flood control does.
 
+Payments in Telegram Stars work as Telegram documents them: `sendInvoice` (currency XTR, one
+price, no provider token), a `pre_checkout_query` the bot must answer (`answerPreCheckoutQuery`,
+a reason when it says no), then a `successful_payment` message with a charge id, and
+`refundStarPayment`, which refunds a charge of that user once. `Users.pay` plays the Telegram
+app's part; `Users.pre_checkout` and `Users.successful_payment` push those updates directly.
+
 Like `astria_server`, it is served from a background thread with its own event loop
 (`threaded_server`), so the bot's loop and the server never block each other.
 """
@@ -37,7 +43,7 @@ TOKEN = "123456789:AAFakeTokenForTestsOnly_0123456789ab"
 BOT_ID = 123456789
 BOT_USERNAME = "photoshoot_test_bot"
 JSON_FIELDS = frozenset(
-    {"reply_markup", "media", "reply_parameters", "commands", "scope", "allowed_updates"}
+    {"reply_markup", "media", "reply_parameters", "commands", "scope", "allowed_updates", "prices"}
 )
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
 COMMAND_NAME = re.compile(r"[a-z0-9_]{1,32}")
@@ -99,6 +105,9 @@ class FakeTelegram:
         self.calls: list[ApiCall] = []
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.webhook: dict[str, Any] | None = None
+        self.charges: dict[str, dict[str, Any]] = {}  # charge id -> user_id, amount, refunded
+        self.checkout_answers: dict[str, dict[str, Any]] = {}  # query id -> the bot's answer
+        self._checkouts: set[str] = set()  # pre-checkout queries sent to the bot
         self.command_menus: dict[tuple[str, str], list[dict[str, str]]] = {}
         """(scope type, language_code or "") -> the commands setMyCommands last set there."""
         self._files: dict[str, tuple[str, bytes | None, int]] = {}  # id -> (path, data, size)
@@ -130,6 +139,10 @@ class FakeTelegram:
             "setWebhook": self._set_webhook,
             "sendChatAction": lambda p, f: True,
             "deleteMessage": lambda p, f: True,
+            "editMessageReplyMarkup": self._edit_reply_markup,
+            "sendInvoice": self._send_invoice,
+            "answerPreCheckoutQuery": self._answer_pre_checkout,
+            "refundStarPayment": self._refund_star_payment,
         }
 
     @property
@@ -350,6 +363,57 @@ class FakeTelegram:
             message["reply_markup"] = params["reply_markup"]
         return message
 
+    def _edit_reply_markup(self, params: dict[str, Any], _: dict[str, bytes]) -> dict[str, Any]:
+        message = self.messages.get((int(params["chat_id"]), int(params["message_id"])))
+        if message is None:
+            raise _ApiError(400, "Bad Request: message to edit not found")
+        markup = params.get("reply_markup") or {}
+        if markup.get("inline_keyboard"):
+            message["reply_markup"] = markup
+        else:
+            message.pop("reply_markup", None)
+        return message
+
+    def _send_invoice(self, params: dict[str, Any], _: dict[str, bytes]) -> dict[str, Any]:
+        """Telegram's checks for an invoice in Stars: one price, no provider token."""
+        prices = params.get("prices") or []
+        if params.get("currency") != "XTR" or len(prices) != 1:
+            raise _ApiError(400, "Bad Request: STARS_INVOICE_INVALID")
+        if params.get("provider_token"):
+            raise _ApiError(400, "Bad Request: PROVIDER_TOKEN_INVALID")
+        for name, most in (("title", 32), ("description", 255)):
+            if not 1 <= len(params.get(name) or "") <= most:
+                raise _ApiError(400, f"Bad Request: invoice {name} must be 1-{most} characters")
+        if not 1 <= len(str(params.get("payload") or "").encode()) <= 128:
+            raise _ApiError(400, "Bad Request: INVOICE_PAYLOAD_INVALID")
+        invoice = {
+            "title": params["title"],
+            "description": params["description"],
+            "start_parameter": "",
+            "currency": "XTR",
+            "total_amount": int(prices[0]["amount"]),
+        }
+        return self._new_message(params, invoice=invoice)
+
+    def _answer_pre_checkout(self, params: dict[str, Any], _: dict[str, bytes]) -> bool:
+        query_id = str(params["pre_checkout_query_id"])
+        if query_id not in self._checkouts or query_id in self.checkout_answers:
+            raise _ApiError(400, "Bad Request: QUERY_ID_INVALID")
+        ok = str(params.get("ok")).lower() == "true"
+        if not ok and not params.get("error_message"):
+            raise _ApiError(400, "Bad Request: ERROR_MESSAGE_EMPTY")
+        self.checkout_answers[query_id] = {"ok": ok, "error_message": params.get("error_message")}
+        return True
+
+    def _refund_star_payment(self, params: dict[str, Any], _: dict[str, bytes]) -> bool:
+        charge = self.charges.get(str(params["telegram_payment_charge_id"]))
+        if charge is None or charge["user_id"] != int(params["user_id"]):
+            raise _ApiError(400, "Bad Request: CHARGE_NOT_FOUND")
+        if charge["refunded"]:
+            raise _ApiError(400, "Bad Request: CHARGE_ALREADY_REFUNDED")
+        charge["refunded"] = True
+        return True
+
     def _media_content(self, kind: str, data: bytes, caption: str | None) -> dict[str, Any]:
         file_id = self.add_file(data)
         size = len(data)
@@ -494,6 +558,52 @@ class Users:
         document = {"file_id": file_id, "file_unique_id": file_id, "file_name": name,
                     "mime_type": mime, "file_size": self._fake.file_size(file_id)}  # fmt: skip
         return self.message(user_id, document=document, **_album(album))
+
+    def pre_checkout(self, user_id: int, payload: str, total: int, currency: str = "XTR") -> str:
+        """Telegram asks the bot whether `user_id` may pay; returns the query id."""
+        query_id = f"checkout-{next(self._message_ids)}"
+        with self._fake._lock:
+            self._fake._checkouts.add(query_id)
+        query = {"id": query_id, "from": self.user(user_id), "currency": currency,
+                 "total_amount": total, "invoice_payload": payload}  # fmt: skip
+        self._fake.push({"pre_checkout_query": query})
+        return query_id
+
+    def successful_payment(
+        self,
+        user_id: int,
+        payload: str,
+        total: int,
+        *,
+        charge_id: str | None = None,
+        currency: str = "XTR",
+    ) -> dict[str, Any]:
+        """The message Telegram sends once the stars are taken (its charge id can be given, to
+        send the same payment twice); returns it."""
+        charge_id = charge_id or f"stxFakeCharge{next(self._message_ids)}"
+        with self._fake._lock:
+            self._fake.charges.setdefault(
+                charge_id, {"user_id": user_id, "amount": total, "refunded": False}
+            )
+        payment = {"currency": currency, "total_amount": total, "invoice_payload": payload,
+                   "telegram_payment_charge_id": charge_id,
+                   "provider_payment_charge_id": ""}  # fmt: skip
+        return self.message(user_id, successful_payment=payment)
+
+    async def pay(self, user_id: int, invoice: dict[str, Any]) -> str | None:
+        """Pay an invoice the bot sent (its sendInvoice parameters) as the Telegram app does:
+        ask the bot, and only if it says yes take the stars. Returns the charge id, or None
+        when the bot refused."""
+        total = int(invoice["prices"][0]["amount"])
+        query_id = self.pre_checkout(user_id, invoice["payload"], total, invoice["currency"])
+        await self._fake.wait_for(
+            lambda c: c.method == "answerPreCheckoutQuery"
+            and c.params["pre_checkout_query_id"] == query_id
+        )  # fmt: skip
+        if not self._fake.checkout_answers[query_id]["ok"]:
+            return None
+        message = self.successful_payment(user_id, invoice["payload"], total)
+        return str(message["successful_payment"]["telegram_payment_charge_id"])
 
     def press(self, user_id: int, message: dict[str, Any], data: str) -> dict[str, Any]:
         """Press the inline button with callback `data` under the bot's `message`."""

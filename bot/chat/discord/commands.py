@@ -198,6 +198,11 @@ class SlashCommands:
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)  # before downloading
         user = await self.user(interaction)
+        if (question := await self._service.consent_needed(user)) is not None:  # issue 15
+            confirm = ButtonSpec(text("button.consent"), ActionKind.CONSENT)
+            view = await action_view(self._service, user.id, [confirm])
+            await reply(interaction, question, view=view)
+            return
         summary = ""
         if attachments:
             summary = (await self._intake.add(user, attachments)).summary() + "\n"

@@ -18,8 +18,10 @@ import discord
 from discord import app_commands
 
 from bot.chat.base import Core
+from bot.chat.discord.account import AccountCommands
 from bot.chat.discord.buttons import ActionButton
 from bot.chat.discord.commands import SlashCommands
+from bot.chat.discord.entitlements import Entitlements
 from bot.chat.discord.intake import PhotoIntake
 from bot.chat.discord.notifier import DiscordNotifier
 from bot.chat.discord.presses import ButtonPresses
@@ -60,12 +62,27 @@ class PhotoshootClient(discord.Client):
         self.gateway_up = asyncio.Event()
         self.presses: ButtonPresses | None = None
         self.slash: SlashCommands | None = None
+        self.purchases: Entitlements | None = None
+        """(Not `entitlements`: that is discord.Client's method listing them.)"""
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(ActionButton)  # presses on any earlier message find their way
 
     async def on_connect(self) -> None:
         self.gateway_up.set()
+
+    async def on_ready(self) -> None:
+        """Each (re)connect: credit what was bought while the bot was away."""
+        if self.purchases is not None:
+            try:
+                await self.purchases.sweep()
+            except discord.HTTPException as exc:
+                log.warning("listing Discord entitlements failed: %s", exc)
+
+    async def on_entitlement_create(self, entitlement: discord.Entitlement) -> None:
+        """A purchase of a premium SKU (DISCORD_SKU_CREDITS)."""
+        if self.purchases is not None:
+            await self.purchases.received(entitlement)
 
     async def speak(self, interaction: discord.Interaction[Any]) -> None:
         assert self.slash is not None, "set before connecting"
@@ -108,7 +125,10 @@ class DiscordFrontend:
         self.notifier = DiscordNotifier(self.client, core.service)
         commands = SlashCommands(core, self.notifier, PhotoIntake(core.service))
         commands.register(self.client.tree)
+        entitlements = Entitlements(core, self.client)
+        AccountCommands(core, commands, entitlements).register(self.client.tree)
         self.client.slash = commands
+        self.client.purchases = entitlements
         self.client.presses = ButtonPresses(core.service, self.notifier, commands)
         self._task: asyncio.Task[None] | None = None
 

@@ -40,6 +40,7 @@ class ButtonPresses:
         self._edits: dict[str, Callable[[User, Action], Awaitable[str]]] = {
             ActionKind.MODEL: self._use_model,
             ActionKind.DELETE: self._delete,
+            ActionKind.CONSENT: self._consent,
         }
 
     async def pressed(self, interaction: Interaction, token: str) -> None:
@@ -64,6 +65,9 @@ class ButtonPresses:
 
     async def _delete(self, user: User, action: Action) -> str:
         return await self._service.delete_everything(user)
+
+    async def _consent(self, user: User, action: Action) -> str:
+        return await self._service.give_consent(user)
 
     async def _start_job(self, interaction: Interaction, user: User, action: Action) -> None:
         response = await interaction.response.defer(thinking=True)

@@ -21,9 +21,11 @@ from telegram import (
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter
 
 from bot.chat.base import Core
+from bot.chat.telegram.admin import AdminCommands
 from bot.chat.telegram.handlers import PLATFORM, TelegramHandlers
 from bot.chat.telegram.intake import ALBUM_WAIT_S, PhotoIntake
 from bot.chat.telegram.notifier import TelegramNotifier
+from bot.chat.telegram.payments import StarsPayments
 from bot.chat.telegram.processor import PerChatUpdateProcessor
 from bot.chat.telegram.transport import AiohttpRequest
 from bot.chat.telegram.webhook import WEBHOOK_PATH, webhook_route, webhook_secret
@@ -37,7 +39,7 @@ CONNECTION_POOL_SIZE = 64
 POOL_TIMEOUT_S = 30.0
 """Under a burst, a call waits this long for a free connection rather than fail the update."""
 LONG_POLL_TIMEOUT_S = 30
-ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.PRE_CHECKOUT_QUERY]
 PRIVATE_COMMANDS = {
     "imagine": "command.imagine",
     "train": "command.train",
@@ -45,6 +47,8 @@ PRIVATE_COMMANDS = {
     "status": "command.status",
     "cancel": "command.cancel",
     "delete": "command.delete",
+    "credits": "command.credits",
+    "buy": "command.buy",
     "language": "command.language",
     "help": "command.help",
 }
@@ -56,10 +60,8 @@ GROUP_COMMANDS = {
     "help": "command.help",
 }
 """The command menus Telegram shows: each command and the text key of its description."""
-MENUS = (
-    (PRIVATE_COMMANDS, BotCommandScopeAllPrivateChats()),
-    (GROUP_COMMANDS, BotCommandScopeAllGroupChats()),
-)
+PAID_ONLY = ("credits", "buy")
+"""Shown only when the bot charges credits."""
 
 
 def command_menu(commands: dict[str, str]) -> list[BotCommand]:
@@ -110,7 +112,15 @@ class TelegramFrontend:
         )
         bot = self.application.bot
         self.intake = PhotoIntake(core.service, bot, wait_s=album_wait_s)
-        TelegramHandlers(core, self.intake).register(self.application)
+        payments = StarsPayments(core, bot)
+        admin = AdminCommands(core)
+        TelegramHandlers(
+            core,
+            self.intake,
+            more_commands={**payments.commands, **admin.commands},
+            more_buttons=payments.buttons,
+        ).register(self.application)
+        payments.register(self.application)
         self.notifier = TelegramNotifier(bot, core.service)
         self._webhook: Route | None = None
         if settings.public_url:
@@ -138,10 +148,20 @@ class TelegramFrontend:
             log.info("Telegram: receiving updates by long polling as @%s", application.bot.username)
 
     async def _set_command_menus(self) -> None:
-        """The command menus in every language we speak, and in the default for the rest."""
+        """The command menus in every language we speak, and in the default for the rest;
+        /credits and /buy only when the bot charges credits."""
         bot = self.application.bot
+        private = {
+            name: key
+            for name, key in PRIVATE_COMMANDS.items()
+            if self._core.settings.credits_enabled or name not in PAID_ONLY
+        }
+        menus = (
+            (private, BotCommandScopeAllPrivateChats()),
+            (GROUP_COMMANDS, BotCommandScopeAllGroupChats()),
+        )
         for telegram_code, language in menu_languages(self._core.service.default_language).items():
-            for commands, scope in MENUS:
+            for commands, scope in menus:
                 with languages.use_language(language):
                     menu = command_menu(commands)
                 await bot.set_my_commands(menu, scope, language_code=telegram_code)

@@ -7,11 +7,13 @@ button press), so no handler repeats that plumbing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from telegram import CallbackQuery, Message, Update
 from telegram.constants import ChatType
+from telegram.error import BadRequest
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -34,6 +36,7 @@ from bot.chat.telegram.render import (
     reply_to,
     send_album,
 )
+from bot.core.consent import ConsentNeeded
 from bot.core.errors import UserError
 from bot.core.records import Action, ActionKind, ChatTarget, User
 from bot.core.texts import text
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 PLATFORM = "telegram"
 Context = ContextTypes.DEFAULT_TYPE
 ButtonHandler = Callable[[User, Action, ChatTarget, CallbackQuery], Awaitable[str | None]]
+Callback = Callable[[Update, Context], Awaitable[None]]
 
 
 def chat_target(message: Message) -> ChatTarget:
@@ -65,9 +69,20 @@ def command_argument(text: str | None) -> str:
 class TelegramHandlers:
     """Every handler of the bot; `register` adds them to an Application."""
 
-    def __init__(self, core: Core, intake: PhotoIntake) -> None:
+    def __init__(
+        self,
+        core: Core,
+        intake: PhotoIntake,
+        *,
+        more_commands: dict[str, Callback] | None = None,
+        more_buttons: dict[str, ButtonHandler] | None = None,
+    ) -> None:
+        """`more_commands` and `more_buttons`: the handlers of other modules (payments,
+        admin commands), registered here so that the catch-all for unknown commands stays
+        last."""
         self._service = core.service
         self._intake = intake
+        self._more_commands = more_commands or {}
         self._buttons: dict[str, ButtonHandler] = {
             ActionKind.REROLL: self._reroll,
             ActionKind.VARIATION: self._variation,
@@ -75,12 +90,15 @@ class TelegramHandlers:
             ActionKind.TRAIN: self._train_button,
             ActionKind.MODEL: self._model_button,
             ActionKind.DELETE: self._delete_button,
+            ActionKind.IMAGINE: self._imagine_button,
             ActionKind.LANGUAGE: self._language_button,
+            ActionKind.CONSENT: self._consent_button,
+            **(more_buttons or {}),
         }
 
     def register(self, application: Application) -> None:  # type: ignore[type-arg]
         private = filters.ChatType.PRIVATE
-        commands: dict[str, Callable[[Update, Context], Awaitable[None]]] = {
+        commands: dict[str, Callback] = {
             "start": self.help,
             "help": self.help,
             "train": self.train,
@@ -89,7 +107,10 @@ class TelegramHandlers:
             "status": self.status,
             "cancel": self.cancel,
             "delete": self.delete,
+            "credits": self.credits,
+            "balance": self.credits,
             "language": self.language,
+            **self._more_commands,
         }
         # Group -1 runs first, in the update's own task, for every update: the language is
         # set before any handler (or the error handler) says a word.
@@ -158,8 +179,20 @@ class TelegramHandlers:
         await self._generate(update, prompt)
 
     async def plain_text(self, update: Update, context: Context) -> None:
-        """Plain text in a private chat is a prompt."""
-        await self._generate(update, _message(update).text or "")
+        """Plain text in a private chat: what it would make and its price, with a button that
+        makes it. Nothing is spent without a command or a press."""
+        message = _message(update)
+        user = await self._user(update)
+        preview = await self._service.preview(user, message.text or "")
+        keyboard = await confirm_keyboard(
+            self._service, user.id, preview.button, ActionKind.IMAGINE, argument=message.text
+        )
+        notes = [text("note", note=note) for note in preview.notes]
+        await message.reply_text("\n".join([preview.text, *notes]), reply_markup=keyboard)
+
+    async def credits(self, update: Update, context: Context) -> None:
+        user = await self._user(update)
+        await _message(update).reply_text(await self._service.account(user))
 
     async def _generate(self, update: Update, prompt: str) -> None:
         message = _message(update)
@@ -239,6 +272,14 @@ class TelegramHandlers:
         await self._service.variation(user, _generation(action), index, target)
         return text("button.more_like_started", number=index)
 
+    async def _imagine_button(
+        self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
+    ) -> str:
+        await self._service.generate(user, action.argument or "", target)
+        with contextlib.suppress(BadRequest):  # one press makes one set: the button goes
+            await query.edit_message_reply_markup(None)
+        return text("button.making")
+
     async def _files(
         self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
     ) -> None:
@@ -284,11 +325,33 @@ class TelegramHandlers:
         await query.edit_message_text(answer)
         return answer
 
+    async def _consent_button(
+        self, user: User, action: Action, target: ChatTarget, query: CallbackQuery
+    ) -> str:
+        answer = await self._service.give_consent(user)
+        await query.edit_message_text(answer)
+        return answer
+
+    async def _ask_consent(self, update: Update, context: Context, question: str) -> None:
+        """/train (or a class button) before consent: the question, with its button."""
+        chat = update.effective_chat
+        assert chat is not None, "a ConsentNeeded comes from a user's own update"
+        user = await self._user(update)
+        keyboard = await confirm_keyboard(
+            self._service, user.id, text("button.consent"), ActionKind.CONSENT
+        )
+        await context.bot.send_message(chat.id, question, reply_markup=keyboard)
+        if update.callback_query is not None:
+            await update.callback_query.answer()
+
     # -- errors ------------------------------------------------------------------------------
 
     async def error(self, update: object, context: Context) -> None:
         """Tell the user: their mistake in the service's words, ours as a short apology."""
         error = context.error
+        if isinstance(error, ConsentNeeded) and isinstance(update, Update):
+            await self._ask_consent(update, context, error.message)
+            return
         if isinstance(error, UserError):
             answer = error.message
         else:

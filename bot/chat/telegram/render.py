@@ -129,9 +129,24 @@ async def models_keyboard(
 
 
 async def confirm_keyboard(
-    service: PhotoshootService, user_id: int, label: str, kind: ActionKind
+    service: PhotoshootService,
+    user_id: int,
+    label: str,
+    kind: ActionKind,
+    argument: str | None = None,
 ) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup([[await _button(service, user_id, label, kind)]])
+    return InlineKeyboardMarkup([[await _button(service, user_id, label, kind, argument=argument)]])
+
+
+async def choice_keyboard(
+    service: PhotoshootService, user_id: int, kind: ActionKind, choices: Sequence[tuple[str, str]]
+) -> InlineKeyboardMarkup:
+    """One button per (label, argument), one per row."""
+    rows = [
+        [await _button(service, user_id, label, kind, argument=argument)]
+        for label, argument in choices
+    ]
+    return InlineKeyboardMarkup(rows)
 
 
 def link_keyboard(label: str, url: str) -> InlineKeyboardMarkup:

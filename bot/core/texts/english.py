@@ -13,6 +13,7 @@ MESSAGES: Catalog = {
     "error.sorry": "Sorry, something went wrong on my side. Please try again in a moment.",
     "error.unknown_reason": "unknown reason",
     "access.private": "Sorry, this bot is private. Ask its operator to let you in.",
+    "access.banned": "Sorry, you are blocked from using this bot.",
     "note": "Note: {note}",
     # -- help and commands ------------------------------------------------------------------
     "help": (
@@ -24,7 +25,7 @@ MESSAGES: Catalog = {
         "More: /models lists your models (and picks the active one), /status shows what is "
         "running, /cancel stops running jobs or drops photos not yet trained, /delete removes "
         "everything of yours, here and on the image service, /language changes the language "
-        "I speak with you.\n"
+        "I speak with you. /credits shows your balance and what things cost.\n"
         "Tip: short prompts work best. Add --no <things> to keep things out of the picture."
     ),
     "command.imagine": "make pictures of you: /imagine astronaut on the moon",
@@ -35,6 +36,8 @@ MESSAGES: Catalog = {
     "command.cancel": "stop running jobs or drop photos not yet trained",
     "command.delete": "delete your photos, models and images",
     "command.help": "how this works",
+    "command.credits": "your balance, the prices and your last movements",
+    "command.buy": "buy credits",
     "command.language": "choose the language I speak with you",
     # -- photos -----------------------------------------------------------------------------
     "photo.subject": "This photo",
@@ -102,6 +105,22 @@ MESSAGES: Catalog = {
     "photos.refused.too_many_pixels": Plural(
         one="{count} over {megapixels} megapixels", other="{count} over {megapixels} megapixels"
     ),
+    "inspect.line": "{subject}: {problem}",
+    "inspect.no_face": "no face found: send a photo where your face is clearly visible",
+    "inspect.multiple_faces": "more than one person: crop to just you",
+    "inspect.face_too_small": "the face is small: send a closer photo or crop it",
+    "inspect.blurry": "blurry: resend a sharper one",
+    "inspect.too_dark": "too dark: send one taken in better light",
+    "inspect.too_bright": "overexposed: send one with less glare",
+    "inspect.clipped": "parts are pure black or white: send one with softer light",
+    "inspect.near_duplicate": "nearly the same as another photo: vary pose or place",
+    "inspect.sunglasses": "sunglasses: send one without them",
+    "inspect.hat": "a hat: send one without it",
+    "inspect.funny_face": "a funny face: send one with a natural expression",
+    "inspect.wrong_class": "looks like something else than what you will train",
+    "photos.refused.unsuitable": Plural(
+        one="{count} unsuitable (see below)", other="{count} unsuitable (see below)"
+    ),
     "photos.refused.duplicate": Plural(
         one="{count} duplicate skipped", other="{count} duplicates skipped"
     ),
@@ -158,9 +177,38 @@ MESSAGES: Catalog = {
     "class.dog": "dog",
     "class.cat": "cat",
     "class.couple": "couple",
+    # -- packs ------------------------------------------------------------------------------
+    "packs.heading": "Photoshoot packs for {model} ({class_name}):",
+    "packs.item": Plural(
+        one="{number}. {title}: {count} image",
+        other="{number}. {title}: {count} images",
+    ),
+    "packs.item_priced": Plural(
+        one="{number}. {title}: {count} image, ${price}",
+        other="{number}. {title}: {count} images, ${price}",
+    ),
+    "packs.makes": Plural(
+        one="It makes {count} image of {model}.",
+        other="It makes {count} images of {model}.",
+    ),
+    "packs.confirm": Plural(one="Make {count} image", other="Make {count} images"),
+    "packs.none_for_class": "There is no photoshoot pack for a {class_name} yet.",
+    "packs.unknown": "There is no pack called “{pack}”. /packs lists them.",
+    "packs.unsupported": ("{title} has no prompts for a {class_name}. Packs that have: {packs}."),
+    "packs.unsupported_none": "none yet",
     # -- imagining --------------------------------------------------------------------------
     "imagine.empty": "What should I make? For example: /imagine astronaut on the moon",
     "imagine.still_training": "Your model is still training. I'll message you when it's ready.",
+    "consent.question": (
+        "Before your first training, please confirm: the photos you send are of yourself, or "
+        "of someone who agreed to this, and that person is an adult (18 or older)."
+    ),
+    "consent.how": "Press the button below to confirm (in the console: /consent).",
+    "consent.given": "Thank you, noted. Now send /train again to start your training.",
+    "button.consent": "✅ I confirm",
+    "safety.blocked": (
+        "Sorry, I can't make pictures from this prompt. Please try a different one."
+    ),
     "imagine.no_model": (
         "You have no model yet. In a private chat with me, send 4-20 photos of "
         "yourself, then /train man (or woman, person, ...)."
@@ -290,6 +338,153 @@ MESSAGES: Catalog = {
     "button.sending_files": "Sending the full-size files…",
     "button.training_started": "Training started.",
     "button.deleted": "Deleted.",
+    # -- plain text: what it would make --------------------------------------------------
+    "imagine.preview": Plural(
+        one="Make {count} image of “{prompt}” with {model}?",
+        other="Make {count} images of “{prompt}” with {model}?",
+    ),
+    "imagine.preview_price": "It costs {price}; you have {balance}.",
+    "button.make_it": "✨ Make them",
+    "button.make_it_for": "✨ Make them ({price})",
+    "button.making": "On its way.",
+    # -- credits ----------------------------------------------------------------------------
+    "credits.amount": Plural(one="{count} credit", other="{count} credits"),
+    "credits.free": "Nothing is charged here: this bot is free to use.",
+    "credits.exempt": (
+        "Nothing is charged for you here (admins and the operator's console never pay)."
+    ),
+    "credits.balance": "Your balance: {balance}.",
+    "credits.prices": Plural(
+        one="Training a model costs {training}; an image {set_price}.",
+        other="Training a model costs {training}; a set of {count} images {set_price}.",
+    ),
+    "credits.movements": "Last movements (UTC):",
+    "credits.buy_hint": "/buy gets more credits.",
+    "credits.ask_admin": "Ask the bot's operator for more credits.",
+    "credits.short_training": "Training a model costs {price}; you have {balance}. {buy}",
+    "credits.short_images": Plural(
+        one="An image costs {price}; you have {balance}. {buy}",
+        other="A set of {images} images costs {price}; you have {balance}. {buy}",
+    ),
+    "credits.released": Plural(
+        one="The {count} credit held for it is back in your balance: it cost you nothing.",
+        other="The {count} credits held for it are back in your balance: it cost you nothing.",
+    ),
+    "ledger.line": "{when:date} {when:time} {amount:+n} {what}",
+    "ledger.welcome": "welcome credits",
+    "ledger.grant": "from the bot's operator",
+    "ledger.take": "taken by the bot's operator",
+    "ledger.purchase": "bought",
+    "ledger.refund": "purchase refunded",
+    "ledger.hold": "for",
+    "ledger.capture": "spent on",
+    "ledger.release": "given back for",
+    "ledger.for_job": "{what} {job}",
+    "ledger.with_reference": "{what} ({reference})",
+    "ledger.job.tune": "training #{id}",
+    "ledger.job.generation": "image set #{id}",
+    "ledger.hold_state.hold": ", held until it is delivered",
+    "ledger.hold_state.capture": ", delivered",
+    "ledger.hold_state.release": ", given back",
+    "limits.running_prompts": Plural(
+        one="You have {count} image set on its way; {limit} at a time is the limit. Send it "
+        "again once it is done.",
+        other="You have {count} image sets on their way; {limit} at a time is the limit. Send "
+        "it again once one is done.",
+    ),
+    "limits.running_trainings": Plural(
+        one="You already have a training running; one at a time is the limit. /status shows it.",
+        other="You have {count} trainings running, the most at a time. /status shows them.",
+    ),
+    "limits.images_per_day": Plural(
+        one="That would make {wanted} more images today; the limit is {count} a day and you "
+        "have made {used}. It resets at 00:00 UTC, in {resets_in}.",
+        other="That would make {wanted} more images today; the limit is {count} a day and you "
+        "have made {used}. It resets at 00:00 UTC, in {resets_in}.",
+    ),
+    "limits.trainings_per_day": Plural(
+        one="The bot has started its {count} training for today, its daily limit. It resets "
+        "at 00:00 UTC, in {resets_in}; please try again then. Your photos are kept.",
+        other="The bot has started its {count} trainings for today, its daily limit. It resets "
+        "at 00:00 UTC, in {resets_in}; please try again then. Your photos are kept.",
+    ),
+    "limits.duration": "{hours} h {minutes} min",
+    # -- buying credits ---------------------------------------------------------------------
+    "buy.not_needed": "Nothing is charged for you here, so there is nothing to buy.",
+    "buy.nothing_on_sale": "No credits are on sale here. Ask the bot's operator.",
+    "buy.not_here": "Credits are bought in Telegram (/buy) or Discord (/buy), not here.",
+    "buy.packages": "Credits, paid with Telegram Stars. Tap a package for its invoice:",
+    "buy.package": "{credits} for {stars} ⭐",
+    "buy.invoice_title": "{credits}",
+    "buy.invoice_description": (
+        "{credits} for this photoshoot bot: training a model costs {training}, an image {image}."
+    ),
+    "buy.invoice_sent": "Here is your invoice.",
+    "buy.thanks": "Thank you! {credits} added; your balance is {balance}.",
+    "buy.already_credited": "This payment is in your balance already ({credits}).",
+    "buy.refunded_unmatched": (
+        "I could not match this payment to an offer of mine, so your {stars} Stars were "
+        "refunded. Send /buy for the current offers."
+    ),
+    "buy.refunded_blocked": (
+        "This account cannot buy credits here, so your {stars} Stars were refunded."
+    ),
+    "checkout.unknown": "This invoice is not one of mine. Send /buy for a new one.",
+    "checkout.stale": "This offer has expired or its price changed. Send /buy for a new one.",
+    "checkout.blocked": "This account cannot buy credits here.",
+    "discord.buy": "Buy credits: pick a package below (paid through Discord).",
+    "discord.credited": "Thank you! {credits} added; your balance is {balance}.",
+    # -- admins -----------------------------------------------------------------------------
+    "admin.only": "That command is for the bot's admins.",
+    "admin.private_only": "Admin commands work only in a private chat with me.",
+    "admin.help": (
+        "Admin commands:\n"
+        "/grant <user> <credits> [reason], /take <user> <credits> [reason]\n"
+        "/ban <user> [reason], /unban <user>\n"
+        "/user <user>, /stats\n"
+        "/refund <payment> (a reference from /user, e.g. telegram:…)\n"
+        "A user is platform:id (telegram:123, discord:456), #<number> (as /user shows), or an "
+        "id on this platform."
+    ),
+    "admin.not_a_user": "“{who}” is not a user. Write telegram:123, discord:456 or #12.",
+    "admin.unknown_user": "I don't know {who}: they have to write to the bot first.",
+    "admin.bad_amount": "The amount must be a whole number from 1 to {most}.",
+    "admin.granted": "Gave {credits} to {who}; their balance is {balance}.",
+    "admin.taken": "Took {credits} from {who}; their balance is {balance}.",
+    "admin.take_too_much": "{who} has only {balance}; take at most that.",
+    "admin.ban_admin": "{who} is an admin. Take them out of ADMIN_IDS first.",
+    "admin.banned": "Banned {who}. Cancelled: {jobs}.",
+    "admin.banned_idle": "Banned {who}. Nothing of theirs was running.",
+    "admin.already_banned": "{who} is banned already (since {since:date}).",
+    "admin.unbanned": "Unbanned {who}.",
+    "admin.not_banned": "{who} is not banned.",
+    "admin.user": (
+        "{who}: user #{id}, “{name}”.\n"
+        "Balance: {balance}. Models: {models}; image sets: {sets} ({running} running).\n"
+        "{banned}"
+    ),
+    "admin.user_banned": "Banned since {since:date} by {actor}.",
+    "admin.user_not_banned": "Not banned.",
+    "admin.stats": (
+        "Users: {users} ({users_today} new today).\n"
+        "Trainings: {tunes_today} today, {tunes} in all; images: {images_today} today, "
+        "{images} in all.\n"
+        "Failed jobs: {failed_today} today, {failed} in all. Queue: {queue} waiting.\n"
+        "Credits sold: {sold_today} today, {sold} in all; spent: {spent_today} today, {spent} in "
+        "all; given by admins: {granted}."
+    ),
+    "admin.no_payment": "No purchase has the reference {reference}.",
+    "admin.refunded_before": "That purchase was refunded already, on {when:date}.",
+    "admin.refund_spent": (
+        "{who} has only {balance} of the {credits} bought; a refund takes them all back. "
+        "Nothing was refunded."
+    ),
+    "admin.refund_elsewhere": (
+        "I can't refund {platform} purchases here: Telegram Stars are refunded by my Telegram "
+        "side (while it runs), Discord purchases in Discord."
+    ),
+    "admin.refund_refused": "The refund was refused: {reason}",
+    "admin.refunded": "Refunded {reference} to {who} and took back {credits}; balance {balance}.",
     # -- the image service ------------------------------------------------------------------
     "backend.failed": "The image service failed. Please try again in a few minutes.",
     "backend.refused_key": (
@@ -349,6 +544,10 @@ MESSAGES: Catalog = {
     "discord.command.status": "What is running",
     "discord.command.cancel": "Stop running jobs, or drop photos not trained",
     "discord.command.delete": "Delete your photos, models and images",
+    "discord.command.credits": "Your balance, the prices and your last movements",
+    "discord.command.buy": "Buy credits",
+    "discord.command.admin": "Admin commands (admins only, in a DM)",
+    "discord.command.admin.command": "e.g. grant discord:123 50, ban discord:123, stats",
     "discord.command.language": "Choose the language I speak with you",
     "discord.command.language.language": "the language; leave it out to see the current one",
     "discord.name.help": "help",
@@ -359,10 +558,14 @@ MESSAGES: Catalog = {
     "discord.name.cancel": "cancel",
     "discord.name.delete": "delete",
     "discord.name.language": "language",
+    "discord.name.credits": "credits",
+    "discord.name.buy": "buy",
+    "discord.name.admin": "admin",
     "discord.option.class": "class",
     "discord.option.name": "name",
     "discord.option.prompt": "prompt",
     "discord.option.language": "language",
+    "discord.option.command": "command",
     "discord.needs_photos_here": Plural(
         one="You have {count} of the {min_photos} photos training needs. Drop {missing} or "
         "more here (as files, at least 1024 px) and I'll start training your {class_name} "
@@ -394,6 +597,7 @@ MESSAGES: Catalog = {
     "console.unreadable_file": "Cannot read {path}: {reason}.",
     "console.models_usage": "Choose a model by its number: /models 3",
     "console.models_hint": "Choose the active one with /models <number>.",
+    "console.packs_hint": "See one with /packs <number>.",
     "console.no_jobs": "No job is running.",
     "console.delete_question": (
         "This deletes all your photos, models and images, here and on the image "
@@ -402,4 +606,5 @@ MESSAGES: Catalog = {
     "console.images_saved": Plural(
         one="Image #{id} “{prompt}”: {count} saved:", other="Image #{id} “{prompt}”: {count} saved:"
     ),
+    "console.make_it": "Send /imagine {prompt} to make them.",
 }

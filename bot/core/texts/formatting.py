@@ -7,7 +7,8 @@ the moment instead of Python's fixed English way:
   German), in UTC (the bot does not know the reader's time zone, so the text says "UTC");
   `{when:date}` the locale's medium date, `{when:datetime}` both;
 - `{amount:n}` a number with the locale's separators (`12,345.5`, `12 345,5`, `12.345,5`);
-  `{megabytes:.1n}` the same with exactly one decimal;
+  `{megabytes:.1n}` the same with exactly one decimal; `{change:+n}` a whole number with its
+  sign (`+50`, `-1,250`);
 - `{progress:%}` a fraction as a percentage (`42%`, `42 %`).
 
 Anything else is formatted as `str.format` would: ids, seeds and `<lora:ID:0.8>` tags stay
@@ -47,6 +48,8 @@ class LocaleFormatter(string.Formatter):
         if isinstance(value, int | float) and not isinstance(value, bool):
             if format_spec == "n":
                 return format_decimal(value, locale=locale)
+            if format_spec == "+n":
+                return format_decimal(value, format="+#,##0;-#,##0", locale=locale)
             if format_spec == "%":
                 return format_percent(value, locale=locale)
             if decimals := _DECIMALS.fullmatch(format_spec):

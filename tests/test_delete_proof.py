@@ -1,0 +1,62 @@
+"""/delete leaves nothing of the user (issue 15): no file under the data folder, no row in any
+table of the database, nothing on the image service; proven on a full history (photos, a
+model, a generation with its images, buttons, consent)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from bot.config import Settings
+from tests.conftest import chat
+from tests.fakes.astria_server import FakeAstria
+
+
+def rows_per_table(database: Path) -> dict[str, int]:
+    with sqlite3.connect(database) as db:
+        tables = [
+            name
+            for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if not name.startswith("sqlite_")
+        ]
+        return {
+            table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in tables
+        }
+
+
+def files_under(folder: Path, database: Path) -> list[Path]:
+    """Every file but the database's own (checked row by row above)."""
+    own = {database.name, f"{database.name}-wal", f"{database.name}-shm"}
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in own)
+
+
+async def test_after_delete_nothing_of_the_user_remains(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    settings = make_settings(consent_required=True)
+    history = await chat(
+        settings,
+        f"/photos {photo_dir}\n/train man\n/consent\n/train man\n/wait\n"
+        "/imagine astronaut on the moon\n/wait\n",
+    )
+    assert "is ready" in history
+    data = settings.data_dir
+    before = rows_per_table(settings.database_path)
+    assert before["photos"] and before["tunes"] and before["generations"] and before["users"]
+    assert files_under(
+        data, settings.database_path
+    )  # the photos and the delivered images are on disk
+
+    deleted = await chat(settings, "/delete confirm\n")
+    assert "Deleted" in deleted
+
+    after = rows_per_table(settings.database_path)
+    assert {table: n for table, n in after.items() if n and table != "users"} == {}, after
+    with sqlite3.connect(settings.database_path) as db:
+        users = db.execute("SELECT id, active_tune_id, consented_at FROM users").fetchall()
+    # the console makes its terminal user anew after /delete (its language kept): a row with
+    # nothing of the old one (no model, no consent: asked again)
+    assert [(tune, consent) for _, tune, consent in users] in ([], [(None, None)]), users
+    assert files_under(data, settings.database_path) == []
+    assert fake_astria.tunes == {} and fake_astria.prompts == {}
