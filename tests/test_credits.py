@@ -289,6 +289,7 @@ def test_a_killed_bot_neither_loses_nor_doubles_a_hold(
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
         "CREDITS": "on",
         "FREE_CREDITS": "54",
+        "CONSENT_REQUIRED": "false",  # tests/test_consent.py asks it
     }
     fake_astria.hold_training()
     first = BotProcess(["chat"], env, tmp_path, stdin=True)

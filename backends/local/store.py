@@ -232,7 +232,7 @@ class JobStore(ABC):
         """Every file path (relative to the files folder) a tune or prompt row names."""
         paths: set[str] = set()
         for kind in JobKind:
-            for row in await self._all(f"SELECT images FROM {kind.table}", ()):
+            for row in await self._rows(f"SELECT images FROM {kind.table}", ()):
                 paths.update(row["images"])
         return paths
 
