@@ -232,6 +232,7 @@ def test_console_with_in_process_worker_stops_on_sigterm_and_resumes(
         WORKER_TRAIN_STEPS="2",
         WORKER_STOP_GRACE_S="1",
         POLL_INTERVAL_S="0.2",
+        CONSENT_REQUIRED="false",  # tests/test_consent.py asks it
     )
     first = BotProcess(["chat"], env, tmp_path, stdin=True)
     processes.append(first)
