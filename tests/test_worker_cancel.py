@@ -87,7 +87,7 @@ async def test_deleting_a_running_tune_stops_the_training_and_the_next_tune_trai
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    training = TrainingDefaults(resolution=16, rank=4)  # a CPU step takes tenths of a second
+    training = TrainingDefaults(resolution=64, rank=4)  # a CPU step takes tenths of a second
     worker = Worker(worker_config(tmp_path / "worker", api_key=API_KEY, training=training))
     photos = [
         ("tune[images][]", (f"{i}.jpg", jpeg_bytes(1024, 1024, seed=i), "image/jpeg"))

@@ -30,7 +30,7 @@ httpx = pytest.importorskip("httpx")
 from backends.local.models import load_model  # noqa: E402
 from backends.local.train import run_training  # noqa: E402
 
-SIZE = 16
+SIZE = 64  # the tiny model divides by 8 and has three UNet levels
 SETTINGS = TrainingDefaults(steps=8, rank=4, resolution=SIZE, checkpoint_steps=3, pivot=0.5)
 
 
