@@ -302,6 +302,11 @@ def _refusing_trainer(job: TrainJob, ctx: TrainContext) -> None:
 async def test_a_users_training_error_is_one_line_not_a_stack_trace(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Listen on the worker's logger itself: a test that configured logging before this one
+    # (the JSON log tests) may have stopped its records from reaching the root logger.
+    worker_logger = logging.getLogger("backends.local")
+    worker_logger.addHandler(caplog.handler)
+    propagates, worker_logger.propagate = worker_logger.propagate, False  # each record once
     worker = Worker(worker_config(tmp_path / "w"), trainer=_refusing_trainer)
     await worker.start()
     try:
@@ -311,6 +316,8 @@ async def test_a_users_training_error_is_one_line_not_a_stack_trace(
             tune = await until_failed(client, tune)
     finally:
         await worker.stop()
+        worker_logger.removeHandler(caplog.handler)
+        worker_logger.propagate = propagates
     assert tune.error == "training failed: photo 2: me.jpg is 900x1200 px"
     records = [r for r in caplog.records if r.name.startswith("backends.local")]
     failed = [r for r in records if "me.jpg" in r.getMessage()]
