@@ -191,3 +191,31 @@ def test_the_trainers_knobs_are_read_with_the_rest_of_the_config(tmp_path: Path)
     assert (config.training.steps, config.training.rank) == (1500, 32)
     assert config.training.low_memory and config.low_memory
     assert config.sdxl_config_dir == "/m/sdxl-configs"
+
+
+def test_tiny_model_has_sdxl_geometry_and_is_the_same_every_build() -> None:
+    """SDXL's shapes (latents 1/8 of the image, attention only below the top UNet level, both
+    encoders' states side by side), from a fixed seed that leaves the caller's RNG alone."""
+    torch = pytest.importorskip("torch")
+    from backends.local.models import build_tiny_pipeline, native_size
+
+    state = torch.random.get_rng_state()
+    pipe, again = build_tiny_pipeline(), build_tiny_pipeline()
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert pipe.vae_scale_factor == 8
+    assert pipe.default_sample_size * pipe.vae_scale_factor == native_size("tiny") == 128
+    levels = [hasattr(block, "attentions") for block in pipe.unet.down_blocks]
+    assert levels == [False, True, True]
+    width = pipe.text_encoder.config.hidden_size + pipe.text_encoder_2.config.hidden_size
+    assert pipe.unet.config.cross_attention_dim == width
+    with torch.no_grad():
+        latents = pipe(
+            prompt="x", width=64, height=96, num_inference_steps=1, output_type="latent"
+        ).images
+    assert latents.shape == (1, 4, 12, 8)
+    for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        module, twin = getattr(pipe, part), getattr(again, part)
+        for (name, value), (_, other) in zip(
+            module.state_dict().items(), twin.state_dict().items(), strict=True
+        ):
+            assert torch.equal(value, other), name
