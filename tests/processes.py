@@ -8,7 +8,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 
 class BotProcess:
@@ -79,3 +83,28 @@ class BotProcess:
         if self.popen.poll() is None:
             self.popen.kill()
             self.popen.wait()
+
+
+def until(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    """Poll `condition` until it returns something truthy; fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def worker_health(http: httpx.Client) -> dict[str, Any] | None:
+    """The worker's `/healthz` answer, or None while it is not (yet, or any more) up."""
+    try:
+        response = http.get("/healthz")
+    except httpx.TransportError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+def wait_for_worker(http: httpx.Client, timeout: float = 120) -> dict[str, Any]:
+    """Wait until a worker process answers `/healthz` (loading the tiny model takes seconds)."""
+    return until(lambda: worker_health(http), "the worker to answer /healthz", timeout)

@@ -17,8 +17,8 @@ import pytest
 from backends.local.faults import FAULT_ENV, FaultPoint
 from tests.fakes.threaded_server import free_port
 from tests.imagegen import jpeg_bytes
-from tests.processes import BotProcess
-from tests.test_shutdown import base_env, until
+from tests.processes import BotProcess, until, wait_for_worker
+from tests.test_shutdown import base_env
 
 pytest.importorskip("torch")
 
@@ -50,13 +50,7 @@ class WorkerRun:
             headers={"Authorization": f"Bearer {KEY}"},
             timeout=30,
         )
-        until(self.healthy, "the worker to answer /healthz", timeout=120)
-
-    def healthy(self) -> bool:
-        try:
-            return self.http.get("/healthz").status_code == 200
-        except httpx.TransportError:
-            return False
+        wait_for_worker(self.http)
 
     def died(self) -> bool:
         return self.process.popen.poll() is not None

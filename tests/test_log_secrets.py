@@ -22,8 +22,8 @@ from starlette.routing import Route
 from bot import logs
 from bot.web import WebServer
 from tests.fakes.threaded_server import free_port
-from tests.processes import BotProcess
-from tests.test_shutdown import base_env, until
+from tests.processes import BotProcess, wait_for_worker
+from tests.test_shutdown import base_env
 
 SECRETS = {
     "TELEGRAM_BOT_TOKEN": "123456789:AAHtelegramSecretToken_abcdefghijk",
@@ -72,14 +72,7 @@ def test_the_worker_logs_no_secret(fmt: str, tmp_path: Path) -> None:
     auth = {"Authorization": f"Bearer {SECRETS['WORKER_API_KEY']}"}
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=30)
     try:
-
-        def healthy() -> bool:
-            try:
-                return http.get("/healthz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        until(healthy, "the worker to answer /healthz", timeout=120)
+        wait_for_worker(http)
         leak_everywhere(http)
         closed = free_port()  # nothing listens: the callback fails and is logged
         callback = (

@@ -12,7 +12,6 @@ import asyncio
 import io
 import os
 import signal
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,23 +29,12 @@ from tests.fakes.astria_server import FakeAstria
 from tests.fakes.telegram_api import TOKEN, FakeTelegram, Users
 from tests.fakes.threaded_server import free_port
 from tests.imagegen import jpeg_bytes
-from tests.processes import BotProcess
+from tests.processes import BotProcess, until, wait_for_worker, worker_health
 
 ROOT = Path(__file__).resolve().parents[1]
 STOP_BOUND_S = 30
 USER = 4242
 WORKER_KEY = "worker-test-key"
-
-
-def until(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    """Poll `condition` until it returns something truthy; fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -136,15 +124,11 @@ def test_worker_sigterm_while_generating_resumes_after_restart(
     http = httpx.Client(base_url=url, headers=auth, timeout=10)
 
     def health() -> dict[str, Any] | None:
-        try:
-            response = http.get("/healthz")
-        except httpx.TransportError:
-            return None
-        return response.json() if response.status_code == 200 else None
+        return worker_health(http)
 
     first = BotProcess(["worker", "--port", str(port)], env, tmp_path)
     processes.append(first)
-    until(health, "the worker to answer /healthz")
+    wait_for_worker(http, timeout=60)
     created = http.post(
         "/tunes/666678/prompts",
         json={"prompt": {"text": "portrait", "num_images": 1, "steps": 20, "w": 64, "h": 64,

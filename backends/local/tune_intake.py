@@ -14,6 +14,7 @@ Astria's idempotency: a title seen before returns that tune, and nothing new is 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import shutil
@@ -152,7 +153,9 @@ class TuneIntake:
         for upload in uploads:
             write(*await read_training_image(upload))
         for url in urls:
-            write(*check_image(await self.fetcher.fetch(url), url.split("?")[0]))
+            fetched = await self.fetcher.fetch(url)
+            # Decoded in full in a thread, like an upload: a big photo must not stall the API.
+            write(*await asyncio.to_thread(check_image, fetched, url.split("?")[0]))
         return paths
 
 
