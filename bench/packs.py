@@ -230,8 +230,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    logging.getLogger("backends").setLevel(logging.ERROR)  # "the tiny model makes noise" x80
-    result = asyncio.run(run(args))
+    # "the tiny model makes noise" x80; restored after, for a caller in the same process (a test)
+    worker_log = logging.getLogger("backends")
+    level = worker_log.level
+    worker_log.setLevel(logging.ERROR)
+    try:
+        result = asyncio.run(run(args))
+    finally:
+        worker_log.setLevel(level)
     print(
         f"\n{args.images} images, {args.size}px, {args.steps} steps, hot-swap {args.hotswap}:"
         f"\n  separate prompts: {result['separate']['seconds']:.2f} s,"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +33,25 @@ def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     monkeypatch.chdir(tmp_path)
     for name in (*Settings.model_fields, *LOCALE_VARIABLES):
         monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """Logging is process-wide: a test that sets levels (`setup_logging`, a bench's `main` run
+    in-process) must not silence the loggers a later test listens to. (Handlers are pytest's
+    own business during a test; the tests that replace them put them back themselves.)"""
+    root = logging.getLogger()
+    levels = {
+        name: logger.level
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    root_level = root.level
+    yield
+    root.setLevel(root_level)  # setLevel, not `.level =`: it also clears the loggers' caches
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and logger.level != levels.get(name, logging.NOTSET):
+            logger.setLevel(levels.get(name, logging.NOTSET))
 
 
 @pytest.fixture
