@@ -130,6 +130,29 @@ async def test_a_lone_surrogate_in_a_form_field_is_refused(worker: Worker) -> No
     assert listed.status_code == 200
 
 
+async def test_a_lone_surrogate_stored_before_the_checks_no_longer_breaks_listings(
+    worker: Worker,
+) -> None:
+    """A row an older worker committed with a lone surrogate (its JSON escapes it) is read back
+    with U+FFFD in its place: the listing the bot pages to resume its jobs answers again."""
+    async with raw_client(worker) as http:
+        created = await http.post(f"/tunes/{SDXL_BASE_TUNE_ID}/prompts", json={"prompt": PROMPT})
+        assert created.status_code == 201, created.text
+        prompt_id = created.json()["id"]
+        params = {**PROMPT, "text": "a\ud800b", "negative_prompt": ["x\udfffy"]}
+        await worker.store.db.execute(  # as the old worker wrote it
+            "UPDATE prompts SET params = ? WHERE id = ?", (json.dumps(params), prompt_id)
+        )
+        await worker.store.db.commit()
+        listed = await http.get(f"/tunes/{SDXL_BASE_TUNE_ID}/prompts")
+        one = await http.get(f"/prompts/{prompt_id}")
+        deleted = await http.delete(f"/prompts/{prompt_id}")
+    assert listed.status_code == 200 and one.status_code == 200, listed.text
+    [shown] = [p for p in listed.json() if p["id"] == prompt_id]
+    assert shown["text"] == one.json()["text"] == "a\ufffdb"
+    assert deleted.status_code == 200
+
+
 @pytest.mark.parametrize(
     "body",
     [

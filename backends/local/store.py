@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -400,6 +401,24 @@ async def _add_scores_column(db: aiosqlite.Connection) -> None:
 
 def _decode(row: Row) -> Row:
     for key in JSON_COLUMNS:
-        if isinstance(row.get(key), str):
-            row[key] = json.loads(row[key])
+        raw = row.get(key)
+        if isinstance(raw, str):
+            value = json.loads(raw)
+            row[key] = _repaired(value) if "\\u" in raw else value  # only escapes can hold one
     return row
+
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+"""What a row written before requests were checked may hold (JSON escapes it as `\\ud800`):
+no answer can carry it (it is not UTF-8), so one such row broke every listing it was in."""
+
+
+def _repaired(value: Any) -> Any:
+    """An old row's text with each lone surrogate as U+FFFD: readable, listable, deletable."""
+    if isinstance(value, str):
+        return LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_repaired(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _repaired(item) for key, item in value.items()}
+    return value
