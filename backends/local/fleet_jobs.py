@@ -122,3 +122,10 @@ class FleetStore(PgWorkerStore):
             if callback_url(kind, row):
                 await defer_callback(self.jobs, conn, kind, row_id)
         return True
+
+    async def requeue(self, kind: JobKind, row_id: int) -> None:
+        """A running row whose worker died shows `queued` again while its job waits."""
+        await self._execute(
+            f"UPDATE {kind.table} SET state = ? WHERE id = ? AND state = ?",
+            (JobState.QUEUED, row_id, JobState.RUNNING),
+        )
