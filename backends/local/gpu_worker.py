@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import signal
 import socket
 
@@ -78,7 +79,7 @@ class GpuWorker:
             engine_factory or functools.partial(build_engine, config),
             trainer or functools.partial(train.train_tune, defaults=config.training),
         )
-        self.name = f"gpu-{socket.gethostname()}"
+        self.name = f"gpu-{socket.gethostname()}-{os.getpid()}"
 
     async def run(self) -> None:
         """Take jobs until SIGTERM/SIGINT."""
