@@ -96,3 +96,96 @@ async def test_thirty_prompts_and_three_tunes_run_once_each_with_one_callback(
     assert len({line.split(" pid ")[1] for line in logs.splitlines() if "STUB" in line}) == 3
     assert all(job["status"] == "succeeded" for job in fleet.jobs(Task.PROMPT))
     assert all(job["status"] == "succeeded" for job in fleet.jobs(Task.CALLBACK))
+
+
+@pytest.mark.parametrize("kind", ["prompt", "tune"])
+async def test_a_job_whose_worker_is_killed_completes_on_another(
+    fleet: Fleet, sink: tuple[CallbackSink, str], kind: str
+) -> None:
+    callbacks, hook = sink
+    slow = {"STUB_IMAGE_S": "2", "STUB_STEP_S": "0.5", "STUB_STEPS": "8"}
+    for _ in range(2):
+        fleet.start_worker(**slow)
+    async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=30) as http:
+        if kind == "tune":
+            row_id = await create_tune(http, api, "doomed", hook)
+        else:
+            row_id = await create_prompt(http, api, SDXL_BASE_TUNE_ID, "p", hook, images=3)
+        task = Task.TUNE if kind == "tune" else Task.PROMPT
+
+        async def started() -> bool:
+            return f"STUB {kind} {row_id} pid" in fleet.logs()
+
+        await until(started, f"the {kind} to start", 60)
+        killed = fleet.kill_running(kind, row_id)
+        loop = asyncio.get_running_loop()
+        at = loop.time()
+
+        async def called_back() -> bool:
+            return bool(callbacks.received)
+
+        await until(called_back, f"the {kind} to finish elsewhere", 60)
+        rerun_s = loop.time() - at
+    runs = [line for line in fleet.logs().splitlines() if f"STUB {kind} {row_id} pid" in line]
+    pids = {int(line.rsplit(" ", 1)[1]) for line in runs}
+    assert len(runs) == 2 and len(pids) == 2 and killed in pids
+    assert delivered(callbacks) == collections.Counter([(kind, row_id)])
+    assert callbacks.received[0][kind]["status" if kind == "prompt" else "id"] is not None
+    assert row_state(fleet.database_url, f"{kind}s", row_id)[0] == "done"
+    assert [job["attempts"] for job in fleet.jobs(task)] == [2]  # one died, one succeeded
+    assert rerun_s < 40  # WORKER_STALLED_S=4: noticed within a few rescue rounds
+
+
+async def test_prompts_overtake_queued_trainings(
+    fleet: Fleet, sink: tuple[CallbackSink, str]
+) -> None:
+    callbacks, hook = sink
+    fleet.start_worker(STUB_STEP_S="0.3", STUB_STEPS="6")
+    async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=30) as http:
+        tunes = [await create_tune(http, api, f"t{i}", hook) for i in range(3)]
+
+        async def training() -> bool:
+            return "STUB tune" in fleet.logs()
+
+        await until(training, "the first training to start", 60)
+        prompts = [
+            await create_prompt(http, api, SDXL_BASE_TUNE_ID, f"p{i}", hook) for i in range(3)
+        ]
+
+        async def all_done() -> bool:
+            return len(callbacks.received) >= 6
+
+        await until(all_done, "every job", 60)
+    order = [line.split(" pid ")[0] for line in fleet.logs().splitlines() if "STUB" in line]
+    assert order == [
+        f"STUB tune {tunes[0]}",
+        *(f"STUB prompt {p}" for p in prompts),
+        f"STUB tune {tunes[1]}",
+        f"STUB tune {tunes[2]}",
+    ]
+
+
+async def test_a_hung_gpu_ends_its_worker_and_a_job_that_keeps_killing_fails(
+    fleet: Fleet, sink: tuple[CallbackSink, str]
+) -> None:
+    callbacks, hook = sink
+    workers = [fleet.start_worker(WORKER_HUNG_S="2", WORKER_MAX_TRIES="2") for _ in range(3)]
+    async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=30) as http:
+        deadly = await create_prompt(http, api, SDXL_BASE_TUNE_ID, "hang here", hook)
+
+        async def failed() -> bool:
+            return bool(callbacks.received)
+
+        await until(failed, "the deadly prompt to fail", 60)
+        fine = await create_prompt(http, api, SDXL_BASE_TUNE_ID, "fine", hook)
+
+        async def fine_done() -> bool:
+            return len(callbacks.received) >= 2
+
+        await until(fine_done, "a prompt after it", 30)
+    assert [w.poll() for w in workers].count(70) == 2  # HUNG_EXIT_STATUS, twice
+    state, error = row_state(fleet.database_url, "prompts", deadly)
+    assert state == "failed" and error is not None and "stopped 2 GPU workers" in error
+    assert callbacks.received[0]["prompt"]["id"] == deadly
+    assert callbacks.received[1]["prompt"]["id"] == fine
+    assert row_state(fleet.database_url, "prompts", fine)[0] == "done"
