@@ -12,6 +12,10 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from backends.base import SDXL_BASE_TUNE_ID
 from backends.local.fleet_jobs import Task
@@ -189,3 +193,29 @@ async def test_a_hung_gpu_ends_its_worker_and_a_job_that_keeps_killing_fails(
     assert callbacks.received[0]["prompt"]["id"] == deadly
     assert callbacks.received[1]["prompt"]["id"] == fine
     assert row_state(fleet.database_url, "prompts", fine)[0] == "done"
+
+
+async def test_a_refused_callback_is_sent_again_with_backoff(fleet: Fleet) -> None:
+    posts: list[int] = []
+
+    async def hook(request: Request) -> JSONResponse:
+        posts.append((await request.json())["prompt"]["id"])
+        return JSONResponse({}, status_code=503 if len(posts) == 1 else 200)
+
+    fleet.start_worker()
+    app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    async with (
+        run_uvicorn(app) as sink_url,
+        fleet.api(replicas=1) as (api,),
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        prompt = await create_prompt(http, api, SDXL_BASE_TUNE_ID, "p", f"{sink_url}/hook")
+
+        async def accepted() -> bool:
+            return len(posts) >= 2
+
+        await until(accepted, "the callback's second try", 60)
+    assert posts == [prompt, prompt]
+    assert [(job["status"], job["attempts"]) for job in fleet.jobs(Task.CALLBACK)] == [
+        ("succeeded", 2)
+    ]
