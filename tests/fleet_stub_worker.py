@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from PIL import Image
 
@@ -39,7 +38,10 @@ class SleepingEngine:
         self.abort = threading.Event()
 
     def run_prompt(
-        self, job: PromptJob, progress: Callable[[float], None], on_image: Any = None
+        self,
+        job: PromptJob,
+        progress: Callable[[float], None],
+        on_image: Callable[[int, Image.Image], None] | None = None,
     ) -> list[Image.Image]:
         print(f"STUB prompt {job.prompt_id} pid {os.getpid()}", file=sys.stderr, flush=True)
         if "hang" in job.params.text:
@@ -48,6 +50,8 @@ class SleepingEngine:
         for index in range(job.params.num_images):
             _sleep_with_progress(self.image_s, progress, index, job.params.num_images)
             images.append(Image.new("RGB", (8, 8), (job.params.seed % 256, index, 0)))
+            if on_image is not None:  # the single-machine runner writes each image at once
+                on_image(index, images[-1])
         return images
 
 
