@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -61,58 +63,54 @@ class Bench:
         self.s3 = s3
         self.folder = folder
 
-    async def fleet_run(self, workers: int, prompts: int, image_s: float) -> float:
-        """Seconds from the first request to the last prompt done."""
+    @contextlib.asynccontextmanager
+    async def fleet(self, workers: int, **env: str) -> AsyncIterator[tuple[Fleet, str, str]]:
+        """A fresh database and bucket, `workers` stub GPU workers registered, one API: the
+        fleet, its database URL and the API's URL."""
         with pg.throwaway_database(self.server) as url:
             await migrate(url)
             bucket = f"bench-{uuid.uuid4().hex[:8]}"
             self.s3.create_bucket(bucket)
             folder = self.folder / bucket
             folder.mkdir()
-            fleet = Fleet(url, self.s3, bucket, folder, STUB_IMAGE_S=str(image_s))
+            fleet = Fleet(url, self.s3, bucket, folder, **env)
             try:
                 for _ in range(workers):
                     fleet.start_worker()
                 registered = "SELECT count(*) FROM procrastinate_workers"
                 await poll(lambda: count(url, registered) >= 2 * workers)  # gpu + callbacks
-                async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=60) as http:
-                    start = time.monotonic()
-                    await asyncio.gather(
-                        *(
-                            create_prompt(http, api, SDXL_BASE_TUNE_ID, f"p{i}", "")
-                            for i in range(prompts)
-                        )
-                    )
-                    done = "SELECT count(*) FROM prompts WHERE state = 'done'"
-                    await poll(lambda: count(url, done) >= prompts)
-                    return time.monotonic() - start
+                async with fleet.api(replicas=1) as (api,):
+                    yield fleet, url, api
             finally:
                 fleet.stop()
 
+    async def fleet_run(self, workers: int, prompts: int, image_s: float) -> float:
+        """Seconds from the first request to the last prompt done."""
+        async with (
+            self.fleet(workers, STUB_IMAGE_S=str(image_s)) as (_, url, api),
+            httpx.AsyncClient(timeout=60) as http,
+        ):
+            start = time.monotonic()
+            await asyncio.gather(
+                *(create_prompt(http, api, SDXL_BASE_TUNE_ID, f"p{i}", "") for i in range(prompts))
+            )
+            done = "SELECT count(*) FROM prompts WHERE state = 'done'"
+            await poll(lambda: count(url, done) >= prompts)
+            return time.monotonic() - start
+
     async def kill_to_rerun(self, stalled_s: str) -> float:
         """Seconds from kill -9 of the worker on a prompt to the prompt starting elsewhere."""
-        with pg.throwaway_database(self.server) as url:
-            await migrate(url)
-            bucket = f"bench-{uuid.uuid4().hex[:8]}"
-            self.s3.create_bucket(bucket)
-            folder = self.folder / bucket
-            folder.mkdir()
-            fleet = Fleet(
-                url, self.s3, bucket, folder, STUB_IMAGE_S="30", WORKER_STALLED_S=stalled_s
-            )
-            try:
-                for _ in range(2):
-                    fleet.start_worker()
-                async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=60) as http:
-                    prompt = await create_prompt(http, api, SDXL_BASE_TUNE_ID, "p", "")
-                    line = f"STUB prompt {prompt} pid"
-                    await poll(lambda: line in fleet.logs())
-                    fleet.kill_running("prompt", prompt)
-                    killed_at = time.monotonic()
-                    await poll(lambda: fleet.logs().count(line) >= 2, limit_s=180)
-                    return time.monotonic() - killed_at
-            finally:
-                fleet.stop()
+        async with (
+            self.fleet(2, STUB_IMAGE_S="30", WORKER_STALLED_S=stalled_s) as (fleet, _, api),
+            httpx.AsyncClient(timeout=60) as http,
+        ):
+            prompt = await create_prompt(http, api, SDXL_BASE_TUNE_ID, "p", "")
+            line = f"STUB prompt {prompt} pid"
+            await poll(lambda: line in fleet.logs())
+            fleet.kill_running("prompt", prompt)
+            killed_at = time.monotonic()
+            await poll(lambda: fleet.logs().count(line) >= 2, limit_s=180)
+            return time.monotonic() - killed_at
 
     async def single_machine_run(self, prompts: int) -> float:
         """The same requests on the single-machine worker (SQLite, in-process runner)."""
@@ -178,19 +176,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def main() -> None:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the S3 fake's request lines
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--per-worker", type=int, default=12, help="images per worker")
     parser.add_argument("--image-s", type=float, default=0.5)
     parser.add_argument("--overhead-jobs", type=int, default=40)
     parser.add_argument("--stalled-s", default=DEFAULT_STALLED_S)
     parser.add_argument("--no-kill", action="store_true", help="skip the kill -9 row")
-    results = asyncio.run(run(parser.parse_args()))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the S3 fake's request lines
+    results = asyncio.run(run(parse(argv)))
     out = os.environ.get("OUT")
     if out:
         Path(out, "fleet.json").write_text(json.dumps(results, indent=2))
+    return results
 
 
 if __name__ == "__main__":
