@@ -1,4 +1,5 @@
-"""`photoshoot-bot`: run the bot (`run`), the console chat (`chat`) or the GPU worker (`worker`).
+"""`photoshoot-bot`: run the bot (`run`), the console chat (`chat`), the GPU worker (`worker`) or
+one GPU worker of a fleet (`gpu-worker`).
 
 `doctor` checks a deployment (configuration, backend key, chat tokens, data dir)."""
 
@@ -129,6 +130,28 @@ def run_worker_migrate() -> None:
     print(f"migrated: {', '.join(applied)}" if applied else "the worker database is up to date")
 
 
+def run_gpu_worker() -> None:
+    """`gpu-worker`: one fleet GPU worker (WORKER_DATABASE_URL, WORKER_STORAGE_URL and the
+    worker's own variables, from the environment or `.env`)."""
+    try:
+        from backends.local.config import WorkerConfig
+        from backends.local.gpu_worker import fleet_settings, run_gpu_worker
+    except ImportError as exc:
+        raise ConfigError(
+            "The GPU worker needs its extras: pip install torch==2.13.0 -e '.[worker,fleet]'"
+            f" (missing: {exc.name})."
+        ) from None
+    from dotenv import load_dotenv
+
+    load_dotenv(".env", override=False)
+    try:
+        fleet = fleet_settings()
+        add_secrets(fleet.database_url, fleet.s3_secret_access_key)
+        run_gpu_worker(WorkerConfig.from_env())
+    except ValueError as exc:  # the worker's ConfigError: a bad value, an unmigrated database
+        raise ConfigError(str(exc)) from None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="photoshoot-bot", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
@@ -145,6 +168,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     worker_commands.add_parser(
         "migrate", help="apply the fleet's PostgreSQL schema (WORKER_DATABASE_URL)"
     )
+    commands.add_parser("gpu-worker", help="run one fleet GPU worker (WORKER_DATABASE_URL)")
     commands.add_parser("doctor", help="check the configuration, backend, chat tokens, data dir")
     return parser.parse_args(argv)
 
@@ -159,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "worker" and args.worker_command == "migrate":
             run_worker_migrate()  # needs no bot settings: the fleet's database only
+            return 0
+        if args.command == "gpu-worker":
+            run_gpu_worker()  # nor does a GPU worker: its own variables only
             return 0
         settings = load_settings()
         add_secrets(*secrets_of(settings))

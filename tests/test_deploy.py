@@ -298,3 +298,52 @@ def test_systemd_units_are_hardened_and_name_known_settings(image: str) -> None:
     assert any(env["DATA_DIR"].startswith(path) for path in writable)
     installs = pip_installs(UNITS[image].read_text(), comments=True)
     assert installs and set(installs) <= readme_install_commands()
+
+
+def test_the_fleet_profile_runs_each_part_with_known_settings() -> None:
+    """deploy/compose.fleet.yaml (included by compose.yaml): PostgreSQL, S3, the migration,
+    the API, the bot and GPU workers, all in the `fleet` profile; a GPU for each gpu-worker."""
+    text = (DEPLOY / "compose.fleet.yaml").read_text()
+    assert "compose.fleet.yaml" in compose()["include"]
+    fleet = yaml.safe_load(text)
+    services = fleet["services"]
+    assert set(services) == {
+        "postgres",
+        "s3",
+        "s3-bucket",
+        "fleet-migrate",
+        "worker-api",
+        "gpu-worker",
+        "bot-fleet",
+    }
+    assert all(service["profiles"] == ["fleet"] for service in services.values())
+    assert services["gpu-worker"]["command"] == ["gpu-worker"]
+    assert services["fleet-migrate"]["command"] == ["worker", "migrate"]
+    [device] = services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert "gpu" in device["capabilities"]
+    assert service_env(services["bot-fleet"])["LOCAL_WORKER_URL"] == "http://worker-api:7860"
+    ours = ("fleet-migrate", "worker-api", "gpu-worker", "bot-fleet")
+    used = {variable for name in ours for variable in service_env(services[name])}
+    assert {"WORKER_DATABASE_URL", "WORKER_STORAGE_URL"} <= used
+    assert sorted(used - known_names() - other_tools()) == []
+    for name in ours:
+        mounts = dict(reversed(v.split(":")[:2]) for v in services[name]["volumes"])
+        assert mounts[service_env(services[name])["DATA_DIR"]] in fleet["volumes"], name
+    assert "pip install -e '.[fleet]'" in (DEPLOY / "Dockerfile.fleet").read_text()
+
+
+def test_the_gpu_box_unit_runs_a_hardened_gpu_worker() -> None:
+    path = DEPLOY / "systemd/photoshoot-gpu-worker.service"
+    unit: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            unit.setdefault(key, []).append(value)
+    assert unit["ExecStart"][0].split()[1] == "gpu-worker"
+    assert unit["Restart"] == ["on-failure"]  # a hung GPU exits: the unit brings it back
+    assert unit["NoNewPrivileges"] == ["yes"] and unit["ProtectSystem"] == ["strict"]
+    assert unit["User"] == ["photoshoot"] and unit["EnvironmentFile"]
+    env = dict(item.split("=", 1) for line in unit["Environment"] for item in line.split())
+    assert sorted(set(env) - known_names() - other_tools()) == []
+    installs = pip_installs(path.read_text(), comments=True)
+    assert "pip install -e '.[fleet]'" in installs

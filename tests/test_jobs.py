@@ -6,6 +6,7 @@ import asyncio
 import getpass
 import io
 import itertools
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -40,6 +41,25 @@ async def test_callbacks_wake_jobs_long_before_the_next_poll(
     assert len(sent) == 2
     assert sent[0].startswith(f"http://127.0.0.1:{port}/callbacks/tune/")
     assert sent[1].startswith(f"http://127.0.0.1:{port}/callbacks/generation/")
+    assert fake_astria.callback_failures == []
+
+
+async def test_a_repeated_callback_changes_nothing(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    """The fleet sends callbacks at least once: each arrives twice here, and the user still
+    hears of each tune and each image once."""
+    fake_astria.callback_repeats = 2
+    port = free_port()
+    settings = make_settings(
+        poll_interval_s=60, public_url=f"http://127.0.0.1:{port}", callback_port=port
+    )
+    output = await asyncio.wait_for(chat(settings, SCRIPT.format(photos=photo_dir)), timeout=30)
+
+    images = sum(len(prompt.get("images", [])) for prompt in fake_astria.prompts.values())
+    assert output.count("is ready") == 1
+    assert output.count("saved:") == 1
+    assert images > 0 and len(re.findall(r"images/\d+/\d+\.png", output)) == images
     assert fake_astria.callback_failures == []
 
 

@@ -14,15 +14,17 @@ import logging
 import random
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from pathlib import PurePosixPath
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from backends.base import JobStatus
 from backends.local.errors import HTTPError, RequestError
+from backends.local.file_cache import tune_key
 from backends.local.health import health
 from backends.local.http import (
     EXCEPTION_HANDLERS,
@@ -37,6 +39,7 @@ from backends.local.packs.runs import attributes_plan
 from backends.local.params import parse_prompt
 from backends.local.records import JobKind, JobState, Row
 from backends.local.serialize import base_tune_json, prompt_json, tune_json
+from backends.local.storage import BadKey
 from backends.local.store import now_iso, recording_creations
 from backends.local.tune_intake import TuneIntake, read_tune_fields
 
@@ -175,6 +178,12 @@ class _Api:
         return JSONResponse(report, status_code=200 if report["ok"] else 503)
 
     async def get_file(self, request: Request) -> Response:
+        try:  # the fleet's files are in S3: the client fetches them there, no credentials
+            link = await self.worker.storage.presigned_url(request.path_params["path"])
+        except BadKey:
+            raise HTTPError(404, "Not found") from None
+        if link is not None:
+            return RedirectResponse(link, status_code=307)
         root = self.config.files_dir.resolve()
         try:  # a NUL or a name too long for the filesystem: no such file either
             path = (root / request.path_params["path"]).resolve()
@@ -212,12 +221,13 @@ class _Api:
         # A running job stops at its next check: a training frees the GPU, a prompt skips its
         # hires pass and face redraw.
         self.worker.runner.cancel(kind, row["id"])
+        folders = {PurePosixPath(p).parent.as_posix() for p in row["images"]}
+        folders.add(f"{kind.table}/{row['id']}")
         if kind == JobKind.TUNE:
             shutil.rmtree(self.config.tunes_dir / str(row["id"]), ignore_errors=True)
-        folders = {(self.config.files_dir / p).parent for p in row["images"]}
-        folders.add(self.config.files_dir / kind.table / str(row["id"]))
+            folders.add(tune_key(row["id"], "").rstrip("/"))  # the fleet's copy of the model
         for folder in folders:
-            shutil.rmtree(folder, ignore_errors=True)
+            await self.worker.storage.delete_folder(folder)
 
     def _base(self, request: Request) -> str:
         return (self.config.public_url or str(request.base_url)).rstrip("/")

@@ -18,7 +18,8 @@ DEFAULT_REGION = "us-east-1"
 
 @dataclass(frozen=True)
 class FleetConfig:
-    """WORKER_DATABASE_URL, WORKER_STORAGE_URL and the S3 client's AWS_* variables.
+    """WORKER_DATABASE_URL, WORKER_STORAGE_URL, the S3 client's AWS_* variables, and how the
+    fleet treats dead and hung GPU workers.
 
     The database URL and the secret key stay out of `repr` (and so out of logs)."""
 
@@ -28,6 +29,22 @@ class FleetConfig:
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = field(default=None, repr=False)
     s3_region: str = DEFAULT_REGION
+    stalled_s: float = 30.0
+    """WORKER_STALLED_S: a GPU worker whose heartbeat is older than this is dead; its job runs
+    again elsewhere (heartbeats go out every fifth of it)."""
+    hung_s: float = 900.0
+    """WORKER_HUNG_S: a job whose progress has not moved for this long hangs the GPU: the worker
+    exits so the job moves to another machine (a first model load counts as progress)."""
+    max_tries: int = 3
+    """WORKER_MAX_TRIES: a job that took down this many workers fails with a user error."""
+    tune_cache: int = 20
+    """WORKER_TUNE_CACHE: how many tunes' files a GPU worker keeps on its disk (least recently
+    used go first)."""
+
+    @property
+    def enabled(self) -> bool:
+        """Fleet mode: both the shared database and the shared storage are set."""
+        return self.database_url is not None and self.storage_url is not None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FleetConfig:
@@ -39,4 +56,8 @@ class FleetConfig:
             s3_access_key_id=env.optional("AWS_ACCESS_KEY_ID"),
             s3_secret_access_key=env.optional("AWS_SECRET_ACCESS_KEY"),
             s3_region=env.text("AWS_REGION", DEFAULT_REGION),
+            stalled_s=env.number("WORKER_STALLED_S", cls.stalled_s, minimum=2, maximum=3600),
+            hung_s=env.number("WORKER_HUNG_S", cls.hung_s, minimum=1),
+            max_tries=env.integer("WORKER_MAX_TRIES", cls.max_tries, minimum=1, maximum=100),
+            tune_cache=env.integer("WORKER_TUNE_CACHE", cls.tune_cache, minimum=1),
         )

@@ -42,6 +42,7 @@ from backends.routing import MAX_ID  # importing it registers the `{name:id}` ro
 if TYPE_CHECKING:
     from backends.local.config import WorkerConfig
     from backends.local.queue import JobRunner
+    from backends.local.storage import FileStorage
     from backends.local.store import WorkerStore
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class Served(Protocol):
     config: WorkerConfig
     store: WorkerStore
     runner: JobRunner
+    storage: FileStorage
+    """Where files are: this machine's disk, or the fleet's S3 bucket."""
     started_at: str | None
     inspect: Callable[[Request], Awaitable[Response]]
     """POST /images/inspect (inspection.py, which loads cv2: the wiring builds it)."""

@@ -8,6 +8,9 @@ The tables are created by `apply_schema` (`photoshoot-bot worker migrate`), neve
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import psycopg
@@ -89,8 +92,14 @@ async def missing_tables(conninfo: str, names: tuple[str, ...] = WORKER_TABLES) 
     return [name for name in names if name not in present]
 
 
+_in_transaction: ContextVar[psycopg.AsyncConnection[Any] | None] = ContextVar(
+    "in_transaction", default=None
+)
+
+
 class PgWorkerStore(JobStore):
-    """The store on PostgreSQL. Each statement runs on a pooled connection in autocommit."""
+    """The store on PostgreSQL. Each statement runs on a pooled connection in autocommit, or,
+    inside `transaction()`, on that transaction's connection."""
 
     def __init__(self, conninfo: str, *, max_connections: int = 10) -> None:
         self.conninfo = conninfo
@@ -121,20 +130,45 @@ class PgWorkerStore(JobStore):
             raise RuntimeError("store is not open")
         return self._pool
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """One transaction for every store call made inside it (in this task), and for what
+        else runs on the connection it yields: the fleet defers a job with its row this way,
+        so a row never lacks its job, nor a job its row."""
+        outer = _in_transaction.get()
+        if outer is not None:  # nested: part of the outer transaction
+            yield outer
+            return
+        async with self.pool.connection() as conn, conn.transaction():
+            token = _in_transaction.set(conn)
+            try:
+                yield conn
+            finally:
+                _in_transaction.reset(token)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        conn = _in_transaction.get()
+        if conn is not None:
+            yield conn
+            return
+        async with self.pool.connection() as pooled:
+            yield pooled
+
     async def _execute(self, sql: str, args: tuple[Any, ...]) -> int:
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(_placeholders(sql), args)
             return cursor.rowcount
 
     async def _insert(self, sql: str, args: tuple[Any, ...]) -> int:
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(_placeholders(sql) + " RETURNING id", args)
             row = await cursor.fetchone()
         assert row is not None
         return int(row["id"])
 
     async def _all(self, sql: str, args: tuple[Any, ...]) -> list[Row]:
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(_placeholders(sql), args)
             return list(await cursor.fetchall())
 

@@ -521,16 +521,22 @@ class JobRunner:
             log.warning("callback %s failed: %s", _no_query(url), exc)
 
     def _default_engine(self) -> Engine:
-        return Engine(
-            ModelCache(
-                self.config.base_models(),
-                self.config.device,
-                self.config.accel,
-                config_dir=self.config.sdxl_config_dir,
-            ),
-            sr_scale=self.config.sr_scale,
-            upscaler_model=self.config.upscaler_model,
-        )
+        return build_engine(self.config)
+
+
+def build_engine(config: WorkerConfig) -> Engine:
+    """The real engine for `config` (its model loads on first use); the fleet's GPU worker
+    builds the same."""
+    return Engine(
+        ModelCache(
+            config.base_models(),
+            config.device,
+            config.accel,
+            config_dir=config.sdxl_config_dir,
+        ),
+        sr_scale=config.sr_scale,
+        upscaler_model=config.upscaler_model,
+    )
 
 
 def _no_query(url: str) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +115,7 @@ class TuneIntake:
             )
             fault_at(FaultPoint.TUNE_INSERTED)
         except BaseException:
-            shutil.rmtree(self.config.files_dir / folder, ignore_errors=True)
+            await self.worker.storage.delete_folder(folder.as_posix())
             raise
         prompts: list[Row] = []
         if run_plan is not None:
@@ -141,21 +140,20 @@ class TuneIntake:
     ) -> list[str]:
         """Check each photo (uploaded, then fetched) and write it under `folder`, one at a
         time; the relative paths, for the tune's row."""
-        (self.config.files_dir / folder).mkdir(parents=True, exist_ok=True)
         paths: list[str] = []
 
-        def write(content: bytes, ext: str) -> None:
+        async def write(content: bytes, ext: str) -> None:
             rel = folder / f"{secrets.token_hex(8)}-{len(paths)}.{ext}"
             fault_at(FaultPoint.TUNE_PHOTO_WRITE)
-            (self.config.files_dir / rel).write_bytes(content)
+            await self.worker.storage.put(rel.as_posix(), content)
             paths.append(rel.as_posix())
 
         for upload in uploads:
-            write(*await read_training_image(upload))
+            await write(*await read_training_image(upload))
         for url in urls:
             fetched = await self.fetcher.fetch(url)
             # Decoded in full in a thread, like an upload: a big photo must not stall the API.
-            write(*await asyncio.to_thread(check_image, fetched, url.split("?")[0]))
+            await write(*await asyncio.to_thread(check_image, fetched, url.split("?")[0]))
         return paths
 
 

@@ -15,6 +15,7 @@ from backends.local.config import WorkerConfig
 from backends.local.inspection import inspect_endpoint
 from backends.local.library_logs import route_library_logs
 from backends.local.queue import EngineFactory, JobRunner
+from backends.local.storage import LocalStorage
 from backends.local.store import WorkerStore, now_iso
 from backends.local.sweep import remove_orphans
 from backends.local.train import Trainer
@@ -36,6 +37,7 @@ class Worker:
         self.config = config
         self.store = WorkerStore(config.db_path)
         self.runner = JobRunner(self.store, config, engine_factory, trainer)
+        self.storage = LocalStorage(config.files_dir)
         self.inspect = inspect_endpoint(config.face_detector)
         """POST /images/inspect: built here, as it needs cv2, which the routes never import."""
         self.app = create_app(self)
@@ -84,7 +86,15 @@ def serve(host: str, port: int, config: WorkerConfig) -> None:
     """Run the worker under uvicorn until interrupted (blocking); used by the CLI."""
     import uvicorn
 
-    worker = create_worker(config)
+    from backends.local.fleet_config import FleetConfig
+
+    fleet = FleetConfig.from_env()
+    if fleet.enabled:  # the fleet's stateless API (fleet_api.py): no GPU work in this process
+        from backends.local.fleet_api import FleetWorker
+
+        worker: Worker | FleetWorker = FleetWorker(config, fleet)
+    else:
+        worker = create_worker(config)
     if config.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("no WORKER_API_KEY: only loopback clients will be served on %s", host)
     # log_config=None: uvicorn's records go through the process's handlers (the bot's: one

@@ -187,6 +187,8 @@ class FakeAstria:
         self.prompts: dict[int, dict[str, Any]] = {}
         self.requests: list[RecordedRequest] = []
         self.callbacks_sent: list[tuple[str, dict[str, Any]]] = []
+        self.callback_repeats = 1
+        """How often each callback is POSTed: 2 plays an at-least-once sender (our fleet)."""
         self.callback_failures: list[tuple[str, str]] = []  # (url, reason)
         self.training_images: dict[int, list[tuple[str, bytes, str]]] = {}
         self.tick_errors: list[str] = []  # exceptions in the training clock (should stay empty)
@@ -752,16 +754,17 @@ class FakeAstria:
         task.add_done_callback(self._tasks.discard)
 
     async def _post_callback(self, url: str, payload: dict[str, Any]) -> None:
-        try:
-            response = await self._callback_http.post(url, json=payload)
-        except httpx.HTTPError as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-        else:
-            if response.is_success:
-                return
-            reason = f"HTTP {response.status_code}"
-        with self._lock:
-            self.callback_failures.append((url, reason))
+        for _ in range(self.callback_repeats):
+            try:
+                response = await self._callback_http.post(url, json=payload)
+            except httpx.HTTPError as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.is_success:
+                    continue
+                reason = f"HTTP {response.status_code}"
+            with self._lock:
+                self.callback_failures.append((url, reason))
 
     # -- files -----------------------------------------------------------------------
 

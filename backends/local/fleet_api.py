@@ -1,0 +1,74 @@
+"""`photoshoot-bot worker` in fleet mode (issue #16): the same Astria API, stateless, any number
+of replicas. Rows live in PostgreSQL and are deferred as procrastinate jobs in the same
+transaction (`FleetStore`); files live in S3-compatible storage (`/files/...` answers with a
+presigned redirect); the GPU work happens in `photoshoot-bot gpu-worker` processes.
+
+No GPU work runs here, so the runner the routes see (`QueueView`) only answers questions about
+the queue: nothing is running in this process, no model is loaded, nothing to wake.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from backends.local.app import create_app
+from backends.local.config import WorkerConfig
+from backends.local.fleet_config import FleetConfig
+from backends.local.fleet_jobs import FleetStore
+from backends.local.inspection import inspect_endpoint
+from backends.local.library_logs import route_library_logs
+from backends.local.migrate import check_migrated
+from backends.local.records import JobKind
+from backends.local.storage import open_storage
+from backends.local.store import now_iso
+
+log = logging.getLogger(__name__)
+
+
+class QueueView:
+    """What the routes ask a runner, answered from the shared store."""
+
+    def __init__(self, store: FleetStore) -> None:
+        self.store = store
+        self.progress: dict[tuple[JobKind, int], float] = {}
+        self.eta: dict[tuple[JobKind, int], str] = {}
+        self.running: tuple[JobKind, int] | None = None
+        self.loaded_model: int | None = None
+        self.binds = 0
+
+    def wake(self) -> None:
+        """Jobs were deferred with their rows: the GPU workers hear of them from PostgreSQL."""
+
+    def cancel(self, kind: JobKind, row_id: int) -> None:
+        """A deleted row's job finds it gone and drops its files (a training runs to its end)."""
+
+    async def queue_position(self, prompt_id: int) -> int:
+        ids = await self.store.queued_prompt_ids()
+        return ids.index(prompt_id) + 1 if prompt_id in ids else 0
+
+
+class FleetWorker:
+    """One API replica: the shared store and storage, the ASGI app, no GPU."""
+
+    def __init__(self, config: WorkerConfig, fleet: FleetConfig) -> None:
+        assert fleet.database_url is not None
+        self.config = config
+        self.fleet = fleet
+        self.store = FleetStore(fleet.database_url)
+        self.storage = open_storage(config.files_dir, fleet)
+        self.runner = QueueView(self.store)
+        self.inspect = inspect_endpoint(config.face_detector)
+        self.app = create_app(self)  # type: ignore[arg-type]  # a QueueView for a JobRunner
+        self.started_at: str | None = None
+
+    async def start(self) -> None:
+        assert self.fleet.database_url is not None
+        route_library_logs()
+        await check_migrated(self.fleet.database_url)
+        await self.store.open()
+        self.started_at = now_iso()
+        log.info("worker API started in fleet mode: storage %s", self.fleet.storage_url)
+
+    async def stop(self) -> None:
+        await self.store.close()
+        self.started_at = None

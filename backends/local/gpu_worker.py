@@ -1,0 +1,169 @@
+"""`photoshoot-bot gpu-worker`: one process per GPU in fleet mode (issue #16).
+
+It runs two procrastinate workers on the fleet's database: one on the `gpu` queue, one job at a
+time (prompts before trainings, by priority), and one on the `callbacks` queue, a few POSTs at
+a time, so callbacks never wait behind a training. Beside them: the stalled-job rescue
+(`fleet_faults.rescue_stalled_jobs`) every half WORKER_STALLED_S, and the hung-GPU watchdog.
+
+SIGTERM or SIGINT: the running job stops at its next check and goes back in the queue, then the
+process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import signal
+import socket
+
+from procrastinate import RetryStrategy
+
+from backends.local import train
+from backends.local.config import WorkerConfig
+from backends.local.errors import ConfigError
+from backends.local.file_cache import TuneFileCache
+from backends.local.fleet_config import FleetConfig
+from backends.local.fleet_faults import Watchdog, rescue_stalled_jobs
+from backends.local.fleet_jobs import FleetStore, Queue, Task
+from backends.local.gpu_jobs import GpuJobs
+from backends.local.library_logs import route_library_logs
+from backends.local.migrate import check_migrated
+from backends.local.queue import EngineFactory, build_engine
+from backends.local.storage import open_storage
+
+log = logging.getLogger(__name__)
+
+CALLBACK_RETRY = RetryStrategy(max_attempts=12, wait=1, exponential_wait=2)
+"""A callback POST that fails is tried again after about 2, 4, 8 ... s, 12 times (~2 hours)."""
+CALLBACK_CONCURRENCY = 4
+
+
+def fleet_settings(environ: dict[str, str] | None = None) -> FleetConfig:
+    """The fleet's settings; ConfigError unless both WORKER_DATABASE_URL and
+    WORKER_STORAGE_URL are set."""
+    fleet = FleetConfig.from_env(environ)
+    if not fleet.enabled:
+        raise ConfigError(
+            "gpu-worker runs in fleet mode only: set WORKER_DATABASE_URL (PostgreSQL) and"
+            " WORKER_STORAGE_URL (s3://bucket/prefix)"
+        )
+    return fleet
+
+
+class GpuWorker:
+    """One GPU's worker process: its store, storage, tune cache, engine and job loops."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        fleet: FleetConfig,
+        *,
+        engine_factory: EngineFactory | None = None,
+        trainer: train.Trainer | None = None,
+    ) -> None:
+        assert fleet.database_url is not None
+        self.config = config
+        self.fleet = fleet
+        self.store = FleetStore(fleet.database_url)
+        storage = open_storage(config.files_dir, fleet)
+        self.watchdog = Watchdog(fleet.hung_s)
+        self.jobs = GpuJobs(
+            config,
+            self.store,
+            storage,
+            TuneFileCache(storage, config.data_dir / "tune-cache", fleet.tune_cache),
+            self.watchdog,
+            engine_factory or functools.partial(build_engine, config),
+            trainer or functools.partial(train.train_tune, defaults=config.training),
+        )
+        self.name = f"gpu-{socket.gethostname()}-{os.getpid()}"
+
+    async def run(self) -> None:
+        """Take jobs until SIGTERM/SIGINT."""
+        assert self.fleet.database_url is not None
+        route_library_logs()
+        await check_migrated(self.fleet.database_url)
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.store.open()
+        app = self.store.jobs
+        app.task(name=Task.PROMPT, queue=Queue.GPU)(self.jobs.run_prompt)
+        app.task(name=Task.TUNE, queue=Queue.GPU)(self.jobs.run_tune)
+        app.task(name=Task.CALLBACK, queue=Queue.CALLBACKS, retry=CALLBACK_RETRY)(
+            self.jobs.send_callback
+        )
+        if self.config.eager_load:
+            await asyncio.to_thread(self.jobs.engine)
+        self.watchdog.start()
+        stalled_s = self.fleet.stalled_s
+        options = {
+            "update_heartbeat_interval": stalled_s / 5,
+            "stalled_worker_timeout": stalled_s,
+            "install_signal_handlers": False,
+            "shutdown_graceful_timeout": self.config.stop_grace_s,
+        }
+        loops = [
+            asyncio.create_task(
+                app.run_worker_async(queues=[Queue.GPU], concurrency=1, name=self.name, **options)
+            ),
+            asyncio.create_task(
+                app.run_worker_async(
+                    queues=[Queue.CALLBACKS],
+                    concurrency=CALLBACK_CONCURRENCY,
+                    name=f"{self.name}-callbacks",
+                    **options,
+                )
+            ),
+            asyncio.create_task(self._rescue_loop()),
+        ]
+        log.info("gpu-worker %s started: model %s", self.name, self.config.sdxl_model)
+        try:
+            await _until_signalled(loops)
+        finally:
+            self.jobs.stop()
+            for task in loops:
+                task.cancel()
+            for task in loops:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.jobs.http.aclose()
+            await self.store.close()
+            log.info("gpu-worker %s stopped", self.name)
+
+    async def _rescue_loop(self) -> None:
+        while True:
+            try:
+                await rescue_stalled_jobs(
+                    self.store.jobs, self.store, self.fleet.stalled_s, self.fleet.max_tries
+                )
+            except Exception:  # the database is away for a moment: look again later
+                log.exception("could not look for stalled jobs")
+            await asyncio.sleep(self.fleet.stalled_s / 2)
+
+
+async def _until_signalled(tasks: list[asyncio.Task[None]]) -> None:
+    """Return on SIGTERM/SIGINT, or raise when a task ends on its own (a crash)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    for task in done:
+        if task is not stopper:
+            task.result()  # re-raise what ended it
+            raise RuntimeError("a job loop ended on its own")
+
+
+def run_gpu_worker(
+    config: WorkerConfig,
+    *,
+    engine_factory: EngineFactory | None = None,
+    trainer: train.Trainer | None = None,
+) -> None:
+    """The command (blocking)."""
+    worker = GpuWorker(config, fleet_settings(), engine_factory=engine_factory, trainer=trainer)
+    asyncio.run(worker.run())

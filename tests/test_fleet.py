@@ -1,0 +1,221 @@
+"""The worker fleet end to end (issue #16): real PostgreSQL and procrastinate, S3 through the
+moto fake, GPU worker subprocesses with a sleeping GPU (`tests.fleet_stub_worker`), two API
+replicas. Only the GPU is a stand-in: scheduling, rescue and storage are the real code."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from backends.base import SDXL_BASE_TUNE_ID
+from backends.local.fleet_jobs import Task
+from backends.local.migrate import migrate
+from tests.fakes.s3 import FakeS3
+from tests.fleet import Fleet, create_prompt, create_tune
+from tests.worker_fixtures import CallbackSink, run_uvicorn, until
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def fleet(pg_url: str, fake_s3: FakeS3, s3_bucket: str, tmp_path: Path) -> Iterator[Fleet]:
+    await migrate(pg_url)
+    fleet = Fleet(pg_url, fake_s3, s3_bucket, tmp_path, STUB_IMAGE_S="0.2", STUB_STEP_S="0.1")
+    try:
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[tuple[CallbackSink, str]]:
+    callbacks = CallbackSink()
+    async with run_uvicorn(callbacks.app) as url:
+        yield callbacks, f"{url}/hook"
+
+
+def delivered(sink: CallbackSink) -> collections.Counter[tuple[str, int]]:
+    return collections.Counter((kind, body[kind]["id"]) for body in sink.received for kind in body)
+
+
+def row_state(url: str, table: str, row_id: int) -> tuple[str, str | None]:
+    error = "error" if table == "tunes" else "user_error"
+    with psycopg.connect(url) as conn:
+        row = conn.execute(f"SELECT state, {error} FROM {table} WHERE id = %s", (row_id,))
+        return row.fetchone()  # type: ignore[return-value]
+
+
+async def test_thirty_prompts_and_three_tunes_run_once_each_with_one_callback(
+    fleet: Fleet, sink: tuple[CallbackSink, str]
+) -> None:
+    callbacks, hook = sink
+    for _ in range(3):
+        fleet.start_worker()
+    async with fleet.api(replicas=2) as apis, httpx.AsyncClient(timeout=30) as http:
+        tunes = await asyncio.gather(
+            *(create_tune(http, apis[i % 2], f"title-{i}", hook) for i in range(3))
+        )
+        prompts = await asyncio.gather(
+            *(
+                create_prompt(http, apis[i % 2], SDXL_BASE_TUNE_ID, f"photo {i}", hook)
+                for i in range(30)
+            )
+        )
+
+        async def all_called_back() -> bool:
+            return len(callbacks.received) >= 33
+
+        await until(all_called_back, "33 callbacks", 90)
+        on_tunes = [
+            await create_prompt(http, apis[i % 2], tune, "ohwx man", hook, images=2)
+            for i, tune in enumerate(tunes)
+        ]
+
+        async def tuned_called_back() -> bool:
+            return len(callbacks.received) >= 36
+
+        await until(tuned_called_back, "the prompts on the trained tunes", 60)
+        await asyncio.sleep(1.5)  # time for a duplicate to show up, were there one
+        first = callbacks.received[-1]["prompt"]
+        image = await http.get(first["images"][0], follow_redirects=True)
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    assert len(first["images"]) == 2
+    expected = [("tune", t) for t in tunes] + [("prompt", p) for p in prompts + on_tunes]
+    assert delivered(callbacks) == collections.Counter(expected)  # each exactly once
+    logs = fleet.logs()
+    for prompt in prompts + on_tunes:
+        assert logs.count(f"STUB prompt {prompt} pid") == 1
+    for tune in tunes:
+        assert logs.count(f"STUB tune {tune} pid") == 1
+    assert len({line.split(" pid ")[1] for line in logs.splitlines() if "STUB" in line}) == 3
+    assert all(job["status"] == "succeeded" for job in fleet.jobs(Task.PROMPT))
+    assert all(job["status"] == "succeeded" for job in fleet.jobs(Task.CALLBACK))
+
+
+@pytest.mark.parametrize("kind", ["prompt", "tune"])
+async def test_a_job_whose_worker_is_killed_completes_on_another(
+    fleet: Fleet, sink: tuple[CallbackSink, str], kind: str
+) -> None:
+    callbacks, hook = sink
+    slow = {"STUB_IMAGE_S": "2", "STUB_STEP_S": "0.5", "STUB_STEPS": "8"}
+    for _ in range(2):
+        fleet.start_worker(**slow)
+    async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=30) as http:
+        if kind == "tune":
+            row_id = await create_tune(http, api, "doomed", hook)
+        else:
+            row_id = await create_prompt(http, api, SDXL_BASE_TUNE_ID, "p", hook, images=3)
+        task = Task.TUNE if kind == "tune" else Task.PROMPT
+
+        async def started() -> bool:
+            return f"STUB {kind} {row_id} pid" in fleet.logs()
+
+        await until(started, f"the {kind} to start", 60)
+        killed = fleet.kill_running(kind, row_id)
+        loop = asyncio.get_running_loop()
+        at = loop.time()
+
+        async def called_back() -> bool:
+            return bool(callbacks.received)
+
+        await until(called_back, f"the {kind} to finish elsewhere", 60)
+        rerun_s = loop.time() - at
+    runs = [line for line in fleet.logs().splitlines() if f"STUB {kind} {row_id} pid" in line]
+    pids = {int(line.rsplit(" ", 1)[1]) for line in runs}
+    assert len(runs) == 2 and len(pids) == 2 and killed in pids
+    assert delivered(callbacks) == collections.Counter([(kind, row_id)])
+    assert callbacks.received[0][kind]["status" if kind == "prompt" else "id"] is not None
+    assert row_state(fleet.database_url, f"{kind}s", row_id)[0] == "done"
+    assert [job["attempts"] for job in fleet.jobs(task)] == [2]  # one died, one succeeded
+    assert rerun_s < 40  # WORKER_STALLED_S=4: noticed within a few rescue rounds
+
+
+async def test_prompts_overtake_queued_trainings(
+    fleet: Fleet, sink: tuple[CallbackSink, str]
+) -> None:
+    callbacks, hook = sink
+    fleet.start_worker(STUB_STEP_S="0.3", STUB_STEPS="6")
+    async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=30) as http:
+        tunes = [await create_tune(http, api, f"t{i}", hook) for i in range(3)]
+
+        async def training() -> bool:
+            return "STUB tune" in fleet.logs()
+
+        await until(training, "the first training to start", 60)
+        prompts = [
+            await create_prompt(http, api, SDXL_BASE_TUNE_ID, f"p{i}", hook) for i in range(3)
+        ]
+
+        async def all_done() -> bool:
+            return len(callbacks.received) >= 6
+
+        await until(all_done, "every job", 60)
+    order = [line.split(" pid ")[0] for line in fleet.logs().splitlines() if "STUB" in line]
+    assert order == [
+        f"STUB tune {tunes[0]}",
+        *(f"STUB prompt {p}" for p in prompts),
+        f"STUB tune {tunes[1]}",
+        f"STUB tune {tunes[2]}",
+    ]
+
+
+async def test_a_hung_gpu_ends_its_worker_and_a_job_that_keeps_killing_fails(
+    fleet: Fleet, sink: tuple[CallbackSink, str]
+) -> None:
+    callbacks, hook = sink
+    workers = [fleet.start_worker(WORKER_HUNG_S="2", WORKER_MAX_TRIES="2") for _ in range(3)]
+    async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=30) as http:
+        deadly = await create_prompt(http, api, SDXL_BASE_TUNE_ID, "hang here", hook)
+
+        async def failed() -> bool:
+            return bool(callbacks.received)
+
+        await until(failed, "the deadly prompt to fail", 60)
+        fine = await create_prompt(http, api, SDXL_BASE_TUNE_ID, "fine", hook)
+
+        async def fine_done() -> bool:
+            return len(callbacks.received) >= 2
+
+        await until(fine_done, "a prompt after it", 30)
+    assert [w.poll() for w in workers].count(70) == 2  # HUNG_EXIT_STATUS, twice
+    state, error = row_state(fleet.database_url, "prompts", deadly)
+    assert state == "failed" and error is not None and "stopped 2 GPU workers" in error
+    assert callbacks.received[0]["prompt"]["id"] == deadly
+    assert callbacks.received[1]["prompt"]["id"] == fine
+    assert row_state(fleet.database_url, "prompts", fine)[0] == "done"
+
+
+async def test_a_refused_callback_is_sent_again_with_backoff(fleet: Fleet) -> None:
+    posts: list[int] = []
+
+    async def hook(request: Request) -> JSONResponse:
+        posts.append((await request.json())["prompt"]["id"])
+        return JSONResponse({}, status_code=503 if len(posts) == 1 else 200)
+
+    fleet.start_worker()
+    app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    async with (
+        run_uvicorn(app) as sink_url,
+        fleet.api(replicas=1) as (api,),
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        prompt = await create_prompt(http, api, SDXL_BASE_TUNE_ID, "p", f"{sink_url}/hook")
+
+        async def accepted() -> bool:
+            return len(posts) >= 2
+
+        await until(accepted, "the callback's second try", 60)
+    assert posts == [prompt, prompt]
+    assert [(job["status"], job["attempts"]) for job in fleet.jobs(Task.CALLBACK)] == [
+        ("succeeded", 2)
+    ]

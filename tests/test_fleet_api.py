@@ -1,0 +1,150 @@
+"""The fleet's API replica on its own (real PostgreSQL, the S3 fake, no GPU worker): what it
+stores, defers, serves and refuses, and the real `gpu-worker` command on the tiny model."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from backends.base import SDXL_BASE_TUNE_ID
+from backends.local.config import WorkerConfig
+from backends.local.errors import ConfigError
+from backends.local.fleet_api import FleetWorker
+from backends.local.fleet_config import FleetConfig
+from backends.local.migrate import migrate
+from tests.fakes.s3 import FakeS3
+from tests.fleet import ROOT, Fleet, create_prompt, create_tune, photo_bytes
+from tests.worker_fixtures import until
+
+
+@pytest.fixture
+async def fleet(pg_url: str, fake_s3: FakeS3, s3_bucket: str, tmp_path: Path) -> Fleet:
+    await migrate(pg_url)
+    return Fleet(pg_url, fake_s3, s3_bucket, tmp_path)
+
+
+@pytest.fixture
+async def api(fleet: Fleet) -> AsyncIterator[str]:
+    async with fleet.api(replicas=1) as (url,):
+        yield url
+
+
+def job_rows(url: str) -> list[tuple[str, int]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT task_name, (args->>'row_id')::bigint FROM procrastinate_jobs ORDER BY id"
+        ).fetchall()
+    return [(name, row_id) for name, row_id in rows]
+
+
+async def test_a_prompt_is_queued_with_its_job_and_shown_in_line(fleet: Fleet, api: str) -> None:
+    async with httpx.AsyncClient() as http:
+        first = await create_prompt(http, api, SDXL_BASE_TUNE_ID, "a", "")
+        second = await create_prompt(http, api, SDXL_BASE_TUNE_ID, "b", "")
+        shown = (await http.get(f"{api}/prompts/{second}")).json()
+        listed = (await http.get(f"{api}/tunes/{SDXL_BASE_TUNE_ID}/prompts")).json()
+        health = (await http.get(f"{api}/healthz")).json()
+    assert job_rows(fleet.database_url) == [
+        ("fleet.run_prompt", first),
+        ("fleet.run_prompt", second),
+    ]
+    assert shown["queue_position"] == 2 and shown["status"] == "queued"
+    assert [p["id"] for p in listed] == [second, first]
+    assert health["ok"] and health["queue"]["prompts"] == 2
+
+
+async def test_a_refused_prompt_leaves_no_row_and_no_job(fleet: Fleet, api: str) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            f"{api}/tunes/{SDXL_BASE_TUNE_ID}/prompts",
+            json={"prompt": {"text": "x", "num_images": 20}},
+        )
+        listed = (await http.get(f"{api}/tunes/{SDXL_BASE_TUNE_ID}/prompts")).json()
+    assert response.status_code == 422 and "num_images" in response.json()["error"]
+    assert listed == [] and job_rows(fleet.database_url) == []
+
+
+async def test_training_photos_go_to_storage_and_are_served_from_it(fleet: Fleet, api: str) -> None:
+    async with httpx.AsyncClient() as http:
+        tune_id = await create_tune(http, api, "title", "")
+        tune = (await http.get(f"{api}/tunes/{tune_id}")).json()
+        [first, _] = tune["orig_images"]
+        redirect = await http.get(first)
+        photo = await http.get(first, follow_redirects=True)
+        escape = await http.get(f"{api}/files/..%2F..%2Fetc/passwd")
+        deleted = await http.delete(f"{api}/tunes/{tune_id}")
+        gone = await http.get(first, follow_redirects=True)
+    assert redirect.status_code == 307 and "Signature=" in redirect.headers["location"]
+    assert photo.content == photo_bytes()
+    assert escape.status_code == 404
+    assert deleted.status_code == 200 and gone.status_code == 404  # removed from the bucket
+    assert job_rows(fleet.database_url) == [("fleet.run_tune", tune_id)]
+
+
+async def test_an_unmigrated_database_is_refused_with_the_command(
+    pg_server: str, tmp_path: Path
+) -> None:
+    from tests import pg
+
+    with pg.throwaway_database(pg_server) as url:
+        fleet = FleetConfig(database_url=url, storage_url="s3://b/p")
+        worker = FleetWorker(WorkerConfig(data_dir=tmp_path), fleet)
+        with pytest.raises(ConfigError, match="photoshoot-bot worker migrate"):
+            await worker.start()
+
+
+def test_gpu_worker_without_the_fleet_settings_says_what_to_set(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "gpu-worker"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "WORKER_DATABASE_URL" in done.stderr and "WORKER_STORAGE_URL" in done.stderr
+
+
+@pytest.mark.slow
+async def test_the_gpu_worker_command_makes_a_tiny_model_image(fleet: Fleet, api: str) -> None:
+    log = (fleet.folder / "gpu-tiny.log").open("wb")
+    process = subprocess.Popen(  # noqa: ASYNC220 - runs beside the test, never awaited on
+        [sys.executable, "-m", "bot", "gpu-worker"],
+        cwd=fleet.folder,
+        env={
+            **os.environ,
+            **fleet.env,
+            "PYTHONPATH": str(ROOT),
+            "DATA_DIR": str(fleet.folder / "tiny"),
+            "SDXL_MODEL": "tiny",
+            "WORKER_DEVICE": "cpu",
+        },
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            prompt = await create_prompt(http, api, SDXL_BASE_TUNE_ID, "a cat", "")
+
+            async def done() -> dict[str, object] | None:
+                shown = (await http.get(f"{api}/prompts/{prompt}")).json()
+                return shown if shown["status"] in ("done", "failed") else None
+
+            shown = await until(done, "the tiny model's image", 120)
+            image = await http.get(shown["images"][0], follow_redirects=True)
+    finally:
+        process.terminate()
+        status = await asyncio.to_thread(process.wait, 60)
+    assert shown["status"] == "done", (fleet.folder / "gpu-tiny.log").read_text()[-3000:]
+    assert image.content.startswith(b"\x89PNG")
+    assert status == 0  # SIGTERM: a clean stop

@@ -1,0 +1,86 @@
+"""Fleet mode's rows and jobs on a real PostgreSQL: a tune or prompt and its procrastinate job
+are committed together or not at all, prompts outrank trainings, and a job's end is committed
+with its callback job."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import procrastinate
+import psycopg
+import pytest
+
+from backends.local.fleet_jobs import FleetStore, Priority, Queue, Task
+from backends.local.migrate import migrate
+from backends.local.records import JobKind, JobState
+
+TUNE_FIELDS = {
+    "title": "t",
+    "name": "man",
+    "token": "ohwx",
+    "base_tune_id": 1504944,
+    "model_type": "lora",
+}
+
+
+@pytest.fixture
+async def store(pg_url: str) -> AsyncIterator[FleetStore]:
+    await migrate(pg_url)
+    fleet = FleetStore(pg_url)
+    await fleet.open()
+    try:
+        yield fleet
+    finally:
+        await fleet.close()
+
+
+def jobs(url: str) -> list[tuple[str, str, int, dict[str, object]]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT task_name, queue_name, priority, args FROM procrastinate_jobs ORDER BY id"
+        ).fetchall()
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+async def test_a_prompt_and_a_tune_are_deferred_with_their_rows(
+    store: FleetStore, pg_url: str
+) -> None:
+    tune = await store.create_tune(TUNE_FIELDS, ["tunes/a/0.jpg"], origin=None)
+    prompt = await store.create_prompt(1504944, {"text": "a photo"}, origin=None)
+    assert jobs(pg_url) == [
+        (Task.TUNE, Queue.GPU, Priority.TUNE, {"row_id": tune["id"]}),
+        (Task.PROMPT, Queue.GPU, Priority.PROMPT, {"row_id": prompt["id"]}),
+    ]
+    assert Priority.PROMPT > Priority.TUNE  # procrastinate takes the highest first
+
+
+async def test_a_tune_without_photos_yet_has_no_job(store: FleetStore, pg_url: str) -> None:
+    await store.create_tune(TUNE_FIELDS, [], origin=None)
+    assert jobs(pg_url) == []
+
+
+async def test_a_failed_defer_takes_the_row_back(store: FleetStore, pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # procrastinate cannot defer now
+        conn.execute("ALTER TABLE procrastinate_jobs RENAME TO procrastinate_jobs_away")
+    with pytest.raises(procrastinate.exceptions.ConnectorException):
+        await store.create_prompt(1504944, {"text": "a photo"}, origin=None)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE procrastinate_jobs_away RENAME TO procrastinate_jobs")
+    assert await store.list_prompts(1504944, limit=10, offset=0, before_id=None) == []
+
+
+async def test_a_finish_commits_the_state_with_its_callback_job(
+    store: FleetStore, pg_url: str
+) -> None:
+    hooked = await store.create_prompt(1504944, {"callback": "http://h/cb"}, origin=None)
+    silent = await store.create_prompt(1504944, {}, origin=None)
+    assert await store.finish(JobKind.PROMPT, hooked["id"], state=JobState.DONE)
+    assert await store.finish(JobKind.PROMPT, silent["id"], state=JobState.DONE)
+    await store.delete_prompt(silent["id"])
+    assert not await store.finish(JobKind.PROMPT, silent["id"], state=JobState.DONE)
+    callbacks = [job for job in jobs(pg_url) if job[0] == Task.CALLBACK]
+    assert callbacks == [
+        (Task.CALLBACK, Queue.CALLBACKS, 0, {"kind": "prompt", "row_id": hooked["id"]})
+    ]
+    row = await store.get_prompt(hooked["id"])
+    assert row is not None and row["state"] == JobState.DONE
