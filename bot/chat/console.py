@@ -163,6 +163,8 @@ class ConsoleChat:
         languages.set_language(self._service.language(self._user))
         await self._core.start_jobs()
         self._notifier.say(text("console.welcome"))
+        if notice := await self._service.retention_notice(PLATFORM, name):
+            self._notifier.say(notice)
         self._lines = read_lines_in_background(self._stdin)
         while True:
             line = self._typed_ahead.popleft() if self._typed_ahead else await self._lines.get()

@@ -181,6 +181,22 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL
     );
     """,
+    # 7: retention (issue 15, bot/core/retention.py). `last_seen_at`: when the user last used
+    # the bot (written at most hourly); users of an older database count as seen now, so an
+    # upgrade deletes nobody's media at once. `retention_notice`: what the sweep removed, told
+    # on the next visit, then cleared. `retention_runs`: each sweep, so a restart knows
+    # whether a day has passed and a run cut short is run again.
+    """
+    ALTER TABLE users ADD COLUMN last_seen_at TEXT;
+    ALTER TABLE users ADD COLUMN retention_notice TEXT;
+    UPDATE users SET last_seen_at = strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now');
+    CREATE TABLE retention_runs (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        removed TEXT
+    );
+    """,
 )
 
 

@@ -40,6 +40,7 @@ from bot.core.records import (
     TuneState,
     User,
 )
+from bot.core.retention import Retention, RetentionConfig
 from bot.core.safety import BlockList
 from bot.core.store import Store
 from bot.core.texts import languages, text
@@ -166,8 +167,11 @@ class PhotoshootService:
         tracker: JobTracker,
         config: ServiceConfig,
         credits: Credits | None = None,
+        retention: Retention | None = None,
     ) -> None:
         self.store = store
+        self.retention = retention or Retention(store, backend, RetentionConfig())
+        """Visits and the retention sweep's notices (bot/core/retention.py)."""
         self._backend = backend
         self._tracker = tracker
         self._config = config
@@ -192,7 +196,15 @@ class PhotoshootService:
             raise UserError(text("access.private"))
         if self._config.is_banned(key):
             raise UserError(text("access.banned"))
-        return await self.store.get_or_create_user(platform, platform_user_id, name, language)
+        user = await self.store.get_or_create_user(platform, platform_user_id, name, language)
+        await self.retention.seen(user.id)
+        return user
+
+    async def retention_notice(self, platform: str, platform_user_id: str) -> str | None:
+        """What the retention sweep removed while the user was away, told once (issue 15);
+        frontends ask on every update of a private chat (a group must not read it)."""
+        user = await self.store.find_user(platform, platform_user_id)
+        return None if user is None else await self.retention.take_notice(user.id)
 
     @property
     def default_language(self) -> str:

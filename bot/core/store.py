@@ -82,7 +82,9 @@ class _Columns:
         return cls(**values)
 
 
-_USER = _Columns(datetimes=("consented_at",), skip=("created_at",))
+_USER = _Columns(
+    datetimes=("consented_at",), skip=("created_at", "last_seen_at", "retention_notice")
+)
 _PHOTO = _Columns(skip=("created_at", "tune_id"))
 _TUNE = _Columns(
     datetimes=("eta", "created_at", "trained_at"),
@@ -224,6 +226,10 @@ class Store:
             )
         finally:
             self._forget_user(self._user_keys.get(user_id))
+
+    def forget_cached_user(self, user_id: int) -> None:
+        """For writes to `users` made through `transaction` (retention.py): drop the copy."""
+        self._forget_user(self._user_keys.get(user_id))
 
     def _forget_user(self, key: tuple[str, str] | None) -> None:
         """Drop the cached copy of a user whose row was written. Called once the write has

@@ -132,6 +132,10 @@ class TelegramHandlers:
         account = update.effective_user
         if account is not None:
             await self._service.speak_to(PLATFORM, str(account.id), account.language_code)
+        chat = update.effective_chat
+        private = account is not None and chat is not None and chat.type == ChatType.PRIVATE
+        if private and (notice := await self._service.retention_notice(PLATFORM, str(account.id))):
+            await context.bot.send_message(chat.id, notice)
 
     async def _user(self, update: Update) -> User:
         account = update.effective_user

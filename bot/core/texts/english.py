@@ -322,6 +322,12 @@ MESSAGES: Catalog = {
         "Deleted {photos} photos, {models} models and "
         "{jobs} image jobs, here and on the image service."
     ),
+    "retention.removed": (
+        "Welcome back! You had not used me for {days} days, so, to keep nothing of yours "
+        "longer than needed, I deleted your media here and on the image service: "
+        "{photos} photos, {models} models and {images} image sets. Your settings and "
+        "credits are kept; send new photos whenever you like."
+    ),
     # -- buttons ----------------------------------------------------------------------------
     "button.reroll": "🔁 Reroll",
     "button.full_size": "📁 Full size",
