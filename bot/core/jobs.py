@@ -35,6 +35,7 @@ from backends.base import (
 )
 from bot.core.errors import backend_problem
 from bot.core.ledger import Ledger
+from bot.core.photo_set import characteristics
 from bot.core.records import (
     Delivery,
     GenerationRecord,
@@ -385,6 +386,7 @@ class JobTracker:
                 images=images,
                 token=tune.token,
                 callback=self.callback_url(JobKind.TUNE, tune.id, tune.callback_secret),
+                characteristics=characteristics(photos),  # issue 15: for pack templating
             )
             async with self._submitting:  # one attempt: a backoff wait holds no slot
                 return await self._backend.create_tune(request)

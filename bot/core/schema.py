@@ -185,7 +185,9 @@ MIGRATIONS: tuple[str, ...] = (
     # the bot (written at most hourly); users of an older database count as seen now, so an
     # upgrade deletes nobody's media at once. `retention_notice`: what the sweep removed, told
     # on the next visit, then cleared. `retention_runs`: each sweep, so a restart knows
-    # whether a day has passed and a run cut short is run again.
+    # whether a day has passed and a run cut short is run again. And what intake's inspection
+    # found of each photo, for /train: its perceptual hash (how many distinct poses the set
+    # holds) and the attributes seen (the tune's `characteristics`, e.g. glasses).
     """
     ALTER TABLE users ADD COLUMN last_seen_at TEXT;
     ALTER TABLE users ADD COLUMN retention_notice TEXT;
@@ -196,6 +198,8 @@ MIGRATIONS: tuple[str, ...] = (
         finished_at TEXT,
         removed TEXT
     );
+    ALTER TABLE photos ADD COLUMN phash TEXT;
+    ALTER TABLE photos ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}';
     """,
 )
 

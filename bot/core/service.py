@@ -10,6 +10,7 @@ show (a button is a stored action, see `new_action`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import shutil
@@ -24,9 +25,10 @@ from bot.core import shoots
 from bot.core.consent import ConsentNeeded, consent_question
 from bot.core.credits import Credits, CreditsConfig, Quote, amount
 from bot.core.errors import UserError
-from bot.core.inspection import IntakeClass, inspect_for_intake, intake_class
+from bot.core.inspection import IntakeClass, Verdict, inspect_for_intake, intake_class
 from bot.core.jobs import JobTracker
 from bot.core.ledger import Ledger
+from bot.core.photo_set import set_advice
 from bot.core.prompts import ComposedPrompt, TuneRef, compose_prompt
 from bot.core.records import (
     Action,
@@ -254,13 +256,14 @@ class PhotoshootService:
                 existing_hashes={photo.sha256 for photo in existing}, existing_count=len(existing)
             )
             inspect_as = intake_class(await self.store.user_tunes(user.id))
-            hashes: list[str] = []
+            hashes = [photo.phash for photo in existing if photo.phash]  # the set so far
             for item in incoming:
                 prepared = await asyncio.to_thread(batch.add, item.data, item.filename)
-                if prepared is not None and await self._inspected(
-                    batch, prepared, item.filename, inspect_as, hashes
-                ):
-                    await self._save_photo(user, prepared)
+                if prepared is None:
+                    continue
+                verdict = await self._inspected(batch, prepared, item.filename, inspect_as, hashes)
+                if verdict is not None:
+                    await self._save_photo(user, prepared, verdict)
             return batch
 
     async def _inspected(
@@ -270,21 +273,23 @@ class PhotoshootService:
         filename: str | None,
         inspect_as: IntakeClass,
         hashes: list[str],
-    ) -> bool:
-        """Issue 15: the backend's inspection of an accepted photo; False when it refused it
+    ) -> Verdict | None:
+        """Issue 15: the backend's inspection of an accepted photo; None when it refused it
         (withdrawn from the batch with its reason), else its warnings join the batch's notes."""
         image = TrainingImage(photo.filename, photo.data)
         subject = photo_intake.photo_subject(filename)
         verdict = await inspect_for_intake(self._backend, inspect_as, image, subject, hashes)
         if verdict.refusal is not None:
             batch.withdraw(photo, verdict.refusal, filename)
-            return False
+            return None
         batch.notes.extend(verdict.warnings)
         if verdict.phash:
             hashes.append(verdict.phash)
-        return True
+        return verdict
 
-    async def _save_photo(self, user: User, prepared: photo_intake.PreparedPhoto) -> None:
+    async def _save_photo(
+        self, user: User, prepared: photo_intake.PreparedPhoto, verdict: Verdict
+    ) -> None:
         relative = f"photos/{user.id}/{prepared.sha256}.jpg"
         path = self.store.data_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -296,6 +301,8 @@ class PhotoshootService:
             height=prepared.height,
             size_bytes=len(prepared.data),
             path=relative,
+            phash=verdict.phash,
+            attributes=verdict.attributes,
         )
 
     async def pending_photo_count(self, user: User) -> int:
@@ -366,7 +373,7 @@ class PhotoshootService:
             )
         log.info("user %s started tune %s with %d photos", user.id, tune.id, len(pending))
         self._tracker.track_tune(tune.id)
-        return tune
+        return dataclasses.replace(tune, advice=set_advice(pending))  # issue 15: a weak set
 
     # -- consent (issue 15, consent.py) -------------------------------------------------------
 

@@ -85,7 +85,7 @@ class _Columns:
 _USER = _Columns(
     datetimes=("consented_at",), skip=("created_at", "last_seen_at", "retention_notice")
 )
-_PHOTO = _Columns(skip=("created_at", "tune_id"))
+_PHOTO = _Columns(json_columns=("attributes",), skip=("created_at", "tune_id"))
 _TUNE = _Columns(
     datetimes=("eta", "created_at", "trained_at"),
     enums={"state": TuneState},
@@ -258,14 +258,34 @@ class Store:
     # -- photos ------------------------------------------------------------------------------
 
     async def add_photo(
-        self, user_id: int, *, sha256: str, width: int, height: int, size_bytes: int, path: str
+        self,
+        user_id: int,
+        *,
+        sha256: str,
+        width: int,
+        height: int,
+        size_bytes: int,
+        path: str,
+        phash: str | None = None,
+        attributes: dict[str, str] | None = None,
     ) -> Photo:
+        attributes = attributes or {}
         photo_id = await self._write(
-            "INSERT INTO photos (user_id, sha256, width, height, size_bytes, path, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (user_id, sha256, width, height, size_bytes, path, _iso(utcnow())),
+            "INSERT INTO photos (user_id, sha256, width, height, size_bytes, path, created_at,"
+            " phash, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                user_id,
+                sha256,
+                width,
+                height,
+                size_bytes,
+                path,
+                _iso(utcnow()),
+                phash,
+                json.dumps(attributes),
+            ),
         )
-        return Photo(photo_id, user_id, sha256, width, height, size_bytes, path)
+        return Photo(photo_id, user_id, sha256, width, height, size_bytes, path, phash, attributes)
 
     async def pending_photos(self, user_id: int) -> list[Photo]:
         """Photos collected since the last training: the set `/train` will use."""

@@ -40,7 +40,7 @@ from bot.core.consent import ConsentNeeded
 from bot.core.errors import UserError
 from bot.core.records import Action, ActionKind, ChatTarget, User
 from bot.core.texts import text
-from bot.core.views import help_text, models_text
+from bot.core.views import help_text, models_text, started_text
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class TelegramHandlers:
         self, user: User, class_name: str, message: Message, label: str | None = None
     ) -> str:
         tune = await self._service.start_training(user, class_name, chat_target(message), label)
-        return text("train.started_message", model=tune.display_name)
+        return started_text("train.started_message", tune)
 
     async def imagine(self, update: Update, context: Context) -> None:
         message = _message(update)

@@ -146,6 +146,16 @@ MESSAGES: Catalog = {
     "train.started_message": (
         "Training {model} started. It takes a while; I'll message you when it's done."
     ),
+    "train.weak_all_similar": (
+        "Note: your {count} photos are nearly the same picture, so the model will learn one "
+        "pose and one light. For a better likeness, /cancel and send photos with other "
+        "angles, expressions, clothes and backgrounds."
+    ),
+    "train.weak_few_poses": (
+        "Note: only {distinct} of your {count} photos differ; the others nearly repeat them. "
+        "At least {wanted} different poses (angles, expressions, backgrounds) give a better "
+        "likeness: /cancel to add some."
+    ),
     "train.started_dm": "Training {model} started. It takes a while; I'll DM you when it's done.",
     "train.started_here": (
         "Training {model} started. It takes a while; I'll tell you when it's done."
