@@ -61,6 +61,9 @@ class SlashCommands:
             await self.user(interaction)
         account = interaction.user
         await self._service.speak_to(PLATFORM, str(account.id), interaction.locale.value)
+        if notice := await self._service.retention_notice(PLATFORM, str(account.id)):
+            with contextlib.suppress(discord.HTTPException):  # DMs closed: told nothing
+                await account.send(notice)  # by DM: a guild channel must not read it
 
     def register(self, tree: app_commands.CommandTree[Any]) -> None:
         """The commands, with their descriptions' base in DEFAULT_LANGUAGE (see translator)."""
