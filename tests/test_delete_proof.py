@@ -66,22 +66,27 @@ async def test_after_delete_nothing_of_the_user_remains(
     assert fake_astria.tunes == {} and fake_astria.prompts == {}
 
 
-WORKER_FAST = {
-    "WORKER_DEVICE": "cpu",
-    "WORKER_COMPILE": "off",
-    "WORKER_TRAIN_STEPS": "2",
-    "WORKER_TRAIN_RESOLUTION": "64",
-}
-"""The in-process tiny worker, trained for two steps at 64 px: seconds on a CPU."""
+@pytest.fixture
+def worker_settings(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Settings]:
+    """Settings for the in-process tiny worker, trained for two steps at 64 px: seconds on a
+    CPU."""
+    for name, value in {
+        "WORKER_DEVICE": "cpu",
+        "WORKER_COMPILE": "off",
+        "WORKER_TRAIN_STEPS": "2",
+        "WORKER_TRAIN_RESOLUTION": "64",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return lambda **overrides: make_settings(backend="local", astria_api_key=None, **overrides)
 
 
 @pytest.mark.slow
 async def test_after_delete_nothing_remains_on_our_worker_either(
-    make_settings: Callable[..., Settings], photo_dir: Path, monkeypatch: pytest.MonkeyPatch
+    worker_settings: Callable[..., Settings], photo_dir: Path
 ) -> None:
-    for name, value in WORKER_FAST.items():
-        monkeypatch.setenv(name, value)
-    settings = make_settings(backend="local", astria_api_key=None, keep_training_photos=True)
+    settings = worker_settings(keep_training_photos=True)
     history = await chat(
         settings, f"/photos {photo_dir}\n/train man\n/wait\n/imagine a knight\n/wait\n"
     )

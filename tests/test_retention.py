@@ -21,11 +21,12 @@ from bot.core.retention import Removed, Retention, RetentionConfig
 from bot.core.store import Store, utcnow
 from tests.conftest import FAKE_KEY, chat
 from tests.fakes.astria_server import FakeAstria
-from tests.test_delete_proof import WORKER_FAST, files_under, rows_per_table
+from tests.test_delete_proof import files_under, rows_per_table, worker_settings
 from tests.worker_fixtures import until
 
 HISTORY = "/photos {photos}\n/train man\n/wait\n/imagine astronaut on the moon\n/wait\n"
 LATER = timedelta(days=31)
+__all__ = ["worker_settings"]  # a fixture
 
 
 def count(database: Path, table: str) -> int:
@@ -179,11 +180,9 @@ async def test_a_sweep_cut_short_by_a_restart_is_finished_by_the_next(
 
 @pytest.mark.slow
 async def test_an_inactive_users_models_go_on_our_worker_too(
-    make_settings: Callable[..., Settings], photo_dir: Path, monkeypatch: pytest.MonkeyPatch
+    worker_settings: Callable[..., Settings], photo_dir: Path
 ) -> None:
-    for name, value in WORKER_FAST.items():
-        monkeypatch.setenv(name, value)
-    settings = make_settings(backend="local", astria_api_key=None, keep_training_photos=False)
+    settings = worker_settings(keep_training_photos=False)
     assert "is ready" in await chat(settings, HISTORY.format(photos=photo_dir))
     worker_db = settings.data_dir / "worker" / "worker.sqlite3"
     assert rows_per_table(worker_db)["tunes"] == 1
