@@ -1,9 +1,10 @@
 """WORKER_RETENTION_DAYS (issue 15, backends/local/sweep.py): the worker deletes prompts, tunes
-and training photos unused that long, on the SQLite store; off by default."""
+and training photos unused that long, on the SQLite store and the fleet's PostgreSQL one; off
+by default."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,9 +14,12 @@ from backends.base import SDXL_BASE_TUNE_ID
 from backends.local.config import WorkerConfig
 from backends.local.errors import ConfigError
 from backends.local.records import JobState
-from backends.local.store import WorkerStore
+from backends.local.store import JobStore, WorkerStore
 from backends.local.sweep import Expired, expire_unused
+from tests.test_worker_store_contract import open_store
 from tests.worker_fixtures import started, until, worker_config
+
+__all__ = ["open_store"]  # a fixture
 
 NOW = datetime.now(UTC)
 
@@ -26,11 +30,11 @@ def ago(days: float) -> str:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[WorkerStore]:
-    store = WorkerStore(tmp_path / "worker" / "worker.sqlite3")
+async def store(open_store: Callable[[], JobStore]) -> JobStore:
+    """The SQLite store, and the fleet's PostgreSQL one (the same queries, in JobStore)."""
+    store = open_store()
     await store.open()
-    yield store
-    await store.close()
+    return store
 
 
 def write(config: WorkerConfig, relative: str) -> str:
@@ -41,7 +45,7 @@ def write(config: WorkerConfig, relative: str) -> str:
 
 
 async def tune(
-    store: WorkerStore, config: WorkerConfig, title: str, trained_days_ago: float | None
+    store: JobStore, config: WorkerConfig, title: str, trained_days_ago: float | None
 ) -> int:
     """A tune with two photos on disk and a model folder; trained that long ago (None: queued)."""
     photos = [write(config, f"uploads/{title}/{n}.jpg") for n in range(2)]
@@ -60,9 +64,7 @@ async def tune(
     return int(row["id"])
 
 
-async def prompt(
-    store: WorkerStore, config: WorkerConfig, lora_tune_id: int, days_ago: float
-) -> int:
+async def prompt(store: JobStore, config: WorkerConfig, lora_tune_id: int, days_ago: float) -> int:
     """A finished prompt through the base model naming the tune's LoRA, with a result file."""
     row = await store.create_prompt(
         SDXL_BASE_TUNE_ID, {"text": "x", "lora_tune_id": lora_tune_id}, origin=None
@@ -78,9 +80,7 @@ async def prompt(
     return int(row["id"])
 
 
-async def test_unused_tunes_old_prompts_and_old_photos_go(
-    store: WorkerStore, tmp_path: Path
-) -> None:
+async def test_unused_tunes_old_prompts_and_old_photos_go(store: JobStore, tmp_path: Path) -> None:
     config = worker_config(tmp_path / "worker", retention_days=30)
     unused = await tune(store, config, "unused", trained_days_ago=40)
     in_use = await tune(store, config, "in-use", trained_days_ago=40)
@@ -111,7 +111,7 @@ async def test_unused_tunes_old_prompts_and_old_photos_go(
 
 
 async def test_off_by_default_and_read_from_the_environment(
-    store: WorkerStore, tmp_path: Path
+    store: JobStore, tmp_path: Path
 ) -> None:
     config = worker_config(tmp_path / "worker")
     assert config.retention_days == 0

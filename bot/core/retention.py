@@ -165,8 +165,8 @@ class Retention:
                 last = await self.last_finished()
                 if last is not None:
                     wait = min(SWEEP_EVERY, max(last + SWEEP_EVERY - clock(), timedelta(0)))
-            except (BackendError, OSError) as exc:
-                log.warning("retention sweep failed, trying again later: %s", exc)
+            except Exception:  # a full disk, a locked database: the bot keeps serving
+                log.exception("retention sweep failed; trying again in an hour")
             await sleep(max(wait.total_seconds(), 1.0))
 
     # -- rule 1: training photos -------------------------------------------------------------
