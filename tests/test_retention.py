@@ -192,3 +192,36 @@ async def test_an_inactive_users_models_go_on_our_worker_too(
     assert {table: n for table, n in rows_per_table(worker_db).items() if n} == {}
     assert files_under(settings.data_dir / "worker", worker_db) == []
     assert count(settings.database_path, "tunes") == 0
+
+
+async def test_the_daily_timer_sweeps_once_a_day_and_a_restart_waits_for_the_rest(
+    tmp_path: Path, fake_astria: FakeAstria
+) -> None:
+    data = tmp_path / "data"
+    store = await Store.open(data / "bot.sqlite3", data)
+    clock = [utcnow()]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) in (3, 4):
+            raise asyncio.CancelledError  # the bot stops
+        clock[0] += timedelta(seconds=seconds)
+
+    try:
+        async with AstriaClient(FAKE_KEY, fake_astria.url) as backend:
+            retention = Retention(store, backend, RetentionConfig())
+            with pytest.raises(asyncio.CancelledError):
+                await retention.run_daily(lambda: clock[0], sleep)
+            assert waits == [86400.0] * 3
+            assert count(data / "bot.sqlite3", "retention_runs") == 3
+
+            clock[0] += timedelta(hours=5)  # started again five hours after the last sweep
+            with pytest.raises(asyncio.CancelledError):
+                await Retention(store, backend, RetentionConfig()).run_daily(
+                    lambda: clock[0], sleep
+                )
+            assert waits[3] == pytest.approx(19 * 3600)
+            assert count(data / "bot.sqlite3", "retention_runs") == 3  # not run again yet
+    finally:
+        await store.close()
