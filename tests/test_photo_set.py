@@ -18,7 +18,24 @@ from bot.core.photo_set import characteristics, distinct_photos, set_advice
 from bot.core.records import Photo
 from tests.conftest import chat
 from tests.fakes.astria_server import FakeAstria
+from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.telegram_api import FakeTelegram, Users
 from tests.photos import astronaut, blurred, cameraman, cat, coffee, darkened, jpeg
+from tests.test_discord import ALICE as DISCORD_ALICE
+from tests.test_discord import (
+    ALICE_DM,
+    dc_settings,
+    fake_discord,
+    option,
+    photo_options,
+    slash,
+    wait_response,
+)
+from tests.test_discord import running_bot as running_discord_bot
+from tests.test_telegram import ALICE, fake_tg, sent_text, tg_settings, users
+from tests.test_telegram import running_bot as running_telegram_bot
+
+__all__ = ["dc_settings", "fake_discord", "fake_tg", "tg_settings", "users"]  # fixtures
 
 ALL_SIMILAR = "are nearly the same picture"
 FEW_POSES = "photos differ; the others nearly repeat them"
@@ -132,3 +149,36 @@ async def test_with_hosted_astria_the_bot_checks_sharpness_exposure_and_duplicat
     with sqlite3.connect(settings.database_path) as db:
         hashes = [row[0] for row in db.execute("SELECT phash FROM photos")]
     assert len(hashes) == 4 and all(len(h) == 16 for h in hashes)
+
+
+def copies_of_one_photo() -> list[bytes]:
+    images = [astronaut(), darkened(astronaut(), 0.6), blurred(astronaut(), 1), astronaut()]
+    return [jpeg(image, quality=95 - 10 * n) for n, image in enumerate(images)]
+
+
+async def test_telegram_train_warns_about_copies(
+    fake_tg: FakeTelegram, users: Users, tg_settings: Settings
+) -> None:
+    async with running_telegram_bot(tg_settings):
+        for n, data in enumerate(copies_of_one_photo()):
+            users.document(ALICE, data, name=f"me{n}.jpg")
+        await fake_tg.wait_for(sent_text(ALICE, "4 photos received"))
+        users.message(ALICE, text="/train woman")
+        await fake_tg.wait_for(sent_text(ALICE, "Training woman #1 started", ALL_SIMILAR))
+
+
+async def test_discord_train_warns_about_copies(
+    fake_discord: FakeDiscord, dc_settings: Settings
+) -> None:
+    fake = fake_discord
+    attachments = [fake.attachment(f"me{n}.jpg", d) for n, d in enumerate(copies_of_one_photo())]
+    async with running_discord_bot(dc_settings):
+        interaction = await slash(
+            fake,
+            "train",
+            [option("class", "woman"), *photo_options(attachments)],
+            user=DISCORD_ALICE,
+            channel_id=ALICE_DM,
+            attachments=attachments,
+        )
+        await wait_response(fake, interaction, ALL_SIMILAR)
