@@ -131,6 +131,7 @@ class AstriaClient:
             face_crop=request.face_crop,
             callback=request.callback,
         )
+        fields.update(_characteristics(request.characteristics))
         files = [
             ("tune[images][]", (image.filename, image.content, image.content_type))
             for image in request.images
@@ -526,8 +527,7 @@ def _pack_run_form(request: PackRunRequest) -> dict[str, str | list[str]]:
     ):
         if values:
             fields[f"tune[{key}][]"] = [str(v) for v in values]
-    for key, value in request.characteristics.items():
-        fields[f"tune[characteristics][{key}]"] = str(value)
+    fields.update(_characteristics(request.characteristics))
     fields.update(
         _form(
             "tune[prompt_attributes]",
@@ -673,3 +673,8 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
 def _loggable(url: str | httpx.URL) -> str:
     """The URL without its query: presigned S3 URLs carry signatures there."""
     return str(httpx.URL(str(url)).copy_with(query=None))
+
+
+def _characteristics(values: Mapping[str, str]) -> dict[str, str]:
+    """`tune[characteristics][key]` form fields (a tune's, or a pack run's)."""
+    return {f"tune[characteristics][{key}]": str(value) for key, value in values.items()}

@@ -149,6 +149,8 @@ class TuneRequest:
     steps: int | None = None
     face_crop: bool | None = True
     callback: str | None = None
+    characteristics: Mapping[str, str] = field(default_factory=dict)
+    """What the photos showed (`glasses`: `glasses` ...), for pack prompts' `{{key}}`s."""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ register their notifiers before the tracker starts, so resumed jobs find their c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import gc
@@ -30,6 +31,7 @@ from bot.core.jobs import JobTracker, TrackerConfig
 from bot.core.ledger import Ledger
 from bot.core.limits import Limits
 from bot.core.payments import Package, Payments
+from bot.core.retention import Retention, RetentionConfig
 from bot.core.safety import BlockList, BlockListError
 from bot.core.service import PhotoshootService, ServiceConfig
 from bot.core.store import Store
@@ -141,6 +143,13 @@ def default_language(settings: Settings) -> str:
         raise ConfigError(f"Bad configuration: DEFAULT_LANGUAGE: {exc}") from None
 
 
+def retention_config(settings: Settings) -> RetentionConfig:
+    """RETENTION_DAYS and KEEP_TRAINING_PHOTOS (bot/core/retention.py)."""
+    return RetentionConfig(
+        days=settings.retention_days, keep_training_photos=settings.keep_training_photos
+    )
+
+
 def prompt_blocklist(settings: Settings) -> BlockList:
     """PROMPT_BLOCKLIST's rules (the packaged default when unset); a bad file stops the start."""
     try:
@@ -169,6 +178,7 @@ async def running_core(settings: Settings) -> AsyncIterator[Core]:
             bans = Bans(store)
             await bans.load()
             ledger = Ledger(store, free_credits=settings.free_credits)
+            retention = Retention(store, backend, retention_config(settings))
             tracker = JobTracker(
                 store,
                 backend,
@@ -178,6 +188,7 @@ async def running_core(settings: Settings) -> AsyncIterator[Core]:
                     default_language=language,
                 ),
                 ledger=ledger,
+                after_trained=retention.forget_training_photos,
             )
             service = PhotoshootService(
                 store,
@@ -193,6 +204,7 @@ async def running_core(settings: Settings) -> AsyncIterator[Core]:
                     consent_text=operator_consent_text(settings),
                 ),
                 Credits(ledger, credits_config(settings)),
+                retention,
             )
             payments = Payments(
                 service.credits,
@@ -205,9 +217,12 @@ async def running_core(settings: Settings) -> AsyncIterator[Core]:
             web.add_route(callback_route(tracker))
             if settings.public_url:
                 await web.start()
+            sweeping = asyncio.create_task(retention.run_daily(), name="retention")
             try:
                 yield Core(settings, store, backend, tracker, service, web, payments, admin)
             finally:
+                sweeping.cancel()
+                await asyncio.gather(sweeping, return_exceptions=True)
                 await tracker.stop()
                 await web.stop()
     finally:

@@ -162,6 +162,15 @@ class Settings(BaseSettings):
     consent_text_file: Path | None = Field(
         None, description="A UTF-8 file with the operator's own consent wording."
     )
+    retention_days: int = Field(
+        30,
+        ge=0,
+        description="Delete the photos, models and images of a user inactive this many days, "
+        "here and on the image service (a daily sweep); 0 = never.",
+    )
+    keep_training_photos: bool = Field(
+        False, description="Keep training photos after their model is trained (deleted by default)."
+    )
     callback_port: int = Field(
         8080,
         ge=1,

@@ -67,6 +67,9 @@ def make_settings(tmp_path: Path, fake_astria: FakeAstria) -> Callable[..., Sett
             # deployment does. tests/test_credits*.py turn credits on.
             "credits": "off",
             "consent_required": False,  # tests/test_consent.py turns it on
+            # Tests of other features look at a trained model's photos; tests/test_retention.py
+            # deletes them as a deployment does (KEEP_TRAINING_PHOTOS is off by default).
+            "keep_training_photos": True,
         }
         values.update(overrides)
         return load_settings(**values)

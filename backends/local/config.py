@@ -79,6 +79,9 @@ class WorkerConfig:
     """The trainer's knobs (WORKER_TRAIN_*; a tune's own `steps` wins), see training_recipe.py."""
     training_share: float = 0.25
     """The GPU share a training keeps while prompts never stop coming (fair_share.py)."""
+    retention_days: int = 0
+    """WORKER_RETENTION_DAYS: a daily sweep deletes photos, result files and tunes unused
+    this long (sweep.py); 0 = off, as the bot deletes through the API by its own rules."""
 
     def __post_init__(self) -> None:
         if self.accel.compile_cache_dir is None:
@@ -112,8 +115,8 @@ class WorkerConfig:
         WORKER_DEVICE, WORKER_UPSCALER_MODEL, OVERGENERATE, FACE_DETECTOR (docs/configuration.md),
         WORKER_PACKS_DIR, WORKER_FETCH_URLS, the speed switches of `Accel.from_env`
         (WORKER_COMPILE, WORKER_LOW_MEMORY, ...), the trainer's knobs of
-        `TrainingDefaults.from_env` (WORKER_TRAIN_STEPS, ...), WORKER_TRAINING_SHARE and
-        WORKER_STOP_GRACE_S."""
+        `TrainingDefaults.from_env` (WORKER_TRAIN_STEPS, ...), WORKER_TRAINING_SHARE,
+        WORKER_STOP_GRACE_S and WORKER_RETENTION_DAYS."""
         read = EnvReader(environ)
         data_dir = (read.path("DATA_DIR") or Path("./data")) / "worker"
         device = read.optional("WORKER_DEVICE")
@@ -148,6 +151,7 @@ class WorkerConfig:
             stop_grace_s=read.number(
                 "WORKER_STOP_GRACE_S", cls.stop_grace_s, minimum=0, maximum=80
             ),
+            retention_days=read.integer("WORKER_RETENTION_DAYS", 0, minimum=0),
         )
 
 

@@ -240,6 +240,26 @@ class JobStore(ABC):
     async def tune_ids(self) -> set[int]:
         return {r["id"] for r in await self._all("SELECT id FROM tunes", ())}
 
+    # -- retention (sweep.py) ----------------------------------------------------------
+
+    async def finished_before(self, kind: JobKind, before: str) -> list[Row]:
+        """Done or failed tunes (or prompts) that ended before `before` (an ISO time)."""
+        ended = "trained_at" if kind == JobKind.TUNE else "finished_at"
+        return await self._rows(
+            f"SELECT * FROM {kind.table} WHERE state IN (?, ?)"
+            f" AND COALESCE({ended}, updated_at) < ? ORDER BY id",
+            (JobState.DONE, JobState.FAILED, before),
+        )
+
+    async def tunes_prompted_since(self, since: str) -> set[int]:
+        """Tunes a prompt made since `since` used (by URL or by its LoRA tag)."""
+        rows = await self._rows(
+            "SELECT tune_id, params FROM prompts WHERE created_at >= ?", (since,)
+        )
+        return {r["tune_id"] for r in rows} | {
+            r["params"]["lora_tune_id"] for r in rows if r["params"].get("lora_tune_id")
+        }
+
     # -- queue -------------------------------------------------------------------------
 
     async def next_job(self) -> tuple[JobKind, int] | None:

@@ -17,7 +17,7 @@ from backends.local.library_logs import route_library_logs
 from backends.local.queue import EngineFactory, JobRunner
 from backends.local.storage import LocalStorage
 from backends.local.store import WorkerStore, now_iso
-from backends.local.sweep import remove_orphans
+from backends.local.sweep import RetentionTimer, remove_orphans
 from backends.local.train import Trainer
 from backends.server_limits import raise_open_files_limit, server_options
 
@@ -41,6 +41,8 @@ class Worker:
         self.inspect = inspect_endpoint(config.face_detector)
         """POST /images/inspect: built here, as it needs cv2, which the routes never import."""
         self.app = create_app(self)
+        self.retention = RetentionTimer(self.store, config)
+        """WORKER_RETENTION_DAYS' daily sweep (sweep.py); idle when unset."""
         self.started_at: str | None = None
         self._started = False
         self._lock = asyncio.Lock()
@@ -58,6 +60,7 @@ class Worker:
             if self.config.eager_load:
                 await asyncio.to_thread(self.runner.load_model_now)
             await self.runner.start()
+            self.retention.start()
             self.started_at = now_iso()
             self._started = True
             log.info(
@@ -72,6 +75,7 @@ class Worker:
         async with self._lock:
             if not self._started:
                 return
+            await self.retention.stop()
             await self.runner.stop()
             await self.store.close()
             self._started = False

@@ -28,7 +28,7 @@ from bot.core.photos import MAX_FILE_BYTES
 from bot.core.records import ChatTarget, Delivery, GenerationRecord, User
 from bot.core.service import IncomingPhoto
 from bot.core.texts import languages, text
-from bot.core.views import help_text, models_text
+from bot.core.views import help_text, models_text, started_text
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,8 @@ class ConsoleChat:
         languages.set_language(self._service.language(self._user))
         await self._core.start_jobs()
         self._notifier.say(text("console.welcome"))
+        if notice := await self._service.retention_notice(PLATFORM, name):
+            self._notifier.say(notice)
         self._lines = read_lines_in_background(self._stdin)
         while True:
             line = self._typed_ahead.popleft() if self._typed_ahead else await self._lines.get()
@@ -221,7 +223,7 @@ class ConsoleChat:
     async def _train(self, argument: str) -> None:
         class_name, _, label = argument.partition(" ")
         tune = await self._service.start_training(self.user, class_name, self._target, label)
-        self._notifier.say(text("train.started_here", model=tune.display_name))
+        self._notifier.say(started_text("train.started_here", tune))
 
     async def _imagine(self, argument: str) -> None:
         started = await self._service.generate(self.user, argument, self._target)

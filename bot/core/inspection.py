@@ -12,17 +12,24 @@ name near-duplicates. What comes back decides:
 The class is not known until /train, so intake inspects with the class of the user's latest
 model, and refuses only then. With no model yet it inspects as `person` and only warns: a
 first set of pet photos must not be refused for lacking a human face. An inspection that
-fails (backend down, no inspect endpoint) keeps the photo without findings.
+fails (backend down, no inspect endpoint) keeps the photo.
+
+Hosted Astria's inspect measures nothing (no `phash`) and knows nothing of the rest of the set,
+so then the bot runs the model-free checks itself (`backends.photo_quality`: sharpness,
+exposure, near-duplicates against the set's stored hashes), as it does when the inspection
+failed. Our worker runs the same checks, so its answer is taken as it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from backends.base import Backend, BackendError, TrainingImage
 from backends.findings import PERSON_CLASSES, Finding
+from backends.photo_quality import PhotoError, PhotoHash, PhotoQuality, assess, open_photo
 from bot.core.records import TuneRecord
 from bot.core.texts import text
 
@@ -40,6 +47,8 @@ class Verdict:
     refusal: str | None = None
     warnings: list[str] = field(default_factory=list)
     phash: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    """What the inspection saw (`glasses` ...), stored for the tune's characteristics."""
 
 
 @dataclass(frozen=True)
@@ -72,18 +81,34 @@ async def inspect_for_intake(
 ) -> Verdict:
     """Inspect one photo; `subject` names it in the sentences ("photo IMG_1.jpg")."""
     class_name = intake.name
+    findings: set[Finding] = set()
+    attributes: dict[str, str] = {}
+    phash: str | None = None
     try:
         found = await backend.inspect_image(class_name, image, hashes=hashes)
+        findings, attributes, phash = set(found.findings), found.attributes, found.phash
     except BackendError as exc:
-        log.warning("photo inspection unavailable, photo kept unchecked: %s", exc)
-        return Verdict()
+        log.warning("photo inspection unavailable, only the local checks run: %s", exc)
+    if phash is None and (local := await asyncio.to_thread(local_checks, image.content, hashes)):
+        findings |= local.findings
+        phash = str(local.phash)
     person = intake.known and class_name.lower() in PERSON_CLASSES
-    refusing = [f for f in REFUSING if f in found.findings] if person else []
-    others = sorted(f for f in found.findings if f not in refusing)
+    refusing = [f for f in REFUSING if f in findings] if person else []
+    others = sorted(f for f in findings if f not in refusing)
     lines = [text("inspect.line", subject=subject, problem=finding_text(f)) for f in others]
     refusal = (
         text("inspect.line", subject=subject, problem=finding_text(refusing[0]))
         if refusing
         else None
     )
-    return Verdict(refusal, lines, found.phash)
+    return Verdict(refusal, lines, phash, attributes)
+
+
+def local_checks(content: bytes, hashes: Sequence[str]) -> PhotoQuality | None:
+    """Sharpness, exposure and near-duplicates of one photo against the set's `hashes`, without
+    a model; None for bytes it cannot read (intake has checked them already)."""
+    try:
+        others = [PhotoHash.parse(h) for h in hashes]
+        return assess(open_photo(content), None, others)
+    except (PhotoError, ValueError):
+        return None

@@ -35,6 +35,7 @@ from backends.base import (
 )
 from bot.core.errors import backend_problem
 from bot.core.ledger import Ledger
+from bot.core.photo_set import characteristics
 from bot.core.records import (
     Delivery,
     GenerationRecord,
@@ -108,8 +109,11 @@ class JobTracker:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         ledger: Ledger | None = None,
+        after_trained: Callable[[int], Awaitable[object]] | None = None,
     ) -> None:
         self._store = store
+        self._after_trained = after_trained
+        """Called with a tune's id once it is trained (retention.py drops its photos)."""
         self._ledger = ledger
         """Where a job's credit hold is settled when it ends (None: nothing is charged)."""
         self._backend = backend
@@ -382,6 +386,7 @@ class JobTracker:
                 images=images,
                 token=tune.token,
                 callback=self.callback_url(JobKind.TUNE, tune.id, tune.callback_secret),
+                characteristics=characteristics(photos),  # issue 15: for pack templating
             )
             async with self._submitting:  # one attempt: a backoff wait holds no slot
                 return await self._backend.create_tune(request)
@@ -428,6 +433,8 @@ class JobTracker:
             delivery = await self._status(delivery, text("tune.done", model=model), force=True)
             if await self._final_text(delivery, text("tune.ready", model=model)):
                 await self._settle(JobKind.TUNE, tune.id, capture=True)
+            if self._after_trained is not None:
+                await self._after_trained(tune.id)
         elif tune.state == TuneState.FAILED:
             released = await self._settle(JobKind.TUNE, tune.id, capture=False)
             delivery = await self._status(delivery, text("tune.failed", model=model), force=True)

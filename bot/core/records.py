@@ -9,7 +9,7 @@ the one place the values are spelled out (see `sql_in`).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -112,6 +112,10 @@ class Photo:
     height: int
     size_bytes: int
     path: str
+    phash: str | None = None
+    """The perceptual hash intake's inspection gave (issue 15); None: not inspected."""
+    attributes: dict[str, str] = field(default_factory=dict)
+    """What inspection saw (`glasses`: `glasses` ...): becomes the tune's characteristics."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,8 @@ class TuneRecord:
     callback_secret: str
     created_at: datetime
     trained_at: datetime | None
+    advice: tuple[str, ...] = field(default=(), compare=False)
+    """What /train says about a weak photo set (bot/core/photo_set.py); not stored."""
 
     @property
     def display_name(self) -> str:

@@ -181,6 +181,26 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL
     );
     """,
+    # 7: retention (issue 15, bot/core/retention.py). `last_seen_at`: when the user last used
+    # the bot (written at most hourly); users of an older database count as seen now, so an
+    # upgrade deletes nobody's media at once. `retention_notice`: what the sweep removed, told
+    # on the next visit, then cleared. `retention_runs`: each sweep, so a restart knows
+    # whether a day has passed and a run cut short is run again. And what intake's inspection
+    # found of each photo, for /train: its perceptual hash (how many distinct poses the set
+    # holds) and the attributes seen (the tune's `characteristics`, e.g. glasses).
+    """
+    ALTER TABLE users ADD COLUMN last_seen_at TEXT;
+    ALTER TABLE users ADD COLUMN retention_notice TEXT;
+    UPDATE users SET last_seen_at = strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now');
+    CREATE TABLE retention_runs (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        removed TEXT
+    );
+    ALTER TABLE photos ADD COLUMN phash TEXT;
+    ALTER TABLE photos ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}';
+    """,
 )
 
 

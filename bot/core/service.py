@@ -10,6 +10,7 @@ show (a button is a stored action, see `new_action`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import shutil
@@ -24,9 +25,10 @@ from bot.core import shoots
 from bot.core.consent import ConsentNeeded, consent_question
 from bot.core.credits import Credits, CreditsConfig, Quote, amount
 from bot.core.errors import UserError
-from bot.core.inspection import IntakeClass, inspect_for_intake, intake_class
+from bot.core.inspection import IntakeClass, Verdict, inspect_for_intake, intake_class
 from bot.core.jobs import JobTracker
 from bot.core.ledger import Ledger
+from bot.core.photo_set import set_advice
 from bot.core.prompts import ComposedPrompt, TuneRef, compose_prompt
 from bot.core.records import (
     Action,
@@ -40,6 +42,7 @@ from bot.core.records import (
     TuneState,
     User,
 )
+from bot.core.retention import Retention, RetentionConfig
 from bot.core.safety import BlockList
 from bot.core.store import Store
 from bot.core.texts import languages, text
@@ -166,8 +169,11 @@ class PhotoshootService:
         tracker: JobTracker,
         config: ServiceConfig,
         credits: Credits | None = None,
+        retention: Retention | None = None,
     ) -> None:
         self.store = store
+        self.retention = retention or Retention(store, backend, RetentionConfig())
+        """Visits and the retention sweep's notices (bot/core/retention.py)."""
         self._backend = backend
         self._tracker = tracker
         self._config = config
@@ -192,7 +198,15 @@ class PhotoshootService:
             raise UserError(text("access.private"))
         if self._config.is_banned(key):
             raise UserError(text("access.banned"))
-        return await self.store.get_or_create_user(platform, platform_user_id, name, language)
+        user = await self.store.get_or_create_user(platform, platform_user_id, name, language)
+        await self.retention.seen(user.id)
+        return user
+
+    async def retention_notice(self, platform: str, platform_user_id: str) -> str | None:
+        """What the retention sweep removed while the user was away, told once (issue 15);
+        frontends ask on every update of a private chat (a group must not read it)."""
+        user = await self.store.find_user(platform, platform_user_id)
+        return None if user is None else await self.retention.take_notice(user.id)
 
     @property
     def default_language(self) -> str:
@@ -242,13 +256,14 @@ class PhotoshootService:
                 existing_hashes={photo.sha256 for photo in existing}, existing_count=len(existing)
             )
             inspect_as = intake_class(await self.store.user_tunes(user.id))
-            hashes: list[str] = []
+            hashes = [photo.phash for photo in existing if photo.phash]  # the set so far
             for item in incoming:
                 prepared = await asyncio.to_thread(batch.add, item.data, item.filename)
-                if prepared is not None and await self._inspected(
-                    batch, prepared, item.filename, inspect_as, hashes
-                ):
-                    await self._save_photo(user, prepared)
+                if prepared is None:
+                    continue
+                verdict = await self._inspected(batch, prepared, item.filename, inspect_as, hashes)
+                if verdict is not None:
+                    await self._save_photo(user, prepared, verdict)
             return batch
 
     async def _inspected(
@@ -258,21 +273,23 @@ class PhotoshootService:
         filename: str | None,
         inspect_as: IntakeClass,
         hashes: list[str],
-    ) -> bool:
-        """Issue 15: the backend's inspection of an accepted photo; False when it refused it
+    ) -> Verdict | None:
+        """Issue 15: the backend's inspection of an accepted photo; None when it refused it
         (withdrawn from the batch with its reason), else its warnings join the batch's notes."""
         image = TrainingImage(photo.filename, photo.data)
         subject = photo_intake.photo_subject(filename)
         verdict = await inspect_for_intake(self._backend, inspect_as, image, subject, hashes)
         if verdict.refusal is not None:
             batch.withdraw(photo, verdict.refusal, filename)
-            return False
+            return None
         batch.notes.extend(verdict.warnings)
         if verdict.phash:
             hashes.append(verdict.phash)
-        return True
+        return verdict
 
-    async def _save_photo(self, user: User, prepared: photo_intake.PreparedPhoto) -> None:
+    async def _save_photo(
+        self, user: User, prepared: photo_intake.PreparedPhoto, verdict: Verdict
+    ) -> None:
         relative = f"photos/{user.id}/{prepared.sha256}.jpg"
         path = self.store.data_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -284,6 +301,8 @@ class PhotoshootService:
             height=prepared.height,
             size_bytes=len(prepared.data),
             path=relative,
+            phash=verdict.phash,
+            attributes=verdict.attributes,
         )
 
     async def pending_photo_count(self, user: User) -> int:
@@ -354,7 +373,7 @@ class PhotoshootService:
             )
         log.info("user %s started tune %s with %d photos", user.id, tune.id, len(pending))
         self._tracker.track_tune(tune.id)
-        return tune
+        return dataclasses.replace(tune, advice=set_advice(pending))  # issue 15: a weak set
 
     # -- consent (issue 15, consent.py) -------------------------------------------------------
 

@@ -82,8 +82,10 @@ class _Columns:
         return cls(**values)
 
 
-_USER = _Columns(datetimes=("consented_at",), skip=("created_at",))
-_PHOTO = _Columns(skip=("created_at", "tune_id"))
+_USER = _Columns(
+    datetimes=("consented_at",), skip=("created_at", "last_seen_at", "retention_notice")
+)
+_PHOTO = _Columns(json_columns=("attributes",), skip=("created_at", "tune_id"))
 _TUNE = _Columns(
     datetimes=("eta", "created_at", "trained_at"),
     enums={"state": TuneState},
@@ -225,6 +227,10 @@ class Store:
         finally:
             self._forget_user(self._user_keys.get(user_id))
 
+    def forget_cached_user(self, user_id: int) -> None:
+        """For writes to `users` made through `transaction` (retention.py): drop the copy."""
+        self._forget_user(self._user_keys.get(user_id))
+
     def _forget_user(self, key: tuple[str, str] | None) -> None:
         """Drop the cached copy of a user whose row was written. Called once the write has
         committed or failed: a copy read meanwhile may be stale."""
@@ -252,14 +258,34 @@ class Store:
     # -- photos ------------------------------------------------------------------------------
 
     async def add_photo(
-        self, user_id: int, *, sha256: str, width: int, height: int, size_bytes: int, path: str
+        self,
+        user_id: int,
+        *,
+        sha256: str,
+        width: int,
+        height: int,
+        size_bytes: int,
+        path: str,
+        phash: str | None = None,
+        attributes: dict[str, str] | None = None,
     ) -> Photo:
+        attributes = attributes or {}
         photo_id = await self._write(
-            "INSERT INTO photos (user_id, sha256, width, height, size_bytes, path, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (user_id, sha256, width, height, size_bytes, path, _iso(utcnow())),
+            "INSERT INTO photos (user_id, sha256, width, height, size_bytes, path, created_at,"
+            " phash, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                user_id,
+                sha256,
+                width,
+                height,
+                size_bytes,
+                path,
+                _iso(utcnow()),
+                phash,
+                json.dumps(attributes),
+            ),
         )
-        return Photo(photo_id, user_id, sha256, width, height, size_bytes, path)
+        return Photo(photo_id, user_id, sha256, width, height, size_bytes, path, phash, attributes)
 
     async def pending_photos(self, user_id: int) -> list[Photo]:
         """Photos collected since the last training: the set `/train` will use."""

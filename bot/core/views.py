@@ -23,6 +23,11 @@ def help_text(photo_hint: str) -> str:
     )
 
 
+def started_text(key: str, tune: TuneRecord) -> str:
+    """ "Training started" (`key`: where the news will come), then the set's weak points."""
+    return "\n".join((text(key, model=tune.display_name), *tune.advice))
+
+
 def models_text(tunes: Sequence[TuneRecord], active_id: int | None) -> str:
     if not tunes:
         return text("models.none")

@@ -27,7 +27,7 @@ from bot.core.photos import MIN_PHOTOS
 from bot.core.records import ActionKind, ChatTarget, JobKind, TuneRecord, TuneState, User
 from bot.core.service import AUTOMATIC_LANGUAGE, CLASS_NAMES
 from bot.core.texts import languages, text
-from bot.core.views import help_text, models_text
+from bot.core.views import help_text, models_text, started_text
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ MAX_PROMPT_CHARS = 1000
 
 
 def _started_text(tune: TuneRecord) -> str:
-    return text("train.started_dm", model=tune.display_name)
+    return started_text("train.started_dm", tune)
 
 
 class SlashCommands:
@@ -61,6 +61,9 @@ class SlashCommands:
             await self.user(interaction)
         account = interaction.user
         await self._service.speak_to(PLATFORM, str(account.id), interaction.locale.value)
+        if notice := await self._service.retention_notice(PLATFORM, str(account.id)):
+            with contextlib.suppress(discord.HTTPException):  # DMs closed: told nothing
+                await account.send(notice)  # by DM: a guild channel must not read it
 
     def register(self, tree: app_commands.CommandTree[Any]) -> None:
         """The commands, with their descriptions' base in DEFAULT_LANGUAGE (see translator)."""

@@ -40,7 +40,7 @@ from bot.core.consent import ConsentNeeded
 from bot.core.errors import UserError
 from bot.core.records import Action, ActionKind, ChatTarget, User
 from bot.core.texts import text
-from bot.core.views import help_text, models_text
+from bot.core.views import help_text, models_text, started_text
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,10 @@ class TelegramHandlers:
         account = update.effective_user
         if account is not None:
             await self._service.speak_to(PLATFORM, str(account.id), account.language_code)
+        chat = update.effective_chat
+        private = account is not None and chat is not None and chat.type == ChatType.PRIVATE
+        if private and (notice := await self._service.retention_notice(PLATFORM, str(account.id))):
+            await context.bot.send_message(chat.id, notice)
 
     async def _user(self, update: Update) -> User:
         account = update.effective_user
@@ -168,7 +172,7 @@ class TelegramHandlers:
         self, user: User, class_name: str, message: Message, label: str | None = None
     ) -> str:
         tune = await self._service.start_training(user, class_name, chat_target(message), label)
-        return text("train.started_message", model=tune.display_name)
+        return started_text("train.started_message", tune)
 
     async def imagine(self, update: Update, context: Context) -> None:
         message = _message(update)

@@ -146,6 +146,16 @@ MESSAGES: Catalog = {
     "train.started_message": (
         "Training {model} started. It takes a while; I'll message you when it's done."
     ),
+    "train.weak_all_similar": (
+        "Note: your {count} photos are nearly the same picture, so the model will learn one "
+        "pose and one light. For a better likeness, /cancel and send photos with other "
+        "angles, expressions, clothes and backgrounds."
+    ),
+    "train.weak_few_poses": (
+        "Note: only {distinct} of your {count} photos differ; the others nearly repeat them. "
+        "At least {wanted} different poses (angles, expressions, backgrounds) give a better "
+        "likeness: /cancel to add some."
+    ),
     "train.started_dm": "Training {model} started. It takes a while; I'll DM you when it's done.",
     "train.started_here": (
         "Training {model} started. It takes a while; I'll tell you when it's done."
@@ -321,6 +331,12 @@ MESSAGES: Catalog = {
     "delete.done": (
         "Deleted {photos} photos, {models} models and "
         "{jobs} image jobs, here and on the image service."
+    ),
+    "retention.removed": (
+        "Welcome back! You had not used me for {days} days, so, to keep nothing of yours "
+        "longer than needed, I deleted your media here and on the image service: "
+        "{photos} photos, {models} models and {images} image sets. Your settings and "
+        "credits are kept; send new photos whenever you like."
     ),
     # -- buttons ----------------------------------------------------------------------------
     "button.reroll": "🔁 Reroll",
