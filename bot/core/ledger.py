@@ -36,6 +36,7 @@ import aiosqlite
 
 from bot.core.records import (
     GENERATION_UNFINISHED,
+    SHOOT_UNFINISHED,
     TUNE_UNFINISHED,
     GenerationState,
     JobKind,
@@ -370,6 +371,8 @@ class Ledger:
 async def _job_outcome(db: aiosqlite.Connection, hold: LedgerEntry) -> bool | None:
     """How a hold's job ended: True = delivered (capture), False = failed, cancelled or gone
     (release), None = still under way (keep holding)."""
+    if hold.job_kind == JobKind.SHOOT:
+        return await _shoot_outcome(db, hold)
     table, done, unfinished = (
         ("tunes", TuneState.TRAINED, TUNE_UNFINISHED)
         if hold.job_kind == JobKind.TUNE
@@ -390,3 +393,14 @@ async def _job_outcome(db: aiosqlite.Connection, hold: LedgerEntry) -> bool | No
     if running or (done_now and not delivered):
         return None
     return done_now
+
+
+async def _shoot_outcome(db: aiosqlite.Connection, hold: LedgerEntry) -> bool | None:
+    """A shoot captures one hold per image as each is delivered, so a hold left open when the
+    shoot ended is an image that never came (or one delivered just before a crash): released."""
+    rows = list(
+        await db.execute_fetchall(
+            f"SELECT state {sql_in(SHOOT_UNFINISHED)} FROM shoots WHERE id = ?", (hold.job_id,)
+        )
+    )
+    return None if rows and rows[0][0] else False

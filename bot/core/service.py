@@ -41,6 +41,7 @@ from bot.core.records import (
     User,
 )
 from bot.core.safety import BlockList
+from bot.core.shoot_desk import ShootDesk
 from bot.core.store import Store
 from bot.core.texts import languages, text
 
@@ -133,6 +134,8 @@ class StatusReport:
     tunes: list[TuneRecord]
     generations: list[tuple[GenerationRecord, int]]
     active_tune_id: int | None
+    shoots: list[str] = field(default_factory=list)
+    """One line per unfinished shoot (its progress, or what it waits for)."""
 
     @property
     def text(self) -> str:
@@ -148,7 +151,8 @@ class StatusReport:
             lines.append(
                 text(key, id=generation.id, prompt=generation.prompt_typed, count=position)
             )
-        if not running_tunes and not self.generations:
+        lines += self.shoots
+        if not running_tunes and not self.generations and not self.shoots:
             lines.append(text("status.idle"))
         active = next((t for t in self.tunes if t.id == self.active_tune_id), None)
         if active is not None:
@@ -174,6 +178,7 @@ class PhotoshootService:
         self.credits = credits or Credits(Ledger(store), CreditsConfig())
         """Who is charged what (bot.core.credits); off unless the wiring turns it on."""
         self._user_locks: dict[int, asyncio.Lock] = {}
+        self._shoots = ShootDesk(self, tracker.shoots)
 
     async def user(
         self,
@@ -507,6 +512,7 @@ class PhotoshootService:
             tunes=await self.store.user_tunes(user.id),
             generations=generations,
             active_tune_id=user.active_tune_id,
+            shoots=await self._shoots.status_lines(user.id),
         )
 
     async def cancel(self, user: User) -> str:
@@ -527,6 +533,7 @@ class PhotoshootService:
             if generation.state.unfinished:
                 await self._tracker.cancel(JobKind.GENERATION, generation.id)
                 cancelled.append(text("cancel.image", id=generation.id))
+        cancelled += await self._shoots.cancel_all(user)
         for tune in await self.store.user_tunes(user.id):
             if tune.state.unfinished:
                 await self._tracker.cancel(JobKind.TUNE, tune.id)
@@ -543,6 +550,8 @@ class PhotoshootService:
             tunes = await self.store.user_tunes(user.id)
             generations = await self.store.user_generations(user.id)
             jobs = [(JobKind.GENERATION, g.id) for g in generations]
+            shoot_ids = [shoot.id for shoot in await self._tracker.shoots.shoots.of_user(user.id)]
+            jobs += [(JobKind.SHOOT, shoot_id) for shoot_id in shoot_ids]
             jobs += [(JobKind.TUNE, t.id) for t in tunes]
             for kind, job_id in jobs:
                 await self._tracker.stop_job(kind, job_id)
@@ -561,6 +570,8 @@ class PhotoshootService:
             self._remove_files([photo.path for photo in photos])
             for generation in generations:
                 shutil.rmtree(self.store.data_dir / "images" / str(generation.id), True)
+            for shoot_id in shoot_ids:
+                shutil.rmtree(self.store.data_dir / "shoots" / str(shoot_id), True)
         return text("delete.done", photos=len(photos), models=len(tunes), jobs=len(generations))
 
     def _remove_files(self, relative_paths: Sequence[str]) -> None:
@@ -642,8 +653,30 @@ class PhotoshootService:
 
     async def pick_pack(self, user: User, wanted: str) -> shoots.PackOffer:
         """A pick from `/packs` (its number, slug or id): the pack, for the confirm button."""
+        user = await self.store.get_user(user.id) or user
         model = shoots.pack_model(await self.store.user_tunes(user.id), user.active_tune_id)
         return await shoots.pick(self._backend, model, wanted)
+
+    async def pack_offers(self, user: User) -> tuple[TuneRecord, list[shoots.PackOffer]]:
+        """The model packs are offered for, and the offers (for a picker's buttons)."""
+        user = await self.store.get_user(user.id) or user
+        model = shoots.pack_model(await self.store.user_tunes(user.id), user.active_tune_id)
+        return model, await shoots.offers(self._backend, model)
+
+    async def start_shoot(self, user: User, wanted: str, target: ChatTarget) -> str:
+        """`/shoot <pack>` (bot/core/shoot_desk.py): what is being made, or why not."""
+        return await self._shoots.start(user, wanted, target)
+
+    async def like_shot(self, user: User, shot_id: int) -> str:
+        """The heart under a shoot's image: a like on the backend; pressed again, unliked."""
+        return await self._shoots.like(user, shot_id)
+
+    async def more_like_shot(
+        self, user: User, shot_id: int, target: ChatTarget
+    ) -> GenerationStarted:
+        """A new image set from one shot's prompt text, on the shoot's model."""
+        shot_text, tune_id = await self._shoots.shot_prompt(user, shot_id)
+        return await self.generate(user, shot_text, target, tune_id=tune_id)
 
 
 def _class_word(typed: str) -> str:

@@ -196,6 +196,31 @@ MESSAGES: Catalog = {
     "packs.unknown": "There is no pack called “{pack}”. /packs lists them.",
     "packs.unsupported": ("{title} has no prompts for a {class_name}. Packs that have: {packs}."),
     "packs.unsupported_none": "none yet",
+    "shoot.usage": "Which pack? /shoot <number or name>; /packs lists them.",
+    "shoot.started": Plural(
+        one="{title}: making {count} image of {model}. It arrives here as it is ready.",
+        other="{title}: making {count} images of {model}. They arrive here as they are ready.",
+    ),
+    "shoot.queued": Plural(
+        one="{model} is still training: {title} ({count} image) starts when it is done.",
+        other="{model} is still training: {title} ({count} images) starts when it is done.",
+    ),
+    "shoot.waiting": "{title} starts when {model} is trained.",
+    "shoot.progress": "{title}: {ready} of {count} ready",
+    "shoot.done": Plural(
+        one="{title} is done: {count} image.",
+        other="{title} is done: {count} images. The ZIP has them all at full size.",
+    ),
+    "shoot.failed": "{title} failed: {reason}",
+    "shoot.model_gone": "its model is gone or its training failed.",
+    "shoot.no_prompts": "the image service made no prompts for this pack.",
+    "shoot.liked": "Liked: packs are ordered by likes like yours.",
+    "shoot.unliked": "Like taken back.",
+    "shoot.not_yours": "That image is not from one of your shoots.",
+    "cancel.shoot": "shoot {title} ({ready} of {count} images made are kept)",
+    "button.like": "♡",
+    "button.liked": "♥",
+    "button.more_like_this": "More like this",
     # -- imagining --------------------------------------------------------------------------
     "imagine.empty": "What should I make? For example: /imagine astronaut on the moon",
     "imagine.still_training": "Your model is still training. I'll message you when it's ready.",
@@ -598,6 +623,13 @@ MESSAGES: Catalog = {
     "console.models_usage": "Choose a model by its number: /models 3",
     "console.models_hint": "Choose the active one with /models <number>.",
     "console.packs_hint": "See one with /packs <number>.",
+    "console.shoot_hint": "{label}: /shoot {pack}",
+    "console.shots_saved": Plural(
+        one="{title}: {count} image saved:",
+        other="{title}: {count} images saved:",
+    ),
+    "console.shot_line": "  {path} (/like {shot}, /more {shot})",
+    "console.archive_saved": "ZIP of {title}: {path}",
     "console.no_jobs": "No job is running.",
     "console.delete_question": (
         "This deletes all your photos, models and images, here and on the image "

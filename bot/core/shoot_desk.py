@@ -1,0 +1,116 @@
+"""The use cases of shoots (issue 14), for PhotoshootService: start one, like a shot, use a
+shot for "more like this", and what /status and /cancel say about shoots.
+
+A shoot is checked before anything is held or sent: the pack must exist and fit the model's
+class (bot/core/shoots.py says which do), its prompt texts must pass the operator's block list
+(where the backend shows them: our worker does, Astria's gallery packs do not), and the user
+must have the credits for every image. A model still training queues the shoot: it is
+recorded now and starts when the training ends (bot/core/shoot_jobs.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from backends.base import BackendError
+from bot.core import shoots
+from bot.core.errors import UserError, backend_problem
+from bot.core.records import ChatTarget, ShootState, Shot, TuneState, User
+from bot.core.shoot_jobs import ShootDriver, progress_text
+from bot.core.texts import text
+
+if TYPE_CHECKING:
+    from bot.core.service import PhotoshootService
+
+
+class ShootDesk:
+    """See the module docstring; one per service."""
+
+    def __init__(self, service: PhotoshootService, driver: ShootDriver) -> None:
+        self._service = service
+        self._driver = driver
+        self._shoots = driver.shoots
+
+    async def start(self, user: User, wanted: str, target: ChatTarget) -> str:
+        """Record a shoot of the pack `wanted` names on the user's model; what it makes."""
+        if not wanted.strip():
+            raise UserError(text("shoot.usage"))
+        service = self._service
+        offer = await service.pick_pack(user, wanted)
+        model = offer.model
+        for prompt in offer.pack.prompts_per_class.get(model.class_name, ()):
+            service._config.blocklist.check(prompt.text)  # before any row, hold or request
+        if offer.num_images <= 0:
+            raise UserError(text("packs.none_for_class", class_name=model.class_name))
+        trained = model.state == TuneState.TRAINED
+        async with service._lock(user):
+            shoot, _ = await self._shoots.create(
+                user.id,
+                tune_id=model.id,
+                pack_id=offer.pack.id,
+                pack_title=offer.pack.title,
+                num_images=offer.num_images,
+                state=ShootState.SUBMITTING if trained else ShootState.WAITING,
+                target=target,
+                also=service.credits.for_shoot(user, offer.num_images),
+            )
+        service._tracker.track_shoot(shoot.id)
+        key = "shoot.started" if trained else "shoot.queued"
+        return text(key, title=shoot.pack_title, count=shoot.num_images, model=model.display_name)
+
+    async def status_lines(self, user_id: int) -> list[str]:
+        lines = []
+        for shoot in await self._shoots.of_user(user_id):
+            if not shoot.state.unfinished:
+                continue
+            if shoot.state == ShootState.WAITING:
+                tune = await self._service.store.get_tune(shoot.tune_id)
+                model = tune.display_name if tune else ""
+                lines.append(text("shoot.waiting", title=shoot.pack_title, model=model))
+            else:
+                shots = await self._shoots.shots(shoot.id)
+                ready = sum(len(s.result_files) for s in shots if s.delivered)
+                lines.append(progress_text(shoot, ready))
+        return lines
+
+    async def cancel_all(self, user: User) -> list[str]:
+        """Cancel the user's unfinished shoots; one line per shoot, saying what is kept."""
+        cancelled = []
+        for shoot in await self._shoots.of_user(user.id):
+            if shoot.state.unfinished:
+                ready, count = await self._driver.cancel(shoot.id)
+                cancelled.append(
+                    text("cancel.shoot", title=shoot.pack_title, ready=ready, count=count)
+                )
+        return cancelled
+
+    async def like(self, user: User, shot_id: int) -> str:
+        shot = await self._own_shot(user, shot_id)
+        backend = self._service._backend
+        try:
+            if shot.liked:
+                await backend.unlike_prompt(shot.backend_id)
+            else:
+                await backend.like_prompt(shot.backend_id)
+        except BackendError as exc:
+            raise UserError(backend_problem(exc)) from exc
+        await self._shoots.update_shot(shot.id, liked=not shot.liked)
+        return text("shoot.unliked" if shot.liked else "shoot.liked")
+
+    async def is_liked(self, shot_id: int) -> bool:
+        shot = await self._shoots.get_shot(shot_id)
+        return bool(shot and shot.liked)
+
+    async def shot_prompt(self, user: User, shot_id: int) -> tuple[str, int]:
+        """A shot's prompt text and the shoot's model, for "more like this"."""
+        shot = await self._own_shot(user, shot_id)
+        shoot = await self._shoots.get(shot.shoot_id)
+        assert shoot is not None  # a shot's shoot is deleted with it
+        return shot.text, shoot.tune_id
+
+    async def _own_shot(self, user: User, shot_id: int) -> Shot:
+        shot = await self._shoots.get_shot(shot_id)
+        shoot = await self._shoots.get(shot.shoot_id) if shot else None
+        if shot is None or shoot is None or shoot.user_id != user.id:
+            raise UserError(text("shoot.not_yours"))
+        return shot
