@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from backends.base import BackendError
-from bot.core import shoots
 from bot.core.errors import UserError, backend_problem
 from bot.core.records import ChatTarget, ShootState, Shot, TuneState, User
 from bot.core.shoot_jobs import ShootDriver, progress_text

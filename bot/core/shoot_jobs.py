@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from backends.base import (
     AuthError,
+    Backend,
     BackendError,
     NotFoundError,
     PackRunRequest,
@@ -38,6 +39,7 @@ from bot.core.records import (
     TuneState,
 )
 from bot.core.shoot_store import ShootStore
+from bot.core.store import Store
 from bot.core.texts import text
 from bot.logs import job_context
 
@@ -87,11 +89,11 @@ class ShootDriver:
         self.shoots = shoots
 
     @property
-    def _store(self):  # noqa: ANN202 - the tracker's store
+    def _store(self) -> Store:
         return self._tracker._store
 
     @property
-    def _backend(self):  # noqa: ANN202 - the tracker's backend
+    def _backend(self) -> Backend:
         return self._tracker._backend
 
     # -- the job -----------------------------------------------------------------------------
