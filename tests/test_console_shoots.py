@@ -11,9 +11,11 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from bot.app import running_core
 from bot.chat.console import ConsoleChat
-from bot.config import Settings
+from bot.config import Settings, load_settings
 from tests.conftest import chat
 from tests.fakes.astria_server import FakeAstria
 
@@ -32,7 +34,7 @@ async def test_a_picked_pack_delivers_every_image_once_then_a_zip(
     )
     output = await chat(
         make_settings(),
-        f"/photos {photo_dir}\n/train man\n/wait\n/packs\n/packs 1\n/shoot 1\n/wait\n",
+        f"/photos {photo_dir}\n/train man\n/wait\n/packs\n/packs 1\n/shoot 1\n/wait\n/like 1\n",
     )
 
     assert "Make 6 images: /shoot travel" in output
@@ -49,6 +51,9 @@ async def test_a_picked_pack_delivers_every_image_once_then_a_zip(
     assert contents == sorted(Path(path).read_bytes() for path in images)
     runs = fake_astria.find_requests("POST", f"/p/{travel['id']}/tunes")
     assert len(runs) == 1
+    assert "Liked: packs are ordered by likes like yours." in output
+    liked = [p for p in fake_astria.prompts.values() if p["id"] in fake_astria.packs.liked]
+    assert len(liked) == 1 and liked[0]["pack_id"] == travel["id"]
 
 
 async def test_shoot_bad_input_is_answered_and_runs_nothing(
@@ -167,3 +172,91 @@ async def test_a_shoot_while_the_model_trains_waits_for_it_and_status_and_cancel
     kyoto = [p for p in fake_astria.prompts.values() if "Kyoto" in p["text"]]
     assert len(kyoto) == 1  # the second shoot's Kyoto prompt was deleted on the backend
     assert "Travel is done" not in cancelled.split("Cancelled")[1]
+
+
+QUICK_PACK = """
+slug = "quick-test"
+title = "Quick test"
+description = "Two small shots, for a CPU."
+
+[defaults]
+num_images = 1
+w = 64
+h = 64
+steps = 2
+super_resolution = false
+inpaint_faces = false
+
+[[prompts.man]]
+text = "ohwx man, studio portrait, soft light"
+
+[[prompts.man]]
+text = "ohwx man, on a beach at sunset"
+"""
+
+
+@pytest.mark.slow
+async def test_a_shoot_on_the_in_process_worker_delivers_once_and_likes_reach_it(
+    tmp_path: Path, photo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packs = tmp_path / "packs"
+    packs.mkdir()
+    (packs / "quick.toml").write_text(QUICK_PACK)
+    worker_env = {
+        "WORKER_PACKS_DIR": str(packs),
+        "WORKER_DEVICE": "cpu",
+        "WORKER_COMPILE": "off",
+        "WORKER_TRAIN_STEPS": "2",
+    }
+    for name, value in worker_env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        backend="local",
+        sdxl_model="tiny",
+        poll_interval_s=0.2,
+        credits="off",
+        consent_required=False,
+    )
+    output = await chat(
+        settings,
+        f"/photos {photo_dir}\n/train man\n/wait\n/packs quick-test\n/shoot quick-test\n/wait\n",
+    )
+    assert "Make 2 images: /shoot quick-test" in output
+    images = saved_images(output)
+    assert len(images) == 2 and len(set(images)) == 2
+    assert "Quick test is done: 2 images." in output
+    archive = re.search(r"ZIP of Quick test: (\S+)", output)
+    assert archive is not None and zipfile.ZipFile(archive.group(1)).testzip() is None
+    shot = SAVED.search(output)
+    assert shot is not None
+
+    liked = await chat(settings, f"/like {shot.group(2)}\n/like {shot.group(2)}\n/like 999\n")
+    assert "Liked: packs are ordered by likes like yours." in liked
+    assert "Like taken back." in liked
+    assert "That image is not from one of your shoots." in liked
+
+
+async def test_a_shoot_holds_each_image_and_gives_back_what_never_came(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    fake_astria.packs.add_pack(
+        "travel", "Travel", {"man": ["ohwx man, in Rome", "ohwx man, in Kyoto"]}, num_images=3
+    )
+    settings = make_settings(credits="on", free_credits=50 + 8, price_training=50, price_image=1)
+    await chat(settings, f"/photos {photo_dir}\n/train man\n/wait\n")
+    short = await chat(settings, "/shoot corporate-headshots\n")  # 28 images, 8 credits
+    assert "A set of 28 images costs 28 credits; you have 8 credits." in short
+    assert not fake_astria.find_requests("POST", "/p/")
+
+    fake_astria.hold_prompts_with("Kyoto")
+    output = await run_console(
+        settings,
+        [
+            ("bot> ", "/shoot travel\n", nothing),
+            ("images saved:", "/cancel\n", nothing),
+            ("Cancelled", "/credits\n", nothing),
+        ],
+    )
+    assert "Cancelled: shoot Travel (3 of 6 images made are kept)." in output
+    assert "Your balance: 5 credits." in output  # 8 - the 3 images delivered

@@ -11,6 +11,7 @@ it was. It uses the tracker's machinery (status edits, backoff, wake-ups, settle
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SHOOT = JobKind.SHOOT
+DELIVERY_GRACE_S = 10.0
+"""How long a cancel waits for images being sent to finish (as the tracker's stop does)."""
+DELIVERING_CHECK_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -282,7 +286,14 @@ class ShootDriver:
 
     async def cancel(self, shoot_id: int) -> tuple[int, int]:
         """Stop a shoot: its prompts not done yet are deleted on the backend, what was done is
-        kept (and was delivered). Returns (images delivered, images asked for)."""
+        kept (and was delivered). Returns (images delivered, images asked for).
+
+        Images being sent right now are let through first (as `stop` does): cut off, they
+        would reach the chat without being counted, and their holds would be given back."""
+        waited = 0.0
+        while (SHOOT, shoot_id) in self._tracker._delivering and waited < DELIVERY_GRACE_S:
+            await asyncio.sleep(DELIVERING_CHECK_S)
+            waited += DELIVERING_CHECK_S
         await self._tracker.stop_job(SHOOT, shoot_id)
         shoot = await self.shoots.get(shoot_id)
         if shoot is None:
