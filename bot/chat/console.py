@@ -305,7 +305,8 @@ class ConsoleChat:
         self._notifier.say(await self._service.start_shoot(self.user, argument, self._target))
 
     async def _like(self, argument: str) -> None:
-        self._notifier.say(await self._service.like_shot(self.user, _number(argument)))
+        liked = await self._service.like_shot(self.user, _number(argument))
+        self._notifier.say(text("shoot.liked" if liked else "shoot.unliked"))
 
     async def _more(self, argument: str) -> None:
         started = await self._service.more_like_shot(self.user, _number(argument), self._target)

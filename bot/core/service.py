@@ -667,8 +667,9 @@ class PhotoshootService:
         """`/shoot <pack>` (bot/core/shoot_desk.py): what is being made, or why not."""
         return await self._shoots.start(user, wanted, target)
 
-    async def like_shot(self, user: User, shot_id: int) -> str:
-        """The heart under a shoot's image: a like on the backend; pressed again, unliked."""
+    async def like_shot(self, user: User, shot_id: int) -> bool:
+        """The heart under a shoot's image: a like on the backend; pressed again, unliked.
+        Returns whether the shot is liked now."""
         return await self._shoots.like(user, shot_id)
 
     async def more_like_shot(

@@ -83,7 +83,8 @@ class ShootDesk:
                 )
         return cancelled
 
-    async def like(self, user: User, shot_id: int) -> str:
+    async def like(self, user: User, shot_id: int) -> bool:
+        """Like a shot on the backend, or take the like back; whether it is liked now."""
         shot = await self._own_shot(user, shot_id)
         backend = self._service._backend
         try:
@@ -94,11 +95,7 @@ class ShootDesk:
         except BackendError as exc:
             raise UserError(backend_problem(exc)) from exc
         await self._shoots.update_shot(shot.id, liked=not shot.liked)
-        return text("shoot.unliked" if shot.liked else "shoot.liked")
-
-    async def is_liked(self, shot_id: int) -> bool:
-        shot = await self._shoots.get_shot(shot_id)
-        return bool(shot and shot.liked)
+        return not shot.liked
 
     async def shot_prompt(self, user: User, shot_id: int) -> tuple[str, int]:
         """A shot's prompt text and the shoot's model, for "more like this"."""

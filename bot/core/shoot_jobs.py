@@ -59,6 +59,8 @@ class ShotFiles:
     """One finished shot and its images as stored, ready for the chat."""
 
     shot: Shot
+    number: int
+    """The shot's place in its shoot (1, 2 ...), for buttons that name it."""
     files: tuple[Path, ...]
 
 
@@ -224,7 +226,9 @@ class ShootDriver:
         ready = [s for s in shots if s.state == ShotState.DONE and not s.delivered]
         if ready and notifier is not None:
             with self._tracker._delivering_phase(SHOOT, shoot.id):
-                await notifier.send_shots(delivery, shoot, [self._files(s) for s in ready])
+                numbers = {shot.id: number for number, shot in enumerate(shots, start=1)}
+                ready_files = [self._files(shot, numbers[shot.id]) for shot in ready]
+                await notifier.send_shots(delivery, shoot, ready_files)
                 for shot in ready:
                     await self.shoots.update_shot(shot.id, delivered=True)
                     for _ in shot.result_files:
@@ -232,8 +236,9 @@ class ShootDriver:
             shots = await self.shoots.shots(shoot.id)
         return await self._tracker._status(delivery, progress_text(shoot, _sent(shots)))
 
-    def _files(self, shot: Shot) -> ShotFiles:
-        return ShotFiles(shot, tuple(self._store.data_dir / name for name in shot.result_files))
+    def _files(self, shot: Shot, number: int) -> ShotFiles:
+        paths = tuple(self._store.data_dir / name for name in shot.result_files)
+        return ShotFiles(shot, number, paths)
 
     def _notifier(self, delivery: Delivery) -> ShootNotifier | None:
         notifier: ShootNotifier | None = self._tracker._notifiers.get(delivery.platform)  # type: ignore[assignment]

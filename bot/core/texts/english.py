@@ -218,9 +218,9 @@ MESSAGES: Catalog = {
     "shoot.unliked": "Like taken back.",
     "shoot.not_yours": "That image is not from one of your shoots.",
     "cancel.shoot": "shoot {title} ({ready} of {count} images made are kept)",
-    "button.like": "♡",
-    "button.liked": "♥",
-    "button.more_like_this": "More like this",
+    "button.like": "♡ {number}",
+    "button.liked": "♥ {number}",
+    "button.more_like_this": "✨ More like {number}",
     # -- imagining --------------------------------------------------------------------------
     "imagine.empty": "What should I make? For example: /imagine astronaut on the moon",
     "imagine.still_training": "Your model is still training. I'll message you when it's ready.",
@@ -624,6 +624,7 @@ MESSAGES: Catalog = {
     "console.models_usage": "Choose a model by its number: /models 3",
     "console.models_hint": "Choose the active one with /models <number>.",
     "console.packs_hint": "See one with /packs <number>.",
+    "telegram.shot_buttons": "♡ likes a shot (packs are ordered by likes); ✨ makes more like it.",
     "console.shoot_hint": "{label}: /shoot {pack}",
     "console.shots_saved": Plural(
         one="{title}: {count} image saved:",
