@@ -302,7 +302,8 @@ class ConsoleChat:
 
     async def _shoot(self, argument: str) -> None:
         """`/shoot <pack>`: the console's confirm of a pick (or a shoot asked for directly)."""
-        self._notifier.say(await self._service.start_shoot(self.user, argument, self._target))
+        started = await self._service.start_shoot(self.user, argument, self._target)
+        self._notifier.say(started.text)
 
     async def _like(self, argument: str) -> None:
         liked = await self._service.like_shot(self.user, _number(argument))

@@ -41,7 +41,7 @@ from bot.core.records import (
     User,
 )
 from bot.core.safety import BlockList
-from bot.core.shoot_desk import ShootDesk
+from bot.core.shoot_desk import ShootDesk, ShootStarted
 from bot.core.store import Store
 from bot.core.texts import languages, text
 
@@ -663,7 +663,7 @@ class PhotoshootService:
         model = shoots.pack_model(await self.store.user_tunes(user.id), user.active_tune_id)
         return model, await shoots.offers(self._backend, model)
 
-    async def start_shoot(self, user: User, wanted: str, target: ChatTarget) -> str:
+    async def start_shoot(self, user: User, wanted: str, target: ChatTarget) -> ShootStarted:
         """`/shoot <pack>` (bot/core/shoot_desk.py): what is being made, or why not."""
         return await self._shoots.start(user, wanted, target)
 

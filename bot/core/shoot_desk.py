@@ -10,16 +10,24 @@ recorded now and starts when the training ends (bot/core/shoot_jobs.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from backends.base import BackendError
 from bot.core.errors import UserError, backend_problem
-from bot.core.records import ChatTarget, ShootState, Shot, TuneState, User
+from bot.core.records import ChatTarget, ShootRecord, ShootState, Shot, TuneState, User
 from bot.core.shoot_jobs import ShootDriver, progress_text
 from bot.core.texts import text
 
 if TYPE_CHECKING:
     from bot.core.service import PhotoshootService
+
+
+@dataclass(frozen=True)
+class ShootStarted:
+    shoot: ShootRecord
+    text: str
+    """What is being made (or that it waits for the model's training)."""
 
 
 class ShootDesk:
@@ -30,8 +38,9 @@ class ShootDesk:
         self._driver = driver
         self._shoots = driver.shoots
 
-    async def start(self, user: User, wanted: str, target: ChatTarget) -> str:
-        """Record a shoot of the pack `wanted` names on the user's model; what it makes."""
+    async def start(self, user: User, wanted: str, target: ChatTarget) -> ShootStarted:
+        """Record a shoot of the pack `wanted` names on the user's model, and say what it
+        makes."""
         if not wanted.strip():
             raise UserError(text("shoot.usage"))
         service = self._service
@@ -55,7 +64,8 @@ class ShootDesk:
             )
         service._tracker.track_shoot(shoot.id)
         key = "shoot.started" if trained else "shoot.queued"
-        return text(key, title=shoot.pack_title, count=shoot.num_images, model=model.display_name)
+        said = text(key, title=shoot.pack_title, count=shoot.num_images, model=model.display_name)
+        return ShootStarted(shoot, said)
 
     async def status_lines(self, user_id: int) -> list[str]:
         lines = []

@@ -107,7 +107,7 @@ class TelegramShoots:
         with contextlib.suppress(BadRequest):  # one press makes one shoot: the button goes
             await query.edit_message_reply_markup(None)
         assert isinstance(query.message, Message)
-        await query.message.reply_text(started)
+        await query.message.reply_text(started.text)
         return text("button.making")
 
     async def _like_pressed(
