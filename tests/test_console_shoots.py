@@ -260,3 +260,28 @@ async def test_a_shoot_holds_each_image_and_gives_back_what_never_came(
     )
     assert "Cancelled: shoot Travel (3 of 6 images made are kept)." in output
     assert "Your balance: 5 credits." in output  # 8 - the 3 images delivered
+
+
+async def test_train_and_shoot_in_one_go_runs_the_pack_with_the_photos(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    travel = fake_astria.packs.add_pack(
+        "travel", "Travel", {"man": ["ohwx man, in Rome", "ohwx man, in Kyoto"]}, num_images=3
+    )
+    fake_astria.packs.add_pack("bridal", "Bridal", {"woman": ["ohwx woman, bride"]})
+    output = await chat(
+        make_settings(),
+        f"/photos {photo_dir}\n/train man bridal\n/train man travel Holiday me\n/wait\n/status\n",
+    )
+
+    assert "Bridal has no prompts for a man. Packs that have: Travel, Corporate Headshots." in (
+        output
+    )
+    assert "Training Holiday me started" in output
+    assert "Travel starts when Holiday me is trained." in output
+    assert len(saved_images(output)) == 6
+    assert output.count("Travel is done: 6 images.") == 1
+    [run] = fake_astria.find_requests("POST", f"/p/{travel['id']}/tunes")
+    assert len(run.files) == 5  # the photos went with the pack run: one request trains and shoots
+    assert not fake_astria.find_requests("POST", "/tunes")  # no separate training
+    assert len(fake_astria.tunes) == 1

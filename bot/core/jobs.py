@@ -408,7 +408,10 @@ class JobTracker:
                 token=tune.token,
                 callback=self.callback_url(JobKind.TUNE, tune.id, tune.callback_secret),
             )
+            shoot = await self.shoots.shoots.training_with(tune.id)
             async with self._submitting:  # one attempt: a backoff wait holds no slot
+                if shoot is not None:  # train and shoot in one go: the pack run makes the tune
+                    return await self.shoots.create_tune(shoot, request)
                 return await self._backend.create_tune(request)
 
         remote = await self._with_backoff(JobKind.TUNE, tune.id, find_or_create)

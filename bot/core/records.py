@@ -60,6 +60,9 @@ class ShootState(StrEnum):
 
     WAITING = "waiting"
     """Recorded; starts when its model is trained."""
+    TRAINING = "training"
+    """Asked for with `/train <class> <pack>`: the pack run creates the model (POST
+    /p/:id/tunes with the photos), so its prompts exist on the backend once the tune does."""
     SUBMITTING = "submitting"
     """Its model is trained; the pack run is not (known to be) created on the backend yet."""
     RUNNING = "running"
@@ -111,7 +114,12 @@ TUNE_UNFINISHED = (TuneState.CREATING, TuneState.TRAINING)
 """Tunes the tracker still drives; /status shows them, /cancel stops them."""
 GENERATION_UNFINISHED = (GenerationState.QUEUED, GenerationState.SUBMITTED)
 """Generations waiting for images: the queue /status counts."""
-SHOOT_UNFINISHED = (ShootState.WAITING, ShootState.SUBMITTING, ShootState.RUNNING)
+SHOOT_UNFINISHED = (
+    ShootState.WAITING,
+    ShootState.TRAINING,
+    ShootState.SUBMITTING,
+    ShootState.RUNNING,
+)
 """Shoots the tracker still drives."""
 TUNE_GAVE_UP = (TuneState.FAILED, TuneState.CANCELLED)
 """Tunes that end without a model: their photos go back to the pending set."""

@@ -36,6 +36,7 @@ from bot.core.records import (
     GenerationRecord,
     GenerationState,
     JobKind,
+    ShootRecord,
     TuneRecord,
     TuneState,
     User,
@@ -331,7 +332,9 @@ class PhotoshootService:
     async def start_training(
         self, user: User, class_name: str, target: ChatTarget, label: str | None = None
     ) -> TuneRecord:
-        """Turn the pending photos into a tune; the tracker uploads it and reports progress."""
+        """Turn the pending photos into a tune; the tracker uploads it and reports progress.
+        A label that starts with a pack's slug (`/train man travel`) also runs that pack on
+        the model, in one go (bot/core/shoot_desk.py)."""
         class_name = _class_word(class_name.strip().lower())
         if not class_name:
             raise UserError(text("train.no_class", classes=", ".join(CLASS_NAMES)))
@@ -341,6 +344,11 @@ class PhotoshootService:
         if not target.is_private:
             raise UserError(text("train.private_only"))
         await self._require_consent(user)  # issue 15: no training without it
+        pack, label = await self._shoots.training_pack(class_name, label)
+        also = self.credits.for_training(user)
+        shot: list[ShootRecord] = []
+        if pack is not None:
+            also, shot = self._shoots.with_training(user, pack, class_name, target, also)
         async with self._lock(user):
             pending = await self.store.pending_photos(user.id)
             photo_intake.check_ready_to_train(len(pending))
@@ -355,10 +363,12 @@ class PhotoshootService:
                 label=(label or "").strip()[:MAX_LABEL_CHARS] or None,
                 photo_ids=[photo.id for photo in pending],
                 target=target,
-                also=self.credits.for_training(user),
+                also=also,
             )
         log.info("user %s started tune %s with %d photos", user.id, tune.id, len(pending))
         self._tracker.track_tune(tune.id)
+        for shoot in shot:
+            self._tracker.track_shoot(shoot.id)
         return tune
 
     # -- consent (issue 15, consent.py) -------------------------------------------------------

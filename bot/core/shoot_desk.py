@@ -13,10 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from backends.base import BackendError
+import aiosqlite
+
+from backends.base import BackendError, Pack
+from bot.core import shoots
 from bot.core.errors import UserError, backend_problem
 from bot.core.records import ChatTarget, ShootRecord, ShootState, Shot, TuneState, User
 from bot.core.shoot_jobs import ShootDriver, progress_text
+from bot.core.shoot_store import NewShoot
+from bot.core.store import Also
 from bot.core.texts import text
 
 if TYPE_CHECKING:
@@ -52,7 +57,7 @@ class ShootDesk:
             raise UserError(text("packs.none_for_class", class_name=model.class_name))
         trained = model.state == TuneState.TRAINED
         async with service._lock(user):
-            shoot, _ = await self._shoots.create(
+            new = NewShoot(
                 user.id,
                 tune_id=model.id,
                 pack_id=offer.pack.id,
@@ -60,19 +65,82 @@ class ShootDesk:
                 num_images=offer.num_images,
                 state=ShootState.SUBMITTING if trained else ShootState.WAITING,
                 target=target,
-                also=service.credits.for_shoot(user, offer.num_images),
+            )
+            shoot, _ = await self._shoots.create(
+                new, service.credits.for_shoot(user, offer.num_images)
             )
         service._tracker.track_shoot(shoot.id)
         key = "shoot.started" if trained else "shoot.queued"
         said = text(key, title=shoot.pack_title, count=shoot.num_images, model=model.display_name)
         return ShootStarted(shoot, said)
 
+    # -- train and shoot in one go -----------------------------------------------------------
+
+    async def training_pack(
+        self, class_name: str, label: str | None
+    ) -> tuple[Pack | None, str | None]:
+        """`/train man travel`: when the label's first word is the slug of a pack for the
+        class, that pack runs on the new model (the rest is the label). Anything else, or a
+        backend that cannot list packs now, leaves the label as it was."""
+        word, _, rest = (label or "").strip().partition(" ")
+        if not word:
+            return None, label
+        try:
+            packs = await self._service._backend.list_packs()
+        except BackendError:
+            return None, label
+        wanted = word.lstrip("#").lower()
+        listed = next((p for p in packs if p.slug.lower() == wanted), None)
+        if listed is None:
+            return None, label
+        if not listed.supports(class_name):
+            fitting = ", ".join(p.title for p in packs if p.supports(class_name))
+            raise UserError(
+                text(
+                    "packs.unsupported",
+                    title=listed.title,
+                    class_name=class_name,
+                    packs=fitting or text("packs.unsupported_none"),
+                )
+            )
+        pack = await shoots.with_size(self._service._backend, listed, class_name)
+        for prompt in pack.prompts_per_class.get(class_name, ()):
+            self._service._config.blocklist.check(prompt.text)
+        return pack, rest.strip() or None
+
+    def with_training(
+        self, user: User, pack: Pack, class_name: str, target: ChatTarget, tune_hold: Also | None
+    ) -> tuple[Also, list[ShootRecord]]:
+        """What a train-and-shoot adds to the tune's transaction: the tune's hold, then the
+        shoot with its own holds. The list receives the shoot once the transaction ran."""
+        recorded: list[ShootRecord] = []
+        images = pack.num_images(class_name) or 0
+
+        async def also(db: aiosqlite.Connection, tune_id: int) -> None:
+            if tune_hold is not None:
+                await tune_hold(db, tune_id)
+            new = NewShoot(
+                user.id,
+                tune_id=tune_id,
+                pack_id=pack.id,
+                pack_title=pack.title,
+                num_images=images,
+                state=ShootState.TRAINING,
+                target=target,
+            )
+            shoot, _ = await self._shoots.insert(
+                db, new, self._service.credits.for_shoot(user, images)
+            )
+            recorded.append(shoot)
+
+        return also, recorded
+
     async def status_lines(self, user_id: int) -> list[str]:
         lines = []
         for shoot in await self._shoots.of_user(user_id):
             if not shoot.state.unfinished:
                 continue
-            if shoot.state == ShootState.WAITING:
+            if shoot.state in (ShootState.WAITING, ShootState.TRAINING):
                 tune = await self._service.store.get_tune(shoot.tune_id)
                 model = tune.display_name if tune else ""
                 lines.append(text("shoot.waiting", title=shoot.pack_title, model=model))

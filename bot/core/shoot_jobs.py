@@ -25,6 +25,9 @@ from backends.base import (
     NotFoundError,
     PackRunRequest,
     Prompt,
+    ServerError,
+    Tune,
+    TuneRequest,
     ValidationError,
 )
 from bot.core import archives
@@ -102,6 +105,23 @@ class ShootDriver:
     def _backend(self) -> Backend:
         return self._tracker._backend
 
+    async def create_tune(self, shoot: ShootRecord, request: TuneRequest) -> Tune:
+        """Train-and-shoot: the tune created by running the pack with the photos (the Astria
+        way, `POST /p/:id/tunes`), so the pack's prompts run as soon as it is trained."""
+        run = await self._backend.run_pack(
+            shoot.pack_id,
+            PackRunRequest(
+                title=request.title,
+                name=request.name,
+                images=request.images,
+                callback=request.callback,
+                prompts_callback=self._tracker.callback_url(SHOOT, shoot.id, shoot.callback_secret),
+            ),
+        )
+        if run.tune is None:
+            raise ServerError(text("shoot.no_prompts"))
+        return run.tune
+
     # -- the job -----------------------------------------------------------------------------
 
     async def run(self, shoot_id: int) -> None:
@@ -112,7 +132,9 @@ class ShootDriver:
             return
         await tracker._speak_to(shoot.user_id)
         try:
-            if shoot.state == ShootState.WAITING:
+            if shoot.state == ShootState.TRAINING:  # its prompts come with the tune: adopt
+                tracker._fresh.discard((SHOOT, shoot_id))
+            if shoot.state in (ShootState.WAITING, ShootState.TRAINING):
                 shoot, delivery = await self._wait_for_model(shoot, delivery)
             if shoot.state == ShootState.SUBMITTING:
                 shoot = await self._submit(shoot)

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass
 from typing import Any
+
+import aiosqlite
 
 from bot.core.records import (
     SHOOT_UNFINISHED,
@@ -32,46 +35,62 @@ _SHOT = _Columns(
 )
 
 
+@dataclass(frozen=True)
+class NewShoot:
+    """A shoot as it is asked for: the pack, the model, what it makes, where it goes."""
+
+    user_id: int
+    tune_id: int
+    pack_id: int
+    pack_title: str
+    num_images: int
+    state: ShootState
+    target: ChatTarget
+
+
 class ShootStore:
     """Reads and writes `shoots` and `shots`; see the module docstring."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def create(
-        self,
-        user_id: int,
-        *,
-        tune_id: int,
-        pack_id: int,
-        pack_title: str,
-        num_images: int,
-        state: ShootState,
-        target: ChatTarget,
-        also: Also | None = None,
-    ) -> tuple[ShootRecord, Delivery]:
+    async def create(self, new: NewShoot, also: Also | None = None) -> tuple[ShootRecord, Delivery]:
         """Record a shoot, its delivery and (`also`) its hold together."""
         async with self._store.transaction() as db:
-            row = await _returned(
-                db,
-                "INSERT INTO shoots (user_id, tune_id, pack_id, pack_title, num_images, state,"
-                " callback_secret, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-                (
-                    user_id,
-                    tune_id,
-                    pack_id,
-                    pack_title,
-                    num_images,
-                    state,
-                    secrets.token_urlsafe(16),
-                    _iso(utcnow()),
-                ),
-            )
-            shoot: ShootRecord = _SHOOT.convert(row, ShootRecord)
-            delivery = await Store._insert_delivery(db, JobKind.SHOOT, shoot.id, target)
-            if also is not None:
-                await also(db, shoot.id)
+            return await self.insert(db, new, also)
+
+    @staticmethod
+    async def insert(
+        db: aiosqlite.Connection, new: NewShoot, also: Also | None = None
+    ) -> tuple[ShootRecord, Delivery]:
+        """`create` inside a transaction of the caller's (a training's, for train-and-shoot)."""
+        row = await _returned(
+            db,
+            "INSERT INTO shoots (user_id, tune_id, pack_id, pack_title, num_images, state,"
+            " callback_secret, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+            (
+                new.user_id,
+                new.tune_id,
+                new.pack_id,
+                new.pack_title,
+                new.num_images,
+                new.state,
+                secrets.token_urlsafe(16),
+                _iso(utcnow()),
+            ),
+        )
+        shoot: ShootRecord = _SHOOT.convert(row, ShootRecord)
+        delivery = await Store._insert_delivery(db, JobKind.SHOOT, shoot.id, new.target)
+        if also is not None:
+            await also(db, shoot.id)
         return shoot, delivery
+
+    async def training_with(self, tune_id: int) -> ShootRecord | None:
+        """The shoot whose pack run creates this tune (train-and-shoot), if any."""
+        rows = await self._store.fetch(
+            "SELECT * FROM shoots WHERE tune_id = ? AND state = ?", (tune_id, ShootState.TRAINING)
+        )
+        return _SHOOT.convert(rows[0], ShootRecord) if rows else None
 
     async def get(self, shoot_id: int) -> ShootRecord | None:
         rows = await self._store.fetch("SELECT * FROM shoots WHERE id = ?", (shoot_id,))

@@ -82,7 +82,7 @@ async def offers(backend: Backend, model: TuneRecord) -> list[PackOffer]:
     fitting = [p for p in packs if p.supports(model.class_name)]
     result = []
     for listed in fitting:
-        pack = await _with_size(backend, listed, model.class_name)
+        pack = await with_size(backend, listed, model.class_name)
         cost = pack.costs.get(model.class_name)
         result.append(
             PackOffer(
@@ -96,7 +96,7 @@ async def offers(backend: Backend, model: TuneRecord) -> list[PackOffer]:
     return result
 
 
-async def _with_size(backend: Backend, pack: Pack, class_name: str) -> Pack:
+async def with_size(backend: Backend, pack: Pack, class_name: str) -> Pack:
     """The pack with its size for the class: a list item (Astria's) shows only the price, so
     the pack itself is fetched then."""
     if pack.num_images(class_name) is not None:
