@@ -61,7 +61,7 @@ class ShootDesk:
                 user.id,
                 tune_id=model.id,
                 pack_id=offer.pack.id,
-                pack_title=offer.pack.title,
+                pack_title=offer.title,
                 num_images=offer.num_images,
                 state=ShootState.SUBMITTING if trained else ShootState.WAITING,
                 target=target,
@@ -94,11 +94,13 @@ class ShootDesk:
         if listed is None:
             return None, label
         if not listed.supports(class_name):
-            fitting = ", ".join(p.title for p in packs if p.supports(class_name))
+            fitting = ", ".join(
+                shoots.pack_words(p, "title") for p in packs if p.supports(class_name)
+            )
             raise UserError(
                 text(
                     "packs.unsupported",
-                    title=listed.title,
+                    title=shoots.pack_words(listed, "title"),
                     class_name=class_name,
                     packs=fitting or text("packs.unsupported_none"),
                 )
@@ -123,7 +125,7 @@ class ShootDesk:
                 user.id,
                 tune_id=tune_id,
                 pack_id=pack.id,
-                pack_title=pack.title,
+                pack_title=shoots.pack_words(pack, "title"),
                 num_images=images,
                 state=ShootState.TRAINING,
                 target=target,

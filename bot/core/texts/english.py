@@ -6,6 +6,7 @@ Grouped by where the words are used. `{name}` fields are filled by `text(key, na
 
 from __future__ import annotations
 
+from bot.core.texts import packs as pack_texts
 from bot.core.texts.catalog import Catalog, Plural
 
 MESSAGES: Catalog = {
@@ -650,3 +651,4 @@ MESSAGES: Catalog = {
     ),
     "console.make_it": "Send /imagine {prompt} to make them.",
 }
+MESSAGES.update(pack_texts.MESSAGES)  # kept apart (shipped packs' words), read like the rest
