@@ -50,7 +50,7 @@ class JobKind(StrEnum):
 
     TUNE = "tune"
     GENERATION = "generation"
-    SHOOT = "shoot"
+    SHOOT = "photoshoot"
     """A pack run on one model (bot/core/shoot_jobs.py): many prompts, one status message."""
 
 

@@ -213,7 +213,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX shots_by_shoot ON shots (shoot_id);
     CREATE TABLE deliveries_new (
         id INTEGER PRIMARY KEY,
-        job_kind TEXT NOT NULL CHECK (job_kind IN ('tune', 'generation', 'shoot')),
+        job_kind TEXT NOT NULL CHECK (job_kind IN ('tune', 'generation', 'photoshoot')),
         job_id INTEGER NOT NULL,
         platform TEXT NOT NULL,
         chat_id TEXT NOT NULL,

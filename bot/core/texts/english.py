@@ -409,7 +409,7 @@ MESSAGES: Catalog = {
     "ledger.with_reference": "{what} ({reference})",
     "ledger.job.tune": "training #{id}",
     "ledger.job.generation": "image set #{id}",
-    "ledger.job.shoot": "shoot #{id}",
+    "ledger.job.photoshoot": "shoot #{id}",
     "ledger.hold_state.hold": ", held until it is delivered",
     "ledger.hold_state.capture": ", delivered",
     "ledger.hold_state.release": ", given back",
