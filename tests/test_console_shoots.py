@@ -260,6 +260,11 @@ async def test_a_shoot_holds_each_image_and_gives_back_what_never_came(
     )
     assert "Cancelled: shoot Travel (3 of 6 images made are kept)." in output
     assert "Your balance: 5 credits." in output  # 8 - the 3 images delivered
+    movements = output.split("Last movements")[1]
+    assert re.search(r"-3 for shoot #1, delivered\n", movements)  # one line per outcome
+    assert re.search(r"-3 for shoot #1, given back\n", movements)
+    assert re.search(r"\+3 given back for shoot #1\n", movements)
+    assert movements.count("shoot #1") == 3
 
 
 async def test_train_and_shoot_in_one_go_runs_the_pack_with_the_photos(

@@ -137,13 +137,17 @@ class Ledger:
 
     async def movements(self, account: str, limit: int = 8) -> list[LedgerEntry]:
         """The newest movements first, holds with how they were settled; captures are left
-        out (they change nothing: their hold is shown as spent)."""
+        out (they change nothing: their hold is shown as spent). A shoot holds one row per
+        image: its rows of one kind and outcome are shown summed, as one movement."""
         rows = await self._store.fetch(
-            "SELECT h.*, s.kind AS settled_as FROM ledger h"
-            " LEFT JOIN ledger s ON s.hold_id = h.id"
+            "SELECT MAX(h.id) AS id, h.account, h.kind, SUM(h.amount) AS amount,"
+            " SUM(h.units) AS units, h.job_kind, h.job_id, MAX(h.hold_id) AS hold_id,"
+            " h.payment_ref, h.actor, h.note, MAX(h.created_at) AS created_at,"
+            " s.kind AS settled_as FROM ledger h LEFT JOIN ledger s ON s.hold_id = h.id"
             f" WHERE h.account = ? AND h.kind != '{Entry.CAPTURE.value}'"
-            " ORDER BY h.id DESC LIMIT ?",
-            (account, limit),
+            " GROUP BY CASE WHEN h.job_kind = ? THEN h.kind || ':' || h.job_id || ':'"
+            " || COALESCE(s.kind, '') ELSE h.id END ORDER BY id DESC LIMIT ?",
+            (account, JobKind.SHOOT, limit),
         )
         return [_entry(row) for row in rows]
 
