@@ -42,6 +42,8 @@ LONG_POLL_TIMEOUT_S = 30
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.PRE_CHECKOUT_QUERY]
 PRIVATE_COMMANDS = {
     "imagine": "command.imagine",
+    "packs": "command.packs",
+    "shoot": "command.shoot",
     "train": "command.train",
     "models": "command.models",
     "status": "command.status",
@@ -54,6 +56,7 @@ PRIVATE_COMMANDS = {
 }
 GROUP_COMMANDS = {
     "imagine": "command.imagine",
+    "packs": "command.packs",
     "train": "command.train_in_group",
     "status": "command.status",
     "language": "command.language",

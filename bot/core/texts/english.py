@@ -29,6 +29,12 @@ MESSAGES: Catalog = {
         "I speak with you. /credits shows your balance and what things cost.\n"
         "Tip: short prompts work best. Add --no <things> to keep things out of the picture."
     ),
+    "help.packs": (
+        "Photoshoots: /packs shows curated packs for your model (say, 28 corporate headshots); "
+        "pick one and confirm. /train man travel trains and runs the Travel pack in one go."
+    ),
+    "command.packs": "photoshoot packs for your model: pick one and make it",
+    "command.shoot": "make a photoshoot pack: /shoot travel",
     "command.imagine": "make pictures of you: /imagine astronaut on the moon",
     "command.train": "train your model from the photos you sent: /train man",
     "command.train_in_group": "train your model (in a private chat with me)",
