@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SHOOT = JobKind.SHOOT
+ENDED = (ShootState.DONE, ShootState.FAILED)
+"""Ended, with the closing message perhaps still owed (a restart sends it)."""
 DELIVERY_GRACE_S = 10.0
 """How long a cancel waits for images being sent to finish (as the tracker's stop does)."""
 DELIVERING_CHECK_S = 0.05
@@ -130,6 +132,7 @@ class ShootDriver:
         delivery = await self._store.get_delivery(SHOOT, shoot_id)
         if shoot is None or delivery is None:
             return
+        zip_it = shoot.state not in ENDED  # ended before a restart: its ZIP went out
         await tracker._speak_to(shoot.user_id)
         try:
             if shoot.state == ShootState.TRAINING:  # its prompts come with the tune: adopt
@@ -149,7 +152,7 @@ class ShootDriver:
                 shoot_id, state=ShootState.FAILED, error=backend_problem(exc)
             )
         with tracker._delivering_phase(SHOOT, shoot_id):
-            await self._finish(shoot, delivery)
+            await self._finish(shoot, delivery, zip_it=zip_it)
 
     async def _wait_for_model(
         self, shoot: ShootRecord, delivery: Delivery
@@ -266,26 +269,32 @@ class ShootDriver:
         notifier: ShootNotifier | None = self._tracker._notifiers.get(delivery.platform)  # type: ignore[assignment]
         return notifier
 
-    async def _finish(self, shoot: ShootRecord, delivery: Delivery) -> None:
-        """The ZIP, the closing message, and the holds of what never came given back."""
+    async def _finish(self, shoot: ShootRecord, delivery: Delivery, *, zip_it: bool) -> None:
+        """The ZIP (`zip_it`: not when a restart finds the shoot ended, so it was sent), the
+        state, the closing message, and the holds of what never came given back. A stop
+        between the ZIP and the state sends the ZIP again; one after it, only the closing."""
         notifier = self._notifier(delivery)
-        if notifier is None or shoot.state not in (ShootState.RUNNING, ShootState.FAILED):
+        if notifier is None or shoot.state not in (*ENDED, ShootState.RUNNING):
             return
         await self._tracker._speak_to(shoot.user_id)
         shots = await self.shoots.shots(shoot.id)
         sent = _sent(shots)
-        if shoot.state == ShootState.RUNNING:
-            state = ShootState.DONE if sent else ShootState.FAILED
-            shoot = await self.shoots.update(shoot.id, state=state)
         files = [
             self._store.data_dir / name for s in shots if s.delivered for name in s.result_files
         ]
-        if files:
+        if files and zip_it:
             folder = self._store.data_dir / "shoots" / str(shoot.id)
-            parts = archives.write_parts(
-                files, folder, f"shoot-{shoot.id}", notifier.archive_limit_bytes(delivery)
+            parts = await asyncio.to_thread(
+                archives.write_parts,
+                files,
+                folder,
+                f"shoot-{shoot.id}",
+                notifier.archive_limit_bytes(delivery),
             )
             await notifier.send_archive(delivery, shoot, parts)
+        if shoot.state == ShootState.RUNNING:
+            state = ShootState.DONE if sent else ShootState.FAILED
+            shoot = await self.shoots.update(shoot.id, state=state)
         released = await self.release_rest(shoot.id)
         delivery = await self._tracker._status(delivery, progress_text(shoot, sent), force=True)
         if shoot.state == ShootState.DONE:
