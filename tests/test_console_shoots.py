@@ -16,6 +16,7 @@ import pytest
 from bot.app import running_core
 from bot.chat.console import ConsoleChat
 from bot.config import Settings, load_settings
+from bot.core.texts import text
 from tests.conftest import chat
 from tests.fakes.astria_server import FakeAstria
 
@@ -195,10 +196,10 @@ text = "ohwx man, on a beach at sunset"
 """
 
 
-@pytest.mark.slow
-async def test_a_shoot_on_the_in_process_worker_delivers_once_and_likes_reach_it(
-    tmp_path: Path, photo_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def tiny_worker_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **overrides: object
+) -> Settings:
+    """The bot on the in-process worker with the tiny model, QUICK_PACK in its catalog."""
     packs = tmp_path / "packs"
     packs.mkdir()
     (packs / "quick.toml").write_text(QUICK_PACK)
@@ -210,14 +211,22 @@ async def test_a_shoot_on_the_in_process_worker_delivers_once_and_likes_reach_it
     }
     for name, value in worker_env.items():
         monkeypatch.setenv(name, value)
-    settings = load_settings(
+    return load_settings(
         data_dir=tmp_path / "data",
         backend="local",
         sdxl_model="tiny",
         poll_interval_s=0.2,
         credits="off",
         consent_required=False,
+        **overrides,
     )
+
+
+@pytest.mark.slow
+async def test_a_shoot_on_the_in_process_worker_delivers_once_and_likes_reach_it(
+    tmp_path: Path, photo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = tiny_worker_settings(tmp_path, monkeypatch)
     output = await chat(
         settings,
         f"/photos {photo_dir}\n/train man\n/wait\n/packs quick-test\n/shoot quick-test\n/wait\n",
@@ -290,3 +299,23 @@ async def test_train_and_shoot_in_one_go_runs_the_pack_with_the_photos(
     assert len(run.files) == 5  # the photos went with the pack run: one request trains and shoots
     assert not fake_astria.find_requests("POST", "/tunes")  # no separate training
     assert len(fake_astria.tunes) == 1
+
+
+@pytest.mark.slow
+async def test_the_block_list_refuses_a_pack_before_anything_is_held_or_sent(
+    tmp_path: Path, photo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our worker shows a pack's prompt texts, so the operator's rules apply to them."""
+    rules = tmp_path / "rules.txt"
+    rules.write_text("beach\n")
+    settings = tiny_worker_settings(tmp_path, monkeypatch, prompt_blocklist=rules)
+    output = await chat(
+        settings,
+        f"/photos {photo_dir}\n/train man\n/wait\n/shoot quick-test\n/train man quick-test\n"
+        "/status\n",
+    )
+    refusal = text("safety.blocked")
+    assert output.count(refusal) == 2  # the shoot, and the train-and-shoot (as a whole)
+    assert not saved_images(output)
+    assert output.count("Training man #") == output.count("Training man #1")  # no second model
+    assert "Quick test" not in output.split(refusal)[-1]

@@ -51,8 +51,7 @@ class ShootDesk:
         service = self._service
         offer = await service.pick_pack(user, wanted)
         model = offer.model
-        for prompt in offer.pack.prompts_per_class.get(model.class_name, ()):
-            service._config.blocklist.check(prompt.text)  # before any row, hold or request
+        await self._check_prompts(offer.pack, model.class_name)  # before any row or hold
         if offer.num_images <= 0:
             raise UserError(text("packs.none_for_class", class_name=model.class_name))
         trained = model.state == TuneState.TRAINED
@@ -106,9 +105,20 @@ class ShootDesk:
                 )
             )
         pack = await shoots.with_size(self._service._backend, listed, class_name)
+        await self._check_prompts(pack, class_name)
+        return pack, rest.strip() or None
+
+    async def _check_prompts(self, pack: Pack, class_name: str) -> None:
+        """The operator's block list on the pack's prompt texts for the class, where the
+        backend shows them (our worker does; Astria shows none). A listed pack without its
+        prompts is fetched whole first."""
+        if not pack.prompts_per_class.get(class_name):
+            try:
+                pack = await self._service._backend.get_pack(pack.id)
+            except BackendError as exc:
+                raise UserError(backend_problem(exc)) from exc
         for prompt in pack.prompts_per_class.get(class_name, ()):
             self._service._config.blocklist.check(prompt.text)
-        return pack, rest.strip() or None
 
     def with_training(
         self, user: User, pack: Pack, class_name: str, target: ChatTarget, tune_hold: Also | None
