@@ -319,3 +319,27 @@ async def test_the_block_list_refuses_a_pack_before_anything_is_held_or_sent(
     assert not saved_images(output)
     assert output.count("Training man #") == output.count("Training man #1")  # no second model
     assert "Quick test" not in output.split(refusal)[-1]
+
+
+async def test_a_running_shoot_counts_as_one_running_set_for_the_limits(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    fake_astria.packs.add_pack(
+        "travel", "Travel", {"man": ["ohwx man, in Rome", "ohwx man, in Kyoto"]}, num_images=3
+    )
+    settings = make_settings(
+        credits="on", free_credits=100, price_training=50, price_image=1, limit_running_prompts=1
+    )
+    await chat(settings, f"/photos {photo_dir}\n/train man\n/wait\n")
+    fake_astria.hold_prompts_with("Kyoto")
+    output = await run_console(
+        settings,
+        [
+            ("bot> ", "/shoot travel\n", nothing),
+            ("images saved:", "/imagine astronaut\n", nothing),
+            ("at a time is the limit", "/cancel\n", nothing),
+        ],
+    )
+    refusal = output.split("images saved:")[1]
+    assert "You have 1 image set on its way; 1 at a time is the limit." in refusal
+    assert not [p for p in fake_astria.prompts.values() if "astronaut" in p["text"]]

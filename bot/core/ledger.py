@@ -292,10 +292,11 @@ class Ledger:
         everyone: bool = False,
     ) -> tuple[int, int]:
         """What the limits count, in one read: the account's jobs of this kind accepted and not
-        settled yet (its running jobs), and the units (images, trainings) held since `since`
+        settled yet (its running jobs; a shoot, which holds per image, counts once), and the units (images, trainings) held since `since`
         and not given back, by the account or (`everyone`) by all accounts."""
         rows = await db.execute_fetchall(
-            f"SELECT (SELECT COUNT(*) FROM ledger h WHERE account = ? AND kind = '{_HOLD}'"
+            f"SELECT (SELECT COUNT(DISTINCT job_id) FROM ledger h WHERE account = ?"
+            f" AND kind = '{_HOLD}'"
             f" AND job_kind = ? AND {_unsettled()}),"
             " (SELECT COALESCE(SUM(units), 0) FROM ledger h"
             f" WHERE kind = '{_HOLD}' AND job_kind = ? AND created_at >= ? AND (? OR account = ?)"
