@@ -292,8 +292,9 @@ class Ledger:
         everyone: bool = False,
     ) -> tuple[int, int]:
         """What the limits count, in one read: the account's jobs of this kind accepted and not
-        settled yet (its running jobs; a shoot, which holds per image, counts once), and the units (images, trainings) held since `since`
-        and not given back, by the account or (`everyone`) by all accounts."""
+        settled yet (its running jobs; a shoot, which holds per image, counts once), and the
+        units (images, trainings) held since `since` and not given back, by the account or
+        (`everyone`) by all accounts."""
         rows = await db.execute_fetchall(
             f"SELECT (SELECT COUNT(DISTINCT job_id) FROM ledger h WHERE account = ?"
             f" AND kind = '{_HOLD}'"
