@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import time
@@ -19,6 +20,7 @@ from bot.config import Settings, load_settings
 from bot.core.texts import text
 from tests.conftest import chat
 from tests.fakes.astria_server import FakeAstria
+from tests.fakes.threaded_server import free_port
 
 SAVED = re.compile(r"^bot>   (\S+) \(/like (\d+), /more \d+\)$", re.M)
 
@@ -343,3 +345,22 @@ async def test_a_running_shoot_counts_as_one_running_set_for_the_limits(
     refusal = output.split("images saved:")[1]
     assert "You have 1 image set on its way; 1 at a time is the limit." in refusal
     assert not [p for p in fake_astria.prompts.values() if "astronaut" in p["text"]]
+
+
+async def test_the_pack_runs_callback_wakes_the_shoot_long_before_the_next_poll(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    fake_astria.packs.add_pack(
+        "travel", "Travel", {"man": ["ohwx man, in Rome", "ohwx man, in Kyoto"]}, num_images=3
+    )
+    port = free_port()
+    settings = make_settings(
+        poll_interval_s=60, public_url=f"http://127.0.0.1:{port}", callback_port=port
+    )
+    script = f"/photos {photo_dir}\n/train man travel\n/wait\n"
+    output = await asyncio.wait_for(chat(settings, script), timeout=30)
+
+    assert "Travel is done: 6 images." in output
+    sent = [url for url, _ in fake_astria.callbacks_sent]
+    assert any(url.startswith(f"http://127.0.0.1:{port}/callbacks/photoshoot/") for url in sent)
+    assert fake_astria.callback_failures == []
