@@ -179,11 +179,13 @@ class ShootDriver:
         tune_id = tune.backend_id if tune else None
         if tune_id is None:
             raise NotFoundError(text("shoot.model_gone"))
-        fresh = (SHOOT, shoot.id) in tracker._fresh
+        fresh = (SHOOT, shoot.id) in tracker._fresh  # recorded here, never sent: no look-up
         tracker._fresh.discard((SHOOT, shoot.id))
 
         async def find_or_run() -> list[Prompt]:
+            nonlocal fresh
             found = [] if fresh else await self._unowned_prompts(shoot, tune_id)
+            fresh = False  # a retry after an unclear failure looks up first
             if found:
                 return found
             request = PackRunRequest(
