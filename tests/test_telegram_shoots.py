@@ -107,3 +107,39 @@ async def test_packs_picker_confirm_albums_zip_parts_and_likes(
         await fake_tg.wait_for(lambda c: len(fake_astria.prompts) > prompts)
         newest = max(fake_astria.prompts.values(), key=lambda p: p["id"])
         assert "in Rome" in newest["text"]
+
+
+async def test_packs_and_shoot_without_a_model_say_how_to_get_one(
+    fake_tg: FakeTelegram, users: Users, tg_settings: Settings, fake_astria: FakeAstria
+) -> None:
+    async with bot_with(tg_settings):
+        users.message(ALICE, text="/packs")
+        await fake_tg.wait_for(sent_text(ALICE, "You have no model yet."))
+        users.message(ALICE, text="/shoot travel")
+        await fake_tg.wait_for(lambda c: len(fake_tg.find("sendMessage", ALICE)) >= 2)
+    answers = [c.params["text"] for c in fake_tg.find("sendMessage", ALICE)]
+    assert all("You have no model yet." in answer for answer in answers)
+    assert not fake_astria.find_requests("GET", "/packs")  # refused before asking the backend
+
+
+async def test_a_restart_in_the_middle_of_a_shoot_sends_the_rest_once(
+    fake_tg: FakeTelegram, users: Users, tg_settings: Settings, fake_astria: FakeAstria
+) -> None:
+    fake_astria.packs.add_pack("travel", "Travel", TRAVEL, num_images=3)
+    async with bot_with(tg_settings):
+        await train_model(fake_tg, users, ALICE)
+        fake_astria.hold_prompts_with("Oslo")
+        users.message(ALICE, text="/shoot travel")
+        details = await fake_tg.wait_for(sent_text(ALICE, "It makes 12 images"))
+        users.press(ALICE, details.result, buttons(details.params)["Make 12 images"])
+        await fake_tg.wait_for(sent_text(ALICE, "Travel: 9 of 12 ready"), within=20)
+    before = sum(photos_in(c) for c in fake_tg.calls if c.method == "sendMediaGroup")
+    fake_astria.hold_prompts_with(None)
+
+    async with bot_with(tg_settings):
+        await fake_tg.wait_for(sent_text(ALICE, "Travel is done: 12 images."), within=20)
+    sent = [c for c in fake_tg.calls if c.method in ("sendMediaGroup", "sendPhoto")]
+    assert before == 9 and sum(photos_in(c) for c in sent) == 12  # the rest, once
+    [archive] = fake_tg.find("sendDocument", ALICE)
+    assert len(zipfile.ZipFile(io.BytesIO(archive.files["document"])).namelist()) == 12
+    assert len(fake_astria.find_requests("POST", "/p/")) == 1
