@@ -11,6 +11,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,12 +30,17 @@ def saved_images(output: str) -> list[str]:
     return [match.group(1) for match in SAVED.finditer(output)]
 
 
+def add_travel(fake: FakeAstria) -> dict[str, Any]:
+    """A pack of two prompts of 3 images for a man (Rome, Kyoto): 6 images."""
+    return fake.packs.add_pack(
+        "travel", "Travel", {"man": ["ohwx man, in Rome", "ohwx man, in Kyoto"]}, num_images=3
+    )
+
+
 async def test_a_picked_pack_delivers_every_image_once_then_a_zip(
     make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
 ) -> None:
-    travel = fake_astria.packs.add_pack(
-        "travel", "Travel", {"man": ["ohwx man, in Rome", "ohwx man, in Kyoto"]}, num_images=3
-    )
+    travel = add_travel(fake_astria)
     output = await chat(
         make_settings(),
         f"/photos {photo_dir}\n/train man\n/wait\n/packs\n/packs 1\n/shoot 1\n/wait\n/like 1\n",
@@ -109,12 +115,17 @@ async def run_console(settings: Settings, steps: list[tuple[str, str, Callable[[
     return out.getvalue()
 
 
+async def rome_only(settings: Settings, fake: FakeAstria, then: list[tuple[str, str]]) -> str:
+    """`/shoot travel` while Kyoto's prompt is held, then each line once its words appear."""
+    fake.hold_prompts_with("Kyoto")
+    steps = [("bot> ", "/shoot travel\n", nothing), *((w, line, nothing) for w, line in then)]
+    return await run_console(settings, steps)
+
+
 async def test_a_restart_in_the_middle_of_a_shoot_delivers_the_rest_once(
     make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
 ) -> None:
-    travel = fake_astria.packs.add_pack(
-        "travel", "Travel", {"man": ["ohwx man, in Rome", "ohwx man, in Kyoto"]}, num_images=3
-    )
+    travel = add_travel(fake_astria)
     settings = make_settings()
     await chat(settings, f"/photos {photo_dir}\n/train man\n/wait\n")
     fake_astria.hold_prompts_with("Kyoto")
@@ -142,9 +153,7 @@ async def test_a_restart_in_the_middle_of_a_shoot_delivers_the_rest_once(
 async def test_a_shoot_while_the_model_trains_waits_for_it_and_status_and_cancel_know_it(
     make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
 ) -> None:
-    travel = fake_astria.packs.add_pack(
-        "travel", "Travel", {"man": ["ohwx man, in Rome", "ohwx man, in Kyoto"]}, num_images=3
-    )
+    travel = add_travel(fake_astria)
     settings = make_settings()
     fake_astria.hold_training()
     output = await run_console(
@@ -162,14 +171,8 @@ async def test_a_shoot_while_the_model_trains_waits_for_it_and_status_and_cancel
     assert "Travel is done: 6 images." in output
     assert len(fake_astria.find_requests("POST", f"/p/{travel['id']}/tunes")) == 1
 
-    fake_astria.hold_prompts_with("Kyoto")
-    cancelled = await run_console(
-        settings,
-        [
-            ("bot> ", "/shoot travel\n", nothing),
-            ("images saved:", "/status\n", nothing),
-            ("3 of 6 ready", "/cancel\n", nothing),
-        ],
+    cancelled = await rome_only(
+        settings, fake_astria, [("images saved:", "/status\n"), ("3 of 6 ready", "/cancel\n")]
     )
     assert "Cancelled: shoot Travel (3 of 6 images made are kept)." in cancelled
     kyoto = [p for p in fake_astria.prompts.values() if "Kyoto" in p["text"]]
@@ -251,23 +254,15 @@ async def test_a_shoot_on_the_in_process_worker_delivers_once_and_likes_reach_it
 async def test_a_shoot_holds_each_image_and_gives_back_what_never_came(
     make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
 ) -> None:
-    fake_astria.packs.add_pack(
-        "travel", "Travel", {"man": ["ohwx man, in Rome", "ohwx man, in Kyoto"]}, num_images=3
-    )
+    add_travel(fake_astria)
     settings = make_settings(credits="on", free_credits=50 + 8, price_training=50, price_image=1)
     await chat(settings, f"/photos {photo_dir}\n/train man\n/wait\n")
     short = await chat(settings, "/shoot corporate-headshots\n")  # 28 images, 8 credits
     assert "A set of 28 images costs 28 credits; you have 8 credits." in short
     assert not fake_astria.find_requests("POST", "/p/")
 
-    fake_astria.hold_prompts_with("Kyoto")
-    output = await run_console(
-        settings,
-        [
-            ("bot> ", "/shoot travel\n", nothing),
-            ("images saved:", "/cancel\n", nothing),
-            ("Cancelled", "/credits\n", nothing),
-        ],
+    output = await rome_only(
+        settings, fake_astria, [("images saved:", "/cancel\n"), ("Cancelled", "/credits\n")]
     )
     assert "Cancelled: shoot Travel (3 of 6 images made are kept)." in output
     assert "Your balance: 5 credits." in output  # 8 - the 3 images delivered
@@ -281,9 +276,7 @@ async def test_a_shoot_holds_each_image_and_gives_back_what_never_came(
 async def test_train_and_shoot_in_one_go_runs_the_pack_with_the_photos(
     make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
 ) -> None:
-    travel = fake_astria.packs.add_pack(
-        "travel", "Travel", {"man": ["ohwx man, in Rome", "ohwx man, in Kyoto"]}, num_images=3
-    )
+    travel = add_travel(fake_astria)
     fake_astria.packs.add_pack("bridal", "Bridal", {"woman": ["ohwx woman, bride"]})
     output = await chat(
         make_settings(),
@@ -326,21 +319,15 @@ async def test_the_block_list_refuses_a_pack_before_anything_is_held_or_sent(
 async def test_a_running_shoot_counts_as_one_running_set_for_the_limits(
     make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
 ) -> None:
-    fake_astria.packs.add_pack(
-        "travel", "Travel", {"man": ["ohwx man, in Rome", "ohwx man, in Kyoto"]}, num_images=3
-    )
+    add_travel(fake_astria)
     settings = make_settings(
         credits="on", free_credits=100, price_training=50, price_image=1, limit_running_prompts=1
     )
     await chat(settings, f"/photos {photo_dir}\n/train man\n/wait\n")
-    fake_astria.hold_prompts_with("Kyoto")
-    output = await run_console(
+    output = await rome_only(
         settings,
-        [
-            ("bot> ", "/shoot travel\n", nothing),
-            ("images saved:", "/imagine astronaut\n", nothing),
-            ("at a time is the limit", "/cancel\n", nothing),
-        ],
+        fake_astria,
+        [("images saved:", "/imagine astronaut\n"), ("at a time is the limit", "/cancel\n")],
     )
     refusal = output.split("images saved:")[1]
     assert "You have 1 image set on its way; 1 at a time is the limit." in refusal
@@ -350,9 +337,7 @@ async def test_a_running_shoot_counts_as_one_running_set_for_the_limits(
 async def test_the_pack_runs_callback_wakes_the_shoot_long_before_the_next_poll(
     make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
 ) -> None:
-    fake_astria.packs.add_pack(
-        "travel", "Travel", {"man": ["ohwx man, in Rome", "ohwx man, in Kyoto"]}, num_images=3
-    )
+    add_travel(fake_astria)
     port = free_port()
     settings = make_settings(
         poll_interval_s=60, public_url=f"http://127.0.0.1:{port}", callback_port=port
