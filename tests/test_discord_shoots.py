@@ -71,12 +71,19 @@ async def test_packs_menu_confirm_batches_zip_and_likes(
 
         first = images[0]
         assert {"♡ 1", "✨ More like 1"} <= set(first.buttons)
-        like = fake.button(first, first.buttons["♡ 1"], user=ALICE, guild_id=GUILD)
+        heart = first.buttons["♡ 1"]
+        like = fake.button(first, heart, user=ALICE, guild_id=GUILD)
         await fake.dispatch("INTERACTION_CREATE", like)
         await fake.wait_for(lambda: fake_astria.packs.liked)
         [liked] = fake_astria.packs.liked
         assert fake_astria.prompts[liked]["pack_id"] == travel["id"]
         assert "in Rome" in fake_astria.prompts[liked]["text"]
+        await fake.wait_for(lambda: "♥ 1" in fake.posted[first.id].buttons)
+        hearts = fake.posted[first.id].buttons
+        assert hearts["♥ 1"] == heart  # the same button, filled
+        assert "♡ 2" in hearts and "✨ More like 1" in hearts
+        answer = await fake.wait_for(lambda: fake.find_message(CHANNEL, "Liked", after=like))
+        assert answer.ephemeral
 
         prompts = len(fake_astria.prompts)
         more = fake.button(first, first.buttons["✨ More like 1"], user=ALICE, guild_id=GUILD)

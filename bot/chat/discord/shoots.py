@@ -152,8 +152,26 @@ class DiscordShoots:
         await reply(interaction, started.text, view=discord.ui.View())  # the button goes
 
     async def _like(self, interaction: Interaction, user: User, action: Action) -> None:
+        """The heart fills (or empties) on the message; the presser alone reads why."""
         liked = await self._service.like_shot(user, int(action.argument or 0))
-        await reply(interaction, text("shoot.liked" if liked else "shoot.unliked"))
+        if interaction.message is not None:
+            await interaction.response.edit_message(view=_with_heart(interaction, liked))
+        await interaction.followup.send(
+            text("shoot.liked" if liked else "shoot.unliked"), ephemeral=True
+        )
+
+
+def _with_heart(interaction: Interaction, liked: bool) -> discord.ui.View:
+    """The pressed message's buttons, the pressed heart filled or emptied (its number and its
+    custom_id, so its store token, stay)."""
+    assert interaction.message is not None
+    view = discord.ui.View.from_message(interaction.message, timeout=None)
+    pressed = (interaction.data or {}).get("custom_id")
+    for item in view.children:
+        if isinstance(item, discord.ui.Button) and item.custom_id == pressed:
+            number = (item.label or "").split(" ", 1)[-1]
+            item.label = text("button.liked" if liked else "button.like", number=number)
+    return view
 
 
 class DiscordShootNotifier(DiscordNotifier):
