@@ -14,6 +14,7 @@ from tests.test_discord import (
     ALICE,
     CHANNEL,
     GUILD,
+    MALLORY,
     dc_settings,
     fake_discord,
     running_bot,
@@ -91,3 +92,26 @@ async def test_packs_menu_confirm_batches_zip_and_likes(
         await fake.wait_for(lambda: len(fake_astria.prompts) > prompts)
         newest = max(fake_astria.prompts.values(), key=lambda p: p["id"])
         assert "in Rome" in newest["text"]
+
+
+async def test_the_packs_menu_works_after_a_restart_and_only_for_its_owner(
+    fake_discord: FakeDiscord, dc_settings: Settings, fake_astria: FakeAstria
+) -> None:
+    fake = fake_discord
+    travel = fake_astria.packs.add_pack("travel", "Travel", TRAVEL, num_images=3)
+    async with running_bot(dc_settings):
+        await train(fake)
+        asked = await slash(fake, "packs", [], user=ALICE, channel_id=CHANNEL, guild_id=GUILD)
+        listing = await wait_response(fake, asked, "Photoshoot packs for")
+
+    async with running_bot(dc_settings):  # a new process: nothing of the first in memory
+        [menu] = listing.selects
+        stranger = fake.select(listing, menu, [str(travel["id"])], user=MALLORY, guild_id=GUILD)
+        await fake.dispatch("INTERACTION_CREATE", stranger)
+        refusal = await fake.wait_for(lambda: fake.find("POST", f"interactions/{stranger['id']}/"))
+        assert "belong to whoever asked" in refusal[0].json["data"]["content"]
+
+        choice = fake.select(listing, menu, [str(travel["id"])], user=ALICE, guild_id=GUILD)
+        await fake.dispatch("INTERACTION_CREATE", choice)
+        details = await wait_response(fake, asked, "It makes 12 images of man #1")
+        assert list(details.buttons) == ["Make 12 images"]
