@@ -349,3 +349,20 @@ async def test_the_pack_runs_callback_wakes_the_shoot_long_before_the_next_poll(
     sent = [url for url, _ in fake_astria.callbacks_sent]
     assert any(url.startswith(f"http://127.0.0.1:{port}/callbacks/photoshoot/") for url in sent)
     assert fake_astria.callback_failures == []
+
+
+async def test_delete_during_a_shoot_deletes_its_prompts_and_files(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    add_travel(fake_astria)
+    settings = make_settings()
+    await chat(settings, f"/photos {photo_dir}\n/train man\n/wait\n")
+    output = await rome_only(settings, fake_astria, [("images saved:", "/delete confirm\n")])
+    fake_astria.hold_prompts_with(None)
+
+    assert "Deleted" in output.split("images saved:")[1]
+    assert len(fake_astria.find_requests("DELETE", "/prompts/")) == 1  # Kyoto: not done
+    assert not [p for p in fake_astria.prompts.values() if "Kyoto" in p["text"]]
+    assert not (settings.data_dir / "shoots" / "1").exists()
+    after = await chat(settings, "/status\n")
+    assert "Travel" not in after and not saved_images(after)

@@ -12,6 +12,7 @@ it was. It uses the tracker's machinery (status edits, backoff, wake-ups, settle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -336,7 +337,10 @@ class ShootDriver:
         shoot = await self.shoots.get(shoot_id)
         if shoot is None:
             return 0, 0
-        await self.delete_remote(shoot_id)
+        try:
+            await self.delete_remote(shoot_id)
+        except BackendError as exc:
+            log.warning("cancelled shoot %s not deleted on the backend: %s", shoot_id, exc)
         await self.shoots.update(shoot_id, state=ShootState.CANCELLED)
         await self.release_rest(shoot_id)
         delivery = await self._store.get_delivery(SHOOT, shoot_id)
@@ -345,17 +349,23 @@ class ShootDriver:
         return _sent(await self.shoots.shots(shoot_id)), shoot.num_images
 
     async def delete_remote(self, shoot_id: int) -> None:
-        """Delete the shoot's unfinished prompts on the backend (gone already is fine)."""
+        """Delete the shoot's unfinished prompts on the backend (gone already is fine), also
+        those of a pack run whose answer was never recorded (stopped while submitting).
+        A backend failure raises (BackendError): /delete then keeps everything here."""
+        shoot = await self.shoots.get(shoot_id)
+        if shoot is not None and shoot.state == ShootState.SUBMITTING:
+            tune = await self._store.get_tune(shoot.tune_id)
+            if tune is not None and tune.backend_id is not None:
+                for prompt in await self._unowned_prompts(shoot, tune.backend_id):
+                    await self._delete_prompt(prompt.id)
         for shot in await self.shoots.shots(shoot_id):
-            if shot.state != ShotState.RUNNING:
-                continue
-            try:
-                await self._backend.delete_prompt(shot.backend_id)
-            except NotFoundError:
-                pass
-            except BackendError as exc:
-                log.warning("shoot %s prompt %s not deleted: %s", shoot_id, shot.backend_id, exc)
-            await self.shoots.update_shot(shot.id, state=ShotState.CANCELLED)
+            if shot.state == ShotState.RUNNING:
+                await self._delete_prompt(shot.backend_id)
+                await self.shoots.update_shot(shot.id, state=ShotState.CANCELLED)
+
+    async def _delete_prompt(self, prompt_id: int) -> None:
+        with contextlib.suppress(NotFoundError):  # gone already
+            await self._backend.delete_prompt(prompt_id)
 
 
 def _sent(shots: Sequence[Shot]) -> int:
