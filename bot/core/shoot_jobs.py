@@ -84,7 +84,9 @@ class ShootNotifier(Protocol):
         and "more like this" buttons. Safe to call again after a restart."""
         ...
 
-    async def send_archive(self, delivery: Delivery, shoot: ShootRecord, parts: Sequence[Path]):
+    async def send_archive(
+        self, delivery: Delivery, shoot: ShootRecord, parts: Sequence[Path]
+    ) -> None:
         """Post the ZIP (in parts) of every image of the shoot."""
         ...
 
