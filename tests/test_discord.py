@@ -230,7 +230,8 @@ async def test_train_in_a_dm_then_imagine_in_a_guild_channel(
     assert fake.identify["intents"] & PRIVILEGED_INTENTS == 0
     commands = {command["name"]: command for command in fake.synced_commands["global"]}
     assert set(commands) == {
-        "help", "train", "imagine", "models", "status", "cancel", "delete", "language"
+        "help", "train", "imagine", "models", "status", "cancel", "delete", "language",
+        "packs", "shoot",
     }  # fmt: skip
     train_options = commands["train"]["options"]
     assert [o["type"] for o in train_options].count(11) == 10  # ten attachment options
@@ -424,7 +425,7 @@ async def test_commands_sync_to_the_dev_guild_when_it_is_set(
     async with running_bot(settings):
         pass
     assert list(fake_discord.synced_commands) == [str(GUILD)]
-    assert len(fake_discord.synced_commands[str(GUILD)]) == 8  # with /language
+    assert len(fake_discord.synced_commands[str(GUILD)]) == 10  # with /language, /packs, /shoot
 
 
 async def test_a_refused_token_stops_the_start_with_a_clear_message(

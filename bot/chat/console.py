@@ -25,8 +25,9 @@ from bot.chat.base import Core
 from bot.core.admin import COMMANDS as ADMIN_COMMANDS
 from bot.core.errors import UserError
 from bot.core.photos import MAX_FILE_BYTES
-from bot.core.records import ChatTarget, Delivery, GenerationRecord, User
+from bot.core.records import ChatTarget, Delivery, GenerationRecord, ShootRecord, User
 from bot.core.service import IncomingPhoto
+from bot.core.shoot_jobs import ShotFiles
 from bot.core.texts import languages, text
 from bot.core.views import help_text, models_text, started_text
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "console"
 PROGRESS_LINE_INTERVAL_S = 5.0
+CONSOLE_ARCHIVE_LIMIT_BYTES = 2**40
 ANSWERED_DURING_WAIT = ("/cancel",)
 """Commands that act while /wait waits; other lines (a script's next steps) run after it."""
 LOCALE_VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
@@ -82,6 +84,25 @@ class ConsoleNotifier:
         )
         for path in files:
             self.say(f"  {path.resolve()}")
+
+    def archive_limit_bytes(self, delivery: Delivery) -> int:
+        """A terminal takes any size: one ZIP."""
+        return CONSOLE_ARCHIVE_LIMIT_BYTES
+
+    async def send_shots(
+        self, delivery: Delivery, shoot: ShootRecord, shots: Sequence[ShotFiles]
+    ) -> None:
+        count = sum(len(item.files) for item in shots)
+        self.say(text("console.shots_saved", title=shoot.pack_title, count=count))
+        for item in shots:
+            for path in item.files:
+                self.say(text("console.shot_line", path=path.resolve(), shot=item.shot.id))
+
+    async def send_archive(
+        self, delivery: Delivery, shoot: ShootRecord, parts: Sequence[Path]
+    ) -> None:
+        for part in parts:
+            self.say(text("console.archive_saved", title=shoot.pack_title, path=part.resolve()))
 
 
 def expand_photo_paths(arguments: Sequence[str]) -> list[Path]:
@@ -149,6 +170,9 @@ class ConsoleChat:
             "/consent": self._consent,
             "/language": self._language,
             "/packs": self._packs,
+            "/shoot": self._shoot,
+            "/like": self._like,
+            "/more": self._more,
             "/wait": self._wait,
             "/credits": self._credits,
             "/balance": self._credits,
@@ -275,6 +299,22 @@ class ConsoleChat:
             return
         offer = await self._service.pick_pack(self.user, argument)
         self._notifier.say(offer.details)
+        hint = text("console.shoot_hint", label=offer.confirm_label, pack=offer.pack.slug)
+        self._notifier.say(hint)
+
+    async def _shoot(self, argument: str) -> None:
+        """`/shoot <pack>`: the console's confirm of a pick (or a shoot asked for directly)."""
+        started = await self._service.start_shoot(self.user, argument, self._target)
+        self._notifier.say(started.text)
+
+    async def _like(self, argument: str) -> None:
+        liked = await self._service.like_shot(self.user, _number(argument))
+        self._notifier.say(text("shoot.liked" if liked else "shoot.unliked"))
+
+    async def _more(self, argument: str) -> None:
+        started = await self._service.more_like_shot(self.user, _number(argument), self._target)
+        for note in started.notes:
+            self._notifier.say(text("note", note=note))
 
     async def _status(self, _: str) -> None:
         self._notifier.say((await self._service.status(self.user)).text)
@@ -332,3 +372,11 @@ class ConsoleChat:
         self._notifier.say(await self._service.delete_everything(self.user))
         name = self.user.platform_user_id
         self._user = await self._service.user(PLATFORM, name, name, system_language())
+
+
+def _number(argument: str) -> int:
+    """The number a console command names (`/like 3`, `/like #3`)."""
+    number = argument.strip().lstrip("#")
+    if not number.isdigit():
+        raise UserError(text("shoot.not_yours"))
+    return int(number)

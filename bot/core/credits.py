@@ -105,6 +105,27 @@ class Credits:
 
         return hold
 
+    def for_shoot(self, user: User, images: int) -> Also | None:
+        """The holds a shoot of `images` takes, in its transaction: one per image, so each
+        delivered image captures its own and what never came is released (None: not charged).
+        The daily image limit counts them; the running-sets limit counts the shoot as one."""
+        if not self.metered(user):
+            return None
+        price = self.config.prices.image
+
+        async def hold(db: aiosqlite.Connection, shoot_id: int) -> None:
+            await limits.check_generation(db, self.config.limits, user.key, images, utcnow())
+            for held in range(images):
+                try:
+                    await self.ledger.hold(
+                        db, user.key, price, units=1, job_kind=JobKind.SHOOT, job_id=shoot_id
+                    )
+                except Overdrawn as exc:
+                    balance = exc.balance + held * price
+                    raise self._short(images, price * images, balance) from None
+
+        return hold
+
     def releasing_all(self, user: User) -> Also:
         """For /delete, in its transaction: the user's jobs go, their holds come back."""
 
@@ -126,16 +147,21 @@ class Credits:
         try:
             await self.ledger.hold(db, user.key, price, units=units, job_kind=kind, job_id=job_id)
         except Overdrawn as exc:
-            raise UserError(
-                text(
-                    refusal,
-                    count=units,
-                    images=units,
-                    price=amount(price),
-                    balance=amount(exc.balance),
-                    buy=self._buy_hint(),
-                )
-            ) from None
+            raise self._short(units, price, exc.balance, refusal) from None
+
+    def _short(
+        self, units: int, price: int, balance: int, refusal: str = "credits.short_images"
+    ) -> UserError:
+        return UserError(
+            text(
+                refusal,
+                count=units,
+                images=units,
+                price=amount(price),
+                balance=amount(balance),
+                buy=self._buy_hint(),
+            )
+        )
 
     def _buy_hint(self) -> str:
         return text("credits.buy_hint") if self.config.can_buy else text("credits.ask_admin")

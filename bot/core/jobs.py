@@ -41,9 +41,12 @@ from bot.core.records import (
     GenerationRecord,
     GenerationState,
     JobKind,
+    ShootRecord,
     TuneRecord,
     TuneState,
 )
+from bot.core.shoot_jobs import ShootDriver
+from bot.core.shoot_store import ShootStore
 from bot.core.store import Store, utcnow
 from bot.core.texts import languages, text
 from bot.logs import job_context
@@ -129,6 +132,8 @@ class JobTracker:
         self._fresh: set[JobKey] = set()
         self._delivering: set[JobKey] = set()
         self._submitting = asyncio.Semaphore(MAX_SUBMITTING)
+        self.shoots = ShootDriver(self, ShootStore(store))
+        """Shoots (packs run on a model): their part of the tracker, bot/core/shoot_jobs.py."""
 
     def register_notifier(self, platform: str, notifier: Notifier) -> None:
         self._notifiers[platform] = notifier
@@ -168,6 +173,11 @@ class JobTracker:
         self._fresh.add((JobKind.GENERATION, generation_id))
         self._spawn(JobKind.GENERATION, generation_id)
 
+    def track_shoot(self, shoot_id: int) -> None:
+        """Track a shoot the service just recorded."""
+        self._fresh.add((JobKind.SHOOT, shoot_id))
+        self._spawn(JobKind.SHOOT, shoot_id)
+
     async def stop_job(self, kind: JobKind, job_id: int) -> None:
         """Stop tracking a job and wait until its task has really stopped."""
         task = self._tasks.pop((kind, job_id), None)
@@ -178,6 +188,9 @@ class JobTracker:
 
     async def cancel(self, kind: JobKind, job_id: int) -> None:
         """Stop a job, delete it on the backend (even one created a moment ago), close it."""
+        if kind == JobKind.SHOOT:
+            await self.shoots.cancel(job_id)
+            return
         await self.stop_job(kind, job_id)
         try:
             await self.delete_remote(kind, job_id)
@@ -196,6 +209,9 @@ class JobTracker:
 
     async def delete_remote(self, kind: JobKind, job_id: int) -> None:
         """Delete the job's tune or prompt on the backend; one that is gone already is fine."""
+        if kind == JobKind.SHOOT:
+            await self.shoots.delete_remote(job_id)
+            return
         try:
             if kind == JobKind.TUNE:
                 tune = await self._store.get_tune(job_id)
@@ -223,7 +239,11 @@ class JobTracker:
     async def wake(self, kind: JobKind, job_id: int, secret: str) -> bool:
         """A callback arrived: check its secret, then make the job poll now."""
         if kind == JobKind.TUNE:
-            job: TuneRecord | GenerationRecord | None = await self._store.get_tune(job_id)
+            job: TuneRecord | GenerationRecord | ShootRecord | None = await self._store.get_tune(
+                job_id
+            )
+        elif kind == JobKind.SHOOT:
+            job = await self.shoots.shoots.get(job_id)
         else:
             job = await self._store.get_generation(job_id)
         # Bytes: compare_digest refuses str with non-ASCII characters (any URL can carry them).
@@ -252,7 +272,12 @@ class JobTracker:
         key = (kind, job_id)
         if self._stopping or (key in self._tasks and not self._tasks[key].done()):
             return
-        runner = self._run_tune if kind == JobKind.TUNE else self._run_generation
+        runners = {
+            JobKind.TUNE: self._run_tune,
+            JobKind.GENERATION: self._run_generation,
+            JobKind.SHOOT: self.shoots.run,
+        }
+        runner = runners[kind]
         task = asyncio.create_task(self._guard(kind, job_id, runner))
         self._tasks[key] = task
         task.add_done_callback(lambda _: self._forget(key, task))
@@ -388,7 +413,10 @@ class JobTracker:
                 callback=self.callback_url(JobKind.TUNE, tune.id, tune.callback_secret),
                 characteristics=characteristics(photos),  # issue 15: for pack templating
             )
+            shoot = await self.shoots.shoots.training_with(tune.id)
             async with self._submitting:  # one attempt: a backoff wait holds no slot
+                if shoot is not None:  # train and shoot in one go: the pack run makes the tune
+                    return await self.shoots.create_tune(shoot, request)
                 return await self._backend.create_tune(request)
 
         remote = await self._with_backoff(JobKind.TUNE, tune.id, find_or_create)
@@ -424,6 +452,8 @@ class JobTracker:
         return tune
 
     async def _finish_tune(self, tune: TuneRecord, delivery: Delivery) -> None:
+        for shoot in await self.shoots.shoots.waiting_for(tune.id):  # they start (or fail) now
+            self._wakeup(JobKind.SHOOT, shoot.id).set()
         await self._speak_to(tune.user_id)  # a /language during a long training counts
         model = tune.display_name
         if tune.state == TuneState.TRAINED:
@@ -538,19 +568,33 @@ class JobTracker:
             )
         if not remote.done:
             return generation
-        files = []
         folder = self._store.data_dir / "images" / str(generation.id)
-        folder.mkdir(parents=True, exist_ok=True)
-        for index, url in enumerate(remote.images, start=1):
-            content = await self._with_backoff(
-                JobKind.GENERATION, generation.id, lambda url=url: self._backend.download(url)
-            )
-            path = folder / f"{index}{_image_suffix(content)}"
-            await asyncio.to_thread(path.write_bytes, content)
-            files.append(str(path.relative_to(self._store.data_dir)))
+        files = await self._download(JobKind.GENERATION, generation.id, remote.images, folder)
         return await self._store.update_generation(
             generation.id, state=GenerationState.DONE, result_files=files
         )
+
+    async def _download(
+        self,
+        kind: JobKind,
+        job_id: int,
+        urls: Sequence[str],
+        folder: Path,
+        prefix: int | None = None,
+    ) -> list[str]:
+        """Fetch a job's images into `folder` (`1.png`, or `<prefix>-1.png`); their paths
+        relative to DATA_DIR, as the store keeps them."""
+        files = []
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, url in enumerate(urls, start=1):
+            content = await self._with_backoff(
+                kind, job_id, lambda url=url: self._backend.download(url)
+            )
+            name = f"{index}" if prefix is None else f"{prefix}-{index}"
+            path = folder / f"{name}{_image_suffix(content)}"
+            await asyncio.to_thread(path.write_bytes, content)
+            files.append(str(path.relative_to(self._store.data_dir)))
+        return files
 
     async def _finish_generation(self, generation: GenerationRecord, delivery: Delivery) -> None:
         notifier = self._notifiers.get(delivery.platform)

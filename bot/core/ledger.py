@@ -36,6 +36,7 @@ import aiosqlite
 
 from bot.core.records import (
     GENERATION_UNFINISHED,
+    SHOOT_UNFINISHED,
     TUNE_UNFINISHED,
     GenerationState,
     JobKind,
@@ -136,13 +137,17 @@ class Ledger:
 
     async def movements(self, account: str, limit: int = 8) -> list[LedgerEntry]:
         """The newest movements first, holds with how they were settled; captures are left
-        out (they change nothing: their hold is shown as spent)."""
+        out (they change nothing: their hold is shown as spent). A shoot holds one row per
+        image: its rows of one kind and outcome are shown summed, as one movement."""
         rows = await self._store.fetch(
-            "SELECT h.*, s.kind AS settled_as FROM ledger h"
-            " LEFT JOIN ledger s ON s.hold_id = h.id"
+            "SELECT MAX(h.id) AS id, h.account, h.kind, SUM(h.amount) AS amount,"
+            " SUM(h.units) AS units, h.job_kind, h.job_id, MAX(h.hold_id) AS hold_id,"
+            " h.payment_ref, h.actor, h.note, MAX(h.created_at) AS created_at,"
+            " s.kind AS settled_as FROM ledger h LEFT JOIN ledger s ON s.hold_id = h.id"
             f" WHERE h.account = ? AND h.kind != '{Entry.CAPTURE.value}'"
-            " ORDER BY h.id DESC LIMIT ?",
-            (account, limit),
+            " GROUP BY CASE WHEN h.job_kind = ? THEN h.kind || ':' || h.job_id || ':'"
+            " || COALESCE(s.kind, '') ELSE h.id END ORDER BY id DESC LIMIT ?",
+            (account, JobKind.SHOOT, limit),
         )
         return [_entry(row) for row in rows]
 
@@ -287,10 +292,12 @@ class Ledger:
         everyone: bool = False,
     ) -> tuple[int, int]:
         """What the limits count, in one read: the account's jobs of this kind accepted and not
-        settled yet (its running jobs), and the units (images, trainings) held since `since`
-        and not given back, by the account or (`everyone`) by all accounts."""
+        settled yet (its running jobs; a shoot, which holds per image, counts once), and the
+        units (images, trainings) held since `since` and not given back, by the account or
+        (`everyone`) by all accounts."""
         rows = await db.execute_fetchall(
-            f"SELECT (SELECT COUNT(*) FROM ledger h WHERE account = ? AND kind = '{_HOLD}'"
+            f"SELECT (SELECT COUNT(DISTINCT job_id) FROM ledger h WHERE account = ?"
+            f" AND kind = '{_HOLD}'"
             f" AND job_kind = ? AND {_unsettled()}),"
             " (SELECT COALESCE(SUM(units), 0) FROM ledger h"
             f" WHERE kind = '{_HOLD}' AND job_kind = ? AND created_at >= ? AND (? OR account = ?)"
@@ -370,6 +377,8 @@ class Ledger:
 async def _job_outcome(db: aiosqlite.Connection, hold: LedgerEntry) -> bool | None:
     """How a hold's job ended: True = delivered (capture), False = failed, cancelled or gone
     (release), None = still under way (keep holding)."""
+    if hold.job_kind == JobKind.SHOOT:
+        return await _shoot_outcome(db, hold)
     table, done, unfinished = (
         ("tunes", TuneState.TRAINED, TUNE_UNFINISHED)
         if hold.job_kind == JobKind.TUNE
@@ -390,3 +399,14 @@ async def _job_outcome(db: aiosqlite.Connection, hold: LedgerEntry) -> bool | No
     if running or (done_now and not delivered):
         return None
     return done_now
+
+
+async def _shoot_outcome(db: aiosqlite.Connection, hold: LedgerEntry) -> bool | None:
+    """A shoot captures one hold per image as each is delivered, so a hold left open when the
+    shoot ended is an image that never came (or one delivered just before a crash): released."""
+    rows = list(
+        await db.execute_fetchall(
+            f"SELECT state {sql_in(SHOOT_UNFINISHED)} FROM shoots WHERE id = ?", (hold.job_id,)
+        )
+    )
+    return None if rows and rows[0][0] else False

@@ -48,6 +48,8 @@ async def check_generation(
     if not (limits.running_prompts or limits.images_per_day):
         return
     running, used = await Ledger.usage(db, account, JobKind.GENERATION, start_of_day(now))
+    shoots, shot = await Ledger.usage(db, account, JobKind.SHOOT, start_of_day(now))
+    running, used = running + shoots, used + shot  # a running shoot counts as one set
     if limits.running_prompts and running >= limits.running_prompts:
         raise LimitReached(
             text("limits.running_prompts", count=running, limit=limits.running_prompts)

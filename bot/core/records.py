@@ -50,6 +50,38 @@ class JobKind(StrEnum):
 
     TUNE = "tune"
     GENERATION = "generation"
+    SHOOT = "photoshoot"
+    """A pack run on one model (bot/core/shoot_jobs.py): many prompts, one status message."""
+
+
+class ShootState(StrEnum):
+    """A `/shoot`: waiting (its model still trains) -> submitting -> running -> done | failed |
+    cancelled. `done` also covers a shoot whose prompts partly failed: what came is kept."""
+
+    WAITING = "waiting"
+    """Recorded; starts when its model is trained."""
+    TRAINING = "training"
+    """Asked for with `/train <class> <pack>`: the pack run creates the model (POST
+    /p/:id/tunes with the photos), so its prompts exist on the backend once the tune does."""
+    SUBMITTING = "submitting"
+    """Its model is trained; the pack run is not (known to be) created on the backend yet."""
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def unfinished(self) -> bool:
+        return self in SHOOT_UNFINISHED
+
+
+class ShotState(StrEnum):
+    """One prompt of a shoot on the backend: running -> done | failed | cancelled."""
+
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class ActionKind(StrEnum):
@@ -68,12 +100,27 @@ class ActionKind(StrEnum):
     """Send the invoice of a credit package (the argument is `credits:stars`)."""
     LANGUAGE = "language"
     CONSENT = "consent"
+    PACK = "pack"
+    """Show a pack and its confirm button (the argument is the pack id)."""
+    SHOOT = "shoot"
+    """Run a pack on the active model (the argument is the pack id)."""
+    LIKE = "like"
+    """Like (or unlike) one shot of a shoot (the argument is the shot id)."""
+    MORE = "more"
+    """A new image set from one shot's prompt text (the argument is the shot id)."""
 
 
 TUNE_UNFINISHED = (TuneState.CREATING, TuneState.TRAINING)
 """Tunes the tracker still drives; /status shows them, /cancel stops them."""
 GENERATION_UNFINISHED = (GenerationState.QUEUED, GenerationState.SUBMITTED)
 """Generations waiting for images: the queue /status counts."""
+SHOOT_UNFINISHED = (
+    ShootState.WAITING,
+    ShootState.TRAINING,
+    ShootState.SUBMITTING,
+    ShootState.RUNNING,
+)
+"""Shoots the tracker still drives."""
 TUNE_GAVE_UP = (TuneState.FAILED, TuneState.CANCELLED)
 """Tunes that end without a model: their photos go back to the pending set."""
 
@@ -202,3 +249,35 @@ class Action:
     generation_id: int | None
     kind: str
     argument: str | None
+
+
+@dataclass(frozen=True)
+class ShootRecord:
+    """One `/shoot`: a pack run on one of the user's models (see ShootState)."""
+
+    id: int
+    user_id: int
+    tune_id: int
+    pack_id: int
+    pack_title: str
+    num_images: int
+    """What the pack makes for the model's class: the images held when it was asked for."""
+    state: ShootState
+    error: str | None
+    callback_secret: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One prompt of a shoot as the backend ran it, and what became of its images."""
+
+    id: int
+    shoot_id: int
+    backend_id: int
+    text: str
+    num_images: int
+    state: ShotState
+    result_files: list[str]
+    delivered: bool
+    liked: bool

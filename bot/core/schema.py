@@ -201,6 +201,53 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE photos ADD COLUMN phash TEXT;
     ALTER TABLE photos ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}';
     """,
+    # 8: shoots (issue 14, bot/core/shoot_jobs.py): a pack run on one model, and its shots
+    # (the prompts the run made on the backend) with their files and whether they reached
+    # the chat, so a restart delivers the rest once. Deliveries are rebuilt to take the new
+    # job kind (SQLite cannot change a CHECK in place).
+    """
+    CREATE TABLE shoots (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        tune_id INTEGER NOT NULL REFERENCES tunes(id) ON DELETE CASCADE,
+        pack_id INTEGER NOT NULL,
+        pack_title TEXT NOT NULL,
+        num_images INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        error TEXT,
+        callback_secret TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX shoots_by_user ON shoots (user_id);
+    CREATE TABLE shots (
+        id INTEGER PRIMARY KEY,
+        shoot_id INTEGER NOT NULL REFERENCES shoots(id) ON DELETE CASCADE,
+        backend_id INTEGER NOT NULL UNIQUE,
+        text TEXT NOT NULL,
+        num_images INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        result_files TEXT NOT NULL DEFAULT '[]',
+        delivered INTEGER NOT NULL DEFAULT 0,
+        liked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX shots_by_shoot ON shots (shoot_id);
+    CREATE TABLE deliveries_new (
+        id INTEGER PRIMARY KEY,
+        job_kind TEXT NOT NULL CHECK (job_kind IN ('tune', 'generation', 'photoshoot')),
+        job_id INTEGER NOT NULL,
+        platform TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        is_private INTEGER NOT NULL DEFAULT 1,
+        reply_to_message_id TEXT,
+        status_message_id TEXT,
+        status_text TEXT,
+        delivered_at TEXT,
+        UNIQUE (job_kind, job_id)
+    );
+    INSERT INTO deliveries_new SELECT * FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_new RENAME TO deliveries;
+    """,
 )
 
 

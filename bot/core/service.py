@@ -38,12 +38,14 @@ from bot.core.records import (
     GenerationRecord,
     GenerationState,
     JobKind,
+    ShootRecord,
     TuneRecord,
     TuneState,
     User,
 )
 from bot.core.retention import Retention, RetentionConfig
 from bot.core.safety import BlockList
+from bot.core.shoot_desk import ShootDesk, ShootStarted
 from bot.core.store import Store
 from bot.core.texts import languages, text
 
@@ -136,6 +138,8 @@ class StatusReport:
     tunes: list[TuneRecord]
     generations: list[tuple[GenerationRecord, int]]
     active_tune_id: int | None
+    shoots: list[str] = field(default_factory=list)
+    """One line per unfinished shoot (its progress, or what it waits for)."""
 
     @property
     def text(self) -> str:
@@ -151,7 +155,8 @@ class StatusReport:
             lines.append(
                 text(key, id=generation.id, prompt=generation.prompt_typed, count=position)
             )
-        if not running_tunes and not self.generations:
+        lines += self.shoots
+        if not running_tunes and not self.generations and not self.shoots:
             lines.append(text("status.idle"))
         active = next((t for t in self.tunes if t.id == self.active_tune_id), None)
         if active is not None:
@@ -180,6 +185,7 @@ class PhotoshootService:
         self.credits = credits or Credits(Ledger(store), CreditsConfig())
         """Who is charged what (bot.core.credits); off unless the wiring turns it on."""
         self._user_locks: dict[int, asyncio.Lock] = {}
+        self._shoots = ShootDesk(self, tracker.shoots)
 
     async def user(
         self,
@@ -345,7 +351,9 @@ class PhotoshootService:
     async def start_training(
         self, user: User, class_name: str, target: ChatTarget, label: str | None = None
     ) -> TuneRecord:
-        """Turn the pending photos into a tune; the tracker uploads it and reports progress."""
+        """Turn the pending photos into a tune; the tracker uploads it and reports progress.
+        A label that starts with a pack's slug (`/train man travel`) also runs that pack on
+        the model, in one go (bot/core/shoot_desk.py)."""
         class_name = _class_word(class_name.strip().lower())
         if not class_name:
             raise UserError(text("train.no_class", classes=", ".join(CLASS_NAMES)))
@@ -355,6 +363,11 @@ class PhotoshootService:
         if not target.is_private:
             raise UserError(text("train.private_only"))
         await self._require_consent(user)  # issue 15: no training without it
+        pack, label = await self._shoots.training_pack(class_name, label)
+        also = self.credits.for_training(user)
+        shot: list[ShootRecord] = []
+        if pack is not None:
+            also, shot = self._shoots.with_training(user, pack, class_name, target, also)
         async with self._lock(user):
             pending = await self.store.pending_photos(user.id)
             photo_intake.check_ready_to_train(len(pending))
@@ -369,10 +382,12 @@ class PhotoshootService:
                 label=(label or "").strip()[:MAX_LABEL_CHARS] or None,
                 photo_ids=[photo.id for photo in pending],
                 target=target,
-                also=self.credits.for_training(user),
+                also=also,
             )
         log.info("user %s started tune %s with %d photos", user.id, tune.id, len(pending))
         self._tracker.track_tune(tune.id)
+        for shoot in shot:
+            self._tracker.track_shoot(shoot.id)
         return dataclasses.replace(tune, advice=set_advice(pending))  # issue 15: a weak set
 
     # -- consent (issue 15, consent.py) -------------------------------------------------------
@@ -526,6 +541,7 @@ class PhotoshootService:
             tunes=await self.store.user_tunes(user.id),
             generations=generations,
             active_tune_id=user.active_tune_id,
+            shoots=await self._shoots.status_lines(user.id),
         )
 
     async def cancel(self, user: User) -> str:
@@ -546,6 +562,7 @@ class PhotoshootService:
             if generation.state.unfinished:
                 await self._tracker.cancel(JobKind.GENERATION, generation.id)
                 cancelled.append(text("cancel.image", id=generation.id))
+        cancelled += await self._shoots.cancel_all(user)
         for tune in await self.store.user_tunes(user.id):
             if tune.state.unfinished:
                 await self._tracker.cancel(JobKind.TUNE, tune.id)
@@ -562,6 +579,8 @@ class PhotoshootService:
             tunes = await self.store.user_tunes(user.id)
             generations = await self.store.user_generations(user.id)
             jobs = [(JobKind.GENERATION, g.id) for g in generations]
+            shoot_ids = [shoot.id for shoot in await self._tracker.shoots.shoots.of_user(user.id)]
+            jobs += [(JobKind.SHOOT, shoot_id) for shoot_id in shoot_ids]
             jobs += [(JobKind.TUNE, t.id) for t in tunes]
             for kind, job_id in jobs:
                 await self._tracker.stop_job(kind, job_id)
@@ -580,6 +599,8 @@ class PhotoshootService:
             self._remove_files([photo.path for photo in photos])
             for generation in generations:
                 shutil.rmtree(self.store.data_dir / "images" / str(generation.id), True)
+            for shoot_id in shoot_ids:
+                shutil.rmtree(self.store.data_dir / "shoots" / str(shoot_id), True)
         return text("delete.done", photos=len(photos), models=len(tunes), jobs=len(generations))
 
     def _remove_files(self, relative_paths: Sequence[str]) -> None:
@@ -661,8 +682,31 @@ class PhotoshootService:
 
     async def pick_pack(self, user: User, wanted: str) -> shoots.PackOffer:
         """A pick from `/packs` (its number, slug or id): the pack, for the confirm button."""
+        user = await self.store.get_user(user.id) or user
         model = shoots.pack_model(await self.store.user_tunes(user.id), user.active_tune_id)
         return await shoots.pick(self._backend, model, wanted)
+
+    async def pack_offers(self, user: User) -> tuple[TuneRecord, list[shoots.PackOffer]]:
+        """The model packs are offered for, and the offers (for a picker's buttons)."""
+        user = await self.store.get_user(user.id) or user
+        model = shoots.pack_model(await self.store.user_tunes(user.id), user.active_tune_id)
+        return model, await shoots.offers(self._backend, model)
+
+    async def start_shoot(self, user: User, wanted: str, target: ChatTarget) -> ShootStarted:
+        """`/shoot <pack>` (bot/core/shoot_desk.py): what is being made, or why not."""
+        return await self._shoots.start(user, wanted, target)
+
+    async def like_shot(self, user: User, shot_id: int) -> bool:
+        """The heart under a shoot's image: a like on the backend; pressed again, unliked.
+        Returns whether the shot is liked now."""
+        return await self._shoots.like(user, shot_id)
+
+    async def more_like_shot(
+        self, user: User, shot_id: int, target: ChatTarget
+    ) -> GenerationStarted:
+        """A new image set from one shot's prompt text, on the shoot's model."""
+        shot_text, tune_id = await self._shoots.shot_prompt(user, shot_id)
+        return await self.generate(user, shot_text, target, tune_id=tune_id)
 
 
 def _class_word(typed: str) -> str:

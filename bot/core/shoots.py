@@ -16,6 +16,7 @@ from backends.base import Backend, BackendError, Pack, PackCost
 from bot.core.errors import UserError, backend_problem
 from bot.core.records import TuneRecord, TuneState
 from bot.core.texts import text
+from bot.core.texts.english import MESSAGES
 
 CENTS_PER_UNIT = 100
 """Astria states a pack's `cost` in cents ..."""
@@ -34,9 +35,14 @@ class PackOffer:
     cost_cents: float | None
 
     @property
+    def title(self) -> str:
+        """The pack's title in the reader's language (its own words if we have none)."""
+        return pack_words(self.pack, "title")
+
+    @property
     def line(self) -> str:
         """One line of the `/packs` list."""
-        title = self.pack.title
+        title = self.title
         if self.cost_cents:
             price = f"{self.cost_cents / CENTS_PER_UNIT:.2f}"
             return text(
@@ -53,7 +59,7 @@ class PackOffer:
         """The pick's answer: what the pack is and what a run makes of this model."""
         lines = [self.line]
         if self.pack.description:
-            lines.append(self.pack.description)
+            lines.append(pack_words(self.pack, "description"))
         lines.append(text("packs.makes", count=self.num_images, model=self.model.display_name))
         return "\n".join(lines)
 
@@ -61,6 +67,15 @@ class PackOffer:
     def confirm_label(self) -> str:
         """The label of the button (or the command) that runs it: "Make 28 images"."""
         return text("packs.confirm", count=self.num_images)
+
+
+def pack_words(pack: Pack, field: str) -> str:
+    """A pack's title or description in the reader's language: the catalogs translate the
+    shipped packs' words (bot/core/texts/packs.py), and only when the backend's English is the
+    same; any other pack keeps the backend's words."""
+    own = str(getattr(pack, field))
+    key = f"pack.{pack.slug}.{field}"
+    return text(key) if MESSAGES.get(key) == own else own
 
 
 def pack_model(tunes: Sequence[TuneRecord], active_id: int | None) -> TuneRecord:
@@ -82,7 +97,7 @@ async def offers(backend: Backend, model: TuneRecord) -> list[PackOffer]:
     fitting = [p for p in packs if p.supports(model.class_name)]
     result = []
     for listed in fitting:
-        pack = await _with_size(backend, listed, model.class_name)
+        pack = await with_size(backend, listed, model.class_name)
         cost = pack.costs.get(model.class_name)
         result.append(
             PackOffer(
@@ -96,7 +111,7 @@ async def offers(backend: Backend, model: TuneRecord) -> list[PackOffer]:
     return result
 
 
-async def _with_size(backend: Backend, pack: Pack, class_name: str) -> Pack:
+async def with_size(backend: Backend, pack: Pack, class_name: str) -> Pack:
     """The pack with its size for the class: a list item (Astria's) shows only the price, so
     the pack itself is fetched then."""
     if pack.num_images(class_name) is not None:
@@ -139,11 +154,11 @@ async def pick(backend: Backend, model: TuneRecord, wanted: str) -> PackOffer:
         other = None
     if other is None:
         raise UserError(text("packs.unknown", pack=wanted.strip()))
-    titles = ", ".join(offer.pack.title for offer in found)
+    titles = ", ".join(offer.title for offer in found)
     raise UserError(
         text(
             "packs.unsupported",
-            title=other.title,
+            title=pack_words(other, "title"),
             class_name=model.class_name,
             packs=titles or text("packs.unsupported_none"),
         )

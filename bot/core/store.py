@@ -248,8 +248,10 @@ class Store:
                     f"DELETE FROM deliveries WHERE (job_kind = '{JobKind.TUNE.value}' AND job_id IN"
                     " (SELECT id FROM tunes WHERE user_id = ?)) OR"
                     f" (job_kind = '{JobKind.GENERATION.value}' AND"
-                    " job_id IN (SELECT id FROM generations WHERE user_id = ?))",
-                    (user_id, user_id),
+                    " job_id IN (SELECT id FROM generations WHERE user_id = ?)) OR"
+                    f" (job_kind = '{JobKind.SHOOT.value}' AND"
+                    " job_id IN (SELECT id FROM shoots WHERE user_id = ?))",
+                    (user_id, user_id, user_id),
                 )
                 await db.execute("DELETE FROM users WHERE id = ?", (user_id,))
         finally:

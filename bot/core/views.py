@@ -14,13 +14,14 @@ from bot.core.texts import text
 
 def help_text(photo_hint: str) -> str:
     """What the bot does and how to use it; `photo_hint` says how photos are sent here."""
-    return text(
+    steps = text(
         "help",
         min_photos=MIN_PHOTOS,
         max_photos=MAX_PHOTOS,
         min_side=MIN_SIDE_PX,
         photo_hint=photo_hint,
     )
+    return f"{steps}\n{text('help.packs')}"
 
 
 def started_text(key: str, tune: TuneRecord) -> str:

@@ -200,6 +200,7 @@ class FakeAstria:
         self._held = False
         self._delayed_now = 0
         self._prompt_error: str | None = None
+        self._held_prompt_words: str | None = None
         self._tune_clock: dict[int, float] = {}  # tune id -> monotonic start of training
         self._prompt_clock: dict[int, float] = {}
         self._prompt_fate: dict[int, str | None] = {}  # user_error to end with, or None
@@ -293,6 +294,11 @@ class FakeAstria:
 
     def release_training(self) -> None:
         self._held = False
+
+    def hold_prompts_with(self, words: str | None) -> None:
+        """Prompts whose text contains `words` stay queued until this is called with None
+        (a slow GPU for some prompts of a pack: a restart in the middle of a shoot)."""
+        self._held_prompt_words = words
 
     def fail_prompts_with(self, user_error: str | None) -> None:
         """Prompts created from now on end with this `user_error` and no images (None = succeed)."""
@@ -717,7 +723,8 @@ class FakeAstria:
             if prompt["trained_at"] or prompt["user_error"]:
                 continue
             ready = self._prompt_ready(prompt)
-            if ready is False:
+            held = self._held_prompt_words
+            if ready is False or (held is not None and held in prompt["text"]):
                 continue
             started = self._prompt_clock.setdefault(prompt["id"], clock)
             if not prompt["started_training_at"]:

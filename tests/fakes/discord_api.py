@@ -35,6 +35,8 @@ TOKEN_LIFETIME = timedelta(minutes=15)
 APP_ID = 900_000_000_000_000_001
 GUILDS, GUILD_MESSAGES, DIRECT_MESSAGES = 1 << 0, 1 << 9, 1 << 12
 PREMIUM_STYLE = 6
+SELECT_TYPE = 3
+"""A string select menu (message component type 3)."""
 ENTITLEMENT_PURCHASE = 1
 BOT_USER = {
     "id": str(APP_ID),
@@ -109,6 +111,16 @@ class Posted:
             for row in self.payload.get("components") or []
             for button in row.get("components", [])
             if "label" in button
+        }
+
+    @property
+    def selects(self) -> dict[str, dict[str, str]]:
+        """Select menus on the message: custom_id -> {option label: value}."""
+        return {
+            menu["custom_id"]: {option["label"]: option["value"] for option in menu["options"]}
+            for row in self.payload.get("components") or []
+            for menu in row.get("components", [])
+            if menu.get("type") == SELECT_TYPE
         }
 
     @property
@@ -372,6 +384,30 @@ class FakeDiscord:
         """INTERACTION_CREATE for a button press (type 3) on a message the bot posted."""
         data = {"custom_id": custom_id, "component_type": 2}
         payload = self._interaction(3, data, user, message.channel_id, guild_id, created, locale)
+        payload["message"] = self._message_json(message)
+        self._interactions[payload["token"]].message_id = message.id
+        return payload
+
+    def select(
+        self,
+        message: Posted,
+        custom_id: str,
+        values: list[str],
+        *,
+        user: Json,
+        guild_id: int | None = None,
+    ) -> Json:
+        """INTERACTION_CREATE for a choice in a string select menu (type 3, component 3)."""
+        menu = next(
+            (m for row in message.payload.get("components") or [] for m in row["components"]
+             if m.get("custom_id") == custom_id),
+            None,
+        )  # fmt: skip
+        assert menu is not None, f"no select menu {custom_id!r} on the message"
+        offered = {option["value"] for option in menu["options"]}
+        assert set(values) <= offered, f"{values} not among the menu's options"
+        data = {"custom_id": custom_id, "component_type": SELECT_TYPE, "values": values}
+        payload = self._interaction(3, data, user, message.channel_id, guild_id, None, "en-US")
         payload["message"] = self._message_json(message)
         self._interactions[payload["token"]].message_id = message.id
         return payload

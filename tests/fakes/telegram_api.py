@@ -95,6 +95,11 @@ def _error(status: int, description: str, retry_after: int | None = None) -> JSO
     return JSONResponse(body, status_code=status)
 
 
+PHOTO_UPLOAD_LIMIT = 10 * 1000 * 1000
+FILE_UPLOAD_LIMIT = 50 * 1000 * 1000
+"""Photos up to 10 MB, other files up to 50 MB (../shared/reference/chat-platforms.md)."""
+
+
 class FakeTelegram:
     """The fake server. `with FakeTelegram() as fake:` starts it on a free port."""
 
@@ -111,6 +116,8 @@ class FakeTelegram:
         self.command_menus: dict[tuple[str, str], list[dict[str, str]]] = {}
         """(scope type, language_code or "") -> the commands setMyCommands last set there."""
         self._files: dict[str, tuple[str, bytes | None, int]] = {}  # id -> (path, data, size)
+        self.upload_limits = {"photo": PHOTO_UPLOAD_LIMIT, "document": FILE_UPLOAD_LIMIT}
+        """The Bot API's upload limits per kind (a test may lower them to see files split)."""
         self._updates: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
@@ -415,6 +422,8 @@ class FakeTelegram:
         return True
 
     def _media_content(self, kind: str, data: bytes, caption: str | None) -> dict[str, Any]:
+        if len(data) > self.upload_limits[kind]:
+            raise _ApiError(413, "Request Entity Too Large")
         file_id = self.add_file(data)
         size = len(data)
         if kind == "photo":

@@ -23,9 +23,9 @@ from bot.chat.discord.buttons import ActionButton
 from bot.chat.discord.commands import SlashCommands
 from bot.chat.discord.entitlements import Entitlements
 from bot.chat.discord.intake import PhotoIntake
-from bot.chat.discord.notifier import DiscordNotifier
 from bot.chat.discord.presses import ButtonPresses
 from bot.chat.discord.replies import PLATFORM, reply
+from bot.chat.discord.shoots import DiscordShootNotifier, DiscordShoots, PackSelect
 from bot.chat.discord.translator import CatalogTranslator
 from bot.config import ConfigError
 from bot.core.texts import text
@@ -66,7 +66,7 @@ class PhotoshootClient(discord.Client):
         """(Not `entitlements`: that is discord.Client's method listing them.)"""
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(ActionButton)  # presses on any earlier message find their way
+        self.add_dynamic_items(ActionButton, PackSelect)  # presses on earlier messages too
 
     async def on_connect(self) -> None:
         self.gateway_up.set()
@@ -122,14 +122,16 @@ class DiscordFrontend:
         self._token = settings.discord_bot_token.get_secret_value()
         self._dev_guild_id = settings.discord_dev_guild_id
         self.client = PhotoshootClient()
-        self.notifier = DiscordNotifier(self.client, core.service)
+        self.notifier = DiscordShootNotifier(self.client, core.service)
         commands = SlashCommands(core, self.notifier, PhotoIntake(core.service))
         commands.register(self.client.tree)
+        shoots = DiscordShoots(core, commands.user)
+        shoots.register(self.client.tree)
         entitlements = Entitlements(core, self.client)
         AccountCommands(core, commands, entitlements).register(self.client.tree)
         self.client.slash = commands
         self.client.purchases = entitlements
-        self.client.presses = ButtonPresses(core.service, self.notifier, commands)
+        self.client.presses = ButtonPresses(core.service, self.notifier, commands, shoots.presses)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -20,14 +20,20 @@ from bot.core.texts import text
 from bot.core.views import models_text
 
 JobStarter = Callable[[User, Action, ChatTarget], Awaitable[GenerationStarted]]
+PressHandler = Callable[[Interaction, User, Action], Awaitable[None]]
 
 
 class ButtonPresses:
     """Dispatches a press to the handler of its action kind."""
 
     def __init__(
-        self, service: PhotoshootService, notifier: DiscordNotifier, commands: SlashCommands
+        self,
+        service: PhotoshootService,
+        notifier: DiscordNotifier,
+        commands: SlashCommands,
+        more: dict[str, PressHandler] | None = None,
     ) -> None:
+        """`more`: the press handlers of other modules (shoots), by action kind."""
         self._service = service
         self._notifier = notifier
         self._commands = commands
@@ -35,6 +41,7 @@ class ButtonPresses:
             ActionKind.REROLL: ("discord.new_set_of", self._reroll),
             ActionKind.VARIATION: ("discord.more_like", self._variation),
             ActionKind.UPSCALE: ("discord.upscaling", self._upscale),
+            ActionKind.MORE: ("discord.more_like_this", self._more_like_shot),
         }
         """What each result button starts, and the text key of the header it shows."""
         self._edits: dict[str, Callable[[User, Action], Awaitable[str]]] = {
@@ -42,6 +49,7 @@ class ButtonPresses:
             ActionKind.DELETE: self._delete,
             ActionKind.CONSENT: self._consent,
         }
+        self._more = more or {}
 
     async def pressed(self, interaction: Interaction, token: str) -> None:
         await reporting(interaction, self._pressed(interaction, token))
@@ -54,6 +62,8 @@ class ButtonPresses:
         elif (edit := self._edits.get(action.kind)) is not None:
             await interaction.response.defer()  # the message with the button gets the answer
             await reply(interaction, await edit(user, action))
+        elif (handler := self._more.get(action.kind)) is not None:
+            await handler(interaction, user, action)
         else:  # a kind another platform made, or one this version no longer has
             raise UserError(text("button.gone"))
 
@@ -90,6 +100,11 @@ class ButtonPresses:
         return await self._service.upscale(
             user, _generation(action), int(action.argument or 1), target
         )
+
+    async def _more_like_shot(
+        self, user: User, action: Action, target: ChatTarget
+    ) -> GenerationStarted:
+        return await self._service.more_like_shot(user, int(action.argument or 0), target)
 
 
 def _generation(action: Action) -> int:

@@ -24,9 +24,9 @@ from bot.chat.base import Core
 from bot.chat.telegram.admin import AdminCommands
 from bot.chat.telegram.handlers import PLATFORM, TelegramHandlers
 from bot.chat.telegram.intake import ALBUM_WAIT_S, PhotoIntake
-from bot.chat.telegram.notifier import TelegramNotifier
 from bot.chat.telegram.payments import StarsPayments
 from bot.chat.telegram.processor import PerChatUpdateProcessor
+from bot.chat.telegram.shoots import TelegramShootNotifier, TelegramShoots
 from bot.chat.telegram.transport import AiohttpRequest
 from bot.chat.telegram.webhook import WEBHOOK_PATH, webhook_route, webhook_secret
 from bot.config import ConfigError
@@ -42,6 +42,8 @@ LONG_POLL_TIMEOUT_S = 30
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.PRE_CHECKOUT_QUERY]
 PRIVATE_COMMANDS = {
     "imagine": "command.imagine",
+    "packs": "command.packs",
+    "shoot": "command.shoot",
     "train": "command.train",
     "models": "command.models",
     "status": "command.status",
@@ -54,6 +56,7 @@ PRIVATE_COMMANDS = {
 }
 GROUP_COMMANDS = {
     "imagine": "command.imagine",
+    "packs": "command.packs",
     "train": "command.train_in_group",
     "status": "command.status",
     "language": "command.language",
@@ -114,14 +117,15 @@ class TelegramFrontend:
         self.intake = PhotoIntake(core.service, bot, wait_s=album_wait_s)
         payments = StarsPayments(core, bot)
         admin = AdminCommands(core)
+        shoots = TelegramShoots(core)
         TelegramHandlers(
             core,
             self.intake,
-            more_commands={**payments.commands, **admin.commands},
-            more_buttons=payments.buttons,
+            more_commands={**payments.commands, **admin.commands, **shoots.commands},
+            more_buttons={**payments.buttons, **shoots.buttons},
         ).register(self.application)
         payments.register(self.application)
-        self.notifier = TelegramNotifier(bot, core.service)
+        self.notifier = TelegramShootNotifier(bot, core.service)
         self._webhook: Route | None = None
         if settings.public_url:
             self._webhook = webhook_route(self.application, webhook_secret(self._token))

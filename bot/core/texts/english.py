@@ -6,6 +6,7 @@ Grouped by where the words are used. `{name}` fields are filled by `text(key, na
 
 from __future__ import annotations
 
+from bot.core.texts import packs as pack_texts
 from bot.core.texts.catalog import Catalog, Plural
 
 MESSAGES: Catalog = {
@@ -28,6 +29,12 @@ MESSAGES: Catalog = {
         "I speak with you. /credits shows your balance and what things cost.\n"
         "Tip: short prompts work best. Add --no <things> to keep things out of the picture."
     ),
+    "help.packs": (
+        "Photoshoots: /packs shows curated packs for your model (say, 28 corporate headshots); "
+        "pick one and confirm. /train man travel trains and runs the Travel pack in one go."
+    ),
+    "command.packs": "photoshoot packs for your model: pick one and make it",
+    "command.shoot": "make a photoshoot pack: /shoot travel",
     "command.imagine": "make pictures of you: /imagine astronaut on the moon",
     "command.train": "train your model from the photos you sent: /train man",
     "command.train_in_group": "train your model (in a private chat with me)",
@@ -206,6 +213,31 @@ MESSAGES: Catalog = {
     "packs.unknown": "There is no pack called “{pack}”. /packs lists them.",
     "packs.unsupported": ("{title} has no prompts for a {class_name}. Packs that have: {packs}."),
     "packs.unsupported_none": "none yet",
+    "shoot.usage": "Which pack? /shoot <number or name>; /packs lists them.",
+    "shoot.started": Plural(
+        one="{title}: making {count} image of {model}. It arrives here as it is ready.",
+        other="{title}: making {count} images of {model}. They arrive here as they are ready.",
+    ),
+    "shoot.queued": Plural(
+        one="{model} is still training: {title} ({count} image) starts when it is done.",
+        other="{model} is still training: {title} ({count} images) starts when it is done.",
+    ),
+    "shoot.waiting": "{title} starts when {model} is trained.",
+    "shoot.progress": "{title}: {ready} of {count} ready",
+    "shoot.done": Plural(
+        one="{title} is done: {count} image.",
+        other="{title} is done: {count} images. The ZIP has them all at full size.",
+    ),
+    "shoot.failed": "{title} failed: {reason}",
+    "shoot.model_gone": "its model is gone or its training failed.",
+    "shoot.no_prompts": "the image service made no prompts for this pack.",
+    "shoot.liked": "Liked: packs are ordered by likes like yours.",
+    "shoot.unliked": "Like taken back.",
+    "shoot.not_yours": "That image is not from one of your shoots.",
+    "cancel.shoot": "shoot {title} ({ready} of {count} images made are kept)",
+    "button.like": "♡ {number}",
+    "button.liked": "♥ {number}",
+    "button.more_like_this": "✨ More like {number}",
     # -- imagining --------------------------------------------------------------------------
     "imagine.empty": "What should I make? For example: /imagine astronaut on the moon",
     "imagine.still_training": "Your model is still training. I'll message you when it's ready.",
@@ -399,6 +431,7 @@ MESSAGES: Catalog = {
     "ledger.with_reference": "{what} ({reference})",
     "ledger.job.tune": "training #{id}",
     "ledger.job.generation": "image set #{id}",
+    "ledger.job.photoshoot": "shoot #{id}",
     "ledger.hold_state.hold": ", held until it is delivered",
     "ledger.hold_state.capture": ", delivered",
     "ledger.hold_state.release": ", given back",
@@ -577,6 +610,14 @@ MESSAGES: Catalog = {
     "discord.name.credits": "credits",
     "discord.name.buy": "buy",
     "discord.name.admin": "admin",
+    "discord.command.packs": "Photoshoot packs for your model: pick one, then make it",
+    "discord.command.shoot": "Make a photoshoot pack of your model",
+    "discord.command.shoot.pack": "the pack's number in /packs, or its name",
+    "discord.name.packs": "packs",
+    "discord.name.shoot": "shoot",
+    "discord.option.pack": "pack",
+    "discord.pick_pack": "Choose a pack",
+    "discord.more_like_this": "✨ More like this",
     "discord.option.class": "class",
     "discord.option.name": "name",
     "discord.option.prompt": "prompt",
@@ -614,6 +655,14 @@ MESSAGES: Catalog = {
     "console.models_usage": "Choose a model by its number: /models 3",
     "console.models_hint": "Choose the active one with /models <number>.",
     "console.packs_hint": "See one with /packs <number>.",
+    "telegram.shot_buttons": "♡ likes a shot (packs are ordered by likes); ✨ makes more like it.",
+    "console.shoot_hint": "{label}: /shoot {pack}",
+    "console.shots_saved": Plural(
+        one="{title}: {count} image saved:",
+        other="{title}: {count} images saved:",
+    ),
+    "console.shot_line": "  {path} (/like {shot}, /more {shot})",
+    "console.archive_saved": "ZIP of {title}: {path}",
     "console.no_jobs": "No job is running.",
     "console.delete_question": (
         "This deletes all your photos, models and images, here and on the image "
@@ -624,3 +673,4 @@ MESSAGES: Catalog = {
     ),
     "console.make_it": "Send /imagine {prompt} to make them.",
 }
+MESSAGES.update(pack_texts.MESSAGES)  # kept apart (shipped packs' words), read like the rest
