@@ -21,6 +21,7 @@ from bot.core.retention import Removed, Retention, RetentionConfig
 from bot.core.store import Store, utcnow
 from tests.conftest import FAKE_KEY, chat
 from tests.fakes.astria_server import FakeAstria
+from tests.test_console_shoots import add_travel
 from tests.test_delete_proof import files_under, rows_per_table, worker_settings
 from tests.worker_fixtures import until
 
@@ -98,6 +99,24 @@ async def test_an_inactive_users_media_goes_here_and_on_astria_and_they_are_told
     assert back.count("Welcome back! You had not used me for 30 days") == 1
     assert "1 models and 1 image sets" in back
     assert "Welcome back" not in await chat(settings, "/status\n")  # told once
+
+
+async def test_an_inactive_users_shoots_go_too(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    """A shoot's images, ZIP, rows and prompts on the backend are media like any other."""
+    add_travel(fake_astria)
+    settings = make_settings(keep_training_photos=False)
+    history = await chat(settings, f"/photos {photo_dir}\n/train man\n/wait\n/shoot 1\n/wait\n")
+    assert "Travel is done: 6 images." in history
+    assert len(fake_astria.prompts) == 2 and (settings.data_dir / "shoots").exists()
+
+    removed = await sweep_later(settings, 31)
+    assert removed == Removed(users=1, photos=0, models=1, images=2)
+    assert fake_astria.tunes == {} and fake_astria.prompts == {}
+    rows = rows_per_table(settings.database_path)
+    assert rows["shoots"] == rows["shots"] == rows["deliveries"] == rows["tunes"] == 0
+    assert files_under(settings.data_dir, settings.database_path) == []
 
 
 async def test_the_retention_days_can_be_changed_or_turned_off(

@@ -33,7 +33,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from backends.base import Backend, BackendError, NotFoundError
-from bot.core.records import GENERATION_UNFINISHED, TUNE_UNFINISHED, TuneState, sql_in
+from bot.core.records import (
+    GENERATION_UNFINISHED,
+    SHOOT_UNFINISHED,
+    TUNE_UNFINISHED,
+    JobKind,
+    TuneState,
+    sql_in,
+)
 from bot.core.store import Store, utcnow
 from bot.core.texts import text
 
@@ -209,11 +216,14 @@ class Retention:
             "SELECT u.id FROM users u WHERE COALESCE(u.last_seen_at, u.created_at) < ?"
             " AND (EXISTS (SELECT 1 FROM photos WHERE user_id = u.id)"
             " OR EXISTS (SELECT 1 FROM tunes WHERE user_id = u.id)"
-            " OR EXISTS (SELECT 1 FROM generations WHERE user_id = u.id))"
+            " OR EXISTS (SELECT 1 FROM generations WHERE user_id = u.id)"
+            " OR EXISTS (SELECT 1 FROM shoots WHERE user_id = u.id))"
             f" AND NOT EXISTS (SELECT 1 FROM tunes WHERE user_id = u.id"
             f" AND state {sql_in(TUNE_UNFINISHED)})"
             f" AND NOT EXISTS (SELECT 1 FROM generations WHERE user_id = u.id"
             f" AND state {sql_in(GENERATION_UNFINISHED)})"
+            f" AND NOT EXISTS (SELECT 1 FROM shoots WHERE user_id = u.id"
+            f" AND state {sql_in(SHOOT_UNFINISHED)})"
             " ORDER BY u.id",
             (_iso(before),),
         )
@@ -229,25 +239,37 @@ class Retention:
             "SELECT id, backend_id, result_files FROM generations WHERE user_id = ?", (user_id,)
         )
         photos = await self._store.fetch("SELECT path FROM photos WHERE user_id = ?", (user_id,))
+        shoots = await self._store.fetch("SELECT id FROM shoots WHERE user_id = ?", (user_id,))
+        shots = await self._store.fetch(  # a shoot's prompts on the backend (bot/core/shoot_jobs)
+            "SELECT backend_id FROM shots WHERE shoot_id IN"
+            " (SELECT id FROM shoots WHERE user_id = ?)",
+            (user_id,),
+        )
+        prompt_ids = [row[1] for row in generations] + [row[0] for row in shots]
         try:
-            for generation in generations:
-                await _gone(self._backend.delete_prompt, generation[1])
+            for prompt_id in prompt_ids:
+                await _gone(self._backend.delete_prompt, prompt_id)
             for tune in tunes:
                 await _gone(self._backend.delete_tune, tune[1])
         except BackendError as exc:
             log.warning("retention: the backend kept user %s's media for now: %s", user_id, exc)
             return Removed()
-        await asyncio.to_thread(self._remove_files, photos, generations)
-        removed = Removed(1, len(photos), len(tunes), len(generations))
+        await asyncio.to_thread(self._remove_files, photos, generations, shoots)
+        removed = Removed(1, len(photos), len(tunes), len(generations) + len(shots))
         notice = {"days": self.config.days, **asdict(removed)}
         del notice["users"]
         async with self._store.transaction() as db:
-            await db.execute(
-                "DELETE FROM deliveries WHERE (job_kind = 'tune' AND job_id IN"
-                " (SELECT id FROM tunes WHERE user_id = ?)) OR (job_kind = 'generation' AND"
-                " job_id IN (SELECT id FROM generations WHERE user_id = ?))",
-                (user_id, user_id),
-            )
+            for kind, table in (
+                (JobKind.TUNE, "tunes"),
+                (JobKind.GENERATION, "generations"),
+                (JobKind.SHOOT, "shoots"),
+            ):
+                await db.execute(
+                    f"DELETE FROM deliveries WHERE job_kind = ? AND job_id IN"
+                    f" (SELECT id FROM {table} WHERE user_id = ?)",
+                    (kind.value, user_id),
+                )
+            await db.execute("DELETE FROM shoots WHERE user_id = ?", (user_id,))  # shots cascade
             await db.execute("DELETE FROM photos WHERE user_id = ?", (user_id,))
             await db.execute("DELETE FROM generations WHERE user_id = ?", (user_id,))
             await db.execute("DELETE FROM tunes WHERE user_id = ?", (user_id,))
@@ -259,11 +281,13 @@ class Retention:
         self._told.discard(user_id)
         return removed
 
-    def _remove_files(self, photos: list[Any], generations: list[Any]) -> None:
+    def _remove_files(self, photos: list[Any], generations: list[Any], shoots: list[Any]) -> None:
         self._unlink([row[0] for row in photos])
         for generation in generations:
             self._unlink(json.loads(generation[2] or "[]"))
             shutil.rmtree(self._store.data_dir / "images" / str(generation[0]), True)
+        for shoot in shoots:  # where bot/core/shoot_jobs.py keeps a shoot's images and ZIP
+            shutil.rmtree(self._store.data_dir / "shoots" / str(shoot[0]), True)
 
 
 async def _gone(delete: Callable[[int], Awaitable[None]], backend_id: int | None) -> None:
