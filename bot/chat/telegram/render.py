@@ -43,7 +43,7 @@ def reply_to(message_id: str | int | None) -> ReplyParameters | None:
     return ReplyParameters(int(message_id), allow_sending_without_reply=True)
 
 
-async def _button(
+async def action_button(
     service: PhotoshootService,
     user_id: int,
     label: str,
@@ -52,6 +52,7 @@ async def _button(
     generation_id: int | None = None,
     argument: str | None = None,
 ) -> InlineKeyboardButton:
+    """A button whose press is stored (the `actions` table), so it still works after a restart."""
     token = await service.new_action(user_id, kind, generation_id=generation_id, argument=argument)
     return InlineKeyboardButton(label, callback_data=CALLBACK_PREFIX + token)
 
@@ -62,11 +63,15 @@ async def result_keyboard(
     """Reroll and full-size files on top, one "more like #n" per image below."""
     user, gen = generation.user_id, generation.id
     top = [
-        await _button(service, user, text("button.reroll"), ActionKind.REROLL, generation_id=gen),
-        await _button(service, user, text("button.full_size"), ActionKind.FILES, generation_id=gen),
+        await action_button(
+            service, user, text("button.reroll"), ActionKind.REROLL, generation_id=gen
+        ),
+        await action_button(
+            service, user, text("button.full_size"), ActionKind.FILES, generation_id=gen
+        ),
     ]
     more = [
-        await _button(
+        await action_button(
             service,
             user,
             text("button.more_like", number=n),
@@ -82,7 +87,9 @@ async def result_keyboard(
 async def class_keyboard(service: PhotoshootService, user_id: int) -> InlineKeyboardMarkup:
     """/train without a class word: one button per class."""
     buttons = [
-        await _button(service, user_id, text(f"class.{name}"), ActionKind.TRAIN, argument=name)
+        await action_button(
+            service, user_id, text(f"class.{name}"), ActionKind.TRAIN, argument=name
+        )
         for name in CLASS_NAMES
     ]
     return InlineKeyboardMarkup([buttons[i : i + 5] for i in range(0, len(buttons), 5)])
@@ -91,10 +98,12 @@ async def class_keyboard(service: PhotoshootService, user_id: int) -> InlineKeyb
 async def language_keyboard(service: PhotoshootService, user_id: int) -> InlineKeyboardMarkup:
     """/language: one button per language (named in itself), then "automatic"."""
     buttons = [
-        await _button(service, user_id, languages.name(code), ActionKind.LANGUAGE, argument=code)
+        await action_button(
+            service, user_id, languages.name(code), ActionKind.LANGUAGE, argument=code
+        )
         for code in languages.languages()
     ]
-    automatic = await _button(
+    automatic = await action_button(
         service,
         user_id,
         text("button.language_automatic"),
@@ -115,7 +124,7 @@ async def models_keyboard(
         return None
     buttons = [
         [
-            await _button(
+            await action_button(
                 service,
                 user_id,
                 text("button.use_model", model=t.display_name),
@@ -135,7 +144,9 @@ async def confirm_keyboard(
     kind: ActionKind,
     argument: str | None = None,
 ) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup([[await _button(service, user_id, label, kind, argument=argument)]])
+    return InlineKeyboardMarkup(
+        [[await action_button(service, user_id, label, kind, argument=argument)]]
+    )
 
 
 async def choice_keyboard(
@@ -143,7 +154,7 @@ async def choice_keyboard(
 ) -> InlineKeyboardMarkup:
     """One button per (label, argument), one per row."""
     rows = [
-        [await _button(service, user_id, label, kind, argument=argument)]
+        [await action_button(service, user_id, label, kind, argument=argument)]
         for label, argument in choices
     ]
     return InlineKeyboardMarkup(rows)

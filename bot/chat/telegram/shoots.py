@@ -24,7 +24,7 @@ from bot.chat.base import Core
 from bot.chat.telegram.handlers import PLATFORM, ButtonHandler, command_argument
 from bot.chat.telegram.notifier import TelegramNotifier, chat_gone_is_final, with_retries
 from bot.chat.telegram.render import (
-    _button,
+    action_button,
     choice_keyboard,
     confirm_keyboard,
     reply_to,
@@ -185,14 +185,14 @@ class TelegramShootNotifier(TelegramNotifier):
             heart = "button.liked" if item.shot.liked else "button.like"
             rows.append(
                 [
-                    await _button(
+                    await action_button(
                         self._service,
                         shoot.user_id,
                         text(heart, number=item.number),
                         ActionKind.LIKE,
                         argument=argument,
                     ),
-                    await _button(
+                    await action_button(
                         self._service,
                         shoot.user_id,
                         text("button.more_like_this", number=item.number),
