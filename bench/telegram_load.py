@@ -380,10 +380,18 @@ def bot_settings(
 
 
 @contextlib.asynccontextmanager
-async def bot_process(name: str, settings: Settings, fake: FakeTelegram) -> AsyncIterator[int]:
+async def bot_process(
+    name: str,
+    settings: Settings,
+    fake: FakeTelegram,
+    *,
+    module: str = "bench.telegram_load",
+    extra_env: dict[str, str] | None = None,
+) -> AsyncIterator[int]:
     """The bot under test in a process of its own, as in production: the fakes (standing in
     for Telegram and Astria, which never share our CPU) do not share its interpreter lock.
-    Yields its pid."""
+    `module` is the child's entry (its `--serve NAME`; bench/profile_telegram.py wraps it
+    in a profiler). Yields its pid."""
     assert settings.telegram_bot_token is not None and settings.astria_api_key is not None
     env = {
         **os.environ,
@@ -395,10 +403,11 @@ async def bot_process(name: str, settings: Settings, fake: FakeTelegram) -> Asyn
         "DATA_DIR": str(settings.data_dir),
         **{name.upper(): str(getattr(settings, name)) for name in ECONOMICS},
         "CONSENT_REQUIRED": "false",  # the trained users' one-time question is not the load
+        **(extra_env or {}),
     }
     polls = len(fake.find("getUpdates"))
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.telegram_load", "--serve", name, env=env, cwd=REPO
+        sys.executable, "-m", module, "--serve", name, env=env, cwd=REPO
     )
     try:
         await fake.wait_for(lambda c: len(fake.find("getUpdates")) > polls, within=60)
