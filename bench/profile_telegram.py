@@ -92,11 +92,11 @@ class KindFigures:
     api_calls: float  # Bot API requests per update (getUpdates included)
 
 
-SETTLED_CORES = 0.03
+SETTLED_CORES = 0.1
 """After a kind, the bot counts as done with it (its jobs submitted, their status messages
 sent) once it uses less than this share of a core over SETTLE_WINDOW_S."""
 SETTLE_WINDOW_S = 1.0
-SETTLE_MAX_S = 30.0
+SETTLE_MAX_S = 10.0
 
 
 async def settle(pid: int) -> None:
