@@ -277,3 +277,37 @@ async def test_get_user_follows_every_write_to_the_user(tmp_path: Path) -> None:
         assert await store.get_user(ann.id) is None
     finally:
         await store.close()
+
+
+async def test_queued_generations_come_with_their_queue_positions(tmp_path: Path) -> None:
+    """/status in one trip: a user's unfinished generations, each with how many unfinished
+    ones (anyone's) were asked for before it; finished ones are left out."""
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
+    try:
+        ann = await store.get_or_create_user("telegram", "1")
+        bob = await store.get_or_create_user("telegram", "2")
+        made = []
+        for owner in (bob, ann, bob, ann, ann):
+            tune = await store.create_tune(
+                owner.id, title=f"t{len(made)}", class_name="man", token="ohwx", label=None,
+                photo_ids=[],
+            )  # fmt: skip
+            generation, _ = await store.create_generation(
+                owner.id, tune_id=tune.id, prompt_typed="a", prompt_sent="b", negative_prompt="",
+                options={"num_images": 4}, seed=len(made), target=DM,
+            )  # fmt: skip
+            made.append(generation)
+        await store.update_generation(made[0].id, state="done")  # Bob's first: out of the queue
+        await store.update_generation(made[3].id, state="submitted")
+        await store.update_generation(made[4].id, state="failed")
+        queued = await store.queued_generations(ann.id)
+        assert [(g.id, g.state, position) for g, position in queued] == [
+            (made[1].id, "queued", 0),
+            (made[3].id, "submitted", 2),
+        ]
+        assert queued[0][0].options == {"num_images": 4}
+        for generation, position in queued:
+            assert position == await store.queue_position(generation.id)
+        assert [p for _, p in await store.queued_generations(bob.id)] == [1]
+    finally:
+        await store.close()

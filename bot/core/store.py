@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -95,6 +96,7 @@ _GENERATION = _Columns(
     enums={"state": GenerationState},
     skip=("updated_at", "finished_at"),
 )
+_QUEUED_GENERATION = dataclasses.replace(_GENERATION, skip=(*_GENERATION.skip, "queue_position"))
 _ACTION = _Columns(skip=("created_at",))
 _DELIVERY = _Columns(
     datetimes=("delivered_at",), bools=("is_private",), enums={"job_kind": JobKind}
@@ -480,6 +482,22 @@ class Store:
             row = await self._update(db, "generations", generation_id, changes)
         generation: GenerationRecord = _GENERATION.convert(row, GenerationRecord)
         return generation
+
+    async def queued_generations(self, user_id: int) -> list[tuple[GenerationRecord, int]]:
+        """The user's unfinished generations, oldest first, each with its `queue_position`:
+        what /status shows, in one trip (issue 20: it was one trip per queued generation,
+        after reading every generation the user ever made)."""
+        unfinished = sql_in(GENERATION_UNFINISHED)
+        rows = await self._rows(
+            "SELECT g.*, (SELECT COUNT(*) FROM generations o"
+            f" WHERE o.state {unfinished} AND o.id < g.id) AS queue_position"
+            f" FROM generations g WHERE g.user_id = ? AND g.state {unfinished} ORDER BY g.id",
+            (user_id,),
+        )
+        return [
+            (_QUEUED_GENERATION.convert(row, GenerationRecord), int(row["queue_position"]))
+            for row in rows
+        ]
 
     async def queue_position(self, generation_id: int) -> int:
         """How many unfinished generations (of anyone) were asked for before this one."""
