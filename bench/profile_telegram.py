@@ -24,10 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import json
-import logging
 import os
 import pstats
+import shutil
 import signal
 import sys
 import tempfile
@@ -118,7 +117,7 @@ async def measure_side(bench: Bench, name: str, profile_dir: Path | None) -> dic
     bench.runs += 1
     data_dir = bench.root / f"{bench.runs}-{name}"
     if name == "ours":
-        telegram_load.shutil.copytree(bench.prepared, data_dir)
+        shutil.copytree(bench.prepared, data_dir)
     bench.astria.drop_unfinished_prompts()
     args = bench.args
     chats = [5_000_000 + n for n in range(args.users)]
@@ -146,7 +145,7 @@ async def measure_side(bench: Bench, name: str, profile_dir: Path | None) -> dic
                     round(((after[1] or 0) - (before[1] or 0)) * per, 3),
                     round(result.api_calls / max(result.handled, 1), 2),
                 )
-    telegram_load.shutil.rmtree(data_dir, ignore_errors=True)
+    shutil.rmtree(data_dir, ignore_errors=True)
     return figures
 
 
@@ -324,16 +323,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
-    if args.serve:
-        serve(args.serve)
-        return {}
-    report = asyncio.run(main_async(args))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    return report
+    return telegram_load.run(parse_args(argv), serve, main_async)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -543,13 +543,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
+    return run(parse_args(argv), serve, main_async)
+
+
+def run(
+    args: argparse.Namespace,
+    serve_bot: Callable[[str], None],
+    measure: Callable[[argparse.Namespace], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """The entry of this benchmark and of bench/profile_telegram.py: with `--serve`, this is
+    the bot's process; else measure, and write the results to `--json` too."""
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)  # the fakes' pending polls
     if args.serve:
-        serve(args.serve)
+        serve_bot(args.serve)
         return {}
-    results = asyncio.run(main_async(args))
+    results = asyncio.run(measure(args))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return results
