@@ -309,15 +309,21 @@ class AstriaClient:
             started = time.monotonic()
             try:
                 async with self._in_flight:
-                    response = await (http or self._http).request(
+                    client = http or self._http
+                    request = client.build_request(
                         method,
                         url,
                         params=params,
                         data=data,
                         files=files,
                         headers=self._headers(auth, accept),
-                        follow_redirects=follow_redirects,
                     )
+                    if files:
+                        # A multipart body streams part by part, one socket write each (every
+                        # `hashes[]` field is three): read whole, it goes in one. Issue 20:
+                        # a photo's inspection took 2.6 ms of the bot's CPU instead of 0.85.
+                        request.read()
+                    response = await client.send(request, follow_redirects=follow_redirects)
             except httpx.TimeoutException as exc:
                 error: BackendError = ServerError(
                     f"{method} {where} timed out ({type(exc).__name__})"

@@ -17,10 +17,12 @@ from pathlib import Path
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def process_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of process `pid` (all its threads) so far."""
+def process_cpu_s(pid: int, thread: int | None = None) -> float | None:
+    """User + system CPU seconds of process `pid` (all its threads) so far; with `thread`,
+    of that thread alone (the main thread's id is the pid)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(path).read_text()
     except OSError:
         return None
     fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces

@@ -54,7 +54,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -380,10 +380,18 @@ def bot_settings(
 
 
 @contextlib.asynccontextmanager
-async def bot_process(name: str, settings: Settings, fake: FakeTelegram) -> AsyncIterator[int]:
+async def bot_process(
+    name: str,
+    settings: Settings,
+    fake: FakeTelegram,
+    *,
+    module: str = "bench.telegram_load",
+    extra_env: dict[str, str] | None = None,
+) -> AsyncIterator[int]:
     """The bot under test in a process of its own, as in production: the fakes (standing in
     for Telegram and Astria, which never share our CPU) do not share its interpreter lock.
-    Yields its pid."""
+    `module` is the child's entry (its `--serve NAME`; bench/profile_telegram.py wraps it
+    in a profiler). Yields its pid."""
     assert settings.telegram_bot_token is not None and settings.astria_api_key is not None
     env = {
         **os.environ,
@@ -395,10 +403,11 @@ async def bot_process(name: str, settings: Settings, fake: FakeTelegram) -> Asyn
         "DATA_DIR": str(settings.data_dir),
         **{name.upper(): str(getattr(settings, name)) for name in ECONOMICS},
         "CONSENT_REQUIRED": "false",  # the trained users' one-time question is not the load
+        **(extra_env or {}),
     }
     polls = len(fake.find("getUpdates"))
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.telegram_load", "--serve", name, env=env, cwd=REPO
+        sys.executable, "-m", module, "--serve", name, env=env, cwd=REPO
     )
     try:
         await fake.wait_for(lambda c: len(fake.find("getUpdates")) > polls, within=60)
@@ -534,13 +543,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
+    return run(parse_args(argv), serve, main_async)
+
+
+def run(
+    args: argparse.Namespace,
+    serve_bot: Callable[[str], None],
+    measure: Callable[[argparse.Namespace], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """The entry of this benchmark and of bench/profile_telegram.py: with `--serve`, this is
+    the bot's process; else measure, and write the results to `--json` too."""
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)  # the fakes' pending polls
     if args.serve:
-        serve(args.serve)
+        serve_bot(args.serve)
         return {}
-    results = asyncio.run(main_async(args))
+    results = asyncio.run(measure(args))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return results

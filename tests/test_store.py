@@ -197,3 +197,117 @@ async def test_an_old_sqlite_is_refused_with_a_clear_message(
     monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
     with pytest.raises(ConfigError, match=r"SQLite is 3\.31\.1; the bot needs 3\.35\.0"):
         await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
+
+
+def _label_behind_the_store(tmp_path: Path, label: str) -> None:
+    """Another process changes every tune: what the store serves from memory does not show it."""
+    with sqlite3.connect(tmp_path / "photoshoot.sqlite3") as db:
+        db.execute("UPDATE tunes SET label = ?", (label,))
+
+
+async def test_tunes_read_from_memory_per_user_and_dropped_on_each_write(tmp_path: Path) -> None:
+    """Issue 20: a user's tunes are read once and kept; a write to one user's tunes (create,
+    update, delete) makes the next read of that user's come from the database, and leaves the
+    other users' copies alone."""
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
+    try:
+        ann = await store.get_or_create_user("telegram", "1")
+        bob = await store.get_or_create_user("telegram", "2")
+        tunes = {}
+        for owner in (ann, bob):
+            tunes[owner.id] = await store.create_tune(
+                owner.id, title=f"t{owner.id}", class_name="man", token="ohwx", label="first",
+                photo_ids=[],
+            )  # fmt: skip
+        assert [t.label for t in await store.user_tunes(ann.id)] == ["first"]
+        assert [t.label for t in await store.user_tunes(bob.id)] == ["first"]
+        _label_behind_the_store(tmp_path, "second")
+        assert [t.label for t in await store.user_tunes(ann.id)] == ["first"]  # from memory
+
+        await store.update_tune(tunes[ann.id].id, state="training")
+        assert [(t.label, t.state) for t in await store.user_tunes(ann.id)] == [
+            ("second", "training")
+        ]
+        assert [t.label for t in await store.user_tunes(bob.id)] == ["first"]  # Bob's kept
+
+        await store.create_tune(
+            bob.id, title="t3", class_name="woman", token="ohwx", label=None, photo_ids=[]
+        )
+        assert [t.label for t in await store.user_tunes(bob.id)] == ["second", None]
+
+        await store.delete_user_data(ann.id)
+        assert await store.user_tunes(ann.id) == []
+        assert len(await store.user_tunes(bob.id)) == 2
+    finally:
+        await store.close()
+
+
+async def test_other_modules_writes_drop_every_cached_tune_list(tmp_path: Path) -> None:
+    """`transaction()` (the ledger, bans) may write anything: no tune list outlives it."""
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
+    try:
+        ann = await store.get_or_create_user("telegram", "1")
+        await store.create_tune(
+            ann.id, title="t", class_name="man", token="ohwx", label="first", photo_ids=[]
+        )
+        assert [t.label for t in await store.user_tunes(ann.id)] == ["first"]
+        async with store.transaction() as db:
+            await db.execute("UPDATE tunes SET label = 'changed'")
+        assert [t.label for t in await store.user_tunes(ann.id)] == ["changed"]
+    finally:
+        await store.close()
+
+
+async def test_get_user_follows_every_write_to_the_user(tmp_path: Path) -> None:
+    """`get_user` answers from the senders kept in memory: the active model a /models
+    button chose, or a /language choice, shows at once."""
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
+    try:
+        ann = await store.get_or_create_user("telegram", "1", "Ann")
+        tune = await store.create_tune(
+            ann.id, title="t", class_name="man", token="ohwx", label=None, photo_ids=[]
+        )
+        assert await store.get_user(ann.id) == ann
+        await store.set_active_tune(ann.id, tune.id)
+        assert (await store.get_user(ann.id)).active_tune_id == tune.id  # type: ignore[union-attr]
+        await store.find_user("telegram", "1")  # kept in memory again
+        await store.set_language(ann.id, "de")
+        assert (await store.get_user(ann.id)).language == "de"  # type: ignore[union-attr]
+        await store.delete_user_data(ann.id)
+        assert await store.get_user(ann.id) is None
+    finally:
+        await store.close()
+
+
+async def test_queued_generations_come_with_their_queue_positions(tmp_path: Path) -> None:
+    """/status in one trip: a user's unfinished generations, each with how many unfinished
+    ones (anyone's) were asked for before it; finished ones are left out."""
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
+    try:
+        ann = await store.get_or_create_user("telegram", "1")
+        bob = await store.get_or_create_user("telegram", "2")
+        made = []
+        for owner in (bob, ann, bob, ann, ann):
+            tune = await store.create_tune(
+                owner.id, title=f"t{len(made)}", class_name="man", token="ohwx", label=None,
+                photo_ids=[],
+            )  # fmt: skip
+            generation, _ = await store.create_generation(
+                owner.id, tune_id=tune.id, prompt_typed="a", prompt_sent="b", negative_prompt="",
+                options={"num_images": 4}, seed=len(made), target=DM,
+            )  # fmt: skip
+            made.append(generation)
+        await store.update_generation(made[0].id, state="done")  # Bob's first: out of the queue
+        await store.update_generation(made[3].id, state="submitted")
+        await store.update_generation(made[4].id, state="failed")
+        queued = await store.queued_generations(ann.id)
+        assert [(g.id, g.state, position) for g, position in queued] == [
+            (made[1].id, "queued", 0),
+            (made[3].id, "submitted", 2),
+        ]
+        assert queued[0][0].options == {"num_images": 4}
+        for generation, position in queued:
+            assert position == await store.queue_position(generation.id)
+        assert [p for _, p in await store.queued_generations(bob.id)] == [1]
+    finally:
+        await store.close()

@@ -222,6 +222,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         wide = image.convert("I") if image.mode.startswith("I;16") else image
         factor = _deep_scale(wide)
         return wide.point(lambda v: v * factor).convert("L").convert("RGB")
+    if image.mode == "RGB" and not image.info.get("icc_profile"):
+        return image  # convert() would copy every pixel, holding the interpreter lock
     return _icc_to_srgb(image) or image.convert("RGB")
 
 

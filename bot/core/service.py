@@ -531,11 +531,7 @@ class PhotoshootService:
 
     async def status(self, user: User) -> StatusReport:
         user = await self.store.get_user(user.id) or user
-        generations = [
-            (g, await self.store.queue_position(g.id))
-            for g in await self.store.user_generations(user.id)
-            if g.state.unfinished
-        ]
+        generations = await self.store.queued_generations(user.id)
         return StatusReport(
             pending_photos=await self.pending_photo_count(user),
             tunes=await self.store.user_tunes(user.id),

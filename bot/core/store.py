@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -97,6 +98,7 @@ _GENERATION = _Columns(
     enums={"state": GenerationState},
     skip=("updated_at", "finished_at"),
 )
+_QUEUED_GENERATION = dataclasses.replace(_GENERATION, skip=(*_GENERATION.skip, "queue_position"))
 _ACTION = _Columns(skip=("created_at",))
 _DELIVERY = _Columns(
     datetimes=("delivered_at",), bools=("is_private",), enums={"job_kind": JobKind}
@@ -119,6 +121,10 @@ class Store:
         # process), so they are kept here and dropped on each write to them.
         self._users: dict[tuple[str, str], User] = {}
         self._user_keys: dict[int, tuple[str, str]] = {}
+        # Likewise each user's tunes (imagine, plain text, /status, /models read them), dropped
+        # once a write to them has committed. A read sent before that commit is answered, and
+        # kept, before the drop: the one connection answers in order.
+        self._tunes: dict[int, list[TuneRecord]] = {}
 
     @classmethod
     async def open(cls, database_path: Path, data_dir: Path) -> Store:
@@ -200,6 +206,11 @@ class Store:
         )
 
     async def get_user(self, user_id: int) -> User | None:
+        """From memory when the user's update was seen lately (see `find_user`)."""
+        key = self._user_keys.get(user_id)
+        cached = self._users.get(key) if key else None
+        if cached is not None:
+            return cached
         return await self._one("SELECT * FROM users WHERE id = ?", (user_id,), _USER, User)
 
     async def set_active_tune(self, user_id: int, tune_id: int | None) -> None:
@@ -256,6 +267,7 @@ class Store:
                 await db.execute("DELETE FROM users WHERE id = ?", (user_id,))
         finally:
             self._forget_user(self._user_keys.get(user_id))
+            self._forget_tunes(user_id)
 
     # -- photos ------------------------------------------------------------------------------
 
@@ -325,7 +337,7 @@ class Store:
         """Record a training before it is sent, and bind the pending photos to it atomically;
         with `target`, its delivery too (so a crash cannot leave a tune nobody resumes)."""
         now = _iso(utcnow())
-        async with self._transaction() as db:
+        async with self._writing_tunes(user_id), self._transaction() as db:
             tune: TuneRecord = _TUNE.convert(
                 await _returned(
                     db,
@@ -360,9 +372,29 @@ class Store:
         return await self._one("SELECT * FROM tunes WHERE id = ?", (tune_id,), _TUNE, TuneRecord)
 
     async def user_tunes(self, user_id: int) -> list[TuneRecord]:
-        return await self._all(
-            "SELECT * FROM tunes WHERE user_id = ? ORDER BY id", (user_id,), _TUNE, TuneRecord
-        )
+        """The user's tunes, oldest first; from memory after the first read (see __init__)."""
+        cached = self._tunes.get(user_id)
+        if cached is None:
+            cached = await self._all(
+                "SELECT * FROM tunes WHERE user_id = ? ORDER BY id", (user_id,), _TUNE, TuneRecord
+            )
+            self._tunes[user_id] = cached
+        return list(cached)
+
+    @contextlib.asynccontextmanager
+    async def _writing_tunes(self, user_id: int | None) -> AsyncIterator[None]:
+        """Around a write to tunes: the cached list is dropped once it has committed or failed
+        (None: every user's, when the owner is not known)."""
+        try:
+            yield
+        finally:
+            self._forget_tunes(user_id)
+
+    def _forget_tunes(self, user_id: int | None) -> None:
+        if user_id is None:
+            self._tunes.clear()
+        else:
+            self._tunes.pop(user_id, None)
 
     async def tune_photos(self, tune_id: int) -> list[Photo]:
         return await self._all(
@@ -380,17 +412,22 @@ class Store:
     async def update_tune(self, tune_id: int, **changes: Any) -> TuneRecord:
         """A tune that ends failed or cancelled gives its photos back to the pending set (the
         user is told "send /train again"), but for copies already pending again."""
-        async with self._transaction() as db:
-            tune: TuneRecord = _TUNE.convert(
-                await self._update(db, "tunes", tune_id, changes), TuneRecord
-            )
-            if changes.get("state") in TUNE_GAVE_UP:
-                await db.execute(
-                    "UPDATE photos SET tune_id = NULL WHERE tune_id = ? AND sha256 NOT IN"
-                    " (SELECT p.sha256 FROM photos p"
-                    "  WHERE p.user_id = photos.user_id AND p.tune_id IS NULL)",
-                    (tune_id,),
+        try:
+            async with self._transaction() as db:
+                tune: TuneRecord = _TUNE.convert(
+                    await self._update(db, "tunes", tune_id, changes), TuneRecord
                 )
+                if changes.get("state") in TUNE_GAVE_UP:
+                    await db.execute(
+                        "UPDATE photos SET tune_id = NULL WHERE tune_id = ? AND sha256 NOT IN"
+                        " (SELECT p.sha256 FROM photos p"
+                        "  WHERE p.user_id = photos.user_id AND p.tune_id IS NULL)",
+                        (tune_id,),
+                    )
+        except BaseException:
+            self._forget_tunes(None)  # whose it was is not known: everyone's
+            raise
+        self._forget_tunes(tune.user_id)
         return tune
 
     # -- generations -------------------------------------------------------------------------
@@ -473,6 +510,22 @@ class Store:
             row = await self._update(db, "generations", generation_id, changes)
         generation: GenerationRecord = _GENERATION.convert(row, GenerationRecord)
         return generation
+
+    async def queued_generations(self, user_id: int) -> list[tuple[GenerationRecord, int]]:
+        """The user's unfinished generations, oldest first, each with its `queue_position`:
+        what /status shows, in one trip (issue 20: it was one trip per queued generation,
+        after reading every generation the user ever made)."""
+        unfinished = sql_in(GENERATION_UNFINISHED)
+        rows = await self._rows(
+            "SELECT g.*, (SELECT COUNT(*) FROM generations o"
+            f" WHERE o.state {unfinished} AND o.id < g.id) AS queue_position"
+            f" FROM generations g WHERE g.user_id = ? AND g.state {unfinished} ORDER BY g.id",
+            (user_id,),
+        )
+        return [
+            (_QUEUED_GENERATION.convert(row, GenerationRecord), int(row["queue_position"]))
+            for row in rows
+        ]
 
     async def queue_position(self, generation_id: int) -> int:
         """How many unfinished generations (of anyone) were asked for before this one."""
@@ -586,10 +639,13 @@ class Store:
             (*changes.values(), row_id),
         )
 
-    def transaction(self) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """The one write transaction, for the modules that keep tables of their own in this
-        database (the ledger, bans): their writes take the same lock as every other."""
-        return self._transaction()
+        database (the ledger, bans): their writes take the same lock as every other. What
+        they write is not known here, so the cached tunes are dropped after it."""
+        async with self._writing_tunes(None), self._transaction() as db:
+            yield db
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         """A read for those modules (see `transaction`)."""
