@@ -6,7 +6,7 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -26,12 +26,6 @@ from tests.worker_fixtures import run_uvicorn
 ROOT = Path(__file__).resolve().parents[1]
 DISCORD_TOKEN = "MTAxNTk.fake-discord-token.0123456789abcdefghij"
 WORKER_KEY = "worker-key-0123456789"
-
-
-@pytest.fixture
-def fake_tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
 
 
 @pytest.fixture
