@@ -1,4 +1,5 @@
-"""Shared fixtures: a fake Astria server, settings aimed at it, and folders of test photos."""
+"""Shared fixtures: a fake Astria server, settings aimed at it, and folders of test photos; the
+fake chat servers' fixtures come from tests/chat_fixtures.py."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from tests.fakes.s3 import FakeS3
 from tests.imagegen import jpeg_bytes
 
 FAKE_KEY = "sd_test_key_0123456789"
+
+pytest_plugins = ("tests.chat_fixtures",)
 
 
 @pytest.fixture

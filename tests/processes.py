@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -13,6 +14,38 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bot.config import Settings
+from tests.conftest import FAKE_KEY
+from tests.fakes.astria_server import FakeAstria
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+TINY_ON_CPU = {"SDXL_MODEL": "tiny", "WORKER_DEVICE": "cpu", "WORKER_COMPILE": "off"}
+"""The worker's settings for the tiny test model on a CPU (not compiled: it would take longer
+than the test)."""
+
+
+def bot_env(data_dir: Path, **values: str) -> dict[str, str]:
+    """The environment of `python -m bot` in a test: this one less any setting of the bot's (a
+    developer's own must not steer the test), the checkout importable, the data in `data_dir`,
+    then `values` (settings by their variable names)."""
+    ambient = {k: v for k, v in os.environ.items() if k.upper() not in Settings.model_fields}
+    return {**ambient, "PYTHONPATH": str(ROOT), "DATA_DIR": str(data_dir), **values}
+
+
+def astria_bot_env(astria: FakeAstria, data_dir: Path, **values: str) -> dict[str, str]:
+    """`bot_env` for a bot on the fake Astria that polls it often and asks no consent to train
+    (tests/test_consent.py asks it)."""
+    return bot_env(
+        data_dir,
+        ASTRIA_API_KEY=FAKE_KEY,
+        ASTRIA_API_URL=astria.url,
+        POLL_INTERVAL_S="0.05",
+        CONSENT_REQUIRED="false",
+        **values,
+    )
 
 
 class BotProcess:

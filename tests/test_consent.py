@@ -19,7 +19,6 @@ from tests.imagegen import jpeg_bytes
 from tests.test_discord import ALICE as DISCORD_ALICE
 from tests.test_discord import (
     ALICE_DM,
-    fake_discord,
     option,
     photo_options,
     photos,
@@ -27,10 +26,8 @@ from tests.test_discord import (
     wait_response,
 )
 from tests.test_discord import running_bot as running_discord_bot
-from tests.test_telegram import ALICE, fake_tg, sent_text, users
+from tests.test_telegram import ALICE, sent_text
 from tests.test_telegram import running_bot as running_telegram_bot
-
-__all__ = ["fake_discord", "fake_tg", "users"]  # fixtures
 
 QUESTION = "Before your first training, please confirm"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from bot.config import Settings
 from bot.core.texts import text
 from tests.conftest import FAKE_KEY, chat, write_photos
 from tests.fakes.astria_server import FakeAstria
-from tests.processes import BotProcess
+from tests.processes import TINY_ON_CPU, BotProcess, astria_bot_env, bot_env
 
 SAVED_PATH = re.compile(r"^bot>\s+(/\S+\.(?:png|jpg|webp))$", re.MULTILINE)
 
@@ -126,15 +125,7 @@ async def test_a_failed_training_keeps_the_photos_for_a_retry(
 def test_restart_while_training_resumes_and_delivers_once(
     fake_astria: FakeAstria, photo_dir: Path, tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
-    env = {
-        **os.environ,
-        "ASTRIA_API_KEY": FAKE_KEY,
-        "ASTRIA_API_URL": fake_astria.url,
-        "DATA_DIR": str(tmp_path / "data"),
-        "POLL_INTERVAL_S": "0.05",
-        "CONSENT_REQUIRED": "false",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-    }
+    env = astria_bot_env(fake_astria, tmp_path / "data")
     fake_astria.hold_training()
     first = BotProcess(["chat"], env, tmp_path, stdin=True)
     first.send(f"/photos {photo_dir}\n/train man\n")
@@ -189,13 +180,9 @@ def test_console_prints_the_conversation_and_logs_to_a_file(
     standard output holds the conversation alone."""
     data = tmp_path / "data"
     env = {
-        **{k: v for k, v in os.environ.items() if k.upper() not in Settings.model_fields},
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-        "DATA_DIR": str(data),
+        **bot_env(data),
         "BACKEND": "local",
-        "SDXL_MODEL": "tiny",
-        "WORKER_DEVICE": "cpu",
-        "WORKER_COMPILE": "off",
+        **TINY_ON_CPU,
         "WORKER_TRAIN_STEPS": "2",
         "OMP_NUM_THREADS": "1",
         "POLL_INTERVAL_S": "0.2",

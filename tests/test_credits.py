@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -23,9 +22,9 @@ from bot.core.errors import UserError
 from bot.core.ledger import Entry
 from bot.core.records import ChatTarget, GenerationState, JobKind, User
 from bot.core.service import IncomingPhoto
-from tests.conftest import FAKE_KEY, chat
+from tests.conftest import chat
 from tests.fakes.astria_server import FakeAstria
-from tests.processes import BotProcess
+from tests.processes import BotProcess, astria_bot_env
 
 CONSOLE = ChatTarget("console", "console")
 PROMPTS = "/tunes/666678/prompts"
@@ -280,17 +279,7 @@ def test_a_killed_bot_neither_loses_nor_doubles_a_hold(
     fake_astria: FakeAstria, photo_dir: Path, tmp_path: Path
 ) -> None:
     """SIGKILL (no clean-up at all) while a charged training runs; the restart finishes it."""
-    env = {
-        **{k: v for k, v in os.environ.items() if k.upper() not in Settings.model_fields},
-        "ASTRIA_API_KEY": FAKE_KEY,
-        "ASTRIA_API_URL": fake_astria.url,
-        "DATA_DIR": str(tmp_path / "data"),
-        "POLL_INTERVAL_S": "0.05",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-        "CREDITS": "on",
-        "FREE_CREDITS": "54",
-        "CONSENT_REQUIRED": "false",  # tests/test_consent.py asks it
-    }
+    env = astria_bot_env(fake_astria, tmp_path / "data", CREDITS="on", FREE_CREDITS="54")
     fake_astria.hold_training()
     first = BotProcess(["chat"], env, tmp_path, stdin=True)
     first.send(f"/photos {photo_dir}\n/train man\n/credits\n")

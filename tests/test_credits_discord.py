@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.config import Settings
-from tests import test_discord
 from tests.fakes.astria_server import FakeAstria
 from tests.fakes.discord_api import FakeDiscord, Json, user_payload
 from tests.test_discord import (
@@ -22,9 +21,6 @@ from tests.test_discord import (
     train,
     wait_response,
 )
-
-fake_discord = test_discord.fake_discord
-"""The Discord tests' fixture: the fake Discord, with discord.py aimed at it."""
 
 CREDITS_SKU, OTHER_SKU = 555_000_000_000_000_001, 555_000_000_000_000_002
 ADMIN = user_payload(310_000_000_000_000_009, "boss")

@@ -15,14 +15,9 @@ import pytest
 from bot.chat.base import Core
 from bot.config import Settings
 from bot.core.ledger import Entry
-from tests import test_telegram
 from tests.fakes.astria_server import FakeAstria
 from tests.fakes.telegram_api import ApiCall, FakeTelegram, Users, buttons
 from tests.test_telegram import ALICE, BOB, GROUP, method_in, running_bot, sent_text, train_model
-
-fake_tg = test_telegram.fake_tg
-users = test_telegram.users
-"""The Telegram tests' fixtures: the fake Bot API and its users."""
 
 ADMIN = 1009
 PROMPTS = "/tunes/666678/prompts"

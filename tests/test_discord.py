@@ -12,10 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import discord
 import pytest
-import yarl
-from discord.gateway import DiscordWebSocket
 from PIL import Image
 
 from bot.app import chat_frontends, running_core, serving
@@ -23,6 +20,7 @@ from bot.chat.base import Core
 from bot.chat.discord import DiscordFrontend
 from bot.chat.discord.uploads import batches, fit_all
 from bot.config import ConfigError, Settings
+from tests.chat_fixtures import CHANNEL, DISCORD_ALICE, DISCORD_MALLORY, GUILD
 from tests.fakes.astria_server import FakeAstria
 from tests.fakes.discord_api import (
     Call,
@@ -30,31 +28,13 @@ from tests.fakes.discord_api import (
     Json,
     Posted,
     _command_problems,
-    user_payload,
 )
 from tests.imagegen import jpeg_bytes
 
-ALICE = user_payload(310_000_000_000_000_001, "alice")
-MALLORY = user_payload(310_000_000_000_000_003, "mallory")
+ALICE, MALLORY = DISCORD_ALICE, DISCORD_MALLORY
 ALICE_DM = 320_000_000_000_000_001
-GUILD, CHANNEL = 330_000_000_000_000_001, 330_000_000_000_000_002
 PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # members, presences, message content
 EPHEMERAL = 64
-
-
-@pytest.fixture
-async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
-    """The fake, with discord.py's REST base and gateway address aimed at it."""
-    async with FakeDiscord() as fake:
-        fake.guilds.append(fake.guild_create(GUILD, CHANNEL, owner_id=int(MALLORY["id"])))
-        monkeypatch.setattr(discord.http.Route, "BASE", fake.base)
-        monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
-        yield fake
-
-
-@pytest.fixture
-def dc_settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings(discord_bot_token="fake.discord.token")
 
 
 @contextlib.asynccontextmanager

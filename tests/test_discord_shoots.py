@@ -7,24 +7,22 @@ from __future__ import annotations
 import io
 import zipfile
 
+import pytest
+
 from bot.config import Settings
 from tests.fakes.astria_server import FakeAstria
-from tests.fakes.discord_api import FakeDiscord, Posted
+from tests.fakes.discord_api import FakeDiscord, Json, Posted
 from tests.test_discord import (
     ALICE,
     CHANNEL,
     GUILD,
     MALLORY,
-    dc_settings,
-    fake_discord,
     running_bot,
     slash,
     train,
     wait_response,
     wait_text,
 )
-
-__all__ = ["dc_settings", "fake_discord"]  # the fixtures this module shares
 
 TRAVEL = {"man": [f"ohwx man, in {city}" for city in ("Rome", "Kyoto", "Lima", "Oslo")]}
 """4 prompts x 3 images: 12, more than one message holds."""
@@ -34,15 +32,25 @@ def in_guild(fake: FakeDiscord) -> list[Posted]:
     return fake.messages_in(CHANNEL)
 
 
+@pytest.fixture
+def travel(fake_astria: FakeAstria) -> Json:
+    """A pack on the fake Astria, for the man class."""
+    return fake_astria.packs.add_pack("travel", "Travel", TRAVEL, num_images=3)
+
+
+async def packs_asked(fake: FakeDiscord) -> tuple[Json, Posted]:
+    """Alice trains a model, then asks for /packs in the guild: the interaction, the answer."""
+    await train(fake)
+    asked = await slash(fake, "packs", [], user=ALICE, channel_id=CHANNEL, guild_id=GUILD)
+    return asked, await wait_response(fake, asked, "Photoshoot packs for")
+
+
 async def test_packs_menu_confirm_batches_zip_and_likes(
-    fake_discord: FakeDiscord, dc_settings: Settings, fake_astria: FakeAstria
+    fake_discord: FakeDiscord, dc_settings: Settings, fake_astria: FakeAstria, travel: Json
 ) -> None:
     fake = fake_discord
-    travel = fake_astria.packs.add_pack("travel", "Travel", TRAVEL, num_images=3)
     async with running_bot(dc_settings):
-        await train(fake)
-        asked = await slash(fake, "packs", [], user=ALICE, channel_id=CHANNEL, guild_id=GUILD)
-        listing = await wait_response(fake, asked, "Photoshoot packs for")
+        asked, listing = await packs_asked(fake)
         assert listing.ephemeral
         [(menu, options)] = listing.selects.items()
         assert options["1. Travel: 12 images"] == str(travel["id"])
@@ -95,14 +103,11 @@ async def test_packs_menu_confirm_batches_zip_and_likes(
 
 
 async def test_the_packs_menu_works_after_a_restart_and_only_for_its_owner(
-    fake_discord: FakeDiscord, dc_settings: Settings, fake_astria: FakeAstria
+    fake_discord: FakeDiscord, dc_settings: Settings, travel: Json
 ) -> None:
     fake = fake_discord
-    travel = fake_astria.packs.add_pack("travel", "Travel", TRAVEL, num_images=3)
     async with running_bot(dc_settings):
-        await train(fake)
-        asked = await slash(fake, "packs", [], user=ALICE, channel_id=CHANNEL, guild_id=GUILD)
-        listing = await wait_response(fake, asked, "Photoshoot packs for")
+        asked, listing = await packs_asked(fake)
 
     async with running_bot(dc_settings):  # a new process: nothing of the first in memory
         [menu] = listing.selects

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -21,17 +20,11 @@ from bot.doctor import report, run_checks
 from tests.conftest import FAKE_KEY
 from tests.fakes.astria_server import FakeAstria
 from tests.fakes.telegram_api import BOT_USERNAME, TOKEN, FakeTelegram
+from tests.processes import bot_env
 from tests.worker_fixtures import run_uvicorn
 
-ROOT = Path(__file__).resolve().parents[1]
 DISCORD_TOKEN = "MTAxNTk.fake-discord-token.0123456789abcdefghij"
 WORKER_KEY = "worker-key-0123456789"
-
-
-@pytest.fixture
-def fake_tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -137,13 +130,7 @@ async def test_an_in_process_worker_needs_the_gpu_it_is_told_to_use(
 def test_the_command_exits_non_zero_only_when_something_is_wrong(
     fake_astria: FakeAstria, tmp_path: Path
 ) -> None:
-    env = {
-        **{k: v for k, v in os.environ.items() if k.upper() not in Settings.model_fields},
-        "PYTHONPATH": str(ROOT),
-        "ASTRIA_API_KEY": FAKE_KEY,
-        "ASTRIA_API_URL": fake_astria.url,
-        "DATA_DIR": str(tmp_path / "data"),
-    }
+    env = bot_env(tmp_path / "data", ASTRIA_API_KEY=FAKE_KEY, ASTRIA_API_URL=fake_astria.url)
 
     def doctor(**changes: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -5,7 +5,6 @@ The bot's own Astria client (`inspect_image`) and plain HTTP drive the real work
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,12 @@ from backends.local import Worker
 from tests.imagegen import png_claiming_size
 from tests.photos import astronaut, blurred, cat, darkened, jpeg, two_people
 from tests.test_worker_api import client_for, raw_client
-from tests.worker_fixtures import API_KEY, started, worker_config
+from tests.worker_fixtures import API_KEY, started, worker, worker_config
 
 pytest.importorskip("cv2")
+
+__all__ = ["worker"]  # a fixture
 pytestmark = pytest.mark.slow  # a face detection per photo (~0.5 s on one core)
-
-
-@pytest.fixture
-async def worker(tmp_path: Path) -> AsyncIterator[Worker]:
-    async with started(worker_config(tmp_path / "worker")) as running:
-        yield running
 
 
 def photo(image, name: str = "photo.jpg", quality: int = 90) -> TrainingImage:

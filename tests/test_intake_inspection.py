@@ -17,18 +17,14 @@ from tests.imagegen import jpeg_bytes
 from tests.test_discord import ALICE as DISCORD_ALICE
 from tests.test_discord import (
     ALICE_DM,
-    dc_settings,
-    fake_discord,
     option,
     photo_options,
     slash,
     wait_response,
 )
 from tests.test_discord import running_bot as running_discord_bot
-from tests.test_telegram import ALICE, fake_tg, sent_text, tg_settings, train_model, users
+from tests.test_telegram import ALICE, sent_text, train_model
 from tests.test_telegram import running_bot as running_telegram_bot
-
-__all__ = ["dc_settings", "fake_discord", "fake_tg", "tg_settings", "users"]  # fixtures
 
 
 def as_inspected(data: bytes) -> bytes:

@@ -17,7 +17,7 @@ import pytest
 from backends.local.faults import FAULT_ENV, FaultPoint
 from tests.fakes.threaded_server import free_port
 from tests.imagegen import jpeg_bytes
-from tests.processes import BotProcess, until, wait_for_worker
+from tests.processes import TINY_ON_CPU, BotProcess, until, wait_for_worker
 from tests.test_shutdown import base_env
 
 pytest.importorskip("torch")
@@ -33,10 +33,8 @@ class WorkerRun:
     def __init__(self, tmp_path: Path, port: int, fault: str | None) -> None:
         env = base_env(
             tmp_path,
-            SDXL_MODEL="tiny",
+            **TINY_ON_CPU,
             WORKER_API_KEY=KEY,
-            WORKER_DEVICE="cpu",
-            WORKER_COMPILE="off",
             WORKER_TRAIN_STEPS="4",
             WORKER_TRAIN_RESOLUTION="64",
             WORKER_TRAIN_RANK="4",

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from bot import logs
 from bot.web import WebServer
 from tests.fakes.threaded_server import free_port
-from tests.processes import BotProcess, wait_for_worker
+from tests.processes import TINY_ON_CPU, BotProcess, wait_for_worker
 from tests.test_shutdown import base_env
 
 SECRETS = {
@@ -66,7 +66,7 @@ def leak_everywhere(http: httpx.Client) -> None:
 def test_the_worker_logs_no_secret(fmt: str, tmp_path: Path) -> None:
     pytest.importorskip("torch")
     port = free_port()
-    env = base_env(tmp_path, SDXL_MODEL="tiny", WORKER_DEVICE="cpu", WORKER_COMPILE="off")
+    env = base_env(tmp_path, **TINY_ON_CPU)
     env.update(SECRETS)
     worker = BotProcess(["--log-format", fmt, "worker", "--port", str(port)], env, tmp_path)
     auth = {"Authorization": f"Bearer {SECRETS['WORKER_API_KEY']}"}

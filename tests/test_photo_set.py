@@ -24,18 +24,14 @@ from tests.photos import astronaut, blurred, cameraman, cat, coffee, darkened, j
 from tests.test_discord import ALICE as DISCORD_ALICE
 from tests.test_discord import (
     ALICE_DM,
-    dc_settings,
-    fake_discord,
     option,
     photo_options,
     slash,
     wait_response,
 )
 from tests.test_discord import running_bot as running_discord_bot
-from tests.test_telegram import ALICE, fake_tg, sent_text, tg_settings, users
+from tests.test_telegram import ALICE, sent_text
 from tests.test_telegram import running_bot as running_telegram_bot
-
-__all__ = ["dc_settings", "fake_discord", "fake_tg", "tg_settings", "users"]  # fixtures
 
 ALL_SIMILAR = "are nearly the same picture"
 FEW_POSES = "photos differ; the others nearly repeat them"

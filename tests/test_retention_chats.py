@@ -8,21 +8,16 @@ from tests.fakes.astria_server import FakeAstria
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.telegram_api import FakeTelegram, Users
 from tests.test_discord import ALICE as DISCORD_ALICE
-from tests.test_discord import ALICE_DM, dc_settings, fake_discord, slash, train, wait_response
+from tests.test_discord import ALICE_DM, slash, train, wait_response
 from tests.test_discord import running_bot as running_discord_bot
 from tests.test_retention import sweep_later
 from tests.test_telegram import (
     ALICE,
     GROUP,
-    fake_tg,
     sent_text,
-    tg_settings,
     train_model,
-    users,
 )
 from tests.test_telegram import running_bot as running_telegram_bot
-
-__all__ = ["dc_settings", "fake_discord", "fake_tg", "tg_settings", "users"]  # fixtures
 
 NOTICE = "Welcome back! You had not used me for 30 days"
 

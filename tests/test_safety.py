@@ -16,12 +16,10 @@ from tests.conftest import chat
 from tests.fakes.astria_server import FakeAstria
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.telegram_api import FakeTelegram, Users
-from tests.test_discord import ask_in_guild, dc_settings, fake_discord, wait_response
+from tests.test_discord import ask_in_guild, wait_response
 from tests.test_discord import running_bot as running_discord_bot
-from tests.test_telegram import ALICE, fake_tg, sent_text, tg_settings, train_model, users
+from tests.test_telegram import ALICE, sent_text, train_model
 from tests.test_telegram import running_bot as running_telegram_bot
-
-__all__ = ["dc_settings", "fake_discord", "fake_tg", "tg_settings", "users"]  # fixtures
 
 DEFAULT = BlockList.load()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,9 +28,8 @@ from tests.fakes.astria_server import FakeAstria
 from tests.fakes.telegram_api import TOKEN, FakeTelegram, Users
 from tests.fakes.threaded_server import free_port
 from tests.imagegen import jpeg_bytes
-from tests.processes import BotProcess, until, wait_for_worker, worker_health
+from tests.processes import TINY_ON_CPU, BotProcess, bot_env, until, wait_for_worker, worker_health
 
-ROOT = Path(__file__).resolve().parents[1]
 STOP_BOUND_S = 30
 USER = 4242
 WORKER_KEY = "worker-test-key"
@@ -47,14 +45,8 @@ def processes() -> Iterator[list[BotProcess]]:
 
 
 def base_env(tmp_path: Path, **values: str) -> dict[str, str]:
-    ambient = {k: v for k, v in os.environ.items() if k.upper() not in Settings.model_fields}
-    return {
-        **ambient,
-        "PYTHONPATH": str(ROOT),
-        "DATA_DIR": str(tmp_path / "data"),
-        "OMP_NUM_THREADS": "1",  # the tiny model on a shared CPU: threads only fight
-        **values,
-    }
+    """One thread: the tiny model on a shared CPU, where threads only fight."""
+    return bot_env(tmp_path / "data", OMP_NUM_THREADS="1", **values)
 
 
 @pytest.mark.slow
@@ -115,10 +107,8 @@ def test_worker_sigterm_while_generating_resumes_after_restart(
     url = f"http://127.0.0.1:{port}"
     env = base_env(
         tmp_path,
-        SDXL_MODEL="tiny",
+        **TINY_ON_CPU,
         WORKER_API_KEY=WORKER_KEY,
-        WORKER_DEVICE="cpu",
-        WORKER_COMPILE="off",
     )
     auth = {"Authorization": f"Bearer {WORKER_KEY}"}
     http = httpx.Client(base_url=url, headers=auth, timeout=10)
@@ -210,9 +200,7 @@ def test_console_with_in_process_worker_stops_on_sigterm_and_resumes(
     env = base_env(
         tmp_path,
         BACKEND="local",
-        SDXL_MODEL="tiny",
-        WORKER_DEVICE="cpu",
-        WORKER_COMPILE="off",
+        **TINY_ON_CPU,
         WORKER_TRAIN_STEPS="2",
         WORKER_STOP_GRACE_S="1",
         POLL_INTERVAL_S="0.2",

@@ -8,11 +8,10 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from bot.app import running_core, serving
 from bot.chat.base import Core
@@ -26,26 +25,6 @@ from tests.imagegen import jpeg_bytes
 
 ALICE, BOB, MALLORY = 1001, 1002, 1003
 GROUP = -100777
-
-
-@pytest.fixture
-def fake_tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
-
-
-@pytest.fixture
-def users(fake_tg: FakeTelegram) -> Users:
-    return Users(fake_tg)
-
-
-@pytest.fixture
-def tg_settings(make_settings: Callable[..., Settings], fake_tg: FakeTelegram) -> Settings:
-    return make_settings(
-        telegram_bot_token=TOKEN,
-        telegram_api_url=fake_tg.api_url,
-        telegram_file_url=fake_tg.file_url,
-    )
 
 
 @contextlib.asynccontextmanager

@@ -15,9 +15,7 @@ from bot.config import Settings
 from bot.core.archives import ARCHIVE_OVERHEAD_BYTES, ENTRY_OVERHEAD_BYTES
 from tests.fakes.astria_server import FakeAstria
 from tests.fakes.telegram_api import ApiCall, FakeTelegram, Users, buttons
-from tests.test_telegram import ALICE, fake_tg, sent_text, tg_settings, train_model, users
-
-__all__ = ["fake_tg", "tg_settings", "users"]  # the fixtures this module shares
+from tests.test_telegram import ALICE, sent_text, train_model
 
 TRAVEL = {"man": [f"ohwx man, in {city}" for city in ("Rome", "Kyoto", "Lima", "Oslo")]}
 """4 prompts x 3 images: 12, more than one album holds."""

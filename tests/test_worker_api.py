@@ -10,7 +10,6 @@ import asyncio
 import io
 import logging
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -39,18 +38,13 @@ from tests.worker_fixtures import (
     CallbackSink,
     add_trained_tune,
     run_uvicorn,
+    worker,
     worker_config,
 )
 
 pytest.importorskip("torch")
 
-
-@pytest.fixture
-async def worker(tmp_path: Path) -> AsyncIterator[Worker]:
-    w = Worker(worker_config(tmp_path / "worker"))
-    await w.start()
-    yield w
-    await w.stop()
+__all__ = ["worker"]  # a fixture
 
 
 def client_for(worker: Worker, key: str | None = None, host: str = "127.0.0.1") -> AstriaClient:

@@ -8,7 +8,6 @@ deep, a prompt built to make the tag regex quadratic, a truncated JPEG, nonsense
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,20 +17,14 @@ from backends.local import Worker
 from backends.local.http import MAX_JSON_BYTES
 from tests.imagegen import jpeg_bytes, truncated
 from tests.test_worker_api import png_bytes, raw_client
-from tests.worker_fixtures import add_trained_tune, worker_config
+from tests.worker_fixtures import add_trained_tune, worker, worker_config
 
 pytest.importorskip("torch")
 
+__all__ = ["worker"]  # a fixture
+
 HUGE = "9" * 20
 PROMPT = {"text": "a cat", "w": 64, "h": 64, "steps": 2, "num_images": 1}
-
-
-@pytest.fixture
-async def worker(tmp_path: Path) -> AsyncIterator[Worker]:
-    w = Worker(worker_config(tmp_path / "worker"))
-    await w.start()
-    yield w
-    await w.stop()
 
 
 async def rows(worker: Worker) -> tuple[int, int]:

@@ -183,6 +183,13 @@ async def started(config: WorkerConfig) -> AsyncIterator[Worker]:
         await worker.stop()
 
 
+@pytest.fixture
+async def worker(tmp_path: Path) -> AsyncIterator[Worker]:
+    """A started worker on a data folder of its own (a test module imports it to use it)."""
+    async with started(worker_config(tmp_path / "worker")) as running:
+        yield running
+
+
 async def until(condition: Callable[[], Any], what: str, seconds: float = 120) -> Any:
     """Poll an async `condition` until it returns something truthy; a hang fails the test."""
     try:

@@ -13,6 +13,7 @@ from bot.chat.base import Core
 from bot.chat.discord.commands import SlashCommands
 from bot.chat.discord.entitlements import Entitlements
 from bot.chat.discord.replies import PLATFORM, Interaction, reply, reporting
+from bot.chat.discord.slash import DM_ONLY, declare, declare_plain
 from bot.chat.discord.translator import command_name, command_text
 from bot.core.errors import UserError
 from bot.core.texts import languages, text
@@ -37,38 +38,13 @@ class AccountCommands:
             self._register(tree)
 
     def _register(self, tree: app_commands.CommandTree[Any]) -> None:
-        contexts = app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
-        installs = app_commands.allowed_installs(guilds=True, users=False)
         if self._charging:
-
-            @tree.command(
-                name=command_name("discord.name.credits"),
-                description=command_text("discord.command.credits"),
-            )
-            @contexts
-            @installs
-            async def credits(interaction: Interaction) -> None:
-                await reporting(interaction, self.credits(interaction))
-
-            @tree.command(
-                name=command_name("discord.name.buy"),
-                description=command_text("discord.command.buy"),
-            )
-            @contexts
-            @installs
-            async def buy(interaction: Interaction) -> None:
-                await reporting(interaction, self.buy(interaction))
-
+            declare_plain(tree, {"credits": self.credits, "buy": self.buy})
         if self._has_admins:
 
-            @tree.command(
-                name=command_name("discord.name.admin"),
-                description=command_text("discord.command.admin"),
-            )
+            @declare(tree, "admin", contexts=DM_ONLY)
             @app_commands.rename(command=command_name("discord.option.command"))
             @app_commands.describe(command=command_text("discord.command.admin.command"))
-            @app_commands.allowed_contexts(guilds=False, dms=True, private_channels=False)
-            @installs
             async def admin(
                 interaction: Interaction, command: app_commands.Range[str, 1, MAX_ADMIN_CHARS]
             ) -> None:

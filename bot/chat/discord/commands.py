@@ -21,6 +21,7 @@ from bot.chat.discord.buttons import ButtonSpec, action_view
 from bot.chat.discord.intake import PhotoIntake
 from bot.chat.discord.notifier import DiscordNotifier
 from bot.chat.discord.replies import PLATFORM, Interaction, chat_target, reply, reporting
+from bot.chat.discord.slash import declare, declare_plain
 from bot.chat.discord.translator import command_name, command_text
 from bot.core.errors import UserError
 from bot.core.photos import MIN_PHOTOS
@@ -72,8 +73,6 @@ class SlashCommands:
 
     def _register(self, tree: app_commands.CommandTree[Any]) -> None:
         """The commands as closures: discord.py reads their options from the signatures."""
-        contexts = app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
-        installs = app_commands.allowed_installs(guilds=True, users=False)
         class_choices = [
             app_commands.Choice(name=command_text(f"class.{name}"), value=name)
             for name in CLASS_NAMES
@@ -85,19 +84,11 @@ class SlashCommands:
         automatic = command_text("button.language_automatic")
         language_choices.append(app_commands.Choice(name=automatic, value=AUTOMATIC_LANGUAGE[0]))
 
-        @tree.command(
-            name=command_name("discord.name.help"),
-            description=command_text("discord.command.help"),
-        )
-        @contexts
-        @installs
+        @declare(tree, "help")
         async def help_(interaction: Interaction) -> None:
             await reply(interaction, help_text(text("discord.photo_hint")))
 
-        @tree.command(
-            name=command_name("discord.name.train"),
-            description=command_text("discord.command.train"),
-        )
+        @declare(tree, "train")
         @app_commands.rename(
             class_name=command_name("discord.option.class"),
             name=command_name("discord.option.name"),
@@ -108,8 +99,6 @@ class SlashCommands:
             photo1=command_text("discord.command.train.photo"),
         )
         @app_commands.choices(class_name=class_choices)
-        @contexts
-        @installs
         async def train(
             interaction: Interaction,
             class_name: str,
@@ -129,64 +118,28 @@ class SlashCommands:
             attachments = [photo for photo in (*photos, photo10) if photo is not None]
             await reporting(interaction, self.train(interaction, class_name, name, attachments))
 
-        @tree.command(
-            name=command_name("discord.name.imagine"),
-            description=command_text("discord.command.imagine"),
-        )
+        @declare(tree, "imagine")
         @app_commands.rename(prompt=command_name("discord.option.prompt"))
         @app_commands.describe(prompt=command_text("discord.command.imagine.prompt"))
-        @contexts
-        @installs
         async def imagine(
             interaction: Interaction, prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS]
         ) -> None:
             await reporting(interaction, self.imagine(interaction, prompt))
 
-        @tree.command(
-            name=command_name("discord.name.models"),
-            description=command_text("discord.command.models"),
+        declare_plain(
+            tree,
+            {
+                "models": self.models,
+                "status": self.status,
+                "cancel": self.cancel,
+                "delete": self.delete,
+            },
         )
-        @contexts
-        @installs
-        async def models(interaction: Interaction) -> None:
-            await reporting(interaction, self.models(interaction))
 
-        @tree.command(
-            name=command_name("discord.name.status"),
-            description=command_text("discord.command.status"),
-        )
-        @contexts
-        @installs
-        async def status(interaction: Interaction) -> None:
-            await reporting(interaction, self.status(interaction))
-
-        @tree.command(
-            name=command_name("discord.name.cancel"),
-            description=command_text("discord.command.cancel"),
-        )
-        @contexts
-        @installs
-        async def cancel(interaction: Interaction) -> None:
-            await reporting(interaction, self.cancel(interaction))
-
-        @tree.command(
-            name=command_name("discord.name.delete"),
-            description=command_text("discord.command.delete"),
-        )
-        @contexts
-        @installs
-        async def delete(interaction: Interaction) -> None:
-            await reporting(interaction, self.delete(interaction))
-
-        @tree.command(
-            name=command_name("discord.name.language"),
-            description=command_text("discord.command.language"),
-        )
+        @declare(tree, "language")
         @app_commands.rename(language=command_name("discord.option.language"))
         @app_commands.describe(language=command_text("discord.command.language.language"))
         @app_commands.choices(language=language_choices)
-        @contexts
-        @installs
         async def language(interaction: Interaction, language: str | None = None) -> None:
             await reporting(interaction, self.language(interaction, language))
 

@@ -25,6 +25,7 @@ from bot.chat.base import Core
 from bot.chat.discord.buttons import BUTTONS_PER_ROW, ButtonSpec, PressReceiver, action_view
 from bot.chat.discord.notifier import DiscordNotifier
 from bot.chat.discord.replies import Interaction, chat_target, reply
+from bot.chat.discord.slash import declare
 from bot.chat.discord.translator import command_name, command_text
 from bot.chat.discord.uploads import Upload, batches, fit
 from bot.core import shoots
@@ -77,26 +78,13 @@ class DiscordShoots:
             self._register(tree)
 
     def _register(self, tree: app_commands.CommandTree[Any]) -> None:
-        contexts = app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
-        installs = app_commands.allowed_installs(guilds=True, users=False)
-
-        @tree.command(
-            name=command_name("discord.name.packs"),
-            description=command_text("discord.command.packs"),
-        )
-        @contexts
-        @installs
+        @declare(tree, "packs")
         async def packs(interaction: Interaction) -> None:
             await self.packs(interaction)
 
-        @tree.command(
-            name=command_name("discord.name.shoot"),
-            description=command_text("discord.command.shoot"),
-        )
+        @declare(tree, "shoot")
         @app_commands.rename(pack=command_name("discord.option.pack"))
         @app_commands.describe(pack=command_text("discord.command.shoot.pack"))
-        @contexts
-        @installs
         async def shoot(interaction: Interaction, pack: str) -> None:
             await self.shoot(interaction, pack)
 
