@@ -156,17 +156,20 @@ def test_chat_adapters_never_touch_the_store() -> None:
 
 
 def keys_in_code() -> tuple[set[str], set[str]]:
-    """Literal keys passed to `text(...)`, and the prefixes of keys built with an f-string."""
+    """Literal keys in the code (outside the texts, where they are defined), and the prefixes
+    of keys built with an f-string."""
     keys: set[str] = set()
     prefixes: set[str] = set()
-    for _, tree in python_files(BOT):
+    for path, tree in python_files(BOT):
+        if TEXTS in path.parents:  # where the keys are defined, not used
+            continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and node.value in MESSAGES:
                 keys.add(node.value)  # passed to text() directly or via a table
-            if isinstance(node, ast.Call) and call_name(node) == "text" and node.args:
-                first = node.args[0]
-                if isinstance(first, ast.JoinedStr) and isinstance(first.values[0], ast.Constant):
-                    prefixes.add(str(first.values[0].value))
+            if isinstance(node, ast.JoinedStr) and isinstance(node.values[0], ast.Constant):
+                start = str(node.values[0].value)  # f"tune_state.{state}", f"pack.{slug}.title"
+                if start.endswith(".") and any(key.startswith(start) for key in MESSAGES):
+                    prefixes.add(start)
     return keys, prefixes
 
 

@@ -120,3 +120,18 @@ async def test_the_packs_menu_works_after_a_restart_and_only_for_its_owner(
         await fake.dispatch("INTERACTION_CREATE", choice)
         details = await wait_response(fake, asked, "It makes 12 images of man #1")
         assert list(details.buttons) == ["Make 12 images"]
+
+
+async def test_a_shoot_of_an_unknown_pack_says_so(
+    fake_discord: FakeDiscord, dc_settings: Settings, travel: Json
+) -> None:
+    """A user's mistake gets its own answer, not the generic apology."""
+    fake = fake_discord
+    async with running_bot(dc_settings):
+        await train(fake)
+        asked = await slash(
+            fake, "shoot", [{"name": "pack", "type": 3, "value": "weddings"}], user=ALICE,
+            channel_id=CHANNEL, guild_id=GUILD,
+        )  # fmt: skip
+        answer = await wait_response(fake, asked, "There is no pack called")
+    assert answer.content == "There is no pack called “weddings”. /packs lists them."

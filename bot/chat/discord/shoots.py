@@ -24,7 +24,7 @@ from discord import app_commands
 from bot.chat.base import Core
 from bot.chat.discord.buttons import BUTTONS_PER_ROW, ButtonSpec, PressReceiver, action_view
 from bot.chat.discord.notifier import DiscordNotifier
-from bot.chat.discord.replies import Interaction, chat_target, reply
+from bot.chat.discord.replies import Interaction, chat_target, reply, reporting
 from bot.chat.discord.slash import declare
 from bot.chat.discord.translator import command_name, command_text
 from bot.chat.discord.uploads import Upload, batches, fit
@@ -80,13 +80,13 @@ class DiscordShoots:
     def _register(self, tree: app_commands.CommandTree[Any]) -> None:
         @declare(tree, "packs")
         async def packs(interaction: Interaction) -> None:
-            await self.packs(interaction)
+            await reporting(interaction, self.packs(interaction))
 
         @declare(tree, "shoot")
         @app_commands.rename(pack=command_name("discord.option.pack"))
         @app_commands.describe(pack=command_text("discord.command.shoot.pack"))
         async def shoot(interaction: Interaction, pack: str) -> None:
-            await self.shoot(interaction, pack)
+            await reporting(interaction, self.shoot(interaction, pack))
 
     @property
     def presses(self) -> dict[str, Callable[[Interaction, User, Action], Awaitable[None]]]:
