@@ -1,0 +1,67 @@
+"""Shoots under faults (issues 14 and 15): a stop at any point of a shoot's delivery neither
+lets a delivered image go uncharged nor charges one twice, and the retention sweep does not
+race a user who comes back while it runs."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from bot.config import Settings
+from bot.core.ledger import Entry
+from bot.core.records import JobKind
+from tests.conftest import chat
+from tests.fakes.astria_server import FakeAstria
+from tests.test_console_shoots import add_travel, rome_only, saved_images
+
+CREDITS = {"credits": "on", "free_credits": 50 + 8, "price_training": 50, "price_image": 1}
+
+
+def forget_captures(database: Path) -> int:
+    """The ledger as a stop between marking shots delivered and capturing their holds leaves
+    it: the captures (0-credit rows) not written yet. The append-only trigger is lifted only
+    to stage that state, and put back as it was."""
+    with sqlite3.connect(database) as db:
+        (trigger,) = db.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'ledger_is_append_only_delete'"
+        ).fetchone()
+        db.execute("DROP TRIGGER ledger_is_append_only_delete")
+        gone = db.execute(
+            "DELETE FROM ledger WHERE kind = ? AND job_kind = ?", (Entry.CAPTURE, JobKind.SHOOT)
+        ).rowcount
+        db.execute(trigger)
+    return gone
+
+
+def balance(output: str) -> int:
+    found = re.findall(r"Your balance: (\d+) credits\.", output)
+    assert found, output
+    return int(found[-1])
+
+
+async def test_a_stop_between_delivering_and_capturing_still_charges_those_images_once(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    add_travel(fake_astria)
+    settings = make_settings(**CREDITS)
+    await chat(settings, f"/photos {photo_dir}\n/train man\n/wait\n")
+    first = await rome_only(settings, fake_astria, [("images saved:", "/quit\n")])
+    assert len(saved_images(first)) == 3
+    assert forget_captures(settings.database_path) == 3  # Rome's, delivered before the stop
+
+    fake_astria.hold_prompts_with(None)
+    second = await chat(settings, "")  # the restart: Kyoto comes, then the ZIP
+    after = await chat(settings, "/credits\n")
+
+    assert len(saved_images(second)) == 3 and "Travel is done: 6 images." in second
+    assert balance(after) == 8 - 6  # every delivered image paid for, none given back
+    with sqlite3.connect(settings.database_path) as db:
+        kinds = dict(
+            db.execute(
+                "SELECT kind, COUNT(*) FROM ledger WHERE job_kind = ? GROUP BY kind",
+                (JobKind.SHOOT,),
+            ).fetchall()
+        )
+    assert kinds == {"hold": 6, "capture": 6}
