@@ -4,17 +4,23 @@ race a user who comes back while it runs."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
+from bot.app import running_core
 from bot.config import Settings
 from bot.core.ledger import Entry
 from bot.core.records import JobKind
+from bot.core.retention import Removed
+from bot.core.store import utcnow
 from tests.conftest import chat
 from tests.fakes.astria_server import FakeAstria
 from tests.test_console_shoots import add_travel, rome_only, saved_images
+from tests.test_delete_proof import rows_per_table
 
 CREDITS = {"credits": "on", "free_credits": 50 + 8, "price_training": 50, "price_image": 1}
 
@@ -65,3 +71,24 @@ async def test_a_stop_between_delivering_and_capturing_still_charges_those_image
             ).fetchall()
         )
     assert kinds == {"hold": 6, "capture": 6}
+
+
+async def test_a_user_who_comes_back_while_the_sweep_waits_for_them_keeps_everything(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    settings = make_settings(keep_training_photos=True)
+    assert "is ready" in await chat(settings, f"/photos {photo_dir}\n/train man\n/wait\n")
+    later = utcnow() + timedelta(days=31)  # inactive as the sweep starts
+    async with running_core(settings) as core:
+        service = core.service
+        user = await service.store.get_user(1)  # the console's one user
+        assert user is not None
+        async with service._lock(user):  # an operation of theirs is under way ...
+            sweeping = asyncio.create_task(service.retention.sweep(later))
+            await asyncio.wait({sweeping}, timeout=2)  # (unlocked, the sweep is done by now)
+            await service.retention.seen(user.id, later)  # ... since they came back
+        removed = await sweeping
+    assert removed == Removed()
+    assert fake_astria.tunes  # their model stays, here and on the backend
+    rows = rows_per_table(settings.database_path)
+    assert rows["tunes"] == 1 and rows["photos"] > 0
