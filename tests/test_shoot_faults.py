@@ -92,3 +92,36 @@ async def test_a_user_who_comes_back_while_the_sweep_waits_for_them_keeps_everyt
     assert fake_astria.tunes  # their model stays, here and on the backend
     rows = rows_per_table(settings.database_path)
     assert rows["tunes"] == 1 and rows["photos"] > 0
+
+
+async def test_a_train_and_shoot_whose_training_fails_ends_the_shoot_and_gives_all_back(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    travel = add_travel(fake_astria)
+    settings = make_settings(**CREDITS)
+    fake_astria.fail_next("POST", f"/p/{travel['id']}/tunes", 422, {"base": ["bad photos"]})
+    output = await chat(settings, f"/photos {photo_dir}\n/train man travel\n/wait\n/status\n")
+    after = await chat(settings, "/credits\n/status\n")
+
+    assert "Travel failed: its model is gone or its training failed." in output
+    assert balance(after) == 58  # the training's hold and the shoot's six, all given back
+    assert "Travel" not in after.split("Your balance")[0]
+    with sqlite3.connect(settings.database_path) as db:
+        (state,) = db.execute("SELECT state FROM shoots").fetchone()
+    assert state == "failed"
+
+
+async def test_train_and_shoot_with_a_pack_of_no_prompts_for_the_class_is_refused_whole(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    empty = fake_astria.packs.add_pack("empty", "Empty", {"man": [], "woman": ["ohwx woman"]})
+    settings = make_settings(**CREDITS)
+    output = await chat(settings, f"/photos {photo_dir}\n/train man empty\n/credits\n")
+
+    assert "Empty has no prompts for a man." in output
+    assert not re.search(r"Training .* started", output)
+    assert balance(output) == 58  # nothing held
+    assert not fake_astria.find_requests("POST", f"/p/{empty['id']}/tunes")
+    assert not fake_astria.find_requests("POST", "/tunes")
+    with sqlite3.connect(settings.database_path) as db:
+        assert db.execute("SELECT COUNT(*) FROM shoots").fetchone() == (0,)
