@@ -11,6 +11,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
+from backends.astria import LIST_PAGE_SIZE
 from bot.app import running_core
 from bot.config import Settings
 from bot.core.ledger import Entry
@@ -125,3 +128,19 @@ async def test_train_and_shoot_with_a_pack_of_no_prompts_for_the_class_is_refuse
     assert not fake_astria.find_requests("POST", "/tunes")
     with sqlite3.connect(settings.database_path) as db:
         assert db.execute("SELECT COUNT(*) FROM shoots").fetchone() == (0,)
+
+
+@pytest.mark.slow
+async def test_a_shoot_whose_prompts_fill_more_than_one_page_of_the_list_gets_them_all(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    texts = [f"ohwx man, scene {number}" for number in range(LIST_PAGE_SIZE + 5)]
+    big = fake_astria.packs.add_pack("big", "Big", {"man": texts}, num_images=1)
+    settings = make_settings()
+    output = await chat(settings, f"/photos {photo_dir}\n/train man\n/wait\n/shoot big\n/wait\n")
+
+    assert output.count(f"Big is done: {len(texts)} images.") == 1
+    assert len(set(saved_images(output))) == len(texts)  # each once, past the first page too
+    pages = [r for r in fake_astria.find_requests("GET", "/tunes/") if "before_id" in r.query]
+    assert pages  # Astria's answer named no prompts: they were listed, page after page
+    assert len(fake_astria.find_requests("POST", f"/p/{big['id']}/tunes")) == 1
