@@ -22,8 +22,8 @@ from bot.core.retention import Removed
 from bot.core.store import utcnow
 from tests.conftest import chat
 from tests.fakes.astria_server import FakeAstria
-from tests.test_console_shoots import add_travel, rome_only, saved_images
-from tests.test_delete_proof import rows_per_table
+from tests.test_console_shoots import add_travel, rome_only, saved_images, tiny_worker_settings
+from tests.test_delete_proof import files_under, rows_per_table
 
 CREDITS = {"credits": "on", "free_credits": 50 + 8, "price_training": 50, "price_image": 1}
 
@@ -144,3 +144,23 @@ async def test_a_shoot_whose_prompts_fill_more_than_one_page_of_the_list_gets_th
     pages = [r for r in fake_astria.find_requests("GET", "/tunes/") if "before_id" in r.query]
     assert pages  # Astria's answer named no prompts: they were listed, page after page
     assert len(fake_astria.find_requests("POST", f"/p/{big['id']}/tunes")) == 1
+
+
+@pytest.mark.slow
+async def test_delete_after_a_shoot_leaves_none_of_it_on_our_worker(
+    tmp_path: Path, photo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = tiny_worker_settings(tmp_path, monkeypatch)
+    shoot = f"/photos {photo_dir}\n/train man\n/wait\n/shoot quick-test\n/wait\n"
+    assert "Quick test is done: 2 images." in await chat(settings, shoot)
+    worker_db = settings.data_dir / "worker" / "worker.sqlite3"
+    assert rows_per_table(worker_db)["prompts"] == 2  # the pack's, done, images on the worker
+
+    assert "Deleted" in await chat(settings, "/delete confirm\n")
+
+    left = {table: n for table, n in rows_per_table(worker_db).items() if n}
+    assert left == {"pack_runs": 1}  # ids and a callback URL: no prompt text, no image
+    assert files_under(settings.data_dir / "worker", worker_db) == []
+    assert not (settings.data_dir / "shoots").exists() or not any(
+        (settings.data_dir / "shoots").iterdir()
+    )
