@@ -164,3 +164,20 @@ async def test_delete_after_a_shoot_leaves_none_of_it_on_our_worker(
     assert not (settings.data_dir / "shoots").exists() or not any(
         (settings.data_dir / "shoots").iterdir()
     )
+
+
+async def test_the_same_pack_shot_twice_at_once_gives_each_shoot_its_own_prompts(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    travel = add_travel(fake_astria)
+    settings = make_settings(credits="on", free_credits=50 + 12, price_training=50, price_image=1)
+    await chat(settings, f"/photos {photo_dir}\n/train man\n/wait\n")
+    [tune_id] = fake_astria.tunes
+    fake_astria.delay_next("GET", f"/tunes/{tune_id}/prompts", 1)  # the first looks up late
+    output = await chat(settings, "/shoot travel\n/shoot travel\n/wait\n")
+    after = await chat(settings, "/credits\n")
+
+    assert len(fake_astria.find_requests("POST", f"/p/{travel['id']}/tunes")) == 2
+    assert output.count("Travel is done: 6 images.") == 2  # not 12 and a failure
+    assert len(set(saved_images(output))) == 12
+    assert balance(after) == 0  # twelve images delivered, twelve paid for

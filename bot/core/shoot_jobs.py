@@ -101,6 +101,10 @@ class ShootDriver:
     def __init__(self, tracker: JobTracker, shoots: ShootStore) -> None:
         self._tracker = tracker
         self.shoots = shoots
+        self._adopting: dict[tuple[int, int], asyncio.Lock] = {}
+        """Per (backend tune, pack): a run's prompts are found as "the pack's prompts on the
+        tune no shoot owns", so two shoots of one pack on one model run, find and record
+        theirs one after the other; else the first takes both runs' prompts."""
 
     @property
     def _store(self) -> Store:
@@ -199,10 +203,12 @@ class ShootDriver:
                 run = await self._backend.run_pack(shoot.pack_id, request)
             return list(run.prompts) or await self._unowned_prompts(shoot, tune_id)
 
-        prompts = await tracker._with_backoff(SHOOT, shoot.id, find_or_run)
-        if not prompts:
-            raise ValidationError(text("shoot.no_prompts"))
-        await self.shoots.add_shots(shoot.id, [(p.id, p.text, _num_images(p)) for p in prompts])
+        async with self._adoption(tune_id, shoot):
+            prompts = await tracker._with_backoff(SHOOT, shoot.id, find_or_run)
+            if not prompts:
+                raise ValidationError(text("shoot.no_prompts"))
+            shots = [(p.id, p.text, _num_images(p)) for p in prompts]
+            await self.shoots.add_shots(shoot.id, shots)
         log.info(
             "shoot %s runs %d prompts on tune %s",
             shoot.id,
@@ -211,6 +217,9 @@ class ShootDriver:
             extra=job_context(SHOOT, shoot.id, user=shoot.user_id),
         )
         return await self.shoots.update(shoot.id, state=ShootState.RUNNING)
+
+    def _adoption(self, tune_id: int, shoot: ShootRecord) -> asyncio.Lock:
+        return self._adopting.setdefault((tune_id, shoot.pack_id), asyncio.Lock())
 
     async def _unowned_prompts(self, shoot: ShootRecord, tune_id: int) -> list[Prompt]:
         listed = await self._backend.list_prompts(tune_id)
@@ -368,8 +377,9 @@ class ShootDriver:
         if shoot is not None and shoot.state == ShootState.SUBMITTING:
             tune = await self._store.get_tune(shoot.tune_id)
             if tune is not None and tune.backend_id is not None:
-                for prompt in await self._unowned_prompts(shoot, tune.backend_id):
-                    await self._delete_prompt(prompt.id)
+                async with self._adoption(tune.backend_id, shoot):  # not another's run
+                    for prompt in await self._unowned_prompts(shoot, tune.backend_id):
+                        await self._delete_prompt(prompt.id)
         for shot in await self.shoots.shots(shoot_id):
             if shot.state == ShotState.RUNNING:
                 await self._delete_prompt(shot.backend_id)
