@@ -181,3 +181,18 @@ async def test_the_same_pack_shot_twice_at_once_gives_each_shoot_its_own_prompts
     assert output.count("Travel is done: 6 images.") == 2  # not 12 and a failure
     assert len(set(saved_images(output))) == 12
     assert balance(after) == 0  # twelve images delivered, twelve paid for
+
+
+async def test_shoot_with_junk_or_a_path_for_a_pack_is_answered_and_asks_for_nothing_odd(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    add_travel(fake_astria)
+    settings = make_settings(**CREDITS)
+    await chat(settings, f"/photos {photo_dir}\n/train man\n/wait\n")
+    junk = ["../tunes", "1/../../tunes", "99999999999999999999999", "-3", "%2e%2e", "🙂"]
+    output = await chat(settings, "".join(f"/shoot {word}\n" for word in junk) + "/credits\n")
+
+    for word in junk:
+        assert f"There is no pack called “{word}”. /packs lists them." in output
+    assert balance(output) == 8
+    assert not fake_astria.find_requests("POST", "/p/")
