@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import zipfile
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -196,3 +197,24 @@ async def test_shoot_with_junk_or_a_path_for_a_pack_is_answered_and_asks_for_not
         assert f"There is no pack called “{word}”. /packs lists them." in output
     assert balance(output) == 8
     assert not fake_astria.find_requests("POST", "/p/")
+
+
+async def test_a_stop_between_a_shoot_failing_and_its_zip_still_sends_the_zip_once(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    add_travel(fake_astria)
+    settings = make_settings(**CREDITS)
+    await chat(settings, f"/photos {photo_dir}\n/train man\n/wait\n")
+    first = await rome_only(settings, fake_astria, [("images saved:", "/quit\n")])
+    with sqlite3.connect(settings.database_path) as db:  # what a backend refusal then wrote
+        db.execute("UPDATE shoots SET state = 'failed', error = 'the model was deleted'")
+    second = await chat(settings, "")  # the restart, before the ZIP went out
+    after = await chat(settings, "")
+
+    archive = re.search(r"ZIP of Travel: (\S+)", second)
+    assert archive is not None
+    with zipfile.ZipFile(archive.group(1)) as zipped:
+        assert len(zipped.namelist()) == len(saved_images(first)) == 3
+    assert second.count("Travel failed: the model was deleted") == 1
+    assert "ZIP of Travel" not in after and "Travel failed" not in after
+    assert balance(await chat(settings, "/credits\n")) == 8 - 3

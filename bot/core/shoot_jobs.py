@@ -139,7 +139,9 @@ class ShootDriver:
         delivery = await self._store.get_delivery(SHOOT, shoot_id)
         if shoot is None or delivery is None:
             return
-        zip_it = shoot.state not in ENDED  # ended before a restart: its ZIP went out
+        # Done before a restart: its ZIP went out (the state follows it). Failed: a refusal
+        # writes that before the ZIP, and the finish only fails a shoot with nothing to zip.
+        zip_it = shoot.state != ShootState.DONE
         await tracker._speak_to(shoot.user_id)
         try:
             if shoot.state == ShootState.TRAINING:  # its prompts come with the tune: adopt
@@ -282,7 +284,7 @@ class ShootDriver:
         return notifier
 
     async def _finish(self, shoot: ShootRecord, delivery: Delivery, *, zip_it: bool) -> None:
-        """The ZIP (`zip_it`: not when a restart finds the shoot ended, so it was sent), the
+        """The ZIP (`zip_it`: not when a restart finds the shoot done, so it was sent), the
         state, the closing message, and the holds of what never came given back. A stop
         between the ZIP and the state sends the ZIP again; one after it, only the closing."""
         notifier = self._notifier(delivery)
