@@ -45,6 +45,15 @@ def forget_captures(database: Path) -> int:
     return gone
 
 
+async def stopped_after_rome(
+    settings: Settings, photo_dir: Path, fake_astria: FakeAstria
+) -> tuple[Settings, str]:
+    """A trained model, then `/shoot travel` stopped once Rome's 3 images were delivered."""
+    add_travel(fake_astria)
+    await chat(settings, f"/photos {photo_dir}\n/train man\n/wait\n")
+    return settings, await rome_only(settings, fake_astria, [("images saved:", "/quit\n")])
+
+
 def balance(output: str) -> int:
     found = re.findall(r"Your balance: (\d+) credits\.", output)
     assert found, output
@@ -54,10 +63,7 @@ def balance(output: str) -> int:
 async def test_a_stop_between_delivering_and_capturing_still_charges_those_images_once(
     make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
 ) -> None:
-    add_travel(fake_astria)
-    settings = make_settings(**CREDITS)
-    await chat(settings, f"/photos {photo_dir}\n/train man\n/wait\n")
-    first = await rome_only(settings, fake_astria, [("images saved:", "/quit\n")])
+    settings, first = await stopped_after_rome(make_settings(**CREDITS), photo_dir, fake_astria)
     assert len(saved_images(first)) == 3
     assert forget_captures(settings.database_path) == 3  # Rome's, delivered before the stop
 
@@ -202,10 +208,7 @@ async def test_shoot_with_junk_or_a_path_for_a_pack_is_answered_and_asks_for_not
 async def test_a_stop_between_a_shoot_failing_and_its_zip_still_sends_the_zip_once(
     make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
 ) -> None:
-    add_travel(fake_astria)
-    settings = make_settings(**CREDITS)
-    await chat(settings, f"/photos {photo_dir}\n/train man\n/wait\n")
-    first = await rome_only(settings, fake_astria, [("images saved:", "/quit\n")])
+    settings, first = await stopped_after_rome(make_settings(**CREDITS), photo_dir, fake_astria)
     with sqlite3.connect(settings.database_path) as db:  # what a backend refusal then wrote
         db.execute("UPDATE shoots SET state = 'failed', error = 'the model was deleted'")
     second = await chat(settings, "")  # the restart, before the ZIP went out
