@@ -221,3 +221,17 @@ async def test_a_stop_between_a_shoot_failing_and_its_zip_still_sends_the_zip_on
     assert second.count("Travel failed: the model was deleted") == 1
     assert "ZIP of Travel" not in after and "Travel failed" not in after
     assert balance(await chat(settings, "/credits\n")) == 8 - 3
+
+
+async def test_retention_leaves_a_user_whose_shoot_still_runs_for_a_later_sweep(
+    make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
+) -> None:
+    settings, _ = await stopped_after_rome(make_settings(**CREDITS), photo_dir, fake_astria)
+    async with running_core(settings) as core:  # Kyoto is still being made
+        removed = await core.service.retention.sweep(utcnow() + timedelta(days=31))
+
+    assert removed == Removed()
+    rows = rows_per_table(settings.database_path)
+    assert rows["shoots"] == 1 and rows["shots"] == 2 and rows["tunes"] == 1
+    assert fake_astria.tunes and len(fake_astria.prompts) == 2
+    assert len(list((settings.data_dir / "shoots" / "1").iterdir())) == 3  # Rome's images
