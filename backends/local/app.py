@@ -28,6 +28,7 @@ from backends.local.file_cache import tune_key
 from backends.local.health import health
 from backends.local.http import (
     EXCEPTION_HANDLERS,
+    MAX_LIMIT,
     Served,
     Undo,
     middlewares,
@@ -118,7 +119,15 @@ class _Api:
         return JSONResponse(self._tune(await self._tune_row(tune_id), request))
 
     async def delete_tune(self, request: Request) -> Response:
-        await self._forget(await self._tune_row(request.path_params["tune_id"]), JobKind.TUNE)
+        """The tune and the prompts made on it (a pack run's, a shoot's): as Astria deletes a
+        tune's prompts with it, so /delete leaves no image of the user here."""
+        tune = await self._tune_row(request.path_params["tune_id"])
+        while prompts := await self.store.list_prompts(
+            tune["id"], limit=MAX_LIMIT, offset=0, before_id=None
+        ):
+            for prompt in prompts:
+                await self._forget(prompt, JobKind.PROMPT)
+        await self._forget(tune, JobKind.TUNE)
         return JSONResponse({"message": "Tune successfully deleted"})
 
     # -- prompts -------------------------------------------------------------------------

@@ -16,8 +16,11 @@ next sweep finishes them; a second sweep after a complete one finds nothing. Eve
 recorded in `retention_runs`; `due` is true when no run finished in the last day, so a restart
 runs the sweep at once when a day has passed, and never twice a day otherwise.
 
-Users with a job still running are left for the next sweep (the job tracker owns them). The log
-says how many of what went; never a path, URL or name.
+Users with a job still running are left for the next sweep (the job tracker owns them). Each
+user is expired under their lock (`user_locks`, the one PhotoshootService serialises a user's
+operations with) and checked again under it: a user who came back while the sweep ran, or is
+mid-operation (a /shoot being recorded, photos arriving), is left alone. The log says how many
+of what went; never a path, URL or name.
 """
 
 from __future__ import annotations
@@ -91,6 +94,8 @@ class Retention:
         self._seen: dict[int, datetime] = {}
         self._told: set[int] = set()
         """Users known to have no notice waiting (a sweep that expires them clears this)."""
+        self.user_locks: dict[int, asyncio.Lock] = {}
+        """One lock per user id, shared with PhotoshootService: one operation at a time."""
 
     # -- visits ------------------------------------------------------------------------------
 
@@ -147,8 +152,9 @@ class Retention:
         if not self.config.keep_training_photos:
             removed.photos += await self._trained_photos()
         if self.config.days > 0:
-            for user_id in await self._inactive_users(now - timedelta(days=self.config.days)):
-                removed.add(await self._expire(user_id))
+            before = now - timedelta(days=self.config.days)
+            for user_id in await self._inactive_users(before):
+                removed.add(await self._expire(user_id, before))
         async with self._store.transaction() as db:
             await db.execute(
                 "UPDATE retention_runs SET finished_at = ?, removed = ? WHERE id = ?",
@@ -210,8 +216,10 @@ class Retention:
 
     # -- rule 2: inactive users --------------------------------------------------------------
 
-    async def _inactive_users(self, before: datetime) -> list[int]:
-        """Users last seen before `before` who still have media and no running job."""
+    async def _inactive_users(self, before: datetime, only: int | None = None) -> list[int]:
+        """Users last seen before `before` who still have media and no running job (`only`:
+        whether that one user still is)."""
+        one = "" if only is None else " AND u.id = ?"
         rows = await self._store.fetch(
             "SELECT u.id FROM users u WHERE COALESCE(u.last_seen_at, u.created_at) < ?"
             " AND (EXISTS (SELECT 1 FROM photos WHERE user_id = u.id)"
@@ -223,15 +231,22 @@ class Retention:
             f" AND NOT EXISTS (SELECT 1 FROM generations WHERE user_id = u.id"
             f" AND state {sql_in(GENERATION_UNFINISHED)})"
             f" AND NOT EXISTS (SELECT 1 FROM shoots WHERE user_id = u.id"
-            f" AND state {sql_in(SHOOT_UNFINISHED)})"
+            f" AND state {sql_in(SHOOT_UNFINISHED)}){one}"
             " ORDER BY u.id",
-            (_iso(before),),
+            (_iso(before),) if only is None else (_iso(before), only),
         )
         return [row[0] for row in rows]
 
-    async def _expire(self, user_id: int) -> Removed:
-        """One inactive user's media: on the backend, then files, then rows (see the module
-        docstring). A backend that fails leaves this user whole for the next sweep."""
+    async def _expire(self, user_id: int, before: datetime) -> Removed:
+        """One inactive user's media, under their lock, if they still are inactive then."""
+        async with self.user_locks.setdefault(user_id, asyncio.Lock()):
+            if not await self._inactive_users(before, only=user_id):
+                return Removed()  # back meanwhile, or a job started: not inactive any more
+            return await self._expire_now(user_id)
+
+    async def _expire_now(self, user_id: int) -> Removed:
+        """On the backend, then files, then rows (see the module docstring). A backend that
+        fails leaves this user whole for the next sweep."""
         tunes = await self._store.fetch(
             "SELECT id, backend_id FROM tunes WHERE user_id = ?", (user_id,)
         )

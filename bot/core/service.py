@@ -184,7 +184,7 @@ class PhotoshootService:
         self._config = config
         self.credits = credits or Credits(Ledger(store), CreditsConfig())
         """Who is charged what (bot.core.credits); off unless the wiring turns it on."""
-        self._user_locks: dict[int, asyncio.Lock] = {}
+        self._user_locks = self.retention.user_locks  # its sweep takes them too
         self._shoots = ShootDesk(self, tracker.shoots)
 
     async def user(

@@ -92,9 +92,14 @@ class ShootDesk:
         listed = next((p for p in packs if p.slug.lower() == wanted), None)
         if listed is None:
             return None, label
-        if not listed.supports(class_name):
+        pack = listed
+        if listed.supports(class_name):
+            pack = await shoots.with_size(self._service._backend, listed, class_name)
+        if not pack.num_images(class_name):  # no prompts for the class: nothing to hold for
             fitting = ", ".join(
-                shoots.pack_words(p, "title") for p in packs if p.supports(class_name)
+                shoots.pack_words(p, "title")
+                for p in packs
+                if p.supports(class_name) and p.id != listed.id
             )
             raise UserError(
                 text(
@@ -104,7 +109,6 @@ class ShootDesk:
                     packs=fitting or text("packs.unsupported_none"),
                 )
             )
-        pack = await shoots.with_size(self._service._backend, listed, class_name)
         await self._check_prompts(pack, class_name)
         return pack, rest.strip() or None
 

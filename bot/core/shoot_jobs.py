@@ -101,6 +101,10 @@ class ShootDriver:
     def __init__(self, tracker: JobTracker, shoots: ShootStore) -> None:
         self._tracker = tracker
         self.shoots = shoots
+        self._adopting: dict[tuple[int, int], asyncio.Lock] = {}
+        """Per (backend tune, pack): a run's prompts are found as "the pack's prompts on the
+        tune no shoot owns", so two shoots of one pack on one model run, find and record
+        theirs one after the other; else the first takes both runs' prompts."""
 
     @property
     def _store(self) -> Store:
@@ -135,7 +139,9 @@ class ShootDriver:
         delivery = await self._store.get_delivery(SHOOT, shoot_id)
         if shoot is None or delivery is None:
             return
-        zip_it = shoot.state not in ENDED  # ended before a restart: its ZIP went out
+        # Done before a restart: its ZIP went out (the state follows it). Failed: a refusal
+        # writes that before the ZIP, and the finish only fails a shoot with nothing to zip.
+        zip_it = shoot.state != ShootState.DONE
         await tracker._speak_to(shoot.user_id)
         try:
             if shoot.state == ShootState.TRAINING:  # its prompts come with the tune: adopt
@@ -199,10 +205,12 @@ class ShootDriver:
                 run = await self._backend.run_pack(shoot.pack_id, request)
             return list(run.prompts) or await self._unowned_prompts(shoot, tune_id)
 
-        prompts = await tracker._with_backoff(SHOOT, shoot.id, find_or_run)
-        if not prompts:
-            raise ValidationError(text("shoot.no_prompts"))
-        await self.shoots.add_shots(shoot.id, [(p.id, p.text, _num_images(p)) for p in prompts])
+        async with self._adoption(tune_id, shoot):
+            prompts = await tracker._with_backoff(SHOOT, shoot.id, find_or_run)
+            if not prompts:
+                raise ValidationError(text("shoot.no_prompts"))
+            shots = [(p.id, p.text, _num_images(p)) for p in prompts]
+            await self.shoots.add_shots(shoot.id, shots)
         log.info(
             "shoot %s runs %d prompts on tune %s",
             shoot.id,
@@ -211,6 +219,9 @@ class ShootDriver:
             extra=job_context(SHOOT, shoot.id, user=shoot.user_id),
         )
         return await self.shoots.update(shoot.id, state=ShootState.RUNNING)
+
+    def _adoption(self, tune_id: int, shoot: ShootRecord) -> asyncio.Lock:
+        return self._adopting.setdefault((tune_id, shoot.pack_id), asyncio.Lock())
 
     async def _unowned_prompts(self, shoot: ShootRecord, tune_id: int) -> list[Prompt]:
         listed = await self._backend.list_prompts(tune_id)
@@ -259,10 +270,8 @@ class ShootDriver:
                 numbers = {shot.id: number for number, shot in enumerate(shots, start=1)}
                 ready_files = [self._files(shot, numbers[shot.id]) for shot in ready]
                 await notifier.send_shots(delivery, shoot, ready_files)
-                for shot in ready:
-                    await self.shoots.update_shot(shot.id, delivered=True)
-                    for _ in shot.result_files:
-                        await self._tracker._settle(SHOOT, shoot.id, capture=True)
+                await self.shoots.mark_delivered([shot.id for shot in ready])
+                await self.capture_delivered(shoot.id)
             shots = await self.shoots.shots(shoot.id)
         return await self._tracker._status(delivery, progress_text(shoot, _sent(shots)))
 
@@ -275,7 +284,7 @@ class ShootDriver:
         return notifier
 
     async def _finish(self, shoot: ShootRecord, delivery: Delivery, *, zip_it: bool) -> None:
-        """The ZIP (`zip_it`: not when a restart finds the shoot ended, so it was sent), the
+        """The ZIP (`zip_it`: not when a restart finds the shoot done, so it was sent), the
         state, the closing message, and the holds of what never came given back. A stop
         between the ZIP and the state sends the ZIP again; one after it, only the closing."""
         notifier = self._notifier(delivery)
@@ -297,6 +306,7 @@ class ShootDriver:
                 notifier.archive_limit_bytes(delivery),
             )
             await notifier.send_archive(delivery, shoot, parts)
+        await self.capture_delivered(shoot.id)  # before the end state lets anything go
         if shoot.state == ShootState.RUNNING:
             state = ShootState.DONE if sent else ShootState.FAILED
             shoot = await self.shoots.update(shoot.id, state=state)
@@ -315,6 +325,16 @@ class ShootDriver:
             sent,
             extra=job_context(SHOOT, shoot.id, user=shoot.user_id),
         )
+
+    async def capture_delivered(self, shoot_id: int) -> None:
+        """Capture one hold per delivered image that has none captured yet. Counted from the
+        rows, not remembered: a stop between marking shots delivered and capturing is caught
+        up by the next call (the restart's), and a repeated poll or callback captures nothing
+        twice. Never more than the shoot held (an image beyond the pack's size is free)."""
+        held, captured = await self.shoots.holds(shoot_id)
+        owed = min(_sent(await self.shoots.shots(shoot_id)), held) - captured
+        for _ in range(owed):
+            await self._tracker._settle(SHOOT, shoot_id, capture=True)
 
     async def release_rest(self, shoot_id: int) -> int:
         """Give back the holds of images that never came; returns the credits."""
@@ -343,6 +363,7 @@ class ShootDriver:
             await self.delete_remote(shoot_id)
         except BackendError as exc:
             log.warning("cancelled shoot %s not deleted on the backend: %s", shoot_id, exc)
+        await self.capture_delivered(shoot_id)  # before the end state lets anything go
         await self.shoots.update(shoot_id, state=ShootState.CANCELLED)
         await self.release_rest(shoot_id)
         delivery = await self._store.get_delivery(SHOOT, shoot_id)
@@ -358,8 +379,9 @@ class ShootDriver:
         if shoot is not None and shoot.state == ShootState.SUBMITTING:
             tune = await self._store.get_tune(shoot.tune_id)
             if tune is not None and tune.backend_id is not None:
-                for prompt in await self._unowned_prompts(shoot, tune.backend_id):
-                    await self._delete_prompt(prompt.id)
+                async with self._adoption(tune.backend_id, shoot):  # not another's run
+                    for prompt in await self._unowned_prompts(shoot, tune.backend_id):
+                        await self._delete_prompt(prompt.id)
         for shot in await self.shoots.shots(shoot_id):
             if shot.state == ShotState.RUNNING:
                 await self._delete_prompt(shot.backend_id)

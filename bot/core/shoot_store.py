@@ -16,6 +16,7 @@ from typing import Any
 
 import aiosqlite
 
+from bot.core.ledger import Entry
 from bot.core.records import (
     SHOOT_UNFINISHED,
     ChatTarget,
@@ -152,6 +153,23 @@ class ShootStore:
             f"SELECT backend_id FROM shots WHERE backend_id IN ({marks})", backend_ids
         )
         return {int(row[0]) for row in rows}
+
+    async def mark_delivered(self, shot_ids: list[int]) -> None:
+        """The chat took these shots' images: one transaction, so a restart resends either
+        all of one album or none of it."""
+        async with self._store.transaction() as db:
+            await db.executemany(
+                "UPDATE shots SET delivered = 1 WHERE id = ?", [(shot_id,) for shot_id in shot_ids]
+            )
+
+    async def holds(self, shoot_id: int) -> tuple[int, int]:
+        """(per-image holds the shoot took, how many of them are captured) in the ledger."""
+        rows = await self._store.fetch(
+            "SELECT COALESCE(SUM(kind = ?), 0), COALESCE(SUM(kind = ?), 0) FROM ledger"
+            " WHERE job_kind = ? AND job_id = ?",
+            (Entry.HOLD, Entry.CAPTURE, JobKind.SHOOT, shoot_id),
+        )
+        return int(rows[0][0]), int(rows[0][1])
 
     async def update_shot(self, shot_id: int, **changes: Any) -> Shot:
         if "result_files" in changes:
