@@ -209,8 +209,8 @@ class JobTracker:
 
     async def delete_remote(self, kind: JobKind, job_id: int) -> None:
         """Delete the job's tune or prompt on the backend; one that is gone already is fine."""
-        if kind == JobKind.SHOOT:
-            await self.shoots.delete_remote(job_id)
+        if kind == JobKind.SHOOT:  # only /delete comes here for a shoot: nothing may stay
+            await self.shoots.delete_remote(job_id, finished_too=True)
             return
         try:
             if kind == JobKind.TUNE:

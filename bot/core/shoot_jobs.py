@@ -371,10 +371,12 @@ class ShootDriver:
             await self._store.mark_delivered(delivery.id)
         return _sent(await self.shoots.shots(shoot_id)), shoot.num_images
 
-    async def delete_remote(self, shoot_id: int) -> None:
+    async def delete_remote(self, shoot_id: int, *, finished_too: bool = False) -> None:
         """Delete the shoot's unfinished prompts on the backend (gone already is fine), also
-        those of a pack run whose answer was never recorded (stopped while submitting).
-        A backend failure raises (BackendError): /delete then keeps everything here."""
+        those of a pack run whose answer was never recorded (stopped while submitting); with
+        `finished_too` (/delete) the finished ones as well, images and all: hosted Astria
+        keeps a LoRA tune's prompts when the tune is deleted. A backend failure raises
+        (BackendError): /delete then keeps everything here."""
         shoot = await self.shoots.get(shoot_id)
         if shoot is not None and shoot.state == ShootState.SUBMITTING:
             tune = await self._store.get_tune(shoot.tune_id)
@@ -386,6 +388,8 @@ class ShootDriver:
             if shot.state == ShotState.RUNNING:
                 await self._delete_prompt(shot.backend_id)
                 await self.shoots.update_shot(shot.id, state=ShotState.CANCELLED)
+            elif finished_too:
+                await self._delete_prompt(shot.backend_id)
 
     async def _delete_prompt(self, prompt_id: int) -> None:
         with contextlib.suppress(NotFoundError):  # gone already
