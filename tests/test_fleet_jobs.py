@@ -10,6 +10,7 @@ import procrastinate
 import psycopg
 import pytest
 
+from backends.local.fleet_faults import rescue_stalled_jobs, too_many_tries
 from backends.local.fleet_jobs import FleetStore, Priority, Queue, Task
 from backends.local.migrate import migrate
 from backends.local.records import JobKind, JobState
@@ -84,3 +85,53 @@ async def test_a_finish_commits_the_state_with_its_callback_job(
     ]
     row = await store.get_prompt(hooked["id"])
     assert row is not None and row["state"] == JobState.DONE
+
+
+async def taken_by_a_dead_worker(store: FleetStore, url: str, queue: Queue) -> None:
+    """A worker takes the next job of `queue`, then dies: its heartbeat stops (a minute ago)."""
+    worker_id = await store.jobs.job_manager.register_worker()
+    assert await store.jobs.job_manager.fetch_job([queue], worker_id) is not None
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 minute'"
+        )
+
+
+def statuses(url: str) -> list[tuple[str, str, int]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT task_name, status, attempts FROM procrastinate_jobs ORDER BY id"
+        ).fetchall()
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+async def test_dead_workers_jobs_are_handed_back_then_failed_after_max_tries(
+    store: FleetStore, pg_url: str
+) -> None:
+    prompt = await store.create_prompt(1504944, {"callback": "http://h/cb"}, origin=None)
+    await store.update_prompt(prompt["id"], state=JobState.RUNNING)
+    await taken_by_a_dead_worker(store, pg_url, Queue.GPU)
+    assert await rescue_stalled_jobs(store.jobs, store, stalled_s=30, max_tries=2) == 1
+    assert statuses(pg_url) == [(Task.PROMPT, "todo", 1)]
+    row = await store.get_prompt(prompt["id"])
+    assert row is not None and row["state"] == JobState.QUEUED  # shown waiting again
+    assert await rescue_stalled_jobs(store.jobs, store, stalled_s=30, max_tries=2) == 0
+
+    await taken_by_a_dead_worker(store, pg_url, Queue.GPU)  # the second worker it kills
+    assert await rescue_stalled_jobs(store.jobs, store, stalled_s=30, max_tries=2) == 1
+    row = await store.get_prompt(prompt["id"])
+    assert row is not None and row["state"] == JobState.FAILED
+    assert row["user_error"] == too_many_tries(2)
+    assert statuses(pg_url) == [(Task.PROMPT, "failed", 2), (Task.CALLBACK, "todo", 0)]
+
+    await taken_by_a_dead_worker(store, pg_url, Queue.CALLBACKS)  # its callback's worker too
+    assert await rescue_stalled_jobs(store.jobs, store, stalled_s=30, max_tries=2) == 1
+    assert statuses(pg_url)[1] == (Task.CALLBACK, "todo", 1)
+
+
+async def test_a_live_workers_job_is_left_alone(store: FleetStore, pg_url: str) -> None:
+    await store.create_prompt(1504944, {}, origin=None)
+    worker_id = await store.jobs.job_manager.register_worker()
+    assert await store.jobs.job_manager.fetch_job([Queue.GPU], worker_id) is not None
+    assert await rescue_stalled_jobs(store.jobs, store, stalled_s=30, max_tries=2) == 0
+    assert statuses(pg_url) == [(Task.PROMPT, "doing", 0)]

@@ -34,7 +34,8 @@ class FleetConfig:
     again elsewhere (heartbeats go out every fifth of it)."""
     hung_s: float = 900.0
     """WORKER_HUNG_S: a job whose progress has not moved for this long hangs the GPU: the worker
-    exits so the job moves to another machine (a first model load counts as progress)."""
+    exits so the job moves to another machine. A base model loading reports no progress, so
+    this stays above the longest model load."""
     max_tries: int = 3
     """WORKER_MAX_TRIES: a job that took down this many workers fails with a user error."""
     tune_cache: int = 20

@@ -95,7 +95,7 @@ class GpuWorker:
             self.jobs.send_callback
         )
         if self.config.eager_load:
-            await asyncio.to_thread(self.jobs.engine)
+            await asyncio.to_thread(self.jobs.load_model_now)
         self.watchdog.start()
         stalled_s = self.fleet.stalled_s
         options = {
