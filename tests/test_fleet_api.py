@@ -89,6 +89,22 @@ async def test_training_photos_go_to_storage_and_are_served_from_it(fleet: Fleet
     assert job_rows(fleet.database_url) == [("fleet.run_tune", tune_id)]
 
 
+async def test_packs_are_refused_plainly_not_half_made(fleet: Fleet, api: str) -> None:
+    photos = [("tune[images][]", ("0.png", photo_bytes(), "image/png"))]
+    fields = {
+        "tune[title]": "pack",
+        "tune[name]": "man",
+        "tune[prompts_attributes][][text]": "ohwx man in a forest",
+    }
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{api}/tunes", data=fields, files=photos)
+        tunes = (await http.get(f"{api}/tunes")).json()
+        packs = await http.get(f"{api}/packs")
+    assert response.status_code == 422 and "one by one" in response.json()["error"]
+    assert tunes == [] and job_rows(fleet.database_url) == []
+    assert packs.status_code == 404
+
+
 async def test_an_unmigrated_database_is_refused_with_the_command(
     pg_server: str, tmp_path: Path
 ) -> None:
