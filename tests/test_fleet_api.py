@@ -164,3 +164,19 @@ async def test_the_gpu_worker_command_makes_a_tiny_model_image(fleet: Fleet, api
     assert shown["status"] == "done", (fleet.folder / "gpu-tiny.log").read_text()[-3000:]
     assert image.content.startswith(b"\x89PNG")
     assert status == 0  # SIGTERM: a clean stop
+
+
+def test_the_fleets_secrets_are_known_to_the_log_redaction() -> None:
+    config = FleetConfig.from_env(
+        {
+            "WORKER_DATABASE_URL": "postgresql://u:p%40ss-word@db:5432/x",
+            "WORKER_STORAGE_URL": "s3://b/p",
+            "AWS_SECRET_ACCESS_KEY": "s3-secret-key",
+        }
+    )
+    assert set(config.secrets()) == {
+        "postgresql://u:p%40ss-word@db:5432/x",
+        "p@ss-word",
+        "s3-secret-key",
+    }
+    assert "p%40ss" not in repr(config) and "s3-secret" not in repr(config)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 from backends.local.env import EnvReader
 
@@ -46,6 +47,13 @@ class FleetConfig:
     def enabled(self) -> bool:
         """Fleet mode: both the shared database and the shared storage are set."""
         return self.database_url is not None and self.storage_url is not None
+
+    def secrets(self) -> list[str]:
+        """What logs must never show: the database password (and its whole URL) and the S3
+        secret key."""
+        found = [value for value in (self.database_url, self.s3_secret_access_key) if value]
+        password = urlsplit(self.database_url).password if self.database_url else None
+        return [*found, unquote(password)] if password else found
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FleetConfig:
