@@ -35,12 +35,15 @@ async def store(pg_url: str) -> AsyncIterator[FleetStore]:
         await fleet.close()
 
 
-def jobs(url: str) -> list[tuple[str, str, int, dict[str, object]]]:
+def job_columns(url: str, columns: str) -> list[tuple[object, ...]]:
+    """`columns` of procrastinate's jobs, oldest first."""
     with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT task_name, queue_name, priority, args FROM procrastinate_jobs ORDER BY id"
-        ).fetchall()
-    return [tuple(row) for row in rows]  # type: ignore[misc]
+        rows = conn.execute(f"SELECT {columns} FROM procrastinate_jobs ORDER BY id").fetchall()
+    return [tuple(row) for row in rows]
+
+
+def jobs(url: str) -> list[tuple[object, ...]]:
+    return job_columns(url, "task_name, queue_name, priority, args")
 
 
 async def test_a_prompt_and_a_tune_are_deferred_with_their_rows(
@@ -97,12 +100,8 @@ async def taken_by_a_dead_worker(store: FleetStore, url: str, queue: Queue) -> N
         )
 
 
-def statuses(url: str) -> list[tuple[str, str, int]]:
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT task_name, status, attempts FROM procrastinate_jobs ORDER BY id"
-        ).fetchall()
-    return [tuple(row) for row in rows]  # type: ignore[misc]
+def statuses(url: str) -> list[tuple[object, ...]]:
+    return job_columns(url, "task_name, status, attempts")
 
 
 async def test_dead_workers_jobs_are_handed_back_then_failed_after_max_tries(

@@ -81,12 +81,6 @@ class GpuJobs:
             self._engine = self._engine_factory()
         return self._engine
 
-    def load_model_now(self) -> None:
-        """Load the default base model before the first job (blocking)."""
-        from backends.base import SDXL_BASE_TUNE_ID
-
-        self.engine().models.get(SDXL_BASE_TUNE_ID)
-
     def stop(self) -> None:
         self.stopping.set()
         if self._engine is not None:

@@ -21,6 +21,7 @@ import socket
 
 from procrastinate import RetryStrategy
 
+from backends.base import SDXL_BASE_TUNE_ID
 from backends.local import train
 from backends.local.config import WorkerConfig
 from backends.local.errors import ConfigError
@@ -94,8 +95,8 @@ class GpuWorker:
         app.task(name=Task.CALLBACK, queue=Queue.CALLBACKS, retry=CALLBACK_RETRY)(
             self.jobs.send_callback
         )
-        if self.config.eager_load:
-            await asyncio.to_thread(self.jobs.load_model_now)
+        if self.config.eager_load:  # the default base model, before the first job
+            await asyncio.to_thread(self.jobs.engine().models.get, SDXL_BASE_TUNE_ID)
         self.watchdog.start()
         stalled_s = self.fleet.stalled_s
         options = {
