@@ -219,3 +219,30 @@ async def test_a_refused_callback_is_sent_again_with_backoff(fleet: Fleet) -> No
     assert [(job["status"], job["attempts"]) for job in fleet.jobs(Task.CALLBACK)] == [
         ("succeeded", 2)
     ]
+
+
+async def test_a_stopped_worker_hands_its_job_back_and_exits_cleanly(
+    fleet: Fleet, sink: tuple[CallbackSink, str]
+) -> None:
+    callbacks, hook = sink
+    first = fleet.start_worker(STUB_IMAGE_S="3")
+    async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=30) as http:
+        prompt = await create_prompt(http, api, SDXL_BASE_TUNE_ID, "p", hook, images=2)
+
+        async def started() -> bool:
+            return f"STUB prompt {prompt} pid {first.pid}" in fleet.logs()
+
+        await until(started, "the prompt to start", 60)
+        first.terminate()  # SIGTERM, as systemd and docker stop
+        status = await asyncio.to_thread(first.wait, 30)
+        assert row_state(fleet.database_url, "prompts", prompt)[0] == "queued"
+        second = fleet.start_worker(STUB_IMAGE_S="0.1")
+
+        async def called_back() -> bool:
+            return bool(callbacks.received)
+
+        await until(called_back, "the prompt to finish on the next worker", 60)
+    assert status == 0
+    assert f"STUB prompt {prompt} pid {second.pid}" in fleet.logs()
+    assert delivered(callbacks) == collections.Counter([("prompt", prompt)])
+    assert [job["status"] for job in fleet.jobs(Task.PROMPT)] == ["succeeded", "succeeded"]
