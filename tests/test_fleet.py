@@ -140,11 +140,11 @@ async def test_a_job_whose_worker_is_killed_completes_on_another(
     assert rerun_s < 40  # WORKER_STALLED_S=4: noticed within a few rescue rounds
 
 
-async def test_prompts_overtake_queued_trainings(
+async def test_prompts_overtake_queued_trainings_and_run_between_training_steps(
     fleet: Fleet, sink: tuple[CallbackSink, str]
 ) -> None:
     callbacks, hook = sink
-    fleet.start_worker(STUB_STEP_S="0.3", STUB_STEPS="6")
+    fleet.start_worker(STUB_STEP_S="0.3", STUB_STEPS="12")
     async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=30) as http:
         tunes = [await create_tune(http, api, f"t{i}", hook) for i in range(3)]
 
@@ -160,6 +160,8 @@ async def test_prompts_overtake_queued_trainings(
             return len(callbacks.received) >= 6
 
         await until(all_done, "every job", 60)
+    called_back = [(kind, body[kind]["id"]) for body in callbacks.received for kind in body]
+    assert called_back[:4] == [*(("prompt", p) for p in prompts), ("tune", tunes[0])]
     order = [line.split(" pid ")[0] for line in fleet.logs().splitlines() if "STUB" in line]
     assert order == [
         f"STUB tune {tunes[0]}",

@@ -52,8 +52,8 @@ async def test_a_prompt_and_a_tune_are_deferred_with_their_rows(
     tune = await store.create_tune(TUNE_FIELDS, ["tunes/a/0.jpg"], origin=None)
     prompt = await store.create_prompt(1504944, {"text": "a photo"}, origin=None)
     assert jobs(pg_url) == [
-        (Task.TUNE, Queue.GPU, Priority.TUNE, {"row_id": tune["id"]}),
-        (Task.PROMPT, Queue.GPU, Priority.PROMPT, {"row_id": prompt["id"]}),
+        (Task.TUNE, Queue.TUNES, Priority.TUNE, {"row_id": tune["id"]}),
+        (Task.PROMPT, Queue.PROMPTS, Priority.PROMPT, {"row_id": prompt["id"]}),
     ]
     assert Priority.PROMPT > Priority.TUNE  # procrastinate takes the highest first
 
@@ -109,14 +109,14 @@ async def test_dead_workers_jobs_are_handed_back_then_failed_after_max_tries(
 ) -> None:
     prompt = await store.create_prompt(1504944, {"callback": "http://h/cb"}, origin=None)
     await store.update_prompt(prompt["id"], state=JobState.RUNNING)
-    await taken_by_a_dead_worker(store, pg_url, Queue.GPU)
+    await taken_by_a_dead_worker(store, pg_url, Queue.PROMPTS)
     assert await rescue_stalled_jobs(store.jobs, store, stalled_s=30, max_tries=2) == 1
     assert statuses(pg_url) == [(Task.PROMPT, "todo", 1)]
     row = await store.get_prompt(prompt["id"])
     assert row is not None and row["state"] == JobState.QUEUED  # shown waiting again
     assert await rescue_stalled_jobs(store.jobs, store, stalled_s=30, max_tries=2) == 0
 
-    await taken_by_a_dead_worker(store, pg_url, Queue.GPU)  # the second worker it kills
+    await taken_by_a_dead_worker(store, pg_url, Queue.PROMPTS)  # the second worker it kills
     assert await rescue_stalled_jobs(store.jobs, store, stalled_s=30, max_tries=2) == 1
     row = await store.get_prompt(prompt["id"])
     assert row is not None and row["state"] == JobState.FAILED
@@ -131,6 +131,6 @@ async def test_dead_workers_jobs_are_handed_back_then_failed_after_max_tries(
 async def test_a_live_workers_job_is_left_alone(store: FleetStore, pg_url: str) -> None:
     await store.create_prompt(1504944, {}, origin=None)
     worker_id = await store.jobs.job_manager.register_worker()
-    assert await store.jobs.job_manager.fetch_job([Queue.GPU], worker_id) is not None
+    assert await store.jobs.job_manager.fetch_job([Queue.PROMPTS], worker_id) is not None
     assert await rescue_stalled_jobs(store.jobs, store, stalled_s=30, max_tries=2) == 0
     assert statuses(pg_url) == [(Task.PROMPT, "doing", 0)]

@@ -89,7 +89,8 @@ class Watchdog:
     def __init__(self, hung_s: float) -> None:
         self.hung_s = hung_s
         self._last = time.monotonic()
-        self._watching = False
+        self._watching = 0
+        """Jobs under watch: a training, and a prompt it let through."""
         self._thread = threading.Thread(target=self._watch, name="gpu-watchdog", daemon=True)
 
     def start(self) -> None:
@@ -102,11 +103,12 @@ class Watchdog:
     @contextlib.contextmanager
     def watching(self) -> Iterator[None]:
         self.beat()
-        self._watching = True
+        self._watching += 1
         try:
             yield
         finally:
-            self._watching = False
+            self._watching -= 1
+            self.beat()  # the outer job's clock restarts here
 
     def _watch(self) -> None:
         while True:
