@@ -230,8 +230,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    logging.getLogger("backends").setLevel(logging.ERROR)  # "the tiny model makes noise" x80
-    result = asyncio.run(run(args))
+    worker_logs = logging.getLogger("backends")
+    level = worker_logs.level
+    worker_logs.setLevel(logging.ERROR)  # "the tiny model makes noise" x80
+    try:
+        result = asyncio.run(run(args))
+    finally:  # run in-process by a test: later tests' log assertions need the worker's records
+        worker_logs.setLevel(level)
     print(
         f"\n{args.images} images, {args.size}px, {args.steps} steps, hot-swap {args.hotswap}:"
         f"\n  separate prompts: {result['separate']['seconds']:.2f} s,"
