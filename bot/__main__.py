@@ -105,10 +105,16 @@ def run_worker(settings: Settings, host: str, port: int) -> None:
             "The worker needs its extra: pip install torch==2.13.0 -e '.[worker]' "
             f"(missing: {exc.name})."
         ) from None
+    from backends.local.fleet_config import FleetConfig
     from bot.app import worker_config
 
     key = settings.worker_api_key.get_secret_value() if settings.worker_api_key else None
-    serve(host, port, worker_config(settings, api_key=key))
+    config = worker_config(settings, api_key=key)  # reads .env too
+    try:  # fleet mode: its database and S3 keys stay out of the logs
+        add_secrets(*FleetConfig.from_env().secrets())
+    except ValueError as exc:  # the worker's ConfigError: a malformed fleet variable
+        raise ConfigError(f"Bad configuration: {exc}") from None
+    serve(host, port, config)
 
 
 def run_worker_migrate() -> None:
@@ -146,7 +152,7 @@ def run_gpu_worker() -> None:
     load_dotenv(".env", override=False)
     try:
         fleet = fleet_settings()
-        add_secrets(fleet.database_url, fleet.s3_secret_access_key)
+        add_secrets(*fleet.secrets())
         run_gpu_worker(WorkerConfig.from_env())
     except ValueError as exc:  # the worker's ConfigError: a bad value, an unmigrated database
         raise ConfigError(str(exc)) from None

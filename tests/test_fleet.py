@@ -140,11 +140,11 @@ async def test_a_job_whose_worker_is_killed_completes_on_another(
     assert rerun_s < 40  # WORKER_STALLED_S=4: noticed within a few rescue rounds
 
 
-async def test_prompts_overtake_queued_trainings(
+async def test_prompts_overtake_queued_trainings_and_run_between_training_steps(
     fleet: Fleet, sink: tuple[CallbackSink, str]
 ) -> None:
     callbacks, hook = sink
-    fleet.start_worker(STUB_STEP_S="0.3", STUB_STEPS="6")
+    fleet.start_worker(STUB_STEP_S="0.3", STUB_STEPS="12")
     async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=30) as http:
         tunes = [await create_tune(http, api, f"t{i}", hook) for i in range(3)]
 
@@ -160,6 +160,8 @@ async def test_prompts_overtake_queued_trainings(
             return len(callbacks.received) >= 6
 
         await until(all_done, "every job", 60)
+    called_back = [(kind, body[kind]["id"]) for body in callbacks.received for kind in body]
+    assert called_back[:4] == [*(("prompt", p) for p in prompts), ("tune", tunes[0])]
     order = [line.split(" pid ")[0] for line in fleet.logs().splitlines() if "STUB" in line]
     assert order == [
         f"STUB tune {tunes[0]}",
@@ -219,3 +221,30 @@ async def test_a_refused_callback_is_sent_again_with_backoff(fleet: Fleet) -> No
     assert [(job["status"], job["attempts"]) for job in fleet.jobs(Task.CALLBACK)] == [
         ("succeeded", 2)
     ]
+
+
+async def test_a_stopped_worker_hands_its_job_back_and_exits_cleanly(
+    fleet: Fleet, sink: tuple[CallbackSink, str]
+) -> None:
+    callbacks, hook = sink
+    first = fleet.start_worker(STUB_IMAGE_S="3")
+    async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=30) as http:
+        prompt = await create_prompt(http, api, SDXL_BASE_TUNE_ID, "p", hook, images=2)
+
+        async def started() -> bool:
+            return f"STUB prompt {prompt} pid {first.pid}" in fleet.logs()
+
+        await until(started, "the prompt to start", 60)
+        first.terminate()  # SIGTERM, as systemd and docker stop
+        status = await asyncio.to_thread(first.wait, 30)
+        assert row_state(fleet.database_url, "prompts", prompt)[0] == "queued"
+        second = fleet.start_worker(STUB_IMAGE_S="0.1")
+
+        async def called_back() -> bool:
+            return bool(callbacks.received)
+
+        await until(called_back, "the prompt to finish on the next worker", 60)
+    assert status == 0
+    assert f"STUB prompt {prompt} pid {second.pid}" in fleet.logs()
+    assert delivered(callbacks) == collections.Counter([("prompt", prompt)])
+    assert [job["status"] for job in fleet.jobs(Task.PROMPT)] == ["succeeded", "succeeded"]

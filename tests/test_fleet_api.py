@@ -89,6 +89,22 @@ async def test_training_photos_go_to_storage_and_are_served_from_it(fleet: Fleet
     assert job_rows(fleet.database_url) == [("fleet.run_tune", tune_id)]
 
 
+async def test_packs_are_refused_plainly_not_half_made(fleet: Fleet, api: str) -> None:
+    photos = [("tune[images][]", ("0.png", photo_bytes(), "image/png"))]
+    fields = {
+        "tune[title]": "pack",
+        "tune[name]": "man",
+        "tune[prompts_attributes][][text]": "ohwx man in a forest",
+    }
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{api}/tunes", data=fields, files=photos)
+        tunes = (await http.get(f"{api}/tunes")).json()
+        packs = await http.get(f"{api}/packs")
+    assert response.status_code == 422 and "one by one" in response.json()["error"]
+    assert tunes == [] and job_rows(fleet.database_url) == []
+    assert packs.status_code == 404
+
+
 async def test_an_unmigrated_database_is_refused_with_the_command(
     pg_server: str, tmp_path: Path
 ) -> None:
@@ -148,3 +164,19 @@ async def test_the_gpu_worker_command_makes_a_tiny_model_image(fleet: Fleet, api
     assert shown["status"] == "done", (fleet.folder / "gpu-tiny.log").read_text()[-3000:]
     assert image.content.startswith(b"\x89PNG")
     assert status == 0  # SIGTERM: a clean stop
+
+
+def test_the_fleets_secrets_are_known_to_the_log_redaction() -> None:
+    config = FleetConfig.from_env(
+        {
+            "WORKER_DATABASE_URL": "postgresql://u:p%40ss-word@db:5432/x",
+            "WORKER_STORAGE_URL": "s3://b/p",
+            "AWS_SECRET_ACCESS_KEY": "s3-secret-key",
+        }
+    )
+    assert set(config.secrets()) == {
+        "postgresql://u:p%40ss-word@db:5432/x",
+        "p@ss-word",
+        "s3-secret-key",
+    }
+    assert "p%40ss" not in repr(config) and "s3-secret" not in repr(config)

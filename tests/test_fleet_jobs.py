@@ -10,6 +10,7 @@ import procrastinate
 import psycopg
 import pytest
 
+from backends.local.fleet_faults import rescue_stalled_jobs, too_many_tries
 from backends.local.fleet_jobs import FleetStore, Priority, Queue, Task
 from backends.local.migrate import migrate
 from backends.local.records import JobKind, JobState
@@ -34,12 +35,15 @@ async def store(pg_url: str) -> AsyncIterator[FleetStore]:
         await fleet.close()
 
 
-def jobs(url: str) -> list[tuple[str, str, int, dict[str, object]]]:
+def job_columns(url: str, columns: str) -> list[tuple[object, ...]]:
+    """`columns` of procrastinate's jobs, oldest first."""
     with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT task_name, queue_name, priority, args FROM procrastinate_jobs ORDER BY id"
-        ).fetchall()
-    return [tuple(row) for row in rows]  # type: ignore[misc]
+        rows = conn.execute(f"SELECT {columns} FROM procrastinate_jobs ORDER BY id").fetchall()
+    return [tuple(row) for row in rows]
+
+
+def jobs(url: str) -> list[tuple[object, ...]]:
+    return job_columns(url, "task_name, queue_name, priority, args")
 
 
 async def test_a_prompt_and_a_tune_are_deferred_with_their_rows(
@@ -48,8 +52,8 @@ async def test_a_prompt_and_a_tune_are_deferred_with_their_rows(
     tune = await store.create_tune(TUNE_FIELDS, ["tunes/a/0.jpg"], origin=None)
     prompt = await store.create_prompt(1504944, {"text": "a photo"}, origin=None)
     assert jobs(pg_url) == [
-        (Task.TUNE, Queue.GPU, Priority.TUNE, {"row_id": tune["id"]}),
-        (Task.PROMPT, Queue.GPU, Priority.PROMPT, {"row_id": prompt["id"]}),
+        (Task.TUNE, Queue.TUNES, Priority.TUNE, {"row_id": tune["id"]}),
+        (Task.PROMPT, Queue.PROMPTS, Priority.PROMPT, {"row_id": prompt["id"]}),
     ]
     assert Priority.PROMPT > Priority.TUNE  # procrastinate takes the highest first
 
@@ -84,3 +88,49 @@ async def test_a_finish_commits_the_state_with_its_callback_job(
     ]
     row = await store.get_prompt(hooked["id"])
     assert row is not None and row["state"] == JobState.DONE
+
+
+async def taken_by_a_dead_worker(store: FleetStore, url: str, queue: Queue) -> None:
+    """A worker takes the next job of `queue`, then dies: its heartbeat stops (a minute ago)."""
+    worker_id = await store.jobs.job_manager.register_worker()
+    assert await store.jobs.job_manager.fetch_job([queue], worker_id) is not None
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 minute'"
+        )
+
+
+def statuses(url: str) -> list[tuple[object, ...]]:
+    return job_columns(url, "task_name, status, attempts")
+
+
+async def test_dead_workers_jobs_are_handed_back_then_failed_after_max_tries(
+    store: FleetStore, pg_url: str
+) -> None:
+    prompt = await store.create_prompt(1504944, {"callback": "http://h/cb"}, origin=None)
+    await store.update_prompt(prompt["id"], state=JobState.RUNNING)
+    await taken_by_a_dead_worker(store, pg_url, Queue.PROMPTS)
+    assert await rescue_stalled_jobs(store.jobs, store, stalled_s=30, max_tries=2) == 1
+    assert statuses(pg_url) == [(Task.PROMPT, "todo", 1)]
+    row = await store.get_prompt(prompt["id"])
+    assert row is not None and row["state"] == JobState.QUEUED  # shown waiting again
+    assert await rescue_stalled_jobs(store.jobs, store, stalled_s=30, max_tries=2) == 0
+
+    await taken_by_a_dead_worker(store, pg_url, Queue.PROMPTS)  # the second worker it kills
+    assert await rescue_stalled_jobs(store.jobs, store, stalled_s=30, max_tries=2) == 1
+    row = await store.get_prompt(prompt["id"])
+    assert row is not None and row["state"] == JobState.FAILED
+    assert row["user_error"] == too_many_tries(2)
+    assert statuses(pg_url) == [(Task.PROMPT, "failed", 2), (Task.CALLBACK, "todo", 0)]
+
+    await taken_by_a_dead_worker(store, pg_url, Queue.CALLBACKS)  # its callback's worker too
+    assert await rescue_stalled_jobs(store.jobs, store, stalled_s=30, max_tries=2) == 1
+    assert statuses(pg_url)[1] == (Task.CALLBACK, "todo", 1)
+
+
+async def test_a_live_workers_job_is_left_alone(store: FleetStore, pg_url: str) -> None:
+    await store.create_prompt(1504944, {}, origin=None)
+    worker_id = await store.jobs.job_manager.register_worker()
+    assert await store.jobs.job_manager.fetch_job([Queue.PROMPTS], worker_id) is not None
+    assert await rescue_stalled_jobs(store.jobs, store, stalled_s=30, max_tries=2) == 0
+    assert statuses(pg_url) == [(Task.PROMPT, "doing", 0)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 from backends.local.env import EnvReader
 
@@ -34,7 +35,8 @@ class FleetConfig:
     again elsewhere (heartbeats go out every fifth of it)."""
     hung_s: float = 900.0
     """WORKER_HUNG_S: a job whose progress has not moved for this long hangs the GPU: the worker
-    exits so the job moves to another machine (a first model load counts as progress)."""
+    exits so the job moves to another machine. A base model loading reports no progress, so
+    this stays above the longest model load."""
     max_tries: int = 3
     """WORKER_MAX_TRIES: a job that took down this many workers fails with a user error."""
     tune_cache: int = 20
@@ -45,6 +47,13 @@ class FleetConfig:
     def enabled(self) -> bool:
         """Fleet mode: both the shared database and the shared storage are set."""
         return self.database_url is not None and self.storage_url is not None
+
+    def secrets(self) -> list[str]:
+        """What logs must never show: the database password (and its whole URL) and the S3
+        secret key."""
+        found = [value for value in (self.database_url, self.s3_secret_access_key) if value]
+        password = urlsplit(self.database_url).password if self.database_url else None
+        return [*found, unquote(password)] if password else found
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FleetConfig:

@@ -42,18 +42,22 @@ def too_many_tries(tries: int) -> str:
 async def rescue_stalled_jobs(
     app: procrastinate.App, store: FleetStore, stalled_s: float, max_tries: int
 ) -> int:
-    """Hand back (or, after `max_tries`, fail) the GPU jobs of dead workers; how many."""
-    stalled = await app.job_manager.get_stalled_jobs(
-        queue=Queue.GPU, seconds_since_heartbeat=stalled_s
-    )
+    """Hand back (or, after `max_tries`, fail) the GPU jobs of dead workers, and hand back
+    their callback jobs (a callback is harmless to repeat); how many."""
+    stalled = await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_s)
     rescued = 0
     for job in stalled:
         kind = KIND_OF_TASK.get(job.task_name)
         row_id = job.task_kwargs.get("row_id")
-        if kind is None or not isinstance(row_id, int):
-            continue
+        gpu_job = kind is not None and isinstance(row_id, int)
+        if not gpu_job and job.queue != Queue.CALLBACKS:
+            continue  # not ours
         tries = job.attempts + 1
         try:
+            if not gpu_job:
+                await app.job_manager.retry_job(job)
+                rescued += 1
+                continue
             if tries >= max_tries:
                 await app.job_manager.finish_job(job, Status.FAILED, delete_job=False)
             else:
@@ -85,7 +89,8 @@ class Watchdog:
     def __init__(self, hung_s: float) -> None:
         self.hung_s = hung_s
         self._last = time.monotonic()
-        self._watching = False
+        self._watching = 0
+        """Jobs under watch: a training, and a prompt it let through."""
         self._thread = threading.Thread(target=self._watch, name="gpu-watchdog", daemon=True)
 
     def start(self) -> None:
@@ -98,11 +103,12 @@ class Watchdog:
     @contextlib.contextmanager
     def watching(self) -> Iterator[None]:
         self.beat()
-        self._watching = True
+        self._watching += 1
         try:
             yield
         finally:
-            self._watching = False
+            self._watching -= 1
+            self.beat()  # the outer job's clock restarts here
 
     def _watch(self) -> None:
         while True:

@@ -5,8 +5,9 @@ Every tune and prompt row has exactly one procrastinate job, deferred on the con
 transaction that inserts the row (`FleetStore`): both are committed, or neither. API replicas
 defer by task name only; the GPU workers (`gpu_worker.py`) register the tasks themselves.
 
-- `gpu` queue: prompts (priority 10) before trainings (0); procrastinate fetches the highest
-  priority first, so a prompt overtakes every queued training.
+- `gpu-prompts` and `gpu-tunes` queues: a GPU worker takes from both, prompts (priority 10)
+  before trainings (0): procrastinate fetches the highest priority first, so a prompt overtakes
+  every queued training; a running training takes prompts from `gpu-prompts` between its steps.
 - `callbacks` queue: one job per callback POST, retried with backoff; GPU workers run it beside
   their GPU queue, so a long training does not hold a callback back.
 """
@@ -24,8 +25,14 @@ from backends.local.records import JobKind, JobState, Row
 
 
 class Queue(StrEnum):
-    GPU = "gpu"
+    PROMPTS = "gpu-prompts"
+    TUNES = "gpu-tunes"
     CALLBACKS = "callbacks"
+
+
+GPU_QUEUES = [Queue.PROMPTS, Queue.TUNES]
+"""A GPU worker's queues: procrastinate takes the highest priority across both (prompts); a
+training asks the prompts queue alone between its steps (`fleet_yield.py`)."""
 
 
 class Task(StrEnum):
@@ -44,6 +51,7 @@ class Priority(IntEnum):
 
 
 TASK_OF = {JobKind.PROMPT: Task.PROMPT, JobKind.TUNE: Task.TUNE}
+QUEUE_OF = {JobKind.PROMPT: Queue.PROMPTS, JobKind.TUNE: Queue.TUNES}
 PRIORITY_OF = {JobKind.PROMPT: Priority.PROMPT, JobKind.TUNE: Priority.TUNE}
 
 
@@ -63,7 +71,7 @@ async def defer_job(
 ) -> int:
     """Defer the GPU job of a tune or prompt inside the transaction of `conn`."""
     deferrer = app.configure_task(
-        name=TASK_OF[kind], queue=Queue.GPU, priority=PRIORITY_OF[kind], connection=conn
+        name=TASK_OF[kind], queue=QUEUE_OF[kind], priority=PRIORITY_OF[kind], connection=conn
     )
     return await deferrer.defer_async(row_id=row_id)
 

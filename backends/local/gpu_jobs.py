@@ -2,7 +2,8 @@
 train a tune, POST a callback.
 
 The GPU work is the single-machine worker's own (the `Engine`, the trainer), run on a daemon
-thread so the event loop keeps the worker's heartbeat going. Inputs come from shared storage
+thread so the event loop keeps the worker's heartbeat going. A training lets waiting prompts
+run between its steps (`fleet_yield.py`). Inputs come from shared storage
 (training photos; trained tunes through the local `TuneFileCache`), results go back to it, and
 a job's end is committed with its callback job (`FleetStore.finish`).
 
@@ -30,6 +31,7 @@ from backends.local.errors import Aborted, GenerationError, JobFailed
 from backends.local.file_cache import TuneFileCache, upload_tune
 from backends.local.fleet_faults import Watchdog
 from backends.local.fleet_jobs import FleetStore, callback_url, defer_job
+from backends.local.fleet_yield import PromptsBetweenSteps
 from backends.local.generate import Engine, PromptJob
 from backends.local.params import PromptParams
 from backends.local.queue import _no_query
@@ -75,6 +77,8 @@ class GpuJobs:
         self.stopping = threading.Event()
         """Set on SIGTERM: the running job stops at its next check and goes back in the queue."""
         self.http = httpx.AsyncClient(timeout=config.callback_timeout_s)
+        self.prompts_between_steps: PromptsBetweenSteps | None = None
+        """Set by the GPU worker once open: a training lets waiting prompts run between steps."""
 
     def engine(self) -> Engine:
         if self._engine is None:
@@ -167,7 +171,9 @@ class GpuJobs:
         work = self.config.data_dir / "training" / str(row_id)
         try:
             job = await self._train_job(row, work)
-            ctx = TrainContext(between_steps=lambda fraction: self.check(), check=self.check)
+            ctx = TrainContext(between_steps=lambda fraction: self._after_step(), check=self.check)
+            if self.prompts_between_steps is not None:
+                self.prompts_between_steps.new_training()
             with self.watchdog.watching():
                 await run_in_daemon_thread(self._trainer, job, ctx)
             await upload_tune(self.storage, row_id, job.out_dir)
@@ -186,6 +192,13 @@ class GpuJobs:
                 await self.storage.delete_folder(f"lora/{row_id}")
         finally:
             await asyncio.to_thread(shutil.rmtree, work, True)
+
+    def _after_step(self) -> None:
+        """In the trainer's thread: waiting prompts take the GPU, then the training goes on."""
+        self.check()
+        if self.prompts_between_steps is not None:
+            self.prompts_between_steps.between_steps()
+            self.check()  # stopped while a prompt ran
 
     async def _train_job(self, row: Row, work: Path) -> TrainJob:
         """The tune's photos fetched from storage into `work`, and the trainer's job."""

@@ -1,8 +1,9 @@
 """`photoshoot-bot gpu-worker`: one process per GPU in fleet mode (issue #16).
 
-It runs two procrastinate workers on the fleet's database: one on the `gpu` queue, one job at a
-time (prompts before trainings, by priority), and one on the `callbacks` queue, a few POSTs at
-a time, so callbacks never wait behind a training. Beside them: the stalled-job rescue
+It runs two procrastinate workers on the fleet's database: one on the GPU queues, one job at a
+time (prompts before trainings, by priority; a training lets prompts run between its steps,
+`fleet_yield.py`), and one on the `callbacks` queue, a few POSTs at a time, so callbacks never
+wait behind a training. Beside them: the stalled-job rescue
 (`fleet_faults.rescue_stalled_jobs`) every half WORKER_STALLED_S, and the hung-GPU watchdog.
 
 SIGTERM or SIGINT: the running job stops at its next check and goes back in the queue, then the
@@ -21,13 +22,15 @@ import socket
 
 from procrastinate import RetryStrategy
 
+from backends.base import SDXL_BASE_TUNE_ID
 from backends.local import train
 from backends.local.config import WorkerConfig
 from backends.local.errors import ConfigError
 from backends.local.file_cache import TuneFileCache
 from backends.local.fleet_config import FleetConfig
 from backends.local.fleet_faults import Watchdog, rescue_stalled_jobs
-from backends.local.fleet_jobs import FleetStore, Queue, Task
+from backends.local.fleet_jobs import GPU_QUEUES, FleetStore, Queue, Task
+from backends.local.fleet_yield import PromptsBetweenSteps
 from backends.local.gpu_jobs import GpuJobs
 from backends.local.library_logs import route_library_logs
 from backends.local.migrate import check_migrated
@@ -89,14 +92,19 @@ class GpuWorker:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self.store.open()
         app = self.store.jobs
-        app.task(name=Task.PROMPT, queue=Queue.GPU)(self.jobs.run_prompt)
-        app.task(name=Task.TUNE, queue=Queue.GPU)(self.jobs.run_tune)
+        app.task(name=Task.PROMPT, queue=Queue.PROMPTS)(self.jobs.run_prompt)
+        app.task(name=Task.TUNE, queue=Queue.TUNES)(self.jobs.run_tune)
         app.task(name=Task.CALLBACK, queue=Queue.CALLBACKS, retry=CALLBACK_RETRY)(
             self.jobs.send_callback
         )
-        if self.config.eager_load:
-            await asyncio.to_thread(self.jobs.engine)
+        if self.config.eager_load:  # the default base model, before the first job
+            await asyncio.to_thread(self.jobs.engine().models.get, SDXL_BASE_TUNE_ID)
         self.watchdog.start()
+        between = PromptsBetweenSteps(
+            app, self.jobs.run_prompt, self.config.training_share, self.fleet.stalled_s / 5
+        )
+        await between.open()
+        self.jobs.prompts_between_steps = between
         stalled_s = self.fleet.stalled_s
         options = {
             "update_heartbeat_interval": stalled_s / 5,
@@ -106,7 +114,7 @@ class GpuWorker:
         }
         loops = [
             asyncio.create_task(
-                app.run_worker_async(queues=[Queue.GPU], concurrency=1, name=self.name, **options)
+                app.run_worker_async(queues=GPU_QUEUES, concurrency=1, name=self.name, **options)
             ),
             asyncio.create_task(
                 app.run_worker_async(
@@ -128,6 +136,7 @@ class GpuWorker:
             for task in loops:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await between.close()
             await self.jobs.http.aclose()
             await self.store.close()
             log.info("gpu-worker %s stopped", self.name)
