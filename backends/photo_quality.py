@@ -182,14 +182,35 @@ def training_scale(image: Image.Image) -> tuple[Image.Image, float]:
     return image.resize(size, Image.LANCZOS, reducing_gap=3.0), factor
 
 
+class _Analysis(NamedTuple):
+    """The gray pixels at training scale (8 bits, as decoded) and the scale factor: made once
+    per photo for both sharpness and exposure (at 1024 px it is most of what they cost)."""
+
+    gray: np.ndarray
+    factor: float
+
+    @classmethod
+    def of(cls, image: Image.Image) -> _Analysis:
+        scaled, factor = training_scale(image)
+        return cls(np.asarray(scaled.convert("L")), factor)
+
+    def region(self, face: Region | None) -> np.ndarray:
+        if face is None:
+            return self.gray
+        x0, y0, x1, y1 = _scaled_box(face, self.factor, self.gray.shape)
+        return self.gray[y0:y1, x0:x1]
+
+
 def sharpness(image: Image.Image, face: Region | None = None) -> float:
     """Variance of the Laplacian at training scale: on `face`, else on the second-sharpest
     tile of a 4x4 grid. Higher is sharper; see BLURRY_BELOW_FACE / BLURRY_BELOW_PHOTO."""
-    scaled, factor = training_scale(image)
-    gray = _gray(scaled)
+    return _sharpness(_Analysis.of(image), face)
+
+
+def _sharpness(analysis: _Analysis, face: Region | None) -> float:
+    gray = analysis.region(face).astype(np.int16)  # exact, and a Laplacian fits in 16 bits
     if face is not None:
-        x0, y0, x1, y1 = _scaled_box(face, factor, gray.shape)
-        return _laplacian_variance(gray[y0:y1, x0:x1])
+        return _laplacian_variance(gray)
     rows = np.array_split(np.arange(gray.shape[0]), 4)
     cols = np.array_split(np.arange(gray.shape[1]), 4)
     tiles = sorted(
@@ -200,16 +221,21 @@ def sharpness(image: Image.Image, face: Region | None = None) -> float:
 
 def exposure(image: Image.Image, face: Region | None = None) -> Exposure:
     """Brightness of `face` (or of the whole photo) at training scale."""
-    scaled, factor = training_scale(image)
-    gray = _gray(scaled)
-    if face is not None:
-        x0, y0, x1, y1 = _scaled_box(face, factor, gray.shape)
-        gray = gray[y0:y1, x0:x1]
-    values = gray / 255.0
+    return _exposure(_Analysis.of(image), face)
+
+
+DARK_AT_MOST = 10
+"""8-bit levels at or below 4 % brightness (10/255 = 3.9 %, 11/255 = 4.3 %)."""
+BRIGHT_AT_LEAST = 245
+"""8-bit levels at or above 96 % brightness (245/255 = 96.1 %, 244/255 = 95.7 %)."""
+
+
+def _exposure(analysis: _Analysis, face: Region | None) -> Exposure:
+    levels = analysis.region(face)  # counted on the 8-bit levels: no float copy of the photo
     return Exposure(
-        mean=float(values.mean()),
-        dark_share=float((values <= 0.04).mean()),
-        bright_share=float((values >= 0.96).mean()),
+        mean=float(levels.mean(dtype=np.float64) / 255.0),
+        dark_share=float(np.count_nonzero(levels <= DARK_AT_MOST) / levels.size),
+        bright_share=float(np.count_nonzero(levels >= BRIGHT_AT_LEAST) / levels.size),
     )
 
 
@@ -286,19 +312,16 @@ def assess(
 ) -> PhotoQuality:
     """All model-free measures of one photo; `others` are the hashes of the rest of the set."""
     phash = perceptual_hash(image)
+    analysis = _Analysis.of(image)
     return PhotoQuality(
         width=image.width,
         height=image.height,
-        sharpness=sharpness(image, face),
+        sharpness=_sharpness(analysis, face),
         sharpness_on_face=face is not None,
-        exposure=exposure(image, face),
+        exposure=_exposure(analysis, face),
         phash=phash,
         near_duplicate_of=find_near_duplicate(phash, others),
     )
-
-
-def _gray(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("L"), dtype=np.float64)
 
 
 def _scaled_box(face: Region, factor: float, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -313,14 +336,35 @@ def _scaled_box(face: Region, factor: float, shape: tuple[int, ...]) -> tuple[in
 
 def _laplacian_variance(gray: np.ndarray) -> float:
     """Variance of the 4-neighbour Laplacian (OpenCV's `Laplacian(ksize=1)`) over the valid
-    pixels, after stretching the region's 1st..99th percentile to full range (gain at most
-    MAX_STRETCH): a dark but sharp photo is dark, not blurry."""
+    pixels of 8-bit levels, after stretching the region's 1st..99th percentile to full range
+    (gain at most MAX_STRETCH): a dark but sharp photo is dark, not blurry."""
     if gray.shape[0] < 3 or gray.shape[1] < 3:
         return 0.0
-    low, high = np.percentile(gray, (1, 99))
+    low, high = _level_percentiles(gray, (0.01, 0.99))
     gain = min(MAX_STRETCH, 255.0 / max(float(high - low), 1.0))
     lap = gray[:-2, 1:-1] + gray[2:, 1:-1] + gray[1:-1, :-2] + gray[1:-1, 2:] - 4 * gray[1:-1, 1:-1]
     return float(lap.var()) * gain**2
+
+
+def _level_percentiles(levels: np.ndarray, quantiles: tuple[float, ...]) -> list[float]:
+    """`np.percentile(levels, 100 * q)` for 8-bit levels, from their histogram instead of a
+    sort: the same linear interpolation between the two nearest ranks, in a tenth of the time
+    (16 tiles a photo, a photo per upload)."""
+    ranks = np.cumsum(np.bincount(levels.ravel(), minlength=256))  # values <= each level
+    last = int(ranks[-1]) - 1
+    found = []
+    for quantile in quantiles:
+        index = quantile * last
+        below = int(np.floor(index))
+        low, high = (
+            float(np.searchsorted(ranks, rank, side="right"))
+            for rank in (below, min(below + 1, last))
+        )
+        weight = index - below  # numpy's lerp, computed from the nearer end
+        found.append(
+            high - (high - low) * (1 - weight) if weight >= 0.5 else low + (high - low) * weight
+        )
+    return found
 
 
 def _dct_matrix(n: int) -> np.ndarray:
