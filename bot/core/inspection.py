@@ -27,6 +27,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from PIL import Image
+
 from backends.base import Backend, BackendError, TrainingImage
 from backends.findings import PERSON_CLASSES, Finding
 from backends.photo_quality import PhotoError, PhotoHash, PhotoQuality, assess, open_photo
@@ -78,8 +80,10 @@ async def inspect_for_intake(
     image: TrainingImage,
     subject: str,
     hashes: Sequence[str] = (),
+    pixels: Image.Image | None = None,
 ) -> Verdict:
-    """Inspect one photo; `subject` names it in the sentences ("photo IMG_1.jpg")."""
+    """Inspect one photo; `subject` names it in the sentences ("photo IMG_1.jpg"); `pixels`,
+    when intake has them, spare the local checks a decode of `image`."""
     class_name = intake.name
     findings: set[Finding] = set()
     attributes: dict[str, str] = {}
@@ -89,7 +93,9 @@ async def inspect_for_intake(
         findings, attributes, phash = set(found.findings), found.attributes, found.phash
     except BackendError as exc:
         log.warning("photo inspection unavailable, only the local checks run: %s", exc)
-    if phash is None and (local := await asyncio.to_thread(local_checks, image.content, hashes)):
+    if phash is None and (
+        local := await asyncio.to_thread(local_checks, image.content, hashes, pixels)
+    ):
         findings |= local.findings
         phash = str(local.phash)
     person = intake.known and class_name.lower() in PERSON_CLASSES
@@ -104,11 +110,14 @@ async def inspect_for_intake(
     return Verdict(refusal, lines, phash, attributes)
 
 
-def local_checks(content: bytes, hashes: Sequence[str]) -> PhotoQuality | None:
+def local_checks(
+    content: bytes, hashes: Sequence[str], pixels: Image.Image | None = None
+) -> PhotoQuality | None:
     """Sharpness, exposure and near-duplicates of one photo against the set's `hashes`, without
-    a model; None for bytes it cannot read (intake has checked them already)."""
+    a model, on `pixels` when given, else on `content` decoded; None for bytes it cannot read
+    (intake has checked them already)."""
     try:
         others = [PhotoHash.parse(h) for h in hashes]
-        return assess(open_photo(content), None, others)
+        return assess(pixels if pixels is not None else open_photo(content), None, others)
     except (PhotoError, ValueError):
         return None
