@@ -568,7 +568,7 @@ class JobTracker:
             )
         if not remote.done:
             return generation
-        folder = self._store.data_dir / "images" / str(generation.id)
+        folder = self._store.generation_folder(generation.id)
         files = await self._download(JobKind.GENERATION, generation.id, remote.images, folder)
         return await self._store.update_generation(
             generation.id, state=GenerationState.DONE, result_files=files

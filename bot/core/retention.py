@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -205,14 +204,10 @@ class Retention:
     async def _drop_photos(self, photos: list[tuple[int, str]]) -> int:
         if not photos:
             return 0
-        await asyncio.to_thread(self._unlink, [path for _, path in photos])
+        await asyncio.to_thread(self._store.remove_media, [path for _, path in photos])
         async with self._store.transaction() as db:
             await db.executemany("DELETE FROM photos WHERE id = ?", [(pid,) for pid, _ in photos])
         return len(photos)
-
-    def _unlink(self, relative_paths: list[str]) -> None:
-        for relative in relative_paths:
-            (self._store.data_dir / relative).unlink(missing_ok=True)
 
     # -- rule 2: inactive users --------------------------------------------------------------
 
@@ -251,7 +246,7 @@ class Retention:
             "SELECT id, backend_id FROM tunes WHERE user_id = ?", (user_id,)
         )
         generations = await self._store.fetch(
-            "SELECT id, backend_id, result_files FROM generations WHERE user_id = ?", (user_id,)
+            "SELECT id, backend_id FROM generations WHERE user_id = ?", (user_id,)
         )
         photos = await self._store.fetch("SELECT path FROM photos WHERE user_id = ?", (user_id,))
         shoots = await self._store.fetch("SELECT id FROM shoots WHERE user_id = ?", (user_id,))
@@ -269,7 +264,12 @@ class Retention:
         except BackendError as exc:
             log.warning("retention: the backend kept user %s's media for now: %s", user_id, exc)
             return Removed()
-        await asyncio.to_thread(self._remove_files, photos, generations, shoots)
+        await asyncio.to_thread(
+            self._store.remove_media,
+            [row[0] for row in photos],
+            [row[0] for row in generations],
+            [row[0] for row in shoots],
+        )
         removed = Removed(1, len(photos), len(tunes), len(generations) + len(shots))
         notice = {"days": self.config.days, **asdict(removed)}
         del notice["users"]
@@ -295,14 +295,6 @@ class Retention:
         self._store.forget_cached_user(user_id)
         self._told.discard(user_id)
         return removed
-
-    def _remove_files(self, photos: list[Any], generations: list[Any], shoots: list[Any]) -> None:
-        self._unlink([row[0] for row in photos])
-        for generation in generations:
-            self._unlink(json.loads(generation[2] or "[]"))
-            shutil.rmtree(self._store.data_dir / "images" / str(generation[0]), True)
-        for shoot in shoots:  # where bot/core/shoot_jobs.py keeps a shoot's images and ZIP
-            shutil.rmtree(self._store.data_dir / "shoots" / str(shoot[0]), True)
 
 
 async def _gone(delete: Callable[[int], Awaitable[None]], backend_id: int | None) -> None:

@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import logging
 import random
-import shutil
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -548,7 +547,7 @@ class PhotoshootService:
         if cancelled:
             return text("cancel.done", jobs=", ".join(cancelled))
         dropped = await self.store.delete_pending_photos(user.id)
-        self._remove_files([photo.path for photo in dropped])
+        await asyncio.to_thread(self.store.remove_media, [photo.path for photo in dropped])
         if dropped:
             return text("cancel.dropped_photos", count=len(dropped))
         return text("cancel.nothing")
@@ -594,16 +593,13 @@ class PhotoshootService:
                 raise UserError(text("delete.kept", count=failures))
             photos = await self.store.user_photos(user.id)
             await self.store.delete_user_data(user.id, also=self.credits.releasing_all(user))
-            self._remove_files([photo.path for photo in photos])
-            for generation in generations:
-                shutil.rmtree(self.store.data_dir / "images" / str(generation.id), True)
-            for shoot_id in shoot_ids:
-                shutil.rmtree(self.store.data_dir / "shoots" / str(shoot_id), True)
+            await asyncio.to_thread(
+                self.store.remove_media,
+                [photo.path for photo in photos],
+                [generation.id for generation in generations],
+                shoot_ids,
+            )
         return text("delete.done", photos=len(photos), models=len(tunes), jobs=len(generations))
-
-    def _remove_files(self, relative_paths: Sequence[str]) -> None:
-        for relative in relative_paths:
-            (self.store.data_dir / relative).unlink(missing_ok=True)
 
     # -- chat buttons (state in the store, so they work after a restart) ---------------------
 

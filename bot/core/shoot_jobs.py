@@ -255,7 +255,7 @@ class ShootDriver:
         if remote.failed:
             await self.shoots.update_shot(shot.id, state=ShotState.FAILED)
         elif remote.done:
-            folder = self._store.data_dir / "shoots" / str(shoot.id)
+            folder = self._store.shoot_folder(shoot.id)
             files = await self._tracker._download(SHOOT, shoot.id, remote.images, folder, shot.id)
             await self.shoots.update_shot(shot.id, state=ShotState.DONE, result_files=files)
 
@@ -297,7 +297,7 @@ class ShootDriver:
             self._store.data_dir / name for s in shots if s.delivered for name in s.result_files
         ]
         if files and zip_it:
-            folder = self._store.data_dir / "shoots" / str(shoot.id)
+            folder = self._store.shoot_folder(shoot.id)
             parts = await asyncio.to_thread(
                 archives.write_parts,
                 files,

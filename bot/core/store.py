@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -125,6 +126,32 @@ class Store:
         # once a write to them has committed. A read sent before that commit is answered, and
         # kept, before the drop: the one connection answers in order.
         self._tunes: dict[int, list[TuneRecord]] = {}
+
+    # -- media files under data_dir (photos/, images/, shoots/) ----------------------------
+
+    def generation_folder(self, generation_id: int) -> Path:
+        """Where an image set's downloaded images go."""
+        return self.data_dir / "images" / str(generation_id)
+
+    def shoot_folder(self, shoot_id: int) -> Path:
+        """Where a shoot's downloaded images and its ZIP parts go."""
+        return self.data_dir / "shoots" / str(shoot_id)
+
+    def remove_media(
+        self,
+        photo_paths: Iterable[str] = (),
+        generation_ids: Iterable[int] = (),
+        shoot_ids: Iterable[int] = (),
+    ) -> None:
+        """Delete media files (/cancel's pending photos, /delete, retention); what is gone
+        already is fine. Blocking file I/O: callers run it in a thread."""
+        for relative in photo_paths:
+            (self.data_dir / relative).unlink(missing_ok=True)
+        for folder in [
+            *map(self.generation_folder, generation_ids),
+            *map(self.shoot_folder, shoot_ids),
+        ]:
+            shutil.rmtree(folder, ignore_errors=True)
 
     @classmethod
     async def open(cls, database_path: Path, data_dir: Path) -> Store:
