@@ -50,6 +50,7 @@ async def test_packs_picker_confirm_albums_zip_parts_and_likes(
         assert list(confirm) == ["Make 12 images"]
         assert not fake_astria.find_requests("POST", "/p/")  # looking runs nothing
 
+        fake_astria.hold_prompts_with("Oslo")  # the ZIP waits until the limits below are set
         users.press(ALICE, details.result, confirm["Make 12 images"])
         await fake_tg.wait_for(sent_text(ALICE, "Travel: making 12 images of man #1"))
         first_album = await fake_tg.wait_for(
@@ -59,6 +60,7 @@ async def test_packs_picker_confirm_albums_zip_parts_and_likes(
         parts_of_three = ARCHIVE_OVERHEAD_BYTES + 3 * (image_size + ENTRY_OVERHEAD_BYTES)
         frontend.notifier.archive_limit = parts_of_three  # type: ignore[attr-defined]
         fake_tg.upload_limits["document"] = parts_of_three
+        fake_astria.hold_prompts_with(None)
         await fake_tg.wait_for(sent_text(ALICE, "Travel is done: 12 images."), within=20)
 
     albums = [
