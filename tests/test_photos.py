@@ -120,11 +120,39 @@ def test_the_jpeg_is_encoded_into_a_file_descriptor(monkeypatch: pytest.MonkeyPa
         descriptors.append(fh)
         encode_tile(im, fp, tile, bufsize, fh, exc)  # type: ignore[arg-type]
 
-    data = imagegen.jpeg_bytes(1100, 1024, seed=5)
+    data = imagegen.png_bytes(1100, 1024, seed=5)  # a PNG is always encoded to JPEG
     monkeypatch.setattr(ImageFile, "_encode_tile", recording)
     photo = prepare_photo(data)
     assert descriptors and all(fh is not None for fh in descriptors)
     assert decoded(photo).size == (1100, 1024)
+
+
+def test_a_jpeg_that_needs_no_change_keeps_its_image_data_and_loses_its_metadata() -> None:
+    """Upright, RGB, no colour profile, already the stored size: the pixels are the ones sent
+    (no second JPEG generation), and GPS, XMP, the comment and anything after the end go."""
+    camera = imagegen.jpeg_bytes(1200, 1100, seed=8, gps=imagegen.GPS_AMSTERDAM)
+    xmp = b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta>home address</x:xmpmeta>"
+    app1_xmp = b"\xff\xe1" + (len(xmp) + 2).to_bytes(2, "big") + xmp
+    comment = b"\xff\xfe" + (len(b"owner: Jane") + 2).to_bytes(2, "big") + b"owner: Jane"
+    sent = camera[:2] + app1_xmp + comment + camera[2:] + b"MOTION-PHOTO-VIDEO"
+    photo = prepare_photo(sent)
+    image = decoded(photo)
+    assert image.tobytes() == Image.open(io.BytesIO(camera)).tobytes(), "the very pixels sent"
+    assert not image.getexif() and "exif" not in image.info and "comment" not in image.info
+    for secret in (b"home address", b"owner: Jane", b"MOTION-PHOTO-VIDEO", b"GPS"):
+        assert secret not in photo.data
+    assert len(photo.data) < len(camera)
+    assert photo.pixels is not None and photo.pixels.tobytes() == image.tobytes()
+
+
+def test_a_jpeg_that_needs_turning_or_resizing_is_encoded_anew() -> None:
+    for data, size in (
+        (imagegen.jpeg_bytes(1100, 1024, seed=9, orientation=6), (1024, 1100)),
+        (imagegen.jpeg_bytes(3000, 1500, seed=9), (MAX_SIDE_PX, MIN_SIDE_PX)),
+    ):
+        photo = prepare_photo(data)
+        assert decoded(photo).size == size
+        assert photo.data[: len(data) // 2] != data[: len(data) // 2]
 
 
 def test_sha256_is_of_the_original_bytes() -> None:

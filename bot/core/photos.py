@@ -126,11 +126,12 @@ def prepare_photo(data: bytes, filename: str | None = None) -> PreparedPhoto:
         target = (target[1], target[0])
     _check_short_side(image, subject, filename)
     out = _normalise(image, target, subject, filename)
+    as_sent = out is image and image.format == "JPEG" and jpeg_without_metadata(data)
     return PreparedPhoto(
         sha256=hashlib.sha256(data).hexdigest(),
         width=out.width,
         height=out.height,
-        data=_encode_jpeg(out),
+        data=as_sent or _encode_jpeg(out),
         original_bytes_len=len(data),
         pixels=out,
     )
@@ -266,6 +267,43 @@ def _encode_jpeg(image: Image.Image) -> bytes:
         image.save(buffer, "JPEG", quality=JPEG_QUALITY, subsampling=0)
         buffer.seek(0)
         return buffer.read()
+
+
+_JPEG_KEPT_SEGMENTS = frozenset({0xE0, 0xEE})
+"""JFIF (density) and Adobe (how to read the colour components): the only application
+segments a decoder needs. EXIF, XMP, IPTC, ICC, maker notes and comments are dropped."""
+_JPEG_START_OF_SCAN = 0xDA
+_JPEG_END = b"\xff\xd9"
+
+
+def jpeg_without_metadata(data: bytes) -> bytes | None:
+    """The JPEG `data` with every metadata segment cut out and nothing after its end (phones
+    append motion-photo videos there), its image data untouched: a photo that is upright, RGB,
+    without a colour profile and already the stored size needs no decode-and-encode, which
+    cost a photo's intake more than any check and lost quality on every pass. None when the
+    segment structure is not the plain one this reads (the photo is then re-encoded)."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    kept = [b"\xff\xd8"]
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            at += 1
+            continue
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        if length < 2 or at + 2 + length > len(data):
+            return None
+        if marker == _JPEG_START_OF_SCAN:
+            end = data.find(_JPEG_END, at)  # never inside entropy-coded data (0xFF is stuffed)
+            if end < 0:
+                return None
+            kept.append(data[at : end + 2])
+            return b"".join(kept)
+        if not (0xE0 <= marker <= 0xEF or marker == 0xFE) or marker in _JPEG_KEPT_SEGMENTS:
+            kept.append(data[at : at + 2 + length])
+        at += 2 + length
+    return None
 
 
 def _memory_file() -> IO[bytes]:
