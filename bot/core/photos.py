@@ -7,7 +7,8 @@ sending them *as a file* keeps the full size), and 4-20 photos make one set.
 
 Everything that reaches the backend is normalised: EXIF rotation applied (phones store
 portraits sideways), RGB, JPEG q95, no metadata (EXIF GPS is where people live), long side
-capped since training never looks at more pixels.
+capped since training never looks at more pixels. A JPEG that needs none of that keeps its
+image data as sent, with only its metadata cut out.
 """
 
 from __future__ import annotations
