@@ -130,6 +130,8 @@ class JobTracker:
         # Jobs recorded by this process and not yet sent: their first create needs no look-up.
         # Anything else (resumed, or retried after an unclear failure) is looked up first.
         self._fresh: set[JobKey] = set()
+        # What a fresh generation's task needs first, handed over instead of read back.
+        self._recorded: dict[JobKey, tuple[GenerationRecord, Delivery]] = {}
         self._delivering: set[JobKey] = set()
         self._submitting = asyncio.Semaphore(MAX_SUBMITTING)
         self.shoots = ShootDriver(self, ShootStore(store))
@@ -168,10 +170,16 @@ class JobTracker:
         self._fresh.add((JobKind.TUNE, tune_id))
         self._spawn(JobKind.TUNE, tune_id)
 
-    def track_generation(self, generation_id: int) -> None:
-        """Track a generation the service just recorded."""
-        self._fresh.add((JobKind.GENERATION, generation_id))
-        self._spawn(JobKind.GENERATION, generation_id)
+    def track_generation(self, generation: GenerationRecord, delivery: Delivery) -> None:
+        """Track a generation the service just recorded, as recorded: its task starts from
+        these records instead of reading them back (two trips to the database on the
+        costliest path of a busy bot, every /imagine and button press)."""
+        key = (JobKind.GENERATION, generation.id)
+        self._fresh.add(key)
+        self._recorded[key] = (generation, delivery)
+        self._spawn(*key)
+        if key not in self._tasks:  # not started (stopping): it is read back when resumed
+            self._recorded.pop(key, None)
 
     def track_shoot(self, shoot_id: int) -> None:
         """Track a shoot the service just recorded."""
@@ -291,6 +299,7 @@ class JobTracker:
         """What the tracker keeps per running job, dropped when the job ends or is stopped."""
         self._wakeups.pop(key, None)
         self._last_status_edit.pop(key, None)
+        self._recorded.pop(key, None)
 
     async def _guard(
         self, kind: JobKind, job_id: int, runner: Callable[[int], Awaitable[None]]
@@ -483,8 +492,10 @@ class JobTracker:
     # -- generations -------------------------------------------------------------------------
 
     async def _run_generation(self, generation_id: int) -> None:
-        generation = await self._store.get_generation(generation_id)
-        delivery = await self._store.get_delivery(JobKind.GENERATION, generation_id)
+        generation, delivery = self._recorded.pop((JobKind.GENERATION, generation_id), None) or (
+            await self._store.get_generation(generation_id),
+            await self._store.get_delivery(JobKind.GENERATION, generation_id),
+        )
         if generation is None or delivery is None:
             return
         await self._speak_to(generation.user_id)

@@ -463,7 +463,7 @@ class PhotoshootService:
             target=target,
             also=self.credits.for_generation(user, images),
         )
-        self._tracker.track_generation(generation.id)
+        self._tracker.track_generation(generation, delivery)
         return GenerationStarted(generation, delivery, composed.notes)
 
     async def _compose(
