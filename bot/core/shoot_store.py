@@ -28,10 +28,10 @@ from bot.core.records import (
     ShotState,
     sql_in,
 )
-from bot.core.store import Also, Store, _Columns, _iso, _returned, utcnow
+from bot.core.store import Also, Columns, Store, iso, returned_row, utcnow
 
-_SHOOT = _Columns(datetimes=("created_at",), enums={"state": ShootState})
-_SHOT = _Columns(
+_SHOOT = Columns(datetimes=("created_at",), enums={"state": ShootState})
+_SHOT = Columns(
     json_columns=("result_files",), bools=("delivered", "liked"), enums={"state": ShotState}
 )
 
@@ -65,7 +65,7 @@ class ShootStore:
         db: aiosqlite.Connection, new: NewShoot, also: Also | None = None
     ) -> tuple[ShootRecord, Delivery]:
         """`create` inside a transaction of the caller's (a training's, for train-and-shoot)."""
-        row = await _returned(
+        row = await returned_row(
             db,
             "INSERT INTO shoots (user_id, tune_id, pack_id, pack_title, num_images, state,"
             " callback_secret, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
@@ -77,7 +77,7 @@ class ShootStore:
                 new.num_images,
                 new.state,
                 secrets.token_urlsafe(16),
-                _iso(utcnow()),
+                iso(utcnow()),
             ),
         )
         shoot: ShootRecord = _SHOOT.convert(row, ShootRecord)

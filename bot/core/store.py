@@ -53,7 +53,7 @@ Also = Callable[[aiosqlite.Connection, int], Awaitable[None]]
 (bot/core/credits.py). Raising refuses the whole write."""
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value else None
 
 
@@ -62,7 +62,7 @@ def _dt(value: str | None) -> datetime | None:
 
 
 @dataclass
-class _Columns:
+class Columns:
     """Maps a row to a dataclass, converting the columns that are not plain values."""
 
     datetimes: tuple[str, ...] = ()
@@ -84,26 +84,24 @@ class _Columns:
         return cls(**values)
 
 
-_USER = _Columns(
+_USER = Columns(
     datetimes=("consented_at",), skip=("created_at", "last_seen_at", "retention_notice")
 )
-_PHOTO = _Columns(json_columns=("attributes",), skip=("created_at", "tune_id"))
-_TUNE = _Columns(
+_PHOTO = Columns(json_columns=("attributes",), skip=("created_at", "tune_id"))
+_TUNE = Columns(
     datetimes=("eta", "created_at", "trained_at"),
     enums={"state": TuneState},
     skip=("updated_at",),
 )
-_GENERATION = _Columns(
+_GENERATION = Columns(
     datetimes=("created_at",),
     json_columns=("options", "result_files"),
     enums={"state": GenerationState},
     skip=("updated_at", "finished_at"),
 )
 _QUEUED_GENERATION = dataclasses.replace(_GENERATION, skip=(*_GENERATION.skip, "queue_position"))
-_ACTION = _Columns(skip=("created_at",))
-_DELIVERY = _Columns(
-    datetimes=("delivered_at",), bools=("is_private",), enums={"job_kind": JobKind}
-)
+_ACTION = Columns(skip=("created_at",))
+_DELIVERY = Columns(datetimes=("delivered_at",), bools=("is_private",), enums={"job_kind": JobKind})
 
 
 class Store:
@@ -197,7 +195,7 @@ class Store:
             return user
         try:
             async with self._transaction() as db:
-                row = await _returned(
+                row = await returned_row(
                     db,
                     "INSERT INTO users (platform, platform_user_id, display_name,"
                     " platform_language, created_at) VALUES (?, ?, ?, ?, ?)"
@@ -205,7 +203,7 @@ class Store:
                     " display_name = COALESCE(excluded.display_name, display_name),"
                     " platform_language = COALESCE(excluded.platform_language, platform_language)"
                     " RETURNING *",
-                    (platform, platform_user_id, display_name, platform_language, _iso(utcnow())),
+                    (platform, platform_user_id, display_name, platform_language, iso(utcnow())),
                 )
         finally:
             self._forget_user((platform, platform_user_id))
@@ -260,7 +258,7 @@ class Store:
         try:
             await self._write(
                 "UPDATE users SET consented_at = COALESCE(consented_at, ?) WHERE id = ?",
-                (_iso(utcnow()), user_id),
+                (iso(utcnow()), user_id),
             )
         finally:
             self._forget_user(self._user_keys.get(user_id))
@@ -321,7 +319,7 @@ class Store:
                 height,
                 size_bytes,
                 path,
-                _iso(utcnow()),
+                iso(utcnow()),
                 phash,
                 json.dumps(attributes),
             ),
@@ -363,10 +361,10 @@ class Store:
     ) -> TuneRecord:
         """Record a training before it is sent, and bind the pending photos to it atomically;
         with `target`, its delivery too (so a crash cannot leave a tune nobody resumes)."""
-        now = _iso(utcnow())
+        now = iso(utcnow())
         async with self._writing_tunes(user_id), self._transaction() as db:
             tune: TuneRecord = _TUNE.convert(
-                await _returned(
+                await returned_row(
                     db,
                     "INSERT INTO tunes (user_id, title, class_name, label, token, state,"
                     " callback_secret, created_at, updated_at)"
@@ -473,9 +471,9 @@ class Store:
         also: Also | None = None,
     ) -> tuple[GenerationRecord, Delivery]:
         """Record a generation and its delivery together, before anything is sent."""
-        now = _iso(utcnow())
+        now = iso(utcnow())
         async with self._transaction() as db:
-            row = await _returned(
+            row = await returned_row(
                 db,
                 "INSERT INTO generations (user_id, tune_id, prompt_typed, prompt_sent,"
                 " negative_prompt, options, seed, state, callback_secret, created_at, updated_at)"
@@ -573,7 +571,7 @@ class Store:
     async def _insert_delivery(
         db: aiosqlite.Connection, job_kind: JobKind, job_id: int, target: ChatTarget
     ) -> Delivery:
-        row = await _returned(
+        row = await returned_row(
             db,
             "INSERT INTO deliveries (job_kind, job_id, platform, chat_id, is_private,"
             " reply_to_message_id) VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
@@ -617,7 +615,7 @@ class Store:
         async with self._transaction() as db:
             cursor = await db.execute(
                 "UPDATE deliveries SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",
-                (_iso(utcnow()), delivery_id),
+                (iso(utcnow()), delivery_id),
             )
         return cursor.rowcount == 1
 
@@ -636,7 +634,7 @@ class Store:
         action_id = await self._write(
             "INSERT INTO actions (token, user_id, generation_id, kind, argument, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (token, user_id, generation_id, kind, argument, _iso(utcnow())),
+            (token, user_id, generation_id, kind, argument, iso(utcnow())),
         )
         return Action(action_id, token, user_id, generation_id, kind, argument)
 
@@ -652,15 +650,15 @@ class Store:
         """Inside a `_transaction`: set `changes` on one row (timestamps stamped); returns the
         row as it is now."""
         if not changes:
-            return await _returned(db, f"SELECT * FROM {table} WHERE id = ?", (row_id,))
+            return await returned_row(db, f"SELECT * FROM {table} WHERE id = ?", (row_id,))
         changes = {
-            key: _iso(value) if isinstance(value, datetime) else value
+            key: iso(value) if isinstance(value, datetime) else value
             for key, value in changes.items()
         }
         if table in ("tunes", "generations"):
-            changes["updated_at"] = _iso(utcnow())
+            changes["updated_at"] = iso(utcnow())
         assignments = ", ".join(f"{column} = ?" for column in changes)
-        return await _returned(
+        return await returned_row(
             db,
             f"UPDATE {table} SET {assignments} WHERE id = ? RETURNING *",
             (*changes.values(), row_id),
@@ -700,15 +698,15 @@ class Store:
         every trip costs a thread hand-over, and under load a wait for the GIL)."""
         return list(await self._db.execute_fetchall(sql, params))
 
-    async def _one(self, sql: str, params: Sequence[Any], columns: _Columns, cls: type) -> Any:
+    async def _one(self, sql: str, params: Sequence[Any], columns: Columns, cls: type) -> Any:
         rows = await self._rows(sql, params)
         return columns.convert(rows[0], cls) if rows else None
 
-    async def _all(self, sql: str, params: Sequence[Any], columns: _Columns, cls: type) -> Any:
+    async def _all(self, sql: str, params: Sequence[Any], columns: Columns, cls: type) -> Any:
         return [columns.convert(row, cls) for row in await self._rows(sql, params)]
 
 
-async def _returned(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> aiosqlite.Row:
+async def returned_row(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> aiosqlite.Row:
     """The row a write returns (`RETURNING *`) or a look-up finds, in one trip to the database
     thread; a missing row is a bug of the caller (an id that does not exist)."""
     rows = list(await db.execute_fetchall(sql, params))
