@@ -371,10 +371,12 @@ def _laplacian_variance(gray: np.ndarray, laplacian: np.ndarray) -> float:
 
 
 def _level_percentiles(levels: np.ndarray, quantiles: tuple[float, ...]) -> list[float]:
-    """`np.percentile(levels, 100 * q)` for 8-bit levels, from their histogram instead of a
+    """`np.percentile(levels, 100 * q)` for 8-bit levels (uint8), from their histogram instead of a
     sort: the same linear interpolation between the two nearest ranks, in a tenth of the time
     (16 tiles a photo, a photo per upload)."""
-    ranks = np.cumsum(np.bincount(levels.ravel(), minlength=256))  # values <= each level
+    # Pillow's histogram counts 8-bit levels ~2.5x faster than np.bincount, which first
+    # widens every level to 64 bits.
+    ranks = np.cumsum(Image.fromarray(levels).histogram())  # values <= each level
     last = int(ranks[-1]) - 1
     found = []
     for quantile in quantiles:
