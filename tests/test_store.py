@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError
+from bot.core.ledger import Ledger
 from bot.core.records import ChatTarget
 from bot.core.schema import MIGRATIONS
 from bot.core.store import Store
@@ -254,6 +255,26 @@ async def test_other_modules_writes_drop_every_cached_tune_list(tmp_path: Path) 
         async with store.transaction() as db:
             await db.execute("UPDATE tunes SET label = 'changed'")
         assert [t.label for t in await store.user_tunes(ann.id)] == ["changed"]
+    finally:
+        await store.close()
+
+
+async def test_the_ledgers_writes_keep_the_cached_tune_lists(tmp_path: Path) -> None:
+    """The ledger writes on every job and never touches tunes: it says so, and the tune lists
+    kept in memory outlive its writes (re-read after each, they were useless under load)."""
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
+    try:
+        ann = await store.get_or_create_user("telegram", "1")
+        await store.create_tune(
+            ann.id, title="t", class_name="man", token="ohwx", label="first", photo_ids=[]
+        )
+        assert [t.label for t in await store.user_tunes(ann.id)] == ["first"]
+        _label_behind_the_store(tmp_path, "second")
+        await Ledger(store).grant("telegram:1", 5, actor="admin", note=None)
+        assert [t.label for t in await store.user_tunes(ann.id)] == ["first"]  # from memory
+        async with store.transaction() as db:  # a write that may touch anything
+            await db.execute("UPDATE users SET language = 'de'")
+        assert [t.label for t in await store.user_tunes(ann.id)] == ["second"]
     finally:
         await store.close()
 

@@ -77,7 +77,7 @@ class Bans:
 
     async def add(self, account: str, *, actor: str, reason: str | None) -> None:
         ban = Ban(account, actor, reason, utcnow())
-        async with self._store.transaction() as db:
+        async with self._store.transaction(writes_tunes=False) as db:
             await db.execute(
                 "INSERT INTO bans (account, actor, reason, created_at) VALUES (?, ?, ?, ?)",
                 (account, actor, reason, ban.created_at.isoformat()),
@@ -86,7 +86,7 @@ class Bans:
         self._bans[account] = ban
 
     async def remove(self, account: str, *, actor: str) -> None:
-        async with self._store.transaction() as db:
+        async with self._store.transaction(writes_tunes=False) as db:
             await db.execute("DELETE FROM bans WHERE account = ?", (account,))
             await _log(db, actor, "unban", account, None)
         self._bans.pop(account, None)
@@ -301,7 +301,7 @@ class AdminDesk:
     async def _write_log(
         self, actor: User, action: str, target: str | None, detail: str | None
     ) -> None:
-        async with self._store.transaction() as db:
+        async with self._store.transaction(writes_tunes=False) as db:
             await _log(db, actor.key, action, target, detail)
 
 

@@ -225,7 +225,7 @@ class Ledger:
         job end pays for it: no more trips than marking the delivery)."""
         kind = Entry.CAPTURE if capture else Entry.RELEASE
         try:
-            async with self._store.transaction() as db:
+            async with self._store.transaction(writes_tunes=False) as db:
                 rows = await db.execute_fetchall(
                     "INSERT INTO ledger (account, kind, amount, units, job_kind, job_id, hold_id,"
                     " created_at) SELECT account, ?, CASE WHEN ? THEN 0 ELSE -amount END, units,"
@@ -312,7 +312,7 @@ class Ledger:
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._store.transaction() as db:
+        async with self._store.transaction(writes_tunes=False) as db:
             await db.execute("BEGIN IMMEDIATE")
             yield db
 

@@ -104,7 +104,7 @@ class Retention:
         last = self._seen.get(user_id)
         if last is not None and now - last < SEEN_EVERY:
             return
-        async with self._store.transaction() as db:
+        async with self._store.transaction(writes_tunes=False) as db:
             await db.execute("UPDATE users SET last_seen_at = ? WHERE id = ?", (_iso(now), user_id))
         self._seen[user_id] = now
 
@@ -114,7 +114,7 @@ class Retention:
         if user_id in self._told:
             return None
         self._told.add(user_id)
-        async with self._store.transaction() as db:
+        async with self._store.transaction(writes_tunes=False) as db:
             rows = list(
                 await db.execute_fetchall(
                     "SELECT retention_notice FROM users WHERE id = ?", (user_id,)

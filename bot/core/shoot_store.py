@@ -57,7 +57,7 @@ class ShootStore:
 
     async def create(self, new: NewShoot, also: Also | None = None) -> tuple[ShootRecord, Delivery]:
         """Record a shoot, its delivery and (`also`) its hold together."""
-        async with self._store.transaction() as db:
+        async with self._store.transaction(writes_tunes=False) as db:
             return await self.insert(db, new, also)
 
     @staticmethod
@@ -112,7 +112,7 @@ class ShootStore:
         return [_SHOOT.convert(row, ShootRecord) for row in rows]
 
     async def update(self, shoot_id: int, **changes: Any) -> ShootRecord:
-        async with self._store.transaction() as db:
+        async with self._store.transaction(writes_tunes=False) as db:
             row = await Store._update(db, "shoots", shoot_id, changes)
         shoot: ShootRecord = _SHOOT.convert(row, ShootRecord)
         return shoot
@@ -122,7 +122,7 @@ class ShootStore:
     async def add_shots(self, shoot_id: int, shots: list[tuple[int, str, int]]) -> list[Shot]:
         """Record the backend's prompts (id, text, images) of a shoot, and mark it running,
         in one transaction: a restart finds either all of them or the shoot still submitting."""
-        async with self._store.transaction() as db:
+        async with self._store.transaction(writes_tunes=False) as db:
             for backend_id, text, num_images in shots:
                 await db.execute(
                     "INSERT INTO shots (shoot_id, backend_id, text, num_images, state)"
@@ -157,7 +157,7 @@ class ShootStore:
     async def mark_delivered(self, shot_ids: list[int]) -> None:
         """The chat took these shots' images: one transaction, so a restart resends either
         all of one album or none of it."""
-        async with self._store.transaction() as db:
+        async with self._store.transaction(writes_tunes=False) as db:
             await db.executemany(
                 "UPDATE shots SET delivered = 1 WHERE id = ?", [(shot_id,) for shot_id in shot_ids]
             )
@@ -174,7 +174,7 @@ class ShootStore:
     async def update_shot(self, shot_id: int, **changes: Any) -> Shot:
         if "result_files" in changes:
             changes["result_files"] = json.dumps(changes["result_files"])
-        async with self._store.transaction() as db:
+        async with self._store.transaction(writes_tunes=False) as db:
             row = await Store._update(db, "shots", shot_id, changes)
         shot: Shot = _SHOT.convert(row, Shot)
         return shot

@@ -665,10 +665,18 @@ class Store:
         )
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(
+        self, *, writes_tunes: bool = True
+    ) -> AsyncIterator[aiosqlite.Connection]:
         """The one write transaction, for the modules that keep tables of their own in this
         database (the ledger, bans): their writes take the same lock as every other. What
-        they write is not known here, so the cached tunes are dropped after it."""
+        they write is not known here, so the cached tunes are dropped after it, unless the
+        caller says it leaves `tunes` alone (the ledger, on every job: dropping every user's
+        cache each time made it useless under load)."""
+        if not writes_tunes:
+            async with self._transaction() as db:
+                yield db
+            return
         async with self._writing_tunes(None), self._transaction() as db:
             yield db
 
