@@ -74,6 +74,7 @@ from telegram.ext import (
 
 from bench import pairs
 from bench.cpu import Reading, Usage
+from bot import event_loop
 from bot.app import running_core, serving
 from bot.chat.telegram import TelegramFrontend
 from bot.chat.telegram.frontend import CONNECTION_POOL_SIZE, LONG_POLL_TIMEOUT_S, POOL_TIMEOUT_S
@@ -427,7 +428,7 @@ def serve(name: str) -> None:
         async with BOTS[name](load_settings()):
             await stop.wait()
 
-    asyncio.run(run())
+    event_loop.run(run())  # both bots on the loop the bot runs on in production
 
 
 @dataclass

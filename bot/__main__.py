@@ -16,6 +16,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from bot import event_loop
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import add_secrets, secrets_of, setup_logging
 
@@ -81,7 +82,7 @@ def run_chat(work: Coroutine[Any, Any, None]) -> None:
     """Run the bot or the console until the end or a signal. A GPU step the in-process worker
     left running at the stop would hold up the interpreter's exit (and the unit's 30 s): the
     stores are closed and the job requeued, so the process ends without waiting for it."""
-    asyncio.run(until_signalled(work))
+    event_loop.run(until_signalled(work))
     from bot.app import worker_threads_left
 
     if worker_threads_left():
