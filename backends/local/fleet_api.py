@@ -58,7 +58,7 @@ class FleetWorker:
         self.storage = open_storage(config.files_dir, fleet)
         self.runner = QueueView(self.store)
         self.inspect = inspect_endpoint(config.face_detector)
-        self.app = create_app(self, with_packs=False)  # type: ignore[arg-type]  # QueueView
+        self.app = create_app(self)  # type: ignore[arg-type]  # QueueView
         self.started_at: str | None = None
 
     async def start(self) -> None:

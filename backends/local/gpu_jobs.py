@@ -30,7 +30,13 @@ from backends.local.config import WorkerConfig
 from backends.local.errors import Aborted, GenerationError, JobFailed
 from backends.local.file_cache import TuneFileCache, upload_tune
 from backends.local.fleet_faults import Watchdog
-from backends.local.fleet_jobs import FleetStore, callback_url, defer_job
+from backends.local.fleet_jobs import (
+    RUN_CALLBACK,
+    FleetStore,
+    callback_url,
+    defer_job,
+    defer_run,
+)
 from backends.local.fleet_yield import PromptsBetweenSteps
 from backends.local.generate import Engine, PromptJob
 from backends.local.params import PromptParams
@@ -99,30 +105,45 @@ class GpuJobs:
     # -- prompts -------------------------------------------------------------------------
 
     async def run_prompt(self, row_id: int) -> None:
+        if not await self._make_prompt(row_id):
+            await self._hand_back(JobKind.PROMPT, row_id)
+
+    async def run_run(self, row_id: int) -> None:
+        """A run's prompts one after another on this GPU, so its tune is fetched and bound
+        once; after each, one waiting single prompt may go first (as on one machine: nobody's
+        `/imagine` waits behind a 40-image pack). Stopped, the run goes back whole."""
+        for prompt_id in await self.store.records.open_run_prompt_ids(row_id):
+            if not await self._make_prompt(prompt_id):
+                await self._hand_back_run(row_id)
+                return
+            if self.prompts_between_steps is not None:
+                await self.prompts_between_steps.serve_one_prompt()
+
+    async def _make_prompt(self, row_id: int) -> bool:
+        """Make a prompt's images and commit its end; False when a stop interrupted it."""
         row = await self.store.get_prompt(row_id)
         if row is None or row["state"] not in OPEN_STATES:
-            return
+            return True
         params = PromptParams.from_json(row["params"])
         try:
             job = await self._prompt_job(row, params)
         except GenerationError as exc:
             await self._fail(JobKind.PROMPT, row_id, exc.user_message)
-            return
+            return True
         await self.store.update_prompt(row_id, state=JobState.RUNNING, started_at=now_iso())
         log.info("prompt %s: %d image(s) %dx%d", row_id, params.num_images, params.w, params.h)
         try:
             with self.watchdog.watching():
                 pngs = await run_in_daemon_thread(self._generate, job)
         except Aborted:
-            await self._hand_back(JobKind.PROMPT, row_id)
-            return
+            return False
         except JobFailed as exc:
             await self._fail(JobKind.PROMPT, row_id, exc.user_message)
-            return
+            return True
         except Exception as exc:
             log.exception("prompt %s failed", row_id)
             await self._fail(JobKind.PROMPT, row_id, f"generation failed: {exc}")
-            return
+            return True
         stamp = secrets.token_hex(8)  # unguessable names: file URLs are capabilities
         keys = [f"{JobKind.PROMPT.table}/{row_id}/{stamp}-{i}.png" for i in range(len(pngs))]
         for key, png in zip(keys, pngs, strict=True):
@@ -132,6 +153,7 @@ class GpuJobs:
         )
         if not done:  # deleted while it ran
             await self.storage.delete_folder(f"{JobKind.PROMPT.table}/{row_id}")
+        return True
 
     async def _prompt_job(self, row: Row, params: PromptParams) -> PromptJob:
         """The base model and the local folder of the tune the prompt uses, if any."""
@@ -241,24 +263,48 @@ class GpuJobs:
             await defer_job(self.store.jobs, conn, kind, row_id)
         log.info("%s %s: interrupted, queued again", kind, row_id)
 
+    async def _hand_back_run(self, run_id: int) -> None:
+        """A stop interrupted a run: its open prompts queued again, the run's job deferred."""
+        async with self.store.transaction() as conn:
+            await self.store.requeue_run(run_id)
+            await defer_run(self.store.jobs, conn, run_id)
+        log.info("run %s: interrupted, queued again", run_id)
+
     # -- callbacks -----------------------------------------------------------------------
 
     async def send_callback(self, kind: str, row_id: int) -> None:
         """POST a finished job's JSON to its callback URL; an error answer or no answer raises,
         and procrastinate retries the job with backoff (so a callback comes at least once)."""
-        job_kind = JobKind(kind)
-        tune = job_kind == JobKind.TUNE
-        row = await (self.store.get_tune(row_id) if tune else self.store.get_prompt(row_id))
-        url = callback_url(job_kind, row) if row is not None else None
-        if row is None or not url:
+        found = await self._callback(kind, row_id)
+        if found is None:
             return
-        base = self.config.public_url or row["origin"] or ""
-        body: dict[str, Any] = {kind: tune_json(row, base) if tune else prompt_json(row, base)}
+        url, body = found
         try:
             response = await self.http.post(url, json=body)
         except httpx.HTTPError as exc:
             raise CallbackRefused(f"callback {_no_query(url)}: {type(exc).__name__}") from None
         if response.status_code >= 400:
             raise CallbackRefused(f"callback {_no_query(url)} -> {response.status_code}")
-        await self.store.claim_callback(job_kind, row_id)
+        if kind != RUN_CALLBACK:  # a run's was claimed when its job was deferred
+            await self.store.claim_callback(JobKind(kind), row_id)
         log.info("callback %s -> %s", _no_query(url), response.status_code)
+
+    async def _callback(self, kind: str, row_id: int) -> tuple[str, Any] | None:
+        """The URL and JSON body of a callback; None when its row is gone or names no URL.
+        A run's: the array of its prompts (`prompts_callback`, as Astria)."""
+        if kind == RUN_CALLBACK:
+            run = await self.store.records.get_run(row_id)
+            if run is None or not run["prompts_callback"]:
+                return None
+            base = self.config.public_url or run["origin"] or ""
+            ids = await self.store.records.run_prompt_ids(row_id)
+            rows = [row for i in ids if (row := await self.store.get_prompt(i)) is not None]
+            return (run["prompts_callback"], [prompt_json(r, base) for r in rows]) if rows else None
+        job_kind = JobKind(kind)
+        tune = job_kind == JobKind.TUNE
+        row = await (self.store.get_tune(row_id) if tune else self.store.get_prompt(row_id))
+        url = callback_url(job_kind, row) if row is not None else None
+        if row is None or not url:
+            return None
+        base = self.config.public_url or row["origin"] or ""
+        return url, {kind: tune_json(row, base) if tune else prompt_json(row, base)}
