@@ -21,7 +21,7 @@ from backends.base import SDXL_BASE_TUNE_ID
 from backends.local.fleet_jobs import Task
 from backends.local.migrate import migrate
 from tests.fakes.s3 import FakeS3
-from tests.fleet import Fleet, create_prompt, create_tune
+from tests.fleet import Fleet, create_prompt, create_tune, photo_bytes
 from tests.worker_fixtures import CallbackSink, run_uvicorn, until
 
 pytestmark = pytest.mark.slow
@@ -248,3 +248,51 @@ async def test_a_stopped_worker_hands_its_job_back_and_exits_cleanly(
     assert f"STUB prompt {prompt} pid {second.pid}" in fleet.logs()
     assert delivered(callbacks) == collections.Counter([("prompt", prompt)])
     assert [job["status"] for job in fleet.jobs(Task.PROMPT)] == ["succeeded", "succeeded"]
+
+
+async def test_a_pack_on_a_new_tune_runs_as_one_unit_on_one_worker_and_calls_back_once(
+    fleet: Fleet, sink: tuple[CallbackSink, str]
+) -> None:
+    callbacks, hook = sink
+    for _ in range(3):
+        fleet.start_worker()
+    async with fleet.api(replicas=2) as apis, httpx.AsyncClient(timeout=30) as http:
+        pack = (await http.get(f"{apis[0]}/p/corporate-headshots")).json()
+        wanted = [p["id"] for p in pack["prompts_per_class"]["man"][:4]]
+        fields = {
+            "tune[title]": "pack",
+            "tune[name]": "man",
+            "tune[callback]": hook,
+            "tune[prompts_callback]": hook,
+            "tune[prompt_ids][]": [str(i) for i in wanted],
+            "tune[prompt_attributes][num_images]": "1",
+        }
+        photos = [("tune[images][]", ("0.png", photo_bytes(), "image/png"))]
+        made = await http.post(f"{apis[0]}/p/corporate-headshots/tunes", data=fields, files=photos)
+        assert made.status_code == 201, made.text
+        run = [p["id"] for p in made.json()["prompts"]]
+
+        async def trained() -> bool:
+            return bool(callbacks.received)
+
+        await until(trained, "the training", 60)
+        singles = [
+            await create_prompt(http, apis[i % 2], SDXL_BASE_TUNE_ID, f"single {i}", "")
+            for i in range(4)
+        ]
+
+        async def run_called_back() -> bool:
+            return any(isinstance(body, list) for body in callbacks.received)
+
+        await until(run_called_back, "the run's prompts_callback", 90)
+        await asyncio.sleep(1.5)  # time for a duplicate to show up, were there one
+        shown = [(await http.get(f"{apis[1]}/prompts/{p}")).json() for p in singles]
+    [together] = [body for body in callbacks.received if isinstance(body, list)]
+    assert [p["id"] for p in together] == run
+    assert all(p["status"] == "done" and len(p["images"]) == 1 for p in together)
+    assert {p["status"] for p in shown} == {"done"}
+    lines = [line for line in fleet.logs().splitlines() if line.startswith("STUB prompt")]
+    made_by = {int(line.split()[2]): line.rsplit(" ", 1)[1] for line in lines}
+    assert len({made_by[p] for p in run}) == 1  # the whole run on one GPU: one fetch, one bind
+    assert [job["status"] for job in fleet.jobs(Task.RUN)] == ["succeeded"]
+    assert not [job for job in fleet.jobs(Task.PROMPT) if job["row_id"] in run]
