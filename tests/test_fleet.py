@@ -296,3 +296,24 @@ async def test_a_pack_on_a_new_tune_runs_as_one_unit_on_one_worker_and_calls_bac
     assert len({made_by[p] for p in run}) == 1  # the whole run on one GPU: one fetch, one bind
     assert [job["status"] for job in fleet.jobs(Task.RUN)] == ["succeeded"]
     assert not [job for job in fleet.jobs(Task.PROMPT) if job["row_id"] in run]
+
+
+async def test_best_of_makes_more_images_on_the_gpu_worker_and_keeps_the_best(
+    fleet: Fleet,
+) -> None:
+    fleet.start_worker(OVERGENERATE="2", STUB_IMAGE_S="0.05")
+    async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=30) as http:
+        prompt = await create_prompt(http, api, SDXL_BASE_TUNE_ID, "best of", "", images=2)
+
+        async def done() -> dict[str, object] | None:
+            shown = (await http.get(f"{api}/prompts/{prompt}")).json()
+            return shown if shown["status"] in ("done", "failed") else None
+
+        shown = await until(done, "the best-of prompt", 60)
+        images = [(await http.get(url, follow_redirects=True)).content for url in shown["images"]]
+    assert shown["status"] == "done" and shown["generated_images"] == 4
+    assert len(images) == 2 and all(image.startswith(b"\x89PNG") for image in images)
+    scores = shown["scores"]
+    assert len(scores) == 2 and scores[0]["score"] >= scores[1]["score"]
+    assert {s["seed"] for s in scores} <= {shown["seed"] + j for j in range(4)}
+    assert fleet.logs().count(f"STUB prompt {prompt} pid") == 2  # two rounds of two

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from backends.local.best_of import BestOfSelector
 from backends.local.config import WorkerConfig
 from backends.local.errors import Aborted, GenerationError, JobFailed
 from backends.local.file_cache import TuneFileCache, upload_tune
@@ -84,6 +85,7 @@ class GpuJobs:
         """Set on SIGTERM: the running job stops at its next check and goes back in the queue."""
         self.http = httpx.AsyncClient(timeout=config.callback_timeout_s)
         self.prompts_between_steps: PromptsBetweenSteps | None = None
+        self._selector: BestOfSelector | None = None
         """Set by the GPU worker once open: a training lets waiting prompts run between steps."""
 
     def engine(self) -> Engine:
@@ -134,7 +136,7 @@ class GpuJobs:
         log.info("prompt %s: %d image(s) %dx%d", row_id, params.num_images, params.w, params.h)
         try:
             with self.watchdog.watching():
-                pngs = await run_in_daemon_thread(self._generate, job)
+                pngs, scores = await run_in_daemon_thread(self._generate, job)
         except Aborted:
             return False
         except JobFailed as exc:
@@ -149,7 +151,12 @@ class GpuJobs:
         for key, png in zip(keys, pngs, strict=True):
             await self.storage.put(key, png, "image/png")
         done = await self.store.finish(
-            JobKind.PROMPT, row_id, state=JobState.DONE, images=keys, finished_at=now_iso()
+            JobKind.PROMPT,
+            row_id,
+            state=JobState.DONE,
+            images=keys,
+            finished_at=now_iso(),
+            scores=scores,
         )
         if not done:  # deleted while it ran
             await self.storage.delete_folder(f"{JobKind.PROMPT.table}/{row_id}")
@@ -172,16 +179,27 @@ class GpuJobs:
             raise GenerationError(f"tune {lora_id} is not trained (or was deleted)")
         return PromptJob(row["id"], params, base_id, await self.cache.folder(lora_id))
 
-    def _generate(self, job: PromptJob) -> list[bytes]:
-        """In the worker thread: the prompt's images as PNG bytes, in seed order."""
+    def _generate(self, job: PromptJob) -> tuple[list[bytes], dict[str, Any] | None]:
+        """In the worker thread: the prompt's images as PNG bytes (in seed order, or best
+        first with OVERGENERATE, as on one machine), and the best-of scores (or None)."""
         self.check()
-        images = self.engine().run_prompt(job, lambda fraction: self.check())
+        scores = None
+        if self.config.overgenerate > 1:
+            best = self._best_of().run(self.engine(), job, lambda fraction: self.check())
+            images, scores = best.images, best.to_json()
+        else:
+            images = self.engine().run_prompt(job, lambda fraction: self.check())
         pngs = []
         for image in images:
             buffer = io.BytesIO()
             image.save(buffer, "PNG", compress_level=self.config.accel.png_compress_level)
             pngs.append(buffer.getvalue())
-        return pngs
+        return pngs, scores
+
+    def _best_of(self) -> BestOfSelector:
+        if self._selector is None:
+            self._selector = BestOfSelector.for_worker(self.config)
+        return self._selector
 
     # -- trainings -----------------------------------------------------------------------
 
