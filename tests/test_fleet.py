@@ -317,3 +317,39 @@ async def test_best_of_makes_more_images_on_the_gpu_worker_and_keeps_the_best(
     assert len(scores) == 2 and scores[0]["score"] >= scores[1]["score"]
     assert {s["seed"] for s in scores} <= {shown["seed"] + j for j in range(4)}
     assert fleet.logs().count(f"STUB prompt {prompt} pid") == 2  # two rounds of two
+
+
+@pytest.mark.parametrize("kind", ["prompt", "tune"])
+async def test_delete_stops_a_running_job_frees_the_gpu_and_sends_nothing(
+    fleet: Fleet, sink: tuple[CallbackSink, str], kind: str
+) -> None:
+    callbacks, hook = sink
+    fleet.start_worker(STUB_IMAGE_S="3", STUB_STEP_S="0.5", STUB_STEPS="40")
+    async with fleet.api(replicas=2) as apis, httpx.AsyncClient(timeout=30) as http:
+        if kind == "tune":
+            row_id = await create_tune(http, apis[0], "deleted", hook)
+        else:
+            row_id = await create_prompt(http, apis[0], SDXL_BASE_TUNE_ID, "p", hook, images=8)
+
+        async def started() -> bool:
+            return f"STUB {kind} {row_id} pid" in fleet.logs()
+
+        await until(started, f"the {kind} to start", 60)
+        path = f"tunes/{row_id}" if kind == "tune" else f"prompts/{row_id}"
+        assert (await http.delete(f"{apis[1]}/{path}")).status_code == 200  # another replica
+
+        async def stopped() -> bool:  # logged only when the job aborts on its deleted row
+            return f"{kind} {row_id}: deleted while running, stopped" in fleet.logs()
+
+        await until(stopped, f"the deleted {kind} to stop", 30)
+        after = await create_prompt(http, apis[0], SDXL_BASE_TUNE_ID, "next", hook)
+
+        async def next_done() -> bool:
+            return bool(callbacks.received)
+
+        await until(next_done, "the next prompt", 60)
+        await asyncio.sleep(1.5)  # time for a callback of the deleted job, were there one
+    assert delivered(callbacks) == collections.Counter([("prompt", after)])
+    assert f"STUB prompt {after} pid" in fleet.logs()  # the GPU went on to the next job
+    task = Task.TUNE if kind == "tune" else Task.PROMPT
+    assert [job["status"] for job in fleet.jobs(task) if job["row_id"] == row_id] == ["succeeded"]

@@ -40,7 +40,8 @@ class QueueView:
         """Jobs were deferred with their rows: the GPU workers hear of them from PostgreSQL."""
 
     def cancel(self, kind: JobKind, row_id: int) -> None:
-        """A deleted row's job finds it gone and drops its files (a training runs to its end)."""
+        """The GPU worker running it finds its row gone at its next check and stops there
+        (`fleet_cancel.py`): nothing to tell from this process."""
 
     async def queue_position(self, prompt_id: int) -> int:
         ids = await self.store.queued_prompt_ids()

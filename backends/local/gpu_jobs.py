@@ -30,6 +30,7 @@ from backends.local.best_of import BestOfSelector
 from backends.local.config import WorkerConfig
 from backends.local.errors import Aborted, GenerationError, JobFailed
 from backends.local.file_cache import TuneFileCache, upload_tune
+from backends.local.fleet_cancel import DeletedRowWatch
 from backends.local.fleet_faults import Watchdog
 from backends.local.fleet_jobs import (
     RUN_CALLBACK,
@@ -86,6 +87,8 @@ class GpuJobs:
         self.http = httpx.AsyncClient(timeout=config.callback_timeout_s)
         self.prompts_between_steps: PromptsBetweenSteps | None = None
         self._selector: BestOfSelector | None = None
+        self.deleted = DeletedRowWatch(store)
+        """DELETE on any API replica stops the job at its next check (`fleet_cancel.py`)."""
         """Set by the GPU worker once open: a training lets waiting prompts run between steps."""
 
     def engine(self) -> Engine:
@@ -99,10 +102,22 @@ class GpuJobs:
             self._engine.abort.set()
 
     def check(self) -> None:
-        """Raise Aborted when the worker is stopping (any thread); else count as progress."""
+        """Raise Aborted when the worker is stopping or the running job's row was deleted
+        (any thread); else count as progress."""
         if self.stopping.is_set():
             raise Aborted("the GPU worker is stopping")
+        self.deleted.check()
         self.watchdog.beat()
+
+    async def _deleted_while_running(self, kind: JobKind, row_id: int) -> bool:
+        """After an abort: True (and its files gone) when the row was deleted, not stopped."""
+        get = self.store.get_tune if kind == JobKind.TUNE else self.store.get_prompt
+        if await get(row_id) is not None:
+            return False
+        folder = f"lora/{row_id}" if kind == JobKind.TUNE else f"{kind.table}/{row_id}"
+        await self.storage.delete_folder(folder)
+        log.info("%s %s: deleted while running, stopped", kind, row_id)
+        return True
 
     # -- prompts -------------------------------------------------------------------------
 
@@ -135,10 +150,10 @@ class GpuJobs:
         await self.store.update_prompt(row_id, state=JobState.RUNNING, started_at=now_iso())
         log.info("prompt %s: %d image(s) %dx%d", row_id, params.num_images, params.w, params.h)
         try:
-            with self.watchdog.watching():
+            with self.watchdog.watching(), self.deleted.watching(JobKind.PROMPT, row_id):
                 pngs, scores = await run_in_daemon_thread(self._generate, job)
         except Aborted:
-            return False
+            return await self._deleted_while_running(JobKind.PROMPT, row_id)
         except JobFailed as exc:
             await self._fail(JobKind.PROMPT, row_id, exc.user_message)
             return True
@@ -214,11 +229,12 @@ class GpuJobs:
             ctx = TrainContext(between_steps=lambda fraction: self._after_step(), check=self.check)
             if self.prompts_between_steps is not None:
                 self.prompts_between_steps.new_training()
-            with self.watchdog.watching():
+            with self.watchdog.watching(), self.deleted.watching(JobKind.TUNE, row_id):
                 await run_in_daemon_thread(self._trainer, job, ctx)
             await upload_tune(self.storage, row_id, job.out_dir)
         except Aborted:
-            await self._hand_back(JobKind.TUNE, row_id)
+            if not await self._deleted_while_running(JobKind.TUNE, row_id):
+                await self._hand_back(JobKind.TUNE, row_id)
         except JobFailed as exc:
             log.warning("tune %s failed: %s", row_id, exc.user_message)
             await self._fail(JobKind.TUNE, row_id, exc.user_message)
