@@ -353,3 +353,35 @@ async def test_delete_stops_a_running_job_frees_the_gpu_and_sends_nothing(
     assert f"STUB prompt {after} pid" in fleet.logs()  # the GPU went on to the next job
     task = Task.TUNE if kind == "tune" else Task.PROMPT
     assert [job["status"] for job in fleet.jobs(task) if job["row_id"] == row_id] == ["succeeded"]
+
+
+async def test_a_training_killed_after_a_checkpoint_resumes_from_it_on_another_worker(
+    fleet: Fleet, sink: tuple[CallbackSink, str]
+) -> None:
+    callbacks, hook = sink
+    steps = {"STUB_STEP_S": "0.3", "STUB_STEPS": "30", "STUB_CHECKPOINT_STEPS": "5"}
+    for _ in range(2):
+        fleet.start_worker(**steps)
+    async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=30) as http:
+        tune = await create_tune(http, api, "resumed", hook)
+
+        async def checkpointed() -> bool:  # printed once the copy is in storage
+            return f"STUB tune {tune} checkpoint at step 10" in fleet.logs()
+
+        await until(checkpointed, "the second checkpoint", 60)
+        killed = fleet.kill_running("tune", tune)
+
+        async def trained() -> bool:
+            return bool(callbacks.received)
+
+        await until(trained, "the training to finish elsewhere", 90)
+    logs = fleet.logs()
+    [resumed] = [line for line in logs.splitlines() if f"STUB tune {tune} resumes at" in line]
+    step = int(resumed.rsplit(" ", 1)[1])
+    assert step >= 10 and step % 5 == 0  # the last checkpoint before the kill, not step 0
+    runs = [line for line in logs.splitlines() if f"STUB tune {tune} pid" in line]
+    pids = {int(line.rsplit(" ", 1)[1]) for line in runs}
+    assert len(runs) == 2 and len(pids) == 2 and killed in pids  # the resume: the other one
+    assert f"tune {tune}: checkpoint fetched from storage" in logs
+    assert delivered(callbacks) == collections.Counter([("tune", tune)])
+    assert row_state(fleet.database_url, "tunes", tune)[0] == "done"

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from backends.local import fleet_checkpoint
 from backends.local.best_of import BestOfSelector
 from backends.local.config import WorkerConfig
 from backends.local.errors import Aborted, GenerationError, JobFailed
@@ -226,7 +227,12 @@ class GpuJobs:
         work = self.config.data_dir / "training" / str(row_id)
         try:
             job = await self._train_job(row, work)
-            ctx = TrainContext(between_steps=lambda fraction: self._after_step(), check=self.check)
+            await fleet_checkpoint.fetch(self.storage, row_id, job.out_dir)
+            ctx = TrainContext(
+                between_steps=lambda fraction: self._after_step(),
+                check=self.check,
+                checkpointed=fleet_checkpoint.Uploader(self.storage, row_id),
+            )
             if self.prompts_between_steps is not None:
                 self.prompts_between_steps.new_training()
             with self.watchdog.watching(), self.deleted.watching(JobKind.TUNE, row_id):
@@ -242,6 +248,7 @@ class GpuJobs:
             log.exception("tune %s failed", row_id)
             await self._fail(JobKind.TUNE, row_id, f"training failed: {exc}")
         else:
+            await fleet_checkpoint.drop(self.storage, row_id)
             if not await self.store.finish(
                 JobKind.TUNE, row_id, state=JobState.DONE, trained_at=now_iso()
             ):
@@ -283,6 +290,8 @@ class GpuJobs:
 
     async def _fail(self, kind: JobKind, row_id: int, error: str) -> None:
         log.warning("%s %s failed: %s", kind, row_id, error)
+        if kind == JobKind.TUNE:  # no training will resume from it
+            await fleet_checkpoint.drop(self.storage, row_id)
         column = "error" if kind == JobKind.TUNE else "user_error"
         await self.store.finish(kind, row_id, state=JobState.FAILED, **{column: error})
 
