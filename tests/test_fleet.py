@@ -21,7 +21,13 @@ from backends.base import SDXL_BASE_TUNE_ID
 from backends.local.fleet_jobs import Task
 from backends.local.migrate import migrate
 from tests.fakes.s3 import FakeS3
-from tests.fleet import Fleet, create_prompt, create_tune, photo_bytes
+from tests.fleet import (
+    Fleet,
+    create_prompt,
+    create_tune,
+    pack_prompt_ids,
+    run_pack_on_new_tune,
+)
 from tests.worker_fixtures import CallbackSink, run_uvicorn, until
 
 pytestmark = pytest.mark.slow
@@ -257,20 +263,16 @@ async def test_a_pack_on_a_new_tune_runs_as_one_unit_on_one_worker_and_calls_bac
     for _ in range(3):
         fleet.start_worker()
     async with fleet.api(replicas=2) as apis, httpx.AsyncClient(timeout=30) as http:
-        pack = (await http.get(f"{apis[0]}/p/corporate-headshots")).json()
-        wanted = [p["id"] for p in pack["prompts_per_class"]["man"][:4]]
-        fields = {
-            "tune[title]": "pack",
-            "tune[name]": "man",
-            "tune[callback]": hook,
-            "tune[prompts_callback]": hook,
-            "tune[prompt_ids][]": [str(i) for i in wanted],
-            "tune[prompt_attributes][num_images]": "1",
-        }
-        photos = [("tune[images][]", ("0.png", photo_bytes(), "image/png"))]
-        made = await http.post(f"{apis[0]}/p/corporate-headshots/tunes", data=fields, files=photos)
-        assert made.status_code == 201, made.text
-        run = [p["id"] for p in made.json()["prompts"]]
+        wanted = await pack_prompt_ids(http, apis[0], 4)
+        made = await run_pack_on_new_tune(
+            http,
+            apis[0],
+            "pack",
+            wanted,
+            hook,
+            **{"tune[callback]": hook, "tune[prompt_attributes][num_images]": "1"},
+        )
+        run = [p["id"] for p in made["prompts"]]
 
         async def trained() -> bool:
             return bool(callbacks.received)

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
@@ -25,7 +24,15 @@ from backends.local.fleet_jobs import FleetStore
 from backends.local.migrate import migrate
 from backends.local.records import JobKind, JobState
 from tests.fakes.s3 import FakeS3
-from tests.fleet import ROOT, Fleet, create_prompt, create_tune, photo_bytes
+from tests.fleet import (
+    ROOT,
+    Fleet,
+    create_prompt,
+    create_tune,
+    pack_prompt_ids,
+    photo_bytes,
+    run_pack_on_new_tune,
+)
 from tests.worker_fixtures import until
 
 
@@ -97,8 +104,7 @@ async def test_a_pack_on_a_new_tune_is_one_job_deferred_when_its_training_ends(
     fleet: Fleet, api: str
 ) -> None:
     async with httpx.AsyncClient() as http:
-        pack = (await http.get(f"{api}/p/corporate-headshots")).json()
-        wanted = [p["id"] for p in pack["prompts_per_class"]["man"][:2]]
+        wanted = await pack_prompt_ids(http, api, 2)
         made = await run_pack_on_new_tune(http, api, "headshots", wanted, "https://cb.test/run")
         tune_id = made["id"]
         waiting = [(await http.get(f"{api}/prompts/{p['id']}")).json() for p in made["prompts"]]
@@ -122,8 +128,7 @@ async def test_a_pack_on_a_trained_tune_is_deferred_at_once_and_likes_add_up(
         tune_id = await create_tune(http, api, "trained", "")
         async with gpu_side(fleet) as store:
             await store.finish(JobKind.TUNE, tune_id, state=JobState.DONE)
-        pack = (await http.get(f"{api}/p/corporate-headshots")).json()
-        first = pack["prompts_per_class"]["man"][0]["id"]
+        [first] = await pack_prompt_ids(http, api, 1)
         response = await http.post(
             f"{api}/p/corporate-headshots/tunes",
             json={"tune": {"tune_ids": [tune_id], "prompt_ids": [first]}},
@@ -148,8 +153,7 @@ async def test_a_failed_training_fails_its_runs_prompts_and_calls_the_run_back_o
     fleet: Fleet, api: str
 ) -> None:
     async with httpx.AsyncClient() as http:
-        pack = (await http.get(f"{api}/p/corporate-headshots")).json()
-        wanted = [p["id"] for p in pack["prompts_per_class"]["man"][:2]]
+        wanted = await pack_prompt_ids(http, api, 2)
         made = await run_pack_on_new_tune(http, api, "doomed", wanted, "https://cb.test/run")
         async with gpu_side(fleet) as store:
             await store.finish(JobKind.TUNE, made["id"], state=JobState.FAILED, error="no face")
@@ -159,22 +163,6 @@ async def test_a_failed_training_fails_its_runs_prompts_and_calls_the_run_back_o
     callbacks = [job for job in fleet.jobs("fleet.send_callback") if job["kind"] == "run"]
     assert len(callbacks) == 1  # the run's prompts_callback, once for the whole run
     assert "fleet.run_pack_run" not in [task for task, _ in job_rows(fleet.database_url)]
-
-
-async def run_pack_on_new_tune(
-    http: httpx.AsyncClient, api: str, title: str, prompt_ids: list[int], callback: str
-) -> dict[str, Any]:
-    """POST /p/corporate-headshots/tunes with one photo: a new tune and the pack's prompts."""
-    fields = {
-        "tune[title]": title,
-        "tune[name]": "man",
-        "tune[prompts_callback]": callback,
-        "tune[prompt_ids][]": [str(i) for i in prompt_ids],
-    }
-    photos = [("tune[images][]", ("0.png", photo_bytes(), "image/png"))]
-    response = await http.post(f"{api}/p/corporate-headshots/tunes", data=fields, files=photos)
-    assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
 
 
 @contextlib.asynccontextmanager
