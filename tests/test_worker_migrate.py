@@ -12,7 +12,7 @@ from bot.__main__ import main
 
 
 async def test_migrate_applies_both_schemas_once_and_jobs_can_be_deferred(pg_url: str) -> None:
-    with pytest.raises(ConfigError, match=r"lacks tunes, prompts, procrastinate_jobs.*migrate"):
+    with pytest.raises(ConfigError, match=r"lacks tunes, prompts, pack_runs, prompt_likes, procrastinate_jobs.*migrate"):
         await check_migrated(pg_url)
     applied = await migrate(pg_url)
     assert applied[0].startswith("worker tables") and "procrastinate" in applied[1]
