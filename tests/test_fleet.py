@@ -387,3 +387,46 @@ async def test_a_training_killed_after_a_checkpoint_resumes_from_it_on_another_w
     assert f"tune {tune}: checkpoint fetched from storage" in logs
     assert delivered(callbacks) == collections.Counter([("tune", tune)])
     assert row_state(fleet.database_url, "tunes", tune)[0] == "done"
+
+
+async def test_a_run_whose_worker_is_killed_finishes_on_another_with_one_callback(
+    fleet: Fleet, sink: tuple[CallbackSink, str]
+) -> None:
+    callbacks, hook = sink
+    for _ in range(2):
+        fleet.start_worker(STUB_IMAGE_S="1")
+    async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=30) as http:
+        tune = await create_tune(http, api, "trained", "")
+
+        async def is_trained() -> bool:
+            return (await http.get(f"{api}/tunes/{tune}")).json()["trained_at"] is not None
+
+        await until(is_trained, "the training", 60)
+        wanted = await pack_prompt_ids(http, api, 4)
+        body = {
+            "tune_ids": [tune],
+            "prompt_ids": wanted,
+            "prompts_callback": hook,
+            "prompt_attributes": {"num_images": 1},
+        }
+        made = await http.post(f"{api}/p/corporate-headshots/tunes", json={"tune": body})
+        assert made.status_code == 201, made.text
+        run = [p["id"] for p in made.json()["prompts"]]
+
+        async def second_started() -> bool:
+            return f"STUB prompt {run[1]} pid" in fleet.logs()
+
+        await until(second_started, "the run's second prompt", 60)
+        killed = fleet.kill_running("prompt", run[1])
+
+        async def called_back() -> bool:
+            return bool(callbacks.received)
+
+        await until(called_back, "the run to finish on the other worker", 90)
+        await asyncio.sleep(1.5)  # time for a duplicate to show up, were there one
+    [together] = callbacks.received
+    assert [p["id"] for p in together] == run and {p["status"] for p in together} == {"done"}
+    lines = [line for line in fleet.logs().splitlines() if line.startswith("STUB prompt")]
+    after_kill = [line for line in lines if f"STUB prompt {run[3]} pid" in line]
+    assert after_kill and all(not line.endswith(f" {killed}") for line in after_kill)
+    assert [(job["status"], job["attempts"]) for job in fleet.jobs(Task.RUN)] == [("succeeded", 2)]
