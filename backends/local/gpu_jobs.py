@@ -1,5 +1,7 @@
-"""What a fleet GPU worker does for each procrastinate job (issue #16): make a prompt's images,
-train a tune, POST a callback.
+"""What a fleet GPU worker does for each procrastinate job (issue #16): make a prompt's images
+(best-of with OVERGENERATE, as on one machine), make a pack run's prompts in a row, train a
+tune (its checkpoints copied to storage, `fleet_checkpoint.py`), POST a callback. A job whose row
+is deleted while it runs stops at its next check (`fleet_cancel.py`).
 
 The GPU work is the single-machine worker's own (the `Engine`, the trainer), run on a daemon
 thread so the event loop keeps the worker's heartbeat going. A training lets waiting prompts
@@ -87,10 +89,10 @@ class GpuJobs:
         """Set on SIGTERM: the running job stops at its next check and goes back in the queue."""
         self.http = httpx.AsyncClient(timeout=config.callback_timeout_s)
         self.prompts_between_steps: PromptsBetweenSteps | None = None
-        self._selector: BestOfSelector | None = None
+        """Set by the GPU worker once open: a training lets waiting prompts run between steps."""
         self.deleted = DeletedRowWatch(store)
         """DELETE on any API replica stops the job at its next check (`fleet_cancel.py`)."""
-        """Set by the GPU worker once open: a training lets waiting prompts run between steps."""
+        self._selector: BestOfSelector | None = None
 
     def engine(self) -> Engine:
         if self._engine is None:
@@ -138,7 +140,8 @@ class GpuJobs:
                 await self.prompts_between_steps.serve_one_prompt()
 
     async def _make_prompt(self, row_id: int) -> bool:
-        """Make a prompt's images and commit its end; False when a stop interrupted it."""
+        """Make a prompt's images and commit its end; False when a stop interrupted it (the
+        caller hands it back), True when it ended, failed, or was deleted while it ran."""
         row = await self.store.get_prompt(row_id)
         if row is None or row["state"] not in OPEN_STATES:
             return True
