@@ -130,3 +130,36 @@ async def create_prompt(
     response = await http.post(f"{api}/tunes/{tune_id}/prompts", json=body)
     assert response.status_code == 201, response.text
     return int(response.json()["id"])
+
+
+PACK = "corporate-headshots"
+"""The shipped pack the fleet's pack tests run."""
+
+
+async def pack_prompt_ids(http: httpx.AsyncClient, api: str, count: int) -> list[int]:
+    """The ids of the pack's first `count` prompts for a man."""
+    pack = (await http.get(f"{api}/p/{PACK}")).json()
+    return [p["id"] for p in pack["prompts_per_class"]["man"][:count]]
+
+
+async def run_pack_on_new_tune(
+    http: httpx.AsyncClient,
+    api: str,
+    title: str,
+    prompt_ids: list[int],
+    callback: str,
+    **fields: str,
+) -> dict[str, Any]:
+    """POST /p/PACK/tunes with one photo: a new tune (a man) and those prompts of the pack,
+    `prompts_callback` = `callback`; `fields`: more form fields (`tune[callback]` ...)."""
+    form: dict[str, Any] = {
+        "tune[title]": title,
+        "tune[name]": "man",
+        "tune[prompts_callback]": callback,
+        "tune[prompt_ids][]": [str(i) for i in prompt_ids],
+        **fields,
+    }
+    photos = [("tune[images][]", ("0.png", photo_bytes(), "image/png"))]
+    response = await http.post(f"{api}/p/{PACK}/tunes", data=form, files=photos)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from PIL import Image
 
 from backends.local.artefacts import EMBEDDINGS_FILE, LORA_FILE, MANIFEST_FILE
+from backends.local.checkpoint import CHECKPOINT_FILE
 from backends.local.config import WorkerConfig
 from backends.local.generate import PromptJob
 from backends.local.gpu_worker import run_gpu_worker
@@ -55,14 +56,33 @@ class SleepingEngine:
         return images
 
 
-def sleeping_trainer(step_s: float, steps: int) -> Callable[[TrainJob, TrainContext], None]:
+def sleeping_trainer(
+    step_s: float, steps: int, checkpoint_steps: int = 0
+) -> Callable[[TrainJob, TrainContext], None]:
+    """Sleeps `step_s` a step; every `checkpoint_steps` steps writes its step as a checkpoint
+    (where and when the real trainer does) and resumes from one it finds, as the real one."""
+
     def train(job: TrainJob, ctx: TrainContext) -> None:
         print(f"STUB tune {job.tune_id} pid {os.getpid()}", file=sys.stderr, flush=True)
         ctx.check()
         assert job.images and all(path.is_file() for path in job.images)
-        for step in range(steps):
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+        saved = job.out_dir / CHECKPOINT_FILE
+        start = json.loads(saved.read_text())["step"] if saved.is_file() else 0
+        if start:
+            print(f"STUB tune {job.tune_id} resumes at step {start}", file=sys.stderr, flush=True)
+        for step in range(start, steps):
             time.sleep(step_s)
-            ctx.between_steps((step + 1) / steps)
+            done = step + 1
+            if checkpoint_steps and done % checkpoint_steps == 0 and done < steps:
+                saved.write_text(json.dumps({"step": done}))
+                ctx.checkpointed(saved)
+                print(
+                    f"STUB tune {job.tune_id} checkpoint at step {done}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            ctx.between_steps(done / steps)
         job.out_dir.mkdir(parents=True, exist_ok=True)
         (job.out_dir / LORA_FILE).write_bytes(b"lora")
         (job.out_dir / EMBEDDINGS_FILE).write_bytes(b"embeddings")
@@ -88,7 +108,7 @@ def main() -> None:
     run_gpu_worker(
         WorkerConfig.from_env(),
         engine_factory=lambda: SleepingEngine(image_s),  # type: ignore[arg-type,return-value]
-        trainer=sleeping_trainer(step_s, steps),
+        trainer=sleeping_trainer(step_s, steps, int(os.environ.get("STUB_CHECKPOINT_STEPS", "0"))),
     )
 
 

@@ -21,7 +21,13 @@ from backends.base import SDXL_BASE_TUNE_ID
 from backends.local.fleet_jobs import Task
 from backends.local.migrate import migrate
 from tests.fakes.s3 import FakeS3
-from tests.fleet import Fleet, create_prompt, create_tune
+from tests.fleet import (
+    Fleet,
+    create_prompt,
+    create_tune,
+    pack_prompt_ids,
+    run_pack_on_new_tune,
+)
 from tests.worker_fixtures import CallbackSink, run_uvicorn, until
 
 pytestmark = pytest.mark.slow
@@ -248,3 +254,179 @@ async def test_a_stopped_worker_hands_its_job_back_and_exits_cleanly(
     assert f"STUB prompt {prompt} pid {second.pid}" in fleet.logs()
     assert delivered(callbacks) == collections.Counter([("prompt", prompt)])
     assert [job["status"] for job in fleet.jobs(Task.PROMPT)] == ["succeeded", "succeeded"]
+
+
+async def test_a_pack_on_a_new_tune_runs_as_one_unit_on_one_worker_and_calls_back_once(
+    fleet: Fleet, sink: tuple[CallbackSink, str]
+) -> None:
+    callbacks, hook = sink
+    for _ in range(3):
+        fleet.start_worker()
+    async with fleet.api(replicas=2) as apis, httpx.AsyncClient(timeout=30) as http:
+        wanted = await pack_prompt_ids(http, apis[0], 4)
+        made = await run_pack_on_new_tune(
+            http,
+            apis[0],
+            "pack",
+            wanted,
+            hook,
+            **{"tune[callback]": hook, "tune[prompt_attributes][num_images]": "1"},
+        )
+        run = [p["id"] for p in made["prompts"]]
+
+        async def trained() -> bool:
+            return bool(callbacks.received)
+
+        await until(trained, "the training", 60)
+        singles = [
+            await create_prompt(http, apis[i % 2], SDXL_BASE_TUNE_ID, f"single {i}", "")
+            for i in range(4)
+        ]
+
+        async def run_called_back() -> bool:
+            return any(isinstance(body, list) for body in callbacks.received)
+
+        await until(run_called_back, "the run's prompts_callback", 90)
+        await asyncio.sleep(1.5)  # time for a duplicate to show up, were there one
+        shown = [(await http.get(f"{apis[1]}/prompts/{p}")).json() for p in singles]
+    [together] = [body for body in callbacks.received if isinstance(body, list)]
+    assert [p["id"] for p in together] == run
+    assert all(p["status"] == "done" and len(p["images"]) == 1 for p in together)
+    assert {p["status"] for p in shown} == {"done"}
+    lines = [line for line in fleet.logs().splitlines() if line.startswith("STUB prompt")]
+    made_by = {int(line.split()[2]): line.rsplit(" ", 1)[1] for line in lines}
+    assert len({made_by[p] for p in run}) == 1  # the whole run on one GPU: one fetch, one bind
+    assert [job["status"] for job in fleet.jobs(Task.RUN)] == ["succeeded"]
+    assert not [job for job in fleet.jobs(Task.PROMPT) if job["row_id"] in run]
+
+
+async def test_best_of_makes_more_images_on_the_gpu_worker_and_keeps_the_best(
+    fleet: Fleet,
+) -> None:
+    fleet.start_worker(OVERGENERATE="2", STUB_IMAGE_S="0.05")
+    async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=30) as http:
+        prompt = await create_prompt(http, api, SDXL_BASE_TUNE_ID, "best of", "", images=2)
+
+        async def done() -> dict[str, object] | None:
+            shown = (await http.get(f"{api}/prompts/{prompt}")).json()
+            return shown if shown["status"] in ("done", "failed") else None
+
+        shown = await until(done, "the best-of prompt", 60)
+        images = [(await http.get(url, follow_redirects=True)).content for url in shown["images"]]
+    assert shown["status"] == "done" and shown["generated_images"] == 4
+    assert len(images) == 2 and all(image.startswith(b"\x89PNG") for image in images)
+    scores = shown["scores"]
+    assert len(scores) == 2 and scores[0]["score"] >= scores[1]["score"]
+    assert {s["seed"] for s in scores} <= {shown["seed"] + j for j in range(4)}
+    assert fleet.logs().count(f"STUB prompt {prompt} pid") == 2  # two rounds of two
+
+
+@pytest.mark.parametrize("kind", ["prompt", "tune"])
+async def test_delete_stops_a_running_job_frees_the_gpu_and_sends_nothing(
+    fleet: Fleet, sink: tuple[CallbackSink, str], kind: str
+) -> None:
+    callbacks, hook = sink
+    fleet.start_worker(STUB_IMAGE_S="3", STUB_STEP_S="0.5", STUB_STEPS="40")
+    async with fleet.api(replicas=2) as apis, httpx.AsyncClient(timeout=30) as http:
+        if kind == "tune":
+            row_id = await create_tune(http, apis[0], "deleted", hook)
+        else:
+            row_id = await create_prompt(http, apis[0], SDXL_BASE_TUNE_ID, "p", hook, images=8)
+
+        async def started() -> bool:
+            return f"STUB {kind} {row_id} pid" in fleet.logs()
+
+        await until(started, f"the {kind} to start", 60)
+        path = f"tunes/{row_id}" if kind == "tune" else f"prompts/{row_id}"
+        assert (await http.delete(f"{apis[1]}/{path}")).status_code == 200  # another replica
+
+        async def stopped() -> bool:  # logged only when the job aborts on its deleted row
+            return f"{kind} {row_id}: deleted while running, stopped" in fleet.logs()
+
+        await until(stopped, f"the deleted {kind} to stop", 30)
+        after = await create_prompt(http, apis[0], SDXL_BASE_TUNE_ID, "next", hook)
+
+        async def next_done() -> bool:
+            return bool(callbacks.received)
+
+        await until(next_done, "the next prompt", 60)
+        await asyncio.sleep(1.5)  # time for a callback of the deleted job, were there one
+    assert delivered(callbacks) == collections.Counter([("prompt", after)])
+    assert f"STUB prompt {after} pid" in fleet.logs()  # the GPU went on to the next job
+    task = Task.TUNE if kind == "tune" else Task.PROMPT
+    assert [job["status"] for job in fleet.jobs(task) if job["row_id"] == row_id] == ["succeeded"]
+
+
+async def test_a_training_killed_after_a_checkpoint_resumes_from_it_on_another_worker(
+    fleet: Fleet, sink: tuple[CallbackSink, str]
+) -> None:
+    callbacks, hook = sink
+    steps = {"STUB_STEP_S": "0.3", "STUB_STEPS": "30", "STUB_CHECKPOINT_STEPS": "5"}
+    for _ in range(2):
+        fleet.start_worker(**steps)
+    async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=30) as http:
+        tune = await create_tune(http, api, "resumed", hook)
+
+        async def checkpointed() -> bool:  # printed once the copy is in storage
+            return f"STUB tune {tune} checkpoint at step 10" in fleet.logs()
+
+        await until(checkpointed, "the second checkpoint", 60)
+        killed = fleet.kill_running("tune", tune)
+
+        async def trained() -> bool:
+            return bool(callbacks.received)
+
+        await until(trained, "the training to finish elsewhere", 90)
+    logs = fleet.logs()
+    [resumed] = [line for line in logs.splitlines() if f"STUB tune {tune} resumes at" in line]
+    step = int(resumed.rsplit(" ", 1)[1])
+    assert step >= 10 and step % 5 == 0  # the last checkpoint before the kill, not step 0
+    runs = [line for line in logs.splitlines() if f"STUB tune {tune} pid" in line]
+    pids = {int(line.rsplit(" ", 1)[1]) for line in runs}
+    assert len(runs) == 2 and len(pids) == 2 and killed in pids  # the resume: the other one
+    assert f"tune {tune}: checkpoint fetched from storage" in logs
+    assert delivered(callbacks) == collections.Counter([("tune", tune)])
+    assert row_state(fleet.database_url, "tunes", tune)[0] == "done"
+
+
+async def test_a_run_whose_worker_is_killed_finishes_on_another_with_one_callback(
+    fleet: Fleet, sink: tuple[CallbackSink, str]
+) -> None:
+    callbacks, hook = sink
+    for _ in range(2):
+        fleet.start_worker(STUB_IMAGE_S="1")
+    async with fleet.api(replicas=1) as (api,), httpx.AsyncClient(timeout=30) as http:
+        tune = await create_tune(http, api, "trained", "")
+
+        async def is_trained() -> bool:
+            return (await http.get(f"{api}/tunes/{tune}")).json()["trained_at"] is not None
+
+        await until(is_trained, "the training", 60)
+        wanted = await pack_prompt_ids(http, api, 4)
+        body = {
+            "tune_ids": [tune],
+            "prompt_ids": wanted,
+            "prompts_callback": hook,
+            "prompt_attributes": {"num_images": 1},
+        }
+        made = await http.post(f"{api}/p/corporate-headshots/tunes", json={"tune": body})
+        assert made.status_code == 201, made.text
+        run = [p["id"] for p in made.json()["prompts"]]
+
+        async def second_started() -> bool:
+            return f"STUB prompt {run[1]} pid" in fleet.logs()
+
+        await until(second_started, "the run's second prompt", 60)
+        killed = fleet.kill_running("prompt", run[1])
+
+        async def called_back() -> bool:
+            return bool(callbacks.received)
+
+        await until(called_back, "the run to finish on the other worker", 90)
+        await asyncio.sleep(1.5)  # time for a duplicate to show up, were there one
+    [together] = callbacks.received
+    assert [p["id"] for p in together] == run and {p["status"] for p in together} == {"done"}
+    lines = [line for line in fleet.logs().splitlines() if line.startswith("STUB prompt")]
+    after_kill = [line for line in lines if f"STUB prompt {run[3]} pid" in line]
+    assert after_kill and all(not line.endswith(f" {killed}") for line in after_kill)
+    assert [(job["status"], job["attempts"]) for job in fleet.jobs(Task.RUN)] == [("succeeded", 2)]

@@ -4,6 +4,7 @@ stores, defers, serves and refuses, and the real `gpu-worker` command on the tin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -19,9 +20,19 @@ from backends.local.config import WorkerConfig
 from backends.local.errors import ConfigError
 from backends.local.fleet_api import FleetWorker
 from backends.local.fleet_config import FleetConfig
+from backends.local.fleet_jobs import FleetStore
 from backends.local.migrate import migrate
+from backends.local.records import JobKind, JobState
 from tests.fakes.s3 import FakeS3
-from tests.fleet import ROOT, Fleet, create_prompt, create_tune, photo_bytes
+from tests.fleet import (
+    ROOT,
+    Fleet,
+    create_prompt,
+    create_tune,
+    pack_prompt_ids,
+    photo_bytes,
+    run_pack_on_new_tune,
+)
 from tests.worker_fixtures import until
 
 
@@ -89,20 +100,80 @@ async def test_training_photos_go_to_storage_and_are_served_from_it(fleet: Fleet
     assert job_rows(fleet.database_url) == [("fleet.run_tune", tune_id)]
 
 
-async def test_packs_are_refused_plainly_not_half_made(fleet: Fleet, api: str) -> None:
-    photos = [("tune[images][]", ("0.png", photo_bytes(), "image/png"))]
-    fields = {
-        "tune[title]": "pack",
-        "tune[name]": "man",
-        "tune[prompts_attributes][][text]": "ohwx man in a forest",
-    }
+async def test_a_pack_on_a_new_tune_is_one_job_deferred_when_its_training_ends(
+    fleet: Fleet, api: str
+) -> None:
     async with httpx.AsyncClient() as http:
-        response = await http.post(f"{api}/tunes", data=fields, files=photos)
-        tunes = (await http.get(f"{api}/tunes")).json()
+        wanted = await pack_prompt_ids(http, api, 2)
+        made = await run_pack_on_new_tune(http, api, "headshots", wanted, "https://cb.test/run")
+        tune_id = made["id"]
+        waiting = [(await http.get(f"{api}/prompts/{p['id']}")).json() for p in made["prompts"]]
+        assert job_rows(fleet.database_url) == [("fleet.run_tune", tune_id)]  # none per prompt
+        assert [p["orig_prompt_id"] for p in waiting] == wanted
+        assert {p["status"] for p in waiting} == {"queued"}
+        async with gpu_side(fleet) as store:  # what a GPU worker commits when training ends
+            assert await store.finish(JobKind.TUNE, tune_id, state=JobState.DONE)
+        [(task, run_id)] = job_rows(fleet.database_url)[1:]
+        assert task == "fleet.run_pack_run"
+        async with gpu_side(fleet) as store:
+            assert await store.records.run_prompt_ids(run_id) == [p["id"] for p in waiting]
         packs = await http.get(f"{api}/packs")
-    assert response.status_code == 422 and "one by one" in response.json()["error"]
-    assert tunes == [] and job_rows(fleet.database_url) == []
-    assert packs.status_code == 404
+    assert packs.status_code == 200 and "corporate-headshots" in [p["slug"] for p in packs.json()]
+
+
+async def test_a_pack_on_a_trained_tune_is_deferred_at_once_and_likes_add_up(
+    fleet: Fleet, api: str
+) -> None:
+    async with httpx.AsyncClient() as http:
+        tune_id = await create_tune(http, api, "trained", "")
+        async with gpu_side(fleet) as store:
+            await store.finish(JobKind.TUNE, tune_id, state=JobState.DONE)
+        [first] = await pack_prompt_ids(http, api, 1)
+        response = await http.post(
+            f"{api}/p/corporate-headshots/tunes",
+            json={"tune": {"tune_ids": [tune_id], "prompt_ids": [first]}},
+        )
+        assert response.status_code == 201, response.text
+        [made] = response.json()["prompts"]
+        for _ in range(2):  # a like is a state: twice is once
+            assert (await http.post(f"{api}/prompts/{made['id']}/likes")).status_code == 201
+        liked = (await http.get(f"{api}/p/corporate-headshots")).json()
+        ranked = (await http.get(f"{api}/packs?order=likes")).json()
+        await http.delete(f"{api}/prompts/{made['id']}/likes")
+        unliked = (await http.get(f"{api}/p/corporate-headshots")).json()
+    assert [task for task, _ in job_rows(fleet.database_url)] == [
+        "fleet.run_tune",
+        "fleet.run_pack_run",
+    ]
+    assert liked["likes"] == 1 and liked["prompts_per_class"]["man"][0]["likes"] == 1
+    assert ranked[0]["slug"] == "corporate-headshots" and unliked["likes"] == 0
+
+
+async def test_a_failed_training_fails_its_runs_prompts_and_calls_the_run_back_once(
+    fleet: Fleet, api: str
+) -> None:
+    async with httpx.AsyncClient() as http:
+        wanted = await pack_prompt_ids(http, api, 2)
+        made = await run_pack_on_new_tune(http, api, "doomed", wanted, "https://cb.test/run")
+        async with gpu_side(fleet) as store:
+            await store.finish(JobKind.TUNE, made["id"], state=JobState.FAILED, error="no face")
+        shown = [(await http.get(f"{api}/prompts/{p['id']}")).json() for p in made["prompts"]]
+    assert {p["status"] for p in shown} == {"failed"}
+    assert {p["user_error"] for p in shown} == {"the tune failed: no face"}
+    callbacks = [job for job in fleet.jobs("fleet.send_callback") if job["kind"] == "run"]
+    assert len(callbacks) == 1  # the run's prompts_callback, once for the whole run
+    assert "fleet.run_pack_run" not in [task for task, _ in job_rows(fleet.database_url)]
+
+
+@contextlib.asynccontextmanager
+async def gpu_side(fleet: Fleet) -> AsyncIterator[FleetStore]:
+    """The fleet store as a GPU worker opens it (to commit a training's end)."""
+    store = FleetStore(fleet.database_url)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 async def test_an_unmigrated_database_is_refused_with_the_command(

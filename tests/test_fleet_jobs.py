@@ -134,3 +134,33 @@ async def test_a_live_workers_job_is_left_alone(store: FleetStore, pg_url: str) 
     assert await store.jobs.job_manager.fetch_job([Queue.PROMPTS], worker_id) is not None
     assert await rescue_stalled_jobs(store.jobs, store, stalled_s=30, max_tries=2) == 0
     assert statuses(pg_url) == [(Task.PROMPT, "doing", 0)]
+
+
+async def test_a_dead_workers_run_is_handed_back_whole_then_failed_after_max_tries(
+    store: FleetStore, pg_url: str
+) -> None:
+    tune = await store.create_tune(TUNE_FIELDS, ["tunes/a/0.jpg"], origin=None)
+    await store.finish(JobKind.TUNE, tune["id"], state=JobState.DONE)
+    run_id = await store.records.create_run(tune["id"], 101, "http://h/run", None)
+    prompts = [
+        await store.create_prompt(tune["id"], {"text": str(i), "run_id": run_id}, origin=None)
+        for i in range(3)
+    ]
+    await store.run_queued(run_id, tune["id"])
+    await store.finish(JobKind.PROMPT, prompts[0]["id"], state=JobState.DONE)
+    await store.update_prompt(prompts[1]["id"], state=JobState.RUNNING)
+    await taken_by_a_dead_worker(store, pg_url, Queue.RUNS)
+    assert await rescue_stalled_jobs(store.jobs, store, stalled_s=30, max_tries=2) == 1
+    assert (Task.RUN, "todo", 1) in statuses(pg_url)
+    states = [(await store.get_prompt(p["id"]) or {})["state"] for p in prompts]
+    assert states == [JobState.DONE, JobState.QUEUED, JobState.QUEUED]
+
+    await taken_by_a_dead_worker(store, pg_url, Queue.RUNS)
+    assert await rescue_stalled_jobs(store.jobs, store, stalled_s=30, max_tries=2) == 1
+    ended = [await store.get_prompt(p["id"]) or {} for p in prompts]
+    assert [row["state"] for row in ended] == [JobState.DONE, JobState.FAILED, JobState.FAILED]
+    assert ended[2]["user_error"] == too_many_tries(2)
+    run_callbacks = [job for job in jobs(pg_url) if job[0] == Task.CALLBACK]
+    assert run_callbacks == [
+        (Task.CALLBACK, Queue.CALLBACKS, 0, {"kind": "run", "row_id": run_id})
+    ]  # once, for the whole run, when its last prompt ended

@@ -8,6 +8,7 @@ is checked on its own clock.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -15,11 +16,12 @@ import pytest
 from PIL import Image
 
 from backends.base import SDXL_BASE_TUNE_ID
-from backends.local import Worker
+from backends.local import Worker, fleet_checkpoint
 from backends.local.accel import Accel
 from backends.local.checkpoint import CHECKPOINT_FILE
 from backends.local.errors import Aborted
 from backends.local.fair_share import TrainingTurns
+from backends.local.storage import LocalStorage
 from backends.local.training_recipe import TrainingDefaults, TrainJob
 from tests.imagegen import jpeg_bytes
 from tests.worker_fixtures import API_KEY, run_uvicorn, until, worker_config
@@ -53,9 +55,18 @@ def crops() -> list[Image.Image]:
     return [Image.new("RGB", (SIZE, SIZE), c) for c in ((200, 30, 30), (30, 200, 30))]
 
 
-def train(out_dir: Path, between_steps: object) -> dict[str, torch.Tensor]:
+def train(
+    out_dir: Path, between_steps: object, checkpointed: object = lambda path: None
+) -> dict[str, torch.Tensor]:
     model = load_model("tiny", "cpu", Accel.off())
-    trained = run_training(model, job(out_dir), SETTINGS, crops(), between_steps)  # type: ignore[arg-type]
+    trained = run_training(
+        model,
+        job(out_dir),
+        SETTINGS,
+        crops(),
+        between_steps,  # type: ignore[arg-type]
+        checkpointed=checkpointed,  # type: ignore[arg-type]
+    )
     return {**trained.lora, **trained.embeddings}
 
 
@@ -83,6 +94,33 @@ def test_a_stopped_training_resumes_at_its_checkpoint_and_ends_as_if_never_stopp
     assert whole.keys() == resumed.keys()
     for key, value in whole.items():
         assert torch.allclose(value, resumed[key], atol=1e-6, rtol=0), key
+
+
+@pytest.mark.slow
+async def test_a_checkpoint_copied_through_storage_resumes_the_training_in_another_folder(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fleet's way (fleet_checkpoint.py): machine A's checkpoints go to storage, machine B
+    fetches the last one into its own fresh folder and ends as an uninterrupted run would."""
+    caplog.set_level(logging.INFO)
+    whole = await asyncio.to_thread(train, tmp_path / "whole", lambda fraction: None)
+    storage = LocalStorage(tmp_path / "bucket")
+
+    def stop_after_step_5(fraction: float) -> None:
+        if fraction >= 5 / 8:
+            raise Aborted("machine A dies")
+
+    uploader = fleet_checkpoint.Uploader(storage, 7)
+    with pytest.raises(Aborted):
+        await asyncio.to_thread(train, tmp_path / "machine-a", stop_after_step_5, uploader)
+    machine_b = tmp_path / "machine-b"
+    assert await fleet_checkpoint.fetch(storage, 7, machine_b)
+    resumed = await asyncio.to_thread(train, machine_b, lambda fraction: None)
+    assert "tune 7: resuming at step 3 of 8" in caplog.text
+    for key, value in whole.items():
+        assert torch.allclose(value, resumed[key], atol=1e-6, rtol=0), key
+    await fleet_checkpoint.drop(storage, 7)
+    assert not await fleet_checkpoint.fetch(storage, 7, tmp_path / "machine-c")
 
 
 @pytest.mark.slow

@@ -12,7 +12,10 @@ from bot.__main__ import main
 
 
 async def test_migrate_applies_both_schemas_once_and_jobs_can_be_deferred(pg_url: str) -> None:
-    with pytest.raises(ConfigError, match=r"lacks tunes, prompts, procrastinate_jobs.*migrate"):
+    with pytest.raises(
+        ConfigError,
+        match=r"lacks tunes, prompts, pack_runs, prompt_likes, procrastinate_jobs.*migrate",
+    ):
         await check_migrated(pg_url)
     applied = await migrate(pg_url)
     assert applied[0].startswith("worker tables") and "procrastinate" in applied[1]
@@ -62,3 +65,13 @@ def test_the_command_names_a_missing_or_unreachable_database(
     assert main(["worker", "migrate"]) == 2
     err = capsys.readouterr().err
     assert "cannot reach WORKER_DATABASE_URL" in err and "secret-pw" not in err
+
+
+async def test_a_fleet_database_from_before_packs_gets_their_tables(pg_url: str) -> None:
+    await migrate(pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # as `migrate` left it before packs
+        conn.execute("DROP TABLE pack_runs; DROP TABLE prompt_likes")
+    with pytest.raises(ConfigError, match=r"lacks pack_runs, prompt_likes: .*migrate"):
+        await check_migrated(pg_url)
+    assert await migrate(pg_url) == ["worker tables (tunes, prompts, pack_runs, prompt_likes)"]
+    await check_migrated(pg_url)

@@ -12,6 +12,8 @@ import pytest
 
 from backends.local.config import FIRST_TUNE_ID
 from backends.local.errors import ConfigError
+from backends.local.packs.records import SCHEMA as PACK_SCHEMA
+from backends.local.packs.records import PackRecords
 from backends.local.pg_store import PgWorkerStore, apply_schema
 from backends.local.records import JobKind, JobState
 from backends.local.store import JobStore, WorkerStore
@@ -224,3 +226,60 @@ async def test_postgresql_unreachable_is_a_clear_config_error() -> None:
     with pytest.raises(ConfigError, match="cannot reach WORKER_DATABASE_URL") as caught:
         await store.open()
     assert "secret-pw" not in str(caught.value)
+
+
+async def with_pack_tables(store: JobStore) -> PackRecords:
+    """The run and like tables: the single runner creates them at start, `migrate` in PG."""
+    if isinstance(store, WorkerStore):
+        await store.db.executescript(PACK_SCHEMA)
+    return PackRecords(store)
+
+
+async def test_a_run_knows_its_prompts_and_when_they_have_all_ended(store: JobStore) -> None:
+    records = await with_pack_tables(store)
+    tune_id = await new_tune(store)
+    run_id = await records.create_run(tune_id, 101, "https://cb/run", "https://origin")
+    other_run = await records.create_run(tune_id, None, None, None)
+    ids = [
+        (await store.create_prompt(tune_id, {"text": str(i), "run_id": run_id}, None))["id"]
+        for i in range(3)
+    ]
+    await store.create_prompt(tune_id, {"text": "alone"}, None)
+    await store.create_prompt(tune_id, {"text": "other", "run_id": other_run}, None)
+    run = await records.get_run(run_id)
+    assert run is not None
+    assert (run["tune_id"], run["pack_id"], run["prompts_callback"], run["origin"]) == (
+        tune_id,
+        101,
+        "https://cb/run",
+        "https://origin",
+    )
+    assert await records.run_prompt_ids(run_id) == ids
+    assert await records.open_runs_of_tune(tune_id) == [run_id, other_run]
+    await store.update_prompt(ids[0], state=JobState.DONE)
+    await store.update_prompt(ids[1], state=JobState.RUNNING)
+    assert await records.open_run_prompt_ids(run_id) == ids[1:]
+    assert not await records.run_finished(run_id)
+    await store.update_prompt(ids[1], state=JobState.FAILED)
+    await store.update_prompt(ids[2], state=JobState.DONE)
+    assert await records.run_finished(run_id) and await records.open_run_prompt_ids(run_id) == []
+    assert await records.open_runs_of_tune(tune_id) == [other_run]
+    assert await records.runs_with_unsent_callbacks() == [run_id]
+    assert await records.claim_run_callback(run_id) is True
+    assert await records.claim_run_callback(run_id) is False
+    assert await records.runs_with_unsent_callbacks() == []
+
+
+async def test_a_like_is_a_state_counted_per_pack_prompt(store: JobStore) -> None:
+    records = await with_pack_tables(store)
+    made = [
+        await store.create_prompt(666678, {"text": "x", "pack_id": 1, "orig_prompt_id": orig}, None)
+        for orig in (10_000_001, 10_000_001, 10_000_002)
+    ]
+    plain = await store.create_prompt(666678, {"text": "mine"}, None)
+    for prompt in [*made, made[0], plain]:  # liking twice is liking once
+        await records.like(prompt)
+    assert await records.likes_per_pack_prompt() == {10_000_001: 2, 10_000_002: 1}
+    await records.unlike(made[1]["id"])
+    await records.unlike(made[1]["id"])
+    assert await records.likes_per_pack_prompt() == {10_000_001: 1, 10_000_002: 1}

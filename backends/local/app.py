@@ -47,19 +47,14 @@ from backends.local.tune_intake import TuneIntake, read_tune_fields
 log = logging.getLogger(__name__)
 
 
-PACKS_OFF = "packs are not available on the worker fleet yet: send their prompts one by one"
-
-
-def create_app(worker: Served, *, with_packs: bool = True) -> Starlette:
-    """The ASGI app of `worker` (its lifespan starts/stops the worker when uvicorn runs it).
-    `with_packs=False` (the fleet, whose store has no pack tables yet): no pack routes, and a
-    tune with `prompts_attributes` is refused with a 422."""
+def create_app(worker: Served) -> Starlette:
+    """The ASGI app of `worker` (its lifespan starts/stops the worker when uvicorn runs it)."""
     from backends.local import pack_routes  # its routes come first (see below)
 
     intake = TuneIntake(worker)
-    api = _Api(worker, intake, with_packs)
+    api = _Api(worker, intake)
     routes = [
-        *(pack_routes.routes(worker, intake) if with_packs else []),  # /files/models/... first
+        *pack_routes.routes(worker, intake),  # /files/models/... first
         Route("/tunes", api.create_tune, methods=["POST"]),
         Route("/tunes", api.list_tunes, methods=["GET"]),
         Route("/tunes/{tune_id:id}", api.get_tune, methods=["GET"]),
@@ -95,9 +90,8 @@ class _Api:
     """The endpoint handlers; errors are raised (HTTPError, RequestError) and answered by
     http.py's exception handlers."""
 
-    def __init__(self, worker: Served, intake: TuneIntake, with_packs: bool) -> None:
+    def __init__(self, worker: Served, intake: TuneIntake) -> None:
         self.worker = worker
-        self.with_packs = with_packs
         self.config = worker.config
         self.store = worker.store
         self.intake = intake
@@ -107,8 +101,6 @@ class _Api:
     async def create_tune(self, request: Request) -> Response:
         fields = await read_tune_fields(request)
         plan = attributes_plan(fields.get("prompts_attributes"))
-        if plan is not None and not self.with_packs:
-            raise RequestError(PACKS_OFF)
         accepted = await self.intake.accept(fields, self._base(request), lambda _: plan)
         return JSONResponse(tune_json(accepted.tune, self._base(request)), status_code=201)
 

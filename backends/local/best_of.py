@@ -26,7 +26,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -43,6 +43,9 @@ from backends.local.likeness import (
     reference_embeddings,
 )
 from backends.photo_quality import BLURRY_BELOW_FACE, sharpness
+
+if TYPE_CHECKING:
+    from backends.local.config import WorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +145,12 @@ class BestOfSelector:
         self._detector: FaceDetector | None = None
         self._embedder: FaceEmbedder | None = None
         self._embedder_loaded = False
+
+    @classmethod
+    def for_worker(cls, config: WorkerConfig) -> BestOfSelector:
+        """The selector a worker's OVERGENERATE and FACE_DETECTOR ask for (one machine's
+        runner and the fleet's GPU worker alike)."""
+        return cls(config.overgenerate, config.face_detector, config.files_dir)
 
     def run(self, engine: Engine, job: PromptJob, progress: Progress) -> BestOf:
         """Generate `num_images x factor` images in rounds, score them, keep the best."""

@@ -60,14 +60,15 @@ def fingerprint(job: TrainJob, settings: TrainingDefaults, n_latents: int) -> st
     return json.dumps(identity, sort_keys=True)
 
 
-def save(folder: Path, state: TrainingState, tag: str) -> None:
-    """Write atomically (a kill mid-write leaves the previous checkpoint)."""
+def save(folder: Path, state: TrainingState, tag: str) -> Path:
+    """Write atomically (a kill mid-write leaves the previous checkpoint); the file."""
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (CHECKPOINT_FILE + ".tmp")
     fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
     torch.save({"fingerprint": tag, **fields}, tmp)
     os.replace(tmp, folder / CHECKPOINT_FILE)
     fault_at(FaultPoint.TRAINING_CHECKPOINTED)
+    return folder / CHECKPOINT_FILE
 
 
 def load(folder: Path, tag: str) -> TrainingState | None:

@@ -40,7 +40,8 @@ class QueueView:
         """Jobs were deferred with their rows: the GPU workers hear of them from PostgreSQL."""
 
     def cancel(self, kind: JobKind, row_id: int) -> None:
-        """A deleted row's job finds it gone and drops its files (a training runs to its end)."""
+        """The GPU worker running it finds its row gone at its next check and stops there
+        (`fleet_cancel.py`): nothing to tell from this process."""
 
     async def queue_position(self, prompt_id: int) -> int:
         ids = await self.store.queued_prompt_ids()
@@ -58,7 +59,7 @@ class FleetWorker:
         self.storage = open_storage(config.files_dir, fleet)
         self.runner = QueueView(self.store)
         self.inspect = inspect_endpoint(config.face_detector)
-        self.app = create_app(self, with_packs=False)  # type: ignore[arg-type]  # QueueView
+        self.app = create_app(self)  # type: ignore[arg-type]  # QueueView
         self.started_at: str | None = None
 
     async def start(self) -> None:

@@ -49,7 +49,7 @@ async def rescue_stalled_jobs(
     for job in stalled:
         kind = KIND_OF_TASK.get(job.task_name)
         row_id = job.task_kwargs.get("row_id")
-        gpu_job = kind is not None and isinstance(row_id, int)
+        gpu_job = (kind is not None or job.task_name == Task.RUN) and isinstance(row_id, int)
         if not gpu_job and job.queue != Queue.CALLBACKS:
             continue  # not ours
         tries = job.attempts + 1
@@ -65,22 +65,30 @@ async def rescue_stalled_jobs(
         except procrastinate.exceptions.ConnectorException:  # another worker was faster
             continue
         rescued += 1
+        assert isinstance(row_id, int)
+        what = kind or "run"
         if tries >= max_tries:
-            log.error("%s %s: %s", kind, row_id, too_many_tries(tries))
-            column = "error" if kind == JobKind.TUNE else "user_error"
-            await store.finish(
-                kind, row_id, state=JobState.FAILED, **{column: too_many_tries(tries)}
-            )
+            log.error("%s %s: %s", what, row_id, too_many_tries(tries))
+            await _give_up(store, kind, row_id, too_many_tries(tries))
         else:
             log.warning(
                 "%s %s: its worker died (try %d of %d), queued again",
-                kind,
+                what,
                 row_id,
                 tries,
                 max_tries,
             )
-            await store.requeue(kind, row_id)
+            await (store.requeue_run(row_id) if kind is None else store.requeue(kind, row_id))
     return rescued
+
+
+async def _give_up(store: FleetStore, kind: JobKind | None, row_id: int, error: str) -> None:
+    """Fail a tune or prompt (`kind`), or a run's open prompts (None), with `error`."""
+    if kind is None:
+        await store.fail_run(row_id, error)
+        return
+    column = "error" if kind == JobKind.TUNE else "user_error"
+    await store.finish(kind, row_id, state=JobState.FAILED, **{column: error})
 
 
 class Watchdog:

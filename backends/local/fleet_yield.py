@@ -1,8 +1,10 @@
 """A fleet training gives its GPU to waiting prompts between its steps, as on one machine.
 
 After each training step the trainer's thread asks procrastinate for the next job of the
-`gpu-prompts` queue and runs it on this GPU before the next step, until none waits or the
-training is owed its share (fair_share.py: a stream of prompts never starves a training).
+`gpu-prompts` and `gpu-runs` queues and runs it on this GPU before the next step, until none
+waits or the training is owed its share (fair_share.py: a stream of prompts never starves a
+training). A run (a pack's prompts) lets one waiting single prompt go after each of its own
+(`serve_one_prompt`), as one machine's scheduler does.
 The prompt jobs are taken under a procrastinate worker registration of their own, with its own
 heartbeat, so a worker that dies mid-prompt has that prompt rescued like any other job.
 """
@@ -13,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import procrastinate
@@ -32,12 +34,13 @@ class PromptsBetweenSteps:
     def __init__(
         self,
         app: procrastinate.App,
-        run_prompt: Callable[[int], Awaitable[None]],
+        tasks: Mapping[str, Callable[[int], Awaitable[None]]],
         share: float,
         heartbeat_s: float,
     ) -> None:
         self.app = app
-        self.run_prompt = run_prompt
+        self.tasks = tasks
+        """Task name -> its body (a prompt's, a run's), for the jobs taken here."""
         self.share = share
         self.heartbeat_s = heartbeat_s
         self.served = 0
@@ -81,22 +84,30 @@ class PromptsBetweenSteps:
         finally:
             self._turns.resume()
 
+    async def serve_one_prompt(self) -> None:
+        """On the loop, between a run's prompts: one waiting single prompt, if any."""
+        if self._worker_id is None:
+            return
+        job = await self.app.job_manager.fetch_job([Queue.PROMPTS], self._worker_id)
+        if job is not None:
+            await self._run(job)
+
     def _on_loop(self, work: Coroutine[Any, Any, T]) -> T:
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(work, self._loop).result()
 
     async def _next(self) -> Job | None:
         assert self._worker_id is not None
-        return await self.app.job_manager.fetch_job([Queue.PROMPTS], self._worker_id)
+        return await self.app.job_manager.fetch_job([Queue.PROMPTS, Queue.RUNS], self._worker_id)
 
     async def _run(self, job: Job) -> None:
         row_id = job.task_kwargs["row_id"]
-        log.info("prompt %s runs between training steps", row_id)
+        log.info("%s %s runs in between", job.task_name, row_id)
         status = Status.SUCCEEDED
         try:
-            await self.run_prompt(int(row_id))  # type: ignore[arg-type]
-        except Exception:  # the job is marked failed; the training goes on
-            log.exception("prompt %s failed between training steps", row_id)
+            await self.tasks[job.task_name](int(row_id))  # type: ignore[arg-type]
+        except Exception:  # the job is marked failed; the job it went between goes on
+            log.exception("%s %s failed in between", job.task_name, row_id)
             status = Status.FAILED
         await self.app.job_manager.finish_job(job, status, delete_job=False)
         self.served += 1

@@ -94,6 +94,7 @@ class GpuWorker:
         app = self.store.jobs
         app.task(name=Task.PROMPT, queue=Queue.PROMPTS)(self.jobs.run_prompt)
         app.task(name=Task.TUNE, queue=Queue.TUNES)(self.jobs.run_tune)
+        app.task(name=Task.RUN, queue=Queue.RUNS)(self.jobs.run_run)
         app.task(name=Task.CALLBACK, queue=Queue.CALLBACKS, retry=CALLBACK_RETRY)(
             self.jobs.send_callback
         )
@@ -101,7 +102,10 @@ class GpuWorker:
             await asyncio.to_thread(self.jobs.engine().models.get, SDXL_BASE_TUNE_ID)
         self.watchdog.start()
         between = PromptsBetweenSteps(
-            app, self.jobs.run_prompt, self.config.training_share, self.fleet.stalled_s / 5
+            app,
+            {Task.PROMPT: self.jobs.run_prompt, Task.RUN: self.jobs.run_run},
+            self.config.training_share,
+            self.fleet.stalled_s / 5,
         )
         await between.open()
         self.jobs.prompts_between_steps = between

@@ -39,7 +39,7 @@ async def migrate(conninfo: str) -> list[str]:
     applied = []
     if await missing_tables(conninfo, WORKER_TABLES):
         await apply_schema(conninfo)
-        applied.append("worker tables (tunes, prompts)")
+        applied.append("worker tables (tunes, prompts, pack_runs, prompt_likes)")
     missing = await missing_tables(conninfo, JOB_TABLES)
     if len(missing) == len(JOB_TABLES):
         app = job_app(conninfo)

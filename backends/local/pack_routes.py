@@ -23,12 +23,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from backends.base import SDXL_BASE_TUNE_ID
 from backends.local import tune_files
 from backends.local.errors import HTTPError, RequestError
+from backends.local.file_cache import tune_key
 from backends.local.http import Served
 from backends.local.model_specs import native_size
 from backends.local.packs import runs
@@ -138,7 +139,10 @@ class PackApi:
     async def model_file(self, request: Request) -> Response:
         """GET /files/models/:tune_id/:name: one of a trained tune's model files."""
         tune_id, name = request.path_params["tune_id"], request.path_params["name"]
-        row = await self.worker.store.get_tune(tune_id)
+        row = tune_files.check_downloadable(await self.worker.store.get_tune(tune_id), name)
+        link = await self.worker.storage.presigned_url(tune_key(tune_id, name))
+        if link is not None:  # the fleet: the files are in S3, fetched there without a key
+            return RedirectResponse(link, status_code=307)
         path = tune_files.model_file(row, self.config.tunes_dir, name)
         return FileResponse(
             path, media_type="application/octet-stream", filename=f"{tune_id}-{name}"

@@ -19,6 +19,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from backends.local.config import FIRST_TUNE_ID
 from backends.local.errors import ConfigError
+from backends.local.packs.records import PACK_TABLES
+from backends.local.packs.records import PG_SCHEMA as PACK_SCHEMA
 from backends.local.records import JobKind, Row
 from backends.local.store import JobStore
 
@@ -65,13 +67,15 @@ CREATE INDEX IF NOT EXISTS prompts_tune ON prompts(tune_id);
 """
 
 MIGRATE_HINT = "run `photoshoot-bot worker migrate` against WORKER_DATABASE_URL first"
-WORKER_TABLES = tuple(kind.table for kind in JobKind)
+WORKER_TABLES = (*(kind.table for kind in JobKind), *PACK_TABLES)
 
 
 async def apply_schema(conninfo: str) -> None:
-    """Create the worker's tables where missing (idempotent)."""
+    """Create the worker's tables where missing (idempotent): tunes and prompts, then the
+    pack runs and likes beside them (`packs/records.py`)."""
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         await conn.execute(SCHEMA)
+        await conn.execute(PACK_SCHEMA)
 
 
 async def missing_tables(conninfo: str, names: tuple[str, ...] = WORKER_TABLES) -> list[str]:
@@ -100,6 +104,8 @@ _in_transaction: ContextVar[psycopg.AsyncConnection[Any] | None] = ContextVar(
 class PgWorkerStore(JobStore):
     """The store on PostgreSQL. Each statement runs on a pooled connection in autocommit, or,
     inside `transaction()`, on that transaction's connection."""
+
+    dialect = "postgresql"
 
     def __init__(self, conninfo: str, *, max_connections: int = 10) -> None:
         self.conninfo = conninfo

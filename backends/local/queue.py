@@ -342,10 +342,7 @@ class JobRunner:
 
     def _best_of(self) -> BestOfSelector:
         if self._selector is None:
-            config = self.config
-            self._selector = BestOfSelector(
-                config.overgenerate, config.face_detector, config.files_dir
-            )
+            self._selector = BestOfSelector.for_worker(self.config)
         return self._selector
 
     async def _finish_prompt(

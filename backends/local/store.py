@@ -17,11 +17,11 @@ import contextlib
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiosqlite
 
@@ -113,6 +113,20 @@ class JobStore(ABC):
     Queries use `?` placeholders; each statement commits on its own. A subclass supplies the
     connection (`open`, `close`) and the three primitives below.
     """
+
+    dialect: ClassVar[str]
+    """`sqlite` or `postgresql`: for the few expressions the two spell differently."""
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        """Statements that belong together. Here (SQLite, one process) each commits on its
+        own; the fleet's store makes them one transaction, with the jobs they defer."""
+        yield None
+
+    async def run_queued(self, run_id: int, tune_id: int) -> None:
+        """A run's prompts were stored (inside `transaction()`). One machine's runner finds
+        them in the tables; the fleet defers the run's job here."""
+        return None
 
     @abstractmethod
     async def open(self) -> None:
@@ -369,6 +383,8 @@ class JobStore(ABC):
 
 class WorkerStore(JobStore):
     """The store on one SQLite file. One connection; aiosqlite serialises the calls."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -51,6 +51,9 @@ class TrainContext:
     check: Callable[[], None] = lambda: None
     """Raises Aborted when the worker stops or the tune was deleted: called between the
     sub-steps before the first step (photos, model load, latents), so a cancel frees the GPU."""
+    checkpointed: Callable[[Path], None] = lambda path: None
+    """Called with each checkpoint file just written (checkpoint.py): the fleet copies it to
+    shared storage, so a training whose machine dies resumes on another (fleet_checkpoint.py)."""
 
 
 Trainer = Callable[[TrainJob, TrainContext], None]
@@ -94,7 +97,9 @@ def train_tune(job: TrainJob, ctx: TrainContext, defaults: TrainingDefaults | No
         job.base_model, job.device, Accel.off(), config_dir=job.config_dir, check=ctx.check
     )
     try:
-        trained = run_training(model, job, settings, crops, ctx.between_steps)
+        trained = run_training(
+            model, job, settings, crops, ctx.between_steps, checkpointed=ctx.checkpointed
+        )
         save_tune(trained, job.out_dir)
         checkpoint.remove(job.out_dir)
     except torch.OutOfMemoryError:
@@ -114,6 +119,8 @@ def run_training(
     settings: TrainingDefaults,
     crops: list[Any],
     between_steps: Callable[[float], None],
+    *,
+    checkpointed: Callable[[Path], None] = lambda path: None,
 ) -> TrainedTune:
     """Pivotal tuning of `model` (a LoadedModel, modified in place) on `crops` (PIL images at
     the training size, from `training_data.prepare`)."""
@@ -133,7 +140,9 @@ def run_training(
         log.info("tune %s: resuming at step %d of %d", job.tune_id, saved.step, settings.steps)
     # the data is ready: let waiting prompts through before the long part
     between_steps(loop.start / settings.steps)
-    loss = loop.run(between_steps, lambda state: checkpoint.save(job.out_dir, state, tag))
+    loss = loop.run(
+        between_steps, lambda state: checkpointed(checkpoint.save(job.out_dir, state, tag))
+    )
     tokens.bind()
     manifest = Manifest(
         token=job.token,

@@ -29,10 +29,16 @@ def model_file_urls(row: Row, base: str) -> dict[str, Any]:
     return {"ckpt_url": urls[0], "ckpt_urls": urls}
 
 
+def check_downloadable(row: Row | None, name: str) -> Row:
+    """A 404 unless `row` is a trained tune and `name` one of its model files' names."""
+    if row is None or row["state"] != JobState.DONE or name not in MODEL_FILES:
+        raise HTTPError(404, "Not found")
+    return row
+
+
 def model_file(row: Row | None, tunes_dir: Path, name: str) -> Path:
     """The path of one of a trained tune's model files; a 404 for anything else."""
-    path = tunes_dir / str(row["id"]) / name if row is not None else None
-    trained = row is not None and row["state"] == JobState.DONE
-    if path is None or not trained or name not in MODEL_FILES or not path.is_file():
+    path = tunes_dir / str(check_downloadable(row, name)["id"]) / name
+    if not path.is_file():
         raise HTTPError(404, "Not found")
     return path

@@ -12,14 +12,14 @@ from typing import Any
 
 from backends.local.packs.records import PackRecords
 from backends.local.serialize import prompt_json
-from backends.local.store import WorkerStore
+from backends.local.store import JobStore
 
 PostLater = Callable[[str, Any], None]
 """POSTs a JSON body to a URL in the background (the runner's callback client)."""
 
 
 class RunCallbacks:
-    def __init__(self, store: WorkerStore, public_url: str | None, post_later: PostLater) -> None:
+    def __init__(self, store: JobStore, public_url: str | None, post_later: PostLater) -> None:
         self.store = store
         self.public_url = public_url
         self.records = PackRecords(store)

@@ -26,7 +26,7 @@ from backends.local import params as validate
 from backends.local.packs.catalog import PLACEHOLDER, SUBJECT_TOKEN, Pack
 from backends.local.packs.records import PackRecords
 from backends.local.records import Row
-from backends.local.store import WorkerStore
+from backends.local.store import JobStore
 
 MAX_CHARACTERISTICS = 20
 MAX_CHARACTERISTIC_CHARS = 100
@@ -129,7 +129,7 @@ def check(plan: RunPlan, *, token: str, native_size: int, max_side: int) -> None
 
 
 async def queue(
-    store: WorkerStore,
+    store: JobStore,
     records: PackRecords,
     tune: Row,
     plan: RunPlan,
@@ -138,16 +138,19 @@ async def queue(
     max_side: int,
     origin: str | None,
 ) -> list[Row]:
-    """Store the plan as a run of prompts of `tune` (queued; they wait for its training)."""
+    """Store the plan as a run of prompts of `tune` (queued; they wait for its training),
+    in one transaction where the store has them (the fleet: with the run's job)."""
     check(plan, token=tune["token"], native_size=native_size, max_side=max_side)
-    run_id = await records.create_run(tune["id"], plan.pack_id, plan.prompts_callback, origin)
     rows = []
-    for prompt in plan.prompts:
-        params = _parse(prompt, tune["id"], tune["token"], native_size, max_side)
-        params = replace(
-            params, run_id=run_id, pack_id=plan.pack_id, orig_prompt_id=prompt.orig_prompt_id
-        )
-        rows.append(await store.create_prompt(tune["id"], params.to_json(), origin=origin))
+    async with store.transaction():
+        run_id = await records.create_run(tune["id"], plan.pack_id, plan.prompts_callback, origin)
+        for prompt in plan.prompts:
+            params = _parse(prompt, tune["id"], tune["token"], native_size, max_side)
+            params = replace(
+                params, run_id=run_id, pack_id=plan.pack_id, orig_prompt_id=prompt.orig_prompt_id
+            )
+            rows.append(await store.create_prompt(tune["id"], params.to_json(), origin=origin))
+        await store.run_queued(run_id, tune["id"])
     return rows
 
 
