@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from backends.base import SDXL_BASE_TUNE_ID, Prompt, PromptRequest
+from backends.base import SDXL_BASE_TUNE_ID, Prompt, PromptRequest, TrainingImage, TuneRequest
 from backends.local import Worker
 from backends.local.best_of import REFERENCES_FILE, Scorer, rank
 from backends.local.face_detect import make_detector
 from backends.local.likeness import load_embedder
+from backends.local.training_recipe import TrainingDefaults
 from tests.photos import astronaut, blurred, cameraman, cat, jpeg
 from tests.test_worker_api import client_for
-from tests.worker_fixtures import add_trained_tune, started, worker_config
+from tests.worker_fixtures import started, worker_config
 
 pytest.importorskip("cv2")
 pytestmark = pytest.mark.slow  # face detection and embedding on 1024 px photos
@@ -83,7 +84,9 @@ def test_pets_are_scored_by_sharpness_alone() -> None:
 @pytest.fixture
 async def overgenerating(tmp_path: Path) -> AsyncIterator[Worker]:
     pytest.importorskip("torch")
-    async with started(worker_config(tmp_path / "worker", overgenerate=2.0)) as worker:
+    training = TrainingDefaults(rank=4)  # a tune trained over the API in a few CPU seconds
+    config = worker_config(tmp_path / "worker", overgenerate=2.0, training=training)
+    async with started(config) as worker:
         yield worker
 
 
@@ -116,19 +119,36 @@ async def test_the_worker_delivers_the_best_of_twice_as_many(overgenerating: Wor
     assert rescored == pytest.approx([s["score"] for s in scores], abs=1e-3)
 
 
+async def trained_through_the_api(worker: Worker, photos: list[Image.Image]) -> int:
+    """A tune made as a client makes one: `POST /tunes` with the photos (the worker's intake
+    stores them where it likes and names them on the tune's row), then a short real training."""
+    images = [TrainingImage(f"me{i}.jpg", jpeg(p)) for i, p in enumerate(photos)]
+    request = TuneRequest(title="me", name="man", images=images, steps=2)
+    async with client_for(worker) as client:
+        tune = await client.create_tune(request)
+        async with asyncio.timeout(300):
+            while not (raw := (await client.get_tune(tune.id)).raw)["trained_at"]:
+                assert raw["status"] != "failed", raw["error"]
+                await asyncio.sleep(0.1)
+    return tune.id
+
+
 async def test_a_tunes_training_faces_are_embedded_once_and_kept(overgenerating: Worker) -> None:
     if load_embedder() is None:
         pytest.skip("the likeness extra (face_recognition_models) is not installed")
-    tune_id = await add_trained_tune(overgenerating)
-    photos = overgenerating.config.files_dir / "tunes" / str(tune_id)
-    photos.mkdir(parents=True)
-    for index, image in enumerate([*training_set(), cat()]):
-        (photos / f"{index}.jpg").write_bytes(jpeg(image))
+    tune_id = await trained_through_the_api(overgenerating, [*training_set(), cat()])
+    references = overgenerating.config.tunes_dir / str(tune_id) / REFERENCES_FILE
+    assert not references.exists()  # made by the first best-of, not by the training
 
     prompt, images = await finished(overgenerating, tune_id, "ohwx man", 1)
 
-    saved = np.load(overgenerating.config.tunes_dir / str(tune_id) / REFERENCES_FILE)
+    saved = np.load(references)
     assert saved.shape == (4, 128)  # the four single-face photos; the cat is skipped
     [score] = prompt.raw["scores"]
     assert score["likeness"] is not None  # scored by likeness (the tiny model draws no face)
     assert len(images) == 1 and prompt.raw["generated_images"] == 2
+
+    await overgenerating.store.set_tune_images(tune_id, [])  # the photos swept (retention)
+    again, _ = await finished(overgenerating, tune_id, "ohwx man", 1)
+    assert again.raw["scores"][0]["likeness"] is not None  # the kept embeddings still score
+    assert np.array_equal(np.load(references), saved)

@@ -15,8 +15,9 @@ Face presence is 1 for exactly one face, 0.5 for several (someone else crept in)
 sharpness is the face's Laplacian variance at training scale over `SHARP_ENOUGH`, capped at 1.
 For pets and styles (no human face expected) the score is the whole image's sharpness.
 
-The training faces' embeddings are computed once per tune and kept in the tune's folder
-(`likeness.npy`), so they outlive the training photos and go when the tune is deleted.
+The training faces' embeddings are computed once per tune, from the photos its row names
+(`PromptJob.training_photos`), and kept in the tune's folder (`likeness.npy`), so they outlive
+the training photos and go when the tune is deleted.
 """
 
 from __future__ import annotations
@@ -138,10 +139,9 @@ def rank(scores: list[ImageScore]) -> list[int]:
 class BestOfSelector:
     """Holds the detector and embedder (loaded on first use) and the references per tune."""
 
-    def __init__(self, factor: float, detector: DetectorName | str, files_dir: Path) -> None:
+    def __init__(self, factor: float, detector: DetectorName | str) -> None:
         self.factor = min(MAX_FACTOR, factor)
         self._detector_choice = detector
-        self._files_dir = files_dir
         self._detector: FaceDetector | None = None
         self._embedder: FaceEmbedder | None = None
         self._embedder_loaded = False
@@ -150,7 +150,7 @@ class BestOfSelector:
     def for_worker(cls, config: WorkerConfig) -> BestOfSelector:
         """The selector a worker's OVERGENERATE and FACE_DETECTOR ask for (one machine's
         runner and the fleet's GPU worker alike)."""
-        return cls(config.overgenerate, config.face_detector, config.files_dir)
+        return cls(config.overgenerate, config.face_detector)
 
     def run(self, engine: Engine, job: PromptJob, progress: Progress) -> BestOf:
         """Generate `num_images x factor` images in rounds, score them, keep the best."""
@@ -190,8 +190,7 @@ class BestOfSelector:
         embedder = self.embedder() if person else None
         if embedder is None:
             return Scorer(detector, person=person)
-        photos = self._files_dir / "tunes" / job.tune_dir.name
-        references = self._references(job.tune_dir, photos, embedder)
+        references = self._references(job.tune_dir, job.training_photos, embedder)
         return Scorer(detector, person=person, embedder=embedder, references=references)
 
     def detector(self) -> FaceDetector:
@@ -205,12 +204,18 @@ class BestOfSelector:
             self._embedder_loaded = True
         return self._embedder
 
-    def _references(self, tune_dir: Path, photos: Path, embedder: FaceEmbedder) -> list[np.ndarray]:
-        """The training faces' embeddings, from the tune's folder or computed and saved there."""
+    def _references(
+        self, tune_dir: Path, photos: tuple[Path, ...], embedder: FaceEmbedder
+    ) -> list[np.ndarray]:
+        """The training faces' embeddings, from the tune's folder or computed from `photos`
+        and saved there (none: the photos are not on this machine, or show no single face)."""
         saved = tune_dir / REFERENCES_FILE
         if saved.is_file():
             return list(np.load(saved))
-        found = reference_embeddings(sorted(photos.glob("*")), self.detector(), embedder)
+        if not photos:
+            log.info("tune %s: no training photos here; no likeness", tune_dir.name)
+            return []
+        found = reference_embeddings(list(photos), self.detector(), embedder)
         if found:
             np.save(saved, np.stack(found))
         else:

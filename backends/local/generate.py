@@ -54,6 +54,9 @@ class PromptJob:
     params: PromptParams
     base_tune_id: int
     tune_dir: Path | None
+    training_photos: tuple[Path, ...] = ()
+    """The tune's training photos on this machine, as its row names them (best-of's likeness
+    references); empty where they are elsewhere (the fleet's bucket) or already swept."""
 
 
 def make_scheduler(name: str, config: Any) -> Any:

@@ -298,13 +298,14 @@ class JobRunner:
                 raise GenerationError(f"tune {base_id} no longer exists")
             lora_id = lora_id or base_id
             base_id = tune["base_tune_id"]
-        tune_dir = None
-        if lora_id is not None:
-            tune = await self.store.get_tune(lora_id)
-            tune_dir = self.config.tunes_dir / str(lora_id)
-            if tune is None or tune["state"] != JobState.DONE or not has_artefacts(tune_dir):
-                raise GenerationError(f"tune {lora_id} is not trained (or was deleted)")
-        return PromptJob(row["id"], params, base_id, tune_dir)
+        if lora_id is None:
+            return PromptJob(row["id"], params, base_id, None)
+        tune = await self.store.get_tune(lora_id)
+        tune_dir = self.config.tunes_dir / str(lora_id)
+        if tune is None or tune["state"] != JobState.DONE or not has_artefacts(tune_dir):
+            raise GenerationError(f"tune {lora_id} is not trained (or was deleted)")
+        photos = tuple(self.config.files_dir / path for path in tune["images"])
+        return PromptJob(row["id"], params, base_id, tune_dir, photos)
 
     def _generate_and_save(
         self, job: PromptJob, key: tuple[JobKind, int]
