@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from bot.app import running_core, serving
 from bot.chat.base import Core
@@ -167,6 +168,33 @@ async def test_a_lone_refused_photo_is_explained_in_full(
         summary = await fake_tg.wait_for(sent_text(ALICE, "px"))
     assert "1280×853 px" in summary.params["text"]
     assert "send it as a file" in summary.params["text"]
+
+
+async def test_a_stop_while_photos_are_being_stored_waits_for_them(
+    fake_tg: FakeTelegram,
+    users: Users,
+    tg_settings: Settings,
+    fake_astria: FakeAstria,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A batch that has closed and is being checked and stored when the bot stops is finished
+    before the store and the Bot API transport close: its photos are kept and its summary sent
+    (it wrote to a closed database and its report found no transport)."""
+    fake_astria.delay_next("POST", "/images/inspect", seconds=1.0)
+    async with running_bot(tg_settings):
+        users.document(ALICE, jpeg_bytes(1024, 1024, seed=3), name="me.jpg")
+        for _ in range(200):  # the batch has closed: its photo is at the (slow) inspection
+            if any(r.path == "/images/inspect" for r in fake_astria.requests):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the photo never reached the inspection")
+    summary = fake_tg.find("editMessageText", ALICE)
+    assert summary and "1 photo received: 1 added" in summary[-1].params["text"]
+    assert "storing photos" not in caplog.text and "could not report" not in caplog.text
+    async with running_bot(tg_settings) as core:
+        user = await core.service.store.find_user("telegram", str(ALICE))
+        assert user is not None and len(await core.service.store.pending_photos(user.id)) == 1
 
 
 async def test_group_imagine_without_and_with_a_model_and_train_points_to_dm(

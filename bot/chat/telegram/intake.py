@@ -62,6 +62,9 @@ class PhotoIntake:
         self._wait_s = wait_s
         self._max_wait_s = max_wait_s
         self._batches: dict[tuple[int, str], _Batch] = {}
+        self._finishers: set[asyncio.Task[None]] = set()
+        """Every batch's finisher until it has reported, also after it left `_batches` (when
+        it stores and reports): closing waits for those too."""
 
     async def receive(self, message: Message, user: User) -> None:
         """Start downloading one photo and add it to its chat's open batch."""
@@ -73,6 +76,8 @@ class PhotoIntake:
             self._batches[key] = batch
             batch.counter_message_id = await self._send_counter(message.chat_id)
             batch.finisher = asyncio.create_task(self._finish_when_quiet(key, batch))
+            self._finishers.add(batch.finisher)
+            batch.finisher.add_done_callback(self._finishers.discard)
         batch.downloads.append(asyncio.create_task(self._download(message)))
         batch.deadline = min(now + self._wait_s, batch.hard_deadline)
 
@@ -81,8 +86,10 @@ class PhotoIntake:
         await self._close([b for (chat, _), b in self._batches.items() if chat == chat_id])
 
     async def close(self) -> None:
-        """Close every open batch (at shutdown: photos already received are not lost)."""
+        """Close every open batch and wait for those being stored (at shutdown: photos already
+        received are not lost, and no batch writes to a store closed under it)."""
         await self._close(list(self._batches.values()))
+        await asyncio.gather(*self._finishers, return_exceptions=True)
 
     async def _close(self, batches: list[_Batch]) -> None:
         for batch in batches:
