@@ -92,9 +92,14 @@ class Watchdog:
         self._watching = 0
         """Jobs under watch: a training, and a prompt it let through."""
         self._thread = threading.Thread(target=self._watch, name="gpu-watchdog", daemon=True)
+        self._stopped = threading.Event()
 
     def start(self) -> None:
         self._thread.start()
+
+    def stop(self) -> None:
+        """The worker is stopping (or a test's in-process worker is done): stop watching."""
+        self._stopped.set()
 
     def beat(self) -> None:
         """The job moved (a step, a stage): any thread."""
@@ -111,8 +116,7 @@ class Watchdog:
             self.beat()  # the outer job's clock restarts here
 
     def _watch(self) -> None:
-        while True:
-            time.sleep(min(1.0, self.hung_s / 4))
+        while not self._stopped.wait(min(1.0, self.hung_s / 4)):
             idle = time.monotonic() - self._last
             if self._watching and idle > self.hung_s:
                 log.critical(

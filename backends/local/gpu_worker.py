@@ -84,8 +84,9 @@ class GpuWorker:
         )
         self.name = f"gpu-{socket.gethostname()}-{os.getpid()}"
 
-    async def run(self) -> None:
-        """Take jobs until SIGTERM/SIGINT."""
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Take jobs until SIGTERM/SIGINT, or until `stop` is set where one is given (a GPU
+        worker inside another program, as the worker API tests run one: no signal handlers)."""
         assert self.fleet.database_url is not None
         route_library_logs()
         await check_migrated(self.fleet.database_url)
@@ -128,14 +129,11 @@ class GpuWorker:
         ]
         log.info("gpu-worker %s started: model %s", self.name, self.config.sdxl_model)
         try:
-            await _until_signalled(loops)
+            await _until_stopped(loops, stop)
         finally:
             self.jobs.stop()
-            for task in loops:
-                task.cancel()
-            for task in loops:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await _cancel_and_wait(loops)
+            self.watchdog.stop()
             await between.close()
             await self.jobs.http.aclose()
             await self.store.close()
@@ -152,12 +150,14 @@ class GpuWorker:
             await asyncio.sleep(self.fleet.stalled_s / 2)
 
 
-async def _until_signalled(tasks: list[asyncio.Task[None]]) -> None:
-    """Return on SIGTERM/SIGINT, or raise when a task ends on its own (a crash)."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+async def _until_stopped(tasks: list[asyncio.Task[None]], stop: asyncio.Event | None) -> None:
+    """Return once `stop` is set (None: on SIGTERM/SIGINT), or raise when a task ends on its
+    own (a crash)."""
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
@@ -165,6 +165,20 @@ async def _until_signalled(tasks: list[asyncio.Task[None]]) -> None:
         if task is not stopper:
             task.result()  # re-raise what ended it
             raise RuntimeError("a job loop ended on its own")
+
+
+async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel `tasks` and wait for their ends. A task still running a second later is cancelled
+    again: procrastinate's worker loses a cancel that comes while it registers itself (it then
+    runs on, and a stop that waited for it would never end)."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1)
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def run_gpu_worker(

@@ -1,0 +1,173 @@
+"""The worker API tests run against both ways of serving the API (issue #16): one machine and
+the fleet. A test that takes `worker` (or `worker_maker`, for a trainer or settings of its
+own) runs once per mode:
+
+- `single`: `Worker`, SQLite, files on disk, jobs run in this process.
+- `fleet`: `FleetWorker`, the stateless API replica `photoshoot-bot worker` serves when
+  WORKER_DATABASE_URL and WORKER_STORAGE_URL are set, on a migrated PostgreSQL database of the
+  test's own and a bucket of its own on the S3 fake; a real `GpuWorker` (procrastinate, the
+  tiny model) takes its jobs in this process, so a test's trainer and log capture reach it.
+
+PostgreSQL is the real server of tests/pg.py: without one the fleet params are skipped, and
+fail in CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from backends.astria import AstriaClient
+from backends.local import Worker
+from backends.local.fleet_api import FleetWorker
+from backends.local.fleet_config import FleetConfig
+from backends.local.gpu_worker import GpuWorker
+from backends.local.migrate import migrate
+from backends.local.train import Trainer
+from tests.fakes.s3 import FakeS3
+from tests.worker_fixtures import worker_config
+
+API_URL = "http://worker"
+"""Where the tests' clients reach the app in-process (httpx's ASGI transport)."""
+
+ServedWorker = Worker | FleetWorker
+"""What the API tests hold: the object whose `app`, `store`, `config` and `storage` they use."""
+
+
+class Mode(StrEnum):
+    SINGLE = "single"
+    FLEET = "fleet"
+
+
+PACKS_NOT_IN_FLEET = pytest.param(
+    Mode.FLEET,
+    marks=pytest.mark.xfail(strict=True, reason="packs in fleet mode: other branch"),
+)
+"""The fleet param of a test of packs or best-of: refused with 422 in fleet mode today."""
+
+
+class WorkerMaker:
+    """Builds the worker of a test's mode on `data_dir`; `fleet` is set in fleet mode."""
+
+    def __init__(self, mode: Mode, data_dir: Path, fleet: FleetConfig | None) -> None:
+        self.mode = mode
+        self.data_dir = data_dir
+        self.fleet = fleet
+
+    def build(self, *, trainer: Trainer | None = None, **overrides: Any) -> ServedWorker:
+        """The API side, not started (in fleet mode the trainer goes to `started`'s GPU
+        worker)."""
+        config = worker_config(self.data_dir / "api", **overrides)
+        if self.fleet is None:
+            return Worker(config, trainer=trainer)
+        return FleetWorker(config, self.fleet)
+
+    @contextlib.asynccontextmanager
+    async def started(
+        self, *, trainer: Trainer | None = None, **overrides: Any
+    ) -> AsyncIterator[ServedWorker]:
+        """A started worker (and in fleet mode a GPU worker beside it), stopped on the way
+        out."""
+        worker = self.build(trainer=trainer, **overrides)
+        await worker.start()
+        try:
+            if self.fleet is None:
+                yield worker
+            else:
+                gpu_config = worker_config(self.data_dir / "gpu", **overrides)
+                async with gpu_worker_running(GpuWorker(gpu_config, self.fleet, trainer=trainer)):
+                    yield worker
+        finally:
+            await worker.stop()
+
+
+@contextlib.asynccontextmanager
+async def gpu_worker_running(gpu: GpuWorker) -> AsyncIterator[GpuWorker]:
+    """`gpu` taking jobs in this event loop until the block ends (then it stops as on
+    SIGTERM); a GPU worker that crashes fails the test."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(gpu.run(stop))
+    try:
+        yield gpu
+    finally:
+        stop.set()
+        await task
+
+
+def fleet_config(database_url: str, s3: FakeS3, bucket: str) -> FleetConfig:
+    return FleetConfig.from_env(
+        {
+            **s3.env,
+            "WORKER_DATABASE_URL": database_url,
+            "WORKER_STORAGE_URL": f"s3://{bucket}/fleet",
+        }
+    )
+
+
+@pytest.fixture(params=list(Mode))
+def worker_mode(request: pytest.FixtureRequest) -> Mode:
+    """single, then fleet (a module of pack tests overrides it with PACKS_NOT_IN_FLEET)."""
+    return Mode(request.param)
+
+
+@pytest.fixture
+async def worker_maker(
+    worker_mode: Mode, request: pytest.FixtureRequest, tmp_path: Path
+) -> WorkerMaker:
+    fleet = None
+    if worker_mode == Mode.FLEET:  # PostgreSQL and S3 only where the test needs them
+        database_url = request.getfixturevalue("pg_url")
+        await migrate(database_url)
+        fleet = fleet_config(
+            database_url, request.getfixturevalue("fake_s3"), request.getfixturevalue("s3_bucket")
+        )
+    return WorkerMaker(worker_mode, tmp_path / "worker", fleet)
+
+
+@pytest.fixture
+async def worker(worker_maker: WorkerMaker) -> AsyncIterator[ServedWorker]:
+    """A started worker of the test's mode, with the default settings."""
+    async with worker_maker.started() as running:
+        yield running
+
+
+class AppOrNetwork(httpx.AsyncBaseTransport):
+    """Requests to API_URL go to the app in-process (as `client`, a (host, port) pair); any
+    other (the fleet's presigned S3 links) over the network, as a real client would."""
+
+    def __init__(self, app: Any, client: tuple[str, int]) -> None:
+        self.app = httpx.ASGITransport(app=app, client=client)
+        self.network = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        in_process = request.url.host == httpx.URL(API_URL).host
+        transport = self.app if in_process else self.network
+        return await transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.app.aclose()
+        await self.network.aclose()
+
+
+def client_for(
+    worker: ServedWorker, key: str | None = None, host: str = "127.0.0.1"
+) -> AstriaClient:
+    """The bot's own Astria client on `worker`'s app, calling as `host`."""
+    transport = AppOrNetwork(worker.app, (host, 40000))
+    return AstriaClient(key, API_URL, transport=transport, max_read_retries=0)
+
+
+def raw_client(
+    worker: ServedWorker, key: str | None = None, host: str = "127.0.0.1"
+) -> httpx.AsyncClient:
+    """A plain HTTP client on `worker`'s app (bodies the Astria client would never send)."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    transport = AppOrNetwork(worker.app, (host, 40000))
+    return httpx.AsyncClient(transport=transport, base_url=API_URL, headers=headers)
