@@ -7,10 +7,15 @@ missing server fails them: CI must never pass by skipping the fleet's store.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -66,3 +71,64 @@ def throwaway_database(url: str) -> Iterator[str]:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+"""Where initdb and pg_ctl live (Debian's PostgreSQL 15; PG_BIN elsewhere)."""
+
+
+class PrivateCluster:
+    """A PostgreSQL server of one test's own, which the test may stop and start (the shared
+    server of TEST_DATABASE_URL is never restarted: other tests use it). initdb refuses to run
+    as root, so as root the cluster runs as the `postgres` user, in a folder it owns."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        self.folder = folder
+        self.data = folder / "data"
+        self.port = port
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        self.log = folder / "server.log"
+
+    def _run(self, *command: str) -> None:
+        as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*as_user, *command], check=True, capture_output=True, timeout=120)
+
+    def init(self) -> None:
+        self._run(
+            str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
+            "--auth=trust", "-N", "-E", "UTF8",
+        )  # fmt: skip
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+            "-o", options, "-w", "start",
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        """`fast`: sessions are ended, as a restart of the service does."""
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+
+@contextmanager
+def private_cluster(port: int) -> Iterator[PrivateCluster]:
+    """A new cluster on `port`, started; stopped and removed afterwards. Skipped (failed in
+    CI) where PostgreSQL's programs are not installed."""
+    if not (PG_BIN / "initdb").is_file():
+        message = f"no PostgreSQL programs in {PG_BIN} (set PG_BIN)"
+        if in_ci():
+            pytest.fail(f"CI=true and {message}", pytrace=False)
+        pytest.skip(message)
+    folder = Path(tempfile.mkdtemp(prefix="pg-private-"))
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+    cluster = PrivateCluster(folder, port)
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError):
+            cluster.stop("immediate")
+        shutil.rmtree(folder, ignore_errors=True)

@@ -35,6 +35,11 @@ HUNG_EXIT_STATUS = 70
 restarts it; the job moves on."""
 
 
+class DatabaseWasAway(Exception):
+    """The look for stalled jobs waited on the database (a restart of PostgreSQL): the old
+    heartbeats it found are likely the outage's, not dead workers'. Nothing was handed back."""
+
+
 def too_many_tries(tries: int) -> str:
     return f"this job stopped {tries} GPU workers in a row, so it is not tried again"
 
@@ -44,7 +49,10 @@ async def rescue_stalled_jobs(
 ) -> int:
     """Hand back (or, after `max_tries`, fail) the GPU jobs of dead workers, and hand back
     their callback jobs (a callback is harmless to repeat); how many."""
+    looked = time.monotonic()
     stalled = await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_s)
+    if stalled and time.monotonic() - looked > stalled_s / 4:
+        raise DatabaseWasAway("the look for stalled jobs waited on the database")
     rescued = 0
     for job in stalled:
         kind = KIND_OF_TASK.get(job.task_name)
