@@ -30,6 +30,7 @@ from backends.local.fleet_api import FleetWorker
 from backends.local.fleet_config import FleetConfig
 from backends.local.gpu_worker import GpuWorker
 from backends.local.migrate import migrate
+from backends.local.storage import LocalStorage, S3Storage
 from backends.local.train import Trainer
 from tests.fakes.s3 import FakeS3
 from tests.worker_fixtures import worker_config
@@ -171,3 +172,26 @@ def raw_client(
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     transport = AppOrNetwork(worker.app, (host, 40000))
     return httpx.AsyncClient(transport=transport, base_url=API_URL, headers=headers)
+
+
+async def row_counts(worker: ServedWorker) -> tuple[int, int]:
+    """How many tunes and prompts the worker's store holds (one query of the store contract's
+    SQL, which both stores run)."""
+    counts = []
+    for table in ("tunes", "prompts"):
+        [row] = await worker.store._all(f"SELECT COUNT(*) AS n FROM {table}", ())
+        counts.append(int(row["n"]))
+    return counts[0], counts[1]
+
+
+async def stored_files(worker: ServedWorker) -> list[str]:
+    """The keys of every file the worker stored: its files folder, or its bucket's prefix."""
+    storage = worker.storage
+    if isinstance(storage, LocalStorage):
+        root = worker.config.files_dir
+        return [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()]
+    assert isinstance(storage, S3Storage)
+    answer = await asyncio.to_thread(
+        storage.client.list_objects_v2, Bucket=storage.bucket, Prefix=f"{storage.prefix}/"
+    )
+    return [item["Key"] for item in answer.get("Contents", [])]
