@@ -26,6 +26,7 @@ import pytest
 
 from backends.astria import AstriaClient
 from backends.local import Worker
+from backends.local.file_cache import tune_key
 from backends.local.fleet_api import FleetWorker
 from backends.local.fleet_config import FleetConfig
 from backends.local.gpu_worker import GpuWorker
@@ -195,3 +196,17 @@ async def stored_files(worker: ServedWorker) -> list[str]:
         storage.client.list_objects_v2, Bucket=storage.bucket, Prefix=f"{storage.prefix}/"
     )
     return [item["Key"] for item in answer.get("Contents", [])]
+
+
+async def write_tune_file(worker: ServedWorker, tune_id: int, name: str, data: bytes) -> None:
+    """Put a file beside a trained tune's artefacts, where the worker keeps them."""
+    if isinstance(worker, Worker):
+        (worker.config.tunes_dir / str(tune_id) / name).write_bytes(data)
+    else:
+        await worker.storage.put(tune_key(tune_id, name), data)
+
+
+async def read_tune_file(worker: ServedWorker, tune_id: int, name: str) -> bytes:
+    if isinstance(worker, Worker):
+        return (worker.config.tunes_dir / str(tune_id) / name).read_bytes()
+    return await worker.storage.read(tune_key(tune_id, name))
