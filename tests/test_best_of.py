@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,11 +17,19 @@ from backends.local.best_of import REFERENCES_FILE, Scorer, rank
 from backends.local.face_detect import make_detector
 from backends.local.likeness import load_embedder
 from tests.photos import astronaut, blurred, cameraman, cat, jpeg
-from tests.test_worker_api import client_for
-from tests.worker_fixtures import add_trained_tune, started, worker_config
+from tests.worker_fixtures import add_trained_tune
+from tests.worker_modes import (
+    PACKS_NOT_IN_FLEET,
+    Mode,
+    ServedWorker,
+    WorkerMaker,
+    client_for,
+    worker_maker,
+)
 
 pytest.importorskip("cv2")
 pytestmark = pytest.mark.slow  # face detection and embedding on 1024 px photos
+__all__ = ["worker_maker"]  # a fixture: the worker tests run single and fleet (worker_mode)
 
 
 def training_set() -> list[Image.Image]:
@@ -80,14 +87,20 @@ def test_pets_are_scored_by_sharpness_alone() -> None:
 # -- through the worker ---------------------------------------------------------------------
 
 
+@pytest.fixture(params=[Mode.SINGLE, PACKS_NOT_IN_FLEET])
+def worker_mode(request: pytest.FixtureRequest) -> Mode:
+    """Best-of is refused in fleet mode today: the fleet params are expected to fail."""
+    return Mode(request.param)
+
+
 @pytest.fixture
-async def overgenerating(tmp_path: Path) -> AsyncIterator[Worker]:
+async def overgenerating(worker_maker: WorkerMaker) -> AsyncIterator[ServedWorker]:
     pytest.importorskip("torch")
-    async with started(worker_config(tmp_path / "worker", overgenerate=2.0)) as worker:
+    async with worker_maker.started(overgenerate=2.0) as worker:
         yield worker
 
 
-async def finished(worker: Worker, tune_id: int, text: str, n: int) -> tuple[Prompt, list]:
+async def finished(worker: ServedWorker, tune_id: int, text: str, n: int) -> tuple[Prompt, list]:
     request = PromptRequest(
         text, num_images=n, seed=11, w=64, h=64, steps=2, super_resolution=False,
         inpaint_faces=False,
@@ -103,7 +116,7 @@ async def finished(worker: Worker, tune_id: int, text: str, n: int) -> tuple[Pro
     return prompt, images
 
 
-async def test_the_worker_delivers_the_best_of_twice_as_many(overgenerating: Worker) -> None:
+async def test_the_worker_delivers_the_best_of_twice_as_many(overgenerating: ServedWorker) -> None:
     prompt, images = await finished(overgenerating, SDXL_BASE_TUNE_ID, "a portrait", 3)
 
     assert len(images) == 3
@@ -116,6 +129,7 @@ async def test_the_worker_delivers_the_best_of_twice_as_many(overgenerating: Wor
     assert rescored == pytest.approx([s["score"] for s in scores], abs=1e-3)
 
 
+@pytest.mark.parametrize("worker_mode", [Mode.SINGLE])  # reads the machine's tune folders
 async def test_a_tunes_training_faces_are_embedded_once_and_kept(overgenerating: Worker) -> None:
     if load_embedder() is None:
         pytest.skip("the likeness extra (face_recognition_models) is not installed")
