@@ -65,7 +65,7 @@ CREATE INDEX IF NOT EXISTS prompts_state ON prompts(state);
 CREATE INDEX IF NOT EXISTS prompts_tune ON prompts(tune_id);
 """
 
-POOL_TIMEOUT_S = 10.0
+POOL_TIMEOUT_S = 5.0
 """How long a statement waits for a pooled connection before giving up with PoolTimeout (an
 OperationalError): while the database is away, the API answers 503 after this, not never."""
 DATABASE_AWAY = (psycopg.OperationalError,)
