@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,10 +68,22 @@ def throwaway_database(url: str) -> Iterator[str]:
     try:
         yield make_conninfo(url, dbname=name)
     finally:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        drop_database(url, name)
+
+
+def drop_database(url: str, name: str, tries: int = 40) -> None:
+    """DROP DATABASE ... WITH (FORCE), tried again while it cannot end a session that is not
+    ours to end: the server's autovacuum worker, busy on a new database's tables for a moment."""
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    for attempt in range(tries):
+        try:
+            with psycopg.connect(url, autocommit=True) as admin:
+                admin.execute(drop)
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.25)
 
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
