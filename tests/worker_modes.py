@@ -34,7 +34,7 @@ from backends.local.migrate import migrate
 from backends.local.storage import LocalStorage, S3Storage
 from backends.local.train import Trainer
 from tests.fakes.s3 import FakeS3
-from tests.worker_fixtures import worker_config
+from tests.worker_fixtures import run_uvicorn, worker_config
 
 API_URL = "http://worker"
 """Where the tests' clients reach the app in-process (httpx's ASGI transport)."""
@@ -80,14 +80,31 @@ class WorkerMaker:
         worker = self.build(trainer=trainer, **overrides)
         await worker.start()
         try:
-            if self.fleet is None:
+            async with self._gpu_beside(trainer, overrides):
                 yield worker
-            else:
-                gpu_config = worker_config(self.data_dir / "gpu", **overrides)
-                async with gpu_worker_running(GpuWorker(gpu_config, self.fleet, trainer=trainer)):
-                    yield worker
         finally:
             await worker.stop()
+
+    @contextlib.asynccontextmanager
+    async def served(
+        self, *, trainer: Trainer | None = None, **overrides: Any
+    ) -> AsyncIterator[tuple[ServedWorker, str]]:
+        """The worker under real uvicorn, as `photoshoot-bot worker` serves it (its lifespan
+        starts and stops it), with a GPU worker beside it in fleet mode; yields it and its URL."""
+        worker = self.build(trainer=trainer, **overrides)
+        async with run_uvicorn(worker.app) as url, self._gpu_beside(trainer, overrides):
+            yield worker, url
+
+    @contextlib.asynccontextmanager
+    async def _gpu_beside(
+        self, trainer: Trainer | None, overrides: dict[str, Any]
+    ) -> AsyncIterator[None]:
+        if self.fleet is None:  # one machine: the worker runs its jobs itself
+            yield
+            return
+        gpu_config = worker_config(self.data_dir / "gpu", **overrides)
+        async with gpu_worker_running(GpuWorker(gpu_config, self.fleet, trainer=trainer)):
+            yield
 
 
 @contextlib.asynccontextmanager
