@@ -86,8 +86,19 @@ def drop_database(url: str, name: str, tries: int = 40) -> None:
             time.sleep(0.25)
 
 
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
-"""Where initdb and pg_ctl live (Debian's PostgreSQL 15; PG_BIN elsewhere)."""
+def server_programs() -> Path:
+    """Where initdb and pg_ctl live: PG_BIN, else Debian's newest /usr/lib/postgresql/N/bin,
+    else wherever PATH finds initdb."""
+    if os.environ.get("PG_BIN"):
+        return Path(os.environ["PG_BIN"])
+    debian = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda path: int(path.parent.parent.name) if path.parent.parent.name.isdigit() else 0,
+    )
+    if debian:
+        return debian[-1].parent
+    found = shutil.which("initdb")
+    return Path(found).parent if found else Path("/usr/lib/postgresql/15/bin")
 
 
 class PrivateCluster:
@@ -96,6 +107,7 @@ class PrivateCluster:
     as root, so as root the cluster runs as the `postgres` user, in a folder it owns."""
 
     def __init__(self, folder: Path, port: int) -> None:
+        self.bin = server_programs()
         self.folder = folder
         self.data = folder / "data"
         self.port = port
@@ -108,28 +120,29 @@ class PrivateCluster:
 
     def init(self) -> None:
         self._run(
-            str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
+            str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
             "--auth=trust", "-N", "-E", "UTF8",
         )  # fmt: skip
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(
-            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
             "-o", options, "-w", "start",
         )  # fmt: skip
 
     def stop(self, mode: str = "fast") -> None:
         """`fast`: sessions are ended, as a restart of the service does."""
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
 
 @contextmanager
 def private_cluster(port: int) -> Iterator[PrivateCluster]:
     """A new cluster on `port`, started; stopped and removed afterwards. Skipped (failed in
     CI) where PostgreSQL's programs are not installed."""
-    if not (PG_BIN / "initdb").is_file():
-        message = f"no PostgreSQL programs in {PG_BIN} (set PG_BIN)"
+    programs = server_programs()
+    if not (programs / "initdb").is_file():
+        message = f"no PostgreSQL programs in {programs} (set PG_BIN)"
         if in_ci():
             pytest.fail(f"CI=true and {message}", pytrace=False)
         pytest.skip(message)
