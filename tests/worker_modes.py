@@ -4,24 +4,26 @@ own) runs once per mode:
 
 - `single`: `Worker`, SQLite, files on disk, jobs run in this process.
 - `fleet`: `FleetWorker`, the stateless API replica `photoshoot-bot worker` serves when
-  WORKER_DATABASE_URL and WORKER_STORAGE_URL are set, on a migrated PostgreSQL database of the
-  test's own and a bucket of its own on the S3 fake; a real `GpuWorker` (procrastinate, the
+  WORKER_DATABASE_URL and WORKER_STORAGE_URL are set, on a migrated PostgreSQL database and a
+  bucket of its own on the S3 fake; a real `GpuWorker` (procrastinate, the
   tiny model) takes its jobs in this process, so a test's trainer and log capture reach it.
 
 PostgreSQL is the real server of tests/pg.py: without one the fleet params are skipped, and
-fail in CI.
+fail in CI. A module's fleet tests share one migrated database, emptied before each test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from backends.astria import AstriaClient
@@ -30,9 +32,11 @@ from backends.local.file_cache import tune_key
 from backends.local.fleet_api import FleetWorker
 from backends.local.fleet_config import FleetConfig
 from backends.local.gpu_worker import GpuWorker
-from backends.local.migrate import migrate
+from backends.local.migrate import JOB_TABLES, migrate
+from backends.local.pg_store import WORKER_TABLES
 from backends.local.storage import LocalStorage, S3Storage
 from backends.local.train import Trainer
+from tests import pg
 from tests.fakes.s3 import FakeS3
 from tests.worker_fixtures import run_uvicorn, worker_config
 
@@ -136,14 +140,31 @@ def worker_mode(request: pytest.FixtureRequest) -> Mode:
     return Mode(request.param)
 
 
+@pytest.fixture(scope="module")
+def fleet_database(pg_server: str) -> Iterator[str]:
+    """One migrated database for a module's fleet tests (creating and migrating one costs more
+    than most of these tests); `worker_maker` empties it before each test."""
+    with pg.throwaway_database(pg_server) as url:
+        with ThreadPoolExecutor(1) as thread:  # it may be asked for inside a test's event loop
+            thread.submit(asyncio.run, migrate(url)).result()
+        yield url
+
+
+def empty_tables(database_url: str) -> None:
+    """Every row gone and the ids back at their start, as in a database just migrated."""
+    tables = ", ".join((*WORKER_TABLES, *JOB_TABLES))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+
 @pytest.fixture
 async def worker_maker(
     worker_mode: Mode, request: pytest.FixtureRequest, tmp_path: Path
 ) -> WorkerMaker:
     fleet = None
     if worker_mode == Mode.FLEET:  # PostgreSQL and S3 only where the test needs them
-        database_url = request.getfixturevalue("pg_url")
-        await migrate(database_url)
+        database_url = request.getfixturevalue("fleet_database")
+        empty_tables(database_url)
         fleet = fleet_config(
             database_url, request.getfixturevalue("fake_s3"), request.getfixturevalue("s3_bucket")
         )
