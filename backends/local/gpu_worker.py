@@ -7,7 +7,8 @@ wait behind a training. Beside them: the stalled-job rescue
 (`fleet_faults.rescue_stalled_jobs`) every half WORKER_STALLED_S, and the hung-GPU watchdog.
 
 SIGTERM or SIGINT: the running job stops at its next check and goes back in the queue, then the
-process exits.
+process exits. A database that goes away (a restart of PostgreSQL) is waited for, not died of:
+a job that lost it runs again once it answers, and so do the job loops it stopped.
 """
 
 from __future__ import annotations
