@@ -21,7 +21,7 @@ from tests.imagegen import jpeg_bytes
 
 FAKE_KEY = "sd_test_key_0123456789"
 
-pytest_plugins = ("tests.chat_fixtures",)
+pytest_plugins = ("tests.chat_fixtures", "tests.worker_modes")
 
 
 @pytest.fixture

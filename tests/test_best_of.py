@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,11 +18,11 @@ from backends.local.face_detect import make_detector
 from backends.local.likeness import load_embedder
 from backends.local.training_recipe import TrainingDefaults
 from tests.photos import astronaut, blurred, cameraman, cat, jpeg
-from tests.test_worker_api import client_for
-from tests.worker_fixtures import started, worker_config
+from tests.worker_modes import Mode, ServedWorker, WorkerMaker, client_for, worker_maker
 
 pytest.importorskip("cv2")
 pytestmark = pytest.mark.slow  # face detection and embedding on 1024 px photos
+__all__ = ["worker_maker"]  # a fixture: the worker tests run single and fleet (worker_mode)
 
 
 def training_set() -> list[Image.Image]:
@@ -82,15 +81,14 @@ def test_pets_are_scored_by_sharpness_alone() -> None:
 
 
 @pytest.fixture
-async def overgenerating(tmp_path: Path) -> AsyncIterator[Worker]:
+async def overgenerating(worker_maker: WorkerMaker) -> AsyncIterator[ServedWorker]:
     pytest.importorskip("torch")
     training = TrainingDefaults(rank=4)  # a tune trained over the API in a few CPU seconds
-    config = worker_config(tmp_path / "worker", overgenerate=2.0, training=training)
-    async with started(config) as worker:
+    async with worker_maker.started(overgenerate=2.0, training=training) as worker:
         yield worker
 
 
-async def finished(worker: Worker, tune_id: int, text: str, n: int) -> tuple[Prompt, list]:
+async def finished(worker: ServedWorker, tune_id: int, text: str, n: int) -> tuple[Prompt, list]:
     request = PromptRequest(
         text, num_images=n, seed=11, w=64, h=64, steps=2, super_resolution=False,
         inpaint_faces=False,
@@ -106,7 +104,7 @@ async def finished(worker: Worker, tune_id: int, text: str, n: int) -> tuple[Pro
     return prompt, images
 
 
-async def test_the_worker_delivers_the_best_of_twice_as_many(overgenerating: Worker) -> None:
+async def test_the_worker_delivers_the_best_of_twice_as_many(overgenerating: ServedWorker) -> None:
     prompt, images = await finished(overgenerating, SDXL_BASE_TUNE_ID, "a portrait", 3)
 
     assert len(images) == 3
@@ -119,7 +117,7 @@ async def test_the_worker_delivers_the_best_of_twice_as_many(overgenerating: Wor
     assert rescored == pytest.approx([s["score"] for s in scores], abs=1e-3)
 
 
-async def trained_through_the_api(worker: Worker, photos: list[Image.Image]) -> int:
+async def trained_through_the_api(worker: ServedWorker, photos: list[Image.Image]) -> int:
     """A tune made as a client makes one: `POST /tunes` with the photos (the worker's intake
     stores them where it likes and names them on the tune's row), then a short real training."""
     images = [TrainingImage(f"me{i}.jpg", jpeg(p)) for i, p in enumerate(photos)]
@@ -133,6 +131,9 @@ async def trained_through_the_api(worker: Worker, photos: list[Image.Image]) -> 
     return tune.id
 
 
+# One machine only: the fleet's GPU workers score no likeness (the photos are in the bucket),
+# and the test reads the machine's tune folder.
+@pytest.mark.parametrize("worker_mode", [Mode.SINGLE])
 async def test_a_tunes_training_faces_are_embedded_once_and_kept(overgenerating: Worker) -> None:
     if load_embedder() is None:
         pytest.skip("the likeness extra (face_recognition_models) is not installed")

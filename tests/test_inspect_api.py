@@ -5,21 +5,26 @@ The bot's own Astria client (`inspect_image`) and plain HTTP drive the real work
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from backends.base import AuthError, Inspection, TrainingImage, ValidationError
 from backends.findings import Finding
-from backends.local import Worker
 from tests.imagegen import png_claiming_size
 from tests.photos import astronaut, blurred, cat, darkened, jpeg, two_people
-from tests.test_worker_api import client_for, raw_client
-from tests.worker_fixtures import API_KEY, started, worker, worker_config
+from tests.worker_fixtures import API_KEY
+from tests.worker_modes import (
+    ServedWorker,
+    WorkerMaker,
+    client_for,
+    raw_client,
+    worker,
+    worker_maker,
+    worker_mode,
+)
 
 pytest.importorskip("cv2")
 
-__all__ = ["worker"]  # a fixture
+__all__ = ["worker", "worker_maker", "worker_mode"]  # fixtures: each test runs single and fleet
 pytestmark = pytest.mark.slow  # a face detection per photo (~0.5 s on one core)
 
 
@@ -27,12 +32,14 @@ def photo(image, name: str = "photo.jpg", quality: int = 90) -> TrainingImage:
     return TrainingImage(name, jpeg(image, quality))
 
 
-async def inspect(worker: Worker, name: str, image, hashes: tuple[str, ...] = ()) -> Inspection:
+async def inspect(
+    worker: ServedWorker, name: str, image, hashes: tuple[str, ...] = ()
+) -> Inspection:
     async with client_for(worker) as client:
         return await client.inspect_image(name, photo(image), hashes=hashes)
 
 
-async def test_one_person_is_a_good_photo(worker: Worker) -> None:
+async def test_one_person_is_a_good_photo(worker: ServedWorker) -> None:
     result = await inspect(worker, "woman", astronaut())
     assert result.name == "woman"
     assert result.faces == 1
@@ -52,7 +59,7 @@ async def test_one_person_is_a_good_photo(worker: Worker) -> None:
     assert "wearing_sunglasses" not in raw  # unknown booleans are left out
 
 
-async def test_two_people_a_cat_and_no_face(worker: Worker) -> None:
+async def test_two_people_a_cat_and_no_face(worker: ServedWorker) -> None:
     two = await inspect(worker, "man", two_people())
     assert two.faces == 2 and Finding.MULTIPLE_FACES in two.findings
     assert two.raw["includes_multiple_people"] is True
@@ -66,7 +73,7 @@ async def test_two_people_a_cat_and_no_face(worker: Worker) -> None:
     assert Finding.NO_FACE in person.findings
 
 
-async def test_blurred_and_darkened_photos(worker: Worker) -> None:
+async def test_blurred_and_darkened_photos(worker: ServedWorker) -> None:
     soft = await inspect(worker, "woman", blurred(astronaut(), 6))
     assert Finding.BLURRY in soft.findings and soft.raw["blurry"] is True
     dark = await inspect(worker, "woman", darkened(astronaut()))
@@ -75,7 +82,7 @@ async def test_blurred_and_darkened_photos(worker: Worker) -> None:
     assert Finding.BLURRY not in dark.findings
 
 
-async def test_near_duplicates_by_the_hashes_of_the_set(worker: Worker) -> None:
+async def test_near_duplicates_by_the_hashes_of_the_set(worker: ServedWorker) -> None:
     first = await inspect(worker, "woman", astronaut())
     cat_photo = await inspect(worker, "cat", cat(), hashes=(first.phash or "",))
     assert cat_photo.near_duplicate_of is None
@@ -106,7 +113,7 @@ async def test_near_duplicates_by_the_hashes_of_the_set(worker: Worker) -> None:
     ids=["no name", "no file", "file_url", "not an image", "truncated", "pixel bomb", "bad hash"],
 )
 async def test_bad_requests_are_422_with_a_clear_message(
-    worker: Worker, data: dict, files: dict | None, message: str
+    worker: ServedWorker, data: dict, files: dict | None, message: str
 ) -> None:
     async with raw_client(worker) as http:
         response = await http.post("/images/inspect", data=data, files=files)
@@ -114,7 +121,9 @@ async def test_bad_requests_are_422_with_a_clear_message(
     assert message in response.json()["error"]
 
 
-async def test_json_and_huge_bodies_are_422_before_anything_is_decoded(worker: Worker) -> None:
+async def test_json_and_huge_bodies_are_422_before_anything_is_decoded(
+    worker: ServedWorker,
+) -> None:
     async with raw_client(worker) as http:
         as_json = await http.post("/images/inspect", json={"name": "man", "file": "aGk="})
         huge = await http.post(
@@ -126,8 +135,10 @@ async def test_json_and_huge_bodies_are_422_before_anything_is_decoded(worker: W
     assert huge.status_code == 422 and "larger than 30 MB" in huge.json()["error"]
 
 
-async def test_the_client_raises_validation_error_and_auth_is_required(tmp_path: Path) -> None:
-    async with started(worker_config(tmp_path, api_key=API_KEY)) as worker:
+async def test_the_client_raises_validation_error_and_auth_is_required(
+    worker_maker: WorkerMaker,
+) -> None:
+    async with worker_maker.started(api_key=API_KEY) as worker:
         async with client_for(worker) as client:
             with pytest.raises(AuthError):
                 await client.inspect_image("man", photo(cat()))

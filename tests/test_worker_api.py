@@ -12,7 +12,6 @@ import logging
 import threading
 from pathlib import Path
 
-import httpx
 import pytest
 from PIL import Image
 
@@ -27,37 +26,26 @@ from backends.base import (
     TuneRequest,
     ValidationError,
 )
-from backends.local import Worker, WorkerConfig
+from backends.local import WorkerConfig
 from backends.local.errors import PhotoError, TrainerUnavailable
 from backends.local.records import JobState
 from backends.local.train import TrainContext
 from backends.local.training_recipe import TrainJob
 from tests.imagegen import png_claiming_size
-from tests.worker_fixtures import (
-    API_KEY,
-    CallbackSink,
-    add_trained_tune,
-    run_uvicorn,
+from tests.worker_fixtures import API_KEY, CallbackSink, add_trained_tune, run_uvicorn
+from tests.worker_modes import (
+    ServedWorker,
+    WorkerMaker,
+    client_for,
+    raw_client,
     worker,
-    worker_config,
+    worker_maker,
+    worker_mode,
 )
 
 pytest.importorskip("torch")
 
-__all__ = ["worker"]  # a fixture
-
-
-def client_for(worker: Worker, key: str | None = None, host: str = "127.0.0.1") -> AstriaClient:
-    transport = httpx.ASGITransport(app=worker.app, client=(host, 40000))
-    return AstriaClient(key, "http://worker", transport=transport, max_read_retries=0)
-
-
-def raw_client(
-    worker: Worker, key: str | None = None, host: str = "127.0.0.1"
-) -> httpx.AsyncClient:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    transport = httpx.ASGITransport(app=worker.app, client=(host, 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://worker", headers=headers)
+__all__ = ["worker", "worker_maker", "worker_mode"]  # fixtures: each test runs single and fleet
 
 
 def png_bytes(size: int = 1024) -> bytes:  # POST /tunes refuses photos under 1024 px
@@ -89,7 +77,9 @@ def small(text: str, **kw: object) -> PromptRequest:
         ("<lora:{t}:1> ohwx man", {"super_resolution": False, "inpaint_faces": True}, "requires"),
     ],
 )
-async def test_invalid_prompts_are_422(worker: Worker, text: str, kw: dict, message: str) -> None:
+async def test_invalid_prompts_are_422(
+    worker: ServedWorker, text: str, kw: dict, message: str
+) -> None:
     trained = await add_trained_tune(worker)
     untrained = (
         await worker.store.create_tune(
@@ -113,7 +103,7 @@ async def test_invalid_prompts_are_422(worker: Worker, text: str, kw: dict, mess
     assert await worker.store.queued_prompt_ids() == []
 
 
-async def test_422_body_is_an_error_object(worker: Worker) -> None:
+async def test_422_body_is_an_error_object(worker: ServedWorker) -> None:
     async with raw_client(worker) as http:
         response = await http.post(
             f"/tunes/{SDXL_BASE_TUNE_ID}/prompts", json={"prompt": {"text": "x", "num_images": 20}}
@@ -124,7 +114,7 @@ async def test_422_body_is_an_error_object(worker: Worker) -> None:
     assert missing.status_code == 422
 
 
-async def test_invalid_tunes_are_422(worker: Worker) -> None:
+async def test_invalid_tunes_are_422(worker: ServedWorker) -> None:
     image = TrainingImage("a.png", png_bytes(), "image/png")
     async with client_for(worker) as client:
         with pytest.raises(ValidationError, match="images"):
@@ -144,10 +134,8 @@ async def test_invalid_tunes_are_422(worker: Worker) -> None:
 # -- 401 / 404 ---------------------------------------------------------------------------
 
 
-async def test_bearer_key_is_required_when_configured(tmp_path: Path) -> None:
-    worker = Worker(worker_config(tmp_path, api_key=API_KEY))
-    await worker.start()
-    try:
+async def test_bearer_key_is_required_when_configured(worker_maker: WorkerMaker) -> None:
+    async with worker_maker.started(api_key=API_KEY) as worker:
         for key in (None, "wrong"):
             async with client_for(worker, key) as client:
                 with pytest.raises(AuthError):
@@ -158,11 +146,9 @@ async def test_bearer_key_is_required_when_configured(tmp_path: Path) -> None:
             assert files.json() == {"error": "Unauthorized"}
         async with client_for(worker, API_KEY, host="10.9.8.7") as client:  # key: any client
             assert (await client.get_tune(SDXL_BASE_TUNE_ID)).done
-    finally:
-        await worker.stop()
 
 
-async def test_without_key_only_loopback_clients_are_served(worker: Worker) -> None:
+async def test_without_key_only_loopback_clients_are_served(worker: ServedWorker) -> None:
     async with client_for(worker, host="10.9.8.7") as client:
         with pytest.raises(AuthError):
             await client.list_tunes()
@@ -170,7 +156,7 @@ async def test_without_key_only_loopback_clients_are_served(worker: Worker) -> N
         assert await client.list_tunes() == []
 
 
-async def test_unknown_ids_are_404(worker: Worker) -> None:
+async def test_unknown_ids_are_404(worker: ServedWorker) -> None:
     tune_id = await add_trained_tune(worker)
     async with client_for(worker) as client:
         prompt = await client.create_prompt(SDXL_BASE_TUNE_ID, small("a cat"))
@@ -191,11 +177,11 @@ async def test_unknown_ids_are_404(worker: Worker) -> None:
 
 
 async def test_a_bug_is_logged_once_and_answered_as_json_500(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    worker_maker: WorkerMaker, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A worker whose store was never opened stands in for a bug: the in-process client gets a
     500 in Astria's error shape (not the exception), and the log one stack trace."""
-    worker = Worker(worker_config(tmp_path))  # not started: its store is closed
+    worker = worker_maker.build()  # not started: its store is closed
     async with raw_client(worker) as http:
         response = await http.get("/tunes")
     assert response.status_code == 500
@@ -207,7 +193,7 @@ async def test_a_bug_is_logged_once_and_answered_as_json_500(
 # -- shapes ------------------------------------------------------------------------------
 
 
-async def test_json_suffix_json_body_and_astria_shapes(worker: Worker) -> None:
+async def test_json_suffix_json_body_and_astria_shapes(worker: ServedWorker) -> None:
     async with raw_client(worker) as http:
         base = (await http.get(f"/tunes/{SDXL_BASE_TUNE_ID}.json")).json()
         assert base["id"] == SDXL_BASE_TUNE_ID and base["trained_at"]
@@ -256,36 +242,37 @@ def _no_trainer(job: TrainJob, ctx: TrainContext) -> None:
     raise TrainerUnavailable("Training is not available on this worker")
 
 
-async def test_tune_is_stored_and_fails_honestly_without_a_trainer(tmp_path: Path) -> None:
+async def test_tune_is_stored_and_fails_honestly_without_a_trainer(
+    worker_maker: WorkerMaker,
+) -> None:
     sink = CallbackSink()
-    worker = Worker(worker_config(tmp_path / "w"), trainer=_no_trainer)
-    await worker.start()
-    try:
-        async with run_uvicorn(sink.app) as sink_url, client_for(worker) as client:
-            images = [TrainingImage(f"{i}.png", png_bytes(), "image/png") for i in range(3)]
-            request = TuneRequest(
-                title="uuid-1", name="woman", images=images, callback=f"{sink_url}/hook?s=1"
-            )
-            tune = await client.create_tune(request)
-            assert tune.token == "ohwx" and not tune.done and not tune.failed
-            assert len(tune.raw["orig_images"]) == 3
-            again = await client.create_tune(request)  # the title is the idempotency key
-            assert again.id == tune.id
-            tune = await until_failed(client, tune)
-            assert tune.failed and not tune.done
-            assert "Training is not available" in (tune.error or "")
-            await asyncio.wait_for(sink.event.wait(), 5)
-            await asyncio.sleep(0.2)
-            assert len(sink.received) == 1
-            assert sink.received[0]["tune"]["id"] == tune.id
-            photo = await client.download(tune.raw["orig_images"][0])
-            assert photo == png_bytes()
-            assert [t.id for t in await client.list_tunes()] == [tune.id]
-            await client.delete_tune(tune.id)
-            with pytest.raises(NotFoundError):
-                await client.get_tune(tune.id)
-    finally:
-        await worker.stop()
+    async with (
+        worker_maker.started(trainer=_no_trainer) as worker,
+        run_uvicorn(sink.app) as sink_url,
+        client_for(worker) as client,
+    ):
+        images = [TrainingImage(f"{i}.png", png_bytes(), "image/png") for i in range(3)]
+        request = TuneRequest(
+            title="uuid-1", name="woman", images=images, callback=f"{sink_url}/hook?s=1"
+        )
+        tune = await client.create_tune(request)
+        assert tune.token == "ohwx" and not tune.done and not tune.failed
+        assert len(tune.raw["orig_images"]) == 3
+        again = await client.create_tune(request)  # the title is the idempotency key
+        assert again.id == tune.id
+        tune = await until_failed(client, tune)
+        assert tune.failed and not tune.done
+        assert "Training is not available" in (tune.error or "")
+        await asyncio.wait_for(sink.event.wait(), 5)
+        await asyncio.sleep(0.2)
+        assert len(sink.received) == 1
+        assert sink.received[0]["tune"]["id"] == tune.id
+        photo = await client.download(tune.raw["orig_images"][0])
+        assert photo == png_bytes()
+        assert [t.id for t in await client.list_tunes()] == [tune.id]
+        await client.delete_tune(tune.id)
+        with pytest.raises(NotFoundError):
+            await client.get_tune(tune.id)
 
 
 def _refusing_trainer(job: TrainJob, ctx: TrainContext) -> None:
@@ -294,22 +281,22 @@ def _refusing_trainer(job: TrainJob, ctx: TrainContext) -> None:
 
 
 async def test_a_users_training_error_is_one_line_not_a_stack_trace(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    worker_maker: WorkerMaker, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Listen on the worker's logger itself: a test that configured logging before this one
     # (the JSON log tests) may have stopped its records from reaching the root logger.
     worker_logger = logging.getLogger("backends.local")
     worker_logger.addHandler(caplog.handler)
     propagates, worker_logger.propagate = worker_logger.propagate, False  # each record once
-    worker = Worker(worker_config(tmp_path / "w"), trainer=_refusing_trainer)
-    await worker.start()
     try:
-        async with client_for(worker) as client:
+        async with (
+            worker_maker.started(trainer=_refusing_trainer) as worker,
+            client_for(worker) as client,
+        ):
             images = [TrainingImage("1.png", png_bytes(), "image/png")]
             tune = await client.create_tune(TuneRequest(title="t", name="man", images=images))
             tune = await until_failed(client, tune)
     finally:
-        await worker.stop()
         worker_logger.removeHandler(caplog.handler)
         worker_logger.propagate = propagates
     assert tune.error == "training failed: photo 2: me.jpg is 900x1200 px"
@@ -320,7 +307,9 @@ async def test_a_users_training_error_is_one_line_not_a_stack_trace(
 
 
 @pytest.mark.slow
-async def test_training_yields_the_gpu_to_prompts_between_steps(tmp_path: Path) -> None:
+async def test_training_yields_the_gpu_to_prompts_between_steps(
+    worker_maker: WorkerMaker,
+) -> None:
     """A prompt queued during a training runs before the training's next step."""
     order: list[str] = []
     prompt_queued = threading.Event()
@@ -334,30 +323,25 @@ async def test_training_yields_the_gpu_to_prompts_between_steps(tmp_path: Path) 
         order.append("train-step-2")
         raise RuntimeError("stand-in trainer stops here")
 
-    worker = Worker(worker_config(tmp_path), trainer=trainer)
-    await worker.start()
-    try:
-        async with client_for(worker) as client:
-            images = [TrainingImage("1.png", png_bytes(), "image/png")]
-            tune = await client.create_tune(TuneRequest(title="t", name="man", images=images))
-            for _ in range(100):
-                if order:
-                    break
-                await asyncio.sleep(0.05)
-            prompt = await client.create_prompt(SDXL_BASE_TUNE_ID, small("a cat"))
-            prompt_queued.set()
-            for _ in range(600):
-                prompt = await client.get_prompt(prompt.id)
-                if prompt.done and order[-1] == "train-step-2":
-                    break
-                await asyncio.sleep(0.05)
-            assert prompt.done and order == ["train-start", "train-step-2"]
-            row = await worker.store.get_prompt(prompt.id)
-            tune_row = await worker.store.get_tune(tune.id)
-            assert row and tune_row and row["finished_at"] <= tune_row["updated_at"]
-            assert tune_row["state"] != JobState.QUEUED
-    finally:
-        await worker.stop()
+    async with worker_maker.started(trainer=trainer) as worker, client_for(worker) as client:
+        images = [TrainingImage("1.png", png_bytes(), "image/png")]
+        tune = await client.create_tune(TuneRequest(title="t", name="man", images=images))
+        for _ in range(100):
+            if order:
+                break
+            await asyncio.sleep(0.05)
+        prompt = await client.create_prompt(SDXL_BASE_TUNE_ID, small("a cat"))
+        prompt_queued.set()
+        for _ in range(600):
+            prompt = await client.get_prompt(prompt.id)
+            if prompt.done and order[-1] == "train-step-2":
+                break
+            await asyncio.sleep(0.05)
+        assert prompt.done and order == ["train-start", "train-step-2"]
+        row = await worker.store.get_prompt(prompt.id)
+        tune_row = await worker.store.get_tune(tune.id)
+        assert row and tune_row and row["finished_at"] <= tune_row["updated_at"]
+        assert tune_row["state"] != JobState.QUEUED
 
 
 def test_config_from_env(tmp_path: Path) -> None:

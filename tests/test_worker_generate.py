@@ -31,14 +31,17 @@ from tests.worker_fixtures import (
     run_uvicorn,
     worker_config,
 )
+from tests.worker_modes import ServedWorker, WorkerMaker, worker_maker, worker_mode
 
 pytest.importorskip("torch")
+
+__all__ = ["worker_maker", "worker_mode"]  # fixtures: the `served` tests run single and fleet
 
 
 class Served:
     """A worker under uvicorn plus the bot's client pointed at it."""
 
-    def __init__(self, worker: Worker, client: AstriaClient, url: str) -> None:
+    def __init__(self, worker: ServedWorker, client: AstriaClient, url: str) -> None:
         self.worker = worker
         self.client = client
         self.url = url
@@ -55,9 +58,11 @@ class Served:
 
 
 @pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    worker = Worker(worker_config(tmp_path / "worker", api_key=API_KEY))
-    async with run_uvicorn(worker.app) as url, AstriaClient(API_KEY, url) as client:
+async def served(worker_maker: WorkerMaker) -> AsyncIterator[Served]:
+    async with (
+        worker_maker.served(api_key=API_KEY) as (worker, url),
+        AstriaClient(API_KEY, url) as client,
+    ):
         yield Served(worker, client, url)
 
 

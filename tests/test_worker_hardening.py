@@ -8,37 +8,32 @@ deep, a prompt built to make the tag regex quadratic, a truncated JPEG, nonsense
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from backends.base import SDXL_BASE_TUNE_ID
-from backends.local import Worker
 from backends.local.http import MAX_JSON_BYTES
 from tests.imagegen import jpeg_bytes, truncated
-from tests.test_worker_api import png_bytes, raw_client
-from tests.worker_fixtures import add_trained_tune, worker, worker_config
+from tests.test_worker_api import png_bytes
+from tests.worker_fixtures import add_trained_tune
+from tests.worker_modes import (
+    Mode,
+    ServedWorker,
+    WorkerMaker,
+    raw_client,
+    row_counts,
+    stored_files,
+    worker,
+    worker_maker,
+    worker_mode,
+)
 
 pytest.importorskip("torch")
 
-__all__ = ["worker"]  # a fixture
+__all__ = ["worker", "worker_maker", "worker_mode"]  # fixtures: each test runs single and fleet
 
 HUGE = "9" * 20
 PROMPT = {"text": "a cat", "w": 64, "h": 64, "steps": 2, "num_images": 1}
-
-
-async def rows(worker: Worker) -> tuple[int, int]:
-    """How many tunes and prompts the store holds."""
-    counts = []
-    for table in ("tunes", "prompts"):
-        async with worker.store.db.execute(f"SELECT COUNT(*) FROM {table}") as cursor:
-            row = await cursor.fetchone()
-        counts.append(int(row[0]) if row else 0)
-    return counts[0], counts[1]
-
-
-def files(worker: Worker) -> list[Path]:
-    return [p for p in worker.config.files_dir.rglob("*") if p.is_file()]
 
 
 @pytest.mark.parametrize(
@@ -56,7 +51,7 @@ def files(worker: Worker) -> list[Path]:
     ],
 )
 async def test_ids_beyond_sqlite_and_null_bytes_are_404(
-    worker: Worker, method: str, path: str
+    worker: ServedWorker, method: str, path: str
 ) -> None:
     async with raw_client(worker) as http:
         response = await http.request(method, path)
@@ -68,7 +63,7 @@ async def test_ids_beyond_sqlite_and_null_bytes_are_404(
     "query",
     ["offset=1e20", f"offset={HUGE}", f"before_id={HUGE}", f"limit={HUGE}", "offset=" + "1" * 5000],
 )
-async def test_paging_beyond_sqlite_is_400(worker: Worker, query: str) -> None:
+async def test_paging_beyond_sqlite_is_400(worker: ServedWorker, query: str) -> None:
     async with raw_client(worker) as http:
         for path in ("/tunes", f"/tunes/{SDXL_BASE_TUNE_ID}/prompts"):
             response = await http.get(f"{path}?{query}")
@@ -91,12 +86,12 @@ async def test_paging_beyond_sqlite_is_400(worker: Worker, query: str) -> None:
     ],
 )
 async def test_bad_prompt_fields_are_422_and_commit_nothing(
-    worker: Worker, fields: dict, message: str
+    worker: ServedWorker, fields: dict, message: str
 ) -> None:
     trained = await add_trained_tune(worker)
     if isinstance(fields.get("text"), str):
         fields = {**fields, "text": fields["text"].replace("{t}", str(trained))}
-    before = await rows(worker)
+    before = await row_counts(worker)
     async with raw_client(worker) as http:
         response = await http.post(  # json.dumps escapes a surrogate as `\ud800`, as attackers do
             f"/tunes/{SDXL_BASE_TUNE_ID}/prompts",
@@ -107,10 +102,10 @@ async def test_bad_prompt_fields_are_422_and_commit_nothing(
         assert message in response.json()["error"]
         listed = await http.get(f"/tunes/{SDXL_BASE_TUNE_ID}/prompts")
     assert listed.status_code == 200
-    assert await rows(worker) == before
+    assert await row_counts(worker) == before
 
 
-async def test_a_lone_surrogate_in_a_form_field_is_refused(worker: Worker) -> None:
+async def test_a_lone_surrogate_in_a_form_field_is_refused(worker: ServedWorker) -> None:
     """Forms arrive as bytes: invalid UTF-8 must not become a stored surrogate either."""
     async with raw_client(worker) as http:
         response = await http.post(
@@ -123,11 +118,14 @@ async def test_a_lone_surrogate_in_a_form_field_is_refused(worker: Worker) -> No
     assert listed.status_code == 200
 
 
+@pytest.mark.parametrize("worker_mode", [Mode.SINGLE])  # rows an older SQLite worker wrote
 async def test_a_lone_surrogate_stored_before_the_checks_no_longer_breaks_listings(
-    worker: Worker,
+    worker: ServedWorker,
 ) -> None:
     """A row an older worker committed with a lone surrogate (its JSON escapes it) is read back
-    with U+FFFD in its place: the listing the bot pages to resume its jobs answers again."""
+    with U+FFFD in its place: the listing the bot pages to resume its jobs answers again.
+    One machine only: no older worker wrote PostgreSQL rows, and PostgreSQL's JSON refuses a
+    lone surrogate anyway (the fleet's refusal of new ones is the test above, in both modes)."""
     async with raw_client(worker) as http:
         created = await http.post(f"/tunes/{SDXL_BASE_TUNE_ID}/prompts", json={"prompt": PROMPT})
         assert created.status_code == 201, created.text
@@ -155,7 +153,7 @@ async def test_a_lone_surrogate_stored_before_the_checks_no_longer_breaks_listin
         b'"just a string"',
     ],
 )
-async def test_hostile_json_is_422(worker: Worker, body: bytes) -> None:
+async def test_hostile_json_is_422(worker: ServedWorker, body: bytes) -> None:
     async with raw_client(worker) as http:
         response = await http.post(
             f"/tunes/{SDXL_BASE_TUNE_ID}/prompts",
@@ -165,7 +163,7 @@ async def test_hostile_json_is_422(worker: Worker, body: bytes) -> None:
     assert response.status_code == 422, response.text
 
 
-async def test_bodies_over_the_caps_are_413(worker: Worker) -> None:
+async def test_bodies_over_the_caps_are_413(worker: ServedWorker) -> None:
     async with raw_client(worker) as http:
         big_json = await http.post(
             f"/tunes/{SDXL_BASE_TUNE_ID}/prompts",
@@ -179,7 +177,7 @@ async def test_bodies_over_the_caps_are_413(worker: Worker) -> None:
         )
     assert big_json.status_code == 413
     assert declared.status_code == 413
-    assert await rows(worker) == (0, 0)
+    assert await row_counts(worker) == (0, 0)
 
 
 def tune_form(**fields: str) -> dict[str, str]:
@@ -198,7 +196,7 @@ def tune_form(**fields: str) -> dict[str, str]:
     ],
 )
 async def test_bad_tunes_are_refused_before_anything_is_written(
-    worker: Worker, fields: dict[str, str], photo: bytes | None, message: str
+    worker: ServedWorker, fields: dict[str, str], photo: bytes | None, message: str
 ) -> None:
     photos = [png_bytes(), photo or png_bytes()]
     async with raw_client(worker) as http:
@@ -209,26 +207,26 @@ async def test_bad_tunes_are_refused_before_anything_is_written(
         )
     assert response.status_code == 422, response.text
     assert message in response.json()["error"]
-    assert await rows(worker) == (0, 0)
-    assert files(worker) == []
+    assert await row_counts(worker) == (0, 0)
+    assert await stored_files(worker) == []
 
 
-async def test_a_request_that_fails_after_committing_takes_its_rows_back(tmp_path: Path) -> None:
+async def test_a_request_that_fails_after_committing_takes_its_rows_back(
+    worker_maker: WorkerMaker,
+) -> None:
     """A public URL from an environment with invalid UTF-8 (Python hands it over as a lone
     surrogate) makes every answer unencodable after the row is committed: the client gets a
     500, and the row and its photos are gone again, so no job runs that nobody knows of."""
-    worker = Worker(worker_config(tmp_path / "w", public_url="http://worker-\udcff"))
-    await worker.start()
-    try:
-        async with raw_client(worker) as http:
-            prompt = await http.post(f"/tunes/{SDXL_BASE_TUNE_ID}/prompts", json=PROMPT)
-            tune = await http.post(
-                "/tunes",
-                data=tune_form(),
-                files=[("tune[images][]", ("a.png", png_bytes(), "image/png"))],
-            )
+    async with (
+        worker_maker.started(public_url="http://worker-\udcff") as worker,
+        raw_client(worker) as http,
+    ):
+        prompt = await http.post(f"/tunes/{SDXL_BASE_TUNE_ID}/prompts", json=PROMPT)
+        tune = await http.post(
+            "/tunes",
+            data=tune_form(),
+            files=[("tune[images][]", ("a.png", png_bytes(), "image/png"))],
+        )
         assert prompt.status_code == 500 and tune.status_code == 500
-        assert await rows(worker) == (0, 0)
-        assert files(worker) == []
-    finally:
-        await worker.stop()
+        assert await row_counts(worker) == (0, 0)
+        assert await stored_files(worker) == []

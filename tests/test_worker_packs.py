@@ -10,6 +10,7 @@ releases it: what is under test is that the pack's prompts wait for the training
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from backends.astria import AstriaClient
 from backends.base import NotFoundError, PackRunRequest, Prompt, TrainingImage, ValidationError
 from backends.local import Worker, train
-from tests.test_worker_api import client_for, png_bytes, raw_client
+from tests.test_worker_api import png_bytes
 from tests.worker_fixtures import (
     API_KEY,
     CallbackSink,
@@ -29,8 +30,19 @@ from tests.worker_fixtures import (
     worker_config,
     write_random_tune,
 )
+from tests.worker_modes import (
+    ServedWorker,
+    WorkerMaker,
+    client_for,
+    raw_client,
+    read_tune_file,
+    worker_maker,
+    write_tune_file,
+)
 
 pytest.importorskip("torch")
+
+__all__ = ["worker_maker"]  # a fixture: each test runs single and fleet (worker_mode below)
 
 QUICK = """
 title = "Quick"
@@ -77,19 +89,16 @@ def packs_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def started(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Worker]]]:
-    workers: list[Worker] = []
+async def started(
+    worker_maker: WorkerMaker, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[ServedWorker]]]:
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def start(trainer: Trainer | None = None, **config: Any) -> Worker:
-        cfg = worker_config(tmp_path / f"w{len(workers)}", packs_dir=packs_dir(tmp_path), **config)
-        worker = Worker(cfg, trainer=trainer)
-        workers.append(worker)
-        await worker.start()
-        return worker
+        async def start(trainer: Trainer | None = None, **config: Any) -> ServedWorker:
+            running = worker_maker.started(trainer=trainer, packs_dir=packs_dir(tmp_path), **config)
+            return await stack.enter_async_context(running)
 
-    yield start
-    for worker in workers:
-        await worker.stop()
+        yield start
 
 
 async def settled(client: AstriaClient, tune_id: int, count: int) -> list[Prompt]:
@@ -102,7 +111,7 @@ async def settled(client: AstriaClient, tune_id: int, count: int) -> list[Prompt
             await asyncio.sleep(0.1)
 
 
-async def binds(worker: Worker) -> int:
+async def binds(worker: ServedWorker) -> int:
     async with raw_client(worker) as http:
         return (await http.get("/healthz")).json()["lora_binds"]
 
@@ -337,15 +346,16 @@ async def test_image_urls_are_fetched_only_from_public_addresses(started) -> Non
 async def test_a_trained_tunes_model_files_are_downloadable_with_the_key(started) -> None:
     worker = await started(api_key=API_KEY)
     tune_id = await add_trained_tune(worker)
-    folder = worker.config.tunes_dir / str(tune_id)
-    (folder / "lora_kohya.safetensors").write_bytes(b"kohya bytes")
+    await write_tune_file(worker, tune_id, "lora_kohya.safetensors", b"kohya bytes")
     async with client_for(worker, API_KEY) as client:
         tune = await client.get_tune(tune_id)
         kohya, diffusers_lora, embeddings = tune.raw["ckpt_urls"]
         assert tune.raw["ckpt_url"] == kohya and kohya.endswith("lora_kohya.safetensors")
         assert await client.download(kohya) == b"kohya bytes"
-        assert await client.download(diffusers_lora) == (folder / "lora.safetensors").read_bytes()
-        assert await client.download(embeddings) == (folder / "embeddings.safetensors").read_bytes()
+        lora = await read_tune_file(worker, tune_id, "lora.safetensors")
+        assert await client.download(diffusers_lora) == lora
+        embedded = await read_tune_file(worker, tune_id, "embeddings.safetensors")
+        assert await client.download(embeddings) == embedded
         for name in ("manifest.json", "..%2Fworker.sqlite3"):
             with pytest.raises(NotFoundError):
                 await client.download(f"/files/models/{tune_id}/{name}")

@@ -58,7 +58,7 @@ async def test_deleting_a_folder_keeps_its_neighbours(storage: FileStorage) -> N
     assert await storage.delete_folder("tunes/1") == 0
 
 
-@pytest.mark.parametrize("key", ["", "/etc/passwd", "../x", "tunes/../../x", "a\\b"])
+@pytest.mark.parametrize("key", ["", "/etc/passwd", "../x", "tunes/../../x", "a\\b", "a\x00b.png"])
 async def test_keys_never_leave_the_root(storage: FileStorage, key: str) -> None:
     with pytest.raises(BadKey):
         await storage.put(key, b"x")

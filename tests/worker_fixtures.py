@@ -24,6 +24,8 @@ from starlette.routing import Route
 
 from backends.base import SDXL_BASE_TUNE_ID
 from backends.local import Worker, WorkerConfig
+from backends.local.file_cache import upload_tune
+from backends.local.fleet_api import FleetWorker
 from backends.local.records import JobState
 from backends.local.store import now_iso
 from tests.fakes.threaded_server import free_port
@@ -106,8 +108,10 @@ def write_random_tune(folder: Path, *, seed: int = 1, token: str = "ohwx") -> No
     save_artefacts(folder, manifest, lora, embeddings)
 
 
-async def add_trained_tune(worker: Worker, *, seed: int = 1, title: str = "t") -> int:
-    """Register a tune as trained in the worker's store, with random artefacts on disk."""
+async def add_trained_tune(worker: Worker | FleetWorker, *, seed: int = 1, title: str = "t") -> int:
+    """Register a tune as trained in the worker's store, with random artefacts where the
+    worker's GPU side finds them: its tunes folder (one machine) or the shared storage (fleet).
+    The row has no photos, so the fleet defers no training for it."""
     row = await worker.store.create_tune(
         {
             "title": title,
@@ -119,7 +123,12 @@ async def add_trained_tune(worker: Worker, *, seed: int = 1, title: str = "t") -
         [],
         origin=None,
     )
-    write_random_tune(worker.config.tunes_dir / str(row["id"]), seed=seed)
+    if isinstance(worker, Worker):
+        write_random_tune(worker.config.tunes_dir / str(row["id"]), seed=seed)
+    else:
+        folder = worker.config.data_dir / "made-tunes" / str(row["id"])
+        write_random_tune(folder, seed=seed)
+        await upload_tune(worker.storage, row["id"], folder)
     now = now_iso()
     await worker.store.update_tune(
         row["id"], state=JobState.DONE, started_training_at=now, trained_at=now
@@ -181,13 +190,6 @@ async def started(config: WorkerConfig) -> AsyncIterator[Worker]:
         yield worker
     finally:
         await worker.stop()
-
-
-@pytest.fixture
-async def worker(tmp_path: Path) -> AsyncIterator[Worker]:
-    """A started worker on a data folder of its own (a test module imports it to use it)."""
-    async with started(worker_config(tmp_path / "worker")) as running:
-        yield running
 
 
 async def until(condition: Callable[[], Any], what: str, seconds: float = 120) -> Any:

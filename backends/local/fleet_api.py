@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
 from backends.local.app import create_app
 from backends.local.config import WorkerConfig
 from backends.local.fleet_config import FleetConfig
@@ -23,6 +27,15 @@ from backends.local.storage import open_storage
 from backends.local.store import now_iso
 
 log = logging.getLogger(__name__)
+
+DATABASE_AWAY = "the worker's database cannot be reached; try again in a moment"
+
+
+async def _database_away(request: Request, exc: Exception) -> Response:
+    """PostgreSQL is away (restarting, unreachable): a 503 the client may retry, one log line,
+    no stack trace."""
+    log.warning("%s %s: the database is away (%s)", request.method, request.url.path, exc)
+    return JSONResponse({"error": DATABASE_AWAY}, status_code=503)
 
 
 class QueueView:
@@ -60,6 +73,7 @@ class FleetWorker:
         self.runner = QueueView(self.store)
         self.inspect = inspect_endpoint(config.face_detector)
         self.app = create_app(self)  # type: ignore[arg-type]  # QueueView
+        self.app.add_exception_handler(psycopg.OperationalError, _database_away)
         self.started_at: str | None = None
 
     async def start(self) -> None:

@@ -35,6 +35,11 @@ HUNG_EXIT_STATUS = 70
 restarts it; the job moves on."""
 
 
+class DatabaseWasAway(Exception):
+    """The look for stalled jobs waited on the database (a restart of PostgreSQL): the old
+    heartbeats it found are likely the outage's, not dead workers'. Nothing was handed back."""
+
+
 def too_many_tries(tries: int) -> str:
     return f"this job stopped {tries} GPU workers in a row, so it is not tried again"
 
@@ -44,7 +49,10 @@ async def rescue_stalled_jobs(
 ) -> int:
     """Hand back (or, after `max_tries`, fail) the GPU jobs of dead workers, and hand back
     their callback jobs (a callback is harmless to repeat); how many."""
+    looked = time.monotonic()
     stalled = await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_s)
+    if stalled and time.monotonic() - looked > stalled_s / 4:
+        raise DatabaseWasAway("the look for stalled jobs waited on the database")
     rescued = 0
     for job in stalled:
         kind = KIND_OF_TASK.get(job.task_name)
@@ -100,9 +108,14 @@ class Watchdog:
         self._watching = 0
         """Jobs under watch: a training, and a prompt it let through."""
         self._thread = threading.Thread(target=self._watch, name="gpu-watchdog", daemon=True)
+        self._stopped = threading.Event()
 
     def start(self) -> None:
         self._thread.start()
+
+    def stop(self) -> None:
+        """The worker is stopping (or a test's in-process worker is done): stop watching."""
+        self._stopped.set()
 
     def beat(self) -> None:
         """The job moved (a step, a stage): any thread."""
@@ -119,8 +132,7 @@ class Watchdog:
             self.beat()  # the outer job's clock restarts here
 
     def _watch(self) -> None:
-        while True:
-            time.sleep(min(1.0, self.hung_s / 4))
+        while not self._stopped.wait(min(1.0, self.hung_s / 4)):
             idle = time.monotonic() - self._last
             if self._watching and idle > self.hung_s:
                 log.critical(

@@ -24,10 +24,11 @@ from enum import IntEnum, StrEnum
 from typing import Any
 
 import procrastinate
+from procrastinate.exceptions import ConnectorException
 from psycopg import AsyncConnection
 
 from backends.local.packs.records import PackRecords
-from backends.local.pg_store import PgWorkerStore
+from backends.local.pg_store import DATABASE_AWAY, PgWorkerStore
 from backends.local.records import JobKind, JobState, Row
 from backends.local.store import now_iso
 
@@ -110,6 +111,13 @@ async def defer_callback(
 
 def callback_url(kind: JobKind, row: Row) -> str | None:
     return row["callback"] if kind == JobKind.TUNE else row["params"].get("callback")
+
+
+def database_away(exc: BaseException) -> bool:
+    """`exc` says the database cannot be reached (ours, or procrastinate's wrapping of it)."""
+    if isinstance(exc, ConnectorException):
+        exc = exc.__cause__ or exc
+    return isinstance(exc, DATABASE_AWAY)
 
 
 class FleetStore(PgWorkerStore):

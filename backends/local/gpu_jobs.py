@@ -244,8 +244,7 @@ class GpuJobs:
         except Aborted:
             if not await self._deleted_while_running(JobKind.TUNE, row_id):
                 await self._hand_back(JobKind.TUNE, row_id)
-        except JobFailed as exc:
-            log.warning("tune %s failed: %s", row_id, exc.user_message)
+        except JobFailed as exc:  # the user's error: one warning line (`_fail`), no trace
             await self._fail(JobKind.TUNE, row_id, exc.user_message)
         except Exception as exc:
             log.exception("tune %s failed", row_id)

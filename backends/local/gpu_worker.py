@@ -7,7 +7,8 @@ wait behind a training. Beside them: the stalled-job rescue
 (`fleet_faults.rescue_stalled_jobs`) every half WORKER_STALLED_S, and the hung-GPU watchdog.
 
 SIGTERM or SIGINT: the running job stops at its next check and goes back in the queue, then the
-process exits.
+process exits. A database that goes away (a restart of PostgreSQL) is waited for, not died of:
+a job that lost it runs again once it answers, and so do the job loops it stopped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from procrastinate import RetryStrategy
 
@@ -28,12 +31,13 @@ from backends.local.config import WorkerConfig
 from backends.local.errors import ConfigError
 from backends.local.file_cache import TuneFileCache
 from backends.local.fleet_config import FleetConfig
-from backends.local.fleet_faults import Watchdog, rescue_stalled_jobs
-from backends.local.fleet_jobs import GPU_QUEUES, FleetStore, Queue, Task
+from backends.local.fleet_faults import DatabaseWasAway, Watchdog, rescue_stalled_jobs
+from backends.local.fleet_jobs import GPU_QUEUES, FleetStore, Queue, Task, database_away
 from backends.local.fleet_yield import PromptsBetweenSteps
 from backends.local.gpu_jobs import GpuJobs
 from backends.local.library_logs import route_library_logs
 from backends.local.migrate import check_migrated
+from backends.local.pg_store import wait_until_reachable
 from backends.local.queue import EngineFactory, build_engine
 from backends.local.storage import open_storage
 
@@ -42,6 +46,9 @@ log = logging.getLogger(__name__)
 CALLBACK_RETRY = RetryStrategy(max_attempts=12, wait=1, exponential_wait=2)
 """A callback POST that fails is tried again after about 2, 4, 8 ... s, 12 times (~2 hours)."""
 CALLBACK_CONCURRENCY = 4
+
+JobBody = Callable[..., Awaitable[None]]
+"""A procrastinate task's function (`GpuJobs.run_prompt` ...), called with the job's arguments."""
 
 
 def fleet_settings(environ: dict[str, str] | None = None) -> FleetConfig:
@@ -84,19 +91,20 @@ class GpuWorker:
         )
         self.name = f"gpu-{socket.gethostname()}-{os.getpid()}"
 
-    async def run(self) -> None:
-        """Take jobs until SIGTERM/SIGINT."""
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Take jobs until SIGTERM/SIGINT, or until `stop` is set where one is given (a GPU
+        worker inside another program, as the worker API tests run one: no signal handlers)."""
         assert self.fleet.database_url is not None
         route_library_logs()
         await check_migrated(self.fleet.database_url)
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self.store.open()
         app = self.store.jobs
-        app.task(name=Task.PROMPT, queue=Queue.PROMPTS)(self.jobs.run_prompt)
-        app.task(name=Task.TUNE, queue=Queue.TUNES)(self.jobs.run_tune)
-        app.task(name=Task.RUN, queue=Queue.RUNS)(self.jobs.run_run)
+        app.task(name=Task.PROMPT, queue=Queue.PROMPTS)(self._outlasting(self.jobs.run_prompt))
+        app.task(name=Task.TUNE, queue=Queue.TUNES)(self._outlasting(self.jobs.run_tune))
+        app.task(name=Task.RUN, queue=Queue.RUNS)(self._outlasting(self.jobs.run_run))
         app.task(name=Task.CALLBACK, queue=Queue.CALLBACKS, retry=CALLBACK_RETRY)(
-            self.jobs.send_callback
+            self._outlasting(self.jobs.send_callback)
         )
         if self.config.eager_load:  # the default base model, before the first job
             await asyncio.to_thread(self.jobs.engine().models.get, SDXL_BASE_TUNE_ID)
@@ -116,52 +124,100 @@ class GpuWorker:
             "install_signal_handlers": False,
             "shutdown_graceful_timeout": self.config.stop_grace_s,
         }
+        gpu = functools.partial(
+            app.run_worker_async, queues=GPU_QUEUES, concurrency=1, name=self.name, **options
+        )
+        callbacks = functools.partial(
+            app.run_worker_async,
+            queues=[Queue.CALLBACKS],
+            concurrency=CALLBACK_CONCURRENCY,
+            name=f"{self.name}-callbacks",
+            **options,
+        )
         loops = [
-            asyncio.create_task(
-                app.run_worker_async(queues=GPU_QUEUES, concurrency=1, name=self.name, **options)
-            ),
-            asyncio.create_task(
-                app.run_worker_async(
-                    queues=[Queue.CALLBACKS],
-                    concurrency=CALLBACK_CONCURRENCY,
-                    name=f"{self.name}-callbacks",
-                    **options,
-                )
-            ),
+            asyncio.create_task(self._again_after_outages(gpu, "GPU jobs")),
+            asyncio.create_task(self._again_after_outages(callbacks, "callbacks")),
             asyncio.create_task(self._rescue_loop()),
         ]
         log.info("gpu-worker %s started: model %s", self.name, self.config.sdxl_model)
         try:
-            await _until_signalled(loops)
+            await _until_stopped(loops, stop)
         finally:
             self.jobs.stop()
-            for task in loops:
-                task.cancel()
-            for task in loops:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await _cancel_and_wait(loops)
+            self.watchdog.stop()
             await between.close()
             await self.jobs.http.aclose()
             await self.store.close()
             log.info("gpu-worker %s stopped", self.name)
 
+    def _outlasting(self, body: JobBody) -> JobBody:
+        """`body` run again once the database answers when it went away mid-job (a restart
+        of PostgreSQL), instead of ending the job in error with its row left `running`. A job
+        body may run twice: it does its work once (gpu_jobs.py)."""
+
+        @functools.wraps(body)
+        async def run(**arguments: Any) -> None:
+            while True:
+                try:
+                    return await body(**arguments)
+                except Exception as exc:
+                    if not database_away(exc):
+                        raise
+                    log.warning(
+                        "%s %s: the database went away (%s): once it answers, again",
+                        body.__name__, arguments, type(exc).__name__,
+                    )  # fmt: skip
+                    await wait_until_reachable(self.fleet.database_url or "")
+
+        return run
+
+    async def _again_after_outages(
+        self, take_jobs: Callable[[], Awaitable[None]], what: str
+    ) -> None:
+        """procrastinate stops a worker whose heartbeat cannot be written (the database is
+        away): start it again once the database answers, rather than exit (a process manager
+        would restart the GPU worker again and again until then, its model reloaded each
+        time). Cancelling this task stops it."""
+        while True:
+            try:
+                await take_jobs()
+            except Exception as exc:
+                if not database_away(exc):
+                    raise
+            log.warning("taking %s stopped (the database went away?): once it answers, again", what)
+            await asyncio.sleep(1)  # never a busy loop, whatever stopped it
+            await wait_until_reachable(self.fleet.database_url or "")
+
     async def _rescue_loop(self) -> None:
+        """Every half WORKER_STALLED_S, hand back the jobs of dead workers. After the database
+        was away, every worker's heartbeat is old though none died: a look that waited on the
+        database hands nothing back, and the next waits until the others have had
+        WORKER_STALLED_S to beat again."""
+        stalled_s = self.fleet.stalled_s
         while True:
             try:
                 await rescue_stalled_jobs(
-                    self.store.jobs, self.store, self.fleet.stalled_s, self.fleet.max_tries
+                    self.store.jobs, self.store, stalled_s, self.fleet.max_tries
                 )
-            except Exception:  # the database is away for a moment: look again later
-                log.exception("could not look for stalled jobs")
-            await asyncio.sleep(self.fleet.stalled_s / 2)
+            except Exception as exc:
+                if not (database_away(exc) or isinstance(exc, DatabaseWasAway)):
+                    log.exception("could not look for stalled jobs")
+                else:
+                    log.warning("the database was away: no rescue until all had time to beat")
+                    await wait_until_reachable(self.fleet.database_url or "")
+                    await asyncio.sleep(stalled_s)
+            await asyncio.sleep(stalled_s / 2)
 
 
-async def _until_signalled(tasks: list[asyncio.Task[None]]) -> None:
-    """Return on SIGTERM/SIGINT, or raise when a task ends on its own (a crash)."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+async def _until_stopped(tasks: list[asyncio.Task[None]], stop: asyncio.Event | None) -> None:
+    """Return once `stop` is set (None: on SIGTERM/SIGINT), or raise when a task ends on its
+    own (a crash)."""
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
@@ -169,6 +225,20 @@ async def _until_signalled(tasks: list[asyncio.Task[None]]) -> None:
         if task is not stopper:
             task.result()  # re-raise what ended it
             raise RuntimeError("a job loop ended on its own")
+
+
+async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel `tasks` and wait for their ends. A task still running a second later is cancelled
+    again: procrastinate's worker loses a cancel that comes while it registers itself (it then
+    runs on, and a stop that waited for it would never end)."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1)
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def run_gpu_worker(

@@ -8,6 +8,7 @@ The tables are created by `apply_schema` (`photoshoot-bot worker migrate`), neve
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -66,6 +67,13 @@ CREATE INDEX IF NOT EXISTS prompts_state ON prompts(state);
 CREATE INDEX IF NOT EXISTS prompts_tune ON prompts(tune_id);
 """
 
+POOL_TIMEOUT_S = 5.0
+"""How long a statement waits for a pooled connection before giving up with PoolTimeout (an
+OperationalError): while the database is away, the API answers 503 after this, not never."""
+DATABASE_AWAY = (psycopg.OperationalError,)
+"""What a statement raises when the database cannot be reached or ended the session (a restart
+of PostgreSQL): a reason to wait and try again, never a bug."""
+
 MIGRATE_HINT = "run `photoshoot-bot worker migrate` against WORKER_DATABASE_URL first"
 WORKER_TABLES = (*(kind.table for kind in JobKind), *PACK_TABLES)
 
@@ -122,6 +130,8 @@ class PgWorkerStore(JobStore):
             max_size=self._max_connections,
             kwargs={"autocommit": True, "row_factory": dict_row},
             open=False,
+            timeout=POOL_TIMEOUT_S,
+            check=AsyncConnectionPool.check_connection,  # none left dead by a restart
         )
         await self._pool.open(wait=True)
 
@@ -177,6 +187,17 @@ class PgWorkerStore(JobStore):
         async with self._connection() as conn:
             cursor = await conn.execute(_placeholders(sql), args)
             return list(await cursor.fetchall())
+
+
+async def wait_until_reachable(conninfo: str, pause_s: float = 1.0) -> None:
+    """Return once the database answers again (tried every `pause_s` seconds)."""
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(conninfo, connect_timeout=3) as conn:
+                await conn.execute("SELECT 1")
+                return
+        except DATABASE_AWAY:
+            await asyncio.sleep(pause_s)
 
 
 def _placeholders(sql: str) -> str:

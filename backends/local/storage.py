@@ -33,13 +33,15 @@ class FileMissing(LookupError):
 
 
 class BadKey(ValueError):
-    """A key that would leave the storage root (`..`, absolute) or is empty."""
+    """A key that would leave the storage root (`..`, absolute), is empty, or holds a control
+    character (a NUL: no file on disk can be named so, and none of ours in a bucket is)."""
 
 
 def check_key(key: str) -> str:
     """`key` if it is a plain relative path; BadKey otherwise (never trusts a client's path)."""
     parts = PurePosixPath(key).parts
-    if not key or key.startswith("/") or "\\" in key or not parts or ".." in parts:
+    unsafe = not key or key.startswith("/") or "\\" in key or not parts or ".." in parts
+    if unsafe or any(ord(char) < 32 or char == "\x7f" for char in key):
         raise BadKey(f"not a storage key: {key!r}")
     return key
 
