@@ -59,6 +59,8 @@ class WorkerMaker:
         self.mode = mode
         self.data_dir = data_dir
         self.fleet = fleet
+        self.gpu: GpuWorker | None = None
+        """In fleet mode, the GPU worker beside the API while `started`/`served` run."""
 
     def build(self, *, trainer: Trainer | None = None, **overrides: Any) -> ServedWorker:
         """The API side, not started (in fleet mode the trainer goes to `started`'s GPU
@@ -100,8 +102,12 @@ class WorkerMaker:
             yield
             return
         gpu_config = worker_config(self.data_dir / "gpu", **overrides)
-        async with gpu_worker_running(GpuWorker(gpu_config, self.fleet, trainer=trainer)):
-            yield
+        async with gpu_worker_running(GpuWorker(gpu_config, self.fleet, trainer=trainer)) as gpu:
+            self.gpu = gpu
+            try:
+                yield
+            finally:
+                self.gpu = None
 
 
 @contextlib.asynccontextmanager

@@ -99,6 +99,11 @@ class GpuJobs:
             self._engine = self._engine_factory()
         return self._engine
 
+    @property
+    def binds(self) -> int:
+        """How often a tune's LoRA was bound into this GPU's model so far (`Engine.binds`)."""
+        return self._engine.binds if self._engine is not None else 0
+
     def stop(self) -> None:
         self.stopping.set()
         if self._engine is not None:
