@@ -1,8 +1,10 @@
 """Cancel really cancels: a deleted prompt or tune stops at its next check and frees the GPU.
 
-The worker runs for real under uvicorn (tiny SDXL on the CPU); DELETE is the bot's `/cancel`.
-A job cut short logs "deleted, stopped" (never "interrupted, stays queued"), leaves no files,
-and the next job runs. The face stage (the tiny model draws no faces) is driven on a drawn face.
+The worker runs for real under uvicorn (tiny SDXL on the CPU), as one machine and as the fleet
+(`tests/worker_modes.py`: the API replica, a GPU worker beside it); DELETE is the bot's
+`/cancel`. A job cut short logs that it stopped because it was deleted (never "interrupted"),
+leaves no files on disk or in the bucket, and the next job runs. The face stage (the tiny model
+draws no faces) and the model load are driven directly, on one machine.
 """
 
 from __future__ import annotations
