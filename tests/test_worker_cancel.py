@@ -1,8 +1,10 @@
 """Cancel really cancels: a deleted prompt or tune stops at its next check and frees the GPU.
 
-The worker runs for real under uvicorn (tiny SDXL on the CPU); DELETE is the bot's `/cancel`.
-A job cut short logs "deleted, stopped" (never "interrupted, stays queued"), leaves no files,
-and the next job runs. The face stage (the tiny model draws no faces) is driven on a drawn face.
+The worker runs for real under uvicorn (tiny SDXL on the CPU), as one machine and as the fleet
+(`tests/worker_modes.py`: the API replica, a GPU worker beside it); DELETE is the bot's
+`/cancel`. A job cut short logs that it stopped because it was deleted (never "interrupted"),
+leaves no files on disk or in the bucket, and the next job runs. The face stage (the tiny model
+draws no faces) and the model load are driven directly, on one machine.
 """
 
 from __future__ import annotations
@@ -24,16 +26,53 @@ from backends.local.params import MAX_STEPS, parse_prompt
 from backends.local.records import JobKind
 from backends.local.training_recipe import TrainingDefaults
 from tests.imagegen import jpeg_bytes
-from tests.worker_fixtures import API_KEY, face_image, run_uvicorn, until, worker_config
+from tests.worker_fixtures import API_KEY, face_image, until, worker_config
+from tests.worker_modes import (
+    Mode,
+    ServedWorker,
+    WorkerMaker,
+    job_progress,
+    stored_files,
+    worker_maker,
+    worker_mode,
+)
 
 pytest.importorskip("torch")
+__all__ = ["worker_maker", "worker_mode"]  # fixtures: the API tests run single and fleet
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-LOGGER = "backends.local.queue"
+JOB_LOGGERS = ("backends.local.queue", "backends.local.gpu_jobs")
+"""Where a job's end is logged: the single worker's runner, the fleet's GPU worker."""
+
+STOPPED_ON_DELETE = {
+    (Mode.SINGLE, JobKind.PROMPT): "deleted, stopped",
+    (Mode.SINGLE, JobKind.TUNE): "deleted, training stopped",
+    (Mode.FLEET, JobKind.PROMPT): "deleted while running, stopped",
+    (Mode.FLEET, JobKind.TUNE): "deleted while running, stopped",
+}
+"""The line a job logs when it stops because its row was deleted (never "interrupted")."""
 
 
-async def running(http: httpx.AsyncClient) -> str | None:
-    return (await http.get("/healthz")).json()["running"]
+def stopped_line(mode: Mode, kind: JobKind, row_id: int) -> str:
+    return f"{kind} {row_id}: {STOPPED_ON_DELETE[mode, kind]}"
+
+
+async def files_under(worker: ServedWorker, folder: str) -> list[str]:
+    """The stored files in `folder` (`prompts/7`): on disk, or in the fleet's bucket."""
+    return [key for key in await stored_files(worker) if f"/{folder}/" in f"/{key}"]
+
+
+def model_folder(worker: ServedWorker, maker: WorkerMaker, tune_id: int) -> Path:
+    """Where a tune's model is written while it trains: the single worker's tunes folder, or
+    the training folder of the fleet's GPU worker (uploaded to the bucket when done)."""
+    if maker.gpu is not None:
+        return maker.gpu.config.data_dir / "training" / str(tune_id)
+    return worker.config.tunes_dir / str(tune_id)
+
+
+def capture_job_logs(caplog: pytest.LogCaptureFixture) -> None:
+    for logger in JOB_LOGGERS:
+        caplog.set_level(logging.INFO, logger=logger)
 
 
 def prompt_body(**overrides: Any) -> dict[str, Any]:
@@ -43,12 +82,11 @@ def prompt_body(**overrides: Any) -> dict[str, Any]:
 
 
 async def test_deleting_a_running_prompt_stops_it_before_its_hires_pass(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    worker_maker: WorkerMaker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger=LOGGER)
-    worker = Worker(worker_config(tmp_path / "worker", api_key=API_KEY))
+    capture_job_logs(caplog)
     async with (
-        run_uvicorn(worker.app) as url,
+        worker_maker.served(api_key=API_KEY) as (worker, url),
         httpx.AsyncClient(base_url=url, headers=AUTH) as http,
     ):
         long = prompt_body(steps=MAX_STEPS, super_resolution=True, inpaint_faces=True)
@@ -57,19 +95,20 @@ async def test_deleting_a_running_prompt_stops_it_before_its_hires_pass(
         key = f"prompt {prompt_id}"
 
         async def denoising() -> bool:
-            return worker.runner.progress.get((JobKind.PROMPT, prompt_id), 0) > 0
+            progress = job_progress(worker, worker_maker, JobKind.PROMPT, prompt_id)
+            return bool(progress)
 
         await until(denoising, "the prompt's first denoising steps")
         assert (await http.delete(f"/prompts/{prompt_id}")).status_code == 200
 
-        async def idle() -> bool:
-            return await running(http) is None
+        async def let_go() -> bool:
+            return job_progress(worker, worker_maker, JobKind.PROMPT, prompt_id) is None
 
-        await until(idle, "the runner to let go of the prompt")
+        await until(let_go, "the runner to let go of the prompt")
 
-        assert f"prompt {prompt_id}: deleted, stopped" in caplog.text
-        assert f"{key}: interrupted, stays queued" not in caplog.text
-        assert not (worker.config.files_dir / "prompts" / str(prompt_id)).exists()
+        assert stopped_line(worker_maker.mode, JobKind.PROMPT, prompt_id) in caplog.text
+        assert f"{key}: interrupted" not in caplog.text
+        assert await files_under(worker, f"prompts/{prompt_id}") == []
         assert (await http.get(f"/prompts/{prompt_id}")).status_code == 404
 
         # the GPU is free: the next prompt runs to the end
@@ -84,18 +123,17 @@ async def test_deleting_a_running_prompt_stops_it_before_its_hires_pass(
 
 @pytest.mark.slow
 async def test_deleting_a_running_tune_stops_the_training_and_the_next_tune_trains(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    worker_maker: WorkerMaker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger=LOGGER)
+    capture_job_logs(caplog)
     training = TrainingDefaults(resolution=64, rank=4)  # a CPU step takes tenths of a second
-    worker = Worker(worker_config(tmp_path / "worker", api_key=API_KEY, training=training))
     photos = [
         ("tune[images][]", (f"{i}.jpg", jpeg_bytes(1024, 1024, seed=i), "image/jpeg"))
         for i in range(4)
     ]
 
     async with (
-        run_uvicorn(worker.app) as url,
+        worker_maker.served(api_key=API_KEY, training=training) as (worker, url),
         httpx.AsyncClient(base_url=url, headers=AUTH) as http,
     ):
 
@@ -108,20 +146,21 @@ async def test_deleting_a_running_tune_stops_the_training_and_the_next_tune_trai
         long_id = await create("long", 10_000)
         short_id = await create("short", 2)
 
-        async def training() -> bool:
-            return bool((await http.get(f"/tunes/{long_id}")).json()["progress"])
+        async def training_steps() -> bool:
+            return bool(job_progress(worker, worker_maker, JobKind.TUNE, long_id))
 
-        await until(training, "the long training's first steps")
+        await until(training_steps, "the long training's first steps")
         assert (await http.delete(f"/tunes/{long_id}")).status_code == 200
 
         async def short_trained() -> bool:
             return bool((await http.get(f"/tunes/{short_id}")).json()["trained_at"])
 
         await until(short_trained, "the next tune to train")
-        assert f"tune {long_id}: deleted, training stopped" in caplog.text
+        assert stopped_line(worker_maker.mode, JobKind.TUNE, long_id) in caplog.text
         assert f"tune {long_id}: interrupted" not in caplog.text
-        assert not (worker.config.tunes_dir / str(long_id)).exists()
-        assert not (worker.config.files_dir / "tunes" / str(long_id)).exists()
+        assert not model_folder(worker, worker_maker, long_id).exists()
+        assert await files_under(worker, f"tunes/{long_id}") == []
+        assert await files_under(worker, f"lora/{long_id}") == []  # the fleet's model, checkpoint
 
 
 def test_the_face_redraw_checks_at_every_denoising_step(tmp_path: Path) -> None:

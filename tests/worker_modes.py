@@ -34,6 +34,7 @@ from backends.local.fleet_config import FleetConfig
 from backends.local.gpu_worker import GpuWorker
 from backends.local.migrate import JOB_TABLES, migrate
 from backends.local.pg_store import WORKER_TABLES
+from backends.local.records import JobKind
 from backends.local.storage import LocalStorage, S3Storage
 from backends.local.train import Trainer
 from tests import pg
@@ -220,6 +221,15 @@ async def row_counts(worker: ServedWorker) -> tuple[int, int]:
         [row] = await worker.store._all(f"SELECT COUNT(*) AS n FROM {table}", ())
         counts.append(int(row["n"]))
     return counts[0], counts[1]
+
+
+def job_progress(
+    worker: ServedWorker, maker: WorkerMaker, kind: JobKind, row_id: int
+) -> float | None:
+    """How far a job is (0..1) where it runs, None when nothing runs it: the single worker's
+    runner, or the fleet's GPU worker beside the API (the fleet's API shows no progress)."""
+    runner_progress = maker.gpu.jobs.progress if maker.gpu is not None else worker.runner.progress
+    return runner_progress.get((kind, row_id))
 
 
 async def stored_files(worker: ServedWorker) -> list[str]:

@@ -92,6 +92,9 @@ class GpuJobs:
         """Set by the GPU worker once open: a training lets waiting prompts run between steps."""
         self.deleted = DeletedRowWatch(store)
         """DELETE on any API replica stops the job at its next check (`fleet_cancel.py`)."""
+        self.progress: dict[tuple[JobKind, int], float] = {}
+        """How far the jobs under way on this GPU are (0..1), as the single worker's runner
+        keeps it: a key is here from the job's start until it let go of the GPU."""
         self._selector: BestOfSelector | None = None
 
     def engine(self) -> Engine:
@@ -147,6 +150,12 @@ class GpuJobs:
     async def _make_prompt(self, row_id: int) -> bool:
         """Make a prompt's images and commit its end; False when a stop interrupted it (the
         caller hands it back), True when it ended, failed, or was deleted while it ran."""
+        try:
+            return await self._make_prompt_row(row_id)
+        finally:
+            self.progress.pop((JobKind.PROMPT, row_id), None)
+
+    async def _make_prompt_row(self, row_id: int) -> bool:
         row = await self.store.get_prompt(row_id)
         if row is None or row["state"] not in OPEN_STATES:
             return True
@@ -157,6 +166,7 @@ class GpuJobs:
             await self._fail(JobKind.PROMPT, row_id, exc.user_message)
             return True
         await self.store.update_prompt(row_id, state=JobState.RUNNING, started_at=now_iso())
+        self.progress[(JobKind.PROMPT, row_id)] = 0.0
         log.info("prompt %s: %d image(s) %dx%d", row_id, params.num_images, params.w, params.h)
         try:
             with self.watchdog.watching(), self.deleted.watching(JobKind.PROMPT, row_id):
@@ -207,12 +217,13 @@ class GpuJobs:
         """In the worker thread: the prompt's images as PNG bytes (in seed order, or best
         first with OVERGENERATE, as on one machine), and the best-of scores (or None)."""
         self.check()
+        key = (JobKind.PROMPT, job.prompt_id)
         scores = None
         if self.config.overgenerate > 1:
-            best = self._best_of().run(self.engine(), job, lambda fraction: self.check())
+            best = self._best_of().run(self.engine(), job, lambda f: self._step(key, f))
             images, scores = best.images, best.to_json()
         else:
-            images = self.engine().run_prompt(job, lambda fraction: self.check())
+            images = self.engine().run_prompt(job, lambda f: self._step(key, f))
         pngs = []
         for image in images:
             buffer = io.BytesIO()
@@ -232,12 +243,14 @@ class GpuJobs:
         if row is None or row["state"] not in OPEN_STATES:
             return
         await self.store.update_tune(row_id, state=JobState.RUNNING, started_training_at=now_iso())
+        key = (JobKind.TUNE, row_id)
+        self.progress[key] = 0.0
         work = self.config.data_dir / "training" / str(row_id)
         try:
             job = await self._train_job(row, work)
             await fleet_checkpoint.fetch(self.storage, row_id, job.out_dir)
             ctx = TrainContext(
-                between_steps=lambda fraction: self._after_step(),
+                between_steps=lambda fraction: self._after_step(key, fraction),
                 check=self.check,
                 checkpointed=fleet_checkpoint.Uploader(self.storage, row_id),
             )
@@ -262,10 +275,16 @@ class GpuJobs:
                 await self.storage.delete_folder(f"lora/{row_id}")
         finally:
             await asyncio.to_thread(shutil.rmtree, work, True)
+            self.progress.pop(key, None)
 
-    def _after_step(self) -> None:
-        """In the trainer's thread: waiting prompts take the GPU, then the training goes on."""
+    def _step(self, key: tuple[JobKind, int], fraction: float) -> None:
+        """In the job's thread, after each step: note how far it is, then check."""
+        self.progress[key] = fraction
         self.check()
+
+    def _after_step(self, key: tuple[JobKind, int], fraction: float) -> None:
+        """In the trainer's thread: waiting prompts take the GPU, then the training goes on."""
+        self._step(key, fraction)
         if self.prompts_between_steps is not None:
             self.prompts_between_steps.between_steps()
             self.check()  # stopped while a prompt ran
