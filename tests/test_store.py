@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -243,8 +245,10 @@ async def test_tunes_read_from_memory_per_user_and_dropped_on_each_write(tmp_pat
         await store.close()
 
 
-async def test_other_modules_writes_drop_every_cached_tune_list(tmp_path: Path) -> None:
-    """`transaction()` (the ledger, bans) may write anything: no tune list outlives it."""
+@contextlib.asynccontextmanager
+async def store_with_a_cached_tune(tmp_path: Path) -> AsyncIterator[tuple[Store, int]]:
+    """A store whose user (Ann, `telegram:1`) has one tune labelled `first`, its list read
+    once (so kept in memory); yields the store and Ann's id."""
     store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
     try:
         ann = await store.get_or_create_user("telegram", "1")
@@ -252,31 +256,29 @@ async def test_other_modules_writes_drop_every_cached_tune_list(tmp_path: Path) 
             ann.id, title="t", class_name="man", token="ohwx", label="first", photo_ids=[]
         )
         assert [t.label for t in await store.user_tunes(ann.id)] == ["first"]
-        async with store.transaction() as db:
-            await db.execute("UPDATE tunes SET label = 'changed'")
-        assert [t.label for t in await store.user_tunes(ann.id)] == ["changed"]
+        yield store, ann.id
     finally:
         await store.close()
+
+
+async def test_other_modules_writes_drop_every_cached_tune_list(tmp_path: Path) -> None:
+    """`transaction()` (the ledger, bans) may write anything: no tune list outlives it."""
+    async with store_with_a_cached_tune(tmp_path) as (store, ann):
+        async with store.transaction() as db:
+            await db.execute("UPDATE tunes SET label = 'changed'")
+        assert [t.label for t in await store.user_tunes(ann)] == ["changed"]
 
 
 async def test_the_ledgers_writes_keep_the_cached_tune_lists(tmp_path: Path) -> None:
     """The ledger writes on every job and never touches tunes: it says so, and the tune lists
     kept in memory outlive its writes (re-read after each, they were useless under load)."""
-    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
-    try:
-        ann = await store.get_or_create_user("telegram", "1")
-        await store.create_tune(
-            ann.id, title="t", class_name="man", token="ohwx", label="first", photo_ids=[]
-        )
-        assert [t.label for t in await store.user_tunes(ann.id)] == ["first"]
+    async with store_with_a_cached_tune(tmp_path) as (store, ann):
         _label_behind_the_store(tmp_path, "second")
         await Ledger(store).grant("telegram:1", 5, actor="admin", note=None)
-        assert [t.label for t in await store.user_tunes(ann.id)] == ["first"]  # from memory
+        assert [t.label for t in await store.user_tunes(ann)] == ["first"]  # from memory
         async with store.transaction() as db:  # a write that may touch anything
             await db.execute("UPDATE users SET language = 'de'")
-        assert [t.label for t in await store.user_tunes(ann.id)] == ["second"]
-    finally:
-        await store.close()
+        assert [t.label for t in await store.user_tunes(ann)] == ["second"]
 
 
 async def test_get_user_follows_every_write_to_the_user(tmp_path: Path) -> None:
