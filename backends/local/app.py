@@ -212,8 +212,7 @@ class _Api:
 
             async def undo() -> None:
                 for kind, row_id in created:
-                    get = self.store.get_tune if kind == JobKind.TUNE else self.store.get_prompt
-                    row = await get(row_id)
+                    row = await self.store.get_row(kind, row_id)
                     if row is not None:
                         log.warning("taking back %s %s of the failed request", kind, row_id)
                         await self._forget(row, kind)

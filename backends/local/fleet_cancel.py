@@ -55,6 +55,6 @@ class DeletedRowWatch:
             return
         self._checked_at = now
         kind, row_id = self._rows[-1]
-        get = self.store.get_tune if kind == JobKind.TUNE else self.store.get_prompt
-        if asyncio.run_coroutine_threadsafe(get(row_id), self._loop).result() is None:
+        found = asyncio.run_coroutine_threadsafe(self.store.get_row(kind, row_id), self._loop)
+        if found.result() is None:
             raise Aborted(f"{kind} {row_id} was deleted")

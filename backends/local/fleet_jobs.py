@@ -167,16 +167,14 @@ class FleetStore(PgWorkerStore):
         the row is gone (deleted while it ran). A tune's end also starts (or fails) the runs
         waiting for it; a run's last prompt also defers the run's `prompts_callback`."""
         async with self.transaction() as conn:
-            get = self.get_tune if kind == JobKind.TUNE else self.get_prompt
-            before = await get(row_id)
+            before = await self.get_row(kind, row_id)
             if before is None:
                 return False
             run_id = before["params"].get("run_id") if kind == JobKind.PROMPT else None
             if run_id is not None:  # one run's prompts end one at a time: no callback lost
                 await conn.execute("SELECT id FROM pack_runs WHERE id = %s FOR UPDATE", (run_id,))
-            update = self.update_tune if kind == JobKind.TUNE else self.update_prompt
-            await update(row_id, **values)
-            row = await get(row_id)
+            await self.update_row(kind, row_id, **values)
+            row = await self.get_row(kind, row_id)
             assert row is not None
             if callback_url(kind, row):
                 await defer_callback(self.jobs, conn, kind, row_id)

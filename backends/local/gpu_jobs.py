@@ -122,8 +122,7 @@ class GpuJobs:
 
     async def _deleted_while_running(self, kind: JobKind, row_id: int) -> bool:
         """After an abort: True (and its files gone) when the row was deleted, not stopped."""
-        get = self.store.get_tune if kind == JobKind.TUNE else self.store.get_prompt
-        if await get(row_id) is not None:
+        if await self.store.get_row(kind, row_id) is not None:
             return False
         folder = f"lora/{row_id}" if kind == JobKind.TUNE else f"{kind.table}/{row_id}"
         await self.storage.delete_folder(folder)
@@ -324,11 +323,9 @@ class GpuJobs:
     async def _hand_back(self, kind: JobKind, row_id: int) -> None:
         """A stop interrupted the job: it goes back in the queue, row and new job together."""
         async with self.store.transaction() as conn:
-            get = self.store.get_tune if kind == JobKind.TUNE else self.store.get_prompt
-            if await get(row_id) is None:
+            if await self.store.get_row(kind, row_id) is None:
                 return
-            update = self.store.update_tune if kind == JobKind.TUNE else self.store.update_prompt
-            await update(row_id, state=JobState.QUEUED)
+            await self.store.update_row(kind, row_id, state=JobState.QUEUED)
             await defer_job(self.store.jobs, conn, kind, row_id)
         log.info("%s %s: interrupted, queued again", kind, row_id)
 
@@ -371,7 +368,7 @@ class GpuJobs:
             return (run["prompts_callback"], [prompt_json(r, base) for r in rows]) if rows else None
         job_kind = JobKind(kind)
         tune = job_kind == JobKind.TUNE
-        row = await (self.store.get_tune(row_id) if tune else self.store.get_prompt(row_id))
+        row = await self.store.get_row(job_kind, row_id)
         url = callback_url(job_kind, row) if row is not None else None
         if row is None or not url:
             return None

@@ -495,7 +495,7 @@ class JobRunner:
 
     async def _send_callback(self, kind: JobKind, row_id: int) -> None:
         tune = kind == JobKind.TUNE
-        row = await (self.store.get_tune(row_id) if tune else self.store.get_prompt(row_id))
+        row = await self.store.get_row(kind, row_id)
         if row is None:
             return
         url = row["callback"] if tune else row["params"].get("callback")

@@ -225,6 +225,15 @@ class JobStore(ABC):
     async def get_prompt(self, prompt_id: int) -> Row | None:
         return await self._one("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
 
+    async def get_row(self, kind: JobKind, row_id: int) -> Row | None:
+        """The tune's or the prompt's row, for code that handles either kind of job."""
+        return await (self.get_tune(row_id) if kind == JobKind.TUNE else self.get_prompt(row_id))
+
+    async def update_row(self, kind: JobKind, row_id: int, **values: Any) -> None:
+        """Set `values` on the tune's or the prompt's row."""
+        update = self.update_tune if kind == JobKind.TUNE else self.update_prompt
+        await update(row_id, **values)
+
     async def list_prompts(
         self, tune_id: int, *, limit: int, offset: int, before_id: int | None
     ) -> list[Row]:
