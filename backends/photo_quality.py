@@ -200,6 +200,15 @@ class _Analysis(NamedTuple):
         x0, y0, x1, y1 = _scaled_box(face, self.factor, self.gray.shape)
         return self.gray[y0:y1, x0:x1]
 
+    def phash(self) -> PhotoHash:
+        """pHash: the 8x8 lowest frequencies of the 32x32 DCT of the gray pixels, each bit set
+        when above their median. Box-averaged to ~64 px before the Lanczos (`reducing_gap`): a
+        Lanczos from 1024 px straight to 32 spans 100 source pixels per output pixel."""
+        small = Image.fromarray(self.gray).resize((32, 32), Image.LANCZOS, reducing_gap=2.0)
+        low = (_DCT @ np.asarray(small, dtype=np.float64) @ _DCT.T)[:8, :8]
+        bits = (low > np.median(low)).flatten()
+        return PhotoHash(int("".join("1" if b else "0" for b in bits), 2))
+
 
 def sharpness(image: Image.Image, face: Region | None = None) -> float:
     """Variance of the Laplacian at training scale: on `face`, else on the second-sharpest
@@ -209,9 +218,9 @@ def sharpness(image: Image.Image, face: Region | None = None) -> float:
 
 def _sharpness(analysis: _Analysis, face: Region | None) -> float:
     gray = analysis.region(face)
-    if face is not None:
-        return _laplacian_variance(gray, _laplacian(gray))
     laplacian = _laplacian(gray)  # once for the photo: a tile's is the slice of its interior
+    if face is not None:
+        return _laplacian_variance(gray, laplacian)
     rows = np.array_split(np.arange(gray.shape[0]), 4)
     cols = np.array_split(np.arange(gray.shape[1]), 4)
     tiles = sorted(
@@ -245,18 +254,9 @@ def _exposure(analysis: _Analysis, face: Region | None) -> Exposure:
 
 
 def perceptual_hash(image: Image.Image) -> PhotoHash:
-    """pHash: the 8x8 lowest frequencies of the 32x32 DCT of the gray image, each bit set when
-    above their median. Survives re-encoding, resizing, small crops and colour changes."""
-    return _hash_of_gray(image.convert("L"))
-
-
-def _hash_of_gray(gray: Image.Image) -> PhotoHash:
-    # reducing_gap: box-averaged to ~64 px first, then Lanczos; a Lanczos from 1024 px straight
-    # to 32 spans 100 source pixels per output pixel and cost most of a photo's checks.
-    small = gray.resize((32, 32), Image.LANCZOS, reducing_gap=2.0)
-    low = (_DCT @ np.asarray(small, dtype=np.float64) @ _DCT.T)[:8, :8]
-    bits = (low > np.median(low)).flatten()
-    return PhotoHash(int("".join("1" if b else "0" for b in bits), 2))
+    """The photo's pHash at training scale, as `assess` takes it. Survives re-encoding,
+    resizing, small crops and colour changes."""
+    return _Analysis.of(image).phash()
 
 
 def find_near_duplicate(
@@ -323,7 +323,7 @@ def assess(
 ) -> PhotoQuality:
     """All model-free measures of one photo; `others` are the hashes of the rest of the set."""
     analysis = _Analysis.of(image)
-    phash = _hash_of_gray(Image.fromarray(analysis.gray))
+    phash = analysis.phash()
     return PhotoQuality(
         width=image.width,
         height=image.height,
