@@ -31,7 +31,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from backends.base import Backend, BackendError, NotFoundError
@@ -43,7 +43,7 @@ from bot.core.records import (
     TuneState,
     sql_in,
 )
-from bot.core.store import Store, utcnow
+from bot.core.store import Store, iso, utcnow
 from bot.core.texts import text
 
 log = logging.getLogger(__name__)
@@ -79,10 +79,6 @@ class Removed:
         return ", ".join(f"{value} {name}" for name, value in asdict(self).items())
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
-
-
 class Retention:
     """The sweep and the visit bookkeeping; see the module docstring."""
 
@@ -105,7 +101,7 @@ class Retention:
         if last is not None and now - last < SEEN_EVERY:
             return
         async with self._store.transaction(writes_tunes=False) as db:
-            await db.execute("UPDATE users SET last_seen_at = ? WHERE id = ?", (_iso(now), user_id))
+            await db.execute("UPDATE users SET last_seen_at = ? WHERE id = ?", (iso(now), user_id))
         self._seen[user_id] = now
 
     async def take_notice(self, user_id: int) -> str | None:
@@ -144,7 +140,7 @@ class Retention:
         now = now or utcnow()
         async with self._store.transaction() as db:
             cursor = await db.execute(
-                "INSERT INTO retention_runs (started_at) VALUES (?)", (_iso(now),)
+                "INSERT INTO retention_runs (started_at) VALUES (?)", (iso(now),)
             )
             run_id = cursor.lastrowid
         removed = Removed()
@@ -157,7 +153,7 @@ class Retention:
         async with self._store.transaction() as db:
             await db.execute(
                 "UPDATE retention_runs SET finished_at = ?, removed = ? WHERE id = ?",
-                (_iso(now), json.dumps(asdict(removed)), run_id),
+                (iso(now), json.dumps(asdict(removed)), run_id),
             )
         log.info("retention sweep removed %s", removed)
         return removed
@@ -228,7 +224,7 @@ class Retention:
             f" AND NOT EXISTS (SELECT 1 FROM shoots WHERE user_id = u.id"
             f" AND state {sql_in(SHOOT_UNFINISHED)}){one}"
             " ORDER BY u.id",
-            (_iso(before),) if only is None else (_iso(before), only),
+            (iso(before),) if only is None else (iso(before), only),
         )
         return [row[0] for row in rows]
 
