@@ -339,7 +339,11 @@ async def test_training_yields_the_gpu_to_prompts_between_steps(
             await asyncio.sleep(0.05)
         assert prompt.done and order == ["train-start", "train-step-2"]
         row = await worker.store.get_prompt(prompt.id)
-        tune_row = await worker.store.get_tune(tune.id)
+        for _ in range(600):  # the training's end is committed after its last step returned
+            tune_row = await worker.store.get_tune(tune.id)
+            if tune_row and tune_row["state"] != JobState.RUNNING:
+                break
+            await asyncio.sleep(0.05)
         assert row and tune_row and row["finished_at"] <= tune_row["updated_at"]
         assert tune_row["state"] != JobState.QUEUED
 
