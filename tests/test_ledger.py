@@ -141,8 +141,7 @@ async def test_concurrent_holds_from_two_connections_never_overdraw(tmp_path: Pa
         async def try_hold(store: Store, job_id: int) -> bool:
             ledger = Ledger(store)
             try:
-                async with store.transaction() as db:
-                    await db.execute("BEGIN IMMEDIATE")
+                async with store.transaction() as db:  # BEGIN IMMEDIATE
                     await ledger.hold(
                         db, ANN, 1, units=1, job_kind=JobKind.GENERATION, job_id=job_id
                     )

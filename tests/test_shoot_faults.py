@@ -96,7 +96,7 @@ async def test_a_user_who_comes_back_while_the_sweep_waits_for_them_keeps_everyt
         async with service._lock(user):  # an operation of theirs is under way ...
             sweeping = asyncio.create_task(service.retention.sweep(later))
             await asyncio.wait({sweeping}, timeout=2)  # (unlocked, the sweep is done by now)
-            await service.retention.seen(user.id, later)  # ... since they came back
+            await service.retention.seen(user, later)  # ... since they came back
         removed = await sweeping
     assert removed == Removed()
     assert fake_astria.tunes  # their model stays, here and on the backend

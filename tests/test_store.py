@@ -155,6 +155,85 @@ async def test_concurrent_use_cases_each_commit_whole(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_one_statement_writes_never_join_a_transaction_that_rolls_back(
+    tmp_path: Path,
+) -> None:
+    """One-statement writes go without the write lock while no transaction holds it: those
+    made before, during and after a transaction that fails must all stay, and none of the
+    transaction's own writes."""
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
+    try:
+        user = await store.get_or_create_user("telegram", "1")
+        inside = asyncio.Event()
+
+        async def failing_transaction() -> None:
+            with contextlib.suppress(RuntimeError):
+                async with store.transaction() as db:
+                    await db.execute(
+                        "INSERT INTO actions (token, user_id, kind, created_at)"
+                        " VALUES ('doomed', ?, 'reroll', '2026-01-01')",
+                        (user.id,),
+                    )
+                    inside.set()
+                    for _ in range(20):  # others run meanwhile
+                        await asyncio.sleep(0)
+                    raise RuntimeError("the use case failed half-way")
+
+        async def buttons() -> list[str]:
+            tokens = [(await store.create_action(user.id, "reroll")).token]
+            await inside.wait()
+            for _ in range(10):
+                tokens.append((await store.create_action(user.id, "reroll")).token)
+            return tokens
+
+        _, tokens = await asyncio.gather(failing_transaction(), buttons())
+        tokens.append((await store.create_action(user.id, "reroll")).token)
+        assert await store.get_action("doomed") is None
+        assert all([await store.get_action(token) for token in tokens]) and len(tokens) == 12
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("cancelled_at", ["begin", "body"])
+async def test_a_cancelled_transaction_leaves_none_open(tmp_path: Path, cancelled_at: str) -> None:
+    """A job's task is cancelled (/cancel, shutdown) wherever it is: also while it waits for
+    its BEGIN's answer, which the database thread runs all the same. The next transaction
+    must still begin, and the cancelled one's writes must be gone."""
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
+    try:
+        user = await store.get_or_create_user("telegram", "1")
+        wrote = asyncio.Event()
+
+        async def cut_short() -> None:
+            async with store.transaction() as db:
+                await db.execute(
+                    "INSERT INTO actions (token, user_id, kind, created_at)"
+                    " VALUES ('cut', ?, 'reroll', '2026-01-01')",
+                    (user.id,),
+                )
+                wrote.set()
+                await asyncio.Event().wait()
+
+        task = asyncio.create_task(cut_short())
+        if cancelled_at == "begin":
+            await asyncio.sleep(0)  # it took the lock and queued BEGIN, and awaits its answer
+        else:
+            await wrote.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        async with store.transaction() as db:
+            await db.execute(
+                "INSERT INTO actions (token, user_id, kind, created_at)"
+                " VALUES ('next', ?, 'reroll', '2026-01-01')",
+                (user.id,),
+            )
+        assert await store.get_action("cut") is None
+        assert await store.get_action("next") is not None
+    finally:
+        await store.close()
+
+
 async def test_users_read_from_memory_stay_true_to_every_write(tmp_path: Path) -> None:
     """Senders are kept in memory (every update asks for one); each write must show."""
     store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)

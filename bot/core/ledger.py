@@ -17,10 +17,10 @@ removes a user's photos, models and images, not what they paid for.
 The balance never goes below zero, whoever writes: `balances` is kept by a trigger and has a
 CHECK, so an overdrawing statement fails inside SQLite and its transaction rolls back. At most
 one settlement per hold, one credit and one refund per payment, one welcome per account: unique
-indexes. Every write goes through the store's one write transaction (its lock). Ledger-only
-writes of several statements begin it with `BEGIN IMMEDIATE`, so their reads and writes are one
-serialised step even with a second process on the database; settling a hold is one statement
-(find the open hold and settle it), atomic by itself.
+indexes. Every write goes through the store's one write transaction (its lock), which begins
+with `BEGIN IMMEDIATE`, so its reads and writes are one serialised step even with a second
+process on the database; settling a hold is one statement (find the open hold and settle it),
+atomic by itself.
 """
 
 from __future__ import annotations
@@ -313,7 +313,6 @@ class Ledger:
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._store.transaction(writes_tunes=False) as db:
-            await db.execute("BEGIN IMMEDIATE")
             yield db
 
     def _now(self) -> str:

@@ -41,6 +41,7 @@ from bot.core.records import (
     TUNE_UNFINISHED,
     JobKind,
     TuneState,
+    User,
     sql_in,
 )
 from bot.core.store import Store, iso, utcnow
@@ -94,31 +95,36 @@ class Retention:
 
     # -- visits ------------------------------------------------------------------------------
 
-    async def seen(self, user_id: int, now: datetime | None = None) -> None:
-        """The user used the bot now: written at most once per SEEN_EVERY per process."""
+    async def seen(self, user: User, now: datetime | None = None) -> None:
+        """The user used the bot now: written at most once per SEEN_EVERY (a user stored
+        as seen lately, a new one included, costs no write after a restart either)."""
         now = now or utcnow()
-        last = self._seen.get(user_id)
+        last = self._seen.get(user.id, user.last_seen_at)
         if last is not None and now - last < SEEN_EVERY:
             return
         async with self._store.transaction(writes_tunes=False) as db:
-            await db.execute("UPDATE users SET last_seen_at = ? WHERE id = ?", (iso(now), user_id))
-        self._seen[user_id] = now
+            await db.execute("UPDATE users SET last_seen_at = ? WHERE id = ?", (iso(now), user.id))
+        self._seen[user.id] = now
 
-    async def take_notice(self, user_id: int) -> str | None:
+    async def take_notice(self, user: User) -> str | None:
         """What a sweep removed of this user's, once (cleared as it is read); None if nothing.
-        Called on every update: after the first look, a user without a notice costs nothing."""
-        if user_id in self._told:
+        Called on every update, with the user as cached: a user without a notice costs no
+        trip to the database (a sweep that leaves one drops the cached copy)."""
+        if user.id in self._told:
             return None
-        self._told.add(user_id)
+        self._told.add(user.id)
+        if user.retention_notice is None:
+            return None
         async with self._store.transaction(writes_tunes=False) as db:
             rows = list(
                 await db.execute_fetchall(
-                    "SELECT retention_notice FROM users WHERE id = ?", (user_id,)
+                    "SELECT retention_notice FROM users WHERE id = ?", (user.id,)
                 )
             )
             if not rows or not rows[0][0]:
                 return None
-            await db.execute("UPDATE users SET retention_notice = NULL WHERE id = ?", (user_id,))
+            await db.execute("UPDATE users SET retention_notice = NULL WHERE id = ?", (user.id,))
+        self._store.forget_cached_user(user.id)
         notice: dict[str, Any] = json.loads(rows[0][0])
         return text("retention.removed", **notice)
 

@@ -204,14 +204,14 @@ class PhotoshootService:
         if self._config.is_banned(key):
             raise UserError(text("access.banned"))
         user = await self.store.get_or_create_user(platform, platform_user_id, name, language)
-        await self.retention.seen(user.id)
+        await self.retention.seen(user)
         return user
 
     async def retention_notice(self, platform: str, platform_user_id: str) -> str | None:
         """What the retention sweep removed while the user was away, told once (issue 15);
         frontends ask on every update of a private chat (a group must not read it)."""
         user = await self.store.find_user(platform, platform_user_id)
-        return None if user is None else await self.retention.take_notice(user.id)
+        return None if user is None else await self.retention.take_notice(user)
 
     @property
     def default_language(self) -> str:

@@ -84,9 +84,7 @@ class Columns:
         return cls(**values)
 
 
-_USER = Columns(
-    datetimes=("consented_at",), skip=("created_at", "last_seen_at", "retention_notice")
-)
+_USER = Columns(datetimes=("consented_at", "last_seen_at"), skip=("created_at",))
 _PHOTO = Columns(json_columns=("attributes",), skip=("created_at", "tune_id"))
 _TUNE = Columns(
     datetimes=("eta", "created_at", "trained_at"),
@@ -107,9 +105,10 @@ _DELIVERY = Columns(datetimes=("delivered_at",), bools=("is_private",), enums={"
 class Store:
     """All queries of the bot. One connection; aiosqlite runs it on its own thread.
 
-    Every write goes through `_transaction`: the statements of one use case commit (or roll
-    back) together, and other coroutines' writes wait their turn, so no commit ever carries
-    someone else's half-done work (concurrent handlers share this one connection).
+    Every write goes through `_transaction` (several statements) or `_one_statement`: the
+    statements of one use case commit (or roll back) together, and other coroutines' writes
+    wait their turn on one lock, so no commit ever carries someone else's half-done work
+    (concurrent handlers share this one connection).
     """
 
     def __init__(self, connection: aiosqlite.Connection, data_dir: Path) -> None:
@@ -158,7 +157,9 @@ class Store:
         schema.check_sqlite_version()
         data_dir.mkdir(parents=True, exist_ok=True)
         database_path.parent.mkdir(parents=True, exist_ok=True)
-        connection = await aiosqlite.connect(database_path)
+        # Autocommit: a one-statement write commits itself, in one trip to the database
+        # thread (`_one_statement`); a transaction of several begins explicitly (`_transaction`).
+        connection = await aiosqlite.connect(database_path, isolation_level=None)
         connection.row_factory = aiosqlite.Row
         await connection.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a commit survives a crash of the bot (what restarts need) without an
@@ -193,17 +194,18 @@ class Store:
             and platform_language in (None, user.platform_language)
         ):
             return user
+        now = iso(utcnow())  # a new user was seen now: no second write for that (retention.py)
         try:
-            async with self._transaction() as db:
+            async with self._one_statement() as db:
                 row = await returned_row(
                     db,
                     "INSERT INTO users (platform, platform_user_id, display_name,"
-                    " platform_language, created_at) VALUES (?, ?, ?, ?, ?)"
+                    " platform_language, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (platform, platform_user_id) DO UPDATE SET"
                     " display_name = COALESCE(excluded.display_name, display_name),"
                     " platform_language = COALESCE(excluded.platform_language, platform_language)"
                     " RETURNING *",
-                    (platform, platform_user_id, display_name, platform_language, iso(utcnow())),
+                    (platform, platform_user_id, display_name, platform_language, now, now),
                 )
         finally:
             self._forget_user((platform, platform_user_id))
@@ -531,7 +533,7 @@ class Store:
             changes["result_files"] = json.dumps(changes["result_files"])
         if "state" in changes and not GenerationState(changes["state"]).unfinished:
             changes.setdefault("finished_at", utcnow())
-        async with self._transaction() as db:
+        async with self._one_statement() as db:
             row = await self._update(db, "generations", generation_id, changes)
         generation: GenerationRecord = _GENERATION.convert(row, GenerationRecord)
         return generation
@@ -564,7 +566,7 @@ class Store:
     # -- deliveries --------------------------------------------------------------------------
 
     async def add_delivery(self, job_kind: JobKind, job_id: int, target: ChatTarget) -> Delivery:
-        async with self._transaction() as db:
+        async with self._one_statement() as db:
             return await self._insert_delivery(db, job_kind, job_id, target)
 
     @staticmethod
@@ -612,7 +614,7 @@ class Store:
 
     async def mark_delivered(self, delivery_id: int) -> bool:
         """Claim the delivery; False when it was already delivered (so nothing goes out twice)."""
-        async with self._transaction() as db:
+        async with self._one_statement() as db:
             cursor = await db.execute(
                 "UPDATE deliveries SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",
                 (iso(utcnow()), delivery_id),
@@ -647,8 +649,8 @@ class Store:
     async def _update(
         db: aiosqlite.Connection, table: str, row_id: int, changes: dict[str, Any]
     ) -> aiosqlite.Row:
-        """Inside a `_transaction`: set `changes` on one row (timestamps stamped); returns the
-        row as it is now."""
+        """Inside a `_transaction` or `_one_statement`: set `changes` on one row (timestamps
+        stamped) in one statement; returns the row as it is now."""
         if not changes:
             return await returned_row(db, f"SELECT * FROM {table} WHERE id = ?", (row_id,))
         changes = {
@@ -686,18 +688,38 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One atomic write: commits at the end, rolls back on any error (see the class doc)."""
+        """One atomic write: commits at the end, rolls back on any error (see the class doc).
+        IMMEDIATE: its reads are of the state it writes over, even beside a second process."""
         async with self._write_lock:
             try:
+                # In the try: a task cancelled while it waits for BEGIN's answer has queued
+                # it all the same, and must queue the rollback after it (a no-op without one).
+                await self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
             except BaseException:
                 await self._db.rollback()
                 raise
             await self._db.commit()
 
+    @contextlib.asynccontextmanager
+    async def _one_statement(self) -> AsyncIterator[aiosqlite.Connection]:
+        """For a write of ONE statement, atomic by itself (it commits as it runs). It waits
+        for the write lock only while a `_transaction` holds it, which it would join; else it
+        goes at once: the database thread runs statements in the order they were queued, and
+        this one is queued before its coroutine first yields (the caller's first await is the
+        aiosqlite call, which queues it before awaiting the answer), so a transaction that
+        starts later begins after it. Most writes are one statement; under load, each of them
+        holding the lock for trips to the database thread and back (every trip waiting its
+        turn on a busy event loop) made every write wait hundreds of milliseconds."""
+        if not self._write_lock.locked():
+            yield self._db
+            return
+        async with self._write_lock:
+            yield self._db
+
     async def _write(self, sql: str, params: Sequence[Any]) -> int:
-        """One statement in its own transaction; returns the new row's id for an INSERT."""
-        async with self._transaction() as db:
+        """One statement, committed; returns the new row's id for an INSERT."""
+        async with self._one_statement() as db:
             cursor = await db.execute(sql, params)
         return cursor.lastrowid or 0
 
