@@ -70,9 +70,9 @@ class KindLoad:
             message, labels = self.keyboards[user]
             choices = [*sorted(k for k in labels if k.startswith("✨")), "🔁 Reroll"]
             query = self.users.press(user, message, labels[choices[self.turn % len(choices)]])
-            return Pushed(None, query["id"], at)
+            return Pushed(None, query["id"], at, self.kind)
         PUSHERS[self.kind](self.users, user, self.photos[self.turn % len(self.photos)])
-        return Pushed(user, None, at)
+        return Pushed(user, None, at, self.kind)
 
 
 Pusher = Callable[[Users, int, bytes], Any]

@@ -119,11 +119,13 @@ class PassThroughLimiter(BaseRateLimiter):  # type: ignore[type-arg]
 
 @dataclass
 class Pushed:
-    """One update as pushed: its chat (messages) or query id (buttons), and when."""
+    """One update as pushed: its chat (messages) or query id (buttons), when, and its kind
+    (for the latencies per kind: where a slow p99 comes from)."""
 
     chat_id: int | None
     query_id: str | None
     at: float
+    kind: str
 
 
 @dataclass
@@ -133,14 +135,28 @@ class Result:
     latencies_ms: list[float]
     usage: Usage
     api_calls: int  # Bot API requests the bot made during the phase (getUpdates included)
+    kinds: list[str]  # the kind of each latency's update
+
+    def by_kind(self) -> dict[str, dict[str, float]]:
+        """p50 and p99 per kind of update (the slow kinds are what to look into)."""
+        grouped: dict[str, list[float]] = {}
+        for kind, latency in zip(self.kinds, self.latencies_ms, strict=True):
+            grouped.setdefault(kind, []).append(latency)
+        return {
+            kind: {
+                "n": len(values),
+                "p50_ms": round(_percentile(values, 50), 1),
+                "p99_ms": round(_percentile(values, 99), 1),
+            }
+            for kind, values in sorted(grouped.items())
+        }
 
     @property
     def per_second(self) -> float:
         return self.handled / self.seconds if self.seconds else 0.0
 
     def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else 0.0
+        return _percentile(self.latencies_ms, p)
 
     def summary(self) -> dict[str, float | None]:
         return {
@@ -153,7 +169,25 @@ class Result:
             "bot_cpu_ms_per_update": self.usage.bot_ms_per_update,
             "harness_cpu_ms_per_update": self.usage.harness_ms_per_update,
             "other_cores": self.usage.other_cores,
+            "by_kind": self.by_kind(),
         }
+
+
+def _percentile(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else 0.0
+
+
+MESSAGES = (
+    (0.45, "/imagine", "/imagine portrait in a sunlit studio, film grain"),
+    (0.60, "plain text", "astronaut on the moon"),
+    (0.80, "/status", "/status"),
+    (0.92, "/models", "/models"),
+    (1.00, "/help", "/help"),
+)
+"""The text messages of the mix: (cumulative share of a roll of 0..1 after the photos' 0.15,
+kind, text)."""
+KINDS = ("photo", "image file", *(kind for _, kind, _ in MESSAGES), "button")
 
 
 class Load:
@@ -199,25 +233,18 @@ class Load:
             data = rnd.choice(self.photos)
             if rnd.random() < 0.5:
                 self.users.document(user, data, name="IMG.jpg")
-            else:
-                self.users.photo(user, data)
-        elif roll < 0.45:
-            self.users.message(user, text="/imagine portrait in a sunlit studio, film grain")
-        elif roll < 0.60:
-            self.users.message(user, text="astronaut on the moon")
-        elif roll < 0.80:
-            self.users.message(user, text="/status")
-        elif roll < 0.92:
-            self.users.message(user, text="/models")
-        else:
-            self.users.message(user, text="/help")
-        return Pushed(user, None, at)
+                return Pushed(user, None, at, "image file")
+            self.users.photo(user, data)
+            return Pushed(user, None, at, "photo")
+        kind, words = next((k, w) for share, k, w in MESSAGES if roll < share)
+        self.users.message(user, text=words)
+        return Pushed(user, None, at, kind)
 
     def _press(self, user: int, at: float) -> Pushed:
         message, labels = self.keyboards[user]
         label = self.random.choice([k for k in labels if k.startswith("✨")] + ["🔁 Reroll"])
         query = self.users.press(user, message, labels[label])
-        return Pushed(None, query["id"], at)
+        return Pushed(None, query["id"], at, "button")
 
 
 def trained_users(count: int) -> list[int]:
@@ -254,6 +281,7 @@ async def run_phase(
         [(r - p.at) * 1000 for p, r in done],
         Usage.between(before, after, len(done)),
         len(fake.calls) - calls_before,
+        [p.kind for p, _ in done],
     )
 
 
@@ -475,6 +503,7 @@ class Bench:
         shutil.rmtree(data_dir, ignore_errors=True)
         result = {"rate": rate.summary(), "burst": burst.summary()}
         print(side_line(name, args, result))
+        print(kinds_line(result["rate"]["by_kind"]))
         return result
 
 
@@ -487,6 +516,12 @@ def side_line(name: str, args: argparse.Namespace, result: dict[str, Any]) -> st
         f"{_figure(rate['bot_cpu_ms_per_update'])}, harness "
         f"{_figure(rate['harness_cpu_ms_per_update'])}, other processes "
         f"{_figure(rate['other_cores'])} cores"
+    )
+
+
+def kinds_line(by_kind: dict[str, dict[str, float]]) -> str:
+    return "           p50/p99 ms by kind: " + ", ".join(
+        f"{kind} {v['p50_ms']:.0f}/{v['p99_ms']:.0f}" for kind, v in by_kind.items()
     )
 
 

@@ -23,6 +23,9 @@ def test_small_load_run_answers_every_update(tmp_path: Path) -> None:
             assert pair[name]["burst"]["handled"] == 20
             assert pair[name]["rate"]["p99_ms"] > 0
             assert pair[name]["rate"]["harness_cpu_ms_per_update"] > 0
+            by_kind = pair[name]["rate"]["by_kind"]
+            assert sum(kind["n"] for kind in by_kind.values()) == 40
+            assert set(by_kind) <= {*telegram_load.KINDS} and "/imagine" in by_kind
         assert set(pair["ratios"]) == {"rate_vs_echo", "p99_vs_echo", "burst_vs_echo"}
         assert all(ratio > 0 for ratio in pair["ratios"].values())
     verdict = results["verdict"]
