@@ -13,8 +13,11 @@ from __future__ import annotations
 import anyio
 from PIL import Image
 
+from bot.core import photo_process
+
 
 def warm_up() -> None:
     """Load the lazily imported parts now; call from inside the running event loop."""
     Image.init()  # what bot.core.photos opens photos with
     anyio.Event()  # the first Event on a loop imports anyio's backend for it (httpx's waits)
+    photo_process.start()  # an interpreter starting meanwhile would slow the first photo

@@ -22,16 +22,14 @@ failed. Our worker runs the same checks, so its answer is taken as it is.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from PIL import Image
-
 from backends.base import Backend, BackendError, TrainingImage
 from backends.findings import PERSON_CLASSES, Finding
 from backends.photo_quality import PhotoError, PhotoHash, PhotoQuality, assess, open_photo
+from bot.core import photo_process
 from bot.core.records import TuneRecord
 from bot.core.texts import text
 
@@ -80,10 +78,10 @@ async def inspect_for_intake(
     image: TrainingImage,
     subject: str,
     hashes: Sequence[str] = (),
-    pixels: Image.Image | None = None,
 ) -> Verdict:
-    """Inspect one photo; `subject` names it in the sentences ("photo IMG_1.jpg"); `pixels`,
-    when intake has them, spare the local checks a decode of `image`."""
+    """Inspect one photo; `subject` names it in the sentences ("photo IMG_1.jpg"). The local
+    checks run in the photo process (photo_process.py), on the photo's bytes: they are
+    decoded there, since sending its decoded pixels would cost the bot more than decoding."""
     class_name = intake.name
     findings: set[Finding] = set()
     attributes: dict[str, str] = {}
@@ -94,7 +92,7 @@ async def inspect_for_intake(
     except BackendError as exc:
         log.warning("photo inspection unavailable, only the local checks run: %s", exc)
     if phash is None and (
-        local := await asyncio.to_thread(local_checks, image.content, hashes, pixels)
+        local := await photo_process.run(local_checks, image.content, list(hashes))
     ):
         findings |= local.findings
         phash = str(local.phash)
@@ -110,14 +108,11 @@ async def inspect_for_intake(
     return Verdict(refusal, lines, phash, attributes)
 
 
-def local_checks(
-    content: bytes, hashes: Sequence[str], pixels: Image.Image | None = None
-) -> PhotoQuality | None:
+def local_checks(content: bytes, hashes: Sequence[str]) -> PhotoQuality | None:
     """Sharpness, exposure and near-duplicates of one photo against the set's `hashes`, without
-    a model, on `pixels` when given, else on `content` decoded; None for bytes it cannot read
-    (intake has checked them already)."""
+    a model; None for bytes it cannot read (intake has checked them already)."""
     try:
         others = [PhotoHash.parse(h) for h in hashes]
-        return assess(pixels if pixels is not None else open_photo(content), None, others)
+        return assess(open_photo(content), None, others)
     except (PhotoError, ValueError):
         return None

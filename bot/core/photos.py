@@ -99,9 +99,6 @@ class PreparedPhoto:
     data: bytes = field(repr=False)
     original_bytes_len: int
     content_type: str = "image/jpeg"
-    pixels: Image.Image | None = field(default=None, repr=False, compare=False)
-    """The upright, resized image `data` was encoded from: the bot's own photo checks read
-    it instead of decoding `data` again (a photo's intake is the bot's costliest update)."""
 
     @property
     def filename(self) -> str:
@@ -134,7 +131,6 @@ def prepare_photo(data: bytes, filename: str | None = None) -> PreparedPhoto:
         height=out.height,
         data=as_sent or _encode_jpeg(out),
         original_bytes_len=len(data),
-        pixels=out,
     )
 
 

@@ -283,9 +283,7 @@ class PhotoshootService:
         (withdrawn from the batch with its reason), else its warnings join the batch's notes."""
         image = TrainingImage(photo.filename, photo.data)
         subject = photo_intake.photo_subject(filename)
-        verdict = await inspect_for_intake(
-            self._backend, inspect_as, image, subject, hashes, photo.pixels
-        )
+        verdict = await inspect_for_intake(self._backend, inspect_as, image, subject, hashes)
         if verdict.refusal is not None:
             batch.withdraw(photo, verdict.refusal, filename)
             return None
