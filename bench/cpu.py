@@ -29,6 +29,29 @@ def process_cpu_s(pid: int, thread: int | None = None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def tree_cpu_s(pid: int) -> float | None:
+    """CPU seconds of process `pid` and of the processes it started that still run (the
+    bot's photo process: its checks are the bot's work too)."""
+    own = process_cpu_s(pid)
+    if own is None:
+        return None
+    return own + sum(tree_cpu_s(child) or 0.0 for child in _children(pid))
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == pid:  # the parent's pid
+            children.append(int(entry.name))
+    return children
+
+
 def machine_busy_s() -> float | None:
     """CPU seconds all cores spent busy since boot (idle and I/O wait left out)."""
     try:
@@ -44,13 +67,13 @@ class Reading:
     """The counters at one moment."""
 
     at: float
-    bot: float | None
+    bot: float | None  # with the processes it started
     harness: float
     machine: float | None
 
     @classmethod
     def now(cls, bot_pid: int) -> Reading:
-        return cls(time.monotonic(), process_cpu_s(bot_pid), time.process_time(), machine_busy_s())
+        return cls(time.monotonic(), tree_cpu_s(bot_pid), time.process_time(), machine_busy_s())
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
 
 from bench import pairs
-from bench.cpu import Reading, Usage, machine_busy_s, process_cpu_s
+from bench.cpu import Reading, Usage, machine_busy_s, process_cpu_s, tree_cpu_s
 
 
 def side(rate: float, p99: float, burst: float) -> dict[str, dict[str, float]]:
@@ -78,3 +80,15 @@ def test_usage_without_proc_leaves_the_unknown_figures_out() -> None:
     start = Reading(at=time.monotonic(), bot=None, harness=0.0, machine=None)
     usage = Usage.between(start, Reading(start.at + 1, None, 0.5, None), handled=0)
     assert usage == Usage(bot_ms_per_update=None, harness_ms_per_update=500.0, other_cores=None)
+
+
+def test_the_bots_cpu_counts_the_processes_it_started() -> None:
+    """The photo checks run in a child of the bot: its CPU is the bot's too."""
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.0)
+        alone, with_child = process_cpu_s(os.getpid()), tree_cpu_s(os.getpid())
+        assert alone is not None and with_child is not None and with_child >= alone + 0.3
+    finally:
+        child.kill()
+        child.wait()
