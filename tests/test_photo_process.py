@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 
 from bot.core import photo_process
 from bot.core.inspection import local_checks
@@ -29,3 +32,33 @@ async def test_a_killed_process_costs_no_check_and_the_next_one_starts_anew() ->
     assert await photo_process.run(os.getpid) == os.getpid()  # this one ran in a thread
     fresh = await photo_process.run(os.getpid)
     assert fresh not in (killed, os.getpid())
+
+
+def test_the_process_ends_when_the_bot_is_killed() -> None:
+    """A bot killed with SIGKILL cannot stop its photo process: that ends itself."""
+    script = (
+        "import asyncio, os, sys\n"
+        "from bot.core import photo_process\n"
+        "print(asyncio.run(photo_process.run(os.getpid)), flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    bot = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert bot.stdout is not None
+    child = int(bot.stdout.readline())
+    bot.kill()
+    bot.wait()
+    deadline = time.monotonic() + 10 * photo_process.PARENT_CHECK_S
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a parent to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False

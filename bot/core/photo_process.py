@@ -19,6 +19,8 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 NICENESS = 10
 """How much lower than the bot's its CPU priority is (Unix `nice`)."""
+PARENT_CHECK_S = 1.0
+"""How often the process looks whether the bot is still there (it ends itself when not)."""
 
 _pool: ProcessPoolExecutor | None = None
 
@@ -57,11 +61,21 @@ def _executor() -> ProcessPoolExecutor:
         _pool = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_lower_priority,
+            initializer=_prepare_process,
+            initargs=(os.getpid(),),
         )
     return _pool
 
 
-def _lower_priority() -> None:
+def _prepare_process(bot_pid: int) -> None:
+    """In the photo process, first: a lower priority, and an end of its own should the bot
+    die without stopping it (kill -9): it would otherwise wait for work forever."""
     with contextlib.suppress(OSError, AttributeError):  # AttributeError: no os.nice (Windows)
         os.nice(NICENESS)
+    threading.Thread(target=_end_with, args=(bot_pid,), daemon=True).start()
+
+
+def _end_with(bot_pid: int) -> None:
+    while os.getppid() == bot_pid:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
