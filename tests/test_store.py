@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiosqlite
 import pytest
 
 from bot.config import ConfigError
@@ -155,6 +156,14 @@ async def test_concurrent_use_cases_each_commit_whole(tmp_path: Path) -> None:
         await store.close()
 
 
+async def insert_action(db: aiosqlite.Connection, token: str, user_id: int) -> None:
+    """A button's row written inside a transaction the test controls."""
+    await db.execute(
+        "INSERT INTO actions (token, user_id, kind, created_at) VALUES (?, ?, 'reroll', ?)",
+        (token, user_id, "2026-01-01"),
+    )
+
+
 async def test_one_statement_writes_never_join_a_transaction_that_rolls_back(
     tmp_path: Path,
 ) -> None:
@@ -169,11 +178,7 @@ async def test_one_statement_writes_never_join_a_transaction_that_rolls_back(
         async def failing_transaction() -> None:
             with contextlib.suppress(RuntimeError):
                 async with store.transaction() as db:
-                    await db.execute(
-                        "INSERT INTO actions (token, user_id, kind, created_at)"
-                        " VALUES ('doomed', ?, 'reroll', '2026-01-01')",
-                        (user.id,),
-                    )
+                    await insert_action(db, "doomed", user.id)
                     inside.set()
                     for _ in range(20):  # others run meanwhile
                         await asyncio.sleep(0)
@@ -206,11 +211,7 @@ async def test_a_cancelled_transaction_leaves_none_open(tmp_path: Path, cancelle
 
         async def cut_short() -> None:
             async with store.transaction() as db:
-                await db.execute(
-                    "INSERT INTO actions (token, user_id, kind, created_at)"
-                    " VALUES ('cut', ?, 'reroll', '2026-01-01')",
-                    (user.id,),
-                )
+                await insert_action(db, "cut", user.id)
                 wrote.set()
                 await asyncio.Event().wait()
 
@@ -223,11 +224,7 @@ async def test_a_cancelled_transaction_leaves_none_open(tmp_path: Path, cancelle
         with contextlib.suppress(asyncio.CancelledError):
             await task
         async with store.transaction() as db:
-            await db.execute(
-                "INSERT INTO actions (token, user_id, kind, created_at)"
-                " VALUES ('next', ?, 'reroll', '2026-01-01')",
-                (user.id,),
-            )
+            await insert_action(db, "next", user.id)
         assert await store.get_action("cut") is None
         assert await store.get_action("next") is not None
     finally:
