@@ -1,5 +1,5 @@
-"""The photo process: the bot's photo checks run outside its interpreter (no shared lock with
-the event loop), at a lower priority, and a dead process costs no photo."""
+"""The photo process: the bot prepares and checks photos outside its interpreter (no lock
+shared with the event loop), at a lower priority, and a dead process costs no photo."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ import sys
 import time
 
 from bot.core import photo_process
-from bot.core.inspection import local_checks
+from bot.core.photos import (
+    MeasuredPhoto,
+    Rejection,
+    RejectReason,
+    prepare_and_measure,
+    prepare_photo,
+)
 from tests.imagegen import jpeg_bytes
 
 
@@ -20,10 +26,20 @@ async def test_checks_run_in_another_process_at_a_lower_priority() -> None:
     assert await photo_process.run(os.nice, 0) == ours + photo_process.NICENESS
 
 
-async def test_a_photos_checks_come_back_from_the_process_as_from_a_thread() -> None:
+async def test_a_photo_is_prepared_and_measured_there_as_it_would_be_here() -> None:
     photo = jpeg_bytes(1024, 1024, seed=3)
-    there = await photo_process.run(local_checks, photo, [])
-    assert there is not None and there == local_checks(photo, [])
+    there = await photo_process.run(prepare_and_measure, photo, "IMG.jpg", "en")
+    assert isinstance(there, MeasuredPhoto) and there.quality is not None
+    assert there == prepare_and_measure(photo, "IMG.jpg", "en")
+    assert there.photo == prepare_photo(photo, "IMG.jpg")
+
+
+async def test_a_refusal_made_there_speaks_the_users_language() -> None:
+    tiny = jpeg_bytes(200, 200, seed=4)
+    there = await photo_process.run(prepare_and_measure, tiny, "small.jpg", "de")
+    assert isinstance(there, Rejection) and there.reason == RejectReason.TOO_SMALL
+    assert there.message == prepare_and_measure(tiny, "small.jpg", "de").message
+    assert there.message != prepare_and_measure(tiny, "small.jpg", "en").message
 
 
 async def test_a_killed_process_costs_no_check_and_the_next_one_starts_anew() -> None:

@@ -15,21 +15,22 @@ first set of pet photos must not be refused for lacking a human face. An inspect
 fails (backend down, no inspect endpoint) keeps the photo.
 
 Hosted Astria's inspect measures nothing (no `phash`) and knows nothing of the rest of the set,
-so then the bot runs the model-free checks itself (`backends.photo_quality`: sharpness,
-exposure, near-duplicates against the set's stored hashes), as it does when the inspection
-failed. Our worker runs the same checks, so its answer is taken as it is.
+so then the bot uses the model-free checks it made itself (`backends.photo_quality`:
+sharpness, exposure, the perceptual hash; made with the photo's preparation, in the photo
+process), and looks for near-duplicates among the set's stored hashes, as it does when the
+inspection failed. Our worker runs the same checks, so its answer is taken as it is.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from backends.base import Backend, BackendError, TrainingImage
 from backends.findings import PERSON_CLASSES, Finding
-from backends.photo_quality import PhotoError, PhotoHash, PhotoQuality, assess, open_photo
-from bot.core import photo_process
+from backends.photo_quality import PhotoHash, PhotoQuality, find_near_duplicate
 from bot.core.records import TuneRecord
 from bot.core.texts import text
 
@@ -78,10 +79,11 @@ async def inspect_for_intake(
     image: TrainingImage,
     subject: str,
     hashes: Sequence[str] = (),
+    measured: PhotoQuality | None = None,
 ) -> Verdict:
-    """Inspect one photo; `subject` names it in the sentences ("photo IMG_1.jpg"). The local
-    checks run in the photo process (photo_process.py), on the photo's bytes: they are
-    decoded there, since sending its decoded pixels would cost the bot more than decoding."""
+    """Inspect one photo; `subject` names it in the sentences ("photo IMG_1.jpg"). `measured`:
+    the model-free checks the photo process made of it (photos.prepare_and_measure), used when
+    the backend measured nothing; they are held here against the set's `hashes`."""
     class_name = intake.name
     findings: set[Finding] = set()
     attributes: dict[str, str] = {}
@@ -91,9 +93,7 @@ async def inspect_for_intake(
         findings, attributes, phash = set(found.findings), found.attributes, found.phash
     except BackendError as exc:
         log.warning("photo inspection unavailable, only the local checks run: %s", exc)
-    if phash is None and (
-        local := await photo_process.run(local_checks, image.content, list(hashes))
-    ):
+    if phash is None and (local := against_set(measured, hashes)):
         findings |= local.findings
         phash = str(local.phash)
     person = intake.known and class_name.lower() in PERSON_CLASSES
@@ -108,11 +108,14 @@ async def inspect_for_intake(
     return Verdict(refusal, lines, phash, attributes)
 
 
-def local_checks(content: bytes, hashes: Sequence[str]) -> PhotoQuality | None:
-    """Sharpness, exposure and near-duplicates of one photo against the set's `hashes`, without
-    a model; None for bytes it cannot read (intake has checked them already)."""
+def against_set(measured: PhotoQuality | None, hashes: Sequence[str]) -> PhotoQuality | None:
+    """`measured` with its near-duplicate among the set's `hashes` (None: none or unreadable)."""
+    if measured is None:
+        return None
     try:
         others = [PhotoHash.parse(h) for h in hashes]
-        return assess(open_photo(content), None, others)
-    except (PhotoError, ValueError):
+    except ValueError:
         return None
+    return dataclasses.replace(
+        measured, near_duplicate_of=find_near_duplicate(measured.phash, others)
+    )

@@ -1,10 +1,12 @@
-"""The bot's own photo checks run in a process of their own, beside the event loop's.
+"""The bot's image work runs in a process of their own, beside the event loop's.
 
-The model-free checks of a photo (backends.photo_quality: sharpness, exposure, perceptual
-hash) are numpy and Python. Run in a thread, they held the interpreter lock the event loop
-needs to answer chats: in bench/telegram_load.py at 300 updates/s the bot answered with a p99
-of 31 ms when the mix had no photos, and of 0.4-2.5 s when a tenth of the updates were photos,
-every other update (and every trip to the database thread) waiting its turn for the lock.
+Preparing a photo (decode, turn upright, resize, encode: bot.core.photos) and its model-free
+checks (backends.photo_quality: sharpness, exposure, perceptual hash; numpy and Python) used
+to run in threads, where they held the interpreter lock the event loop needs to answer chats:
+in bench/telegram_load.py at 300 updates/s the bot answered with a p99 of 31 ms when the mix
+had no photos, and of 0.4-2.5 s when a tenth of the updates were photos, every other update
+(and every trip to the database thread) waiting its turn for the lock. Both now run here, from
+one decode (`photos.prepare_and_measure`).
 
 A process shares no interpreter lock with the loop. It runs at a lower CPU priority, so that
 on a machine short of cores the chats are served first and the checks take the idle time.

@@ -25,8 +25,10 @@ from typing import IO
 
 from PIL import Image, ImageOps
 
+from backends.photo_quality import PhotoError, PhotoQuality, assess
 from bot.core.errors import UserError
 from bot.core.texts import text
+from bot.core.texts.languages import set_language
 
 MIN_SIDE_PX = 1024
 MAX_SIDE_PX = 2048
@@ -112,6 +114,37 @@ def prepare_photo(data: bytes, filename: str | None = None) -> PreparedPhoto:
     Cheap checks run first (byte size, header, pixel count) so hostile files are refused
     before any pixel is decoded.
     """
+    return _prepare(data, filename)[0]
+
+
+@dataclass(frozen=True)
+class MeasuredPhoto:
+    """A prepared photo with its model-free checks (sharpness, exposure, perceptual hash),
+    made from the pixels it was prepared from: one decode for both."""
+
+    photo: PreparedPhoto
+    quality: PhotoQuality | None
+    """Measured against no other photo (`near_duplicate_of` is None): the set it joins is
+    known where it arrives. None when the checks could not be made."""
+
+
+def prepare_and_measure(data: bytes, filename: str | None, language: str) -> PhotoOutcome:
+    """`prepare_photo` and the checks of its result, or the refusal in `language`: the
+    photo process's work for each photo it is sent (bot/core/photo_process.py)."""
+    set_language(language)
+    try:
+        photo, pixels = _prepare(data, filename)
+    except PhotoRejected as exc:
+        return Rejection(exc.reason, exc.message, filename)
+    try:
+        quality: PhotoQuality | None = assess(pixels)
+    except (PhotoError, ValueError):
+        quality = None
+    return MeasuredPhoto(photo, quality)
+
+
+def _prepare(data: bytes, filename: str | None) -> tuple[PreparedPhoto, Image.Image]:
+    """The prepared photo, and the upright, resized pixels its data was encoded from."""
     subject = photo_subject(filename)
     if len(data) > MAX_FILE_BYTES:
         raise file_too_large(len(data), filename)
@@ -125,13 +158,14 @@ def prepare_photo(data: bytes, filename: str | None = None) -> PreparedPhoto:
     _check_short_side(image, subject, filename)
     out = _normalise(image, target, subject, filename)
     as_sent = out is image and image.format == "JPEG" and jpeg_without_metadata(data)
-    return PreparedPhoto(
+    photo = PreparedPhoto(
         sha256=hashlib.sha256(data).hexdigest(),
         width=out.width,
         height=out.height,
         data=as_sent or _encode_jpeg(out),
         original_bytes_len=len(data),
     )
+    return photo, out
 
 
 def _open(data: bytes, subject: str, filename: str | None) -> Image.Image:
@@ -346,13 +380,18 @@ class Rejection:
     filename: str | None = None
 
 
+PhotoOutcome = MeasuredPhoto | Rejection
+"""What the photo process makes of one photo."""
+
+
 class IntakeBatch:
     """Photos arriving together (a Telegram album is many updates), summarised as ONE message.
 
     The service creates a batch from the pending set's hashes and count, feeds each photo as it
-    arrives, stores what `add` returns and edits a single counter message with `summary()`.
-    `add_prepared` exists so `prepare_photo` can run in a thread while the set bookkeeping
-    stays on the event loop, where two album photos can never race for the last slot.
+    arrives, stores what it accepts and edits a single counter message with `summary()`. It
+    prepares the photos in the photo process (`prepare_and_measure`) and hands the result to
+    `add_prepared` (or `reject`), so the set bookkeeping stays on the event loop, where two
+    album photos can never race for the last slot; `add` does both in one call.
     """
 
     def __init__(self, existing_hashes: Iterable[str] = (), existing_count: int | None = None):

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends.base import DEFAULT_TOKEN, Backend, BackendError, TrainingImage
+from backends.photo_quality import PhotoQuality
+from bot.core import photo_process, shoots
 from bot.core import photos as photo_intake
-from bot.core import shoots
 from bot.core.consent import ConsentNeeded, consent_question
 from bot.core.credits import Credits, CreditsConfig, Quote, amount
 from bot.core.errors import UserError
@@ -263,10 +264,21 @@ class PhotoshootService:
             inspect_as = intake_class(await self.store.user_tunes(user.id))
             hashes = [photo.phash for photo in existing if photo.phash]  # the set so far
             for item in incoming:
-                prepared = await asyncio.to_thread(batch.add, item.data, item.filename)
+                outcome = await photo_process.run(
+                    photo_intake.prepare_and_measure,
+                    item.data,
+                    item.filename,
+                    languages.current_language(),
+                )
+                if isinstance(outcome, photo_intake.Rejection):
+                    batch.reject(outcome.reason, outcome.message, item.filename)
+                    continue
+                prepared = batch.add_prepared(outcome.photo, item.filename)
                 if prepared is None:
                     continue
-                verdict = await self._inspected(batch, prepared, item.filename, inspect_as, hashes)
+                verdict = await self._inspected(
+                    batch, prepared, item.filename, inspect_as, hashes, outcome.quality
+                )
                 if verdict is not None:
                     await self._save_photo(user, prepared, verdict)
             return batch
@@ -278,12 +290,15 @@ class PhotoshootService:
         filename: str | None,
         inspect_as: IntakeClass,
         hashes: list[str],
+        measured: PhotoQuality | None,
     ) -> Verdict | None:
         """Issue 15: the backend's inspection of an accepted photo; None when it refused it
         (withdrawn from the batch with its reason), else its warnings join the batch's notes."""
         image = TrainingImage(photo.filename, photo.data)
         subject = photo_intake.photo_subject(filename)
-        verdict = await inspect_for_intake(self._backend, inspect_as, image, subject, hashes)
+        verdict = await inspect_for_intake(
+            self._backend, inspect_as, image, subject, hashes, measured
+        )
         if verdict.refusal is not None:
             batch.withdraw(photo, verdict.refusal, filename)
             return None
