@@ -1,4 +1,4 @@
-"""The bot's image work runs in a process of their own, beside the event loop's.
+"""The bot's image work runs in a process of its own, beside the event loop's.
 
 Preparing a photo (decode, turn upright, resize, encode: bot.core.photos) and its model-free
 checks (backends.photo_quality: sharpness, exposure, perceptual hash; numpy and Python) used
@@ -9,7 +9,7 @@ had no photos, and of 0.4-2.5 s when a tenth of the updates were photos, every o
 one decode (`photos.prepare_and_measure`).
 
 A process shares no interpreter lock with the loop. It runs at a lower CPU priority, so that
-on a machine short of cores the chats are served first and the checks take the idle time.
+on a machine short of cores the chats are served first and the photos take the idle time.
 One process per bot process, started with the bot (`start`) or on the first photo, spawned
 rather than forked (the bot's process has threads: a fork copies their locks in any state).
 """
