@@ -102,7 +102,7 @@ class Retention:
         last = self._seen.get(user.id, user.last_seen_at)
         if last is not None and now - last < SEEN_EVERY:
             return
-        async with self._store.transaction(writes_tunes=False) as db:
+        async with self._store.one_statement(writes_tunes=False) as db:
             await db.execute("UPDATE users SET last_seen_at = ? WHERE id = ?", (iso(now), user.id))
         self._seen[user.id] = now
 
@@ -144,7 +144,7 @@ class Retention:
     async def sweep(self, now: datetime | None = None) -> Removed:
         """Apply both rules as of `now` (tests pass their own clock); idempotent."""
         now = now or utcnow()
-        async with self._store.transaction() as db:
+        async with self._store.one_statement() as db:
             cursor = await db.execute(
                 "INSERT INTO retention_runs (started_at) VALUES (?)", (iso(now),)
             )
@@ -156,7 +156,7 @@ class Retention:
             before = now - timedelta(days=self.config.days)
             for user_id in await self._inactive_users(before):
                 removed.add(await self._expire(user_id, before))
-        async with self._store.transaction() as db:
+        async with self._store.one_statement() as db:
             await db.execute(
                 "UPDATE retention_runs SET finished_at = ?, removed = ? WHERE id = ?",
                 (iso(now), json.dumps(asdict(removed)), run_id),

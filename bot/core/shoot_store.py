@@ -112,7 +112,7 @@ class ShootStore:
         return [_SHOOT.convert(row, ShootRecord) for row in rows]
 
     async def update(self, shoot_id: int, **changes: Any) -> ShootRecord:
-        async with self._store.transaction(writes_tunes=False) as db:
+        async with self._store.one_statement(writes_tunes=False) as db:
             row = await Store._update(db, "shoots", shoot_id, changes)
         shoot: ShootRecord = _SHOOT.convert(row, ShootRecord)
         return shoot
@@ -174,7 +174,7 @@ class ShootStore:
     async def update_shot(self, shot_id: int, **changes: Any) -> Shot:
         if "result_files" in changes:
             changes["result_files"] = json.dumps(changes["result_files"])
-        async with self._store.transaction(writes_tunes=False) as db:
+        async with self._store.one_statement(writes_tunes=False) as db:
             row = await Store._update(db, "shots", shot_id, changes)
         shot: Shot = _SHOT.convert(row, Shot)
         return shot

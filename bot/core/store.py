@@ -675,12 +675,24 @@ class Store:
         they write is not known here, so the cached tunes are dropped after it, unless the
         caller says it leaves `tunes` alone (the ledger, on every job: dropping every user's
         cache each time made it useless under load)."""
-        if not writes_tunes:
-            async with self._transaction() as db:
-                yield db
-            return
-        async with self._writing_tunes(None), self._transaction() as db:
+        async with self._maybe_writing_tunes(writes_tunes), self._transaction() as db:
             yield db
+
+    @contextlib.asynccontextmanager
+    async def one_statement(
+        self, *, writes_tunes: bool = True
+    ) -> AsyncIterator[aiosqlite.Connection]:
+        """`transaction` for a write of ONE statement, atomic by itself: one trip to the
+        database thread, and no wait for the lock unless a transaction is open (see
+        `_one_statement`, whose rule holds here: the block's first await is that statement)."""
+        async with self._maybe_writing_tunes(writes_tunes), self._one_statement() as db:
+            yield db
+
+    def _maybe_writing_tunes(
+        self, writes_tunes: bool
+    ) -> contextlib.AbstractAsyncContextManager[Any]:
+        """`_writing_tunes` for every user, or nothing when the caller leaves `tunes` alone."""
+        return self._writing_tunes(None) if writes_tunes else contextlib.nullcontext()
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         """A read for those modules (see `transaction`)."""
