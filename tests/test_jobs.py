@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bot.app import running_core
 from bot.chat.console import ConsoleNotifier
@@ -115,10 +116,13 @@ async def test_a_failed_prompt_is_reported_and_not_retried(
     assert len(fake_astria.find_requests("POST", "/tunes/666678/prompts")) == 1
 
 
+@pytest.mark.parametrize("message_id", ["status-1", None])
 async def test_status_messages_are_edited_in_place_and_throttled(
-    make_settings: Callable[..., Settings], photo_dir: Path
+    make_settings: Callable[..., Settings], photo_dir: Path, message_id: str | None
 ) -> None:
-    """A notifier that records calls: the tracker must not send unchanged texts again."""
+    """A notifier that records calls: the tracker must not send unchanged texts again. The
+    store keeps what a resumed job compares with: a status message's id and its first text
+    (its edits are not written), or, where there is no message (the console), the last text."""
 
     class Recorder(ConsoleNotifier):
         def __init__(self) -> None:
@@ -127,7 +131,7 @@ async def test_status_messages_are_edited_in_place_and_throttled(
 
         async def update_status(self, delivery, text):  # type: ignore[no-untyped-def]
             self.statuses.append((delivery.job_id, text))
-            return "status-1"
+            return message_id
 
     recorder = Recorder()
     settings = make_settings()
@@ -144,7 +148,10 @@ async def test_status_messages_are_edited_in_place_and_throttled(
     texts = [text for _, text in recorder.statuses]
     assert texts[-1].endswith("done.")
     assert all(a != b for a, b in itertools.pairwise(texts))  # no repeats
-    assert delivery is not None and delivery.status_message_id == "status-1"
+    assert delivery is not None and delivery.status_message_id == message_id
+    assert len(texts) > 1 and delivery.status_text == (
+        texts[-1] if message_id is None else texts[0]
+    )
 
 
 async def test_a_repeat_of_an_earlier_set_is_not_mistaken_for_it(

@@ -648,8 +648,9 @@ class JobTracker:
         """Edit the job's status message when its text changed, at most once per interval;
         returns the delivery as it is now. Only this writes the status fields, and each job
         has one task, so the task's copy is the truth (read from the store at its start); the
-        store gets the message's id and its first text, once per message (a busy bot edits
-        thousands of status messages a minute: one write each held up every other write)."""
+        store gets a status message's id and its first text, once per message (a busy bot
+        edits thousands of status messages a minute: one write each held up every other
+        write)."""
         notifier = self._notifiers.get(delivery.platform)
         if notifier is None or delivery.status_text == text:
             return delivery
@@ -665,8 +666,10 @@ class JobTracker:
             )
             return delivery
         self._last_status_edit[(delivery.job_kind, delivery.job_id)] = now
-        if message_id != delivery.status_message_id:  # an edit in place needs no write: after
-            # a restart the stored text differs at worst, and costs one edit more
+        # An edit in place needs no write: after a restart the stored text differs at worst,
+        # and costs one edit more. Without a message (the console's status lines) the text is
+        # all a resumed job can compare with, so it is stored each time, as it changes.
+        if message_id is None or message_id != delivery.status_message_id:
             await self._store.set_status_message(delivery.id, message_id, text)
         return dataclasses.replace(delivery, status_message_id=message_id, status_text=text)
 
