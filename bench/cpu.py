@@ -35,11 +35,17 @@ def tree_cpu_s(pid: int) -> float | None:
     own = process_cpu_s(pid)
     if own is None:
         return None
-    return own + sum(tree_cpu_s(child) or 0.0 for child in _children(pid))
+    children = _children_by_parent()  # one pass over /proc for the whole tree
+    below, total = list(children.get(pid, ())), own
+    while below:
+        child = below.pop()
+        total += process_cpu_s(child) or 0.0
+        below.extend(children.get(child, ()))
+    return total
 
 
-def _children(pid: int) -> list[int]:
-    children = []
+def _children_by_parent() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -47,8 +53,8 @@ def _children(pid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:  # gone meanwhile
             continue
-        if int(stat.rpartition(")")[2].split()[1]) == pid:  # the parent's pid
-            children.append(int(entry.name))
+        parent = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
     return children
 
 
