@@ -84,23 +84,29 @@ class Reading:
 
 @dataclass(frozen=True)
 class Usage:
-    """CPU used between two readings, per handled update and by everyone else."""
+    """CPU used between two readings, per handled update and by everyone else. With the
+    cores the bot and the harness kept busy, a burst shows whether the machine was the limit
+    (2 of 2 cores: the throughput is then the cores over the CPU per update)."""
 
     bot_ms_per_update: float | None
     harness_ms_per_update: float
     other_cores: float | None  # cores busy outside the bot and the harness, on average
+    bot_cores: float | None  # cores the bot (its photo process included) kept busy, on average
+    harness_cores: float
 
     @classmethod
     def between(cls, start: Reading, end: Reading, handled: int) -> Usage:
         per = 1000 / max(handled, 1)
         bot = None if start.bot is None or end.bot is None else end.bot - start.bot
         harness = end.harness - start.harness
+        wall = max(end.at - start.at, 1e-9)
         others = None
         if bot is not None and start.machine is not None and end.machine is not None:
-            wall = max(end.at - start.at, 1e-9)
             others = max(0.0, (end.machine - start.machine - bot - harness) / wall)
         return cls(
             bot_ms_per_update=None if bot is None else round(bot * per, 2),
             harness_ms_per_update=round(harness * per, 2),
             other_cores=None if others is None else round(others, 2),
+            bot_cores=None if bot is None else round(bot / wall, 2),
+            harness_cores=round(harness / wall, 2),
         )

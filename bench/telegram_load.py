@@ -93,6 +93,7 @@ PHOTO_GAP_S = 3.0  # a user's photos this far apart: each starts its own counter
 MESSAGE_GAP_S = 0.5  # a chat's message updates at least this far apart (reply attribution)
 REPLY_WAIT_S = 60.0
 CHECK_EVERY_S = 0.5  # scanning the fake's record shares its CPU: not too often
+SAMPLE_EVERY_S = 0.1  # CPU readings during a phase (a few /proc reads each)
 Keyboards = dict[int, tuple[dict[str, Any], dict[str, str]]]
 """Trained user -> (the bot's result message with buttons, button text -> callback data)."""
 
@@ -170,6 +171,8 @@ class Result:
             "bot_cpu_ms_per_update": self.usage.bot_ms_per_update,
             "harness_cpu_ms_per_update": self.usage.harness_ms_per_update,
             "other_cores": self.usage.other_cores,
+            "bot_cores": self.usage.bot_cores,
+            "harness_cores": self.usage.harness_cores,
             "by_kind": self.by_kind(),
         }
 
@@ -256,8 +259,13 @@ def trained_users(count: int) -> list[int]:
 async def run_phase(
     fake: FakeTelegram, load: Load, count: int, rate: float | None, bot_pid: int
 ) -> Result:
-    """Push `count` updates (at `rate`/s, or all at once) and wait for every first reply."""
+    """Push `count` updates (at `rate`/s, or all at once) and wait for every first reply.
+    The CPU figures end at the first reading after the last reply (one every SAMPLE_EVERY_S),
+    not when the wait noticed it: a burst lasts about a second, and the work that follows its
+    replies would otherwise be counted as the burst's."""
     before, calls_before = Reading.now(bot_pid), len(fake.calls)
+    readings: list[Reading] = []
+    sampling = asyncio.create_task(_sample(bot_pid, readings))
     start = time.monotonic()
     pushed: list[Pushed] = []
     for index in range(count):
@@ -271,11 +279,12 @@ async def run_phase(
         if all(r is not None for r in replies):
             break
         await asyncio.sleep(CHECK_EVERY_S)
-    after = Reading.now(bot_pid)
+    sampling.cancel()
     done = [(p, r) for p, r in zip(pushed, replies, strict=True) if r is not None]
     if len(done) < count:
         print(f"  warning: {count - len(done)} update(s) got no reply in {REPLY_WAIT_S:.0f} s")
     last = max((r for _, r in done), default=start)
+    after = next((r for r in readings if r.at >= last), None) or Reading.now(bot_pid)
     return Result(
         len(done),
         last - start,
@@ -284,6 +293,12 @@ async def run_phase(
         len(fake.calls) - calls_before,
         [p.kind for p, _ in done],
     )
+
+
+async def _sample(bot_pid: int, readings: list[Reading]) -> None:
+    while True:
+        await asyncio.sleep(SAMPLE_EVERY_S)
+        readings.append(Reading.now(bot_pid))
 
 
 def first_replies(calls: Sequence[ApiCall], pushed: Sequence[Pushed]) -> list[float | None]:
@@ -521,7 +536,11 @@ def side_line(name: str, args: argparse.Namespace, result: dict[str, Any]) -> st
         f"{burst['updates_per_s']:6.1f} updates/s | CPU ms/update bot "
         f"{_figure(rate['bot_cpu_ms_per_update'])}, harness "
         f"{_figure(rate['harness_cpu_ms_per_update'])}, other processes "
-        f"{_figure(rate['other_cores'])} cores"
+        f"{_figure(rate['other_cores'])} cores\n"
+        f"           burst: CPU ms/update bot {_figure(burst['bot_cpu_ms_per_update'])}, "
+        f"harness {_figure(burst['harness_cpu_ms_per_update'])}; cores busy bot "
+        f"{_figure(burst['bot_cores'])}, harness {_figure(burst['harness_cores'])}, other "
+        f"processes {_figure(burst['other_cores'])}"
     )
 
 

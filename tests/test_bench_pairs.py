@@ -73,13 +73,25 @@ def test_usage_is_per_handled_update_and_others_get_the_rest() -> None:
     start = Reading(at=10.0, bot=1.0, harness=2.0, machine=100.0)
     end = Reading(at=12.0, bot=1.6, harness=2.2, machine=102.4)  # 2.4 core-seconds in 2 s
     usage = Usage.between(start, end, handled=300)
-    assert usage == Usage(bot_ms_per_update=2.0, harness_ms_per_update=0.67, other_cores=0.8)
+    assert usage == Usage(
+        bot_ms_per_update=2.0,
+        harness_ms_per_update=0.67,
+        other_cores=0.8,
+        bot_cores=0.3,
+        harness_cores=0.1,
+    )
 
 
 def test_usage_without_proc_leaves_the_unknown_figures_out() -> None:
     start = Reading(at=time.monotonic(), bot=None, harness=0.0, machine=None)
     usage = Usage.between(start, Reading(start.at + 1, None, 0.5, None), handled=0)
-    assert usage == Usage(bot_ms_per_update=None, harness_ms_per_update=500.0, other_cores=None)
+    assert usage == Usage(
+        bot_ms_per_update=None,
+        harness_ms_per_update=500.0,
+        other_cores=None,
+        bot_cores=None,
+        harness_cores=0.5,
+    )
 
 
 def test_the_bots_cpu_counts_the_processes_it_started() -> None:

@@ -124,12 +124,17 @@ class FakeTelegram:
         self._injections: list[_Injection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._new_update: asyncio.Event | None = None
+        self._closing = False  # long polls answer at once: stopping does not cut them off
         routes = [
             Route("/bot{token}/{method}", self._api, methods=["GET", "POST"]),
             Route("/file/bot{token}/{path:path}", self._download),
         ]
         self._server = ThreadedServer(
-            Starlette(routes=routes), "FakeTelegram", host=host, around=self._in_server_loop
+            Starlette(routes=routes),
+            "FakeTelegram",
+            host=host,
+            around=self._in_server_loop,
+            graceful_shutdown_s=1,  # requests in flight finish (long polls are answered at once)
         )
         self._methods: dict[str, Callable[[dict[str, Any], dict[str, bytes]], Any]] = {
             "getMe": lambda p, f: self.bot_user,
@@ -182,7 +187,12 @@ class FakeTelegram:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        # A long poll still open (its bot already gone) would be cancelled by the server's
+        # shutdown, which logs the cancellation with a traceback: it is answered first.
+        self._closing = True
+        self._wake_long_polls()
         self._server.stop()
+        self._closing = False
 
     @contextlib.asynccontextmanager
     async def _in_server_loop(self) -> AsyncIterator[None]:
@@ -198,9 +208,12 @@ class FakeTelegram:
         with self._lock:
             update = {"update_id": next(self._ids), **update}
             self._updates.append(update)
+        self._wake_long_polls()
+        return update
+
+    def _wake_long_polls(self) -> None:
         if self._loop is not None and self._new_update is not None:
             self._loop.call_soon_threadsafe(self._new_update.set)
-        return update
 
     def add_file(self, data: bytes | None, suffix: str = "jpg", size: int | None = None) -> str:
         """Register a file users can send; `data=None` with a `size` fakes a huge one."""
@@ -317,7 +330,7 @@ class FakeTelegram:
         while True:
             with self._lock:
                 self._updates = [u for u in self._updates if u["update_id"] >= offset]
-                if self._updates or time.monotonic() >= deadline:
+                if self._updates or self._closing or time.monotonic() >= deadline:
                     return list(self._updates[: int(params.get("limit") or 100)])
                 self._new_update.clear()
             with contextlib.suppress(TimeoutError):
