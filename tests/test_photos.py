@@ -20,6 +20,7 @@ from bot.core.photos import (
     PreparedPhoto,
     RejectReason,
     check_ready_to_train,
+    prepare_and_measure,
     prepare_photo,
 )
 from tests import imagegen
@@ -248,21 +249,26 @@ def test_transparency_is_composited_on_white() -> None:
 # --- batches ---------------------------------------------------------------------------------
 
 
+def add(batch: IntakeBatch, data: bytes, filename: str | None = None) -> PreparedPhoto | None:
+    """One photo as the service feeds it: the photo process's work, then the batch's rules."""
+    return batch.take(prepare_and_measure(data, filename, "en"), filename)
+
+
 def test_duplicates_within_the_batch_and_against_the_set_are_skipped() -> None:
     first, second = imagegen.jpeg_bytes(seed=1), imagegen.jpeg_bytes(seed=2)
     existing = prepare_photo(first).sha256
     batch = IntakeBatch({existing}, existing_count=1)
-    assert batch.add(first) is None
-    assert batch.add(second) is not None
-    assert batch.add(second) is None
+    assert add(batch, first) is None
+    assert add(batch, second) is not None
+    assert add(batch, second) is None
     assert [r.reason for r in batch.rejected] == [RejectReason.DUPLICATE] * 2
     assert batch.set_count == 2
 
 
 def test_photos_over_the_cap_are_refused() -> None:
     batch = IntakeBatch([f"hash{i}" for i in range(MAX_PHOTOS - 1)])
-    assert batch.add(imagegen.jpeg_bytes(seed=1)) is not None
-    assert batch.add(imagegen.jpeg_bytes(seed=2)) is None
+    assert add(batch, imagegen.jpeg_bytes(seed=1)) is not None
+    assert add(batch, imagegen.jpeg_bytes(seed=2)) is None
     assert batch.rejected[0].reason is RejectReason.OVER_CAP
     assert batch.set_count == MAX_PHOTOS
     assert "full" in batch.summary()
@@ -282,7 +288,7 @@ def test_album_of_twelve_is_summarised_in_one_message() -> None:
     album.append(album[0])
     batch = IntakeBatch()
     for i, data in enumerate(album):
-        batch.add(data, f"photo{i}.jpg")
+        add(batch, data, f"photo{i}.jpg")
     assert (batch.received, len(batch.accepted), batch.set_count) == (12, 10, 10)
     assert batch.summary() == (
         "12 photos received: 10 added (10 of 20 in your set), "
@@ -293,9 +299,9 @@ def test_album_of_twelve_is_summarised_in_one_message() -> None:
 
 def test_summary_groups_rejections_and_says_how_many_more_are_needed() -> None:
     batch = IntakeBatch()
-    batch.add(imagegen.jpeg_bytes(seed=1))
+    add(batch, imagegen.jpeg_bytes(seed=1))
     for side in (500, 600, 700):
-        batch.add(imagegen.jpeg_bytes(side, side))
+        add(batch, imagegen.jpeg_bytes(side, side))
     batch.reject(RejectReason.FILE_TOO_LARGE, "too big")
     summary = batch.summary()
     assert summary.startswith("5 photos received: 1 added (1 of 20 in your set), 3 too small")
@@ -306,7 +312,7 @@ def test_summary_groups_rejections_and_says_how_many_more_are_needed() -> None:
 
 def test_a_single_refused_photo_gets_the_full_explanation() -> None:
     batch = IntakeBatch()
-    batch.add(imagegen.jpeg_bytes(800, 600))
+    add(batch, imagegen.jpeg_bytes(800, 600))
     summary = batch.summary()
     assert "800×600" in summary
     assert "Send 4 more" in summary

@@ -75,3 +75,21 @@ async def test_a_fleet_database_from_before_packs_gets_their_tables(pg_url: str)
         await check_migrated(pg_url)
     assert await migrate(pg_url) == ["worker tables (tunes, prompts, pack_runs, prompt_likes)"]
     await check_migrated(pg_url)
+
+
+async def test_a_fleet_database_from_before_published_progress_gets_its_columns(
+    pg_url: str,
+) -> None:
+    await migrate(pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # as `migrate` left it before them
+        for table in ("tunes", "prompts"):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN progress, DROP COLUMN eta")
+    with pytest.raises(
+        ConfigError, match=r"lacks tunes\.progress, tunes\.eta, prompts\.progress, prompts\.eta"
+    ):
+        await check_migrated(pg_url)
+    assert await migrate(pg_url) == [
+        "columns tunes.progress, tunes.eta, prompts.progress, prompts.eta"
+    ]
+    await check_migrated(pg_url)
+    assert await migrate(pg_url) == []

@@ -227,9 +227,9 @@ def job_progress(
     worker: ServedWorker, maker: WorkerMaker, kind: JobKind, row_id: int
 ) -> float | None:
     """How far a job is (0..1) where it runs, None when nothing runs it: the single worker's
-    runner, or the fleet's GPU worker beside the API (the fleet's API shows no progress)."""
+    runner, or the fleet's GPU worker beside the API (whose API shows what it published)."""
     runner_progress = maker.gpu.jobs.progress if maker.gpu is not None else worker.runner.progress
-    return runner_progress.get((kind, row_id))
+    return runner_progress.fraction.get((kind, row_id))
 
 
 async def stored_files(worker: ServedWorker) -> list[str]:

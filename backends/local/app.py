@@ -255,14 +255,14 @@ class _Api:
         return row
 
     def _tune(self, row: Row, request: Request) -> dict[str, Any]:
-        key = (JobKind.TUNE, row["id"])
-        data = tune_json(row, self._base(request), self.worker.runner.progress.get(key))
+        progress, eta = self.worker.runner.job_progress(JobKind.TUNE, row)
+        data = tune_json(row, self._base(request), progress)
         if data["status"] == JobStatus.PROCESSING:  # Astria's `eta`: when training should end
-            data["eta"] = self.worker.runner.eta.get(key)
+            data["eta"] = eta
         return data
 
     async def _prompt(self, row: Row, request: Request) -> dict[str, Any]:
         runner = self.worker.runner
         position = await runner.queue_position(row["id"])
-        progress = runner.progress.get((JobKind.PROMPT, row["id"]))
+        progress, _ = runner.job_progress(JobKind.PROMPT, row)
         return prompt_json(row, self._base(request), progress, position)

@@ -22,7 +22,7 @@ from backends.local.fleet_jobs import FleetStore
 from backends.local.inspection import inspect_endpoint
 from backends.local.library_logs import route_library_logs
 from backends.local.migrate import check_migrated
-from backends.local.records import JobKind
+from backends.local.records import JobKind, JobState, Row
 from backends.local.storage import open_storage
 from backends.local.store import now_iso
 
@@ -43,8 +43,6 @@ class QueueView:
 
     def __init__(self, store: FleetStore) -> None:
         self.store = store
-        self.progress: dict[tuple[JobKind, int], float] = {}
-        self.eta: dict[tuple[JobKind, int], str] = {}
         self.running: tuple[JobKind, int] | None = None
         self.loaded_model: int | None = None
         self.binds = 0
@@ -59,6 +57,13 @@ class QueueView:
     async def queue_position(self, prompt_id: int) -> int:
         ids = await self.store.queued_prompt_ids()
         return ids.index(prompt_id) + 1 if prompt_id in ids else 0
+
+    def job_progress(self, kind: JobKind, row: Row) -> tuple[float | None, str | None]:
+        """What the GPU worker running the job last published to its row (`fleet_progress`);
+        a row that is not running has none (what a worker that died left is stale)."""
+        if row["state"] != JobState.RUNNING:
+            return None, None
+        return row.get("progress"), row.get("eta")
 
 
 class FleetWorker:

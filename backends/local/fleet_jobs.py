@@ -225,6 +225,16 @@ class FleetStore(PgWorkerStore):
                 finished_at=now_iso(),
             )
 
+    async def set_progress(
+        self, kind: JobKind, row_id: int, progress: float, eta: str | None
+    ) -> None:
+        """A running job's progress, as its GPU worker publishes it (`fleet_progress.py`); a
+        row that ended or went meanwhile is left as it is."""
+        await self._execute(
+            f"UPDATE {kind.table} SET progress = ?, eta = ? WHERE id = ? AND state = ?",
+            (progress, eta, row_id, JobState.RUNNING),
+        )
+
     async def requeue(self, kind: JobKind, row_id: int) -> None:
         """A running row whose worker died shows `queued` again while its job waits."""
         await self._execute(

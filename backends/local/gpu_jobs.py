@@ -42,8 +42,10 @@ from backends.local.fleet_jobs import (
     defer_job,
     defer_run,
 )
+from backends.local.fleet_progress import NOT_PUBLISHED
 from backends.local.fleet_yield import PromptsBetweenSteps
 from backends.local.generate import Engine, PromptJob
+from backends.local.job_progress import JobProgress
 from backends.local.params import PromptParams
 from backends.local.queue import _no_query
 from backends.local.records import JobKind, JobState, Row
@@ -92,9 +94,10 @@ class GpuJobs:
         """Set by the GPU worker once open: a training lets waiting prompts run between steps."""
         self.deleted = DeletedRowWatch(store)
         """DELETE on any API replica stops the job at its next check (`fleet_cancel.py`)."""
-        self.progress: dict[tuple[JobKind, int], float] = {}
-        """How far the jobs under way on this GPU are (0..1), as the single worker's runner
-        keeps it: a key is here from the job's start until it let go of the GPU."""
+        self.progress = JobProgress()
+        """How far the jobs under way on this GPU are, as the single worker's runner keeps it
+        (a key is there from the job's start until it let go of the GPU); the GPU worker
+        publishes it to the rows, where the API replicas read it (`fleet_progress.py`)."""
         self._selector: BestOfSelector | None = None
 
     def engine(self) -> Engine:
@@ -152,7 +155,7 @@ class GpuJobs:
         try:
             return await self._make_prompt_row(row_id)
         finally:
-            self.progress.pop((JobKind.PROMPT, row_id), None)
+            self.progress.end((JobKind.PROMPT, row_id))
 
     async def _make_prompt_row(self, row_id: int) -> bool:
         row = await self.store.get_prompt(row_id)
@@ -164,8 +167,10 @@ class GpuJobs:
         except GenerationError as exc:
             await self._fail(JobKind.PROMPT, row_id, exc.user_message)
             return True
-        await self.store.update_prompt(row_id, state=JobState.RUNNING, started_at=now_iso())
-        self.progress[(JobKind.PROMPT, row_id)] = 0.0
+        await self.store.update_prompt(
+            row_id, state=JobState.RUNNING, started_at=now_iso(), **NOT_PUBLISHED
+        )
+        self.progress.begin((JobKind.PROMPT, row_id))
         log.info("prompt %s: %d image(s) %dx%d", row_id, params.num_images, params.w, params.h)
         try:
             with self.watchdog.watching(), self.deleted.watching(JobKind.PROMPT, row_id):
@@ -241,9 +246,11 @@ class GpuJobs:
         row = await self.store.get_tune(row_id)
         if row is None or row["state"] not in OPEN_STATES:
             return
-        await self.store.update_tune(row_id, state=JobState.RUNNING, started_training_at=now_iso())
+        await self.store.update_tune(
+            row_id, state=JobState.RUNNING, started_training_at=now_iso(), **NOT_PUBLISHED
+        )
         key = (JobKind.TUNE, row_id)
-        self.progress[key] = 0.0
+        self.progress.begin(key)
         work = self.config.data_dir / "training" / str(row_id)
         try:
             job = await self._train_job(row, work)
@@ -274,11 +281,11 @@ class GpuJobs:
                 await self.storage.delete_folder(f"lora/{row_id}")
         finally:
             await asyncio.to_thread(shutil.rmtree, work, True)
-            self.progress.pop(key, None)
+            self.progress.end(key)
 
     def _step(self, key: tuple[JobKind, int], fraction: float) -> None:
         """In the job's thread, after each step: note how far it is, then check."""
-        self.progress[key] = fraction
+        self.progress.note(key, fraction)
         self.check()
 
     def _after_step(self, key: tuple[JobKind, int], fraction: float) -> None:

@@ -33,6 +33,7 @@ from backends.local.file_cache import TuneFileCache
 from backends.local.fleet_config import FleetConfig
 from backends.local.fleet_faults import DatabaseWasAway, Watchdog, rescue_stalled_jobs
 from backends.local.fleet_jobs import GPU_QUEUES, FleetStore, Queue, Task, database_away
+from backends.local.fleet_progress import ProgressPublisher
 from backends.local.fleet_yield import PromptsBetweenSteps
 from backends.local.gpu_jobs import GpuJobs
 from backends.local.library_logs import route_library_logs
@@ -138,6 +139,7 @@ class GpuWorker:
             asyncio.create_task(self._again_after_outages(gpu, "GPU jobs")),
             asyncio.create_task(self._again_after_outages(callbacks, "callbacks")),
             asyncio.create_task(self._rescue_loop()),
+            asyncio.create_task(ProgressPublisher(self.jobs.progress, self.store).run()),
         ]
         log.info("gpu-worker %s started: model %s", self.name, self.config.sdxl_model)
         try:

@@ -37,9 +37,15 @@ def job_app(conninfo: str) -> procrastinate.App:
 async def migrate(conninfo: str) -> list[str]:
     """Apply what the database lacks; what was applied (empty: it was up to date)."""
     applied = []
-    if await missing_tables(conninfo, WORKER_TABLES):
+    lacking = await missing_tables(conninfo, WORKER_TABLES)
+    if lacking:
         await apply_schema(conninfo)
-        applied.append("worker tables (tunes, prompts, pack_runs, prompt_likes)")
+        columns = [name for name in lacking if "." in name]  # a database made before them
+        applied.append(
+            f"columns {', '.join(columns)}"
+            if len(columns) == len(lacking)
+            else "worker tables (tunes, prompts, pack_runs, prompt_likes)"
+        )
     missing = await missing_tables(conninfo, JOB_TABLES)
     if len(missing) == len(JOB_TABLES):
         app = job_app(conninfo)

@@ -37,6 +37,7 @@ from backends.local.packs.catalog import SUBJECT_TOKEN, Catalog, Pack, load_cata
 from backends.local.packs.records import PackRecords
 from backends.local.records import JobState
 from backends.local.serialize import prompt_json, tune_json
+from backends.local.store import astria_time
 from backends.local.tune_intake import TuneIntake, read_tune_fields
 
 
@@ -204,8 +205,7 @@ def _pack_likes(pack: Pack, likes: dict[int, int]) -> int:
 
 def _timestamp(pack: Pack) -> str:
     """When the pack file last changed, in Astria's timestamp style."""
-    moment = datetime.fromtimestamp(pack.source.stat().st_mtime, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return astria_time(datetime.fromtimestamp(pack.source.stat().st_mtime, UTC))
 
 
 def _base(public_url: str | None, request: Request) -> str:

@@ -45,7 +45,9 @@ CREATE TABLE IF NOT EXISTS tunes (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     started_training_at TEXT,
-    trained_at TEXT
+    trained_at TEXT,
+    progress REAL,
+    eta TEXT
 );
 CREATE INDEX IF NOT EXISTS tunes_state ON tunes(state);
 CREATE TABLE IF NOT EXISTS prompts (
@@ -61,11 +63,25 @@ CREATE TABLE IF NOT EXISTS prompts (
     updated_at TEXT NOT NULL,
     started_at TEXT,
     finished_at TEXT,
-    scores JSONB
+    scores JSONB,
+    progress REAL,
+    eta TEXT
 );
 CREATE INDEX IF NOT EXISTS prompts_state ON prompts(state);
 CREATE INDEX IF NOT EXISTS prompts_tune ON prompts(tune_id);
+ALTER TABLE tunes ADD COLUMN IF NOT EXISTS progress REAL;
+ALTER TABLE tunes ADD COLUMN IF NOT EXISTS eta TEXT;
+ALTER TABLE prompts ADD COLUMN IF NOT EXISTS progress REAL;
+ALTER TABLE prompts ADD COLUMN IF NOT EXISTS eta TEXT;
 """
+ADDED_COLUMNS = (
+    ("tunes", "progress"),
+    ("tunes", "eta"),
+    ("prompts", "progress"),
+    ("prompts", "eta"),
+)
+"""Columns added after the tables were first created: `apply_schema` adds them to a database
+made before them (its ALTER statements), and `missing_tables` names them while they lack."""
 
 POOL_TIMEOUT_S = 5.0
 """How long a statement waits for a pooled connection before giving up with PoolTimeout (an
@@ -87,21 +103,28 @@ async def apply_schema(conninfo: str) -> None:
 
 
 async def missing_tables(conninfo: str, names: tuple[str, ...] = WORKER_TABLES) -> list[str]:
-    """Which of the tables `names` the database at `conninfo` lacks (empty: all there).
+    """Which of the tables `names` the database at `conninfo` lacks, then which of the worker
+    tables' ADDED_COLUMNS ("tunes.eta"); empty: all there.
 
     A server that cannot be reached is a ConfigError naming WORKER_DATABASE_URL (the error text
     names host and user, never the password)."""
     try:
         async with await psycopg.AsyncConnection.connect(conninfo) as conn:
             cursor = await conn.execute(
-                "SELECT table_name FROM information_schema.tables"
+                "SELECT table_name, column_name FROM information_schema.columns"
                 " WHERE table_schema = current_schema() AND table_name = ANY(%s)",
                 (list(names),),
             )
-            present = {row[0] for row in await cursor.fetchall()}
+            present = {(table, column) for table, column in await cursor.fetchall()}
     except psycopg.OperationalError as error:
         raise ConfigError(f"cannot reach WORKER_DATABASE_URL: {error}".strip()) from error
-    return [name for name in names if name not in present]
+    tables = {table for table, _ in present}
+    missing = [name for name in names if name not in tables]
+    return missing + [
+        f"{table}.{column}"
+        for table, column in ADDED_COLUMNS
+        if table in tables and (table, column) not in present
+    ]
 
 
 _in_transaction: ContextVar[psycopg.AsyncConnection[Any] | None] = ContextVar(

@@ -35,7 +35,6 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,6 +49,7 @@ from backends.local.errors import Aborted, GenerationError, TrainerUnavailable, 
 from backends.local.fair_share import TrainingTurns
 from backends.local.faults import FaultPoint, fault_at
 from backends.local.generate import Engine, PromptJob
+from backends.local.job_progress import JobProgress
 from backends.local.models import ModelCache
 from backends.local.packs.callbacks import RunCallbacks
 from backends.local.packs.records import SCHEMA as PACK_SCHEMA
@@ -97,10 +97,7 @@ class JobRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: httpx.AsyncClient | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self.progress: dict[tuple[JobKind, int], float] = {}
-        self.eta: dict[tuple[JobKind, int], str] = {}
-        """A running training's expected end (ISO time), extrapolated from its steps so far."""
-        self._clock: dict[tuple[JobKind, int], tuple[float, float]] = {}
+        self.progress = JobProgress()
         self._active: list[tuple[JobKind, int]] = []
         """Jobs under way, outermost first: a training, and a prompt it let through."""
         self._cancelled: set[tuple[JobKind, int]] = set()
@@ -210,6 +207,11 @@ class JobRunner:
         """1 = next to run; 0 = running or finished."""
         ids = await self.store.queued_prompt_ids()
         return ids.index(prompt_id) + 1 if prompt_id in ids else 0
+
+    def job_progress(self, kind: JobKind, row: Row) -> tuple[float | None, str | None]:
+        """How far the job is (0..1) and when it should end; None: not under way here."""
+        key = (kind, row["id"])
+        return self.progress.fraction.get(key), self.progress.eta.get(key)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -326,7 +328,7 @@ class JobRunner:
 
         def progress(fraction: float) -> None:
             self.check(key)
-            self.progress[key] = fraction
+            self.progress.note(key, fraction)
 
         scores = None
         try:
@@ -427,17 +429,15 @@ class JobRunner:
                 await self._finish_tune(tune_id, error="training wrote no model files")
         finally:
             self._end(key)
-            self.eta.pop(key, None)
-            self._clock.pop(key, None)
 
     def _begin(self, key: tuple[JobKind, int]) -> None:
         self._active.append(key)
-        self.progress[key] = 0.0
+        self.progress.begin(key)
 
     def _end(self, key: tuple[JobKind, int]) -> None:
         self._active.remove(key)
         self._cancelled.discard(key)
-        self.progress.pop(key, None)
+        self.progress.end(key)
 
     def _drop_files(self, kind: JobKind, row_id: int) -> None:
         """What a deleted job left: a prompt's images, a tune's model folder."""
@@ -446,21 +446,10 @@ class JobRunner:
         else:
             shutil.rmtree(self.config.tunes_dir / str(row_id), ignore_errors=True)
 
-    def _note_progress(self, key: tuple[JobKind, int], fraction: float) -> None:
-        """Progress, and an ETA from the rate since the trainer's first report (so model load
-        and latent caching do not skew it; prompts served in between do count, as they delay)."""
-        self.progress[key] = fraction
-        now = time.monotonic()
-        start, first = self._clock.setdefault(key, (now, fraction))
-        if fraction > first:
-            left = (now - start) / (fraction - first) * (1.0 - fraction)
-            end = datetime.now(UTC) + timedelta(seconds=left)
-            self.eta[key] = end.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
     def _between_steps(self, key: tuple[JobKind, int], fraction: float) -> None:
         """Called by the trainer (in its thread) after each step: run queued prompts first,
         unless the training is owed its share (fair_share.py)."""
-        self._note_progress(key, fraction)
+        self.progress.note(key, fraction)
         self._turns.step_done()
         self.check(key)
         assert self._loop is not None

@@ -103,8 +103,13 @@ def _record(kind: JobKind, row_id: int) -> None:
 
 
 def now_iso() -> str:
-    """Astria's timestamp style: UTC, milliseconds, `Z`."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Now in Astria's timestamp style (`astria_time`)."""
+    return astria_time(datetime.now(UTC))
+
+
+def astria_time(moment: datetime) -> str:
+    """Astria's timestamp style: UTC, milliseconds, `Z` (so the store's times compare as text)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class JobStore(ABC):

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from backends.local.config import WorkerConfig
 from backends.local.records import JobKind, Row
-from backends.local.store import JobStore, WorkerStore
+from backends.local.store import JobStore, WorkerStore, astria_time
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,6 @@ class Expired:
     photos: int = 0
 
 
-def _iso(moment: datetime) -> str:
-    """The store's timestamp style (store.now_iso), so times compare as text."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 async def expire_unused(
     store: JobStore, config: WorkerConfig, now: datetime | None = None
 ) -> Expired:
@@ -89,7 +84,7 @@ async def expire_unused(
     expired = Expired()
     if config.retention_days <= 0:
         return expired
-    cutoff = _iso((now or datetime.now(UTC)) - timedelta(days=config.retention_days))
+    cutoff = astria_time((now or datetime.now(UTC)) - timedelta(days=config.retention_days))
     for prompt in await store.finished_before(JobKind.PROMPT, cutoff):
         if await store.delete_prompt(prompt["id"]):
             _remove(_folders(prompt, JobKind.PROMPT, config))

@@ -390,8 +390,8 @@ class IntakeBatch:
     The service creates a batch from the pending set's hashes and count, feeds each photo as it
     arrives, stores what it accepts and edits a single counter message with `summary()`. It
     prepares the photos in the photo process (`prepare_and_measure`) and hands the result to
-    `add_prepared` (or `reject`), so the set bookkeeping stays on the event loop, where two
-    album photos can never race for the last slot; `add` does both in one call.
+    `take`, so the set bookkeeping stays on the event loop, where two album photos can never
+    race for the last slot.
     """
 
     def __init__(self, existing_hashes: Iterable[str] = (), existing_count: int | None = None):
@@ -411,14 +411,13 @@ class IntakeBatch:
         """Photos in the user's set including this batch's accepted ones."""
         return self.existing_count + len(self.accepted)
 
-    def add(self, data: bytes, filename: str | None = None) -> PreparedPhoto | None:
-        """Prepare and accept one photo; None when it was rejected (see `rejected`)."""
-        try:
-            photo = prepare_photo(data, filename)
-        except PhotoRejected as exc:
-            self.reject(exc.reason, exc.message, filename)
+    def take(self, outcome: PhotoOutcome, filename: str | None = None) -> PreparedPhoto | None:
+        """What the photo process made of one photo: its refusal recorded, or the photo put
+        to the set rules (`add_prepared`); None when it was refused."""
+        if isinstance(outcome, Rejection):
+            self.reject(outcome.reason, outcome.message, filename)
             return None
-        return self.add_prepared(photo, filename)
+        return self.add_prepared(outcome.photo, filename)
 
     def add_prepared(
         self, photo: PreparedPhoto, filename: str | None = None

@@ -270,10 +270,7 @@ class PhotoshootService:
                     item.filename,
                     languages.current_language(),
                 )
-                if isinstance(outcome, photo_intake.Rejection):
-                    batch.reject(outcome.reason, outcome.message, item.filename)
-                    continue
-                prepared = batch.add_prepared(outcome.photo, item.filename)
+                prepared = batch.take(outcome, item.filename)
                 if prepared is None:
                     continue
                 verdict = await self._inspected(
