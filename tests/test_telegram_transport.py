@@ -10,8 +10,10 @@ import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile
 from telegram.error import NetworkError, TimedOut
+from telegram.request import RequestData
+from telegram.request._requestparameter import RequestParameter
 
 from bot.chat.telegram.transport import AiohttpRequest
 from tests.fakes.telegram_api import TOKEN, FakeTelegram
@@ -156,3 +158,62 @@ async def test_an_https_proxy_from_the_environment_is_used(monkeypatch: pytest.M
 async def test_refuses_to_send_before_initialize() -> None:
     with pytest.raises(RuntimeError, match="not initialized"):
         await AiohttpRequest(1).do_request("http://127.0.0.1:9/bot/getMe", "POST")
+
+
+def form(**fields: object) -> RequestData:
+    """A request's parameters as PTB's Bot hands them to its transport."""
+    return RequestData([RequestParameter.from_input(k, v) for k, v in fields.items()])
+
+
+class ClosesAfterEachAnswer:
+    """A Bot API that answers with keep-alive, then closes the connection: as any server
+    closing an idle keep-alive connection, here just as the client takes it for its next
+    request. `received` holds the requests read whole: what the server could have acted on."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.received: list[bytes] = []
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.lower().split(b"\r\n")
+            if line.startswith(b"content-length")
+        )
+        self.received.append(head.split(b" ")[1] + b" " + await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")  # keep-alive
+        await writer.drain()
+        writer.close()
+
+
+async def test_a_request_on_a_connection_the_server_had_closed_is_sent_again_once() -> None:
+    """aiohttp reuses the closed connection and cannot write the request (the reset the
+    load benchmark met once under uvicorn's keep-alive timeout): the request goes again, on
+    a new connection, and reaches the server once."""
+    server = ClosesAfterEachAnswer()
+    async with raw_server(server) as url, started(AiohttpRequest(1)) as request:
+        first = await request.do_request(f"{url}{TOKEN}/getMe", "POST", form(a=1))
+        second = await request.do_request(
+            f"{url}{TOKEN}/sendMessage", "POST", form(chat_id=42, text="once")
+        )
+        upload = await request.do_request(  # a multipart form, built again for its resend
+            f"{url}{TOKEN}/sendDocument", "POST", form(chat_id=42, document=InputFile(b"%PNG.."))
+        )
+    assert first == second == upload == (200, b"{}")
+    assert server.connections == 3
+    assert server.received[:2] == [
+        f"/bot{TOKEN}/getMe a=1".encode(),
+        f"/bot{TOKEN}/sendMessage chat_id=42&text=once".encode(),
+    ]
+    assert len(server.received) == 3 and b"%PNG.." in server.received[2]
+
+
+async def test_a_request_sent_whole_is_not_sent_again_when_the_answer_fails() -> None:
+    """The hang-up came after the request: the server may have acted on it."""
+    heads: list[bytes] = []
+    async with raw_server(answering(b"", heads)) as url, started(AiohttpRequest(1)) as request:
+        with pytest.raises(NetworkError):
+            await request.post(f"{url}{TOKEN}/sendMessage", form(chat_id=1, text="once"))
+    assert len(heads) == 1

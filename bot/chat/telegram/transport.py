@@ -7,6 +7,11 @@ discord.py brings anyway) sends the same requests for a fraction of that. `BaseR
 PTB's documented place for another transport; everything above it (retries, the rate limiter,
 parsing) stays PTB's own.
 
+httpx checks every idle connection before it reuses one; aiohttp does not, and reuses a
+keep-alive connection the server has just closed as idle: the request cannot be written and
+fails. Such a request never reached the server, so it is sent once more on a new connection
+(`_never_arrived`); one that went out whole and got no answer is not (it may have been acted on).
+
 The bot token is part of every URL (`/bot<token>/...`), and aiohttp quotes URLs in its error
 messages: errors are re-raised as PTB's with the token cut out and the original not chained.
 """
@@ -24,6 +29,8 @@ from telegram.request import BaseRequest, RequestData
 
 _TOKEN_IN_URL = re.compile(r"/bot[^/\s]+")
 _URL_ENCODED = {"Content-Type": "application/x-www-form-urlencoded"}
+RESENDS = 1
+"""How often a request the server never got whole is sent again (`_never_arrived`)."""
 Timeout = float | DefaultValue[None] | None
 """A phase's timeout in seconds; None waits forever, a DefaultValue means "as configured"."""
 
@@ -90,22 +97,27 @@ class AiohttpRequest(BaseRequest):
             sock_connect=connect,
             sock_read=read,
         )
-        data, headers = _body(request_data)
-        try:
-            async with self._session.request(
-                method,
-                url,
-                data=data,
-                headers=headers,
-                timeout=timeout,
-                proxy=self._proxy_for(url),
-                allow_redirects=False,
-            ) as response:
-                return response.status, await response.read()
-        except TimeoutError as exc:  # aiohttp's message names the URL: not chained
-            raise TimedOut(f"Timed out: {_without_token(exc)}") from None
-        except aiohttp.ClientError as exc:
-            raise NetworkError(f"aiohttp.{type(exc).__name__}: {_without_token(exc)}") from None
+        resent = 0
+        while True:
+            data, headers = _body(request_data)  # a multipart form is sent once: one per try
+            try:
+                async with self._session.request(
+                    method,
+                    url,
+                    data=data,
+                    headers=headers,
+                    timeout=timeout,
+                    proxy=self._proxy_for(url),
+                    allow_redirects=False,
+                ) as response:
+                    return response.status, await response.read()
+            except TimeoutError as exc:  # aiohttp's message names the URL: not chained
+                raise TimedOut(f"Timed out: {_without_token(exc)}") from None
+            except aiohttp.ClientError as exc:
+                if resent < RESENDS and _never_arrived(exc):
+                    resent += 1
+                    continue
+                raise NetworkError(f"aiohttp.{type(exc).__name__}: {_without_token(exc)}") from None
 
     def _proxy_for(self, url: str) -> str | None:
         parts = urlsplit(url)
@@ -114,6 +126,19 @@ class AiohttpRequest(BaseRequest):
             proxy = getproxies().get(parts.scheme)
             self._proxies[host] = None if proxy is None or proxy_bypass(host) else proxy
         return self._proxies[host]
+
+
+def _never_arrived(exc: aiohttp.ClientError) -> bool:
+    """The request could not be written whole: the server closed the connection first. It
+    happens to a pooled keep-alive connection the server closes as idle just as a request
+    takes it (uvicorn after 5 s; Telegram's servers too), and the server has then acted on
+    nothing, so sending it again on a new connection cannot make it happen twice. A failure
+    after the request went out (no answer, a hang-up) may have been acted on: not resent."""
+    if isinstance(exc, aiohttp.ClientConnectionResetError):  # writing to a closing transport
+        return True
+    return isinstance(exc, aiohttp.ClientOSError) and str(exc.strerror).startswith(
+        "Can not write request body"
+    )
 
 
 def _without_token(exc: BaseException) -> str:
