@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from bot.core import photo_process
 from bot.core.photos import (
     MeasuredPhoto,
@@ -42,12 +44,21 @@ async def test_a_refusal_made_there_speaks_the_users_language() -> None:
     assert there.message != prepare_and_measure(tiny, "small.jpg", "en").message
 
 
-async def test_a_killed_process_costs_no_check_and_the_next_one_starts_anew() -> None:
+async def test_a_killed_process_costs_no_check_the_call_goes_to_a_new_one() -> None:
     killed = await photo_process.run(os.getpid)
     os.kill(killed, signal.SIGKILL)
-    assert await photo_process.run(os.getpid) == os.getpid()  # this one ran in a thread
     fresh = await photo_process.run(os.getpid)
-    assert fresh not in (killed, os.getpid())
+    assert fresh not in (killed, os.getpid())  # a new process, never the bot's own
+    assert await photo_process.run(os.getpid) == fresh
+
+
+async def test_work_that_kills_the_process_twice_is_refused_and_the_next_runs() -> None:
+    """A photo that crashes its decoder would take the bot down in a thread: ProcessDied."""
+    before = await photo_process.run(os.getpid)
+    with pytest.raises(photo_process.ProcessDied):
+        await photo_process.run(os._exit, 3)
+    after = await photo_process.run(os.getpid)
+    assert after not in (before, os.getpid())
 
 
 def test_the_process_ends_when_the_bot_is_killed() -> None:

@@ -231,6 +231,27 @@ async def test_a_cancelled_transaction_leaves_none_open(tmp_path: Path, cancelle
         await store.close()
 
 
+async def test_a_failed_commit_leaves_no_transaction_open(tmp_path: Path) -> None:
+    """A COMMIT can fail (here a foreign key checked at the end; on a server, a full disk):
+    the transaction is rolled back, so the writes that follow it without the lock do not
+    join it unseen, and the next transaction begins."""
+    store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)
+    try:
+        user = await store.get_or_create_user("telegram", "1")
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            async with store.transaction() as db:
+                await db.execute("PRAGMA defer_foreign_keys = ON")  # checked at COMMIT
+                await insert_action(db, "orphan", user.id + 999)
+        after = (await store.create_action(user.id, "reroll")).token  # without the lock
+        async with store.transaction() as db:
+            await insert_action(db, "next", user.id)
+        assert await store.get_action("orphan") is None
+        assert await store.get_action(after) is not None
+        assert await store.get_action("next") is not None
+    finally:
+        await store.close()
+
+
 async def test_users_read_from_memory_stay_true_to_every_write(tmp_path: Path) -> None:
     """Senders are kept in memory (every update asks for one); each write must show."""
     store = await Store.open(tmp_path / "photoshoot.sqlite3", tmp_path)

@@ -30,7 +30,10 @@ class JobProgress:
         self.fraction[key] = 0.0
 
     def note(self, key: JobKey, fraction: float) -> None:
-        """In the job's thread, after a step."""
+        """In the job's thread, after a step; nothing once the job has ended here (a thread
+        left running after its task was cancelled must not bring it back)."""
+        if key not in self.fraction:
+            return
         self.fraction[key] = fraction
         now = time.monotonic()
         start, first = self._clock.setdefault(key, (now, fraction))

@@ -652,10 +652,14 @@ class JobTracker:
         edits thousands of status messages a minute: one write each held up every other
         write)."""
         notifier = self._notifiers.get(delivery.platform)
-        if notifier is None or delivery.status_text == text:
+        last = self._last_status_edit.get((delivery.job_kind, delivery.job_id))
+        # The stored text of a message is its first: what it shows now is known only after
+        # this process edited it (or where no message is edited, the console's lines).
+        known = last is not None or delivery.status_message_id is None
+        shown = delivery.status_text if known else None
+        if notifier is None or shown == text:
             return delivery
         now = asyncio.get_running_loop().time()
-        last = self._last_status_edit.get((delivery.job_kind, delivery.job_id))
         if not force and last is not None and now - last < notifier.status_edit_interval(delivery):
             return delivery
         try:

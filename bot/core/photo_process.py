@@ -21,6 +21,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -44,17 +45,32 @@ def start() -> None:
     _executor().submit(int)
 
 
+class ProcessDied(Exception):
+    """The work killed the photo process twice in a row (a decoder crash, memory): the photo,
+    not the process, is the cause. Raised rather than tried in the bot's own process, which
+    it would take down."""
+
+
 async def run(function: Callable[..., T], *args: Any) -> T:
-    """`function(*args)` in the photo process (both must pickle). Should the process have
-    died (killed, out of memory), this call runs in a thread instead and the next one starts
-    a new process: a photo is never lost to it."""
+    """`function(*args)` in the photo process (both must pickle). Should the process die
+    (killed, out of memory), the call goes to a new one: a photo is never lost to it. Should
+    that die too, ProcessDied."""
+    loop = asyncio.get_running_loop()
+    for attempt in range(2):
+        pool = _executor()
+        try:
+            return await loop.run_in_executor(pool, function, *args)
+        except BrokenProcessPool:
+            _discard(pool)
+            log.warning("the photo check process died (%s)", ("once", "twice")[attempt])
+    raise ProcessDied(getattr(function, "__name__", repr(function)))
+
+
+def _discard(pool: ProcessPoolExecutor) -> None:
+    """Forget a dead pool; one that a call finding it dead already replaced stays."""
     global _pool
-    try:
-        return await asyncio.get_running_loop().run_in_executor(_executor(), function, *args)
-    except BrokenProcessPool:
-        log.warning("the photo check process died; this check runs in a thread")
+    if _pool is pool:
         _pool = None
-        return await asyncio.to_thread(function, *args)
 
 
 def _executor() -> ProcessPoolExecutor:
@@ -74,6 +90,8 @@ def _prepare_process(bot_pid: int) -> None:
     die without stopping it (kill -9): it would otherwise wait for work forever."""
     with contextlib.suppress(OSError, AttributeError):  # AttributeError: no os.nice (Windows)
         os.nice(NICENESS)
+    # Ctrl-C in a terminal reaches the whole process group: the bot stops this process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_end_with, args=(bot_pid,), daemon=True).start()
 
 

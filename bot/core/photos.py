@@ -194,8 +194,14 @@ def _decode(image: Image.Image, subject: str, filename: str | None) -> None:
     try:
         image.load()
     except Exception as exc:  # Pillow's decoders raise a zoo of types for damaged data
-        message = text("photo.corrupt", subject=subject)
-        raise PhotoRejected(RejectReason.CORRUPT, message, filename) from exc
+        raise PhotoRejected(RejectReason.CORRUPT, corrupt(filename).message, filename) from exc
+
+
+def corrupt(filename: str | None) -> Rejection:
+    """The refusal of a photo whose data cannot be decoded (or whose decoding crashed)."""
+    return Rejection(
+        RejectReason.CORRUPT, text("photo.corrupt", subject=photo_subject(filename)), filename
+    )
 
 
 def _upright(image: Image.Image) -> tuple[Image.Image, bool]:

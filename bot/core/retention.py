@@ -108,12 +108,17 @@ class Retention:
 
     async def take_notice(self, user: User) -> str | None:
         """What a sweep removed of this user's, once (cleared as it is read); None if nothing.
-        Called on every update, with the user as cached: a user without a notice costs no
-        trip to the database (a sweep that leaves one drops the cached copy)."""
+        Called on every update: a user costs one read per process, and one more after each
+        sweep that leaves them a notice. Read, not taken from the cached user: a look-up
+        queued before the sweep's write can cache the row as it was, after the sweep dropped
+        the cached copy."""
         if user.id in self._told:
             return None
         self._told.add(user.id)
-        if user.retention_notice is None:
+        rows = await self._store.fetch(
+            "SELECT retention_notice FROM users WHERE id = ?", (user.id,)
+        )
+        if not rows or not rows[0][0]:
             return None
         async with self._store.transaction(writes_tunes=False) as db:
             rows = list(

@@ -264,12 +264,16 @@ class PhotoshootService:
             inspect_as = intake_class(await self.store.user_tunes(user.id))
             hashes = [photo.phash for photo in existing if photo.phash]  # the set so far
             for item in incoming:
-                outcome = await photo_process.run(
-                    photo_intake.prepare_and_measure,
-                    item.data,
-                    item.filename,
-                    languages.current_language(),
-                )
+                try:
+                    outcome = await photo_process.run(
+                        photo_intake.prepare_and_measure,
+                        item.data,
+                        item.filename,
+                        languages.current_language(),
+                    )
+                except photo_process.ProcessDied:
+                    log.warning("a photo killed the photo process twice: refused as damaged")
+                    outcome = photo_intake.corrupt(item.filename)
                 prepared = batch.take(outcome, item.filename)
                 if prepared is None:
                     continue

@@ -711,7 +711,11 @@ class Store:
             except BaseException:
                 await self._db.rollback()
                 raise
-            await self._db.commit()
+            try:
+                await self._db.commit()
+            except BaseException:  # a COMMIT that failed (I/O, disk full) leaves BEGIN open:
+                await self._db.rollback()  # lock-free writes would join it and be lost with it
+                raise
 
     @contextlib.asynccontextmanager
     async def _one_statement(self) -> AsyncIterator[aiosqlite.Connection]:
