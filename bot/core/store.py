@@ -726,7 +726,9 @@ class Store:
         aiosqlite call, which queues it before awaiting the answer), so a transaction that
         starts later begins after it. Most writes are one statement; under load, each of them
         holding the lock for trips to the database thread and back (every trip waiting its
-        turn on a busy event loop) made every write wait hundreds of milliseconds."""
+        turn on a busy event loop) made every write wait hundreds of milliseconds.
+        A write with RETURNING goes through `execute_fetchall` (`returned_row`): a cursor left
+        unread would keep its statement running, and a later BEGIN would take it in."""
         if not self._write_lock.locked():
             yield self._db
             return
