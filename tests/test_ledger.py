@@ -278,6 +278,24 @@ async def test_limits_count_running_sets_and_the_days_images(store: Store) -> No
         await limits.check_generation(db, rules, ANN, 2, datetime.now(UTC))
 
 
+async def test_a_shoot_counts_as_one_running_set_beside_a_set_of_the_same_id(
+    store: Store,
+) -> None:
+    """Sets and shoots are counted in one read: a shoot's per-image holds are one job, and a
+    shoot and a set that happen to share an id (two tables) are still two."""
+    ledger = Ledger(store, free_credits=1000)
+    generation = await hold_generation(store, ledger, price=4)
+    async with store.transaction() as db:
+        for _ in range(3):  # a shoot of 3 images: a hold each
+            await ledger.hold(db, ANN, 1, units=1, job_kind=JobKind.SHOOT, job_id=generation)
+    kinds = (JobKind.GENERATION, JobKind.SHOOT)
+    async with store.transaction() as db:
+        assert await Ledger.usage(db, ANN, kinds, datetime.now(UTC) - timedelta(hours=1)) == (2, 7)
+        rules = Limits(running_prompts=2, images_per_day=0)
+        with pytest.raises(LimitReached, match="2 image sets on their way; 2 at a time"):
+            await limits.check_generation(db, rules, ANN, 4, datetime.now(UTC))
+
+
 async def test_released_images_do_not_count_and_the_day_starts_at_midnight(store: Store) -> None:
     ledger = Ledger(store, free_credits=1000)
     rules = Limits(running_prompts=0, images_per_day=8)

@@ -286,24 +286,26 @@ class Ledger:
     async def usage(
         db: aiosqlite.Connection,
         account: str,
-        job_kind: JobKind,
+        job_kinds: tuple[JobKind, ...],
         since: datetime,
         *,
         everyone: bool = False,
     ) -> tuple[int, int]:
-        """What the limits count, in one read: the account's jobs of this kind accepted and not
-        settled yet (its running jobs; a shoot, which holds per image, counts once), and the
-        units (images, trainings) held since `since` and not given back, by the account or
-        (`everyone`) by all accounts."""
+        """What the limits count, in one read: the account's jobs of these kinds accepted and
+        not settled yet (its running jobs; a shoot, which holds per image, counts once), and
+        the units (images, trainings) held since `since` and not given back, by the account or
+        (`everyone`) by all accounts. One read for all the kinds: it runs inside the job's
+        transaction, whose every trip to the database thread holds up every other write."""
+        kinds = ", ".join("?" * len(job_kinds))
         rows = await db.execute_fetchall(
-            f"SELECT (SELECT COUNT(DISTINCT job_id) FROM ledger h WHERE account = ?"
-            f" AND kind = '{_HOLD}'"
-            f" AND job_kind = ? AND {_unsettled()}),"
+            "SELECT (SELECT COUNT(DISTINCT job_kind || ':' || job_id) FROM ledger h"
+            f" WHERE account = ? AND kind = '{_HOLD}' AND job_kind IN ({kinds})"
+            f" AND {_unsettled()}),"
             " (SELECT COALESCE(SUM(units), 0) FROM ledger h"
-            f" WHERE kind = '{_HOLD}' AND job_kind = ? AND created_at >= ? AND (? OR account = ?)"
-            " AND NOT EXISTS (SELECT 1 FROM ledger s WHERE s.hold_id = h.id"
-            f" AND s.kind = '{Entry.RELEASE.value}'))",
-            (account, job_kind, job_kind, since.isoformat(), everyone, account),
+            f" WHERE kind = '{_HOLD}' AND job_kind IN ({kinds}) AND created_at >= ?"
+            " AND (? OR account = ?) AND NOT EXISTS (SELECT 1 FROM ledger s"
+            f" WHERE s.hold_id = h.id AND s.kind = '{Entry.RELEASE.value}'))",
+            (account, *job_kinds, *job_kinds, since.isoformat(), everyone, account),
         )
         running, units = next(iter(rows))
         return int(running), int(units)

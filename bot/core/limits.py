@@ -47,9 +47,9 @@ async def check_generation(
     """Inside the job's transaction, before its hold: may the account start this set?"""
     if not (limits.running_prompts or limits.images_per_day):
         return
-    running, used = await Ledger.usage(db, account, JobKind.GENERATION, start_of_day(now))
-    shoots, shot = await Ledger.usage(db, account, JobKind.SHOOT, start_of_day(now))
-    running, used = running + shoots, used + shot  # a running shoot counts as one set
+    running, used = await Ledger.usage(  # a running shoot counts as one set
+        db, account, (JobKind.GENERATION, JobKind.SHOOT), start_of_day(now)
+    )
     if limits.running_prompts and running >= limits.running_prompts:
         raise LimitReached(
             text("limits.running_prompts", count=running, limit=limits.running_prompts)
@@ -73,7 +73,7 @@ async def check_training(
     if not (limits.running_trainings or limits.trainings_per_day):
         return
     running, started = await Ledger.usage(
-        db, account, JobKind.TUNE, start_of_day(now), everyone=True
+        db, account, (JobKind.TUNE,), start_of_day(now), everyone=True
     )
     if limits.running_trainings and running >= limits.running_trainings:
         raise LimitReached(text("limits.running_trainings", count=limits.running_trainings))
