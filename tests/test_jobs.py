@@ -154,6 +154,38 @@ async def test_status_messages_are_edited_in_place_and_throttled(
     )
 
 
+async def test_a_resumed_status_message_is_edited_though_its_stored_text_is_the_same(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The store keeps a status message's first text; before the restart it was edited to
+    later ones. A resumed job whose status is that first text again must edit the message
+    (it shows a later text); once this process has edited it, an unchanged text is not sent."""
+
+    class Recorder(ConsoleNotifier):
+        def __init__(self) -> None:
+            super().__init__(open("/dev/null", "w"))  # noqa: SIM115
+            self.statuses: list[str] = []
+
+        async def update_status(self, delivery, text):  # type: ignore[no-untyped-def]
+            self.statuses.append(text)
+            return "status-1"
+
+    recorder = Recorder()
+    async with running_core(make_settings()) as core:
+        core.tracker.register_notifier("console", recorder)
+        user = await core.store.get_or_create_user("console", "ann")
+        tune = await core.store.create_tune(
+            user.id, title="t", class_name="man", token="ohwx", label=None, photo_ids=[]
+        )
+        stored = await core.store.add_delivery("tune", tune.id, ChatTarget("console", "console"))
+        await core.store.set_status_message(stored.id, "status-1", "Training started.")
+        resumed = await core.store.get_delivery("tune", tune.id)
+        assert resumed is not None
+        shown = await core.tracker._status(resumed, "Training started.")
+        await core.tracker._status(shown, "Training started.")
+    assert recorder.statuses == ["Training started."]
+
+
 async def test_a_repeat_of_an_earlier_set_is_not_mistaken_for_it(
     make_settings: Callable[..., Settings], photo_dir: Path, fake_astria: FakeAstria
 ) -> None:
