@@ -145,8 +145,6 @@ class User:
     """When the user confirmed the photos are of a consenting adult (consent.py); None: not yet."""
     last_seen_at: datetime | None = None
     """When the user last used the bot, as stored (retention.py writes it at most hourly)."""
-    retention_notice: str | None = None
-    """What a retention sweep removed while the user was away (JSON), until they are told."""
 
     @property
     def key(self) -> str:

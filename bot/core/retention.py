@@ -106,31 +106,29 @@ class Retention:
             await db.execute("UPDATE users SET last_seen_at = ? WHERE id = ?", (iso(now), user.id))
         self._seen[user.id] = now
 
-    async def take_notice(self, user: User) -> str | None:
+    async def take_notice(self, user_id: int) -> str | None:
         """What a sweep removed of this user's, once (cleared as it is read); None if nothing.
         Called on every update: a user costs one read per process, and one more after each
-        sweep that leaves them a notice. Read, not taken from the cached user: a look-up
-        queued before the sweep's write can cache the row as it was, after the sweep dropped
-        the cached copy."""
-        if user.id in self._told:
+        sweep that leaves them a notice. The notice is cleared only as it was read: a sweep
+        that wrote a newer one meanwhile leaves it to the next update (it forgets that this
+        user was told)."""
+        if user_id in self._told:
             return None
-        self._told.add(user.id)
+        self._told.add(user_id)
         rows = await self._store.fetch(
-            "SELECT retention_notice FROM users WHERE id = ?", (user.id,)
+            "SELECT retention_notice FROM users WHERE id = ?", (user_id,)
         )
-        if not rows or not rows[0][0]:
+        stored = rows[0][0] if rows else None
+        if not stored:
             return None
-        async with self._store.transaction(writes_tunes=False) as db:
-            rows = list(
-                await db.execute_fetchall(
-                    "SELECT retention_notice FROM users WHERE id = ?", (user.id,)
-                )
+        async with self._store.one_statement(writes_tunes=False) as db:
+            cleared = await db.execute(
+                "UPDATE users SET retention_notice = NULL WHERE id = ? AND retention_notice = ?",
+                (user_id, stored),
             )
-            if not rows or not rows[0][0]:
-                return None
-            await db.execute("UPDATE users SET retention_notice = NULL WHERE id = ?", (user.id,))
-        self._store.forget_cached_user(user.id)
-        notice: dict[str, Any] = json.loads(rows[0][0])
+        if cleared.rowcount != 1:
+            return None
+        notice: dict[str, Any] = json.loads(stored)
         return text("retention.removed", **notice)
 
     # -- the sweep ---------------------------------------------------------------------------

@@ -212,7 +212,7 @@ class PhotoshootService:
         """What the retention sweep removed while the user was away, told once (issue 15);
         frontends ask on every update of a private chat (a group must not read it)."""
         user = await self.store.find_user(platform, platform_user_id)
-        return None if user is None else await self.retention.take_notice(user)
+        return None if user is None else await self.retention.take_notice(user.id)
 
     @property
     def default_language(self) -> str:

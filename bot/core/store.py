@@ -84,7 +84,7 @@ class Columns:
         return cls(**values)
 
 
-_USER = Columns(datetimes=("consented_at", "last_seen_at"), skip=("created_at",))
+_USER = Columns(datetimes=("consented_at", "last_seen_at"), skip=("created_at", "retention_notice"))
 _PHOTO = Columns(json_columns=("attributes",), skip=("created_at", "tune_id"))
 _TUNE = Columns(
     datetimes=("eta", "created_at", "trained_at"),
