@@ -18,7 +18,7 @@ import procrastinate
 
 from backends.local.errors import ConfigError
 from backends.local.fleet_config import DATABASE_VARIABLE, FleetConfig
-from backends.local.pg_store import MIGRATE_HINT, WORKER_TABLES, apply_schema, missing_tables
+from backends.local.pg_store import MIGRATE_HINT, WORKER_TABLES, apply_schema, missing_schema
 
 JOB_TABLES = (
     "procrastinate_jobs",
@@ -37,7 +37,7 @@ def job_app(conninfo: str) -> procrastinate.App:
 async def migrate(conninfo: str) -> list[str]:
     """Apply what the database lacks; what was applied (empty: it was up to date)."""
     applied = []
-    lacking = await missing_tables(conninfo, WORKER_TABLES)
+    lacking = await missing_schema(conninfo, WORKER_TABLES)
     if lacking:
         await apply_schema(conninfo)
         columns = [name for name in lacking if "." in name]  # a database made before them
@@ -46,7 +46,7 @@ async def migrate(conninfo: str) -> list[str]:
             if len(columns) == len(lacking)
             else "worker tables (tunes, prompts, pack_runs, prompt_likes)"
         )
-    missing = await missing_tables(conninfo, JOB_TABLES)
+    missing = await missing_schema(conninfo, JOB_TABLES)
     if len(missing) == len(JOB_TABLES):
         app = job_app(conninfo)
         async with app.open_async():
@@ -62,7 +62,7 @@ async def migrate(conninfo: str) -> list[str]:
 
 async def check_migrated(conninfo: str) -> None:
     """ConfigError naming the missing tables and the command to run, unless all are there."""
-    missing = await missing_tables(conninfo, WORKER_TABLES + JOB_TABLES)
+    missing = await missing_schema(conninfo, WORKER_TABLES + JOB_TABLES)
     if missing:
         raise ConfigError(f"the worker database lacks {', '.join(missing)}: {MIGRATE_HINT}")
 

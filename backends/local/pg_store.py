@@ -81,7 +81,7 @@ ADDED_COLUMNS = (
     ("prompts", "eta"),
 )
 """Columns added after the tables were first created: `apply_schema` adds them to a database
-made before them (its ALTER statements), and `missing_tables` names them while they lack."""
+made before them (its ALTER statements), and `missing_schema` names them while they lack."""
 
 POOL_TIMEOUT_S = 5.0
 """How long a statement waits for a pooled connection before giving up with PoolTimeout (an
@@ -102,7 +102,7 @@ async def apply_schema(conninfo: str) -> None:
         await conn.execute(PACK_SCHEMA)
 
 
-async def missing_tables(conninfo: str, names: tuple[str, ...] = WORKER_TABLES) -> list[str]:
+async def missing_schema(conninfo: str, names: tuple[str, ...] = WORKER_TABLES) -> list[str]:
     """Which of the tables `names` the database at `conninfo` lacks, then which of the worker
     tables' ADDED_COLUMNS ("tunes.eta"); empty: all there.
 
@@ -144,7 +144,7 @@ class PgWorkerStore(JobStore):
         self._pool: AsyncConnectionPool | None = None
 
     async def open(self) -> None:
-        missing = await missing_tables(self.conninfo)
+        missing = await missing_schema(self.conninfo)
         if missing:
             raise ConfigError(f"the worker database lacks {', '.join(missing)}: {MIGRATE_HINT}")
         self._pool = AsyncConnectionPool(
